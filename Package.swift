@@ -30,12 +30,13 @@ let package = Package(
         .systemLibrary(name: "CPolkit", pkgConfig: "polkit-gobject-1", providers: [.apt(["libpolkit-gobject-1-dev"])]),
 
         .target(name: "SDBus", dependencies: ["CSystemd"], swiftSettings: strict),
-        .target(name: "Libvirt", dependencies: ["CLibvirt"], swiftSettings: strict),
-        .target(name: "Polkit", dependencies: ["CPolkit"], swiftSettings: strict),
+        .target(name: "BlockingThreads", swiftSettings: strict),
+        .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
+        .target(name: "Polkit", dependencies: ["CPolkit", "BlockingThreads"], swiftSettings: strict),
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit",
+                "Libvirt", "Polkit", "BlockingThreads",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

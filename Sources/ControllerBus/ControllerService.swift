@@ -1,0 +1,131 @@
+import ControllerCore
+import Logging
+import SDBus
+
+/// The D-Bus face of the controller: exports the root Manager object and one object per
+/// disk, parses and validates calls, asks the Authorizer, calls the core and replies.
+/// No business logic lives here.
+public final class ControllerService: Sendable {
+    public static let busName = "org.multiverse.Controller"
+
+    let bus: BusConnection
+    let config: ControllerConfig
+    let disks: DiskStore
+    let authorizer: Authorizer
+    let callers: CallerResolver
+    let logger: Logger
+
+    public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, authorizer: Authorizer, logger: Logger) {
+        self.bus = bus
+        self.config = config
+        self.disks = disks
+        self.authorizer = authorizer
+        self.callers = CallerResolver(bus: bus)
+        self.logger = logger
+    }
+
+    /// Exports every object. Call before requesting the name so no call finds the name
+    /// without its objects.
+    public func exportObjects(libvirtConnected: Bool) async throws {
+        try await bus.addObjectManager(at: ObjectPaths.root)
+        try await bus.export(path: ObjectPaths.root, interfaces: [
+            ExportedInterface(Interfaces.manager, properties: [
+                "Version": .string(ControllerVersion.version),
+                "APIVersion": .uint32(ControllerVersion.apiVersion),
+                "LibvirtURI": .string(config.libvirtURI),
+                "LibvirtConnected": .boolean(libvirtConnected),
+                "ImageDirectory": .string(config.imageDirectory),
+                "BackupDirectory": .string(config.backupDirectory),
+            ], handler: { [self] call in try await handleManager(call) }),
+        ], announce: false)
+        for disk in await disks.list() {
+            try await exportDisk(disk, announce: false)
+        }
+    }
+
+    /// Updates `LibvirtConnected`.
+    public func setLibvirtConnected(_ connected: Bool) async {
+        await bus.setProperties(path: ObjectPaths.root, interface: Interfaces.manager.name,
+                                ["LibvirtConnected": .boolean(connected)])
+    }
+
+    // MARK: Manager
+
+    private func handleManager(_ call: MethodCall) async throws -> [DBusValue] {
+        let args = Arguments(call: call)
+        switch call.member {
+        case "ListDisks":
+            try args.options(0).finish()
+            return [.objectPaths(await disks.list().map { ObjectPaths.disk($0.name) })]
+        case "GetDiskByName":
+            let name = args.string(0)
+            try args.options(1).finish()
+            try DiskName.validate(name)
+            guard await disks.disk(named: name) != nil else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+            return [.objectPath(ObjectPaths.disk(name))]
+        case "CreateDisk":
+            return [.objectPath(try await createDisk(args))]
+        default:
+            throw ControllerError.notSupported("\(call.member) is not implemented")
+        }
+    }
+
+    private func createDisk(_ args: Arguments) async throws -> String {
+        // parse
+        var options = try args.options(3)
+        let request = CreateDiskRequest(
+            name: args.string(0), size: args.uint64(1), format: args.string(2),
+            backing: try options.string("backing"), preallocation: try options.string("preallocation"))
+        try options.finish()
+        // validate
+        try request.validate(maxSize: config.maxDiskSize)
+        try await disks.precheckCreate(request)
+        // authorize
+        let caller = try await callers.caller(for: args.call)
+        try await authorizer.authorize(caller, .diskManage, details: ["disk": request.name, "operation": "create"])
+        // act, announce, reply
+        let info = try await disks.create(request)
+        try await exportDisk(info, announce: true)
+        return ObjectPaths.disk(info.name)
+    }
+
+    // MARK: Disks
+
+    private func exportDisk(_ disk: DiskInfo, announce: Bool) async throws {
+        let name = disk.name
+        try await bus.export(path: ObjectPaths.disk(name), interfaces: [
+            ExportedInterface(Interfaces.disk, properties: diskProperties(disk),
+                              handler: { [self] call in try await handleDisk(name, call) }),
+        ], announce: announce)
+    }
+
+    private func diskProperties(_ disk: DiskInfo) -> [String: DBusValue] {
+        let backingName = disk.backingFile.flatMap { path -> String? in
+            path.hasPrefix(disks.directory + "/") ? String(path.dropFirst(disks.directory.count + 1)) : path
+        } ?? ""
+        return [
+            "Name": .string(disk.name),
+            "Path": .string(disk.path),
+            "ImageFormat": .string(disk.format),
+            "VirtualSize": .uint64(disk.virtualSize),
+            "AllocatedSize": .uint64(disk.allocatedSize),
+            "BackingDisk": .string(backingName),
+        ]
+    }
+
+    private func handleDisk(_ name: String, _ call: MethodCall) async throws -> [DBusValue] {
+        let args = Arguments(call: call)
+        switch call.member {
+        case "Delete":
+            try args.options(0).finish()
+            try await disks.precheckDelete(name)
+            let caller = try await callers.caller(for: call)
+            try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "delete"])
+            try await disks.delete(name)
+            await bus.unexport(path: ObjectPaths.disk(name))
+            return []
+        default:
+            throw ControllerError.notSupported("\(call.member) is not implemented")
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import SDBus
+
+/// The D-Bus interfaces of API version 1, declared once; vtables, introspection and the
+/// checked-in `dbus/*.xml` all come from these descriptions.
+public enum Interfaces {
+    static func a(_ name: String, _ sig: String) -> DBusArgument { DBusArgument(name, sig) }
+    static let options = DBusArgument("options", "a{sv}")
+
+    public static let manager = DBusInterface(
+        "org.multiverse.Controller.Manager",
+        methods: [
+            DBusMethod("ListDisks", in: [options], out: [a("disks", "ao")]),
+            DBusMethod("GetDiskByName", in: [a("name", "s"), options], out: [a("disk", "o")]),
+            DBusMethod("CreateDisk", in: [a("name", "s"), a("size", "t"), a("format", "s"), options], out: [a("disk", "o")]),
+        ],
+        properties: [
+            DBusProperty("Version", "s", change: .const),
+            DBusProperty("APIVersion", "u", change: .const),
+            DBusProperty("LibvirtURI", "s", change: .const),
+            DBusProperty("LibvirtConnected", "b"),
+            DBusProperty("ImageDirectory", "s", change: .const),
+            DBusProperty("BackupDirectory", "s", change: .const),
+        ])
+
+    public static let disk = DBusInterface(
+        "org.multiverse.Controller.Disk",
+        methods: [
+            DBusMethod("Delete", in: [options]),
+        ],
+        properties: [
+            DBusProperty("Name", "s", change: .const),
+            DBusProperty("Path", "s", change: .const),
+            DBusProperty("ImageFormat", "s"),
+            DBusProperty("VirtualSize", "t"),
+            DBusProperty("AllocatedSize", "t"),
+            DBusProperty("BackingDisk", "s"),
+        ])
+
+    /// Every interface the service exports, in documentation order.
+    public static let all = [manager, disk]
+}

@@ -1,0 +1,46 @@
+import Logging
+import Polkit
+
+/// Decides privileged calls through polkit and writes one audit line per decision.
+///
+/// The subject is always the caller's unique bus name. A challenge without the
+/// allow-interactive-authorization flag becomes `InteractiveAuthorizationRequired`; a "no",
+/// or polkit being unreachable, becomes `AccessDenied`.
+public struct Authorizer: Sendable {
+    private let polkit: PolkitAuthority
+    private let audit: Logger
+
+    public init(polkit: PolkitAuthority, audit: Logger) {
+        self.polkit = polkit
+        self.audit = audit
+    }
+
+    /// Returns when `caller` may perform `action`; throws the D-Bus error to send otherwise.
+    public func authorize(_ caller: Caller, _ action: PolkitAction, details: [String: String]) async throws {
+        var decision = "error"
+        defer {
+            audit.notice("caller=\(caller.busName) uid=\(caller.uid) pid=\(caller.pid) action=\(action.rawValue) \(details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) decision=\(decision)")
+        }
+        do {
+            switch try await polkit.check(busName: caller.busName, action: action.rawValue, details: details,
+                                          allowInteraction: caller.allowInteraction) {
+            case .authorized:
+                decision = "allowed"
+                return
+            case .challenge where !caller.allowInteraction:
+                decision = "interactive-authorization-required"
+                throw ControllerError.interactiveAuthorizationRequired(
+                    "\(action.rawValue) needs authentication; call again with interactive authorization allowed")
+            case .challenge, .notAuthorized:
+                decision = "denied"
+                throw ControllerError.accessDenied("not authorized for \(action.rawValue)")
+            }
+        } catch let busy as PolkitBusy {
+            decision = "refused-busy"
+            throw ControllerError.limitsExceeded("too many authorization checks pending (limit \(busy.limit)); try again")
+        } catch let unavailable as PolkitUnavailable {
+            decision = "denied-polkit-unavailable"
+            throw ControllerError.accessDenied("authorization failed, polkit unavailable: \(unavailable.message)")
+        }
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import Subprocess
+import SystemPackage
+
+/// What a finished child process printed and how it ended.
+public struct ChildResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+
+    /// The last lines of stderr, for error messages.
+    public var stderrExcerpt: String {
+        let lines = stderr.split(separator: "\n").suffix(5).joined(separator: " | ")
+        return lines.count > 600 ? String(lines.suffix(600)) : lines
+    }
+}
+
+/// Runs helper programs by absolute path with an argv: never through a shell.
+public enum ChildProcess {
+    /// Runs `path` with `arguments` and collects its output (up to `limit` bytes each).
+    /// Task cancellation terminates the child.
+    public static func run(_ path: String, _ arguments: [String], limit: Int = 1 << 20) async throws -> ChildResult {
+        precondition(path.hasPrefix("/"), "child processes are started by absolute path")
+        let result = try await Subprocess.run(
+            .path(FilePath(path)), arguments: Arguments(arguments),
+            output: .string(limit: limit), error: .string(limit: limit))
+        let status: Int32
+        switch result.terminationStatus {
+        case .exited(let code): status = Int32(code)
+        case .signaled(let signal): status = 128 + Int32(signal)
+        }
+        return ChildResult(status: status, stdout: result.standardOutput, stderr: result.standardError)
+    }
+}

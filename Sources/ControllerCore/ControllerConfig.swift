@@ -1,0 +1,87 @@
+import Foundation
+
+/// The daemon's configuration: compiled-in defaults, then `/etc/multiverse/controller.toml`,
+/// then command-line flags. Every key is documented in `controller.toml.example`.
+public struct ControllerConfig: Sendable, Equatable {
+    /// Default configuration file.
+    public static let defaultPath = "/etc/multiverse/controller.toml"
+
+    // [daemon]
+    /// D-Bus address used as the system bus; nil means the real system bus.
+    public var busAddress: String?
+    public var libvirtURI = "qemu:///system"
+    public var imageDirectory = "/var/lib/multiverse/images"
+    public var backupDirectory = "/var/lib/multiverse/backups"
+    /// Prefix under which host files (`/etc/group`, …) are read and edited.
+    public var hostRoot = "/"
+    public var logLevel = "info"
+    /// How long SIGTERM waits for in-flight calls before closing the bus.
+    public var shutdownTimeoutSeconds = 30
+
+    // [polkit]
+    public var polkitWorkers = 4
+    public var polkitMaxPending = 64
+    public var polkitTimeoutSeconds = 25
+    public var polkitInteractiveTimeoutSeconds = 300
+
+    // [disks]
+    public var qemuImgPath = "/usr/bin/qemu-img"
+    /// Largest virtual size CreateDisk accepts.
+    public var maxDiskSize: UInt64 = 64 << 40
+
+    public init() {}
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// Reads a configuration file over the defaults. A missing file at the default path is
+    /// not an error (defaults apply); a missing file given explicitly is.
+    public static func load(path: String, explicit: Bool) throws -> ControllerConfig {
+        var config = ControllerConfig()
+        guard FileManager.default.fileExists(atPath: path) else {
+            if explicit { throw ConfigError(file: path, line: nil, key: nil, problem: "file does not exist") }
+            return config
+        }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError(file: path, line: nil, key: nil, problem: "cannot read: \(error.localizedDescription)")
+        }
+        try config.apply(ConfigDocument(file: path, text: text))
+        return config
+    }
+
+    /// Applies every known section of `document`.
+    public mutating func apply(_ document: ConfigDocument) throws {
+        var doc = document
+        var daemon = try doc.section("daemon")
+        if let v = try daemon.string("bus_address") { busAddress = v.isEmpty ? nil : v }
+        if let v = try daemon.string("libvirt_uri") {
+            guard v.contains(":") else { throw daemon.error("libvirt_uri", "'\(v)' is not a libvirt URI") }
+            libvirtURI = v
+        }
+        if let v = try daemon.absolutePath("image_dir") { imageDirectory = v }
+        if let v = try daemon.absolutePath("backup_dir") { backupDirectory = v }
+        if let v = try daemon.absolutePath("host_root") { hostRoot = v }
+        if let v = try daemon.string("log_level") {
+            guard Self.logLevels.contains(v) else {
+                throw daemon.error("log_level", "'\(v)' is not one of \(Self.logLevels.joined(separator: ", "))")
+            }
+            logLevel = v
+        }
+        if let v = try daemon.int("shutdown_timeout_s", in: 1...3600) { shutdownTimeoutSeconds = v }
+        try daemon.finish()
+
+        var polkit = try doc.section("polkit")
+        if let v = try polkit.int("workers", in: 1...64) { polkitWorkers = v }
+        if let v = try polkit.int("max_pending", in: 1...10_000) { polkitMaxPending = v }
+        if let v = try polkit.int("timeout_s", in: 1...600) { polkitTimeoutSeconds = v }
+        if let v = try polkit.int("interactive_timeout_s", in: 1...3600) { polkitInteractiveTimeoutSeconds = v }
+        try polkit.finish()
+
+        var disks = try doc.section("disks")
+        if let v = try disks.absolutePath("qemu_img") { qemuImgPath = v }
+        if let v = try disks.int("max_size", in: 1...Int.max) { maxDiskSize = UInt64(v) }
+        try disks.finish()
+
+        try doc.finish()
+    }
+}

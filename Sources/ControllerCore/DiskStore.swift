@@ -1,0 +1,216 @@
+import Foundation
+import Logging
+
+/// A managed disk: the regular file `ImageDirectory/NAME`.
+public struct DiskInfo: Sendable, Equatable {
+    public var name: String
+    public var path: String
+    public var format: String
+    public var virtualSize: UInt64
+    public var allocatedSize: UInt64
+    /// Absolute path of the backing file, if the image has one.
+    public var backingFile: String?
+}
+
+/// A validated CreateDisk request.
+public struct CreateDiskRequest: Sendable, Equatable {
+    public var name: String
+    public var size: UInt64
+    public var format: String
+    /// Managed disk to overlay (qcow2 only).
+    public var backing: String?
+    public var preallocation: String?
+
+    public init(name: String, size: UInt64, format: String, backing: String? = nil, preallocation: String? = nil) {
+        self.name = name
+        self.size = size
+        self.format = format
+        self.backing = backing
+        self.preallocation = preallocation
+    }
+
+    public static let formats = ["qcow2", "raw"]
+    public static let preallocations = ["qcow2": ["off", "metadata", "falloc", "full"], "raw": ["off", "falloc", "full"]]
+
+    /// Checks every argument; errors are `InvalidArgs` naming the bad value.
+    public func validate(maxSize: UInt64) throws {
+        try DiskName.validate(name)
+        guard Self.formats.contains(format) else {
+            throw ControllerError.invalidArgs("invalid format \(DiskName.quoted(format)): use qcow2 or raw")
+        }
+        guard size > 0, size <= maxSize else {
+            throw ControllerError.invalidArgs("invalid size \(size): must be between 1 and \(maxSize) bytes")
+        }
+        guard size % 512 == 0 else {
+            throw ControllerError.invalidArgs("invalid size \(size): must be a multiple of 512 bytes")
+        }
+        if let preallocation, !(Self.preallocations[format] ?? []).contains(preallocation) {
+            throw ControllerError.invalidArgs(
+                "invalid preallocation \(DiskName.quoted(preallocation)) for \(format): use \(Self.preallocations[format]!.joined(separator: ", "))")
+        }
+        if let backing {
+            try DiskName.validate(backing)
+            guard format == "qcow2" else { throw ControllerError.invalidArgs("backing needs format qcow2, not \(format)") }
+            guard backing != name else { throw ControllerError.invalidArgs("disk \(name) cannot be its own backing disk") }
+        }
+    }
+}
+
+/// The managed disks of the image directory.
+///
+/// Names are validated before they reach here, so `directory/NAME` never leaves the
+/// directory; entries that are symlinks, not regular files or badly named are skipped and
+/// never followed. New images are written under a hidden temporary name and linked into
+/// place only when complete, so a failed or interrupted create leaves nothing behind.
+public actor DiskStore {
+    public nonisolated let directory: String
+    private let qemuImg: QemuImg
+    private let logger: Logger
+    private var disks: [String: DiskInfo] = [:]
+    private var inProgress: Set<String> = []
+
+    public init(directory: String, qemuImg: QemuImg, logger: Logger) {
+        self.directory = directory
+        self.qemuImg = qemuImg
+        self.logger = logger
+    }
+
+    /// Path of disk `name` (which must be valid).
+    public nonisolated func path(of name: String) -> String { directory + "/" + name }
+
+    /// Reads the image directory (creating it if missing) and returns the disks found.
+    @discardableResult
+    public func scan() async throws -> [DiskInfo] {
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o711])
+                logger.notice("created image directory \(directory)")
+            } catch {
+                throw ControllerError.io("cannot create image directory \(directory): \(error.localizedDescription)")
+            }
+        } else if !isDir.boolValue {
+            throw ControllerError.io("image directory \(directory) is not a directory")
+        }
+        let entries: [String]
+        do { entries = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            throw ControllerError.io("cannot list image directory \(directory): \(error.localizedDescription)")
+        }
+        var found: [String: DiskInfo] = [:]
+        for name in entries.sorted() {
+            if Self.isTemporary(name) {
+                // Left by a create that was interrupted (crash, kill -9): never a complete image.
+                unlink(path(of: name))
+                logger.notice("removed unfinished image \(path(of: name))")
+                continue
+            }
+            guard DiskName.isValid(name) else {
+                logger.warning("skipping \(DiskName.quoted(name)) in \(directory): not a valid disk name")
+                continue
+            }
+            var st = stat()
+            guard lstat(path(of: name), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+                logger.warning("skipping \(path(of: name)): not a regular file (symlinks are never followed)")
+                continue
+            }
+            do {
+                found[name] = try await describe(name)
+            } catch {
+                logger.warning("skipping \(path(of: name)): \(error)")
+            }
+        }
+        disks = found
+        logger.info("image directory \(directory): \(found.count) disk(s)")
+        return list()
+    }
+
+    /// Every disk, sorted by name.
+    public func list() -> [DiskInfo] { disks.values.sorted { $0.name < $1.name } }
+
+    public func disk(named name: String) -> DiskInfo? { disks[name] }
+
+    /// Throws the error CreateDisk would hit on existing state (before authorization).
+    public func precheckCreate(_ request: CreateDiskRequest) throws {
+        if disks[request.name] != nil || inProgress.contains(request.name) {
+            throw ControllerError.alreadyExists("disk \(request.name) already exists")
+        }
+        if let backing = request.backing, disks[backing] == nil {
+            throw ControllerError.noSuchDisk("backing disk \(backing) does not exist")
+        }
+    }
+
+    /// Creates a disk with qemu-img. The image appears under its name only once complete.
+    public func create(_ request: CreateDiskRequest) async throws -> DiskInfo {
+        try precheckCreate(request)
+        inProgress.insert(request.name)
+        defer { inProgress.remove(request.name) }
+
+        let temporary = path(of: ".\(request.name).creating-\(UUID().uuidString.prefix(8))")
+        let final = path(of: request.name)
+        var options: [String: String] = [:]
+        if let p = request.preallocation { options["preallocation"] = p }
+        var backing: (path: String, format: String)?
+        if let name = request.backing, let b = disks[name] { backing = (b.path, b.format) }
+        do {
+            try await qemuImg.create(path: temporary, format: request.format, size: request.size,
+                                     backing: backing, options: options)
+            try Task.checkCancellation()
+            chmod(temporary, 0o600)
+            // link(2) refuses to replace an existing file: no race with a file put there meanwhile.
+            guard link(temporary, final) == 0 else {
+                let e = errno
+                if e == EEXIST { throw ControllerError.alreadyExists("disk \(request.name) already exists") }
+                throw ControllerError.io("cannot create \(final): \(String(cString: strerror(e)))")
+            }
+            unlink(temporary)
+        } catch {
+            unlink(temporary)
+            if error is CancellationError { throw ControllerError.cancelled("creation of disk \(request.name) was cancelled") }
+            throw error
+        }
+        let info: DiskInfo
+        do { info = try await describe(request.name) } catch {
+            unlink(final)
+            throw error
+        }
+        disks[request.name] = info
+        logger.info("created disk \(request.name): \(request.format), \(request.size) bytes")
+        return info
+    }
+
+    /// Throws the error Delete would hit on existing state (before authorization).
+    public func precheckDelete(_ name: String) throws {
+        guard let disk = disks[name] else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        if inProgress.contains(name) { throw ControllerError.busy("disk \(name) is busy with another operation") }
+        let overlays = disks.values.filter { $0.backingFile == disk.path }.map(\.name).sorted()
+        if !overlays.isEmpty {
+            throw ControllerError.busy("disk \(name) is the backing file of \(overlays.joined(separator: ", "))")
+        }
+    }
+
+    /// Deletes a disk's image file.
+    public func delete(_ name: String) throws {
+        try precheckDelete(name)
+        let p = path(of: name)
+        var st = stat()
+        if lstat(p, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+            throw ControllerError.io("\(p) is no longer a regular file; not deleting it")
+        }
+        if unlink(p) != 0 && errno != ENOENT {
+            throw ControllerError.io("cannot delete \(p): \(String(cString: strerror(errno)))")
+        }
+        disks[name] = nil
+        logger.info("deleted disk \(name)")
+    }
+
+    private func describe(_ name: String) async throws -> DiskInfo {
+        let info = try await qemuImg.info(path: path(of: name))
+        return DiskInfo(name: name, path: path(of: name), format: info.format, virtualSize: info.virtualSize,
+                        allocatedSize: info.allocatedSize, backingFile: info.backingFile)
+    }
+
+    static func isTemporary(_ name: String) -> Bool {
+        name.hasPrefix(".") && name.contains(".creating-")
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+
+/// What `qemu-img info` says about an image.
+public struct ImageInfo: Sendable, Equatable {
+    public var format: String
+    public var virtualSize: UInt64
+    public var allocatedSize: UInt64
+    public var backingFile: String?
+}
+
+/// The `qemu-img` tool.
+public struct QemuImg: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// Creates an image. `options` become `-o key=value` pairs.
+    public func create(path imagePath: String, format: String, size: UInt64,
+                       backing: (path: String, format: String)? = nil, options: [String: String] = [:]) async throws {
+        var args = ["create", "-q", "-f", format]
+        for (k, v) in options.sorted(by: { $0.key < $1.key }) { args += ["-o", "\(k)=\(v)"] }
+        if let backing { args += ["-b", backing.path, "-F", backing.format] }
+        args += [imagePath, String(size)]
+        let r = try await ChildProcess.run(path, args)
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img create of \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
+    /// Reads an image's format and sizes. `-U` lets it read images a running VM holds locked.
+    public func info(path imagePath: String) async throws -> ImageInfo {
+        let r = try await ChildProcess.run(path, ["info", "-U", "--output=json", imagePath])
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img info of \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+              let format = json["format"] as? String,
+              let virtual = (json["virtual-size"] as? NSNumber)?.uint64Value else {
+            throw ControllerError.io("qemu-img info of \(imagePath) printed unexpected output")
+        }
+        let actual = (json["actual-size"] as? NSNumber)?.uint64Value ?? 0
+        let backing = (json["full-backing-filename"] as? String) ?? (json["backing-filename"] as? String)
+        return ImageInfo(format: format, virtualSize: virtual, allocatedSize: actual, backingFile: backing)
+    }
+}

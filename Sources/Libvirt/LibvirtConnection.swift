@@ -1,0 +1,63 @@
+import CLibvirt
+import Foundation
+
+/// libvirt's default event loop, required for keepalives and domain events.
+public enum LibvirtEventLoop {
+    private static let started: Bool = {
+        // Quiet libvirt's default printing of errors to stderr; errors are reported by us.
+        virSetErrorFunc(nil, { _, _ in })
+        guard virEventRegisterDefaultImpl() == 0 else { return false }
+        let thread = Thread {
+            while true { _ = virEventRunDefaultImpl() }
+        }
+        thread.name = "libvirt-events"
+        thread.start()
+        return true
+    }()
+
+    /// Registers the default event implementation and starts the thread that runs it.
+    /// Call before opening any connection; later calls do nothing.
+    @discardableResult
+    public static func start() -> Bool { started }
+}
+
+/// A libvirt connection. Every call blocks: use it from a dedicated thread.
+///
+/// `@unchecked Sendable` is safe: libvirt documents `virConnectPtr` as usable from several
+/// threads at once; the pointer itself is immutable after `init` until `close()`, which the
+/// owner calls once no other call can be running.
+public final class LibvirtConnection: @unchecked Sendable {
+    public let uri: String
+    private var pointer: virConnectPtr?
+
+    /// Opens `uri` (blocking). Throws ``LibvirtError`` when libvirt refuses.
+    public init(uri: String) throws {
+        LibvirtEventLoop.start()
+        self.uri = uri
+        guard let conn = virConnectOpen(uri) else { throw LibvirtError.last("cannot connect to \(uri)") }
+        pointer = conn
+        // Keepalive lets a dead libvirtd be noticed within ~15 s even when idle.
+        _ = virConnectSetKeepAlive(conn, 5, 3)
+    }
+
+    /// True while the connection works.
+    public var isAlive: Bool {
+        guard let pointer else { return false }
+        return virConnectIsAlive(pointer) == 1
+    }
+
+    /// The hypervisor's version string, e.g. for logs.
+    public func hostname() throws -> String {
+        guard let pointer, let name = virConnectGetHostname(pointer) else { throw LibvirtError.last("cannot read hostname") }
+        defer { free(name) }
+        return String(cString: name)
+    }
+
+    /// Closes the connection.
+    public func close() {
+        if let pointer { virConnectClose(pointer) }
+        pointer = nil
+    }
+
+    deinit { close() }
+}

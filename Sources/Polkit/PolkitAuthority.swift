@@ -1,0 +1,154 @@
+import BlockingThreads
+import CPolkit
+import Foundation
+
+/// What polkit answered.
+public enum PolkitDecision: Sendable, Equatable {
+    /// The subject is authorized.
+    case authorized
+    /// polkit wants the user to authenticate and the request did not allow interaction
+    /// (or no agent answered).
+    case challenge
+    /// The subject is not authorized.
+    case notAuthorized
+}
+
+/// polkit could not be asked (not running, timed out, protocol error). Callers deny.
+public struct PolkitUnavailable: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// Too many checks are waiting.
+public struct PolkitBusy: Error, Sendable {
+    public let limit: Int
+}
+
+/// Asks polkitd over the system bus whether a D-Bus caller may perform an action.
+///
+/// Every check is a synchronous libpolkit-gobject call on a small pool of dedicated threads;
+/// each thread pushes its own GLib main context, so nothing runs on (or needs) GLib's
+/// global default context, which libvirt's event loop may use.
+public final class PolkitAuthority: Sendable {
+    private let pool: ThreadPool
+    private let timeout: Duration
+    private let interactiveTimeout: Duration
+
+    /// - Parameters:
+    ///   - workers: threads doing checks in parallel.
+    ///   - maxPending: checks allowed to wait for a thread; more fail with ``PolkitBusy``.
+    ///   - timeout: limit for a check without user interaction.
+    ///   - interactiveTimeout: limit when the user may be asked for a password.
+    public init(workers: Int = 4, maxPending: Int = 64, timeout: Duration = .seconds(25), interactiveTimeout: Duration = .seconds(300)) {
+        pool = ThreadPool(name: "polkit", threads: workers, maxQueued: maxPending) {
+            // A private thread-default context: GLib sources created by polkit on this
+            // thread attach here, never to the global default context.
+            let context = g_main_context_new()
+            g_main_context_push_thread_default(context)
+        }
+        self.timeout = timeout
+        self.interactiveTimeout = interactiveTimeout
+    }
+
+    /// Checks `action` for the caller with unique bus name `busName`.
+    /// - Parameter details: key/value pairs rules can read with `action.lookup(key)`.
+    public func check(busName: String, action: String, details: [String: String], allowInteraction: Bool) async throws -> PolkitDecision {
+        let limit = allowInteraction ? interactiveTimeout : timeout
+        do {
+            return try await pool.run {
+                try Self.checkSync(busName: busName, action: action, details: details,
+                                   allowInteraction: allowInteraction, timeout: limit)
+            }
+        } catch let full as ThreadPoolFull {
+            throw PolkitBusy(limit: full.limit)
+        }
+    }
+
+    private static func checkSync(busName: String, action: String, details: [String: String],
+                                  allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
+        var error: UnsafeMutablePointer<GError>?
+        // Taken per check and released after it: when polkitd restarts, the next check gets
+        // a fresh proxy bound to the new polkitd instead of a stale unique name.
+        guard let authority = polkit_authority_get_sync(nil, &error) else {
+            throw PolkitUnavailable(message: "cannot reach polkit: \(Self.take(error))")
+        }
+        defer { unref(authority) }
+        guard let subject = polkit_system_bus_name_new(busName) else {
+            throw PolkitUnavailable(message: "invalid bus name \(busName)")
+        }
+        defer { unref(subject) }
+        let polkitDetails = polkit_details_new()
+        defer { unref(polkitDetails) }
+        for (key, value) in details.sorted(by: { $0.key < $1.key }) {
+            polkit_details_insert(polkitDetails, key, value)
+        }
+        let cancellable = g_cancellable_new()
+        defer { g_object_unref(cancellable) }
+        let canceller = CancelOnTimeout(cancellable: cancellable)
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval) { canceller.fire() }
+        defer { canceller.disarm() }
+
+        let flags = allowInteraction ? POLKIT_CHECK_AUTHORIZATION_FLAGS_ALLOW_USER_INTERACTION : POLKIT_CHECK_AUTHORIZATION_FLAGS_NONE
+        guard let result = polkit_authority_check_authorization_sync(
+            authority, subject, action, polkitDetails, flags, cancellable, &error) else {
+            if canceller.fired { throw PolkitUnavailable(message: "polkit did not answer within \(timeout)") }
+            throw PolkitUnavailable(message: "polkit check failed: \(Self.take(error))")
+        }
+        defer { unref(result) }
+        if polkit_authorization_result_get_is_authorized(result) != 0 { return .authorized }
+        if polkit_authorization_result_get_is_challenge(result) != 0 { return .challenge }
+        return .notAuthorized
+    }
+
+    private static func take(_ error: UnsafeMutablePointer<GError>?) -> String {
+        guard let error else { return "unknown error" }
+        defer { g_error_free(error) }
+        return error.pointee.message.map { String(cString: $0) } ?? "unknown error"
+    }
+}
+
+/// Cancels a polkit check from a timer thread.
+///
+/// `@unchecked Sendable` is safe: `GCancellable` is documented as thread-safe for
+/// `g_cancellable_cancel`; the flags are guarded by a lock, and `disarm` (called before the
+/// cancellable is unreferenced) makes a late timer a no-op, and the timer holds its own ref.
+private final class CancelOnTimeout: @unchecked Sendable {
+    private let lock = NSLock()
+    private var cancellable: UnsafeMutablePointer<GCancellable>?
+    private var didFire = false
+
+    init(cancellable: UnsafeMutablePointer<GCancellable>?) {
+        if let cancellable { g_object_ref(cancellable) }
+        self.cancellable = cancellable
+    }
+
+    var fired: Bool { lock.withLock { didFire } }
+
+    func fire() {
+        lock.withLock {
+            guard let c = cancellable else { return }
+            didFire = true
+            g_cancellable_cancel(c)
+        }
+    }
+
+    func disarm() {
+        lock.withLock {
+            if let c = cancellable { g_object_unref(c) }
+            cancellable = nil
+        }
+    }
+
+    deinit { disarm() }
+}
+
+/// Drops a reference to a GObject that Swift sees as an opaque pointer.
+private func unref(_ object: OpaquePointer?) {
+    if let object { g_object_unref(UnsafeMutableRawPointer(object)) }
+}
+
+extension Duration {
+    var timeInterval: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

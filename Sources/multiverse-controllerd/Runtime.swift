@@ -1,0 +1,88 @@
+import ControllerBus
+import ControllerCore
+import Dispatch
+import Foundation
+import Logging
+import Polkit
+import SDBus
+import Synchronization
+
+/// The daemon's life: start the parts in order, own the name, wait for a signal, stop cleanly.
+struct Runtime {
+    let config: ControllerConfig
+    let logger: Logger
+
+    func run() async throws {
+        logger.info("starting multiverse-controllerd \(ControllerVersion.version): libvirt \(config.libvirtURI), images \(config.imageDirectory), host root \(config.hostRoot)")
+        let stopping = Atomic<Bool>(false)
+        let signals = SignalWaiter([SIGTERM, SIGINT])
+
+        let disks = DiskStore(directory: config.imageDirectory, qemuImg: QemuImg(path: config.qemuImgPath),
+                              logger: Logger(label: "disks"))
+        try await disks.scan()
+
+        let polkit = PolkitAuthority(
+            workers: config.polkitWorkers, maxPending: config.polkitMaxPending,
+            timeout: .seconds(config.polkitTimeoutSeconds), interactiveTimeout: .seconds(config.polkitInteractiveTimeoutSeconds))
+        let authorizer = Authorizer(polkit: polkit, audit: Logger(label: "audit"))
+
+        let bus: BusConnection
+        do {
+            let log = logger
+            bus = try await BusConnection.openSystemBus(address: config.busAddress) { code in
+                guard !stopping.load(ordering: .acquiring) else { return }
+                log.critical("lost the bus connection (\(code)); exiting")
+                exit(1)
+            }
+        } catch {
+            throw ControllerError.io("cannot connect to the system bus: \(error)")
+        }
+        let service = ControllerService(bus: bus, config: config, disks: disks, authorizer: authorizer, logger: logger)
+        try await service.exportObjects(libvirtConnected: false)
+
+        let libvirt = LibvirtMonitor(uri: config.libvirtURI, logger: Logger(label: "libvirt"))
+        await libvirt.start { connected in await service.setLibvirtConnected(connected) }
+
+        // Objects first, then the name: an activated call never finds the name without objects.
+        try await bus.requestName(ControllerService.busName)
+        ServiceNotifier.notify("READY=1\nSTATUS=Serving \(ControllerService.busName)")
+        let unique = await bus.uniqueName()
+        logger.notice("ready: owns \(ControllerService.busName) as \(unique)")
+
+        let signal = await signals.next()
+        stopping.store(true, ordering: .releasing)
+        logger.notice("received signal \(signal): stopping")
+        ServiceNotifier.notify("STOPPING=1")
+        await bus.releaseName(ControllerService.busName)
+        let inFlight = await bus.inFlightCalls()
+        if inFlight > 0 { logger.notice("waiting up to \(config.shutdownTimeoutSeconds) s for \(inFlight) call(s) in flight") }
+        await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds))
+        await libvirt.stop()
+        logger.notice("stopped")
+    }
+}
+
+/// Turns SIGTERM/SIGINT into an awaitable event.
+final class SignalWaiter: Sendable {
+    private let stream: AsyncStream<Int32>
+    private let sources: Mutex<[any DispatchSourceSignal]>
+
+    init(_ numbers: [Int32]) {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        self.stream = stream
+        var made: [any DispatchSourceSignal] = []
+        for number in numbers {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            made.append(source)
+        }
+        sources = Mutex(made)
+    }
+
+    func next() async -> Int32 {
+        for await number in stream { return number }
+        return 0
+    }
+}
