@@ -1,0 +1,92 @@
+import Foundation
+import XCTest
+
+/// Start-up checks, checked-in introspection, and SIGTERM.
+final class DaemonLifecycleTests: XCTestCase {
+    func testSigtermReleasesNameAndExitsZero() throws {
+        let stack = try TestStack()
+        defer { stack.stop() }
+        XCTAssertTrue(stack.busctl(["status", TestStack.busName]).ok)
+        let status = stack.stopDaemon(signal: SIGTERM)
+        XCTAssertEqual(status, 0, stack.log(tail: 20))
+        XCTAssertFalse(stack.busctl(["list"]).stdout.contains(TestStack.busName))
+        XCTAssertTrue(stack.log(tail: 5).contains("stopped"), stack.log(tail: 5))
+    }
+
+    func testBadConfigNamesFileLineAndKey() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mvcfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("controller.toml")
+        try "# comment\n[daemon]\nlibvirt_uri = \"test:///default\"\nimage_dri = \"/x\"\n".write(to: file, atomically: true, encoding: .utf8)
+        let r = Command.run(TestStack.daemonPath, ["--config", file.path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("\(file.path):4: [daemon] image_dri: unknown key"), r.all)
+        try "[polkit]\nworkers = \"four\"\n".write(to: file, atomically: true, encoding: .utf8)
+        let typed = Command.run(TestStack.daemonPath, ["--config", file.path])
+        XCTAssertTrue(typed.stderr.contains("\(file.path):2: [polkit] workers: expected an integer"), typed.all)
+        let flag = Command.run(TestStack.daemonPath, ["--image-dir", "relative/dir"])
+        XCTAssertNotEqual(flag.status, 0)
+        XCTAssertTrue(flag.stderr.contains("--image-dir 'relative/dir' must be an absolute path"), flag.all)
+    }
+
+    func testCheckedInIntrospectionMatchesTheDaemon() throws {
+        let dbusDir = TestStack.repo.appendingPathComponent("dbus")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dbusDir.path).filter { $0.hasSuffix(".xml") }.sorted()
+        XCTAssertEqual(files, ["org.multiverse.Controller.Disk.xml", "org.multiverse.Controller.Manager.xml"])
+        for file in files {
+            let interface = String(file.dropLast(4))
+            let generated = Command.run(TestStack.daemonPath, ["--print-introspection", "--interface", interface])
+            XCTAssertTrue(generated.ok, generated.all)
+            let checkedIn = try String(contentsOf: dbusDir.appendingPathComponent(file), encoding: .utf8)
+            XCTAssertEqual(checkedIn, generated.stdout, "\(file) is stale: run scripts/update-introspection")
+        }
+    }
+
+    func testServedIntrospectionMatchesDescriptions() throws {
+        // What sd-bus serves (from the vtables) and what --print-introspection writes come from
+        // the same description; compare their methods, arguments and properties.
+        let stack = try TestStack { images in
+            _ = Command.run("/usr/bin/qemu-img", ["create", "-q", "-f", "raw", images.appendingPathComponent("d").path, "1M"])
+        }
+        defer { stack.stop() }
+        for (interface, path) in [("org.multiverse.Controller.Manager", TestStack.root),
+                                  ("org.multiverse.Controller.Disk", TestStack.root + "/disk/d")] {
+            let served = stack.busctl(["call", TestStack.busName, path, "org.freedesktop.DBus.Introspectable", "Introspect", "--json=short"])
+            XCTAssertTrue(served.ok, served.all)
+            let servedXML = try extractXML(served.stdout)
+            let generated = Command.run(TestStack.daemonPath, ["--print-introspection", "--interface", interface]).stdout
+            XCTAssertEqual(try members(servedXML, interface), try members(generated, interface), interface)
+        }
+    }
+
+    private func extractXML(_ json: String) throws -> String {
+        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+        return ((object?["data"] as? [Any])?.first as? String) ?? ""
+    }
+
+    /// Methods with typed, named, directed arguments; properties with type, access and annotation.
+    private func members(_ xml: String, _ interface: String) throws -> [String] {
+        let doc = try XMLDocument(xmlString: xml, options: [])
+        let nodes = try doc.nodes(forXPath: "/node/interface[@name='\(interface)']/*")
+        var out = [String]()
+        for case let element as XMLElement in nodes {
+            let name = element.attribute(forName: "name")?.stringValue ?? ""
+            let args = (element.elements(forName: "arg")).map {
+                "\($0.attribute(forName: "name")?.stringValue ?? "")" + ":\($0.attribute(forName: "type")?.stringValue ?? "")"
+                    + ":\($0.attribute(forName: "direction")?.stringValue ?? (element.name == "signal" ? "" : "in"))"
+            }
+            let annotations = element.elements(forName: "annotation")
+                .filter { $0.attribute(forName: "name")?.stringValue == "org.freedesktop.DBus.Property.EmitsChangedSignal" }
+                .map { $0.attribute(forName: "value")?.stringValue ?? "" }
+            let type = element.attribute(forName: "type")?.stringValue ?? ""
+            let access = element.attribute(forName: "access")?.stringValue ?? ""
+            out.append("\(element.name ?? "") \(name) \(type) \(access) \(args.joined(separator: ",")) \(annotations.joined())")
+        }
+        return out.sorted()
+    }
+}
+
+#if canImport(FoundationXML)
+import FoundationXML
+#endif

@@ -1,0 +1,166 @@
+import Foundation
+import SDBus
+
+/// The real stack for one test suite: a private system bus with a default-deny policy that
+/// includes our `dbus/org.multiverse.Controller.conf`, real polkitd in a private mount
+/// namespace seeing our actions and a test rule, two test users (one granted by that rule,
+/// one not), and the daemon itself on a temporary image directory with libvirt's test driver.
+/// Everything is torn down in `stop()`, also when a test failed.
+final class TestStack {
+    static let grantedUser = "mvtest-granted"
+    static let otherUser = "mvtest-other"
+    static let busName = "org.multiverse.Controller"
+    static let root = "/org/multiverse/Controller"
+    static let managerInterface = "org.multiverse.Controller.Manager"
+    static let diskInterface = "org.multiverse.Controller.Disk"
+
+    /// The repository (for scripts/ and dbus/).
+    static let repo: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { url.deleteLastPathComponent() }
+        return url
+    }()
+
+    /// The built daemon, next to the test bundle.
+    static let daemonPath: String = {
+        if let p = ProcessInfo.processInfo.environment["MV_DAEMON"] { return p }
+        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = bundle.deletingLastPathComponent()
+        if dir.lastPathComponent == "MacOS" || dir.path.hasSuffix(".xctest/Contents") {
+            for _ in 0..<3 { dir.deleteLastPathComponent() }
+        }
+        return dir.appendingPathComponent("multiverse-controllerd").path
+    }()
+
+    let dir: URL
+    let imageDir: URL
+    let address: String
+    private(set) var daemon: Child?
+    var logPath: String { dir.appendingPathComponent("daemon.log").path }
+
+    /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts.
+    init(prepareImages: (URL) throws -> Void = { _ in }) throws {
+        guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
+        for user in [Self.grantedUser, Self.otherUser] where Command.run("id", ["-u", user]).status != 0 {
+            let r = Command.run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+            guard r.ok else { throw StackError("useradd \(user): \(r.all)") }
+        }
+        dir = URL(fileURLWithPath: "/tmp/mvtest-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        imageDir = dir.appendingPathComponent("images")
+        try FileManager.default.createDirectory(at: imageDir, withIntermediateDirectories: true)
+        let rule = dir.appendingPathComponent("50-mvtest.rules")
+        try """
+            // Test rule: the granted test user may do everything of the controller; nobody else gets a rule.
+            polkit.addRule(function(action, subject) {
+                if (action.id.indexOf("org.multiverse.controller.") == 0 && subject.user == "\(Self.grantedUser)")
+                    return polkit.Result.YES;
+            });
+            """.write(to: rule, atomically: true, encoding: .utf8)
+        let stack = Command.run(Self.repo.appendingPathComponent("scripts/stack").path,
+                                ["start", dir.appendingPathComponent("bus").path, "--rule", rule.path])
+        guard stack.ok, let line = stack.stdout.split(separator: "\n").last, line.hasPrefix("DBUS_SYSTEM_BUS_ADDRESS=") else {
+            throw StackError("scripts/stack start failed: \(stack.all)")
+        }
+        address = String(line.dropFirst("DBUS_SYSTEM_BUS_ADDRESS=".count))
+        do {
+            try prepareImages(imageDir)
+            try startDaemon()
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    func startDaemon() throws {
+        let process = try Child(Self.daemonPath, [
+            "--bus-address", address, "--libvirt-uri", "test:///default",
+            "--image-dir", imageDir.path, "--backup-dir", dir.appendingPathComponent("backups").path,
+            "--config", writeConfig(), "--log-level", "debug"], stdout: logPath, stderr: logPath)
+        daemon = process
+        for _ in 0..<300 {
+            if busctl(["status", Self.busName]).ok { return }
+            guard process.isRunning else { throw StackError("daemon exited: \(log(tail: 20))") }
+            usleep(50_000)
+        }
+        throw StackError("daemon did not take the name in 15 s: \(log(tail: 20))")
+    }
+
+    private func writeConfig() -> String {
+        let path = dir.appendingPathComponent("controller.toml").path
+        try? "[polkit]\ntimeout_s = 20\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status.
+    @discardableResult
+    func stopDaemon(signal: Int32 = SIGTERM, timeout: TimeInterval = 30) -> Int32? {
+        guard let daemon else { return nil }
+        guard daemon.isRunning else { return daemon.exitStatus }
+        kill(daemon.pid, signal)
+        return daemon.wait(timeout: timeout)
+    }
+
+    func stop() {
+        stopDaemon()
+        _ = Command.run(Self.repo.appendingPathComponent("scripts/stack").path, ["stop", dir.appendingPathComponent("bus").path])
+        if ProcessInfo.processInfo.environment["MV_KEEP_TEST_DIRS"] == nil {
+            try? FileManager.default.removeItem(at: dir)
+        }
+    }
+
+    func log(tail lines: Int) -> String {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["DBUS_SYSTEM_BUS_ADDRESS"] = address
+        return env
+    }
+
+    /// Runs `busctl --system ARGS`, as root or as `user` (through runuser).
+    func busctl(_ arguments: [String], as user: String? = nil, interactive: Bool = true) -> CommandResult {
+        var args = ["--system"]
+        if !interactive { args.append("--allow-interactive-authorization=no") }
+        args += arguments
+        if let user {
+            return Command.run("/usr/sbin/runuser", ["-u", user, "--", "/usr/bin/env", "DBUS_SYSTEM_BUS_ADDRESS=\(address)",
+                                                     "/usr/bin/busctl"] + args)
+        }
+        return Command.run("/usr/bin/busctl", args, environment: environment)
+    }
+
+    /// `busctl call` on our service.
+    func call(_ path: String = TestStack.root, _ interface: String = TestStack.managerInterface, _ method: String,
+              _ signatureAndArgs: [String], as user: String? = nil, interactive: Bool = true) -> CommandResult {
+        busctl(["call", Self.busName, path, interface, method] + signatureAndArgs, as: user, interactive: interactive)
+    }
+
+    /// `busctl call` of a Manager method.
+    func manager(_ method: String, _ signatureAndArgs: [String], as user: String? = nil, interactive: Bool = true) -> CommandResult {
+        call(Self.root, Self.managerInterface, method, signatureAndArgs, as: user, interactive: interactive)
+    }
+
+    /// CreateDisk through busctl.
+    func createDisk(_ name: String, size: UInt64 = 1 << 20, format: String = "qcow2", as user: String? = nil,
+                    interactive: Bool = true) -> CommandResult {
+        manager("CreateDisk", ["stsa{sv}", name, String(size), format, "0"], as: user, interactive: interactive)
+    }
+
+    func imageFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: imageDir.path)) ?? []).sorted()
+    }
+
+    /// A client connection of our own (as root), for signals and typed calls.
+    func client() async throws -> BusConnection {
+        try await BusConnection.openSystemBus(address: address)
+    }
+}
+
+struct StackError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
