@@ -1,0 +1,75 @@
+import XCTest
+@testable import ControllerCore
+
+final class ValidationTests: XCTestCase {
+    func testDiskNames() {
+        for good in ["a", "disk.qcow2", "A_b-1.raw", String(repeating: "x", count: 64), "9"] {
+            XCTAssertTrue(DiskName.isValid(good), good)
+        }
+        for bad in ["", ".hidden", "-x", "a/b", "../x", "..", "sp ace", "dïsk", "nul\0x", String(repeating: "x", count: 65), "tab\t", "ℵ"] {
+            XCTAssertFalse(DiskName.isValid(bad), bad.debugDescription)
+            XCTAssertThrowsError(try DiskName.validate(bad)) { error in
+                XCTAssertEqual((error as? ControllerError)?.dbusName, "org.freedesktop.DBus.Error.InvalidArgs")
+            }
+        }
+    }
+
+    func testErrorMessagesQuoteTheValueSafely() {
+        XCTAssertEqual(DiskName.quoted("a\nb"), "'a\\u{a}b'")
+        XCTAssertTrue(DiskName.quoted(String(repeating: "z", count: 100)).hasSuffix("…(100 bytes)'"))
+    }
+
+    func testCreateDiskRequestValidation() {
+        let max: UInt64 = 1 << 30
+        XCTAssertNoThrow(try CreateDiskRequest(name: "d", size: 1 << 20, format: "qcow2").validate(maxSize: max))
+        XCTAssertNoThrow(try CreateDiskRequest(name: "d", size: 1 << 20, format: "raw", preallocation: "falloc").validate(maxSize: max))
+        let bad: [CreateDiskRequest] = [
+            CreateDiskRequest(name: "d", size: 0, format: "qcow2"),
+            CreateDiskRequest(name: "d", size: 1000, format: "qcow2"),
+            CreateDiskRequest(name: "d", size: max + 512, format: "qcow2"),
+            CreateDiskRequest(name: "d", size: 1 << 20, format: "vdi"),
+            CreateDiskRequest(name: "d", size: 1 << 20, format: "raw", preallocation: "metadata"),
+            CreateDiskRequest(name: "d", size: 1 << 20, format: "raw", backing: "base"),
+            CreateDiskRequest(name: "d", size: 1 << 20, format: "qcow2", backing: "d"),
+            CreateDiskRequest(name: "d", size: 1 << 20, format: "qcow2", backing: "../etc"),
+        ]
+        for request in bad {
+            XCTAssertThrowsError(try request.validate(maxSize: max), "\(request)")
+        }
+    }
+
+    func testConfigDefaultsAndOverrides() throws {
+        var config = ControllerConfig()
+        try config.apply(ConfigDocument(file: "t.toml", text: """
+            [daemon]
+            libvirt_uri = "test:///default"
+            image_dir = "/srv/images"
+            log_level = "debug"
+            [polkit]
+            workers = 2
+            [disks]
+            max_size = 1048576
+            """))
+        XCTAssertEqual(config.libvirtURI, "test:///default")
+        XCTAssertEqual(config.imageDirectory, "/srv/images")
+        XCTAssertEqual(config.backupDirectory, "/var/lib/multiverse/backups")
+        XCTAssertEqual(config.polkitWorkers, 2)
+        XCTAssertEqual(config.maxDiskSize, 1 << 20)
+    }
+
+    func testConfigErrorsNameFileLineAndKey() {
+        func problem(_ text: String) -> String {
+            var config = ControllerConfig()
+            do {
+                try config.apply(ConfigDocument(file: "c.toml", text: text))
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        XCTAssertEqual(problem("[daemon]\n\nimage_dir = 5\n"), "c.toml:3: [daemon] image_dir: expected a string, found integer")
+        XCTAssertEqual(problem("[daemon]\nimage_dir = \"relative\"\n"), "c.toml:2: [daemon] image_dir: 'relative' must be an absolute path without '..'")
+        XCTAssertEqual(problem("[polkit]\nworkers = 0\n"), "c.toml:2: [polkit] workers: 0 is out of range 1...64")
+        XCTAssertEqual(problem("[daemon]\nlog_level = \"loud\"\n").hasPrefix("c.toml:2: [daemon] log_level: 'loud' is not one of"), true)
+        XCTAssertEqual(problem("[nonsense]\nx = 1\n"), "c.toml:1: nonsense: unknown section or key")
+        XCTAssertTrue(problem("[daemon\n").hasPrefix("c.toml:1: syntax error"), problem("[daemon\n"))
+    }
+}
