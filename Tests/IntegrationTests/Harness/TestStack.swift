@@ -32,6 +32,9 @@ final class TestStack {
         return dir.appendingPathComponent("multiverse-controllerd").path
     }()
 
+    /// The built mvctl, next to the daemon.
+    static var mvctlPath: String { URL(fileURLWithPath: daemonPath).deletingLastPathComponent().appendingPathComponent("mvctl").path }
+
     let dir: URL
     let imageDir: URL
     let address: String
@@ -131,6 +134,13 @@ final class TestStack {
                                                      "/usr/bin/busctl"] + args)
         }
         return Command.run("/usr/bin/busctl", args, environment: environment)
+    }
+
+    /// Runs `mvctl ARGS --bus-address ADDR`, as root or as `user`.
+    func mvctl(_ arguments: [String], as user: String? = nil) -> CommandResult {
+        let args = arguments + ["--bus-address", address]
+        if let user { return Command.run("/usr/sbin/runuser", ["-u", user, "--", Self.mvctlPath] + args) }
+        return Command.run(Self.mvctlPath, args)
     }
 
     /// `busctl call` on our service.
