@@ -45,7 +45,7 @@ def rss(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads"):
+            if key in ("VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile"):
                 out[key] = int(value.split()[0])
     return out
 
@@ -257,10 +257,12 @@ def main():
     lines.append("")
     lines.append("RSS multiverse-controllerd after start-up (no disks): %6.1f MB  (VmRSS %d kB, %d threads)"
                  % (mb(rss_start["VmRSS"]), rss_start["VmRSS"], rss_start.get("Threads", 0)))
-    lines.append("RSS multiverse-controllerd idle (%d disks, after run): %6.1f MB  (VmRSS %d kB, peak %d kB, %d threads)"
-                 % (ndisks, mb(rss_ours["VmRSS"]), rss_ours["VmRSS"], rss_ours["VmHWM"], rss_ours.get("Threads", 0)))
-    lines.append("RSS libvirt-dbus idle (test driver used, after run):  %6.1f MB  (VmRSS %d kB, peak %d kB, %d threads)"
-                 % (mb(rss_lv["VmRSS"]), rss_lv["VmRSS"], rss_lv["VmHWM"], rss_lv.get("Threads", 0)))
+    lines.append("RSS multiverse-controllerd idle (%d disks, after run): %6.1f MB  (VmRSS %d kB, peak %d kB, %d threads; anon %d kB, file %d kB)"
+                 % (ndisks, mb(rss_ours["VmRSS"]), rss_ours["VmRSS"], rss_ours["VmHWM"], rss_ours.get("Threads", 0),
+                    rss_ours.get("RssAnon", 0), rss_ours.get("RssFile", 0)))
+    lines.append("RSS libvirt-dbus idle (test driver used, after run):  %6.1f MB  (VmRSS %d kB, peak %d kB, %d threads; anon %d kB, file %d kB)"
+                 % (mb(rss_lv["VmRSS"]), rss_lv["VmRSS"], rss_lv["VmHWM"], rss_lv.get("Threads", 0),
+                    rss_lv.get("RssAnon", 0), rss_lv.get("RssFile", 0)))
     if create:
         lines.append("")
         lines.append("setup: %d x CreateDisk (qcow2, 1 GiB): p50 %.0f µs, mean %.0f µs, max %.0f µs"

@@ -12,7 +12,7 @@ struct MVCtl: AsyncParsableCommand {
             mvctl allows interactive authorization and runs pkttyagent so polkit can ask for a
             password; use --no-ask-password to fail instead.
 
-            Exit codes: 0 success, 1 the service returned an error, 2 usage error,
+            Exit codes: 0 success, 1 the service returned an error, 64 usage error,
             3 no such object, 4 not authorized (AccessDenied or
             InteractiveAuthorizationRequired), 5 the bus or the service cannot be reached.
             """,

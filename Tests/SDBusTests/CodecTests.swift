@@ -11,6 +11,7 @@ final class CodecTests: XCTestCase {
         properties: [
             DBusProperty("Constant", "s", change: .const),
             DBusProperty("Counter", "u"),
+            DBusProperty("Label", "s", writable: true),
         ],
         signals: [DBusSignal("Ticked", [DBusArgument("count", "u")])])
 
@@ -23,12 +24,16 @@ final class CodecTests: XCTestCase {
         server = try await BusConnection.openSystemBus(address: bus.address)
         try await server.addObjectManager(at: "/org/example")
         try await server.export(path: "/org/example/echo", interfaces: [
-            ExportedInterface(Self.echo, properties: ["Constant": .string("c"), "Counter": .uint32(1)]) { call in
-                switch call.member {
-                case "Echo": return call.arguments
-                default: throw DBusError(name: "org.example.Error.Named", message: "asked to fail: \(call.arguments.first?.string ?? "")")
-                }
-            },
+            ExportedInterface(Self.echo, properties: ["Constant": .string("c"), "Counter": .uint32(1), "Label": .string("")],
+                              handler: { call in
+                                  switch call.member {
+                                  case "Echo": return call.arguments
+                                  default: throw DBusError(name: "org.example.Error.Named", message: "asked to fail: \(call.arguments.first?.string ?? "")")
+                                  }
+                              },
+                              setter: { _, value in
+                                  guard value.string?.isEmpty == false else { throw DBusError.invalidArgs("Label must not be empty") }
+                              }),
         ])
         try await server.requestName("org.example.Echo")
         client = try await BusConnection.openSystemBus(address: bus.address)
@@ -138,7 +143,7 @@ final class CodecTests: XCTestCase {
         _ = try await client.subscribe(match: "type='signal',interface='org.freedesktop.DBus.ObjectManager'") { continuation.yield($0) }
         _ = try await client.call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
                                   interface: "org.freedesktop.DBus.Peer", member: "Ping")
-        try await server.export(path: "/org/example/two", interfaces: [ExportedInterface(Self.echo, properties: ["Constant": .string("2"), "Counter": .uint32(0)])])
+        try await server.export(path: "/org/example/two", interfaces: [ExportedInterface(Self.echo, properties: ["Constant": .string("2"), "Counter": .uint32(0), "Label": .string("x")])])
         await server.unexport(path: "/org/example/two")
         var seen = [String]()
         for await s in stream {
@@ -158,6 +163,29 @@ final class CodecTests: XCTestCase {
         let ours = Introspection.xml(for: [Self.echo])
         XCTAssertTrue(ours.contains("<arg type=\"av\" name=\"values\" direction=\"out\"/>"))
         XCTAssertTrue(ours.contains("value=\"const\""))
+    }
+
+    func testWritablePropertyGoesThroughSetter() async throws {
+        func set(_ value: DBusValue) async throws {
+            _ = try await client.call(destination: "org.example.Echo", path: "/org/example/echo", interface: "org.freedesktop.DBus.Properties",
+                                      member: "Set", [.string("org.example.Echo"), .string("Label"), .variant(value)])
+        }
+        try await set(.string("hello"))
+        let label = try await client.getProperty(destination: "org.example.Echo", path: "/org/example/echo", interface: "org.example.Echo", name: "Label")
+        XCTAssertEqual(label, .string("hello"))
+        do {
+            try await set(.string(""))
+            XCTFail("setter accepted an empty label")
+        } catch let e as DBusError {
+            XCTAssertEqual(e, .invalidArgs("Label must not be empty"))
+        }
+        do {
+            _ = try await client.call(destination: "org.example.Echo", path: "/org/example/echo", interface: "org.freedesktop.DBus.Properties",
+                                      member: "Set", [.string("org.example.Echo"), .string("Counter"), .variant(.uint32(5))])
+            XCTFail("read-only property was written")
+        } catch let e as DBusError {
+            XCTAssertEqual(e.name, "org.freedesktop.DBus.Error.PropertyReadOnly")
+        }
     }
 
     func testSignatureParsing() throws {
