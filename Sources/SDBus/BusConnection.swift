@@ -88,6 +88,15 @@ public actor BusConnection {
     public func export(path: String, interfaces: [ExportedInterface], announce: Bool = true) throws {
         guard objects[path] == nil else { throw DBusError.failed("an object is already exported at \(path)") }
         guard sd_bus_object_path_is_valid(path) != 0 else { throw DBusError.invalidArgs("invalid object path '\(path)'") }
+        for exported in interfaces {
+            // A property without a value would make Get, GetAll and InterfacesAdded fail for the whole object.
+            if let missing = exported.interface.properties.first(where: { exported.properties[$0.name] == nil }) {
+                throw DBusError.failed("\(exported.interface.name) at \(path) has no value for property \(missing.name)")
+            }
+            if let wrong = exported.interface.properties.first(where: { exported.properties[$0.name]?.signature != $0.signature }) {
+                throw DBusError.failed("\(exported.interface.name).\(wrong.name) at \(path) must be of type \(wrong.signature)")
+            }
+        }
         var regs = [InterfaceRegistration]()
         for exported in interfaces {
             let table = try vtable(for: exported.interface)

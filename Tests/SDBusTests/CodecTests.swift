@@ -188,6 +188,22 @@ final class CodecTests: XCTestCase {
         }
     }
 
+    func testExportRefusesMissingOrMistypedProperties() async throws {
+        do {
+            try await server.export(path: "/org/example/incomplete", interfaces: [ExportedInterface(Self.echo, properties: ["Constant": .string("c")])])
+            XCTFail("exported an object without all its property values")
+        } catch let e as DBusError {
+            XCTAssertTrue(e.message.contains("no value for property Counter"), e.message)
+        }
+        do {
+            try await server.export(path: "/org/example/mistyped", interfaces: [ExportedInterface(Self.echo, properties: [
+                "Constant": .string("c"), "Counter": .string("1"), "Label": .string("")])])
+            XCTFail("exported a mistyped property")
+        } catch let e as DBusError {
+            XCTAssertTrue(e.message.contains("Counter"), e.message)
+        }
+    }
+
     func testSignatureParsing() throws {
         XCTAssertEqual(try DBusSignature.split("sa{sv}(ii)aay"), ["s", "a{sv}", "(ii)", "aay"])
         for bad in ["a", "(", "()", "a{vs}", "a{s}", "z", "(s", String(repeating: "a", count: 70) + "s"] {
