@@ -136,7 +136,12 @@ public actor BusConnection {
         guard let reg = objects[path]?.first(where: { $0.interface.name == interface }) else { return }
         var announce = [String]()
         for (name, value) in changes.sorted(by: { $0.key < $1.key }) {
-            guard let desc = reg.interface.property(named: name) else { continue }
+            // An unknown name or a value of the wrong type would break Get and PropertiesChanged
+            // for the whole object: such an update is a programming error and is dropped.
+            guard let desc = reg.interface.property(named: name), value.signature == desc.signature else {
+                assertionFailure("bad property update \(interface).\(name) at \(path)")
+                continue
+            }
             if reg.properties[name] == value { continue }
             reg.properties[name] = value
             if desc.change == .emitsChange || desc.change == .emitsInvalidation { announce.append(name) }
