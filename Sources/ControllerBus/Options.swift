@@ -22,33 +22,19 @@ struct Options {
         return values[key]
     }
 
-    private func wrongType(_ key: String, _ expected: String, _ got: DBusValue) -> ControllerError {
-        .invalidArgs("\(method): option '\(key)' must be of type \(expected), not \(got.signature)")
+    /// The option's value when present; throws when its type is not `signature`.
+    private mutating func value(_ key: String, _ signature: String) throws -> DBusValue? {
+        guard let v = take(key) else { return nil }
+        guard v.signature == signature else {
+            throw ControllerError.invalidArgs("\(method): option '\(key)' must be of type \(signature), not \(v.signature)")
+        }
+        return v
     }
 
-    mutating func string(_ key: String) throws -> String? {
-        guard let v = take(key) else { return nil }
-        guard case .string(let s) = v else { throw wrongType(key, "s", v) }
-        return s
-    }
-
-    mutating func bool(_ key: String) throws -> Bool? {
-        guard let v = take(key) else { return nil }
-        guard case .boolean(let b) = v else { throw wrongType(key, "b", v) }
-        return b
-    }
-
-    mutating func uint64(_ key: String) throws -> UInt64? {
-        guard let v = take(key) else { return nil }
-        guard case .uint64(let n) = v else { throw wrongType(key, "t", v) }
-        return n
-    }
-
-    mutating func uint32(_ key: String) throws -> UInt32? {
-        guard let v = take(key) else { return nil }
-        guard case .uint32(let n) = v else { throw wrongType(key, "u", v) }
-        return n
-    }
+    mutating func string(_ key: String) throws -> String? { try value(key, "s")?.string }
+    mutating func bool(_ key: String) throws -> Bool? { try value(key, "b")?.bool }
+    mutating func uint64(_ key: String) throws -> UInt64? { try value(key, "t")?.uint64 }
+    mutating func uint32(_ key: String) throws -> UInt32? { try value(key, "u")?.uint32 }
 
     func finish() throws {
         if let unknown = values.keys.sorted().first(where: { !used.contains($0) }) {
