@@ -11,11 +11,14 @@ public final class ControllerService: Sendable {
     let bus: BusConnection
     let config: ControllerConfig
     let disks: DiskStore
+    let settings: SettingsAgent
     let authorizer: Authorizer
     let callers: CallerResolver
     let logger: Logger
 
-    public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, authorizer: Authorizer, logger: Logger) {
+    public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, settings: SettingsAgent,
+                authorizer: Authorizer, logger: Logger) {
+        self.settings = settings
         self.bus = bus
         self.config = config
         self.disks = disks
@@ -41,6 +44,7 @@ public final class ControllerService: Sendable {
         for disk in await disks.list() {
             try await exportDisk(disk, announce: false)
         }
+        try await exportSettings()
     }
 
     /// Updates `LibvirtConnected`.

@@ -36,6 +36,24 @@ public enum Interfaces {
             DBusProperty("BackingDisk", "s"),
         ])
 
+    public static let settings = DBusInterface(
+        "org.multiverse.Controller.Settings",
+        methods: [
+            DBusMethod("Check", in: [options], out: [a("settings", "a(ssbs)")]),
+            DBusMethod("Apply", in: [a("ids", "as"), options], out: [a("results", "a(sbs)")]),
+            DBusMethod("SetEnforcing", in: [a("enabled", "b"), options]),
+            DBusMethod("AddUserToGroups", in: [a("user", "s"), a("groups", "as"), options]),
+        ],
+        properties: [
+            DBusProperty("Enforcing", "b"),
+            DBusProperty("Settings", "a(ssbs)"),
+            DBusProperty("LastCheck", "t"),
+        ],
+        signals: [
+            DBusSignal("Drifted", [a("id", "s"), a("detail", "s")]),
+            DBusSignal("Reverted", [a("id", "s"), a("success", "b"), a("detail", "s")]),
+        ])
+
     /// Every interface the service exports, in documentation order.
-    public static let all = [manager, disk]
+    public static let all = [manager, disk, settings]
 }

@@ -49,5 +49,6 @@ struct Arguments {
     func string(_ i: Int) -> String { call.arguments[i].string ?? "" }
     func uint64(_ i: Int) -> UInt64 { call.arguments[i].uint64 ?? 0 }
     func bool(_ i: Int) -> Bool { call.arguments[i].bool ?? false }
+    func strings(_ i: Int) -> [String] { call.arguments[i].stringArray ?? [] }
     func options(_ i: Int) throws -> Options { try Options(call.arguments.indices.contains(i) ? call.arguments[i] : nil, method: call.member) }
 }

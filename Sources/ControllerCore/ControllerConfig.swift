@@ -14,6 +14,8 @@ public struct ControllerConfig: Sendable, Equatable {
     public var backupDirectory = "/var/lib/multiverse/backups"
     /// Prefix under which host files (`/etc/group`, …) are read and edited.
     public var hostRoot = "/"
+    /// Where the daemon keeps state across restarts (the Settings enforcing switch, …).
+    public var stateDirectory = "/var/lib/multiverse-controller"
     public var logLevel = "info"
     /// How long SIGTERM waits for in-flight calls before closing the bus.
     public var shutdownTimeoutSeconds = 30
@@ -28,6 +30,9 @@ public struct ControllerConfig: Sendable, Equatable {
     public var qemuImgPath = "/usr/bin/qemu-img"
     /// Largest virtual size CreateDisk accepts.
     public var maxDiskSize: UInt64 = 64 << 40
+
+    // [settings]
+    public var settings = SettingsConfig()
 
     public init() {}
 
@@ -61,6 +66,7 @@ public struct ControllerConfig: Sendable, Equatable {
         if let v = try daemon.absolutePath("image_dir") { imageDirectory = v }
         if let v = try daemon.absolutePath("backup_dir") { backupDirectory = v }
         if let v = try daemon.absolutePath("host_root") { hostRoot = v }
+        if let v = try daemon.absolutePath("state_dir") { stateDirectory = v }
         if let v = try daemon.string("log_level") {
             guard Self.logLevels.contains(v) else {
                 throw daemon.error("log_level", "'\(v)' is not one of \(Self.logLevels.joined(separator: ", "))")
@@ -81,6 +87,10 @@ public struct ControllerConfig: Sendable, Equatable {
         if let v = try disks.absolutePath("qemu_img") { qemuImgPath = v }
         if let v = try disks.int("max_size", in: 1...Int.max) { maxDiskSize = UInt64(v) }
         try disks.finish()
+
+        var settingsSection = try doc.section("settings")
+        try settings.read(&settingsSection)
+        try settingsSection.finish()
 
         try doc.finish()
     }

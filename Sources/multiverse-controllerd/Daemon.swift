@@ -38,6 +38,9 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Prefix under which host files such as /etc/group are read and edited (default /).", valueName: "DIR"))
     var hostRoot: String?
 
+    @Option(name: .long, help: ArgumentHelp("Directory for state kept across restarts (default /var/lib/multiverse-controller).", valueName: "DIR"))
+    var stateDir: String?
+
     @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "LEVEL"))
     var logLevel: String?
 
@@ -63,6 +66,7 @@ struct Daemon: AsyncParsableCommand {
         if let v = imageDir { c.imageDirectory = try absolute("image-dir", v) }
         if let v = backupDir { c.backupDirectory = try absolute("backup-dir", v) }
         if let v = hostRoot { c.hostRoot = try absolute("host-root", v) }
+        if let v = stateDir { c.stateDirectory = try absolute("state-dir", v) }
         if let v = logLevel {
             guard ControllerConfig.logLevels.contains(v) else {
                 throw ValidationError("--log-level '\(v)' is not one of \(ControllerConfig.logLevels.joined(separator: ", "))")

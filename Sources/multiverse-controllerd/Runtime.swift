@@ -37,8 +37,12 @@ struct Runtime {
         } catch {
             throw ControllerError.io("cannot connect to the system bus: \(error)")
         }
-        let service = ControllerService(bus: bus, config: config, disks: disks, authorizer: authorizer, logger: logger)
+        let settings = SettingsAgent(config: config.settings, root: HostRoot(config.hostRoot),
+                                     stateDirectory: config.stateDirectory, logger: Logger(label: "settings"))
+        let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings,
+                                        authorizer: authorizer, logger: logger)
         try await service.exportObjects(libvirtConnected: false)
+        try await settings.start { event in await service.settingsEvent(event) }
 
         let libvirt = LibvirtMonitor(uri: config.libvirtURI, logger: Logger(label: "libvirt"))
         await libvirt.start { connected in await service.setLibvirtConnected(connected) }
@@ -58,6 +62,7 @@ struct Runtime {
         if inFlight > 0 { logger.notice("waiting up to \(config.shutdownTimeoutSeconds) s for \(inFlight) call(s) in flight") }
         await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds))
         await libvirt.stop()
+        await settings.stop()
         logger.notice("stopped")
     }
 }

@@ -13,11 +13,11 @@ struct MVCtl: AsyncParsableCommand {
             password; use --no-ask-password to fail instead.
 
             Exit codes: 0 success, 1 the service returned an error, 64 usage error,
-            3 no such object, 4 not authorized (AccessDenied or
+            2 a setting is not compliant (settings check), 3 no such object, 4 not authorized (AccessDenied or
             InteractiveAuthorizationRequired), 5 the bus or the service cannot be reached.
             """,
         version: "0.1.0",
-        subcommands: [Status.self, Disk.self])
+        subcommands: [Status.self, Disk.self, Settings.self])
 }
 
 /// Options every command takes.

@@ -25,6 +25,17 @@ final class DaemonLifecycleTests: XCTestCase {
         try "[polkit]\nworkers = \"four\"\n".write(to: file, atomically: true, encoding: .utf8)
         let typed = Command.run(TestStack.daemonPath, ["--config", file.path])
         XCTAssertTrue(typed.stderr.contains("\(file.path):2: [polkit] workers: expected an integer"), typed.all)
+        // [settings]: unknown keys and wrong types stop start-up with file, line and key.
+        try "[settings]\nuser = \"alice\"\nenforce = true\n".write(to: file, atomically: true, encoding: .utf8)
+        let unknownSetting = Command.run(TestStack.daemonPath, ["--config", file.path])
+        XCTAssertNotEqual(unknownSetting.status, 0)
+        XCTAssertTrue(unknownSetting.stderr.contains("\(file.path):3: [settings] enforce: unknown key"), unknownSetting.all)
+        try "[settings]\n\ngroups = \"kvm\"\n".write(to: file, atomically: true, encoding: .utf8)
+        let wrongType = Command.run(TestStack.daemonPath, ["--config", file.path])
+        XCTAssertTrue(wrongType.stderr.contains("\(file.path):3: [settings] groups: expected an array of strings"), wrongType.all)
+        try "[settings]\ninitramfs_update_command = [\"update-initramfs\", \"-u\"]\n".write(to: file, atomically: true, encoding: .utf8)
+        let relative = Command.run(TestStack.daemonPath, ["--config", file.path])
+        XCTAssertTrue(relative.stderr.contains("\(file.path):2: [settings] initramfs_update_command: the first element must be an absolute program path"), relative.all)
         let flag = Command.run(TestStack.daemonPath, ["--image-dir", "relative/dir"])
         XCTAssertNotEqual(flag.status, 0)
         XCTAssertTrue(flag.stderr.contains("--image-dir 'relative/dir' must be an absolute path"), flag.all)
@@ -33,7 +44,8 @@ final class DaemonLifecycleTests: XCTestCase {
     func testCheckedInIntrospectionMatchesTheDaemon() throws {
         let dbusDir = TestStack.repo.appendingPathComponent("dbus")
         let files = try FileManager.default.contentsOfDirectory(atPath: dbusDir.path).filter { $0.hasSuffix(".xml") }.sorted()
-        XCTAssertEqual(files, ["org.multiverse.Controller.Disk.xml", "org.multiverse.Controller.Manager.xml"])
+        XCTAssertEqual(files, ["org.multiverse.Controller.Disk.xml", "org.multiverse.Controller.Manager.xml",
+                               "org.multiverse.Controller.Settings.xml"])
         for file in files {
             let interface = String(file.dropLast(4))
             let generated = Command.run(TestStack.daemonPath, ["--print-introspection", "--interface", interface])

@@ -37,12 +37,19 @@ final class TestStack {
 
     let dir: URL
     let imageDir: URL
+    /// The sandbox host root (`--host-root`): copies of /etc files made by scripts/make-host-root.
+    let hostRoot: URL
+    /// Every run of the initramfs rebuild stand-in appends a line here.
+    var rebuildLog: String { dir.appendingPathComponent("rebuilds.log").path }
+    /// Extra lines for the `[settings]` section of the daemon's configuration.
+    let settingsConfig: String
     let address: String
     private(set) var daemon: Child?
     var logPath: String { dir.appendingPathComponent("daemon.log").path }
 
     /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts.
-    init(prepareImages: (URL) throws -> Void = { _ in }) throws {
+    init(settings: String = "", hostRootOptions: [String] = [], prepareImages: (URL) throws -> Void = { _ in }) throws {
+        settingsConfig = settings
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
         for user in [Self.grantedUser, Self.otherUser] where Command.run("id", ["-u", user]).status != 0 {
             let r = Command.run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
@@ -53,6 +60,14 @@ final class TestStack {
                                                 attributes: [.posixPermissions: 0o755])
         imageDir = dir.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: imageDir, withIntermediateDirectories: true)
+        // Every daemon of the suite works on a sandbox host root, never on the real /etc.
+        hostRoot = dir.appendingPathComponent("hostroot")
+        let made = Command.run(Self.repo.appendingPathComponent("scripts/make-host-root").path, [hostRoot.path] + hostRootOptions)
+        guard made.ok else { throw StackError("scripts/make-host-root failed: \(made.all)") }
+        // Stand-in for update-initramfs: records each run (a real rebuild needs a real /boot).
+        let rebuild = dir.appendingPathComponent("rebuild-initramfs")
+        try "#!/bin/sh\necho \"$(date +%s.%N) $*\" >> \(dir.path)/rebuilds.log\n".write(to: rebuild, atomically: true, encoding: .utf8)
+        chmod(rebuild.path, 0o755)
         let rule = dir.appendingPathComponent("50-mvtest.rules")
         try """
             // Test rule: the granted test user may do everything of the controller; nobody else gets a rule.
@@ -80,6 +95,7 @@ final class TestStack {
         let process = try Child(Self.daemonPath, [
             "--bus-address", address, "--libvirt-uri", "test:///default",
             "--image-dir", imageDir.path, "--backup-dir", dir.appendingPathComponent("backups").path,
+            "--host-root", hostRoot.path, "--state-dir", dir.appendingPathComponent("state").path,
             "--config", writeConfig(), "--log-level", "debug"], stdout: logPath, stderr: logPath)
         daemon = process
         for _ in 0..<300 {
@@ -92,7 +108,16 @@ final class TestStack {
 
     private func writeConfig() -> String {
         let path = dir.appendingPathComponent("controller.toml").path
-        try? "[polkit]\ntimeout_s = 20\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let text = """
+            [polkit]
+            timeout_s = 20
+
+            [settings]
+            initramfs_update_command = ["\(dir.appendingPathComponent("rebuild-initramfs").path)", "-u"]
+            \(settingsConfig)
+
+            """
+        try? text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
 
