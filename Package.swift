@@ -66,7 +66,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SDBusTests", dependencies: ["SDBus"], swiftSettings: strict),
-        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore"], swiftSettings: strict),
+        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["SDBus"], swiftSettings: strict),
     ]
 )

@@ -15,7 +15,7 @@ public struct ControllerConfig: Sendable, Equatable {
     /// Prefix under which host files (`/etc/group`, …) are read and edited.
     public var hostRoot = "/"
     /// Where the daemon keeps state across restarts (the Settings enforcing switch, …).
-    public var stateDirectory = "/var/lib/multiverse-controller"
+    public var stateDirectory = "/var/lib/multiverse/state"
     public var logLevel = "info"
     /// How long SIGTERM waits for in-flight calls before closing the bus.
     public var shutdownTimeoutSeconds = 30

@@ -38,7 +38,7 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Prefix under which host files such as /etc/group are read and edited (default /).", valueName: "DIR"))
     var hostRoot: String?
 
-    @Option(name: .long, help: ArgumentHelp("Directory for state kept across restarts (default /var/lib/multiverse-controller).", valueName: "DIR"))
+    @Option(name: .long, help: ArgumentHelp("Directory for state kept across restarts, such as the Settings enforcing switch (default /var/lib/multiverse/state).", valueName: "DIR"))
     var stateDir: String?
 
     @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "LEVEL"))

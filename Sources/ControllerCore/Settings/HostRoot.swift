@@ -87,7 +87,7 @@ public struct HostRoot: Sendable {
     @discardableResult
     public func write(_ hostPath: String, _ contents: String, newFileMode: mode_t = 0o644) throws -> Bool {
         if let current = try read(hostPath), current == contents { return false }
-        let (directory, name) = try checkedParent(hostPath)
+        let (directory, name) = try checkedParent(hostPath, create: true)
         var st = stat()
         let exists = lstat(real(hostPath), &st) == 0
         if exists, st.st_mode & S_IFMT != S_IFREG {

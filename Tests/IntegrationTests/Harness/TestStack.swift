@@ -113,7 +113,7 @@ final class TestStack {
             timeout_s = 20
 
             [settings]
-            initramfs_update_command = ["\(dir.appendingPathComponent("rebuild-initramfs").path)", "-u"]
+            \(settingsConfig.contains("initramfs_update_command") ? "" : "initramfs_update_command = [\"\(dir.appendingPathComponent("rebuild-initramfs").path)\", \"-u\"]")
             \(settingsConfig)
 
             """
