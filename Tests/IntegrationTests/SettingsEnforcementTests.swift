@@ -13,7 +13,8 @@ final class SettingsEnforcementTests: XCTestCase {
     static let flapLimit = 3
 
     override class func setUp() {
-        do { stack = try TestStack(settings: "flap_limit_per_minute = \(flapLimit)") } catch { startError = "\(error)" }
+        // A rebuild that takes a moment, as a real one does (10-60 s), to see the order of events.
+        do { stack = try TestStack(settings: "flap_limit_per_minute = \(flapLimit)", rebuildSeconds: 0.6) } catch { startError = "\(error)" }
     }
 
     override class func tearDown() {
@@ -134,6 +135,11 @@ final class SettingsEnforcementTests: XCTestCase {
         let rebuildsBefore = (try? String(contentsOfFile: s.rebuildLog, encoding: .utf8))?.split(separator: "\n").count ?? 0
         let sed = Command.run("/usr/bin/sed", ["-i", "/^9pnet$/d", modulesFile])
         XCTAssertTrue(sed.ok, sed.all)
+        // The file is restored at once; Reverted waits for the rebuild.
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, !((try? String(contentsOfFile: modulesFile, encoding: .utf8)) ?? "").contains("\n9pnet\n") { usleep(10_000) }
+        XCTAssertTrue(try String(contentsOfFile: modulesFile, encoding: .utf8).contains("\n9pnet\n"))
+        XCTAssertFalse(signals.all.contains(where: isSignal("Reverted", "initramfs-modules")), "Reverted before the rebuild finished: \(signals.summary)")
         let reverted = await signals.wait(isSignal("Reverted", "initramfs-modules"))
         XCTAssertEqual(reverted?.arguments.dropFirst().first, .boolean(true), signals.summary)
         XCTAssertEqual(reverted?.arguments.last?.string, "added 9pnet to /etc/initramfs-tools/modules; initramfs rebuilt")

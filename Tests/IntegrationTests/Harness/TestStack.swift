@@ -41,14 +41,17 @@ final class TestStack {
     let hostRoot: URL
     /// Every run of the initramfs rebuild stand-in appends a line here.
     var rebuildLog: String { dir.appendingPathComponent("rebuilds.log").path }
-    /// Extra lines for the `[settings]` section of the daemon's configuration.
+    /// Extra lines for the `[settings]` section of the daemon's configuration
+    /// (`@HOSTROOT@` stands for the sandbox host root's path).
     let settingsConfig: String
     let address: String
     private(set) var daemon: Child?
     var logPath: String { dir.appendingPathComponent("daemon.log").path }
 
     /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts.
-    init(settings: String = "", hostRootOptions: [String] = [], prepareImages: (URL) throws -> Void = { _ in }) throws {
+    /// `rebuildSeconds`: how long the initramfs rebuild stand-in takes.
+    init(settings: String = "", hostRootOptions: [String] = [], rebuildSeconds: Double = 0,
+         prepareImages: (URL) throws -> Void = { _ in }) throws {
         settingsConfig = settings
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
         for user in [Self.grantedUser, Self.otherUser] where Command.run("id", ["-u", user]).status != 0 {
@@ -66,7 +69,7 @@ final class TestStack {
         guard made.ok else { throw StackError("scripts/make-host-root failed: \(made.all)") }
         // Stand-in for update-initramfs: records each run (a real rebuild needs a real /boot).
         let rebuild = dir.appendingPathComponent("rebuild-initramfs")
-        try "#!/bin/sh\necho \"$(date +%s.%N) $*\" >> \(dir.path)/rebuilds.log\n".write(to: rebuild, atomically: true, encoding: .utf8)
+        try "#!/bin/sh\nsleep \(rebuildSeconds)\necho \"$(date +%s.%N) $*\" >> \(dir.path)/rebuilds.log\n".write(to: rebuild, atomically: true, encoding: .utf8)
         chmod(rebuild.path, 0o755)
         let rule = dir.appendingPathComponent("50-mvtest.rules")
         try """
@@ -114,7 +117,7 @@ final class TestStack {
 
             [settings]
             \(settingsConfig.contains("initramfs_update_command") ? "" : "initramfs_update_command = [\"\(dir.appendingPathComponent("rebuild-initramfs").path)\", \"-u\"]")
-            \(settingsConfig)
+            \(settingsConfig.replacingOccurrences(of: "@HOSTROOT@", with: hostRoot.path))
 
             """
         try? text.write(toFile: path, atomically: true, encoding: .utf8)
