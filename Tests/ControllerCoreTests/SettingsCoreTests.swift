@@ -207,3 +207,25 @@ final class SettingsCoreTests: XCTestCase {
         }
     }
 }
+
+/// controller.toml.example documents every key: uncommented, it must load as it is.
+final class ConfigExampleTests: XCTestCase {
+    func testEveryDocumentedKeyLoads() throws {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        let example = try String(contentsOf: url.appendingPathComponent("controller.toml.example"), encoding: .utf8)
+        var keys = 0
+        let uncommented = example.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            guard line.hasPrefix("#"), let eq = line.firstIndex(of: "="), !line.dropFirst().hasPrefix(" "),
+                  line[line.index(after: line.startIndex)..<eq].allSatisfy({ $0.isLetter || $0 == "_" || $0 == " " }) else { return String(line) }
+            keys += 1
+            return String(line.dropFirst())
+        }.joined(separator: "\n")
+        var config = ControllerConfig()
+        try config.apply(ConfigDocument(file: "controller.toml.example", text: uncommented))
+        XCTAssertEqual(keys, 25, "documented keys (8 daemon, 4 polkit, 2 disks, 11 settings)")
+        // The documented values are the defaults.
+        XCTAssertEqual(config.settings, SettingsConfig())
+        XCTAssertEqual(config.stateDirectory, ControllerConfig().stateDirectory)
+    }
+}
