@@ -179,6 +179,31 @@ final class SettingsApplyTests: XCTestCase {
         XCTAssertEqual(rowAfter?["detail"] as? String, "listed in /etc/initramfs-tools/modules and present in /boot/\(image)")
     }
 
+    /// inotify on a directory only sees changes made through names in that directory: an
+    /// in-place write through a hard link elsewhere goes unseen. The periodic full check
+    /// (check_interval_s) catches it.
+    func testPeriodicCheckCatchesWhatInotifyCannotSee() async throws {
+        let s = try TestStack(settings: "check_interval_s = 1")
+        defer { s.stop() }
+        let signals = try await SignalCollector(stack: s, match: "type='signal',path='\(Self.settingsPath)',interface='\(Self.settingsInterface)'")
+        defer { Task { await signals.close() } }
+        let modules = s.hostRoot.appendingPathComponent("etc/initramfs-tools/modules").path
+        let link = s.hostRoot.appendingPathComponent("modules-hardlink").path
+        XCTAssertEqual(Glibc.link(modules, link), 0)
+        let original = try String(contentsOfFile: modules, encoding: .utf8)
+        let broken = original.replacingOccurrences(of: "\n9pnet\n", with: "\n")
+        let fd = open(link, O_WRONLY | O_TRUNC)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        XCTAssertEqual(broken.utf8.count, broken.withCString { write(fd, $0, strlen($0)) })
+        close(fd)
+        XCTAssertFalse(try String(contentsOfFile: modules, encoding: .utf8).contains("\n9pnet\n"))
+        let drifted = await signals.wait(timeout: 5) { $0.member == "Drifted" && $0.arguments.first?.string == "initramfs-modules" }
+        XCTAssertEqual(drifted?.arguments.last?.string, "9pnet not listed in /etc/initramfs-tools/modules", signals.summary)
+        let reverted = await signals.wait(timeout: 5) { $0.member == "Reverted" && $0.arguments.first?.string == "initramfs-modules" }
+        XCTAssertEqual(reverted?.arguments.dropFirst().first, .boolean(true), signals.summary)
+        XCTAssertTrue(try String(contentsOfFile: modules, encoding: .utf8).contains("\n9pnet\n"))
+    }
+
     func testAddUserToGroupsTakesOnlyAllowedGroups() throws {
         let s = try drifted()
         defer { s.stop() }
