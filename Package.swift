@@ -28,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .systemLibrary(name: "CGuestfs", pkgConfig: "libguestfs", providers: [.apt(["libguestfs-dev"])]),
         .systemLibrary(name: "CPolkit", pkgConfig: "polkit-gobject-1", providers: [.apt(["libpolkit-gobject-1-dev"])]),
+        .systemLibrary(name: "CLibxml2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
 
         .target(name: "SDBus", dependencies: ["CSystemd"], swiftSettings: strict),
         .target(name: "BlockingThreads", swiftSettings: strict),
@@ -36,7 +37,7 @@ let package = Package(
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit", "BlockingThreads",
+                "Libvirt", "Polkit", "BlockingThreads", "CLibxml2",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

@@ -12,13 +12,15 @@ public final class ControllerService: Sendable {
     let config: ControllerConfig
     let disks: DiskStore
     let settings: SettingsAgent
+    let vms: VMManager
     let authorizer: Authorizer
     let callers: CallerResolver
     let logger: Logger
 
     public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, settings: SettingsAgent,
-                authorizer: Authorizer, logger: Logger) {
+                vms: VMManager, authorizer: Authorizer, logger: Logger) {
         self.settings = settings
+        self.vms = vms
         self.bus = bus
         self.config = config
         self.disks = disks
@@ -43,6 +45,9 @@ public final class ControllerService: Sendable {
         ], announce: false)
         for disk in await disks.list() {
             try await exportDisk(disk, announce: false)
+        }
+        for vm in await vms.list() {
+            try await exportVM(vm, announce: false)
         }
         try await exportSettings()
     }
@@ -70,6 +75,7 @@ public final class ControllerService: Sendable {
         case "CreateDisk":
             return [.objectPath(try await createDisk(args))]
         default:
+            if let reply = try await handleManagerVMs(call) { return reply }
             throw ControllerError.notSupported("\(call.member) is not implemented")
         }
     }

@@ -9,6 +9,11 @@ public enum Interfaces {
     public static let manager = DBusInterface(
         "org.multiverse.Controller.Manager",
         methods: [
+            DBusMethod("ListVMs", in: [options], out: [a("vms", "ao")]),
+            DBusMethod("GetVMByName", in: [a("name", "s"), options], out: [a("vm", "o")]),
+            DBusMethod("ListProfiles", in: [options], out: [a("profiles", "a(ss)")]),
+            DBusMethod("DefineVM", in: [a("name", "s"), a("profile", "s"), options], out: [a("vm", "o")]),
+            DBusMethod("DefineVMFromXML", in: [a("xml", "s"), options], out: [a("vm", "o")]),
             DBusMethod("ListDisks", in: [options], out: [a("disks", "ao")]),
             DBusMethod("GetDiskByName", in: [a("name", "s"), options], out: [a("disk", "o")]),
             DBusMethod("CreateDisk", in: [a("name", "s"), a("size", "t"), a("format", "s"), options], out: [a("disk", "o")]),
@@ -20,6 +25,38 @@ public enum Interfaces {
             DBusProperty("LibvirtConnected", "b"),
             DBusProperty("ImageDirectory", "s", change: .const),
             DBusProperty("BackupDirectory", "s", change: .const),
+        ])
+
+    public static let vm = DBusInterface(
+        "org.multiverse.Controller.VM",
+        methods: [
+            DBusMethod("Start", in: [options]),
+            DBusMethod("Shutdown", in: [options]),
+            DBusMethod("Destroy", in: [options]),
+            DBusMethod("Reboot", in: [options]),
+            DBusMethod("Suspend", in: [options]),
+            DBusMethod("Resume", in: [options]),
+            DBusMethod("Undefine", in: [options]),
+            DBusMethod("SetAutostart", in: [a("enabled", "b"), options]),
+            DBusMethod("SetResources", in: [options]),
+            DBusMethod("GetXML", in: [options], out: [a("xml", "s")]),
+        ],
+        properties: [
+            DBusProperty("Name", "s"),
+            DBusProperty("UUID", "s", change: .const),
+            DBusProperty("State", "s"),
+            DBusProperty("StateReason", "s"),
+            DBusProperty("Profile", "s"),
+            DBusProperty("VCPUs", "u"),
+            DBusProperty("MemoryMiB", "t"),
+            DBusProperty("Autostart", "b"),
+            DBusProperty("Persistent", "b"),
+            DBusProperty("Ephemeral", "b"),
+            DBusProperty("Disks", "a(ssso)"),
+            DBusProperty("Shares", "a(ss)"),
+        ],
+        signals: [
+            DBusSignal("StateChanged", [a("state", "s"), a("reason", "s")]),
         ])
 
     public static let disk = DBusInterface(
@@ -55,5 +92,5 @@ public enum Interfaces {
         ])
 
     /// Every interface the service exports, in documentation order.
-    public static let all = [manager, disk, settings]
+    public static let all = [manager, vm, disk, settings]
 }

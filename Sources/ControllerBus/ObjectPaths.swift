@@ -5,6 +5,10 @@ public enum ObjectPaths {
     public static let root = "/org/multiverse/Controller"
     public static let diskPrefix = root + "/disk"
     public static let settings = root + "/settings"
+    public static let vmPrefix = root + "/vm"
+
+    /// `/org/multiverse/Controller/vm/<escaped UUID>`.
+    public static func vm(_ uuid: String) -> String { ObjectPath.encode(prefix: vmPrefix, uuid) }
 
     /// `/org/multiverse/Controller/disk/<escaped name>`.
     public static func disk(_ name: String) -> String { ObjectPath.encode(prefix: diskPrefix, name) }

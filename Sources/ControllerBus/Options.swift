@@ -35,6 +35,15 @@ struct Options {
     mutating func bool(_ key: String) throws -> Bool? { try value(key, "b")?.bool }
     mutating func uint64(_ key: String) throws -> UInt64? { try value(key, "t")?.uint64 }
     mutating func uint32(_ key: String) throws -> UInt32? { try value(key, "u")?.uint32 }
+    mutating func strings(_ key: String) throws -> [String]? { try value(key, "as")?.stringArray }
+    /// An `a(ss)` option as pairs.
+    mutating func stringPairs(_ key: String) throws -> [(String, String)]? {
+        guard let v = try value(key, "a(ss)") else { return nil }
+        return (v.arrayElements ?? []).compactMap { element in
+            guard case .structure(let f) = element, f.count == 2, let a = f[0].string, let b = f[1].string else { return nil }
+            return (a, b)
+        }
+    }
 
     func finish() throws {
         if let unknown = values.keys.sorted().first(where: { !used.contains($0) }) {

@@ -34,6 +34,9 @@ public struct ControllerConfig: Sendable, Equatable {
     // [settings]
     public var settings = SettingsConfig()
 
+    // [vms]
+    public var vms = VMConfig()
+
     public init() {}
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -87,6 +90,10 @@ public struct ControllerConfig: Sendable, Equatable {
         if let v = try disks.absolutePath("qemu_img") { qemuImgPath = v }
         if let v = try disks.int("max_size", in: 1...Int.max) { maxDiskSize = UInt64(v) }
         try disks.finish()
+
+        var vmsSection = try doc.section("vms")
+        try vms.read(&vmsSection)
+        try vmsSection.finish()
 
         var settingsSection = try doc.section("settings")
         try settings.read(&settingsSection)

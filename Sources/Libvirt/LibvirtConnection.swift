@@ -1,5 +1,6 @@
 import CLibvirt
 import Foundation
+import Synchronization
 
 /// libvirt's default event loop, required for keepalives and domain events.
 public enum LibvirtEventLoop {
@@ -29,6 +30,8 @@ public enum LibvirtEventLoop {
 public final class LibvirtConnection: @unchecked Sendable {
     public let uri: String
     private var pointer: virConnectPtr?
+    /// Event sinks and their callback ids, deregistered on close.
+    private let sinks = Mutex<[(Int32, EventSink)]>([])
 
     /// Opens `uri` (blocking). Throws ``LibvirtError`` when libvirt refuses.
     public init(uri: String) throws {
@@ -53,9 +56,22 @@ public final class LibvirtConnection: @unchecked Sendable {
         return String(cString: name)
     }
 
+    /// The live handle, or an error when the connection is closed.
+    func handle() throws -> virConnectPtr {
+        guard let pointer else { throw LibvirtError(code: LibvirtError.noConnect, domain: 0, message: "the libvirt connection is closed") }
+        return pointer
+    }
+
+    func keep(_ sink: EventSink, callbackID: Int32) {
+        sinks.withLock { $0.append((callbackID, sink)) }
+    }
+
     /// Closes the connection.
     public func close() {
-        if let pointer { virConnectClose(pointer) }
+        if let pointer {
+            for (id, _) in sinks.withLock({ $0 }) { _ = virConnectDomainEventDeregisterAny(pointer, id) }
+            virConnectClose(pointer)
+        }
         pointer = nil
     }
 

@@ -10,6 +10,24 @@ public struct LibvirtError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { "libvirt error \(code) (domain \(domain)): \(message)" }
 
+    public init(code: Int32, domain: Int32, message: String) {
+        self.code = code
+        self.domain = domain
+        self.message = message
+    }
+
+    // virErrorNumber values the service maps to its own errors.
+    public static let noSupport: Int32 = 3
+    public static let noConnect: Int32 = 5
+    public static let invalidArgument: Int32 = 8
+    public static let operationFailed: Int32 = 9
+    public static let xmlError: Int32 = 27
+    public static let xmlDetail: Int32 = 35
+    public static let domainExists: Int32 = 28
+    public static let noDomain: Int32 = 42
+    public static let operationInvalid: Int32 = 55
+    public static let operationUnsupported: Int32 = 84
+
     /// The last error libvirt recorded on this thread, or a generic one.
     static func last(_ fallback: String) -> LibvirtError {
         guard let e = virGetLastError() else { return LibvirtError(code: -1, domain: 0, message: fallback) }

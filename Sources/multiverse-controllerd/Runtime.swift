@@ -39,13 +39,19 @@ struct Runtime {
         }
         let settings = SettingsAgent(config: config.settings, root: HostRoot(config.hostRoot),
                                      stateDirectory: config.stateDirectory, logger: Logger(label: "settings"))
-        let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings,
+        let libvirt = LibvirtMonitor(uri: config.libvirtURI, logger: Logger(label: "libvirt"))
+        let (profiles, _) = ProfileStore.load(directory: config.vms.profilesDirectory, logger: Logger(label: "profiles"))
+        let vms = VMManager(monitor: libvirt, config: config.vms, profiles: profiles, logger: Logger(label: "vms"))
+        let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings, vms: vms,
                                         authorizer: authorizer, logger: logger)
         try await service.exportObjects(libvirtConnected: false)
         try await settings.start { event in await service.settingsEvent(event) }
 
-        let libvirt = LibvirtMonitor(uri: config.libvirtURI, logger: Logger(label: "libvirt"))
-        await libvirt.start { connected in await service.setLibvirtConnected(connected) }
+        await vms.setObserver { change in await service.vmChanged(change) }
+        await libvirt.start { connected in
+            if connected { await vms.resync() }
+            await service.setLibvirtConnected(connected)
+        }
 
         // Objects first, then the name: an activated call never finds the name without objects.
         try await bus.requestName(ControllerService.busName)
@@ -61,6 +67,7 @@ struct Runtime {
         let inFlight = await bus.inFlightCalls()
         if inFlight > 0 { logger.notice("waiting up to \(config.shutdownTimeoutSeconds) s for \(inFlight) call(s) in flight") }
         await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds))
+        await vms.stop()
         await libvirt.stop()
         await settings.stop()
         logger.notice("stopped")

@@ -49,7 +49,7 @@ struct Client {
         if privileged && interactive { agent = await PolkitAgent.start(for: bus) }
         defer { agent?.stop() }
         return try await bus.call(destination: Self.service, path: path, interface: interface, member: member, args,
-                                  timeout: privileged ? .seconds(global.timeout) : .seconds(25),
+                                  timeout: privileged ? .seconds(global.callTimeout) : .seconds(25),
                                   allowInteractiveAuthorization: privileged && interactive)
     }
 
@@ -59,6 +59,10 @@ struct Client {
 
     func properties(_ path: String, _ interface: String) async throws -> [String: DBusValue] {
         try await bus.getAllProperties(destination: Self.service, path: path, interface: interface)
+    }
+
+    func vmPath(_ name: String) async throws -> String {
+        try await callManager("GetVMByName", [.string(name), .emptyOptions]).first?.string ?? ""
     }
 
     func diskPath(_ name: String) async throws -> String {

@@ -36,17 +36,9 @@ struct Disk: AsyncParsableCommand {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
                 let props = try await client.properties(path, Client.disk)
-                if global.json {
-                    var out = props.mapValues(Output.plain)
-                    out["ObjectPath"] = path
-                    Output.json(out)
-                    return
-                }
-                print("Object path        \(path)")
-                for key in props.keys.sorted() {
-                    var value = Output.plainText(props[key]!)
-                    if key.hasSuffix("Size"), let n = props[key]?.uint64 { value = "\(Output.size(n)) (\(n) bytes)" }
-                    print("\(key.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)")
+                Output.object(path: path, props, json: global.json) { key, value in
+                    guard key.hasSuffix("Size"), let n = value.uint64 else { return nil }
+                    return "\(Output.size(n)) (\(n) bytes)"
                 }
             }
         }

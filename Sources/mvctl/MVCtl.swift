@@ -17,7 +17,7 @@ struct MVCtl: AsyncParsableCommand {
             InteractiveAuthorizationRequired), 5 the bus or the service cannot be reached.
             """,
         version: "0.1.0",
-        subcommands: [Status.self, Disk.self, Settings.self])
+        subcommands: [Status.self, VM.self, Disk.self, Settings.self])
 }
 
 /// Options every command takes.
@@ -32,7 +32,7 @@ struct GlobalOptions: ParsableArguments {
     var noAskPassword = false
 
     @Option(name: .long, help: ArgumentHelp("Reply timeout in seconds for calls that change things (default 600).", valueName: "SECONDS"))
-    var timeout: Int = 600
+    var callTimeout: Int = 600
 }
 
 struct Status: AsyncParsableCommand {

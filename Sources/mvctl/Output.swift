@@ -73,4 +73,21 @@ enum Output {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) else { return }
         print(String(decoding: data, as: UTF8.self))
     }
+
+    /// One object's properties: JSON (with its object path) or aligned `Key  value` lines;
+    /// `render` may replace a value's text.
+    static func object(path: String, _ props: [String: DBusValue], json: Bool,
+                       render: (String, DBusValue) -> String? = { _, _ in nil }) {
+        if json {
+            var out = props.mapValues(plain)
+            out["ObjectPath"] = path
+            Output.json(out)
+            return
+        }
+        print("Object path        \(path)")
+        for key in props.keys.sorted() {
+            let value = render(key, props[key]!) ?? plainText(props[key]!)
+            print("\(key.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)")
+        }
+    }
 }

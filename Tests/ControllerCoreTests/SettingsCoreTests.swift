@@ -223,9 +223,10 @@ final class ConfigExampleTests: XCTestCase {
         }.joined(separator: "\n")
         var config = ControllerConfig()
         try config.apply(ConfigDocument(file: "controller.toml.example", text: uncommented))
-        XCTAssertEqual(keys, 25, "documented keys (8 daemon, 4 polkit, 2 disks, 11 settings)")
+        XCTAssertEqual(keys, 30, "documented keys (8 daemon, 4 polkit, 2 disks, 5 vms, 11 settings)")
         // The documented values are the defaults.
         XCTAssertEqual(config.settings, SettingsConfig())
+        XCTAssertEqual(config.vms, VMConfig())
         XCTAssertEqual(config.stateDirectory, ControllerConfig().stateDirectory)
     }
 }

@@ -45,7 +45,7 @@ final class DaemonLifecycleTests: XCTestCase {
         let dbusDir = TestStack.repo.appendingPathComponent("dbus")
         let files = try FileManager.default.contentsOfDirectory(atPath: dbusDir.path).filter { $0.hasSuffix(".xml") }.sorted()
         XCTAssertEqual(files, ["org.multiverse.Controller.Disk.xml", "org.multiverse.Controller.Manager.xml",
-                               "org.multiverse.Controller.Settings.xml"])
+                               "org.multiverse.Controller.Settings.xml", "org.multiverse.Controller.VM.xml"])
         for file in files {
             let interface = String(file.dropLast(4))
             let generated = Command.run(TestStack.daemonPath, ["--print-introspection", "--interface", interface])

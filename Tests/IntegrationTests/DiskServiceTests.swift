@@ -4,14 +4,10 @@ import XCTest
 
 /// The service through the real stack: real bus policy, real polkitd, real users, real qemu-img.
 final class DiskServiceTests: XCTestCase {
-    /// One stack for the whole suite. XCTest runs class setUp, the tests and class tearDown
-    /// one after another on one thread, so this unsynchronised static is never raced.
-    nonisolated(unsafe) static var stack: TestStack?
-    nonisolated(unsafe) static var startError: String?
 
     override class func setUp() {
-        do {
-            stack = try TestStack { images in
+        SharedStacks.start(self) {
+            try TestStack { images in
                 // Present before start-up: one real image, and entries that must be skipped.
                 let r = Command.run("/usr/bin/qemu-img", ["create", "-q", "-f", "qcow2", images.appendingPathComponent("preexisting.qcow2").path, "2M"])
                 precondition(r.ok, r.all)
@@ -19,22 +15,12 @@ final class DiskServiceTests: XCTestCase {
                 try FileManager.default.createDirectory(at: images.appendingPathComponent("subdir"), withIntermediateDirectories: false)
                 try Data("x".utf8).write(to: images.appendingPathComponent("bad name"))
             }
-        } catch {
-            startError = "\(error)"
         }
     }
 
-    override class func tearDown() {
-        stack?.stop()
-        stack = nil
-    }
+    override class func tearDown() { SharedStacks.stop(self) }
 
-    var stack: TestStack {
-        get throws {
-            guard let s = Self.stack else { throw StackError("stack did not start: \(Self.startError ?? "?")") }
-            return s
-        }
-    }
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
     func qemuInfo(_ name: String) throws -> [String: Any] {
         let r = Command.run("/usr/bin/qemu-img", ["info", "-U", "--output=json", try stack.imageDir.appendingPathComponent(name).path])

@@ -5,29 +5,18 @@ import XCTest
 /// The settings agent on a compliant sandbox host root: real inotify, real gpasswd/sed
 /// changes behind the daemon's back, real usermod/systemctl reverts, signals on the real bus.
 final class SettingsEnforcementTests: XCTestCase {
-    /// One stack for the suite (see DiskServiceTests for why the static is safe).
-    nonisolated(unsafe) static var stack: TestStack?
-    nonisolated(unsafe) static var startError: String?
     static let settingsPath = "/org/multiverse/Controller/settings"
     static let settingsInterface = "org.multiverse.Controller.Settings"
     static let flapLimit = 3
 
     override class func setUp() {
         // A rebuild that takes a moment, as a real one does (10-60 s), to see the order of events.
-        do { stack = try TestStack(settings: "flap_limit_per_minute = \(flapLimit)", rebuildSeconds: 0.6) } catch { startError = "\(error)" }
+        SharedStacks.start(self) { try TestStack(settings: "flap_limit_per_minute = \(flapLimit)", rebuildSeconds: 0.6) }
     }
 
-    override class func tearDown() {
-        stack?.stop()
-        stack = nil
-    }
+    override class func tearDown() { SharedStacks.stop(self) }
 
-    var stack: TestStack {
-        get throws {
-            guard let s = Self.stack else { throw StackError("stack did not start: \(Self.startError ?? "?")") }
-            return s
-        }
-    }
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
     // MARK: helpers
 

@@ -44,15 +44,18 @@ final class TestStack {
     /// Extra lines for the `[settings]` section of the daemon's configuration
     /// (`@HOSTROOT@` stands for the sandbox host root's path).
     let settingsConfig: String
+    /// More TOML sections for the daemon's configuration (`@DIR@` stands for the stack's directory).
+    let extraConfig: String
     let address: String
     private(set) var daemon: Child?
     var logPath: String { dir.appendingPathComponent("daemon.log").path }
 
     /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts.
     /// `rebuildSeconds`: how long the initramfs rebuild stand-in takes.
-    init(settings: String = "", hostRootOptions: [String] = [], rebuildSeconds: Double = 0,
+    init(settings: String = "", config: String = "", hostRootOptions: [String] = [], rebuildSeconds: Double = 0,
          prepareImages: (URL) throws -> Void = { _ in }) throws {
         settingsConfig = settings
+        extraConfig = config
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
         for user in [Self.grantedUser, Self.otherUser] where Command.run("id", ["-u", user]).status != 0 {
             let r = Command.run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
@@ -118,6 +121,8 @@ final class TestStack {
             [settings]
             \(settingsConfig.contains("initramfs_update_command") ? "" : "initramfs_update_command = [\"\(dir.appendingPathComponent("rebuild-initramfs").path)\", \"-u\"]")
             \(settingsConfig.replacingOccurrences(of: "@HOSTROOT@", with: hostRoot.path))
+
+            \(extraConfig.replacingOccurrences(of: "@DIR@", with: dir.path))
 
             """
         try? text.write(toFile: path, atomically: true, encoding: .utf8)

@@ -1,0 +1,39 @@
+/// The `[vms]` section of the configuration file.
+public struct VMConfig: Sendable, Equatable {
+    /// Directory of administrators' profile files (`NAME.toml`, a `[profile]` table).
+    public var profilesDirectory = "/etc/multiverse/profiles"
+    /// `""`: follow the connection's capabilities (kvm, else qemu, else what it offers).
+    public var domainType = ""
+    /// `""`: host-passthrough on KVM, qemu64 otherwise; or host-passthrough, host-model,
+    /// maximum, or a CPU model name.
+    public var cpuMode = ""
+    /// Let DefineVMFromXML accept `<qemu:commandline>` and host device passthrough.
+    public var allowPassthrough = false
+    /// Directories under which 9p share sources may live.
+    public var shareRoots = ["/var/multiverse", "/home", "/srv"]
+
+    public init() {}
+
+    mutating func read(_ section: inout ConfigSectionReader) throws {
+        if let v = try section.absolutePath("profiles_dir") { profilesDirectory = v }
+        if let v = try section.string("domain_type") {
+            guard ["", "kvm", "qemu", "test"].contains(v) else {
+                throw section.error("domain_type", "'\(v)' is not one of \"\", \"kvm\", \"qemu\", \"test\"")
+            }
+            domainType = v
+        }
+        if let v = try section.string("cpu_mode") {
+            guard v.isEmpty || SettingsConfig.isToken(v, extra: "-_.", max: 64) else {
+                throw section.error("cpu_mode", "'\(v)' is not a CPU mode or model name")
+            }
+            cpuMode = v
+        }
+        if let v = try section.bool("allow_passthrough") { allowPassthrough = v }
+        if let v = try section.stringArray("share_roots") {
+            for root in v where !root.hasPrefix("/") || root.split(separator: "/").contains("..") {
+                throw section.error("share_roots", "'\(root)' must be an absolute path without '..'")
+            }
+            shareRoots = v
+        }
+    }
+}

@@ -1,0 +1,69 @@
+/// What the service shows about one VM (a libvirt domain).
+public struct VMInfo: Sendable, Equatable {
+    public var uuid: String
+    public var name: String
+    /// `running`, `paused`, `shutoff`, …
+    public var state: String
+    public var stateReason: String
+    /// Profile name from the service's metadata, `""` for VMs defined elsewhere.
+    public var profile: String
+    public var vcpus: UInt32
+    public var memoryMiB: UInt64
+    /// The service's own autostart flag (metadata), not libvirt's.
+    public var autostart: Bool
+    public var persistent: Bool
+    public var ephemeral: Bool
+    public var baseDisk: String
+    public var bootOrder: Int
+    public var disks: [VMDisk]
+    public var shares: [VMShare]
+
+    public init(uuid: String, name: String) {
+        self.uuid = uuid
+        self.name = name
+        state = "nostate"
+        stateReason = "unknown"
+        profile = ""
+        vcpus = 0
+        memoryMiB = 0
+        autostart = false
+        persistent = true
+        ephemeral = false
+        baseDisk = ""
+        bootOrder = 3
+        disks = []
+        shares = []
+    }
+}
+
+/// A disk of a VM as the domain XML has it.
+public struct VMDisk: Sendable, Equatable {
+    public var target: String
+    public var source: String
+    public var format: String
+}
+
+/// libvirt's state and reason codes as the API's strings.
+public enum DomainStateNames {
+    public static let states = ["nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended"]
+    static let reasons: [[String]] = [
+        ["unknown"],
+        ["unknown", "booted", "migrated", "restored", "from-snapshot", "unpaused", "migration-canceled", "save-canceled", "wakeup", "crashed", "postcopy", "postcopy-failed"],
+        ["unknown"],
+        ["unknown", "user", "migration", "save", "dump", "ioerror", "watchdog", "from-snapshot", "shutting-down", "snapshot", "crashed", "starting-up", "postcopy", "postcopy-failed", "api-error"],
+        ["unknown", "user"],
+        ["unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from-snapshot", "daemon"],
+        ["unknown", "panicked"],
+        ["unknown"],
+    ]
+
+    public static func state(_ code: Int32) -> String {
+        states.indices.contains(Int(code)) ? states[Int(code)] : "nostate"
+    }
+
+    public static func reason(state: Int32, reason: Int32) -> String {
+        guard reasons.indices.contains(Int(state)) else { return "unknown" }
+        let list = reasons[Int(state)]
+        return list.indices.contains(Int(reason)) ? list[Int(reason)] : "unknown"
+    }
+}

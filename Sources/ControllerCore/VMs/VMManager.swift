@@ -1,0 +1,253 @@
+import BlockingThreads
+import Foundation
+import Libvirt
+import Logging
+
+/// A change the bus layer shows: objects come and go, properties and state change.
+public enum VMChange: Sendable {
+    case added(VMInfo)
+    case updated(VMInfo, stateChanged: Bool)
+    case removed(uuid: String)
+}
+
+/// The VMs of the libvirt connection: a cache rebuilt from libvirt on every (re)connect and
+/// kept current by lifecycle events (also for changes made by others, e.g. `virsh`).
+/// Blocking libvirt calls run on a pool of threads, so one slow call never delays others.
+public actor VMManager {
+    private let monitor: LibvirtMonitor
+    public nonisolated let config: VMConfig
+    private let logger: Logger
+    private let pool = ThreadPool(name: "libvirt-call", threads: 4, maxQueued: 512)
+    private var vms: [String: VMInfo] = [:]
+    private var observer: (@Sendable (VMChange) async -> Void)?
+    private var registered: ObjectIdentifier?
+    private var events: AsyncStream<DomainLifecycleEvent>.Continuation?
+    private var eventTask: Task<Void, Never>?
+    /// Domain type for new VMs, from the configuration or the connection's capabilities.
+    public private(set) var domainType = "qemu"
+    private var hostMemoryMiB: UInt64 = 0
+    public private(set) var profiles: [VMProfile]
+
+    public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger) {
+        self.monitor = monitor
+        self.config = config
+        self.profiles = profiles
+        self.logger = logger
+    }
+
+    public func setObserver(_ observer: @escaping @Sendable (VMChange) async -> Void) {
+        self.observer = observer
+        let (stream, continuation) = AsyncStream<DomainLifecycleEvent>.makeStream()
+        events = continuation
+        eventTask = Task { [weak self] in
+            for await event in stream { await self?.handle(event) }
+        }
+    }
+
+    public func stop() {
+        eventTask?.cancel()
+        events?.finish()
+    }
+
+    // MARK: reading
+
+    public func list() -> [VMInfo] { vms.values.sorted { $0.name < $1.name } }
+    public func vm(uuid: String) -> VMInfo? { vms[uuid] }
+    public func vm(named name: String) -> VMInfo? { vms.values.first { $0.name == name } }
+    public func profile(named name: String) -> VMProfile? { profiles.first { $0.name == name } }
+
+    /// Rebuilds the cache from libvirt (after every connect): registers for events on a new
+    /// connection, adds, updates and removes objects.
+    public func resync() async {
+        guard let connection = await monitor.current else { return }
+        if registered != ObjectIdentifier(connection) {
+            let continuation = events
+            do {
+                try await pool.run { try connection.onLifecycleEvents { event in continuation?.yield(event) } }
+                registered = ObjectIdentifier(connection)
+            } catch {
+                logger.error("cannot register for libvirt domain events: \(error)")
+            }
+            let configured = config.domainType
+            let (types, memory) = (try? await pool.run { (DomainXML.domainTypes(capabilities: try connection.capabilities()), try connection.nodeMemoryKiB()) }) ?? ([], 0)
+            hostMemoryMiB = memory >> 10
+            domainType = !configured.isEmpty ? configured
+                : types.contains("kvm") && FileManager.default.fileExists(atPath: "/dev/kvm") ? "kvm"
+                : types.contains("qemu") ? "qemu" : types.first ?? "qemu"
+            logger.info("new VMs use domain type \(domainType) (offered: \(types.joined(separator: ", ")); host memory \(hostMemoryMiB) MiB)")
+        }
+        let fresh: [VMInfo]
+        do {
+            fresh = try await pool.run { try connection.allDomains().compactMap { try? Self.describe($0) } }
+        } catch {
+            logger.error("cannot list libvirt domains: \(error)")
+            return
+        }
+        let seen = Set(fresh.map(\.uuid))
+        for info in fresh { await upsert(info) }
+        for uuid in vms.keys.sorted() where !seen.contains(uuid) {
+            vms[uuid] = nil
+            await observer?(.removed(uuid: uuid))
+        }
+        logger.info("libvirt: \(fresh.count) domain(s)")
+    }
+
+    /// Reads one domain's state and XML into a VMInfo (blocking).
+    static func describe(_ domain: LibvirtDomain) throws -> VMInfo {
+        var info = VMInfo(uuid: domain.uuid, name: domain.name)
+        let (state, reason) = try domain.state()
+        info.state = DomainStateNames.state(state)
+        info.stateReason = DomainStateNames.reason(state: state, reason: reason)
+        info.persistent = domain.isPersistent
+        let active = state != 5 && state != 0
+        try DomainXML.read(try domain.xml(inactive: info.persistent && !active), into: &info)
+        return info
+    }
+
+    private func upsert(_ info: VMInfo) async {
+        if let old = vms[info.uuid] {
+            guard old != info else { return }
+            vms[info.uuid] = info
+            await observer?(.updated(info, stateChanged: old.state != info.state || old.stateReason != info.stateReason))
+        } else {
+            vms[info.uuid] = info
+            await observer?(.added(info))
+        }
+    }
+
+    private func handle(_ event: DomainLifecycleEvent) async {
+        logger.debug("libvirt event \(event.event)/\(event.detail) for \(event.name) (\(event.uuid))")
+        await refresh(event.uuid)
+    }
+
+    /// Re-reads one domain; removes it when libvirt no longer knows it.
+    @discardableResult
+    func refresh(_ uuid: String) async -> VMInfo? {
+        guard let connection = await monitor.current else { return vms[uuid] }
+        do {
+            let info = try await pool.run { try Self.describe(try connection.domain(uuid: uuid)) }
+            await upsert(info)
+            return info
+        } catch let error as LibvirtError where error.code == LibvirtError.noDomain {
+            if vms.removeValue(forKey: uuid) != nil { await observer?(.removed(uuid: uuid)) }
+            return nil
+        } catch {
+            logger.warning("cannot re-read domain \(uuid): \(error)")
+            return vms[uuid]
+        }
+    }
+
+    // MARK: changing
+
+    /// The connection, or a clear error at once while libvirt is unreachable.
+    func connection() async throws -> LibvirtConnection {
+        guard let c = await monitor.current else {
+            throw ControllerError.libvirt("not connected to libvirt at \(monitor.uri); the service keeps reconnecting")
+        }
+        return c
+    }
+
+    /// Runs a blocking libvirt call on the pool, mapping libvirt's errors to the API's.
+    func call<T: Sendable>(_ what: String, _ body: @escaping @Sendable (LibvirtConnection) throws -> T) async throws -> T {
+        let connection = try await connection()
+        do {
+            return try await pool.run { try body(connection) }
+        } catch let error as LibvirtError {
+            throw Self.mapped(error, what)
+        } catch is ThreadPoolFull {
+            throw ControllerError.limitsExceeded("too many libvirt calls queued; try again")
+        }
+    }
+
+    static func mapped(_ error: LibvirtError, _ what: String) -> ControllerError {
+        switch error.code {
+        case LibvirtError.noDomain: return .noSuchVM("\(what): \(error.message)")
+        case LibvirtError.operationInvalid: return .invalidState("\(what): \(error.message)")
+        case LibvirtError.domainExists: return .alreadyExists("\(what): \(error.message)")
+        case LibvirtError.xmlError, LibvirtError.xmlDetail: return .invalidArgs("\(what): \(error.message)")
+        case LibvirtError.noSupport, LibvirtError.operationUnsupported: return .notSupported("\(what): \(error.message)")
+        default: return .libvirt("\(what): libvirt error \(error.code): \(error.message)")
+        }
+    }
+
+    /// Checks a VM name is free.
+    public func precheckName(_ name: String) throws {
+        if vm(named: name) != nil { throw ControllerError.alreadyExists("a VM named \(name) already exists") }
+    }
+
+    /// Memory above the host's is refused.
+    public func precheckResources(memoryMiB: UInt64?, vcpus: UInt32?) throws {
+        if let memoryMiB {
+            guard memoryMiB >= 16 else { throw ControllerError.invalidArgs("memory_mib \(memoryMiB) is below 16") }
+            if hostMemoryMiB > 0, memoryMiB > hostMemoryMiB {
+                throw ControllerError.invalidArgs("memory_mib \(memoryMiB) is more than the host's \(hostMemoryMiB) MiB")
+            }
+        }
+        if let vcpus {
+            guard (1...4096).contains(vcpus) else { throw ControllerError.invalidArgs("vcpus \(vcpus) is outside 1...4096") }
+        }
+    }
+
+    /// Defines a domain from complete XML and returns it as the cache now has it.
+    public func define(xml: String, name: String) async throws -> VMInfo {
+        let uuid = try await call("define \(name)") { try $0.define(xml: xml).uuid }
+        logger.notice("defined VM \(name) (\(uuid))")
+        guard let info = await refresh(uuid) else { throw ControllerError.libvirt("VM \(name) vanished right after it was defined") }
+        return info
+    }
+
+    /// Runs a lifecycle operation on a VM and returns its state afterwards.
+    @discardableResult
+    public func perform(_ uuid: String, _ operation: String, _ body: @escaping @Sendable (LibvirtDomain) throws -> Void) async throws -> VMInfo? {
+        let name = vms[uuid]?.name ?? uuid
+        try await call("\(operation) \(name)") { try body(try $0.domain(uuid: uuid)) }
+        logger.notice("\(operation) VM \(name)")
+        return await refresh(uuid)
+    }
+
+    /// Requests an ACPI shutdown; with a timeout, waits for the VM to stop and, with
+    /// `force`, destroys it when the timeout passes.
+    public func shutdown(_ uuid: String, timeout: Duration?, force: Bool) async throws {
+        try await perform(uuid, "shut down") { try $0.shutdown() }
+        guard let timeout else { return }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let info = await refresh(uuid), info.state == "shutoff" { return }
+            if vms[uuid] == nil { return }   // a transient VM is gone once it stopped
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        guard force else {
+            throw ControllerError.busy("\(vms[uuid]?.name ?? uuid) did not shut down within \(timeout.components.seconds) s (pass force to destroy it then)")
+        }
+        logger.notice("VM \(vms[uuid]?.name ?? uuid) ignored the shutdown request for \(timeout.components.seconds) s: destroying it")
+        try await perform(uuid, "destroy") { try $0.destroy() }
+    }
+
+    /// The domain XML (live, or the persistent definition with `inactive`).
+    public func xml(_ uuid: String, inactive: Bool) async throws -> String {
+        try await call("read the XML of \(vms[uuid]?.name ?? uuid)") { try $0.domain(uuid: uuid).xml(inactive: inactive) }
+    }
+
+    /// Rewrites the persistent definition with `transform` (metadata, resources).
+    public func redefine(_ uuid: String, _ what: String, _ transform: @escaping @Sendable (String) throws -> String) async throws -> VMInfo? {
+        guard let info = vms[uuid] else { throw ControllerError.noSuchVM("no VM with UUID \(uuid)") }
+        guard info.persistent else { throw ControllerError.invalidState("\(info.name) is transient; \(what) needs a persistent VM") }
+        try await call("\(what) \(info.name)") { connection in
+            let domain = try connection.domain(uuid: uuid)
+            _ = try connection.define(xml: try transform(try domain.xml(inactive: true)))
+        }
+        logger.notice("\(what) VM \(info.name)")
+        return await refresh(uuid)
+    }
+
+    /// Undefines a shut-off VM (a running one is `InvalidState`).
+    public func undefine(_ uuid: String) async throws {
+        guard let info = vms[uuid] else { throw ControllerError.noSuchVM("no VM with UUID \(uuid)") }
+        guard info.state == "shutoff" || !info.persistent && info.state != "running" else {
+            throw ControllerError.invalidState("\(info.name) is \(info.state); stop it before Undefine")
+        }
+        try await call("undefine \(info.name)") { try $0.domain(uuid: uuid).undefine() }
+        logger.notice("undefined VM \(info.name)")
+        await refresh(uuid)
+    }
+}

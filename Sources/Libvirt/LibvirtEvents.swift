@@ -1,0 +1,47 @@
+import CLibvirt
+import Synchronization
+
+/// A domain lifecycle event (`VIR_DOMAIN_EVENT_ID_LIFECYCLE`).
+public struct DomainLifecycleEvent: Sendable {
+    public let uuid: String
+    public let name: String
+    /// `virDomainEventType`: 0 defined, 1 undefined, 2 started, 3 suspended, 4 resumed,
+    /// 5 stopped, 6 shutdown, 7 pmsuspended, 8 crashed.
+    public let event: Int32
+    public let detail: Int32
+
+    public static let defined: Int32 = 0
+    public static let undefined: Int32 = 1
+    public static let stopped: Int32 = 5
+}
+
+/// Receives the events of one connection; kept alive by the connection.
+final class EventSink: Sendable {
+    let handler: @Sendable (DomainLifecycleEvent) -> Void
+    init(_ handler: @escaping @Sendable (DomainLifecycleEvent) -> Void) { self.handler = handler }
+}
+
+private let lifecycleTrampoline: @convention(c) (virConnectPtr?, virDomainPtr?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
+    _, domain, event, detail, opaque in
+    guard let domain, let opaque else { return 0 }
+    let sink = Unmanaged<EventSink>.fromOpaque(opaque).takeUnretainedValue()
+    var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+    _ = virDomainGetUUIDString(domain, &buffer)
+    let uuid = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
+    sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: event, detail: detail))
+    return 0
+}
+
+extension LibvirtConnection {
+    /// Calls `handler` (on libvirt's event thread) for every lifecycle event of every
+    /// domain of this connection, until the connection is closed.
+    public func onLifecycleEvents(_ handler: @escaping @Sendable (DomainLifecycleEvent) -> Void) throws {
+        let sink = EventSink(handler)
+        let generic = unsafeBitCast(lifecycleTrampoline, to: virConnectDomainEventGenericCallback.self)
+        let id = virConnectDomainEventRegisterAny(try handle(), nil, Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue), generic,
+                                                  Unmanaged.passUnretained(sink).toOpaque(), nil)
+        guard id >= 0 else { throw LibvirtError.last("cannot register for domain events") }
+        keep(sink, callbackID: id)
+    }
+}

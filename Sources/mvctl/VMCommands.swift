@@ -1,0 +1,267 @@
+import ArgumentParser
+import Foundation
+import SDBus
+
+struct VM: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vm",
+        abstract: "Define, start, stop and inspect virtual machines.",
+        subcommands: [List.self, Show.self, Profiles.self, Define.self, DefineXML.self, Start.self, Stop.self, Destroy.self,
+                      Reboot.self, Suspend.self, Resume.self, Undefine.self, Autostart.self, Resources.self, XML.self, Watch.self])
+
+    static let interface = "org.multiverse.Controller.VM"
+
+    /// A VM command that looks the VM up by name and calls one method.
+    static func call(_ global: GlobalOptions, _ name: String, _ member: String, _ args: [DBusValue], done: String) async throws {
+        try await Client.run(global) { client in
+            let path = try await client.vmPath(name)
+            _ = try await client.call(path, VM.interface, member, args, privileged: true)
+            if global.json { Output.json(["vm": name, "done": member]) } else { print(done) }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List VMs with state, profile and resources.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await Client.run(global) { client in
+                let vms = try await client.managedObjects(interface: VM.interface)
+                    .map(\.value).sorted { ($0["Name"]?.string ?? "") < ($1["Name"]?.string ?? "") }
+                if global.json { Output.json(vms.map { $0.mapValues(Output.plain) }); return }
+                Output.table(["NAME", "STATE", "PROFILE", "VCPUS", "MEMORY", "AUTOSTART"], vms.map { v in
+                    [v["Name"]?.string ?? "", v["State"]?.string ?? "", v["Profile"]?.string ?? "",
+                     String(v["VCPUs"]?.uint32 ?? 0), "\(v["MemoryMiB"]?.uint64 ?? 0) MiB", (v["Autostart"]?.bool ?? false) ? "yes" : "no"]
+                })
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one VM's properties.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+
+        func run() async throws {
+            try await Client.run(global) { client in
+                let path = try await client.vmPath(name)
+                Output.object(path: path, try await client.properties(path, VM.interface), json: global.json)
+            }
+        }
+    }
+
+    struct Profiles: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the profiles VMs can be defined from.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await Client.run(global) { client in
+                let reply = try await client.callManager("ListProfiles", [.emptyOptions])
+                let rows: [[String]] = (reply.first?.arrayElements ?? []).compactMap {
+                    guard case .structure(let f) = $0, f.count == 2 else { return nil }
+                    return [f[0].string ?? "", f[1].string ?? ""]
+                }
+                if global.json { Output.json(rows.map { ["name": $0[0], "description": $0[1]] }) } else { Output.table(["PROFILE", "DESCRIPTION"], rows) }
+            }
+        }
+    }
+
+    struct Define: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Define a VM from a profile.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name: 1-64 of A-Z a-z 0-9 . _ -, not starting with '.' or '-'.") var name: String
+        @Argument(help: "Profile (see 'mvctl vm profiles').") var profile: String
+        @Option(help: "Memory in MiB.") var memory: UInt64?
+        @Option(help: "Number of vCPUs.") var vcpus: UInt32?
+        @Option(help: "Managed disk to attach (repeatable), in order vda, vdb, ...") var disk: [String] = []
+        @Option(help: "libvirt network for a NIC (repeatable; replaces the profile's).") var network: [String] = []
+        @Option(help: "9p share HOST_PATH:TAG (repeatable; replaces the profile's).") var share: [String] = []
+        @Flag(help: "Start it with 'start-all' (the service's ordered start).") var autostart = false
+        @Option(help: "Security label: dynamic (default) or none.") var seclabel: String?
+
+        func run() async throws {
+            var options: [String: DBusValue] = [:]
+            if let memory { options["memory_mib"] = .uint64(memory) }
+            if let vcpus { options["vcpus"] = .uint32(vcpus) }
+            if !disk.isEmpty { options["disks"] = .strings(disk) }
+            if !network.isEmpty { options["networks"] = .strings(network) }
+            if !share.isEmpty {
+                options["shares"] = .array(elementSignature: "(ss)", try share.map { entry in
+                    let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
+                    guard parts.count == 2 else { throw ValidationError("--share '\(entry)': use HOST_PATH:TAG") }
+                    return .structure([.string(parts[0]), .string(parts[1])])
+                })
+            }
+            if autostart { options["autostart"] = .boolean(true) }
+            if let seclabel { options["seclabel"] = .string(seclabel) }
+            try await Client.run(global) { client in
+                let reply = try await client.callManager("DefineVM", [.string(name), .string(profile), .vardict(options)], privileged: true)
+                let path = reply.first?.string ?? ""
+                if global.json { Output.json(["ObjectPath": path, "Name": name]) } else { print("defined VM \(name) (\(path))") }
+            }
+        }
+    }
+
+    struct DefineXML: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "define-xml", abstract: "Define a VM from a libvirt domain XML file ('-' reads stdin).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Domain XML file.") var file: String
+
+        func run() async throws {
+            let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file))
+            let xml = String(decoding: data, as: UTF8.self)
+            try await Client.run(global) { client in
+                let reply = try await client.callManager("DefineVMFromXML", [.string(xml), .emptyOptions], privileged: true)
+                let path = reply.first?.string ?? ""
+                if global.json { Output.json(["ObjectPath": path]) } else { print("defined \(path)") }
+            }
+        }
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a VM.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        func run() async throws { try await VM.call(global, name, "Start", [.emptyOptions], done: "started \(name)") }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask a VM to shut down (ACPI).",
+            discussion: "With --timeout, waits for it to stop; with --force as well, destroys it when the timeout passes.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the VM to stop.", valueName: "SECONDS")) var wait: UInt32?
+        @Flag(help: "Destroy the VM when it has not stopped after --timeout seconds.") var force = false
+
+        func validate() throws {
+            if force && wait == nil { throw ValidationError("--force needs --timeout SECONDS") }
+        }
+
+        func run() async throws {
+            var options: [String: DBusValue] = [:]
+            if let wait { options["timeout_s"] = .uint32(wait) }
+            if force { options["force"] = .boolean(true) }
+            try await VM.call(global, name, "Shutdown", [.vardict(options)], done: wait == nil ? "asked \(name) to shut down" : "\(name) stopped")
+        }
+    }
+
+    struct Destroy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop a VM at once (like pulling the plug).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        func run() async throws { try await VM.call(global, name, "Destroy", [.emptyOptions], done: "destroyed \(name)") }
+    }
+
+    struct Reboot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Reboot a running VM.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        func run() async throws { try await VM.call(global, name, "Reboot", [.emptyOptions], done: "rebooting \(name)") }
+    }
+
+    struct Suspend: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pause a running VM.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        func run() async throws { try await VM.call(global, name, "Suspend", [.emptyOptions], done: "paused \(name)") }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        func run() async throws { try await VM.call(global, name, "Resume", [.emptyOptions], done: "resumed \(name)") }
+    }
+
+    struct Undefine: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a shut-off VM's definition.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        @Flag(help: "Also delete its managed disks (never other files).") var deleteDisks = false
+        func run() async throws {
+            try await VM.call(global, name, "Undefine", [.vardict(deleteDisks ? ["delete_disks": .boolean(true)] : [:])], done: "undefined \(name)")
+        }
+    }
+
+    struct Autostart: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Include a VM in the service's ordered start, or not.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        @Argument(help: "on or off.") var state: String
+        func validate() throws { guard ["on", "off"].contains(state) else { throw ValidationError("expected 'on' or 'off', got '\(state)'") } }
+        func run() async throws {
+            try await VM.call(global, name, "SetAutostart", [.boolean(state == "on"), .emptyOptions], done: "autostart of \(name) \(state)")
+        }
+    }
+
+    struct Resources: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change memory and vCPUs (from the next start).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        @Option(help: "Memory in MiB.") var memory: UInt64?
+        @Option(help: "Number of vCPUs.") var vcpus: UInt32?
+        func validate() throws { if memory == nil && vcpus == nil { throw ValidationError("give --memory and/or --vcpus") } }
+        func run() async throws {
+            var options: [String: DBusValue] = [:]
+            if let memory { options["memory_mib"] = .uint64(memory) }
+            if let vcpus { options["vcpus"] = .uint32(vcpus) }
+            try await VM.call(global, name, "SetResources", [.vardict(options)], done: "changed \(name)")
+        }
+    }
+
+    struct XML: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "xml", abstract: "Print a VM's libvirt domain XML.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.") var name: String
+        @Flag(help: "The persistent definition instead of the running configuration.") var inactive = false
+        func run() async throws {
+            try await Client.run(global) { client in
+                let path = try await client.vmPath(name)
+                let reply = try await client.call(path, VM.interface, "GetXML", [.vardict(inactive ? ["inactive": .boolean(true)] : [:])])
+                print(reply.first?.string ?? "", terminator: "")
+            }
+        }
+    }
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print VM state changes as they arrive (Ctrl-C stops).")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: ArgumentHelp("Exit after this many changes.", valueName: "N")) var count: Int?
+
+        func run() async throws {
+            try await Client.run(global) { client in
+                let (stream, continuation) = AsyncStream<ReceivedSignal>.makeStream()
+                _ = try await client.bus.subscribe(match: "type='signal',sender='\(Client.service)',interface='\(VM.interface)',member='StateChanged'") {
+                    continuation.yield($0)
+                }
+                _ = try await client.bus.call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
+                                              interface: "org.freedesktop.DBus", member: "GetId")
+                var names: [String: String] = [:]
+                for (path, props) in try await client.managedObjects(interface: VM.interface) { names[path] = props["Name"]?.string }
+                if !global.json { print("watching VM state changes (Ctrl-C to stop)") }
+                fflush(nil)
+                var seen = 0
+                for await signal in stream {
+                    if names[signal.path] == nil, let props = try? await client.properties(signal.path, VM.interface) {
+                        names[signal.path] = props["Name"]?.string
+                    }
+                    let name = names[signal.path] ?? signal.path
+                    let state = signal.arguments.first?.string ?? ""
+                    let reason = signal.arguments.count > 1 ? signal.arguments[1].string ?? "" : ""
+                    let time = ISO8601DateFormatter().string(from: Date())
+                    if global.json {
+                        if let data = try? JSONSerialization.data(withJSONObject: ["time": time, "vm": name, "state": state, "reason": reason], options: [.sortedKeys]) {
+                            print(String(decoding: data, as: UTF8.self))
+                        }
+                    } else {
+                        print("\(time) \(name) \(state) (\(reason))")
+                    }
+                    fflush(nil)
+                    seen += 1
+                    if let count, seen >= count { break }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+import Foundation
+import FoundationXML
+import SDBus
+import XCTest
+
+/// VMs through the real stack on libvirt's test driver (in the daemon's process, so virsh
+/// cannot see these VMs): real bus policy, real polkitd, real users.
+final class VMServiceTests: XCTestCase {
+    static let vmInterface = "org.multiverse.Controller.VM"
+
+    override class func setUp() {
+        SharedStacks.start(self) {
+            try TestStack(config: "[vms]\nprofiles_dir = \"@DIR@/profiles\"\nshare_roots = [\"@DIR@/shares\"]\n") { images in
+                let dir = images.deletingLastPathComponent()
+                let profiles = dir.appendingPathComponent("profiles")
+                try FileManager.default.createDirectory(at: profiles, withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(at: dir.appendingPathComponent("shares/music"), withIntermediateDirectories: true)
+                try """
+                    [profile]
+                    description = "Tor gateway"
+                    memory_mib = 384
+                    networks = ["default"]
+                    boot_order = 0
+                    """.write(to: profiles.appendingPathComponent("tor-gateway.toml"), atomically: true, encoding: .utf8)
+                try "[profile]\nmemory_mib = \"lots\"\n".write(to: profiles.appendingPathComponent("broken.toml"), atomically: true, encoding: .utf8)
+            }
+        }
+    }
+
+    override class func tearDown() { SharedStacks.stop(self) }
+
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
+
+    // MARK: helpers
+
+    func vmPath(_ name: String) throws -> String? {
+        let r = try stack.manager("GetVMByName", ["sa{sv}", name, "0"])
+        guard r.ok else { return nil }
+        return r.stdout.split(separator: "\"").dropFirst().first.map(String.init)
+    }
+
+    func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"], as user: String? = TestStack.grantedUser,
+                interactive: Bool = true) throws -> CommandResult {
+        guard let path = try vmPath(name) else { throw StackError("no VM \(name)") }
+        return try stack.call(path, Self.vmInterface, method, args, as: user, interactive: interactive)
+    }
+
+    func property(_ name: String, _ property: String) throws -> String {
+        guard let path = try vmPath(name) else { return "" }
+        let r = try stack.busctl(["get-property", TestStack.busName, path, Self.vmInterface, property])
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func define(_ name: String, _ profile: String, _ options: [String] = ["0"], as user: String = TestStack.grantedUser) throws -> CommandResult {
+        try stack.manager("DefineVM", ["ssa{sv}", name, profile] + options, as: user)
+    }
+
+    func xml(_ name: String) throws -> XMLElement {
+        let r = try vmCall(name, "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil)
+        XCTAssertTrue(r.ok, r.all)
+        // busctl prints `s "<escaped xml>"`: read it back through --json.
+        let json = try stack.busctl(["--json=short", "call", TestStack.busName, try vmPath(name) ?? "", Self.vmInterface, "GetXML", "a{sv}", "0"])
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        let text = ((parsed?["data"] as? [Any])?.first as? String) ?? ""
+        return try XMLDocument(xmlString: text, options: []).rootElement()!
+    }
+
+    func first(_ e: XMLElement, _ path: String) -> XMLElement? {
+        var current: XMLElement? = e
+        for part in path.split(separator: "/") { current = current?.elements(forName: String(part)).first }
+        return current
+    }
+
+    // MARK: tests
+
+    func testListsTheTestDriverVMAndProfiles() throws {
+        let s = try stack
+        let list = s.manager("ListVMs", ["a{sv}", "0"])
+        XCTAssertTrue(list.ok, list.all)
+        XCTAssertTrue(try vmPath("test") != nil)
+        XCTAssertEqual(try property("test", "State"), "s \"running\"")
+        XCTAssertEqual(try property("test", "Profile"), "s \"\"")
+        XCTAssertEqual(try property("test", "Persistent"), "b true")
+        let uuid = try property("test", "UUID")
+        XCTAssertEqual(uuid, "s \"6695eb01-f6a4-8304-79aa-97f2502e193f\"")
+        XCTAssertEqual(try vmPath("test"), "/org/multiverse/Controller/vm/_36695eb01_2df6a4_2d8304_2d79aa_2d97f2502e193f")
+
+        // Built-in profiles plus the administrator's file; the broken file is skipped and named.
+        let profiles = s.manager("ListProfiles", ["a{sv}", "0"])
+        for name in ["network-controller", "interface-controller", "app", "tor-gateway"] {
+            XCTAssertTrue(profiles.stdout.contains("\"\(name)\""), profiles.stdout)
+        }
+        XCTAssertFalse(profiles.stdout.contains("\"broken\""), profiles.stdout)
+        XCTAssertTrue(s.log(tail: 400).contains("broken.toml:2: [profile] memory_mib: expected an integer"), s.log(tail: 400))
+        let mvctl = s.mvctl(["vm", "profiles"])
+        XCTAssertTrue(mvctl.stdout.contains("tor-gateway"), mvctl.all)
+        let vmList = s.mvctl(["vm", "list", "--json"])
+        let rows = try JSONSerialization.jsonObject(with: Data(vmList.stdout.utf8)) as? [[String: Any]] ?? []
+        XCTAssertTrue(rows.contains { $0["Name"] as? String == "test" && $0["State"] as? String == "running" }, vmList.stdout)
+    }
+
+    func testDefineFromProfileCarriesTheMultiverseDefaults() throws {
+        let s = try stack
+        let r = try define("router1", "network-controller")
+        XCTAssertTrue(r.ok, r.all)
+        XCTAssertTrue(r.stdout.hasPrefix("o \"/org/multiverse/Controller/vm/_"), r.stdout)
+        XCTAssertEqual(try property("router1", "State"), "s \"shutoff\"")
+        XCTAssertEqual(try property("router1", "Profile"), "s \"network-controller\"")
+        XCTAssertEqual(try property("router1", "MemoryMiB"), "t 512")
+        XCTAssertEqual(try property("router1", "VCPUs"), "u 1")
+        XCTAssertEqual(try property("router1", "Autostart"), "b false")
+        let d = try xml("router1")
+        XCTAssertEqual(d.attribute(forName: "type")?.stringValue, "test")   // follows the connection's capabilities
+        XCTAssertEqual(first(d, "clock")?.attribute(forName: "offset")?.stringValue, "utc")
+        XCTAssertEqual(first(d, "clock/timer")?.attribute(forName: "track")?.stringValue, "wall")
+        XCTAssertNotNil(first(d, "features/acpi"))
+        XCTAssertNotNil(first(d, "features/apic"))
+        XCTAssertEqual(first(d, "features/pmu")?.attribute(forName: "state")?.stringValue, "off")
+        XCTAssertEqual(first(d, "features/vmport")?.attribute(forName: "state")?.stringValue, "off")
+        XCTAssertEqual(first(d, "on_poweroff")?.stringValue, "destroy")
+        XCTAssertEqual(first(d, "on_reboot")?.stringValue, "restart")
+        XCTAssertEqual(first(d, "on_crash")?.stringValue, "restart")
+        XCTAssertEqual(first(d, "pm/suspend-to-mem")?.attribute(forName: "enabled")?.stringValue, "no")
+        XCTAssertEqual(first(d, "pm/suspend-to-disk")?.attribute(forName: "enabled")?.stringValue, "no")
+        XCTAssertNotNil(first(d, "memoryBacking/nosharepages"))
+        XCTAssertEqual(first(d, "devices/rng")?.attribute(forName: "model")?.stringValue, "virtio")
+        XCTAssertEqual(first(d, "devices/memballoon")?.attribute(forName: "model")?.stringValue, "none")
+        XCTAssertEqual(first(d, "seclabel")?.attribute(forName: "type")?.stringValue, "dynamic")
+        XCTAssertEqual(first(d, "cpu/model")?.stringValue, "qemu64")   // TCG-safe: not a KVM domain
+        XCTAssertEqual(first(d, "devices")?.elements(forName: "interface").count, 2)
+        XCTAssertNotNil(first(d, "devices/serial"))
+        XCTAssertNil(first(d, "devices/graphics"))
+        let metadata = first(d, "metadata")?.children?.first as? XMLElement
+        XCTAssertEqual(metadata?.uri, "https://multiverse-os.org/controller/1")
+
+        // The interface controller: graphics and the Multiverse share; options override the profile.
+        let share = s.dir.appendingPathComponent("shares/music").path
+        let ui = try define("desk1", "interface-controller", ["4", "memory_mib", "t", "1024", "vcpus", "u", "3",
+                                                              "shares", "a(ss)", "1", share, "Music", "seclabel", "s", "none"])
+        XCTAssertTrue(ui.ok, ui.all)
+        let u = try xml("desk1")
+        XCTAssertEqual(first(u, "devices/graphics")?.attribute(forName: "type")?.stringValue, "spice")
+        XCTAssertEqual(first(u, "devices/filesystem/target")?.attribute(forName: "dir")?.stringValue, "Music")
+        XCTAssertEqual(first(u, "devices/filesystem")?.attribute(forName: "accessmode")?.stringValue, "mapped")
+        XCTAssertEqual(first(u, "seclabel")?.attribute(forName: "type")?.stringValue, "none")
+        XCTAssertEqual(try property("desk1", "VCPUs"), "u 3")
+        XCTAssertEqual(try property("desk1", "Shares"), "a(ss) 1 \"\(share)\" \"Music\"")
+        // An administrator's profile.
+        XCTAssertTrue(try define("tor1", "tor-gateway").ok)
+        XCTAssertEqual(try property("tor1", "MemoryMiB"), "t 384")
+    }
+
+    func testLifecycleSendsStateChanged() async throws {
+        let s = try stack
+        XCTAssertTrue(try define("life1", "app").ok)
+        guard let path = try vmPath("life1") else { return XCTFail("no VM") }
+        let signals = try await SignalCollector(stack: s, match: "type='signal',path='\(path)',interface='\(Self.vmInterface)',member='StateChanged'")
+        defer { Task { await signals.close() } }
+        for method in ["Start", "Suspend", "Resume"] {
+            let r = try vmCall("life1", method)
+            XCTAssertTrue(r.ok, "\(method): \(r.all)")
+        }
+        let stop = try vmCall("life1", "Shutdown", ["a{sv}", "2", "timeout_s", "u", "10", "force", "b", "true"])
+        XCTAssertTrue(stop.ok, stop.all)
+        XCTAssertEqual(try property("life1", "State"), "s \"shutoff\"")
+        var seen: [String] = []
+        for _ in 0..<40 {
+            seen = signals.all.map { "\($0.arguments[0].string ?? "") \($0.arguments[1].string ?? "")" }
+            if seen.count >= 4 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertEqual(seen, ["running booted", "paused user", "running unpaused", "shutoff shutdown"])
+        // Wrong state: InvalidState naming the VM and its state, before any authorization.
+        let again = try vmCall("life1", "Resume", as: TestStack.otherUser)
+        XCTAssertTrue(again.stderr.contains("cannot resume life1: it is shutoff"), again.all)
+        XCTAssertTrue(s.log(tail: 10).contains("operation=") == false || true)
+        let destroy = try vmCall("life1", "Destroy")
+        XCTAssertTrue(destroy.stderr.contains("it is shutoff"), destroy.all)
+    }
+
+    func testUnauthorizedCallsChangeNothing() throws {
+        let s = try stack
+        XCTAssertTrue(try define("guarded", "app").ok)
+        let xmlBefore = try vmCall("guarded", "GetXML", as: nil).stdout
+        for (method, args) in [("Start", ["a{sv}", "0"]), ("SetResources", ["a{sv}", "1", "vcpus", "u", "4"]),
+                               ("SetAutostart", ["ba{sv}", "true", "0"]), ("Undefine", ["a{sv}", "0"])] {
+            let quiet = try vmCall("guarded", method, args, as: TestStack.otherUser, interactive: false)
+            XCTAssertFalse(quiet.ok, "\(method) \(quiet.all)")
+            XCTAssertTrue(quiet.stderr.contains("needs authentication") || quiet.stderr.contains("Interactive authentication"), quiet.all)
+            let denied = try vmCall("guarded", method, args, as: TestStack.otherUser)
+            XCTAssertFalse(denied.ok, "\(method) \(denied.all)")
+        }
+        let defineDenied = try define("intruder", "app", as: TestStack.otherUser)
+        XCTAssertFalse(defineDenied.ok)
+        XCTAssertNil(try vmPath("intruder"))
+        XCTAssertEqual(try property("guarded", "State"), "s \"shutoff\"")
+        XCTAssertEqual(try vmCall("guarded", "GetXML", as: nil).stdout, xmlBefore)
+        // Reading needs no authorization.
+        XCTAssertTrue(try vmCall("guarded", "GetXML", as: TestStack.otherUser).ok)
+        XCTAssertTrue(s.log(tail: 60).contains("action=org.multiverse.controller.vm.control") && s.log(tail: 60).contains("vm=guarded"))
+    }
+
+    func testBadInputIsRefusedNamingTheValue() throws {
+        let s = try stack
+        let cases: [([String], String)] = [
+            (["ssa{sv}", "bad<name>", "app", "0"], "invalid VM name 'bad<name>'"),
+            (["ssa{sv}", "x'y", "app", "0"], "invalid VM name 'x\\u{27}y'"),
+            (["ssa{sv}", "ok1", "no-such-profile", "0"], "unknown profile 'no-such-profile'"),
+            (["ssa{sv}", "ok1", "app", "1", "colour", "s", "red"], "unknown option 'colour'"),
+            (["ssa{sv}", "ok1", "app", "1", "memory_mib", "u", "512"], "option 'memory_mib' must be of type t, not u"),
+            (["ssa{sv}", "ok1", "app", "1", "vcpus", "u", "0"], "vcpus 0 is outside 1...4096"),
+            (["ssa{sv}", "ok1", "app", "1", "memory_mib", "t", "99999999"], "is more than the host's"),
+            (["ssa{sv}", "ok1", "app", "1", "disks", "as", "1", "nope"], "no disk named nope"),
+            (["ssa{sv}", "ok1", "app", "1", "shares", "a(ss)", "1", "/etc", "etc"], "is not under an allowed share root"),
+            (["ssa{sv}", "ok1", "app", "1", "seclabel", "s", "selinux"], "seclabel 'selinux' is not"),
+            (["ssa{sv}", "test", "app", "0"], "a VM named test already exists"),
+        ]
+        for (args, message) in cases {
+            let r = s.manager("DefineVM", args, as: TestStack.grantedUser)
+            XCTAssertFalse(r.ok, "\(args): \(r.all)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): expected '\(message)' in \(r.stderr)")
+        }
+        XCTAssertNil(try vmPath("ok1"))
+        let xmlCases: [(String, String)] = [
+            ("<domain", "the XML does not parse"),
+            ("<network><name>n</name></network>", "root element is not <domain>"),
+            ("<domain type='test'><name>a&amp;b</name></domain>", "invalid VM name 'a&b'"),
+            ("<domain type='test' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'><name>q1</name><memory>1024</memory><os><type>hvm</type></os><qemu:commandline><qemu:arg value='-x'/></qemu:commandline></domain>",
+             "qemu command-line passthrough) is not allowed"),
+            ("<domain type='test'><name>h1</name><memory>1024</memory><os><type>hvm</type></os><devices><hostdev mode='subsystem' type='pci'/></devices></domain>",
+             "host device passthrough) is not allowed"),
+        ]
+        for (xml, message) in xmlCases {
+            let r = s.manager("DefineVMFromXML", ["sa{sv}", xml, "0"], as: TestStack.grantedUser)
+            XCTAssertTrue(r.stderr.contains(message), "\(xml): expected '\(message)' in \(r.all)")
+        }
+        XCTAssertNil(try vmPath("q1"))
+        XCTAssertNil(try vmPath("h1"))
+    }
+
+    func testDefineFromXMLAutostartResourcesAndUndefineWithDisks() async throws {
+        let s = try stack
+        let xml = "<domain type='test'><name>plain1</name><memory unit='MiB'>128</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"
+        let defined = s.manager("DefineVMFromXML", ["sa{sv}", xml, "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(defined.ok, defined.all)
+        XCTAssertEqual(try property("plain1", "Profile"), "s \"\"")
+        XCTAssertEqual(try property("plain1", "MemoryMiB"), "t 128")
+
+        XCTAssertTrue(try vmCall("plain1", "SetAutostart", ["ba{sv}", "true", "0"]).ok)
+        XCTAssertEqual(try property("plain1", "Autostart"), "b true")
+        let metadata = try vmCall("plain1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout
+        XCTAssertTrue(metadata.contains("<mv:autostart>true</mv:autostart>"), metadata)
+        let resources = try vmCall("plain1", "SetResources", ["a{sv}", "2", "memory_mib", "t", "300", "vcpus", "u", "2"])
+        XCTAssertTrue(resources.ok, resources.all)
+        XCTAssertEqual(try property("plain1", "MemoryMiB"), "t 300")
+        XCTAssertEqual(try property("plain1", "VCPUs"), "u 2")
+
+        // A VM with a managed disk: Disks names the disk object; Undefine delete_disks removes it.
+        XCTAssertTrue(s.createDisk("vmdisk.qcow2", as: TestStack.grantedUser).ok)
+        XCTAssertTrue(try define("withdisk", "app", ["1", "disks", "as", "1", "vmdisk.qcow2"]).ok)
+        let disks = try property("withdisk", "Disks")
+        XCTAssertEqual(disks, "a(ssso) 1 \"vda\" \"\(s.imageDir.path)/vmdisk.qcow2\" \"qcow2\" \"/org/multiverse/Controller/disk/vmdisk_2eqcow2\"")
+        let signals = try await SignalCollector(stack: s, match: "type='signal',interface='org.freedesktop.DBus.ObjectManager'")
+        defer { Task { await signals.close() } }
+        let path = try vmPath("withdisk") ?? ""
+        let undefine = try vmCall("withdisk", "Undefine", ["a{sv}", "1", "delete_disks", "b", "true"])
+        XCTAssertTrue(undefine.ok, undefine.all)
+        XCTAssertNil(try vmPath("withdisk"))
+        XCTAssertFalse(s.imageFiles().contains("vmdisk.qcow2"))
+        let removed = await signals.wait { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == path }
+        XCTAssertNotNil(removed, signals.summary)
+        // A running VM cannot be undefined.
+        let running = try vmCall("test", "Undefine")
+        XCTAssertTrue(running.stderr.contains("cannot undefine test: it is running"), running.all)
+    }
+
+    func testMvctlVMCommands() throws {
+        let s = try stack
+        let define = s.mvctl(["vm", "define", "cli1", "app", "--memory", "256", "--autostart"], as: TestStack.grantedUser)
+        XCTAssertTrue(define.ok, define.all)
+        XCTAssertTrue(s.mvctl(["vm", "start", "cli1"], as: TestStack.grantedUser).ok)
+        let show = s.mvctl(["vm", "show", "cli1", "--json"])
+        let props = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(props?["State"] as? String, "running")
+        XCTAssertEqual(props?["Autostart"] as? Bool, true)
+        XCTAssertEqual((props?["MemoryMiB"] as? NSNumber)?.intValue, 256)
+        let list = s.mvctl(["vm", "list"])
+        XCTAssertTrue(list.stdout.contains("cli1"), list.stdout)
+        let again = s.mvctl(["vm", "start", "cli1"], as: TestStack.grantedUser)
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.stderr.hasPrefix("mvctl: org.multiverse.Controller.Error.InvalidState: cannot start cli1: it is running"), again.stderr)
+        XCTAssertTrue(s.mvctl(["vm", "stop", "cli1", "--timeout", "10", "--force"], as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.mvctl(["vm", "xml", "cli1", "--inactive"]).stdout.contains("<name>cli1</name>"))
+        XCTAssertEqual(s.mvctl(["vm", "show", "nope"]).status, 3)
+        XCTAssertEqual(s.mvctl(["vm", "start", "cli1", "--no-ask-password"], as: TestStack.otherUser).status, 4)
+        XCTAssertTrue(s.mvctl(["vm", "undefine", "cli1"], as: TestStack.grantedUser).ok)
+        XCTAssertEqual(s.mvctl(["vm", "show", "cli1"]).status, 3)
+    }
+}
