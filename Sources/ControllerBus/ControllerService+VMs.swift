@@ -232,6 +232,8 @@ extension ControllerService {
                     throw ControllerError.io("VM \(name) was undefined, but disk \(diskName) could not be deleted: \(error)")
                 }
             }
+        case "AttachDisk", "DetachDisk", "AddShare", "RemoveShare":
+            try await handleVMDevices(info, call, authorize: authorize)
         case "SetAutostart":
             let enabled = args.bool(0)
             try args.options(1).finish()

@@ -108,3 +108,24 @@ extension LibvirtConnection {
         return UInt64(info.memory)
     }
 }
+
+extension LibvirtDomain {
+    /// Adds a device (`<disk>`, `<filesystem>` XML) to the running domain (`live`) and/or its
+    /// persistent definition (`config`).
+    public func attachDevice(_ xml: String, live: Bool, config: Bool) throws {
+        try checkDevice(virDomainAttachDeviceFlags(pointer, xml, deviceFlags(live: live, config: config)), "attach a device to")
+    }
+
+    /// Asks to remove a device; a live removal completes when the guest lets go.
+    public func detachDevice(_ xml: String, live: Bool, config: Bool) throws {
+        try checkDevice(virDomainDetachDeviceFlags(pointer, xml, deviceFlags(live: live, config: config)), "detach a device from")
+    }
+
+    private func deviceFlags(live: Bool, config: Bool) -> UInt32 {
+        (live ? UInt32(VIR_DOMAIN_AFFECT_LIVE.rawValue) : 0) | (config ? UInt32(VIR_DOMAIN_AFFECT_CONFIG.rawValue) : 0)
+    }
+
+    private func checkDevice(_ result: Int32, _ what: String) throws {
+        guard result == 0 else { throw LibvirtError.last("cannot \(what) \(name)") }
+    }
+}

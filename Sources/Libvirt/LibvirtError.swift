@@ -28,10 +28,12 @@ public struct LibvirtError: Error, Sendable, CustomStringConvertible {
     public static let operationInvalid: Int32 = 55
     public static let operationUnsupported: Int32 = 84
 
-    /// The last error libvirt recorded on this thread, or a generic one.
-    static func last(_ fallback: String) -> LibvirtError {
-        guard let e = virGetLastError() else { return LibvirtError(code: -1, domain: 0, message: fallback) }
-        let message = e.pointee.message.map { String(cString: $0) } ?? fallback
+    /// The last error libvirt recorded on this thread, or a generic one. Every libvirt API
+    /// call clears that error on entry, so the fallback (which may call libvirt, e.g. for a
+    /// domain's name) is only evaluated after the error has been read.
+    static func last(_ fallback: @autoclosure () -> String) -> LibvirtError {
+        guard let e = virGetLastError() else { return LibvirtError(code: -1, domain: 0, message: fallback()) }
+        let message = e.pointee.message.map { String(cString: $0) } ?? "libvirt error \(e.pointee.code)"
         let error = LibvirtError(code: e.pointee.code, domain: e.pointee.domain, message: message)
         virResetLastError()
         return error

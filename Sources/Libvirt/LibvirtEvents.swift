@@ -10,6 +10,9 @@ public struct DomainLifecycleEvent: Sendable {
     public let event: Int32
     public let detail: Int32
 
+    /// Not a libvirt lifecycle code: a device was removed (`VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`,
+    /// e.g. a guest acknowledged a disk unplug).
+    public static let deviceRemoved: Int32 = -1
     public static let defined: Int32 = 0
     public static let undefined: Int32 = 1
     public static let stopped: Int32 = 5
@@ -33,6 +36,17 @@ private let lifecycleTrampoline: @convention(c) (virConnectPtr?, virDomainPtr?, 
     return 0
 }
 
+private let deviceRemovedTrampoline: @convention(c) (virConnectPtr?, virDomainPtr?, UnsafePointer<CChar>?, UnsafeMutableRawPointer?) -> Void = {
+    _, domain, alias, opaque in
+    guard let domain, let opaque else { return }
+    let sink = Unmanaged<EventSink>.fromOpaque(opaque).takeUnretainedValue()
+    var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+    _ = virDomainGetUUIDString(domain, &buffer)
+    let uuid = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let name = alias.map { String(cString: $0) } ?? ""
+    sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: DomainLifecycleEvent.deviceRemoved, detail: 0))
+}
+
 extension LibvirtConnection {
     /// Calls `handler` (on libvirt's event thread) for every lifecycle event of every
     /// domain of this connection, until the connection is closed.
@@ -43,5 +57,10 @@ extension LibvirtConnection {
                                                   Unmanaged.passUnretained(sink).toOpaque(), nil)
         guard id >= 0 else { throw LibvirtError.last("cannot register for domain events") }
         keep(sink, callbackID: id)
+        // Device removals (a guest acknowledging an unplug); drivers without them are fine.
+        let removed = unsafeBitCast(deviceRemovedTrampoline, to: virConnectDomainEventGenericCallback.self)
+        let removedID = virConnectDomainEventRegisterAny(try handle(), nil, Int32(VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED.rawValue), removed,
+                                                         Unmanaged.passUnretained(sink).toOpaque(), nil)
+        if removedID >= 0 { keep(sink, callbackID: removedID) } else { virResetLastError() }
     }
 }

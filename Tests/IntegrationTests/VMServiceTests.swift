@@ -274,6 +274,61 @@ final class VMServiceTests: XCTestCase {
         XCTAssertTrue(running.stderr.contains("cannot undefine test: it is running"), running.all)
     }
 
+    func testAttachDetachDisksAndShares() throws {
+        let s = try stack
+        XCTAssertTrue(try define("dev1", "app").ok)
+        XCTAssertTrue(s.createDisk("data1.qcow2", as: TestStack.grantedUser).ok)
+        // Shut off: the persistent definition changes (the test driver has no device calls,
+        // so the service redefines the XML).
+        let attach = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdb", "0"])
+        XCTAssertTrue(attach.ok, attach.all)
+        XCTAssertEqual(try property("dev1", "Disks"),
+                       "a(ssso) 1 \"vdb\" \"\(s.imageDir.path)/data1.qcow2\" \"qcow2\" \"/org/multiverse/Controller/disk/data1_2eqcow2\"")
+        let collision = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "0"])
+        XCTAssertTrue(collision.stderr.contains("is already attached to dev1"), collision.all)
+        let sameTarget = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "\(s.imageDir.path)/data1.qcow2", "vdb", "0"])
+        XCTAssertTrue(sameTarget.stderr.contains("target vdb of dev1 is already used"), sameTarget.all)
+        for (disk, target, message) in [("data1.qcow2", "xvda", "invalid target 'xvda'"), ("nope", "vdc", "no disk named nope"),
+                                        ("/etc/passwd", "vdc", "is not under an allowed image root"),
+                                        ("\(s.imageDir.path)/../../etc/passwd", "vdc", "without '..'")] {
+            let r = try vmCall("dev1", "AttachDisk", ["ssa{sv}", disk, target, "0"])
+            XCTAssertTrue(r.stderr.contains(message), "\(disk) \(target): \(r.all)")
+        }
+        // A symlink in the image directory cannot lead out of it.
+        XCTAssertEqual(symlink("/etc/shadow", s.imageDir.appendingPathComponent("sneaky").path), 0)
+        let sneaky = try vmCall("dev1", "AttachDisk", ["ssa{sv}", s.imageDir.appendingPathComponent("sneaky").path, "vdc", "0"])
+        XCTAssertTrue(sneaky.stderr.contains("(/etc/shadow) is not under an allowed image root"), sneaky.all)
+        unlink(s.imageDir.appendingPathComponent("sneaky").path)
+        // Live on a shut-off VM is InvalidState; denied for the other user, nothing changed.
+        let live = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "1", "live", "b", "true"])
+        XCTAssertTrue(live.stderr.contains("cannot change dev1 live: it is shutoff"), live.all)
+        XCTAssertFalse(try vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(try property("dev1", "Disks").contains("vdb"))
+        let detach = try vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"])
+        XCTAssertTrue(detach.ok, detach.all)
+        XCTAssertEqual(try property("dev1", "Disks"), "a(ssso) 0")
+        XCTAssertTrue(s.imageFiles().contains("data1.qcow2"), "detaching never deletes the image")
+
+        // 9p shares on a shut-off VM; a running one cannot hot-plug them.
+        let music = s.dir.appendingPathComponent("shares/music").path
+        let add = try vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "1", "readonly", "b", "true"])
+        XCTAssertTrue(add.ok, add.all)
+        XCTAssertEqual(try property("dev1", "Shares"), "a(ss) 1 \"\(music)\" \"Music\"")
+        XCTAssertTrue(try vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("<readonly/>"))
+        let dupe = try vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "0"])
+        XCTAssertTrue(dupe.stderr.contains("already has a share tagged Music"), dupe.all)
+        let outside = try vmCall("dev1", "AddShare", ["ssa{sv}", "/etc", "etc", "0"])
+        XCTAssertTrue(outside.stderr.contains("is not under an allowed share root"), outside.all)
+        XCTAssertTrue(try vmCall("dev1", "Start").ok)
+        let hot = try vmCall("dev1", "RemoveShare", ["sa{sv}", "Music", "0"])
+        XCTAssertTrue(hot.stderr.contains("9p shares cannot be hot-unplugged; stop dev1 first"), hot.all)
+        XCTAssertTrue(try vmCall("dev1", "Destroy").ok)
+        XCTAssertTrue(s.mvctl(["vm", "share", "remove", "dev1", "Music"], as: TestStack.grantedUser).ok)
+        XCTAssertEqual(try property("dev1", "Shares"), "a(ss) 0")
+        XCTAssertTrue(s.mvctl(["vm", "attach-disk", "dev1", "data1.qcow2", "sda"], as: TestStack.grantedUser).ok)
+        XCTAssertTrue(try vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("sata"))
+    }
+
     func testMvctlVMCommands() throws {
         let s = try stack
         let define = s.mvctl(["vm", "define", "cli1", "app", "--memory", "256", "--autostart"], as: TestStack.grantedUser)

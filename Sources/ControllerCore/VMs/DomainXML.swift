@@ -322,4 +322,52 @@ public enum DomainXML {
         }
         return types
     }
+
+    // MARK: devices
+
+    /// `<disk>` device XML for attaching.
+    public static func diskDevice(path: String, format: String, target: String, bus: String, readonly: Bool) -> String {
+        diskElement(path: path, format: format, target: target, bus: bus, readonly: readonly).xmlString
+    }
+
+    /// `<filesystem>` device XML for a 9p share.
+    public static func shareDevice(_ share: VMShare) -> String { shareElement(share).xmlString }
+
+    /// The XML of the device in `domainXML` matching (disk by target dev, share by target dir).
+    public static func device(in domainXML: String, disk target: String? = nil, share tag: String? = nil) throws -> String? {
+        try matchingDevice(in: try parse(domainXML), disk: target, share: tag)?.xmlString
+    }
+
+    static func matchingDevice(in document: XMLDocument, disk target: String?, share tag: String?) -> XMLElement? {
+        guard let devices = document.rootElement()?.elements(forName: "devices").first else { return nil }
+        if let target {
+            return devices.elements(forName: "disk").first { $0.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue == target }
+        }
+        if let tag {
+            return devices.elements(forName: "filesystem").first { $0.elements(forName: "target").first?.attribute(forName: "dir")?.stringValue == tag }
+        }
+        return nil
+    }
+
+    /// `domainXML` with `deviceXML` appended to `<devices>` (for drivers without device calls).
+    public static func adding(device deviceXML: String, to domainXML: String) throws -> String {
+        let document = try parse(domainXML)
+        let device = try parse(deviceXML).rootElement()!
+        device.detach()
+        guard let root = document.rootElement() else { throw ControllerError.invalidArgs("empty XML") }
+        let devices = root.elements(forName: "devices").first ?? {
+            let d = element("devices")
+            root.addChild(d)
+            return d
+        }()
+        devices.addChild(device)
+        return document.xmlString
+    }
+
+    /// `domainXML` without the matching device.
+    public static func removing(disk target: String? = nil, share tag: String? = nil, from domainXML: String) throws -> String {
+        let document = try parse(domainXML)
+        matchingDevice(in: document, disk: target, share: tag)?.detach()
+        return document.xmlString
+    }
 }

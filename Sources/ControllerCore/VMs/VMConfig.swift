@@ -11,6 +11,10 @@ public struct VMConfig: Sendable, Equatable {
     public var allowPassthrough = false
     /// Directories under which 9p share sources may live.
     public var shareRoots = ["/var/multiverse", "/home", "/srv"]
+    /// Directories (besides the image directory) under which AttachDisk accepts image paths.
+    public var imageRoots: [String] = []
+    /// How long DetachDisk waits for a running guest to release a disk.
+    public var detachTimeoutSeconds = 30
 
     public init() {}
 
@@ -35,5 +39,12 @@ public struct VMConfig: Sendable, Equatable {
             }
             shareRoots = v
         }
+        if let v = try section.stringArray("image_roots") {
+            for root in v where !root.hasPrefix("/") || root.split(separator: "/").contains("..") {
+                throw section.error("image_roots", "'\(root)' must be an absolute path without '..'")
+            }
+            imageRoots = v
+        }
+        if let v = try section.int("detach_timeout_s", in: 1...600) { detachTimeoutSeconds = v }
     }
 }

@@ -250,4 +250,55 @@ public actor VMManager {
         logger.notice("undefined VM \(info.name)")
         await refresh(uuid)
     }
+
+    // MARK: devices
+
+    /// Adds a device live and/or to the persistent definition. Drivers without device calls
+    /// (the test driver) get the persistent change by redefining the XML.
+    public func attach(_ uuid: String, device: String, live: Bool, config: Bool, what: String) async throws {
+        let name = vms[uuid]?.name ?? uuid
+        try await call("\(what) \(name)") { connection in
+            let domain = try connection.domain(uuid: uuid)
+            do {
+                try domain.attachDevice(device, live: live, config: config)
+            } catch let error as LibvirtError where !live && Self.unsupported(error) {
+                _ = try connection.define(xml: try DomainXML.adding(device: device, to: try domain.xml(inactive: true)))
+            }
+        }
+        logger.notice("\(what) \(name)")
+        await refresh(uuid)
+    }
+
+    /// Removes a device. A live removal needs the guest's consent: waits for it (up to
+    /// `timeout`) and says clearly when the guest did not let go.
+    public func detach(_ uuid: String, disk target: String? = nil, share tag: String? = nil, live: Bool, config: Bool,
+                       timeout: Duration, what: String) async throws {
+        let name = vms[uuid]?.name ?? uuid
+        try await call("\(what) \(name)") { connection in
+            let domain = try connection.domain(uuid: uuid)
+            let source = try domain.xml(inactive: !live)
+            guard let device = try DomainXML.device(in: source, disk: target, share: tag) else {
+                throw ControllerError.invalidArgs("\(name) has no \(target.map { "disk at target \($0)" } ?? "share tagged \(tag ?? "")")")
+            }
+            do {
+                try domain.detachDevice(device, live: live, config: config)
+            } catch let error as LibvirtError where !live && Self.unsupported(error) {
+                _ = try connection.define(xml: try DomainXML.removing(disk: target, share: tag, from: try domain.xml(inactive: true)))
+            }
+        }
+        logger.notice("\(what) \(name) requested")
+        guard live else { await refresh(uuid); return }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let info = await refresh(uuid)
+            let present = info.map { i in target.map { t in i.disks.contains { $0.target == t } } ?? i.shares.contains { $0.tag == tag } } ?? false
+            if !present { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw ControllerError.busy("the guest in \(name) did not release \(target ?? tag ?? "the device") within \(timeout.components.seconds) s; it stays attached until the guest lets go\(config ? " (it is gone from the persistent definition)" : "")")
+    }
+
+    static func unsupported(_ error: LibvirtError) -> Bool {
+        error.code == LibvirtError.noSupport || error.code == LibvirtError.operationUnsupported
+    }
 }
