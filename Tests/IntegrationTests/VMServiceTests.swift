@@ -103,7 +103,7 @@ final class VMServiceTests: XCTestCase {
         let s = try stack
         let r = try define("router1", "network-controller")
         XCTAssertTrue(r.ok, r.all)
-        XCTAssertTrue(r.stdout.hasPrefix("o \"/org/multiverse/Controller/vm/_"), r.stdout)
+        XCTAssertTrue(r.stdout.hasPrefix("o \"/org/multiverse/Controller/vm/"), r.stdout)
         XCTAssertEqual(try property("router1", "State"), "s \"shutoff\"")
         XCTAssertEqual(try property("router1", "Profile"), "s \"network-controller\"")
         XCTAssertEqual(try property("router1", "MemoryMiB"), "t 512")
