@@ -19,6 +19,27 @@ extension ControllerService {
             }
         case .removed(let uuid):
             await bus.unexport(path: ObjectPaths.vm(uuid))
+        case .ephemeralStopped(let info):
+            await discardEphemeral(info)
+        }
+    }
+
+    /// Undefines a stopped ephemeral VM and deletes its overlay, leaving nothing behind.
+    func discardEphemeral(_ info: VMInfo) async {
+        do {
+            if info.persistent { try await vms.undefine(info.uuid) }
+        } catch {
+            logger.error("cannot undefine ephemeral VM \(info.name): \(error)")
+            return
+        }
+        let overlay = info.metadata.overlay
+        guard !overlay.isEmpty, DiskName.isValid(overlay), await disks.disk(named: overlay) != nil else { return }
+        do {
+            try await disks.delete(overlay)
+            await bus.unexport(path: ObjectPaths.disk(overlay))
+            logger.notice("deleted overlay \(overlay) of ephemeral VM \(info.name)")
+        } catch {
+            logger.error("cannot delete overlay \(overlay) of ephemeral VM \(info.name): \(error)")
         }
     }
 
@@ -110,8 +131,18 @@ extension ControllerService {
         guard let profile = await vms.profile(named: profileName) else {
             throw ControllerError.invalidArgs("unknown profile \(DiskName.quoted(profileName)) (known: \(await vms.profiles.map(\.name).joined(separator: ", ")))")
         }
-        if baseDisk != nil || ephemeral != nil {
-            throw ControllerError.notSupported("base_disk and ephemeral launches are not available in this release")
+        var overlayRequest: CreateDiskRequest?
+        if let baseDisk {
+            try DiskName.validate(baseDisk)
+            guard let base = await disks.disk(named: baseDisk) else { throw ControllerError.noSuchDisk("no disk named \(baseDisk)") }
+            let overlayName = "\(name)-root.qcow2"
+            guard DiskName.isValid(overlayName) else {
+                throw ControllerError.invalidArgs("VM name \(name) is too long for its overlay disk name \(overlayName) (64 characters at most)")
+            }
+            let request = CreateDiskRequest(name: overlayName, size: base.virtualSize, format: "qcow2", backing: baseDisk, preallocation: nil)
+            try request.validate(maxSize: UInt64.max)
+            try await disks.precheckCreate(request)
+            overlayRequest = request
         }
         try await vms.precheckResources(memoryMiB: memory, vcpus: vcpus)
         guard ["dynamic", "none"].contains(seclabel) else {
@@ -148,8 +179,25 @@ extension ControllerService {
         spec.disks = diskSpecs
         spec.autostart = autostart
         spec.seclabel = seclabel
-        let info = try await vms.define(xml: DomainXML.build(spec), name: name)
-        return ObjectPaths.vm(info.uuid)
+        spec.ephemeral = ephemeral ?? false
+        if let overlayRequest {
+            // The VM boots from a copy-on-write overlay of the base disk, attached first (vda).
+            let overlay = try await disks.create(overlayRequest)
+            try await exportDisk(overlay, announce: true)
+            spec.disks.insert((overlay.path, "qcow2"), at: 0)
+            spec.baseDisk = baseDisk ?? ""
+            spec.overlay = overlay.name
+        }
+        do {
+            let info = try await vms.define(xml: DomainXML.build(spec), name: name)
+            return ObjectPaths.vm(info.uuid)
+        } catch {
+            if let overlayRequest {   // nothing half-made stays behind
+                try? await disks.delete(overlayRequest.name)
+                await bus.unexport(path: ObjectPaths.disk(overlayRequest.name))
+            }
+            throw error
+        }
     }
 
     // MARK: VM
@@ -239,10 +287,10 @@ extension ControllerService {
             try args.options(1).finish()
             guard info.persistent else { throw ControllerError.invalidState("\(name) is transient; autostart needs a persistent VM") }
             try await authorize(.vmConfigure, "autostart")
-            let current = info
-            try await vms.redefine(uuid, enabled ? "enable autostart of" : "disable autostart of") { xml in
-                try DomainXML.withMetadata(xml, profile: current.profile, autostart: enabled, ephemeral: current.ephemeral,
-                                           baseDisk: current.baseDisk, bootOrder: current.bootOrder)
+            var metadata = info.metadata
+            metadata.autostart = enabled
+            try await vms.redefine(uuid, enabled ? "enable autostart of" : "disable autostart of") { [metadata] xml in
+                try DomainXML.withMetadata(xml, metadata)
             }
         case "SetResources":
             var options = try args.options(0)

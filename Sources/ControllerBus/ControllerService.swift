@@ -101,7 +101,7 @@ public final class ControllerService: Sendable {
 
     // MARK: Disks
 
-    private func exportDisk(_ disk: DiskInfo, announce: Bool) async throws {
+    func exportDisk(_ disk: DiskInfo, announce: Bool) async throws {
         let name = disk.name
         try await bus.export(path: ObjectPaths.disk(name), interfaces: [
             ExportedInterface(Interfaces.disk, properties: diskProperties(disk),

@@ -329,6 +329,39 @@ final class VMServiceTests: XCTestCase {
         XCTAssertTrue(try vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("sata"))
     }
 
+    func testEphemeralLaunchOnABaseDiskLeavesNothingBehind() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("base.qcow2", size: 4 << 20, as: TestStack.grantedUser).ok)
+        let signals = try await SignalCollector(stack: s, match: "type='signal',interface='org.freedesktop.DBus.ObjectManager'")
+        defer { Task { await signals.close() } }
+        let r = try define("eph1", "app", ["2", "base_disk", "s", "base.qcow2", "ephemeral", "b", "true"])
+        XCTAssertTrue(r.ok, r.all)
+        XCTAssertEqual(try property("eph1", "Ephemeral"), "b true")
+        // A copy-on-write overlay of the base, attached as vda, a managed disk of its own.
+        XCTAssertTrue(s.imageFiles().contains("eph1-root.qcow2"), "\(s.imageFiles())")
+        let info = Command.run("/usr/bin/qemu-img", ["info", "-U", "--output=json", s.imageDir.appendingPathComponent("eph1-root.qcow2").path])
+        XCTAssertTrue(info.stdout.contains("\"backing-filename\": \"\(s.imageDir.path)/base.qcow2\""), info.stdout)
+        XCTAssertTrue(info.stdout.contains("\"virtual-size\": 4194304"), info.stdout)
+        XCTAssertTrue(try property("eph1", "Disks").hasPrefix("a(ssso) 1 \"vda\" \"\(s.imageDir.path)/eph1-root.qcow2\""))
+        let disk = try s.busctl(["get-property", TestStack.busName, "/org/multiverse/Controller/disk/eph1_2droot_2eqcow2",
+                                 TestStack.diskInterface, "BackingDisk"])
+        XCTAssertEqual(disk.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"base.qcow2\"")
+        let path = try vmPath("eph1") ?? ""
+        XCTAssertTrue(try vmCall("eph1", "Start").ok)
+        XCTAssertTrue(try vmCall("eph1", "Destroy").ok)
+        // Stopping discards it: the VM and its overlay go, the base stays.
+        let gone = await signals.wait(timeout: 5) { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == path }
+        XCTAssertNotNil(gone, signals.summary)
+        for _ in 0..<50 where s.imageFiles().contains("eph1-root.qcow2") { usleep(100_000) }
+        XCTAssertNil(try vmPath("eph1"))
+        XCTAssertFalse(s.imageFiles().contains("eph1-root.qcow2"))
+        XCTAssertTrue(s.imageFiles().contains("base.qcow2"))
+        // Bad input is refused before any overlay is made.
+        let bad = try define("eph2", "app", ["2", "base_disk", "s", "base.qcow2", "networks", "as", "1", "bad!net"])
+        XCTAssertFalse(bad.ok)
+        XCTAssertFalse(s.imageFiles().contains("eph2-root.qcow2"))
+    }
+
     func testMvctlVMCommands() throws {
         let s = try stack
         let define = s.mvctl(["vm", "define", "cli1", "app", "--memory", "256", "--autostart"], as: TestStack.grantedUser)

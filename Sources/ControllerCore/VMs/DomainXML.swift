@@ -24,6 +24,8 @@ public enum DomainXML {
         public var autostart: Bool
         public var ephemeral: Bool
         public var baseDisk: String
+        /// The overlay disk made for this VM from `baseDisk` (deleted with an ephemeral VM).
+        public var overlay: String
         public var seclabel: String
 
         public init(name: String, domainType: String, cpuMode: String, profile: VMProfile) {
@@ -39,6 +41,7 @@ public enum DomainXML {
             autostart = false
             ephemeral = false
             baseDisk = ""
+            overlay = ""
             seclabel = "dynamic"
         }
     }
@@ -56,14 +59,15 @@ public enum DomainXML {
     }
 
     /// The service's metadata element.
-    static func metadata(profile: String, autostart: Bool, ephemeral: Bool, baseDisk: String, bootOrder: Int) -> XMLElement {
+    static func metadata(_ m: VMMetadata) -> XMLElement {
         let root = XMLElement(name: "mv:controller")
         root.addNamespace(XMLNode.namespace(withName: "mv", stringValue: namespace) as! XMLNode)
-        root.addChild(element("mv:profile", profile))
-        root.addChild(element("mv:autostart", autostart ? "true" : "false"))
-        root.addChild(element("mv:ephemeral", ephemeral ? "true" : "false"))
-        root.addChild(element("mv:base-disk", baseDisk))
-        root.addChild(element("mv:boot-order", String(bootOrder)))
+        root.addChild(element("mv:profile", m.profile))
+        root.addChild(element("mv:autostart", m.autostart ? "true" : "false"))
+        root.addChild(element("mv:ephemeral", m.ephemeral ? "true" : "false"))
+        root.addChild(element("mv:base-disk", m.baseDisk))
+        root.addChild(element("mv:overlay", m.overlay))
+        root.addChild(element("mv:boot-order", String(m.bootOrder)))
         return root
     }
 
@@ -74,9 +78,9 @@ public enum DomainXML {
     public static func build(_ spec: Spec) -> String {
         let domain = element("domain", nil, [("type", spec.domainType)])
         domain.addChild(element("name", spec.name))
-        domain.addChild(element("metadata", nil, [], [metadata(
+        domain.addChild(element("metadata", nil, [], [metadata(VMMetadata(
             profile: spec.profile.name, autostart: spec.autostart, ephemeral: spec.ephemeral,
-            baseDisk: spec.baseDisk, bootOrder: spec.profile.bootOrder)]))
+            baseDisk: spec.baseDisk, overlay: spec.overlay, bootOrder: spec.profile.bootOrder))]))
         domain.addChild(element("memory", String(spec.memoryMiB), [("unit", "MiB")]))
         domain.addChild(element("currentMemory", String(spec.memoryMiB), [("unit", "MiB")]))
         domain.addChild(element("memoryBacking", nil, [], [element("nosharepages")]))
@@ -166,21 +170,18 @@ public enum DomainXML {
             let value = UInt64(memory.stringValue?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
             info.memoryMiB = mebibytes(value, unit: memory.attribute(forName: "unit")?.stringValue ?? "KiB")
         }
-        info.profile = ""
-        info.autostart = false
-        info.ephemeral = false
-        info.baseDisk = ""
-        info.bootOrder = 3
+        info.metadata = VMMetadata()
         if let ours = ownMetadata(domain) {
             for child in ours.children ?? [] {
                 guard let e = child as? XMLElement, let local = e.localName else { continue }
                 let value = e.stringValue ?? ""
                 switch local {
-                case "profile": info.profile = value
-                case "autostart": info.autostart = value == "true"
-                case "ephemeral": info.ephemeral = value == "true"
-                case "base-disk": info.baseDisk = value
-                case "boot-order": info.bootOrder = Int(value) ?? 3
+                case "profile": info.metadata.profile = value
+                case "autostart": info.metadata.autostart = value == "true"
+                case "ephemeral": info.metadata.ephemeral = value == "true"
+                case "base-disk": info.metadata.baseDisk = value
+                case "overlay": info.metadata.overlay = value
+                case "boot-order": info.metadata.bootOrder = Int(value) ?? 3
                 default: break
                 }
             }
@@ -245,7 +246,7 @@ public enum DomainXML {
 
     /// Returns `xml` with the service's metadata replaced by the given values (a
     /// `<metadata>` element is added when missing).
-    public static func withMetadata(_ xml: String, profile: String, autostart: Bool, ephemeral: Bool, baseDisk: String, bootOrder: Int) throws -> String {
+    public static func withMetadata(_ xml: String, _ values: VMMetadata) throws -> String {
         let document = try parse(xml)
         guard let domain = document.rootElement() else { throw ControllerError.invalidArgs("empty XML") }
         var metadata = domain.elements(forName: "metadata").first
@@ -256,7 +257,7 @@ public enum DomainXML {
             metadata = m
         }
         if let old = ownMetadata(domain), let index = old.index as Int? { metadata?.removeChild(at: index) }
-        metadata?.addChild(self.metadata(profile: profile, autostart: autostart, ephemeral: ephemeral, baseDisk: baseDisk, bootOrder: bootOrder))
+        metadata?.addChild(self.metadata(values))
         return document.xmlString
     }
 

@@ -5,16 +5,11 @@ public struct VMInfo: Sendable, Equatable {
     /// `running`, `paused`, `shutoff`, …
     public var state: String
     public var stateReason: String
-    /// Profile name from the service's metadata, `""` for VMs defined elsewhere.
-    public var profile: String
+    /// What the service keeps in the domain's `<metadata>`.
+    public var metadata: VMMetadata
     public var vcpus: UInt32
     public var memoryMiB: UInt64
-    /// The service's own autostart flag (metadata), not libvirt's.
-    public var autostart: Bool
     public var persistent: Bool
-    public var ephemeral: Bool
-    public var baseDisk: String
-    public var bootOrder: Int
     public var disks: [VMDisk]
     public var shares: [VMShare]
 
@@ -23,16 +18,43 @@ public struct VMInfo: Sendable, Equatable {
         self.name = name
         state = "nostate"
         stateReason = "unknown"
-        profile = ""
+        metadata = VMMetadata()
         vcpus = 0
         memoryMiB = 0
-        autostart = false
         persistent = true
-        ephemeral = false
-        baseDisk = ""
-        bootOrder = 3
         disks = []
         shares = []
+    }
+}
+
+extension VMInfo {
+    /// Profile name from the service's metadata, `""` for VMs defined elsewhere.
+    public var profile: String { metadata.profile }
+    /// The service's own autostart flag (metadata), not libvirt's.
+    public var autostart: Bool { metadata.autostart }
+    public var ephemeral: Bool { metadata.ephemeral }
+    public var bootOrder: Int { metadata.bootOrder }
+}
+
+/// The service's knowledge about a VM, kept in the domain XML's `<metadata>` under
+/// `https://multiverse-os.org/controller/1` so it survives restarts and shows in `virsh dumpxml`.
+public struct VMMetadata: Sendable, Equatable {
+    public var profile = ""
+    public var autostart = false
+    public var ephemeral = false
+    public var baseDisk = ""
+    public var overlay = ""
+    /// StartAll order: lower first; VMs without metadata start last.
+    public var bootOrder = 3
+
+    public init(profile: String = "", autostart: Bool = false, ephemeral: Bool = false, baseDisk: String = "",
+                overlay: String = "", bootOrder: Int = 3) {
+        self.profile = profile
+        self.autostart = autostart
+        self.ephemeral = ephemeral
+        self.baseDisk = baseDisk
+        self.overlay = overlay
+        self.bootOrder = bootOrder
     }
 }
 

@@ -8,6 +8,8 @@ public enum VMChange: Sendable {
     case added(VMInfo)
     case updated(VMInfo, stateChanged: Bool)
     case removed(uuid: String)
+    /// An ephemeral VM stopped (or was found stopped at start-up): undefine it and discard its overlay.
+    case ephemeralStopped(VMInfo)
 }
 
 /// The VMs of the libvirt connection: a cache rebuilt from libvirt on every (re)connect and
@@ -105,13 +107,20 @@ public actor VMManager {
     }
 
     private func upsert(_ info: VMInfo) async {
-        if let old = vms[info.uuid] {
+        let old = vms[info.uuid]
+        if let old {
             guard old != info else { return }
             vms[info.uuid] = info
             await observer?(.updated(info, stateChanged: old.state != info.state || old.stateReason != info.stateReason))
         } else {
             vms[info.uuid] = info
             await observer?(.added(info))
+        }
+        // A stopped ephemeral VM is discarded. "shutoff" with reason "unknown" is a VM that
+        // never ran (just defined), which stays.
+        if info.ephemeral, info.state == "shutoff", info.stateReason != "unknown", old?.state != "shutoff" || old == nil {
+            logger.notice("ephemeral VM \(info.name) stopped (\(info.stateReason)): discarding it")
+            await observer?(.ephemeralStopped(info))
         }
     }
 
