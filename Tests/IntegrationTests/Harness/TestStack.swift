@@ -46,6 +46,7 @@ final class TestStack {
     let settingsConfig: String
     /// More TOML sections for the daemon's configuration (`@DIR@` stands for the stack's directory).
     let extraConfig: String
+    let libvirtURI: String
     let address: String
     private(set) var daemon: Child?
     var logPath: String { dir.appendingPathComponent("daemon.log").path }
@@ -53,7 +54,8 @@ final class TestStack {
     /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts.
     /// `rebuildSeconds`: how long the initramfs rebuild stand-in takes.
     init(settings: String = "", config: String = "", hostRootOptions: [String] = [], rebuildSeconds: Double = 0,
-         prepareImages: (URL) throws -> Void = { _ in }) throws {
+         libvirtURI: String = "test:///default", prepareImages: (URL) throws -> Void = { _ in }) throws {
+        self.libvirtURI = libvirtURI
         settingsConfig = settings
         extraConfig = config
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
@@ -99,7 +101,7 @@ final class TestStack {
 
     func startDaemon() throws {
         let process = try Child(Self.daemonPath, [
-            "--bus-address", address, "--libvirt-uri", "test:///default",
+            "--bus-address", address, "--libvirt-uri", libvirtURI,
             "--image-dir", imageDir.path, "--backup-dir", dir.appendingPathComponent("backups").path,
             "--host-root", hostRoot.path, "--state-dir", dir.appendingPathComponent("state").path,
             "--config", writeConfig(), "--log-level", "debug"], stdout: logPath, stderr: logPath)

@@ -1,0 +1,211 @@
+import Foundation
+import SDBus
+import XCTest
+
+/// Real guests on `qemu:///system`: libvirtd (and virtlogd) are started here when not
+/// running (no systemd on these machines), guests are `type='qemu'` (TCG; nested KVM is
+/// broken here) booting the host's kernel and initrd directly. `virsh` sees these VMs, so
+/// the checks use it, including changes made behind the daemon's back.
+final class QemuSystemTests: XCTestCase {
+    static let vmInterface = "org.multiverse.Controller.VM"
+    static let uri = "qemu:///system"
+
+    override class func setUp() {
+        SharedStacks.start(self) {
+            try startLibvirtd()
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\n", libvirtURI: uri)
+        }
+    }
+
+    override class func tearDown() { SharedStacks.stop(self) }
+
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
+
+    /// Starts virtlogd and libvirtd as daemons unless running; waits until virsh answers.
+    static func startLibvirtd() throws {
+        if Command.run("/usr/bin/pgrep", ["-x", "virtlogd"]).status != 0 { _ = Command.run("/usr/sbin/virtlogd", ["-d"]) }
+        if Command.run("/usr/bin/pgrep", ["-x", "libvirtd"]).status != 0 { _ = Command.run("/usr/sbin/libvirtd", ["-d"]) }
+        for _ in 0..<100 {
+            if virsh(["list", "--all"]).ok { return }
+            usleep(100_000)
+        }
+        throw StackError("libvirtd did not answer on \(uri): \(virsh(["list"]).all)")
+    }
+
+    @discardableResult
+    static func virsh(_ args: [String]) -> CommandResult { Command.run("/usr/bin/virsh", ["-c", uri] + args) }
+
+    // MARK: helpers
+
+    /// Kernel and initrd of the host, for direct kernel boot.
+    func bootFiles() throws -> (kernel: String, initrd: String) {
+        let boot = (try? FileManager.default.contentsOfDirectory(atPath: "/boot")) ?? []
+        guard let initrd = boot.filter({ $0.hasPrefix("initrd.img-") }).sorted().last else { throw XCTSkip("no /boot/initrd.img-*") }
+        let version = initrd.dropFirst("initrd.img-".count)
+        guard boot.contains("vmlinuz-\(version)") else { throw XCTSkip("no /boot/vmlinuz-\(version)") }
+        return ("/boot/vmlinuz-\(version)", "/boot/\(initrd)")
+    }
+
+    func guestXML(_ name: String, consoleLog: String) throws -> String {
+        let (kernel, initrd) = try bootFiles()
+        return """
+            <domain type='qemu'>
+              <name>\(name)</name>
+              <memory unit='MiB'>768</memory>
+              <vcpu>1</vcpu>
+              <os><type arch='x86_64' machine='pc'>hvm</type><kernel>\(kernel)</kernel><initrd>\(initrd)</initrd><cmdline>console=ttyS0</cmdline></os>
+              <features><acpi/><apic/></features>
+              <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
+              <on_poweroff>destroy</on_poweroff>
+              <devices>
+                <serial type='pty'><log file='\(consoleLog)' append='off'/></serial>
+                <console type='pty'/>
+                <memballoon model='none'/>
+              </devices>
+            </domain>
+            """
+    }
+
+    func vmPath(_ name: String) throws -> String? {
+        let r = try stack.manager("GetVMByName", ["sa{sv}", name, "0"])
+        return r.ok ? r.stdout.split(separator: "\"").dropFirst().first.map(String.init) : nil
+    }
+
+    func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"]) throws -> CommandResult {
+        guard let path = try vmPath(name) else { throw StackError("no VM \(name)") }
+        return try stack.busctl(["--timeout=300", "call", TestStack.busName, path, Self.vmInterface, method] + args, as: TestStack.grantedUser)
+    }
+
+    func property(_ name: String, _ property: String) throws -> String {
+        guard let path = try vmPath(name) else { return "" }
+        return try stack.busctl(["get-property", TestStack.busName, path, Self.vmInterface, property]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func waitFor(_ seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if try condition() { return }
+            usleep(200_000)
+        }
+        XCTFail("timed out after \(seconds) s waiting for \(what)")
+    }
+
+    // MARK: tests
+
+    func testRealGuestStartsTakesAndReleasesADiskLiveAndIsForcedOff() async throws {
+        let s = try stack
+        let name = "mvt-guest-\(UUID().uuidString.prefix(6))"
+        let consoleLog = "/var/log/libvirt/qemu/\(name)-console.log"
+        XCTAssertTrue(s.createDisk("hot.qcow2", size: 16 << 20, as: TestStack.grantedUser).ok)
+        let defined = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML(name, consoleLog: consoleLog), "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(defined.ok, defined.all)
+        defer { Self.virsh(["destroy", name]); Self.virsh(["undefine", name]) }
+        XCTAssertTrue(Self.virsh(["dominfo", name]).ok, "virsh does not see \(name)")
+        guard let path = try vmPath(name) else { return XCTFail("no object for \(name)") }
+        let signals = try await SignalCollector(stack: s, match: "type='signal',path='\(path)',interface='\(Self.vmInterface)',member='StateChanged'")
+        defer { Task { await signals.close() } }
+
+        let start = try vmCall(name, "Start")
+        XCTAssertTrue(start.ok, start.all)
+        let running = await signals.wait(timeout: 20) { $0.arguments.first?.string == "running" }
+        XCTAssertEqual(running?.arguments.last?.string, "booted", signals.summary)
+        XCTAssertEqual(Self.virsh(["domstate", name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "running")
+
+        // Live attach needs nothing from the guest.
+        let attach = try vmCall(name, "AttachDisk", ["ssa{sv}", "hot.qcow2", "vdb", "0"])
+        XCTAssertTrue(attach.ok, attach.all)
+        XCTAssertTrue(Self.virsh(["domblklist", name]).stdout.contains("vdb"), Self.virsh(["domblklist", name]).all)
+        XCTAssertTrue(try property(name, "Disks").contains("\"vdb\""))
+
+        // A live detach needs the guest's ACPI hotplug: wait until its kernel is up.
+        try waitFor(120, "the guest kernel to finish booting (\(consoleLog))") {
+            let log = (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? ""
+            return log.contains("Run /init as init process")
+        }
+        let bootLog = (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? ""
+        XCTAssertFalse(bootLog.contains("Kernel panic"), "the guest kernel panicked: \(bootLog.suffix(600))")
+        sleep(3)
+        let detach = try vmCall(name, "DetachDisk", ["sa{sv}", "vdb", "1", "timeout_s", "u", "90"])
+        XCTAssertTrue(detach.ok, detach.all)
+        XCTAssertFalse(Self.virsh(["domblklist", name]).stdout.contains("vdb"))
+        XCTAssertFalse(try property(name, "Disks").contains("\"vdb\""))
+
+        // The initramfs shell does not power off on ACPI: force after a short timeout.
+        let stop = try vmCall(name, "Shutdown", ["a{sv}", "2", "timeout_s", "u", "3", "force", "b", "true"])
+        XCTAssertTrue(stop.ok, stop.all)
+        XCTAssertEqual(Self.virsh(["domstate", name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "shut off")
+        let off = await signals.wait(timeout: 10) { $0.arguments.first?.string == "shutoff" }
+        XCTAssertEqual(off?.arguments.last?.string, "destroyed", signals.summary)
+        XCTAssertTrue(try vmCall(name, "Undefine").ok)
+        XCTAssertFalse(Self.virsh(["dominfo", name]).ok)
+        XCTAssertNil(try vmPath(name))
+    }
+
+    func testChangesMadeWithVirshAppearAndEphemeralLaunchLeavesNothing() async throws {
+        let s = try stack
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
+        defer { Task { await signals.close() } }
+        let name = "mvt-outside-\(UUID().uuidString.prefix(6))"
+        let file = s.dir.appendingPathComponent("\(name).xml").path
+        try (try guestXML(name, consoleLog: "/var/log/libvirt/qemu/\(name)-console.log")).write(toFile: file, atomically: true, encoding: .utf8)
+        defer { Self.virsh(["destroy", name]); Self.virsh(["undefine", name]) }
+        XCTAssertTrue(Self.virsh(["define", file]).ok)
+        let added = await signals.wait(timeout: 10) { $0.member == "InterfacesAdded" && ($0.arguments.first?.string ?? "").hasPrefix("/org/multiverse/Controller/vm/") }
+        XCTAssertNotNil(added, signals.summary)
+        XCTAssertEqual(try property(name, "Profile"), "s \"\"")
+        XCTAssertTrue(Self.virsh(["start", name]).ok)
+        let started = await signals.wait(timeout: 20) { $0.member == "StateChanged" && $0.arguments.first?.string == "running" }
+        XCTAssertNotNil(started, signals.summary)
+        XCTAssertTrue(Self.virsh(["destroy", name]).ok)
+        let stopped = await signals.wait(timeout: 10) { $0.member == "StateChanged" && $0.arguments.first?.string == "shutoff" }
+        XCTAssertEqual(stopped?.arguments.last?.string, "destroyed", signals.summary)
+        let path = try vmPath(name) ?? ""
+        XCTAssertTrue(Self.virsh(["undefine", name]).ok)
+        let removed = await signals.wait(timeout: 10) { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == path }
+        XCTAssertNotNil(removed, signals.summary)
+
+        // Ephemeral launch of the app profile (no NICs here) on an overlay of a base disk.
+        let eph = "mvt-eph-\(UUID().uuidString.prefix(6))"
+        XCTAssertTrue(s.createDisk("qbase.qcow2", size: 32 << 20, as: TestStack.grantedUser).ok)
+        let define = s.manager("DefineVM", ["ssa{sv}", eph, "app", "4", "base_disk", "s", "qbase.qcow2", "ephemeral", "b", "true",
+                                            "networks", "as", "0", "memory_mib", "t", "128"], as: TestStack.grantedUser)
+        XCTAssertTrue(define.ok, define.all)
+        defer { Self.virsh(["destroy", eph]); Self.virsh(["undefine", eph]) }
+        XCTAssertTrue(Self.virsh(["dumpxml", eph]).stdout.contains("https://multiverse-os.org/controller/1"))
+        let start = try vmCall(eph, "Start")
+        XCTAssertTrue(start.ok, start.all)
+        XCTAssertEqual(Self.virsh(["domstate", eph]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "running")
+        XCTAssertTrue(try vmCall(eph, "Destroy").ok)
+        try waitFor(15, "the ephemeral VM and its overlay to go") {
+            !Self.virsh(["dominfo", eph]).ok && !s.imageFiles().contains("\(eph)-root.qcow2")
+        }
+        XCTAssertTrue(s.imageFiles().contains("qbase.qcow2"))
+    }
+
+    func testReconnectsAfterLibvirtdRestart() throws {
+        let s = try stack
+        let name = "mvt-survivor-\(UUID().uuidString.prefix(6))"
+        XCTAssertTrue(s.manager("DefineVMFromXML", ["sa{sv}", try guestXML(name, consoleLog: "/var/log/libvirt/qemu/\(name).log"), "0"],
+                                as: TestStack.grantedUser).ok)
+        defer { Self.virsh(["undefine", name]) }
+        let connected = { (try? self.stack.busctl(["get-property", TestStack.busName, TestStack.root, TestStack.managerInterface, "LibvirtConnected"]).stdout) ?? "" }
+        XCTAssertTrue(connected().contains("true"))
+        XCTAssertEqual(Command.run("/usr/bin/pkill", ["-KILL", "-x", "libvirtd"]).status, 0)
+        try waitFor(30, "LibvirtConnected to become false") { connected().contains("false") }
+        // While disconnected, calls fail at once with a clear error.
+        let t0 = Date()
+        let during = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML("mvt-never", consoleLog: "/tmp/x.log"), "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(during.stderr.contains("not connected to libvirt at qemu:///system"), during.all)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
+        try Self.startLibvirtd()
+        try waitFor(60, "LibvirtConnected to become true again") { connected().contains("true") }
+        // Objects resynchronised; calls work again.
+        XCTAssertNotNil(try vmPath(name))
+        let list = s.manager("ListVMs", ["a{sv}", "0"])
+        XCTAssertTrue(list.ok, list.all)
+        XCTAssertTrue(try vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
+        XCTAssertTrue(Self.virsh(["dumpxml", name]).stdout.contains("<mv:autostart>true</mv:autostart>"))
+        XCTAssertTrue(s.log(tail: 200).contains("libvirt connection to qemu:///system lost"), s.log(tail: 50))
+    }
+}
