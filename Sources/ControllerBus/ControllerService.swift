@@ -13,12 +13,14 @@ public final class ControllerService: Sendable {
     let disks: DiskStore
     let settings: SettingsAgent
     let vms: VMManager
+    let jobs: JobManager
     let authorizer: Authorizer
     let callers: CallerResolver
     let logger: Logger
 
     public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, settings: SettingsAgent,
-                vms: VMManager, authorizer: Authorizer, logger: Logger) {
+                vms: VMManager, jobs: JobManager, authorizer: Authorizer, logger: Logger) {
+        self.jobs = jobs
         self.settings = settings
         self.vms = vms
         self.bus = bus
@@ -76,6 +78,7 @@ public final class ControllerService: Sendable {
             return [.objectPath(try await createDisk(args))]
         default:
             if let reply = try await handleManagerVMs(call) { return reply }
+            if let reply = try await handleManagerJobs(call) { return reply }
             throw ControllerError.notSupported("\(call.member) is not implemented")
         }
     }

@@ -14,9 +14,11 @@ public enum Interfaces {
             DBusMethod("ListProfiles", in: [options], out: [a("profiles", "a(ss)")]),
             DBusMethod("DefineVM", in: [a("name", "s"), a("profile", "s"), options], out: [a("vm", "o")]),
             DBusMethod("DefineVMFromXML", in: [a("xml", "s"), options], out: [a("vm", "o")]),
+            DBusMethod("StartAll", in: [options], out: [a("job", "o")]),
             DBusMethod("ListDisks", in: [options], out: [a("disks", "ao")]),
             DBusMethod("GetDiskByName", in: [a("name", "s"), options], out: [a("disk", "o")]),
             DBusMethod("CreateDisk", in: [a("name", "s"), a("size", "t"), a("format", "s"), options], out: [a("disk", "o")]),
+            DBusMethod("ListJobs", in: [options], out: [a("jobs", "ao")]),
         ],
         properties: [
             DBusProperty("Version", "s", change: .const),
@@ -95,6 +97,26 @@ public enum Interfaces {
             DBusSignal("Reverted", [a("id", "s"), a("success", "b"), a("detail", "s")]),
         ])
 
+    public static let job = DBusInterface(
+        "org.multiverse.Controller.Job",
+        methods: [
+            DBusMethod("Cancel", in: [options]),
+        ],
+        properties: [
+            DBusProperty("Operation", "s", change: .const),
+            DBusProperty("Target", "o", change: .const),
+            DBusProperty("StartedByUID", "u", change: .const),
+            DBusProperty("StartTime", "t", change: .const),
+            DBusProperty("State", "s"),
+            DBusProperty("Progress", "d"),
+            DBusProperty("ProgressValid", "b"),
+            DBusProperty("Error", "s"),
+            DBusProperty("Result", "a{sv}"),
+        ],
+        signals: [
+            DBusSignal("Completed", [a("success", "b"), a("message", "s")]),
+        ])
+
     /// Every interface the service exports, in documentation order.
-    public static let all = [manager, vm, disk, settings]
+    public static let all = [manager, vm, disk, job, settings]
 }

@@ -6,6 +6,10 @@ public enum ObjectPaths {
     public static let diskPrefix = root + "/disk"
     public static let settings = root + "/settings"
     public static let vmPrefix = root + "/vm"
+    public static let jobPrefix = root + "/job"
+
+    /// `/org/multiverse/Controller/job/<n>`.
+    public static func job(_ id: UInt64) -> String { "\(jobPrefix)/\(id)" }
 
     /// `/org/multiverse/Controller/vm/<escaped UUID>`.
     public static func vm(_ uuid: String) -> String { ObjectPath.encode(prefix: vmPrefix, uuid) }

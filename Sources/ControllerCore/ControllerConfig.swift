@@ -37,6 +37,12 @@ public struct ControllerConfig: Sendable, Equatable {
     // [vms]
     public var vms = VMConfig()
 
+    // [jobs]
+    /// Jobs running at once; more → LimitsExceeded.
+    public var maxConcurrentJobs = 4
+    /// How long finished jobs stay listed.
+    public var jobRetentionSeconds = 600
+
     public init() {}
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -94,6 +100,11 @@ public struct ControllerConfig: Sendable, Equatable {
         var vmsSection = try doc.section("vms")
         try vms.read(&vmsSection)
         try vmsSection.finish()
+
+        var jobs = try doc.section("jobs")
+        if let v = try jobs.int("max_concurrent", in: 1...64) { maxConcurrentJobs = v }
+        if let v = try jobs.int("retention_s", in: 1...86_400) { jobRetentionSeconds = v }
+        try jobs.finish()
 
         var settingsSection = try doc.section("settings")
         try settings.read(&settingsSection)

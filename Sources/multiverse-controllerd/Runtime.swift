@@ -42,15 +42,29 @@ struct Runtime {
         let libvirt = LibvirtMonitor(uri: config.libvirtURI, logger: Logger(label: "libvirt"))
         let (profiles, _) = ProfileStore.load(directory: config.vms.profilesDirectory, logger: Logger(label: "profiles"))
         let vms = VMManager(monitor: libvirt, config: config.vms, profiles: profiles, logger: Logger(label: "vms"))
-        let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings, vms: vms,
+        let jobs = JobManager(maxConcurrent: config.maxConcurrentJobs, retention: .seconds(config.jobRetentionSeconds),
+                              logger: Logger(label: "jobs"))
+        let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings, vms: vms, jobs: jobs,
                                         authorizer: authorizer, logger: logger)
+        await jobs.setObserver { change in await service.jobChanged(change) }
         try await service.exportObjects(libvirtConnected: false)
         try await settings.start { event in await service.settingsEvent(event) }
 
         await vms.setObserver { change in await service.vmChanged(change) }
+        let bootStart = Atomic<Bool>(config.vms.startAllOnBoot)
+        let log = logger
         await libvirt.start { connected in
             if connected { await vms.resync() }
             await service.setLibvirtConnected(connected)
+            // The service's ordered start, once, when libvirt is first reachable.
+            if connected, bootStart.exchange(false, ordering: .acquiringAndReleasing) {
+                do {
+                    let job = try await service.startAllJob(uid: 0)
+                    log.notice("start-up: StartAll runs as job \(job.id)")
+                } catch {
+                    log.error("start-up: cannot run StartAll: \(error)")
+                }
+            }
         }
 
         // Objects first, then the name: an activated call never finds the name without objects.
@@ -64,6 +78,7 @@ struct Runtime {
         logger.notice("received signal \(signal): stopping")
         ServiceNotifier.notify("STOPPING=1")
         await bus.releaseName(ControllerService.busName)
+        await jobs.cancelAll(timeout: .seconds(config.shutdownTimeoutSeconds))
         let inFlight = await bus.inFlightCalls()
         if inFlight > 0 { logger.notice("waiting up to \(config.shutdownTimeoutSeconds) s for \(inFlight) call(s) in flight") }
         await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds))

@@ -22,10 +22,14 @@ final class QemuSystemTests: XCTestCase {
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
     /// Starts virtlogd and libvirtd as daemons unless running; waits until virsh answers.
+    /// (A second daemon of either kind exits at once on the first one's pid file lock, so
+    /// starting them when they run is harmless; pgrep is no guide here, it also matches a
+    /// killed daemon that PID 1 has not reaped yet.)
     static func startLibvirtd() throws {
-        if Command.run("/usr/bin/pgrep", ["-x", "virtlogd"]).status != 0 { _ = Command.run("/usr/sbin/virtlogd", ["-d"]) }
-        if Command.run("/usr/bin/pgrep", ["-x", "libvirtd"]).status != 0 { _ = Command.run("/usr/sbin/libvirtd", ["-d"]) }
-        for _ in 0..<100 {
+        if virsh(["list", "--all"]).ok { return }
+        _ = Command.run("/usr/sbin/virtlogd", ["-d"])
+        _ = Command.run("/usr/sbin/libvirtd", ["-d"])
+        for _ in 0..<200 {
             if virsh(["list", "--all"]).ok { return }
             usleep(100_000)
         }
@@ -207,5 +211,24 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(try vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
         XCTAssertTrue(Self.virsh(["dumpxml", name]).stdout.contains("<mv:autostart>true</mv:autostart>"))
         XCTAssertTrue(s.log(tail: 200).contains("libvirt connection to qemu:///system lost"), s.log(tail: 50))
+    }
+
+    func testStartAllFailsNamingTheVMThatCannotStart() async throws {
+        let s = try stack
+        let name = "mvt-broken-\(UUID().uuidString.prefix(6))"
+        let xml = try guestXML(name, consoleLog: "/var/log/libvirt/qemu/\(name)-console.log")
+            .replacingOccurrences(of: try bootFiles().kernel, with: "/nonexistent/vmlinuz")
+        XCTAssertTrue(s.manager("DefineVMFromXML", ["sa{sv}", xml, "0"], as: TestStack.grantedUser).ok)
+        defer { Self.virsh(["undefine", name]) }
+        XCTAssertTrue(try vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
+        defer { Task { await signals.close() } }
+        let r = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(r.ok, r.all)
+        let done = await signals.wait(timeout: 60) { _ in true }
+        XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
+        let message = done?.arguments.last?.string ?? ""
+        XCTAssertTrue(message.contains("StartAll: \(name) failed to start:") && message.contains("/nonexistent/vmlinuz"), message)
+        XCTAssertEqual(Self.virsh(["domstate", name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "shut off")
     }
 }

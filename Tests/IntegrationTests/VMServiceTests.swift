@@ -10,7 +10,7 @@ final class VMServiceTests: XCTestCase {
 
     override class func setUp() {
         SharedStacks.start(self) {
-            try TestStack(config: "[vms]\nprofiles_dir = \"@DIR@/profiles\"\nshare_roots = [\"@DIR@/shares\"]\n") { images in
+            try TestStack(config: "[vms]\nprofiles_dir = \"@DIR@/profiles\"\nshare_roots = [\"@DIR@/shares\"]\n[jobs]\nretention_s = 3\n") { images in
                 let dir = images.deletingLastPathComponent()
                 let profiles = dir.appendingPathComponent("profiles")
                 try FileManager.default.createDirectory(at: profiles, withIntermediateDirectories: true)
@@ -360,6 +360,50 @@ final class VMServiceTests: XCTestCase {
         let bad = try define("eph2", "app", ["2", "base_disk", "s", "base.qcow2", "networks", "as", "1", "bad!net"])
         XCTAssertFalse(bad.ok)
         XCTAssertFalse(s.imageFiles().contains("eph2-root.qcow2"))
+    }
+
+    func testStartAllStartsAutostartVMsInBootOrderAsAJob() async throws {
+        let s = try stack
+        // Defined in the "wrong" order on purpose; app-b has no autostart flag.
+        for (name, profile, autostart) in [("sa-app", "app", true), ("sa-ui", "interface-controller", true),
+                                           ("sa-app-b", "app", false), ("sa-net", "network-controller", true)] {
+            XCTAssertTrue(try define(name, profile, autostart ? ["1", "autostart", "b", "true"] : ["0"]).ok)
+        }
+        let denied = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.otherUser)
+        XCTAssertFalse(denied.ok)
+        XCTAssertEqual(try property("sa-net", "State"), "s \"shutoff\"")
+
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
+        defer { Task { await signals.close() } }
+        let r = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(r.ok, r.all)
+        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        XCTAssertTrue(job.hasPrefix("/org/multiverse/Controller/job/"), r.stdout)
+        let completed = await signals.wait(timeout: 10) { $0.member == "Completed" && $0.path == job }
+        XCTAssertEqual(completed?.arguments.first, .boolean(true), signals.summary)
+        // The order the VMs came up in: network controller, interface controller, the rest.
+        let order = signals.all.filter { $0.member == "StateChanged" && $0.arguments.first?.string == "running" }.compactMap { signal in
+            ["sa-net", "sa-ui", "sa-app"].first { (try? self.vmPath($0)) == signal.path }
+        }
+        XCTAssertEqual(order, ["sa-net", "sa-ui", "sa-app"], signals.summary)
+        XCTAssertEqual(try property("sa-app-b", "State"), "s \"shutoff\"")
+        func jobProperty(_ name: String) -> String {
+            s.busctl(["get-property", TestStack.busName, job, "org.multiverse.Controller.Job", name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        XCTAssertEqual(jobProperty("Operation"), "s \"StartAll\"")
+        XCTAssertEqual(jobProperty("State"), "s \"succeeded\"")
+        XCTAssertEqual(jobProperty("Progress"), "d 1")
+        XCTAssertEqual(jobProperty("StartedByUID"), "u \(Command.run("/usr/bin/id", ["-u", TestStack.grantedUser]).stdout.trimmingCharacters(in: .whitespacesAndNewlines))")
+        // (VMs of other tests with autostart and without metadata, such as plain1, come after these.)
+        XCTAssertTrue(jobProperty("Result").contains("\"order\" as ") && jobProperty("Result").contains("\"sa-net\" \"sa-ui\" \"sa-app\""), jobProperty("Result"))
+        XCTAssertTrue(s.manager("ListJobs", ["a{sv}", "0"]).stdout.contains(job))
+        // Cancelling a finished job: InvalidState. Finished jobs vanish after retention_s.
+        let cancel = s.call(job, "org.multiverse.Controller.Job", "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(cancel.stderr.contains("has already succeeded"), cancel.all)
+        let removed = await signals.wait(timeout: 10) { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == job }
+        XCTAssertNotNil(removed, signals.summary)
+        XCTAssertFalse(s.manager("ListJobs", ["a{sv}", "0"]).stdout.contains(job))
+        for name in ["sa-net", "sa-ui", "sa-app"] { _ = try vmCall(name, "Destroy") }
     }
 
     func testMvctlVMCommands() throws {

@@ -15,6 +15,10 @@ public struct VMConfig: Sendable, Equatable {
     public var imageRoots: [String] = []
     /// How long DetachDisk waits for a running guest to release a disk.
     public var detachTimeoutSeconds = 30
+    /// Run StartAll once when the daemon first reaches libvirt.
+    public var startAllOnBoot = true
+    /// How long StartAll waits for each VM to be running.
+    public var startTimeoutSeconds = 120
 
     public init() {}
 
@@ -46,5 +50,7 @@ public struct VMConfig: Sendable, Equatable {
             imageRoots = v
         }
         if let v = try section.int("detach_timeout_s", in: 1...600) { detachTimeoutSeconds = v }
+        if let v = try section.bool("start_all_on_boot") { startAllOnBoot = v }
+        if let v = try section.int("start_timeout_s", in: 1...3600) { startTimeoutSeconds = v }
     }
 }

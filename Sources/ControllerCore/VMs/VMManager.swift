@@ -310,4 +310,45 @@ public actor VMManager {
     static func unsupported(_ error: LibvirtError) -> Bool {
         error.code == LibvirtError.noSupport || error.code == LibvirtError.operationUnsupported
     }
+
+    // MARK: ordered start
+
+    /// Starts the VMs whose autostart flag is set: network controllers first, each waited
+    /// for until running, then interface controllers, then the rest (VMs without the
+    /// service's metadata last). A VM that fails fails the job with its name and reason;
+    /// the others stay as they are.
+    public func startAll(job: Job, timeout: Duration) async throws -> [String: JobValue] {
+        let order = vms.values.filter(\.autostart).sorted { ($0.bootOrder, $0.name) < ($1.bootOrder, $1.name) }
+        logger.notice("StartAll: \(order.map(\.name).joined(separator: ", "))")
+        var started: [String] = []
+        var already: [String] = []
+        job.progress(order.isEmpty ? nil : 0)
+        for (index, vm) in order.enumerated() {
+            try job.checkCancelled()
+            if vm.state == "running" {
+                already.append(vm.name)
+            } else {
+                do {
+                    try await perform(vm.uuid, "start") { try $0.start() }
+                } catch {
+                    throw ControllerError.libvirt("StartAll: \(vm.name) failed to start: \((error as? ControllerError)?.message ?? "\(error)")")
+                }
+                let deadline = ContinuousClock.now + timeout
+                while true {
+                    let state = await refresh(vm.uuid)?.state ?? "gone"
+                    if state == "running" { break }
+                    if ["shutoff", "crashed", "gone"].contains(state) {
+                        throw ControllerError.libvirt("StartAll: \(vm.name) stopped right after it was started (it is \(state))")
+                    }
+                    guard ContinuousClock.now < deadline else {
+                        throw ControllerError.libvirt("StartAll: \(vm.name) did not reach running within \(timeout.components.seconds) s (it is \(state))")
+                    }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                started.append(vm.name)
+            }
+            job.progress(Double(index + 1) / Double(order.count))
+        }
+        return ["order": .strings(order.map(\.name)), "started": .strings(started), "already_running": .strings(already)]
+    }
 }

@@ -1,0 +1,106 @@
+import Foundation
+import Logging
+
+/// A change the bus layer mirrors.
+public enum JobChange: Sendable {
+    case added(JobSnapshot)
+    case updated(JobSnapshot)
+    case finished(JobSnapshot)
+    case removed(id: UInt64)
+}
+
+/// Runs jobs: a cap on concurrent ones (over it → `LimitsExceeded`), finished jobs kept
+/// listed for a while, all running jobs cancelled on shutdown.
+public actor JobManager {
+    private let maxConcurrent: Int
+    private let retention: Duration
+    private let logger: Logger
+    private var nextID: UInt64 = 1
+    private var jobs: [UInt64: Job] = [:]
+    private var tasks: [UInt64: Task<Void, Never>] = [:]
+    private var observer: (@Sendable (JobChange) async -> Void)?
+    private let updates: AsyncStream<JobChange>.Continuation
+    private var pump: Task<Void, Never>?
+
+    public init(maxConcurrent: Int, retention: Duration, logger: Logger) {
+        self.maxConcurrent = maxConcurrent
+        self.retention = retention
+        self.logger = logger
+        let (stream, continuation) = AsyncStream<JobChange>.makeStream()
+        updates = continuation
+        pumpStream = stream
+    }
+
+    private let pumpStream: AsyncStream<JobChange>
+
+    /// Changes are delivered in order, one at a time.
+    public func setObserver(_ observer: @escaping @Sendable (JobChange) async -> Void) {
+        self.observer = observer
+        let stream = pumpStream
+        pump = Task { for await change in stream { await observer(change) } }
+    }
+
+    public func list() -> [JobSnapshot] { jobs.values.map(\.snapshot).sorted { $0.id < $1.id } }
+    public func job(_ id: UInt64) -> Job? { jobs[id] }
+
+    /// Starts `body` as a job. Throws `LimitsExceeded` when `max_concurrent` jobs run.
+    public func start(operation: String, target: String, uid: UInt32,
+                      _ body: @escaping @Sendable (Job) async throws -> [String: JobValue]) throws -> JobSnapshot {
+        let running = jobs.values.filter { $0.snapshot.state == "running" }.count
+        guard running < maxConcurrent else {
+            throw ControllerError.limitsExceeded("\(running) jobs are running (max_concurrent \(maxConcurrent)); try again later")
+        }
+        let id = nextID
+        nextID += 1
+        let updates = self.updates
+        let job = Job(id: id, operation: operation, target: target, uid: uid) { snapshot in
+            if snapshot.state == "running" { updates.yield(.updated(snapshot)) }
+        }
+        jobs[id] = job
+        updates.yield(.added(job.snapshot))
+        logger.notice("job \(id) \(operation) on \(target) started by uid \(uid)")
+        let task = Task {
+            let outcome: Result<[String: JobValue], Error>
+            do { outcome = .success(try await body(job)) } catch { outcome = .failure(error) }
+            await self.finished(job, outcome)
+        }
+        job.attach(task)
+        tasks[id] = task
+        return job.snapshot
+    }
+
+    private func finished(_ job: Job, _ outcome: Result<[String: JobValue], Error>) {
+        let snapshot = job.finish(outcome)
+        tasks[job.id] = nil
+        updates.yield(.finished(snapshot))
+        logger.notice("job \(job.id) \(snapshot.operation) \(snapshot.state)\(snapshot.error.isEmpty ? "" : ": \(snapshot.error)")")
+        let retention = self.retention
+        Task {
+            try? await Task.sleep(for: retention)
+            await self.remove(job.id)
+        }
+    }
+
+    private func remove(_ id: UInt64) {
+        guard jobs.removeValue(forKey: id) != nil else { return }
+        updates.yield(.removed(id: id))
+    }
+
+    /// Cancels a job (the caller checked who may).
+    public func cancel(_ id: UInt64) throws {
+        guard let job = jobs[id] else { throw ControllerError.invalidArgs("no job \(id)") }
+        try job.cancel()
+        logger.notice("job \(id) cancel requested")
+    }
+
+    /// Cancels every running job and waits (up to `timeout`) for them to end (shutdown).
+    public func cancelAll(timeout: Duration) async {
+        for id in tasks.keys.sorted() {
+            if (try? jobs[id]?.cancel()) == nil { logger.notice("job \(id) is past its commit point; letting it finish") }
+        }
+        let deadline = ContinuousClock.now + timeout
+        while !tasks.isEmpty, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
