@@ -302,6 +302,8 @@ extension ControllerService {
             guard info.persistent else { throw ControllerError.invalidState("\(name) is transient; SetResources changes the persistent definition") }
             try await authorize(.vmConfigure, "resources")
             try await vms.redefine(uuid, "change resources of") { try DomainXML.withResources($0, memoryMiB: memory, vcpus: vcpus) }
+        case "CreateSnapshot", "RevertSnapshot", "DeleteSnapshot", "ListSnapshots":
+            return try await handleVMSnapshots(info, call, authorize: authorize)
         case "GetXML":
             var options = try args.options(0)
             let inactive = try options.bool("inactive") ?? false

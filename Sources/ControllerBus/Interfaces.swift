@@ -46,6 +46,10 @@ public enum Interfaces {
             DBusMethod("SetAutostart", in: [a("enabled", "b"), options]),
             DBusMethod("SetResources", in: [options]),
             DBusMethod("GetXML", in: [options], out: [a("xml", "s")]),
+            DBusMethod("CreateSnapshot", in: [a("name", "s"), options], out: [a("job", "o")]),
+            DBusMethod("RevertSnapshot", in: [a("name", "s"), options], out: [a("job", "o")]),
+            DBusMethod("DeleteSnapshot", in: [a("name", "s"), options]),
+            DBusMethod("ListSnapshots", in: [options], out: [a("snapshots", "a(st)")]),
         ],
         properties: [
             DBusProperty("Name", "s"),

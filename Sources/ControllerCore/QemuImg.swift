@@ -6,6 +6,13 @@ public struct ImageInfo: Sendable, Equatable {
     public var virtualSize: UInt64
     public var allocatedSize: UInt64
     public var backingFile: String?
+    /// Internal snapshots (qcow2): name and creation time (seconds since the epoch).
+    public var snapshots: [(name: String, created: UInt64)] = []
+
+    public static func == (a: ImageInfo, b: ImageInfo) -> Bool {
+        a.format == b.format && a.virtualSize == b.virtualSize && a.allocatedSize == b.allocatedSize
+            && a.backingFile == b.backingFile && a.snapshots.map(\.name) == b.snapshots.map(\.name)
+    }
 }
 
 /// The `qemu-img` tool.
@@ -40,6 +47,23 @@ public struct QemuImg: Sendable {
         }
         let actual = (json["actual-size"] as? NSNumber)?.uint64Value ?? 0
         let backing = (json["full-backing-filename"] as? String) ?? (json["backing-filename"] as? String)
-        return ImageInfo(format: format, virtualSize: virtual, allocatedSize: actual, backingFile: backing)
+        let snapshots = ((json["snapshots"] as? [[String: Any]]) ?? []).compactMap { entry -> (String, UInt64)? in
+            guard let name = entry["name"] as? String else { return nil }
+            return (name, (entry["date-sec"] as? NSNumber)?.uint64Value ?? 0)
+        }
+        return ImageInfo(format: format, virtualSize: virtual, allocatedSize: actual, backingFile: backing,
+                         snapshots: snapshots.map { (name: $0.0, created: $0.1) })
+    }
+
+    /// `qemu-img snapshot -c|-a|-d NAME IMAGE` (create, apply, delete an internal snapshot).
+    public func snapshot(_ action: SnapshotAction, _ name: String, path imagePath: String) async throws {
+        let r = try await ChildProcess.run(path, ["snapshot", action.rawValue, name, imagePath])
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img snapshot \(action.rawValue) \(name) on \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
+    public enum SnapshotAction: String, Sendable {
+        case create = "-c", apply = "-a", delete = "-d"
     }
 }

@@ -61,6 +61,31 @@ struct Client {
         try await bus.getAllProperties(destination: Self.service, path: path, interface: interface)
     }
 
+    /// Follows a Job until it ends, printing progress to stderr; returns its Result, or
+    /// prints its error and exits 1 when it failed or was cancelled.
+    func follow(job path: String, quiet: Bool) async throws -> [String: DBusValue] {
+        var lastShown = -1
+        while true {
+            let props = try await properties(path, "org.multiverse.Controller.Job")
+            let state = props["State"]?.string ?? ""
+            if !quiet, props["ProgressValid"]?.bool == true {
+                let percent = Int((props["Progress"]?.double ?? 0) * 100)
+                if percent != lastShown {
+                    FileHandle.standardError.write(Data("\(props["Operation"]?.string ?? "job"): \(percent)%\n".utf8))
+                    lastShown = percent
+                }
+            }
+            if state != "running" {
+                guard state == "succeeded" else {
+                    FileHandle.standardError.write(Data("mvctl: job \(state): \(props["Error"]?.string ?? "")\n".utf8))
+                    throw ExitCode(1)
+                }
+                return props["Result"]?.stringKeyedDictionary ?? [:]
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
     func vmPath(_ name: String) async throws -> String {
         try await callManager("GetVMByName", [.string(name), .emptyOptions]).first?.string ?? ""
     }

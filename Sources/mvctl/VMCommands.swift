@@ -8,7 +8,7 @@ struct VM: AsyncParsableCommand {
         abstract: "Define, start, stop and inspect virtual machines.",
         subcommands: [List.self, Show.self, Profiles.self, Define.self, DefineXML.self, Start.self, Stop.self, Destroy.self,
                       Reboot.self, Suspend.self, Resume.self, Undefine.self, AttachDisk.self, DetachDisk.self, Share.self,
-                      Autostart.self, Resources.self, XML.self, Watch.self])
+                      Snapshot.self, StartAll.self, Autostart.self, Resources.self, XML.self, Watch.self])
 
     static let interface = "org.multiverse.Controller.VM"
 
@@ -250,6 +250,83 @@ struct VM: AsyncParsableCommand {
             @Argument(help: "Mount tag.") var tag: String
             func run() async throws {
                 try await VM.call(global, name, "RemoveShare", [.string(tag), .emptyOptions], done: "removed share \(tag) from \(name)")
+            }
+        }
+    }
+
+    /// Calls a VM method that returns a Job and follows it.
+    static func job(_ global: GlobalOptions, _ name: String, _ member: String, _ args: [DBusValue], done: String) async throws {
+        try await Client.run(global) { client in
+            let path = try await client.vmPath(name)
+            let job = try await client.call(path, VM.interface, member, args, privileged: true).first?.string ?? ""
+            let result = try await client.follow(job: job, quiet: global.json)
+            if global.json { Output.json(["job": job, "result": result.mapValues(Output.plain)]) } else { print(done) }
+        }
+    }
+
+    struct Snapshot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Snapshots of all of a shut-off VM's managed qcow2 disks at one point in time.",
+            subcommands: [Create.self, Revert.self, Delete.self, List.self])
+
+        struct Create: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Take a snapshot (a job; progress on stderr).")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "VM name.") var name: String
+            @Argument(help: "Snapshot name.") var snapshot: String
+            func run() async throws { try await VM.job(global, name, "CreateSnapshot", [.string(snapshot), .emptyOptions], done: "snapshot \(snapshot) of \(name) taken") }
+        }
+
+        struct Revert: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Return every managed disk to a snapshot (a job).")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "VM name.") var name: String
+            @Argument(help: "Snapshot name.") var snapshot: String
+            func run() async throws { try await VM.job(global, name, "RevertSnapshot", [.string(snapshot), .emptyOptions], done: "\(name) reverted to \(snapshot)") }
+        }
+
+        struct Delete: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Delete a snapshot.")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "VM name.") var name: String
+            @Argument(help: "Snapshot name.") var snapshot: String
+            func run() async throws { try await VM.call(global, name, "DeleteSnapshot", [.string(snapshot), .emptyOptions], done: "deleted snapshot \(snapshot) of \(name)") }
+        }
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List a VM's snapshots.")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "VM name.") var name: String
+            func run() async throws {
+                try await Client.run(global) { client in
+                    let path = try await client.vmPath(name)
+                    let reply = try await client.call(path, VM.interface, "ListSnapshots", [.emptyOptions])
+                    let rows: [(String, UInt64)] = (reply.first?.arrayElements ?? []).compactMap {
+                        guard case .structure(let f) = $0, f.count == 2 else { return nil }
+                        return (f[0].string ?? "", f[1].uint64 ?? 0)
+                    }
+                    if global.json { Output.json(rows.map { ["name": $0.0, "created": $0.1] as [String: Any] }); return }
+                    let formatter = ISO8601DateFormatter()
+                    Output.table(["SNAPSHOT", "CREATED"], rows.map { [$0.0, formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0.1)))] })
+                }
+            }
+        }
+    }
+
+    struct StartAll: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "start-all",
+            abstract: "Start the VMs with autostart on, in order: network controllers, interface controllers, the rest.")
+        @OptionGroup var global: GlobalOptions
+        func run() async throws {
+            try await Client.run(global) { client in
+                let job = try await client.callManager("StartAll", [.emptyOptions], privileged: true).first?.string ?? ""
+                let result = try await client.follow(job: job, quiet: global.json)
+                if global.json { Output.json(result.mapValues(Output.plain)); return }
+                let started = result["started"]?.stringArray ?? []
+                let already = result["already_running"]?.stringArray ?? []
+                print("started: \(started.isEmpty ? "none" : started.joined(separator: ", "))")
+                if !already.isEmpty { print("already running: \(already.joined(separator: ", "))") }
             }
         }
     }

@@ -406,6 +406,64 @@ final class VMServiceTests: XCTestCase {
         for name in ["sa-net", "sa-ui", "sa-app"] { _ = try vmCall(name, "Destroy") }
     }
 
+    func testSnapshotsCoverEveryManagedDiskAndRevertTheirContents() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("snap-a.qcow2", size: 1 << 20, as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.createDisk("snap-b.qcow2", size: 1 << 20, as: TestStack.grantedUser).ok)
+        XCTAssertTrue(try define("snap1", "app", ["1", "disks", "as", "2", "snap-a.qcow2", "snap-b.qcow2"]).ok)
+        let a = s.imageDir.appendingPathComponent("snap-a.qcow2").path
+        let b = s.imageDir.appendingPathComponent("snap-b.qcow2").path
+        func qemuIO(_ command: String, _ image: String) -> CommandResult { Command.run("/usr/bin/qemu-io", ["-f", "qcow2", "-c", command, image]) }
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
+        defer { Task { await signals.close() } }
+
+        let create = try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "before", "0"])
+        XCTAssertTrue(create.ok, create.all)
+        let job = create.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let done = await signals.wait(timeout: 10) { $0.path == job }
+        XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
+        for image in [a, b] {
+            XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("vm-before"))
+        }
+        let list = try vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: TestStack.otherUser)
+        XCTAssertTrue(list.stdout.hasPrefix("a(st) 1 \"before\" "), list.all)
+        let again = try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "before", "0"])
+        XCTAssertTrue(again.stderr.contains("disk snap-a.qcow2 already has a snapshot vm-before"), again.all)
+
+        // Change both disks, then revert: the old contents are back.
+        XCTAssertTrue(qemuIO("write -P 0xab 0 64k", a).ok)
+        XCTAssertTrue(qemuIO("write -P 0xcd 0 64k", b).ok)
+        XCTAssertTrue(qemuIO("read -P 0xab 0 64k", a).stdout.contains("read 65536/65536"))
+        let mark = signals.all.count
+        let revert = try vmCall("snap1", "RevertSnapshot", ["sa{sv}", "before", "0"])
+        XCTAssertTrue(revert.ok, revert.all)
+        let reverted = await signals.wait(timeout: 10, after: mark) { $0.path == (revert.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? "") }
+        XCTAssertEqual(reverted?.arguments.first, .boolean(true), signals.summary)
+        for image in [a, b] {
+            let read = qemuIO("read -P 0 0 64k", image)
+            XCTAssertFalse(read.stdout.contains("Pattern verification failed"), read.all)
+        }
+
+        // Wrong input and state.
+        XCTAssertTrue(try vmCall("snap1", "RevertSnapshot", ["sa{sv}", "nope", "0"]).stderr.contains("has no snapshot vm-nope"))
+        XCTAssertTrue(try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "bad/name", "0"]).stderr.contains("invalid snapshot name"))
+        XCTAssertFalse(try vmCall("snap1", "DeleteSnapshot", ["sa{sv}", "before", "0"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", a]).stdout.contains("vm-before"))
+        XCTAssertTrue(try vmCall("snap1", "Start").ok)
+        let running = try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "live", "0"])
+        XCTAssertTrue(running.stderr.contains("taken while the VM is shut off; snap1 is running"), running.all)
+        XCTAssertTrue(try vmCall("snap1", "Destroy").ok)
+        XCTAssertTrue(s.createDisk("snap-raw", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
+        XCTAssertTrue(try define("snap2", "app", ["1", "disks", "as", "1", "snap-raw"]).ok)
+        let raw = try vmCall("snap2", "CreateSnapshot", ["sa{sv}", "x", "0"])
+        XCTAssertTrue(raw.stderr.contains("disk snap-raw of snap2 is raw; internal snapshots need qcow2"), raw.all)
+
+        let delete = try vmCall("snap1", "DeleteSnapshot", ["sa{sv}", "before", "0"])
+        XCTAssertTrue(delete.ok, delete.all)
+        for image in [a, b] { XCTAssertFalse(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("vm-before")) }
+        XCTAssertEqual(try vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: nil).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(st) 0")
+    }
+
     func testMvctlVMCommands() throws {
         let s = try stack
         let define = s.mvctl(["vm", "define", "cli1", "app", "--memory", "256", "--autostart"], as: TestStack.grantedUser)
@@ -425,6 +483,20 @@ final class VMServiceTests: XCTestCase {
         XCTAssertTrue(s.mvctl(["vm", "xml", "cli1", "--inactive"]).stdout.contains("<name>cli1</name>"))
         XCTAssertEqual(s.mvctl(["vm", "show", "nope"]).status, 3)
         XCTAssertEqual(s.mvctl(["vm", "start", "cli1", "--no-ask-password"], as: TestStack.otherUser).status, 4)
+        // Snapshots through mvctl (jobs followed to the end).
+        XCTAssertTrue(s.createDisk("cli-disk.qcow2", as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.mvctl(["vm", "attach-disk", "cli1", "cli-disk.qcow2", "vda"], as: TestStack.grantedUser).ok)
+        let snap = s.mvctl(["vm", "snapshot", "create", "cli1", "s1"], as: TestStack.grantedUser)
+        XCTAssertTrue(snap.ok, snap.all)
+        XCTAssertTrue(s.mvctl(["vm", "snapshot", "list", "cli1"]).stdout.contains("s1"))
+        XCTAssertTrue(s.mvctl(["vm", "snapshot", "revert", "cli1", "s1"], as: TestStack.grantedUser).ok)
+        let failed = s.mvctl(["vm", "snapshot", "revert", "cli1", "s2"], as: TestStack.grantedUser)
+        XCTAssertEqual(failed.status, 3, failed.all)   // NoSuchSnapshot
+        XCTAssertTrue(s.mvctl(["vm", "snapshot", "delete", "cli1", "s1"], as: TestStack.grantedUser).ok)
+        let startAll = s.mvctl(["vm", "start-all"], as: TestStack.grantedUser)
+        XCTAssertTrue(startAll.ok, startAll.all)
+        XCTAssertTrue(startAll.stdout.contains("cli1"), startAll.stdout)
+        XCTAssertTrue(s.mvctl(["vm", "destroy", "cli1"], as: TestStack.grantedUser).ok)
         XCTAssertTrue(s.mvctl(["vm", "undefine", "cli1"], as: TestStack.grantedUser).ok)
         XCTAssertEqual(s.mvctl(["vm", "show", "cli1"]).status, 3)
     }
