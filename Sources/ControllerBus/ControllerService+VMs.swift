@@ -8,6 +8,12 @@ extension ControllerService {
 
     /// Mirrors the VM cache on the bus.
     public func vmChanged(_ change: VMChange) async {
+        vmPathCache.withLock { $0 = ($0.generation + 1, nil) }
+        await mirror(change)
+        await publishAttachments()
+    }
+
+    private func mirror(_ change: VMChange) async {
         switch change {
         case .added(let info):
             do { try await exportVM(info, announce: true) } catch { logger.error("cannot export VM \(info.name): \(error)") }
@@ -40,6 +46,25 @@ extension ControllerService {
             logger.notice("deleted overlay \(overlay) of ephemeral VM \(info.name)")
         } catch {
             logger.error("cannot delete overlay \(overlay) of ephemeral VM \(info.name): \(error)")
+        }
+    }
+
+    /// Recomputes every disk's `AttachedTo` from the VMs' disks and publishes the changes.
+    func publishAttachments() async {
+        var users: [String: [String]] = [:]
+        for vm in await vms.list() {
+            for disk in vm.disks { users[disk.source, default: []].append(ObjectPaths.vm(vm.uuid)) }
+        }
+        for disk in await disks.list() {
+            let now = users[disk.path] ?? []
+            let changed = attachedTo.withLock { cache -> Bool in
+                guard cache[disk.name] ?? [] != now else { return false }
+                cache[disk.name] = now
+                return true
+            }
+            if changed {
+                await bus.setProperties(path: ObjectPaths.disk(disk.name), interface: Interfaces.disk.name, ["AttachedTo": .objectPaths(now)])
+            }
         }
     }
 
@@ -85,7 +110,11 @@ extension ControllerService {
         switch call.member {
         case "ListVMs":
             try args.options(0).finish()
-            return [.objectPaths(await vms.list().map { ObjectPaths.vm($0.uuid) })]
+            let (generation, cached) = vmPathCache.withLock { $0 }
+            if let cached { return [.objectPaths(cached)] }
+            let paths = await vms.list().map { ObjectPaths.vm($0.uuid) }
+            vmPathCache.withLock { if $0.generation == generation { $0.paths = paths } }
+            return [.objectPaths(paths)]
         case "GetVMByName":
             let name = args.string(0)
             try args.options(1).finish()

@@ -1,6 +1,7 @@
 import ControllerCore
 import Logging
 import SDBus
+import Synchronization
 
 /// The D-Bus face of the controller: exports the root Manager object and one object per
 /// disk, parses and validates calls, asks the Authorizer, calls the core and replies.
@@ -17,6 +18,10 @@ public final class ControllerService: Sendable {
     let authorizer: Authorizer
     let callers: CallerResolver
     let logger: Logger
+    /// Last published `AttachedTo` of each disk (by name).
+    let attachedTo = Mutex<[String: [String]]>([:])
+    /// ListVMs' reply, sorted by name, valid while no VM changed since (generation).
+    let vmPathCache = Mutex<(generation: UInt64, paths: [String]?)>((0, nil))
 
     public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, settings: SettingsAgent,
                 vms: VMManager, jobs: JobManager, authorizer: Authorizer, logger: Logger) {
@@ -123,6 +128,7 @@ public final class ControllerService: Sendable {
             "VirtualSize": .uint64(disk.virtualSize),
             "AllocatedSize": .uint64(disk.allocatedSize),
             "BackingDisk": .string(backingName),
+            "AttachedTo": .objectPaths(attachedTo.withLock { $0[disk.name] } ?? []),
         ]
     }
 

@@ -81,6 +81,7 @@ public enum Interfaces {
             DBusProperty("VirtualSize", "t"),
             DBusProperty("AllocatedSize", "t"),
             DBusProperty("BackingDisk", "s"),
+            DBusProperty("AttachedTo", "ao"),
         ])
 
     public static let settings = DBusInterface(

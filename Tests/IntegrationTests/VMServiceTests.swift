@@ -284,6 +284,9 @@ final class VMServiceTests: XCTestCase {
         XCTAssertTrue(attach.ok, attach.all)
         XCTAssertEqual(try property("dev1", "Disks"),
                        "a(ssso) 1 \"vdb\" \"\(s.imageDir.path)/data1.qcow2\" \"qcow2\" \"/org/multiverse/Controller/disk/data1_2eqcow2\"")
+        let attachedTo = { s.busctl(["get-property", TestStack.busName, "/org/multiverse/Controller/disk/data1_2eqcow2",
+                                     TestStack.diskInterface, "AttachedTo"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+        XCTAssertEqual(attachedTo(), "ao 1 \"\(try vmPath("dev1") ?? "")\"")
         let collision = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "0"])
         XCTAssertTrue(collision.stderr.contains("is already attached to dev1"), collision.all)
         let sameTarget = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "\(s.imageDir.path)/data1.qcow2", "vdb", "0"])
@@ -307,6 +310,7 @@ final class VMServiceTests: XCTestCase {
         let detach = try vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"])
         XCTAssertTrue(detach.ok, detach.all)
         XCTAssertEqual(try property("dev1", "Disks"), "a(ssso) 0")
+        XCTAssertEqual(attachedTo(), "ao 0")
         XCTAssertTrue(s.imageFiles().contains("data1.qcow2"), "detaching never deletes the image")
 
         // 9p shares on a shut-off VM; a running one cannot hot-plug them.
