@@ -185,6 +185,21 @@ final class QemuSystemTests: XCTestCase {
             !Self.virsh(["dominfo", eph]).ok && !s.imageFiles().contains("\(eph)-root.qcow2")
         }
         XCTAssertTrue(s.imageFiles().contains("qbase.qcow2"))
+
+        // An ephemeral VM that stops while the daemon is down is discarded when it comes back.
+        let late = "mvt-late-\(UUID().uuidString.prefix(6))"
+        XCTAssertTrue(s.manager("DefineVM", ["ssa{sv}", late, "app", "4", "base_disk", "s", "qbase.qcow2", "ephemeral", "b", "true",
+                                             "networks", "as", "0", "memory_mib", "t", "128"], as: TestStack.grantedUser).ok)
+        defer { Self.virsh(["destroy", late]); Self.virsh(["undefine", late]) }
+        XCTAssertTrue(try vmCall(late, "Start").ok)
+        XCTAssertEqual(s.stopDaemon(), 0)
+        XCTAssertTrue(Self.virsh(["destroy", late]).ok)
+        XCTAssertTrue(s.imageFiles().contains("\(late)-root.qcow2"))
+        try s.startDaemon()
+        try waitFor(15, "the stopped ephemeral VM to be discarded at start-up") {
+            !Self.virsh(["dominfo", late]).ok && !s.imageFiles().contains("\(late)-root.qcow2")
+        }
+        XCTAssertTrue(s.log(tail: 100).contains("ephemeral VM \(late) stopped (destroyed): discarding it"), s.log(tail: 30))
     }
 
     func testReconnectsAfterLibvirtdRestart() throws {

@@ -1,9 +1,7 @@
-import CLibxml2
 import Foundation
-import FoundationXML
 
-/// Builds and reads domain XML with a real XML library (FoundationXML on libxml2): values
-/// are escaped by the library, never interpolated into markup.
+/// Builds and reads domain XML with a real XML library (libxml2, through ``XElement``):
+/// values are escaped by the library, never interpolated into markup.
 public enum DomainXML {
     /// The namespace of the service's `<metadata>` element.
     public static let namespace = "https://multiverse-os.org/controller/1"
@@ -46,28 +44,21 @@ public enum DomainXML {
         }
     }
 
-    static func element(_ name: String, _ text: String? = nil, _ attributes: [(String, String)] = [], _ children: [XMLElement] = []) -> XMLElement {
-        let e = text.map { XMLElement(name: name, stringValue: $0) } ?? XMLElement(name: name)
-        for (k, v) in attributes {
-            let a = XMLNode(kind: .attribute)
-            a.name = k
-            a.stringValue = v
-            e.addAttribute(a)
-        }
-        for c in children { e.addChild(c) }
-        return e
+    static func element(_ name: String, _ text: String? = nil, _ attributes: [(String, String)] = [], _ children: [XElement] = []) -> XElement {
+        XElement(name, text: text, attributes: attributes, children: children)
     }
 
     /// The service's metadata element.
-    static func metadata(_ m: VMMetadata) -> XMLElement {
-        let root = XMLElement(name: "mv:controller")
-        root.addNamespace(XMLNode.namespace(withName: "mv", stringValue: namespace) as! XMLNode)
-        root.addChild(element("mv:profile", m.profile))
-        root.addChild(element("mv:autostart", m.autostart ? "true" : "false"))
-        root.addChild(element("mv:ephemeral", m.ephemeral ? "true" : "false"))
-        root.addChild(element("mv:base-disk", m.baseDisk))
-        root.addChild(element("mv:overlay", m.overlay))
-        root.addChild(element("mv:boot-order", String(m.bootOrder)))
+    static func metadata(_ m: VMMetadata) -> XElement {
+        let root = XElement("mv:controller", children: [
+            element("mv:profile", m.profile),
+            element("mv:autostart", m.autostart ? "true" : "false"),
+            element("mv:ephemeral", m.ephemeral ? "true" : "false"),
+            element("mv:base-disk", m.baseDisk),
+            element("mv:overlay", m.overlay),
+            element("mv:boot-order", String(m.bootOrder)),
+        ])
+        root.namespaceDeclarations = [("mv", namespace)]
         return root
     }
 
@@ -77,54 +68,54 @@ public enum DomainXML {
     /// seclabel unless `none`, host-passthrough CPU on KVM and a TCG-safe model otherwise.
     public static func build(_ spec: Spec) -> String {
         let domain = element("domain", nil, [("type", spec.domainType)])
-        domain.addChild(element("name", spec.name))
-        domain.addChild(element("metadata", nil, [], [metadata(VMMetadata(
+        domain.append(element("name", spec.name))
+        domain.append(element("metadata", nil, [], [metadata(VMMetadata(
             profile: spec.profile.name, autostart: spec.autostart, ephemeral: spec.ephemeral,
             baseDisk: spec.baseDisk, overlay: spec.overlay, bootOrder: spec.profile.bootOrder))]))
-        domain.addChild(element("memory", String(spec.memoryMiB), [("unit", "MiB")]))
-        domain.addChild(element("currentMemory", String(spec.memoryMiB), [("unit", "MiB")]))
-        domain.addChild(element("memoryBacking", nil, [], [element("nosharepages")]))
-        domain.addChild(element("vcpu", String(spec.vcpus)))
-        domain.addChild(element("os", nil, [], [element("type", "hvm", [("arch", "x86_64")]), element("boot", nil, [("dev", "hd")])]))
-        domain.addChild(element("features", nil, [], [
+        domain.append(element("memory", String(spec.memoryMiB), [("unit", "MiB")]))
+        domain.append(element("currentMemory", String(spec.memoryMiB), [("unit", "MiB")]))
+        domain.append(element("memoryBacking", nil, [], [element("nosharepages")]))
+        domain.append(element("vcpu", String(spec.vcpus)))
+        domain.append(element("os", nil, [], [element("type", "hvm", [("arch", "x86_64")]), element("boot", nil, [("dev", "hd")])]))
+        domain.append(element("features", nil, [], [
             element("acpi"), element("apic"), element("pmu", nil, [("state", "off")]), element("vmport", nil, [("state", "off")]),
         ]))
-        domain.addChild(cpu(spec.cpuMode, domainType: spec.domainType))
-        domain.addChild(element("clock", nil, [("offset", "utc")], [
+        domain.append(cpu(spec.cpuMode, domainType: spec.domainType))
+        domain.append(element("clock", nil, [("offset", "utc")], [
             element("timer", nil, [("name", "rtc"), ("tickpolicy", "catchup"), ("track", "wall")]),
         ]))
-        domain.addChild(element("on_poweroff", "destroy"))
-        domain.addChild(element("on_reboot", "restart"))
-        domain.addChild(element("on_crash", "restart"))
-        domain.addChild(element("pm", nil, [], [
+        domain.append(element("on_poweroff", "destroy"))
+        domain.append(element("on_reboot", "restart"))
+        domain.append(element("on_crash", "restart"))
+        domain.append(element("pm", nil, [], [
             element("suspend-to-mem", nil, [("enabled", "no")]), element("suspend-to-disk", nil, [("enabled", "no")]),
         ]))
         let devices = element("devices")
         for (index, disk) in spec.disks.enumerated() {
-            devices.addChild(diskElement(path: disk.path, format: disk.format, target: targetName(index), bus: "virtio", readonly: false))
+            devices.append(diskElement(path: disk.path, format: disk.format, target: targetName(index), bus: "virtio", readonly: false))
         }
-        for share in spec.shares { devices.addChild(shareElement(share)) }
+        for share in spec.shares { devices.append(shareElement(share)) }
         for network in spec.networks {
-            devices.addChild(element("interface", nil, [("type", "network")], [
+            devices.append(element("interface", nil, [("type", "network")], [
                 element("source", nil, [("network", network)]), element("model", nil, [("type", "virtio")]),
             ]))
         }
         if spec.profile.serialConsole {
-            devices.addChild(element("serial", nil, [("type", "pty")]))
-            devices.addChild(element("console", nil, [("type", "pty")]))
+            devices.append(element("serial", nil, [("type", "pty")]))
+            devices.append(element("console", nil, [("type", "pty")]))
         }
         if spec.profile.graphics {
-            devices.addChild(element("graphics", nil, [("type", "spice")], [element("listen", nil, [("type", "none")])]))
-            devices.addChild(element("video", nil, [], [element("model", nil, [("type", "virtio")])]))
+            devices.append(element("graphics", nil, [("type", "spice")], [element("listen", nil, [("type", "none")])]))
+            devices.append(element("video", nil, [], [element("model", nil, [("type", "virtio")])]))
         }
-        devices.addChild(element("rng", nil, [("model", "virtio")], [element("backend", "/dev/urandom", [("model", "random")])]))
-        devices.addChild(element("memballoon", nil, [("model", "none")]))
-        domain.addChild(devices)
-        domain.addChild(spec.seclabel == "none" ? element("seclabel", nil, [("type", "none")]) : element("seclabel", nil, [("type", "dynamic")]))
-        return XMLDocument(rootElement: domain).xmlString
+        devices.append(element("rng", nil, [("model", "virtio")], [element("backend", "/dev/urandom", [("model", "random")])]))
+        devices.append(element("memballoon", nil, [("model", "none")]))
+        domain.append(devices)
+        domain.append(spec.seclabel == "none" ? element("seclabel", nil, [("type", "none")]) : element("seclabel", nil, [("type", "dynamic")]))
+        return domain.xmlString
     }
 
-    static func cpu(_ mode: String, domainType: String) -> XMLElement {
+    static func cpu(_ mode: String, domainType: String) -> XElement {
         let chosen = mode.isEmpty ? (domainType == "kvm" ? "host-passthrough" : "qemu64") : mode
         switch chosen {
         case "host-passthrough", "host-model", "maximum":
@@ -139,22 +130,22 @@ public enum DomainXML {
         return index < 26 ? "vd\(letters[index])" : "vd\(letters[index / 26 - 1])\(letters[index % 26])"
     }
 
-    static func diskElement(path: String, format: String, target: String, bus: String, readonly: Bool) -> XMLElement {
+    static func diskElement(path: String, format: String, target: String, bus: String, readonly: Bool) -> XElement {
         let disk = element("disk", nil, [("type", "file"), ("device", "disk")], [
             element("driver", nil, [("name", "qemu"), ("type", format)]),
             element("source", nil, [("file", path)]),
             element("target", nil, [("dev", target), ("bus", bus)]),
         ])
-        if readonly { disk.addChild(element("readonly")) }
+        if readonly { disk.append(element("readonly")) }
         return disk
     }
 
-    static func shareElement(_ share: VMShare) -> XMLElement {
+    static func shareElement(_ share: VMShare) -> XElement {
         let fs = element("filesystem", nil, [("type", "mount"), ("accessmode", "mapped")], [
             element("source", nil, [("dir", share.hostPath)]),
             element("target", nil, [("dir", share.tag)]),
         ])
-        if share.readonly { fs.addChild(element("readonly")) }
+        if share.readonly { fs.append(element("readonly")) }
         return fs
     }
 
@@ -162,20 +153,19 @@ public enum DomainXML {
 
     /// Parses `xml` into the fields the service shows (state comes from libvirt separately).
     public static func read(_ xml: String, into info: inout VMInfo) throws {
-        let document = try parse(xml)
-        guard let domain = document.rootElement(), domain.name == "domain" else { throw ControllerError.invalidArgs("not a <domain> document") }
-        info.name = domain.elements(forName: "name").first?.stringValue ?? info.name
-        info.vcpus = UInt32(domain.elements(forName: "vcpu").first?.stringValue?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
-        if let memory = domain.elements(forName: "memory").first {
-            let value = UInt64(memory.stringValue?.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
-            info.memoryMiB = mebibytes(value, unit: memory.attribute(forName: "unit")?.stringValue ?? "KiB")
+        let domain = try XElement.parse(xml)
+        guard domain.name == "domain" else { throw ControllerError.invalidArgs("not a <domain> document") }
+        info.name = domain.first("name")?.text ?? info.name
+        info.vcpus = UInt32(domain.first("vcpu")?.text.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
+        if let memory = domain.first("memory") {
+            let value = UInt64(memory.text.trimmingCharacters(in: .whitespaces)) ?? 0
+            info.memoryMiB = mebibytes(value, unit: memory.attribute("unit") ?? "KiB")
         }
         info.metadata = VMMetadata()
         if let ours = ownMetadata(domain) {
-            for child in ours.children ?? [] {
-                guard let e = child as? XMLElement, let local = e.localName else { continue }
-                let value = e.stringValue ?? ""
-                switch local {
+            for e in ours.elements() {
+                let value = e.text
+                switch e.localName {
                 case "profile": info.metadata.profile = value
                 case "autostart": info.metadata.autostart = value == "true"
                 case "ephemeral": info.metadata.ephemeral = value == "true"
@@ -186,19 +176,16 @@ public enum DomainXML {
                 }
             }
         }
-        let devices = domain.elements(forName: "devices").first
-        info.disks = (devices?.elements(forName: "disk") ?? []).compactMap { disk in
-            guard disk.attribute(forName: "device")?.stringValue ?? "disk" == "disk",
-                  let target = disk.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue else { return nil }
-            let source = disk.elements(forName: "source").first
-            let path = source?.attribute(forName: "file")?.stringValue ?? source?.attribute(forName: "dev")?.stringValue ?? ""
-            let format = disk.elements(forName: "driver").first?.attribute(forName: "type")?.stringValue ?? "raw"
-            return VMDisk(target: target, source: path, format: format)
+        let devices = domain.first("devices")
+        info.disks = (devices?.elements("disk") ?? []).compactMap { disk in
+            guard disk.attribute("device") ?? "disk" == "disk", let target = disk.first("target")?.attribute("dev") else { return nil }
+            let source = disk.first("source")
+            let path = source?.attribute("file") ?? source?.attribute("dev") ?? ""
+            return VMDisk(target: target, source: path, format: disk.first("driver")?.attribute("type") ?? "raw")
         }
-        info.shares = (devices?.elements(forName: "filesystem") ?? []).compactMap { fs in
-            guard let dir = fs.elements(forName: "source").first?.attribute(forName: "dir")?.stringValue,
-                  let tag = fs.elements(forName: "target").first?.attribute(forName: "dir")?.stringValue else { return nil }
-            return VMShare(hostPath: dir, tag: tag, readonly: !fs.elements(forName: "readonly").isEmpty)
+        info.shares = (devices?.elements("filesystem") ?? []).compactMap { fs in
+            guard let dir = fs.first("source")?.attribute("dir"), let tag = fs.first("target")?.attribute("dir") else { return nil }
+            return VMShare(hostPath: dir, tag: tag, readonly: fs.first("readonly") != nil)
         }
     }
 
@@ -215,109 +202,73 @@ public enum DomainXML {
         }
     }
 
-    /// Parses `xml` strictly: libxml2 without recovery, no network, no entity expansion
-    /// (FoundationXML alone would repair malformed input), then the tree with FoundationXML.
-    static func parse(_ xml: String) throws -> XMLDocument {
-        let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue)
-        let wellFormed = xml.withCString { pointer -> Bool in
-            guard let doc = xmlReadMemory(pointer, Int32(strlen(pointer)), "domain.xml", "UTF-8", options) else { return false }
-            xmlFreeDoc(doc)
-            return true
-        }
-        guard wellFormed else {
-            let detail = xmlGetLastError().flatMap { $0.pointee.message }.map { String(cString: $0).trimmingCharacters(in: .whitespacesAndNewlines) }
-            throw ControllerError.invalidArgs("the XML does not parse\(detail.map { ": \($0)" } ?? "")")
-        }
-        do {
-            return try XMLDocument(xmlString: xml, options: [.nodeLoadExternalEntitiesNever])
-        } catch {
-            throw ControllerError.invalidArgs("the XML does not parse: \(error.localizedDescription)")
-        }
+    static func ownMetadata(_ domain: XElement) -> XElement? {
+        domain.first("metadata")?.elements().first { $0.namespaceURI == namespace }
     }
 
-    static func ownMetadata(_ domain: XMLElement) -> XMLElement? {
-        for child in domain.elements(forName: "metadata").first?.children ?? [] {
-            if let e = child as? XMLElement, e.uri == namespace || e.name?.hasSuffix(":controller") == true && e.localName == "controller" {
-                return e
-            }
-        }
-        return nil
-    }
-
-    /// Returns `xml` with the service's metadata replaced by the given values (a
-    /// `<metadata>` element is added when missing).
+    /// Returns `xml` with the service's metadata replaced by `values` (a `<metadata>`
+    /// element is added when missing).
     public static func withMetadata(_ xml: String, _ values: VMMetadata) throws -> String {
-        let document = try parse(xml)
-        guard let domain = document.rootElement() else { throw ControllerError.invalidArgs("empty XML") }
-        var metadata = domain.elements(forName: "metadata").first
-        if metadata == nil {
+        let domain = try XElement.parse(xml)
+        let metadata = domain.first("metadata") ?? {
             let m = element("metadata")
-            // libvirt orders elements itself; placing it after <name>/<uuid> keeps it readable.
-            domain.insertChild(m, at: min(2, domain.childCount))
-            metadata = m
-        }
-        if let old = ownMetadata(domain), let index = old.index as Int? { metadata?.removeChild(at: index) }
-        metadata?.addChild(self.metadata(values))
-        return document.xmlString
+            domain.append(m)
+            return m
+        }()
+        metadata.removeElements { $0.namespaceURI == namespace }
+        metadata.append(self.metadata(values))
+        return domain.xmlString
     }
 
     /// Returns `xml` with memory and vCPUs changed (the persistent definition).
     public static func withResources(_ xml: String, memoryMiB: UInt64?, vcpus: UInt32?) throws -> String {
-        let document = try parse(xml)
-        guard let domain = document.rootElement() else { throw ControllerError.invalidArgs("empty XML") }
+        let domain = try XElement.parse(xml)
         if let memoryMiB {
-            for name in ["memory", "currentMemory"] {
-                for e in domain.elements(forName: name) {
-                    e.stringValue = String(memoryMiB)
-                    e.removeAttribute(forName: "unit")
-                    e.addAttribute(XMLNode.attribute(withName: "unit", stringValue: "MiB") as! XMLNode)
-                }
+            for e in domain.elements("memory") + domain.elements("currentMemory") {
+                e.setText(String(memoryMiB))
+                e.setAttribute("unit", "MiB")
             }
         }
         if let vcpus {
-            for e in domain.elements(forName: "vcpu") {
-                e.stringValue = String(vcpus)
-                e.removeAttribute(forName: "current")
+            for e in domain.elements("vcpu") {
+                e.setText(String(vcpus))
+                e.removeAttribute("current")
             }
         }
-        return document.xmlString
+        return domain.xmlString
     }
 
     /// Checks a caller's domain XML: a `<domain>` with a valid name, and (unless allowed) no
     /// `<qemu:commandline>` and no host device passthrough. Returns the VM name.
     public static func validateForeign(_ xml: String, allowPassthrough: Bool) throws -> String {
         guard xml.utf8.count <= 1 << 20 else { throw ControllerError.limitsExceeded("domain XML larger than 1 MiB") }
-        let document = try parse(xml)
-        guard let domain = document.rootElement(), domain.name == "domain" else {
-            throw ControllerError.invalidArgs("the document's root element is not <domain>")
-        }
-        guard let name = domain.elements(forName: "name").first?.stringValue else {
-            throw ControllerError.invalidArgs("the domain has no <name>")
-        }
+        let domain = try XElement.parse(xml)
+        guard domain.name == "domain" else { throw ControllerError.invalidArgs("the document's root element is not <domain>") }
+        guard let name = domain.first("name")?.text else { throw ControllerError.invalidArgs("the domain has no <name>") }
         try VMName.validate(name)
         if !allowPassthrough {
-            var stack: [XMLElement] = [domain]
+            var stack: [XElement] = [domain]
             while let e = stack.popLast() {
-                if e.uri == qemuNamespace || (e.name ?? "").hasPrefix("qemu:") {
-                    throw ControllerError.invalidArgs("<\(e.name ?? "")> (qemu command-line passthrough) is not allowed (vms.allow_passthrough)")
+                if e.namespaceURI == qemuNamespace || e.name.hasPrefix("qemu:") {
+                    throw ControllerError.invalidArgs("<\(e.name)> (qemu command-line passthrough) is not allowed (vms.allow_passthrough)")
                 }
-                if ["hostdev", "redirdev"].contains(e.name ?? "") {
-                    throw ControllerError.invalidArgs("<\(e.name ?? "")> (host device passthrough) is not allowed (vms.allow_passthrough)")
+                if ["hostdev", "redirdev"].contains(e.name) {
+                    throw ControllerError.invalidArgs("<\(e.name)> (host device passthrough) is not allowed (vms.allow_passthrough)")
                 }
-                stack.append(contentsOf: (e.children ?? []).compactMap { $0 as? XMLElement })
+                stack.append(contentsOf: e.elements())
             }
         }
         return name
     }
 
-    /// The domain types the connection's capabilities offer for x86_64 guests.
+    /// The domain types the connection's capabilities offer for its guests.
     public static func domainTypes(capabilities: String) -> [String] {
-        guard let document = try? parse(capabilities), let root = document.rootElement() else { return [] }
+        guard let root = try? XElement.parse(capabilities) else { return [] }
         var types: [String] = []
-        for guest in root.elements(forName: "guest") {
-            for arch in guest.elements(forName: "arch") {
-                for d in arch.elements(forName: "domain") {
-                    if let t = d.attribute(forName: "type")?.stringValue, !types.contains(t) { types.append(t) }
+        for guest in root.elements("guest") {
+            for arch in guest.elements("arch") {
+                for d in arch.elements("domain") {
+                    if let t = d.attribute("type"), !types.contains(t) { types.append(t) }
                 }
             }
         }
@@ -334,41 +285,33 @@ public enum DomainXML {
     /// `<filesystem>` device XML for a 9p share.
     public static func shareDevice(_ share: VMShare) -> String { shareElement(share).xmlString }
 
-    /// The XML of the device in `domainXML` matching (disk by target dev, share by target dir).
-    public static func device(in domainXML: String, disk target: String? = nil, share tag: String? = nil) throws -> String? {
-        try matchingDevice(in: try parse(domainXML), disk: target, share: tag)?.xmlString
+    static func matches(_ e: XElement, disk target: String?, share tag: String?) -> Bool {
+        if let target { return e.name == "disk" && e.first("target")?.attribute("dev") == target }
+        if let tag { return e.name == "filesystem" && e.first("target")?.attribute("dir") == tag }
+        return false
     }
 
-    static func matchingDevice(in document: XMLDocument, disk target: String?, share tag: String?) -> XMLElement? {
-        guard let devices = document.rootElement()?.elements(forName: "devices").first else { return nil }
-        if let target {
-            return devices.elements(forName: "disk").first { $0.elements(forName: "target").first?.attribute(forName: "dev")?.stringValue == target }
-        }
-        if let tag {
-            return devices.elements(forName: "filesystem").first { $0.elements(forName: "target").first?.attribute(forName: "dir")?.stringValue == tag }
-        }
-        return nil
+    /// The XML of the device in `domainXML` matching (disk by target dev, share by target dir).
+    public static func device(in domainXML: String, disk target: String? = nil, share tag: String? = nil) throws -> String? {
+        try XElement.parse(domainXML).first("devices")?.elements().first { matches($0, disk: target, share: tag) }?.xmlString
     }
 
     /// `domainXML` with `deviceXML` appended to `<devices>` (for drivers without device calls).
     public static func adding(device deviceXML: String, to domainXML: String) throws -> String {
-        let document = try parse(domainXML)
-        let device = try parse(deviceXML).rootElement()!
-        device.detach()
-        guard let root = document.rootElement() else { throw ControllerError.invalidArgs("empty XML") }
-        let devices = root.elements(forName: "devices").first ?? {
+        let domain = try XElement.parse(domainXML)
+        let devices = domain.first("devices") ?? {
             let d = element("devices")
-            root.addChild(d)
+            domain.append(d)
             return d
         }()
-        devices.addChild(device)
-        return document.xmlString
+        devices.append(try XElement.parse(deviceXML))
+        return domain.xmlString
     }
 
     /// `domainXML` without the matching device.
     public static func removing(disk target: String? = nil, share tag: String? = nil, from domainXML: String) throws -> String {
-        let document = try parse(domainXML)
-        matchingDevice(in: document, disk: target, share: tag)?.detach()
-        return document.xmlString
+        let domain = try XElement.parse(domainXML)
+        domain.first("devices")?.removeElements { matches($0, disk: target, share: tag) }
+        return domain.xmlString
     }
 }
