@@ -10,7 +10,18 @@ extension ControllerService {
     public func vmChanged(_ change: VMChange) async {
         vmPathCache.withLock { $0 = ($0.generation + 1, nil) }
         await mirror(change)
-        await publishAttachments()
+        // Disks' AttachedTo only change when a VM's disks do (not on every state change).
+        let (uuid, sources): (String, [String]?) = switch change {
+        case .added(let info), .updated(let info, _): (info.uuid, info.disks.map(\.source))
+        case .removed(let uuid): (uuid, nil)
+        case .ephemeralStopped(let info): (info.uuid, info.disks.map(\.source))
+        }
+        let changed = vmDiskSources.withLock { known -> Bool in
+            guard known[uuid] != sources else { return false }
+            known[uuid] = sources
+            return true
+        }
+        if changed { await publishAttachments() }
     }
 
     private func mirror(_ change: VMChange) async {

@@ -20,6 +20,8 @@ public final class ControllerService: Sendable {
     let logger: Logger
     /// Last published `AttachedTo` of each disk (by name).
     let attachedTo = Mutex<[String: [String]]>([:])
+    /// The disk sources of each VM (by UUID) when attachments were last published.
+    let vmDiskSources = Mutex<[String: [String]]>([:])
     /// ListVMs' reply, sorted by name, valid while no VM changed since (generation).
     let vmPathCache = Mutex<(generation: UInt64, paths: [String]?)>((0, nil))
 

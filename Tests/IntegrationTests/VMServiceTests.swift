@@ -472,7 +472,14 @@ final class VMServiceTests: XCTestCase {
         let s = try stack
         let define = s.mvctl(["vm", "define", "cli1", "app", "--memory", "256", "--autostart"], as: TestStack.grantedUser)
         XCTAssertTrue(define.ok, define.all)
+        let watchOut = s.dir.appendingPathComponent("vm-watch.out").path
+        let watch = try Child(TestStack.mvctlPath, ["vm", "watch", "--json", "--count", "1", "--bus-address", s.address],
+                              stdout: watchOut, stderr: watchOut)
+        usleep(700_000)
         XCTAssertTrue(s.mvctl(["vm", "start", "cli1"], as: TestStack.grantedUser).ok)
+        XCTAssertEqual(watch.wait(timeout: 10), 0)
+        let watched = try String(contentsOfFile: watchOut, encoding: .utf8)
+        XCTAssertTrue(watched.contains("\"state\":\"running\"") && watched.contains("\"vm\":\"cli1\""), watched)
         let show = s.mvctl(["vm", "show", "cli1", "--json"])
         let props = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as? [String: Any]
         XCTAssertEqual(props?["State"] as? String, "running")
