@@ -54,6 +54,7 @@ extension ControllerService {
         do {
             try await disks.delete(overlay)
             await bus.unexport(path: ObjectPaths.disk(overlay))
+            await publishDiskChange(nil)
             logger.notice("deleted overlay \(overlay) of ephemeral VM \(info.name)")
         } catch {
             logger.error("cannot delete overlay \(overlay) of ephemeral VM \(info.name): \(error)")
@@ -224,6 +225,7 @@ extension ControllerService {
             // The VM boots from a copy-on-write overlay of the base disk, attached first (vda).
             let overlay = try await disks.create(overlayRequest)
             try await exportDisk(overlay, announce: true)
+            await publishDiskChange(nil)
             spec.disks.insert((overlay.path, "qcow2"), at: 0)
             spec.baseDisk = baseDisk ?? ""
             spec.overlay = overlay.name
@@ -316,6 +318,7 @@ extension ControllerService {
                 do {
                     try await disks.delete(diskName)
                     await bus.unexport(path: ObjectPaths.disk(diskName))
+                    await publishDiskChange(nil)
                 } catch {
                     throw ControllerError.io("VM \(name) was undefined, but disk \(diskName) could not be deleted: \(error)")
                 }

@@ -106,6 +106,7 @@ public final class ControllerService: Sendable {
         // act, announce, reply
         let info = try await disks.create(request)
         try await exportDisk(info, announce: true)
+        await publishDiskChange(nil)
         return ObjectPaths.disk(info.name)
     }
 
@@ -113,13 +114,14 @@ public final class ControllerService: Sendable {
 
     func exportDisk(_ disk: DiskInfo, announce: Bool) async throws {
         let name = disk.name
+        let overlays = await disks.list().filter { $0.backingFile == disk.path }.map(\.name)
         try await bus.export(path: ObjectPaths.disk(name), interfaces: [
-            ExportedInterface(Interfaces.disk, properties: diskProperties(disk),
+            ExportedInterface(Interfaces.disk, properties: diskProperties(disk, overlays: overlays),
                               handler: { [self] call in try await handleDisk(name, call) }),
         ], announce: announce)
     }
 
-    private func diskProperties(_ disk: DiskInfo) -> [String: DBusValue] {
+    func diskProperties(_ disk: DiskInfo, overlays: [String] = []) -> [String: DBusValue] {
         let backingName = disk.backingFile.flatMap { path -> String? in
             path.hasPrefix(disks.directory + "/") ? String(path.dropFirst(disks.directory.count + 1)) : path
         } ?? ""
@@ -131,22 +133,12 @@ public final class ControllerService: Sendable {
             "AllocatedSize": .uint64(disk.allocatedSize),
             "BackingDisk": .string(backingName),
             "AttachedTo": .objectPaths(attachedTo.withLock { $0[disk.name] } ?? []),
+            "Overlays": .objectPaths(overlays.map { ObjectPaths.disk($0) }),
+            "Snapshots": .array(elementSignature: "(st)", disk.snapshots.map { .structure([.string($0.name), .uint64($0.created)]) }),
         ]
     }
 
     private func handleDisk(_ name: String, _ call: MethodCall) async throws -> [DBusValue] {
-        let args = Arguments(call: call)
-        switch call.member {
-        case "Delete":
-            try args.options(0).finish()
-            try await disks.precheckDelete(name)
-            let caller = try await callers.caller(for: call)
-            try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "delete"])
-            try await disks.delete(name)
-            await bus.unexport(path: ObjectPaths.disk(name))
-            return []
-        default:
-            throw ControllerError.notSupported("\(call.member) is not implemented")
-        }
+        try await handleDiskCall(name, call)
     }
 }

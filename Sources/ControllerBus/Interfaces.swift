@@ -72,6 +72,10 @@ public enum Interfaces {
     public static let disk = DBusInterface(
         "org.multiverse.Controller.Disk",
         methods: [
+            DBusMethod("Clone", in: [a("new_name", "s"), options], out: [a("job", "o")]),
+            DBusMethod("CreateSnapshot", in: [a("name", "s"), options]),
+            DBusMethod("RevertSnapshot", in: [a("name", "s"), options]),
+            DBusMethod("DeleteSnapshot", in: [a("name", "s"), options]),
             DBusMethod("Delete", in: [options]),
         ],
         properties: [
@@ -81,7 +85,9 @@ public enum Interfaces {
             DBusProperty("VirtualSize", "t"),
             DBusProperty("AllocatedSize", "t"),
             DBusProperty("BackingDisk", "s"),
+            DBusProperty("Overlays", "ao"),
             DBusProperty("AttachedTo", "ao"),
+            DBusProperty("Snapshots", "a(st)"),
         ])
 
     public static let settings = DBusInterface(

@@ -10,6 +10,15 @@ public struct DiskInfo: Sendable, Equatable {
     public var allocatedSize: UInt64
     /// Absolute path of the backing file, if the image has one.
     public var backingFile: String?
+    /// Internal snapshots (qcow2).
+    public var snapshots: [DiskSnapshot] = []
+}
+
+/// An internal snapshot of a disk image.
+public struct DiskSnapshot: Sendable, Equatable {
+    public var name: String
+    /// Seconds since the epoch.
+    public var created: UInt64
 }
 
 /// A validated CreateDisk request.
@@ -156,14 +165,7 @@ public actor DiskStore {
             try await qemuImg.create(path: temporary, format: request.format, size: request.size,
                                      backing: backing, options: options)
             try Task.checkCancellation()
-            chmod(temporary, 0o600)
-            // link(2) refuses to replace an existing file: no race with a file put there meanwhile.
-            guard link(temporary, final) == 0 else {
-                let e = errno
-                if e == EEXIST { throw ControllerError.alreadyExists("disk \(request.name) already exists") }
-                throw ControllerError.io("cannot create \(final): \(String(cString: strerror(e)))")
-            }
-            unlink(temporary)
+            try linkIntoPlace(temporary, final, name: request.name)
         } catch {
             unlink(temporary)
             if error is CancellationError { throw ControllerError.cancelled("creation of disk \(request.name) was cancelled") }
@@ -207,7 +209,75 @@ public actor DiskStore {
     private func describe(_ name: String) async throws -> DiskInfo {
         let info = try await qemuImg.info(path: path(of: name))
         return DiskInfo(name: name, path: path(of: name), format: info.format, virtualSize: info.virtualSize,
-                        allocatedSize: info.allocatedSize, backingFile: info.backingFile)
+                        allocatedSize: info.allocatedSize, backingFile: info.backingFile,
+                        snapshots: info.snapshots.map { DiskSnapshot(name: $0.name, created: $0.created) })
+    }
+
+    /// Re-reads a disk after it changed (snapshots, revert, resize) and returns it.
+    @discardableResult
+    public func refresh(_ name: String) async throws -> DiskInfo {
+        let info = try await describe(name)
+        disks[name] = info
+        return info
+    }
+
+    /// Marks a disk busy for the duration of `body` (other writes get `Busy`).
+    public func exclusive<T: Sendable>(_ name: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
+        inProgress.insert(name)
+        defer { inProgress.remove(name) }
+        return try await body()
+    }
+
+    /// Copies `source` to a new disk `name`: a full copy keeping sparseness (`qemu-img
+    /// convert`, readable while a VM uses the source) or, `linked`, a qcow2 overlay on it.
+    /// Progress is the bytes written so far against the source's allocation. The new image
+    /// appears only when complete; cancellation kills the copy and leaves nothing behind.
+    public func clone(_ source: String, to name: String, linked: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> DiskInfo {
+        guard let src = disks[source] else { throw ControllerError.noSuchDisk("no disk named \(source)") }
+        if disks[name] != nil || inProgress.contains(name) { throw ControllerError.alreadyExists("disk \(name) already exists") }
+        inProgress.insert(name)
+        defer { inProgress.remove(name) }
+        let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
+        let final = path(of: name)
+        do {
+            if linked {
+                try await qemuImg.create(path: temporary, format: "qcow2", size: src.virtualSize, backing: (src.path, src.format))
+            } else {
+                let total = max(1, src.allocatedSize)
+                let poller = Task {
+                    while !Task.isCancelled {
+                        var st = stat()
+                        if stat(temporary, &st) == 0 { progress(min(0.99, Double(st.st_blocks * 512) / Double(total))) }
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+                defer { poller.cancel() }
+                try await qemuImg.convert(source: src.path, format: src.format, to: temporary)
+            }
+            try Task.checkCancellation()
+            try linkIntoPlace(temporary, final, name: name)
+        } catch {
+            unlink(temporary)
+            if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("clone of \(source) to \(name) was cancelled") }
+            throw error
+        }
+        let info = try await describe(name)
+        disks[name] = info
+        logger.info("cloned disk \(source) to \(name)\(linked ? " (linked)" : "")")
+        return info
+    }
+
+    /// Gives a complete temporary image its final name. link(2) refuses to replace an
+    /// existing file, so nothing put there meanwhile is clobbered.
+    private func linkIntoPlace(_ temporary: String, _ final: String, name: String) throws {
+        chmod(temporary, 0o600)
+        guard link(temporary, final) == 0 else {
+            let e = errno
+            if e == EEXIST { throw ControllerError.alreadyExists("disk \(name) already exists") }
+            throw ControllerError.io("cannot create \(final): \(String(cString: strerror(e)))")
+        }
+        unlink(temporary)
     }
 
     static func isTemporary(_ name: String) -> Bool {

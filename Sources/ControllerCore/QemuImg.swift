@@ -55,6 +55,16 @@ public struct QemuImg: Sendable {
                          snapshots: snapshots.map { (name: $0.0, created: $0.1) })
     }
 
+    /// Full copy keeping sparseness (`-U`: the source may be in use by a running VM, the
+    /// copy is then crash-consistent). Task cancellation kills qemu-img.
+    public func convert(source: String, format: String, to destination: String) async throws {
+        let r = try await ChildProcess.run(path, ["convert", "-U", "-f", format, "-O", format, source, destination])
+        try Task.checkCancellation()
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img convert of \(source) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
     /// `qemu-img snapshot -c|-a|-d NAME IMAGE` (create, apply, delete an internal snapshot).
     public func snapshot(_ action: SnapshotAction, _ name: String, path imagePath: String) async throws {
         let r = try await ChildProcess.run(path, ["snapshot", action.rawValue, name, imagePath])

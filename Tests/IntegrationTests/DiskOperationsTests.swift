@@ -1,0 +1,136 @@
+import Foundation
+import SDBus
+import XCTest
+
+/// Disk snapshots, Overlays and Clone (a job with progress and cancel) through the real
+/// stack with real qemu-img and qemu-io.
+final class DiskOperationsTests: XCTestCase {
+    override class func setUp() { SharedStacks.start(self) { try TestStack() } }
+    override class func tearDown() { SharedStacks.stop(self) }
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
+
+    static let job = "org.multiverse.Controller.Job"
+
+    func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
+        try stack.call(path(disk), TestStack.diskInterface, method, args, as: user)
+    }
+
+    func path(_ disk: String) -> String { ObjectPath.encode(prefix: "/org/multiverse/Controller/disk", disk) }
+
+    func property(_ disk: String, _ name: String) throws -> String {
+        try stack.busctl(["get-property", TestStack.busName, path(disk), TestStack.diskInterface, name]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func sha256(_ file: String) -> String {
+        Command.run("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init) ?? ""
+    }
+
+    func qemuIO(_ command: String, _ image: String, format: String = "qcow2") -> CommandResult {
+        Command.run("/usr/bin/qemu-io", ["-f", format, "-c", command, image])
+    }
+
+    func testSnapshotsCreateRevertDeleteAndAreListed() throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("snapdisk", size: 1 << 20, as: TestStack.grantedUser).ok)
+        let image = s.imageDir.appendingPathComponent("snapdisk").path
+        XCTAssertTrue(qemuIO("write -P 0x11 0 64k", image).ok)
+        let create = try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"])
+        XCTAssertTrue(create.ok, create.all)
+        let listed = try property("snapdisk", "Snapshots")
+        XCTAssertTrue(listed.hasPrefix("a(st) 1 \"v1\" "), listed)
+        XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
+        XCTAssertTrue(qemuIO("write -P 0x22 0 64k", image).ok)
+        XCTAssertTrue(try diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "v1", "0"]).ok)
+        XCTAssertFalse(qemuIO("read -P 0x11 0 64k", image).stdout.contains("Pattern verification failed"))
+        // Names reserved for VM snapshots and versioning; duplicates; unknown; denied.
+        XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "vm-x", "0"]).stderr.contains("belong to VM snapshots"))
+        XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"]).stderr.contains("already has a snapshot v1"))
+        XCTAssertTrue(try diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "nope", "0"]).stderr.contains("has no snapshot nope"))
+        XCTAssertFalse(try diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
+        XCTAssertTrue(try diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"]).ok)
+        XCTAssertEqual(try property("snapdisk", "Snapshots"), "a(st) 0")
+        // raw: NotSupported naming the format.
+        XCTAssertTrue(s.createDisk("rawdisk", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
+        XCTAssertTrue(try diskCall("rawdisk", "CreateSnapshot", ["sa{sv}", "x", "0"]).stderr.contains("rawdisk is raw; internal snapshots need qcow2"))
+        // A disk others are built on: Overlays lists them, writes to it are Busy.
+        let overlay = s.manager("CreateDisk", ["stsa{sv}", "child", String(1 << 20), "qcow2", "1", "backing", "s", "snapdisk"], as: TestStack.grantedUser)
+        XCTAssertTrue(overlay.ok, overlay.all)
+        XCTAssertEqual(try property("snapdisk", "Overlays"), "ao 1 \"\(path("child"))\"")
+        XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v2", "0"]).stderr.contains("it is the backing file of child"))
+        XCTAssertTrue(try diskCall("child", "Delete", ["a{sv}", "0"]).ok)
+        XCTAssertEqual(try property("snapdisk", "Overlays"), "ao 0")
+    }
+
+    func testCloneFullAndLinkedAsJobs() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("source", size: 64 << 20, as: TestStack.grantedUser).ok)
+        let source = s.imageDir.appendingPathComponent("source").path
+        XCTAssertTrue(qemuIO("write -P 0x5a 1M 8M", source).ok)
+        let before = sha256(source)
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
+        defer { Task { await signals.close() } }
+
+        let r = try diskCall("source", "Clone", ["sa{sv}", "copy", "0"])
+        XCTAssertTrue(r.ok, r.all)
+        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let done = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
+        XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
+        let copy = s.imageDir.appendingPathComponent("copy").path
+        XCTAssertTrue(qemuIO("read -P 0x5a 1M 8M", copy).stdout.contains("read 8388608/8388608"))
+        XCTAssertFalse(qemuIO("read -P 0x5a 1M 8M", copy).stdout.contains("Pattern verification failed"))
+        XCTAssertEqual(sha256(source), before, "the source changed")
+        let check = Command.run("/usr/bin/qemu-img", ["check", copy])
+        XCTAssertTrue(check.ok, check.all)
+        // Sparse: the copy allocates about what the source does, not its 64 MiB.
+        var st = stat()
+        XCTAssertEqual(stat(copy, &st), 0)
+        XCTAssertLessThan(Int(st.st_blocks) * 512, 32 << 20)
+        XCTAssertEqual(try property("copy", "VirtualSize"), "t 67108864")
+
+        let linked = try diskCall("source", "Clone", ["sa{sv}", "thin", "1", "linked", "b", "true"])
+        XCTAssertTrue(linked.ok, linked.all)
+        let linkedJob = linked.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let linkedDone = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == linkedJob }
+        XCTAssertEqual(linkedDone?.arguments.first, .boolean(true), signals.summary)
+        XCTAssertEqual(try property("thin", "BackingDisk"), "s \"source\"")
+        XCTAssertEqual(try property("source", "Overlays"), "ao 1 \"\(path("thin"))\"")
+        // Existing name and bad name refused before any job; denied for the other user.
+        XCTAssertTrue(try diskCall("source", "Clone", ["sa{sv}", "copy", "0"]).stderr.contains("disk copy already exists"))
+        XCTAssertTrue(try diskCall("source", "Clone", ["sa{sv}", "../x", "0"]).stderr.contains("invalid disk name"))
+        XCTAssertFalse(try diskCall("source", "Clone", ["sa{sv}", "stolen", "0"], as: TestStack.otherUser).ok)
+        XCTAssertFalse(s.imageFiles().contains("stolen"))
+    }
+
+    func testCancelledCloneLeavesNothing() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("big", size: 1 << 30, format: "raw", as: TestStack.grantedUser).ok)
+        let big = s.imageDir.appendingPathComponent("big").path
+        XCTAssertTrue(qemuIO("write -P 0x77 0 512M", big, format: "raw").ok)
+        let before = sha256(big)
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
+        defer { Task { await signals.close() } }
+        let r = try diskCall("big", "Clone", ["sa{sv}", "big-copy", "0"])
+        XCTAssertTrue(r.ok, r.all)
+        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        // Progress grows while it copies; another user may not cancel it.
+        var progress: [Double] = []
+        for _ in 0..<20 {
+            let p = s.busctl(["get-property", TestStack.busName, job, Self.job, "Progress"]).stdout
+            if let v = Double(p.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") { progress.append(v) }
+            usleep(50_000)
+        }
+        let foreign = s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.otherUser)
+        XCTAssertFalse(foreign.ok, foreign.all)
+        let cancel = s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(cancel.ok, cancel.all)
+        let done = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
+        XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
+        XCTAssertEqual(s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"cancelled\"")
+        XCTAssertEqual(progress, progress.sorted(), "progress went backwards: \(progress)")
+        XCTAssertGreaterThan(progress.last ?? 0, 0, "no progress seen: \(progress)")
+        XCTAssertEqual(s.imageFiles().filter { $0.contains("big-copy") }, [], "left: \(s.imageFiles())")
+        XCTAssertEqual(sha256(big), before)
+    }
+}
