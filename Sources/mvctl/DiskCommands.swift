@@ -5,7 +5,7 @@ import SDBus
 struct Disk: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage disk images in the service's image directory.",
-        subcommands: [List.self, Show.self, Create.self, Delete.self])
+        subcommands: [List.self, Show.self, Create.self, Delete.self, Clone.self, Snapshot.self, Jobs.self, JobCancel.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List managed disks.")
@@ -80,6 +80,111 @@ struct Disk: AsyncParsableCommand {
                 let path = try await client.diskPath(name)
                 _ = try await client.call(path, Client.disk, "Delete", [.emptyOptions], privileged: true)
                 if global.json { Output.json(["Deleted": name]) } else { print("deleted disk \(name)") }
+            }
+        }
+    }
+
+    struct Clone: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy a disk to a new one (a job; progress on stderr).",
+            discussion: "A full copy keeps sparseness; --linked makes a qcow2 overlay on the source instead.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Source disk.") var name: String
+        @Argument(help: "New disk name.") var newName: String
+        @Flag(help: "Make a copy-on-write overlay instead of a full copy.") var linked = false
+
+        func run() async throws {
+            try await Client.run(global) { client in
+                let path = try await client.diskPath(name)
+                let job = try await client.call(path, Client.disk, "Clone", [.string(newName), .vardict(linked ? ["linked": .boolean(true)] : [:])],
+                                                privileged: true).first?.string ?? ""
+                let result = try await client.follow(job: job, quiet: global.json)
+                if global.json { Output.json(result.mapValues(Output.plain)) } else { print("cloned \(name) to \(newName)") }
+            }
+        }
+    }
+
+    struct Snapshot: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Internal snapshots of a qcow2 disk.",
+            subcommands: [Create.self, Revert.self, Delete.self, List.self])
+
+        struct Create: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Take a snapshot (names vm-* and auto-* are reserved).")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "Disk name.") var name: String
+            @Argument(help: "Snapshot name.") var snapshot: String
+            func run() async throws { try await Disk.snapshotCall(global, name, "CreateSnapshot", snapshot, done: "snapshot \(snapshot) of \(name) taken") }
+        }
+
+        struct Revert: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Return the disk to a snapshot.")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "Disk name.") var name: String
+            @Argument(help: "Snapshot name.") var snapshot: String
+            func run() async throws { try await Disk.snapshotCall(global, name, "RevertSnapshot", snapshot, done: "\(name) reverted to \(snapshot)") }
+        }
+
+        struct Delete: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Delete a snapshot.")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "Disk name.") var name: String
+            @Argument(help: "Snapshot name.") var snapshot: String
+            func run() async throws { try await Disk.snapshotCall(global, name, "DeleteSnapshot", snapshot, done: "deleted snapshot \(snapshot) of \(name)") }
+        }
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List a disk's snapshots.")
+            @OptionGroup var global: GlobalOptions
+            @Argument(help: "Disk name.") var name: String
+            func run() async throws {
+                try await Client.run(global) { client in
+                    let props = try await client.properties(try await client.diskPath(name), Client.disk)
+                    let rows: [(String, UInt64)] = (props["Snapshots"]?.arrayElements ?? []).compactMap {
+                        guard case .structure(let f) = $0, f.count == 2 else { return nil }
+                        return (f[0].string ?? "", f[1].uint64 ?? 0)
+                    }
+                    if global.json { Output.json(rows.map { ["name": $0.0, "created": $0.1] as [String: Any] }); return }
+                    let formatter = ISO8601DateFormatter()
+                    Output.table(["SNAPSHOT", "CREATED"], rows.map { [$0.0, formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0.1)))] })
+                }
+            }
+        }
+    }
+
+    static func snapshotCall(_ global: GlobalOptions, _ name: String, _ member: String, _ snapshot: String, done: String) async throws {
+        try await Client.run(global) { client in
+            _ = try await client.call(try await client.diskPath(name), Client.disk, member, [.string(snapshot), .emptyOptions], privileged: true)
+            if global.json { Output.json(["disk": name, "snapshot": snapshot]) } else { print(done) }
+        }
+    }
+
+    struct Jobs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the service's jobs (running and recently finished).")
+        @OptionGroup var global: GlobalOptions
+        func run() async throws {
+            try await Client.run(global) { client in
+                let jobs = try await client.managedObjects(interface: "org.multiverse.Controller.Job").sorted { $0.key < $1.key }
+                if global.json {
+                    Output.json(jobs.map { path, props in var out = props.mapValues(Output.plain); out["ObjectPath"] = path; return out })
+                    return
+                }
+                Output.table(["JOB", "OPERATION", "STATE", "PROGRESS", "ERROR"], jobs.map { path, p in
+                    [String(path.split(separator: "/").last ?? ""), p["Operation"]?.string ?? "", p["State"]?.string ?? "",
+                     (p["ProgressValid"]?.bool ?? false) ? "\(Int((p["Progress"]?.double ?? 0) * 100))%" : "-", p["Error"]?.string ?? ""]
+                })
+            }
+        }
+    }
+
+    struct JobCancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "job-cancel", abstract: "Cancel a running job (another user's needs job.cancel-other).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Job number (see 'mvctl disk jobs').") var job: UInt64
+        func run() async throws {
+            try await Client.run(global) { client in
+                _ = try await client.call("/org/multiverse/Controller/job/\(job)", "org.multiverse.Controller.Job", "Cancel", [.emptyOptions], privileged: true)
+                if global.json { Output.json(["cancelled": job]) } else { print("cancel requested for job \(job)") }
             }
         }
     }

@@ -133,4 +133,23 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(s.imageFiles().filter { $0.contains("big-copy") }, [], "left: \(s.imageFiles())")
         XCTAssertEqual(sha256(big), before)
     }
+
+    func testMvctlDiskCloneSnapshotsAndJobs() throws {
+        let s = try stack
+        XCTAssertTrue(s.mvctl(["disk", "create", "m1", "4M"], as: TestStack.grantedUser).ok)
+        let clone = s.mvctl(["disk", "clone", "m1", "m2"], as: TestStack.grantedUser)
+        XCTAssertTrue(clone.ok, clone.all)
+        XCTAssertTrue(s.imageFiles().contains("m2"))
+        XCTAssertTrue(s.mvctl(["disk", "clone", "m1", "m3", "--linked"], as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.mvctl(["disk", "show", "m3"]).stdout.contains("BackingDisk        m1"))
+        XCTAssertTrue(s.mvctl(["disk", "snapshot", "create", "m2", "pin"], as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.mvctl(["disk", "snapshot", "list", "m2"]).stdout.contains("pin"))
+        XCTAssertTrue(s.mvctl(["disk", "snapshot", "revert", "m2", "pin"], as: TestStack.grantedUser).ok)
+        XCTAssertEqual(s.mvctl(["disk", "snapshot", "revert", "m2", "nope"], as: TestStack.grantedUser).status, 3)
+        XCTAssertTrue(s.mvctl(["disk", "snapshot", "delete", "m2", "pin"], as: TestStack.grantedUser).ok)
+        let jobs = s.mvctl(["disk", "jobs"])
+        XCTAssertTrue(jobs.stdout.contains("Clone") && jobs.stdout.contains("succeeded"), jobs.all)
+        let cancelDone = s.mvctl(["disk", "job-cancel", "1"], as: TestStack.grantedUser)
+        XCTAssertEqual(cancelDone.status, 1, cancelDone.all)   // a finished job: InvalidState
+    }
 }
