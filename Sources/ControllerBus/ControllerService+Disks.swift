@@ -68,6 +68,49 @@ extension ControllerService {
                 return ["disk": .string(info.name), "linked": .bool(linked), "size": .uint64(info.allocatedSize)]
             }
             return [.objectPath(ObjectPaths.job(job.id))]
+        case "Backup":
+            var options = try args.options(0)
+            let compress = try options.bool("compress") ?? false
+            try options.finish()
+            if compress && disk.format != "qcow2" && disk.format != "raw" { throw ControllerError.notSupported("cannot compress a \(disk.format) disk") }
+            // Consistency: a disk a running VM writes to is refused rather than copied torn.
+            let active = ["running", "paused", "blocked", "shutdown", "pmsuspended"]
+            if let vm = await vms.list().first(where: { vm in active.contains(vm.state) && vm.disks.contains { $0.source == disk.path } }) {
+                throw ControllerError.busy("disk \(name) is in use by running VM \(vm.name); stop it to back the disk up consistently")
+            }
+            let caller = try await callers.caller(for: call)
+            try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "backup"])
+            let store = backups
+            let job = try await jobs.start(operation: "Backup", target: ObjectPaths.disk(name), uid: caller.uid) { job in
+                let info = try await store.backup(disk, compress: compress) { job.progress($0) }
+                return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
+            }
+            return [.objectPath(ObjectPaths.job(job.id))]
+        case "ListBackups":
+            try args.options(0).finish()
+            return [.array(elementSignature: "(stts)", await backups.list(disk: name).map {
+                .structure([.string($0.id), .uint64($0.created), .uint64($0.size), .string($0.sha256)])
+            })]
+        case "Restore":
+            let id = args.string(0)
+            try args.options(1).finish()
+            guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(DiskName.quoted(id))") }
+            guard let backup = await backups.backup(id), backup.disk == name else {
+                throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)")
+            }
+            try await requireNotInUse(disk, for: "restore")
+            let caller = try await callers.caller(for: call)
+            try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "restore", "backup": id])
+            let (store, images) = (backups, disks)
+            let job = try await jobs.start(operation: "Restore", target: ObjectPaths.disk(name), uid: caller.uid) { [self] job in
+                job.progress(nil)
+                let verified = try await store.verify(id)
+                job.progress(0.5)
+                _ = try await images.restore(name, from: store.image(of: id), format: verified.format) { job.commit() }
+                await publishDiskChange(name)
+                return ["backup_id": .string(id)]
+            }
+            return [.objectPath(ObjectPaths.job(job.id))]
         default:
             throw ControllerError.notSupported("\(call.member) is not implemented")
         }

@@ -15,6 +15,7 @@ public final class ControllerService: Sendable {
     let settings: SettingsAgent
     let vms: VMManager
     let jobs: JobManager
+    let backups: BackupStore
     let authorizer: Authorizer
     let callers: CallerResolver
     let logger: Logger
@@ -26,8 +27,9 @@ public final class ControllerService: Sendable {
     let vmPathCache = Mutex<(generation: UInt64, paths: [String]?)>((0, nil))
 
     public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, settings: SettingsAgent,
-                vms: VMManager, jobs: JobManager, authorizer: Authorizer, logger: Logger) {
+                vms: VMManager, jobs: JobManager, backups: BackupStore, authorizer: Authorizer, logger: Logger) {
         self.jobs = jobs
+        self.backups = backups
         self.settings = settings
         self.vms = vms
         self.bus = bus

@@ -73,6 +73,9 @@ public enum Interfaces {
         "org.multiverse.Controller.Disk",
         methods: [
             DBusMethod("Clone", in: [a("new_name", "s"), options], out: [a("job", "o")]),
+            DBusMethod("Backup", in: [options], out: [a("job", "o")]),
+            DBusMethod("ListBackups", in: [options], out: [a("backups", "a(stts)")]),
+            DBusMethod("Restore", in: [a("backup_id", "s"), options], out: [a("job", "o")]),
             DBusMethod("CreateSnapshot", in: [a("name", "s"), options]),
             DBusMethod("RevertSnapshot", in: [a("name", "s"), options]),
             DBusMethod("DeleteSnapshot", in: [a("name", "s"), options]),

@@ -268,6 +268,34 @@ public actor DiskStore {
         return info
     }
 
+    /// Replaces disk `name` with the image at `source` (a verified backup), converted to the
+    /// disk's format in a temporary file first; `commit` runs right before the atomic
+    /// rename over the disk (cancelling after it is refused).
+    public func restore(_ name: String, from source: String, format: String, commit: @escaping @Sendable () -> Void) async throws -> DiskInfo {
+        guard let disk = disks[name] else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
+        inProgress.insert(name)
+        defer { inProgress.remove(name) }
+        let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
+        do {
+            try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, to: temporary)
+            try Task.checkCancellation()
+            chmod(temporary, 0o600)
+            commit()
+            guard rename(temporary, disk.path) == 0 else {
+                throw ControllerError.io("cannot replace \(disk.path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            unlink(temporary)
+            if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("restore of \(name) was cancelled") }
+            throw error
+        }
+        let info = try await describe(name)
+        disks[name] = info
+        logger.notice("restored disk \(name) from \(source)")
+        return info
+    }
+
     /// Gives a complete temporary image its final name. link(2) refuses to replace an
     /// existing file, so nothing put there meanwhile is clobbered.
     private func linkIntoPlace(_ temporary: String, _ final: String, name: String) throws {

@@ -57,8 +57,11 @@ public struct QemuImg: Sendable {
 
     /// Full copy keeping sparseness (`-U`: the source may be in use by a running VM, the
     /// copy is then crash-consistent). Task cancellation kills qemu-img.
-    public func convert(source: String, format: String, to destination: String) async throws {
-        let r = try await ChildProcess.run(path, ["convert", "-U", "-f", format, "-O", format, source, destination])
+    public func convert(source: String, format: String, outputFormat: String? = nil, compress: Bool = false,
+                        to destination: String) async throws {
+        var args = ["convert", "-U", "-f", format, "-O", outputFormat ?? format]
+        if compress { args.append("-c") }
+        let r = try await ChildProcess.run(path, args + [source, destination])
         try Task.checkCancellation()
         guard r.status == 0 else {
             throw ControllerError.io("qemu-img convert of \(source) failed (exit \(r.status)): \(r.stderrExcerpt)")

@@ -44,8 +44,11 @@ struct Runtime {
         let vms = VMManager(monitor: libvirt, config: config.vms, profiles: profiles, logger: Logger(label: "vms"))
         let jobs = JobManager(maxConcurrent: config.maxConcurrentJobs, retention: .seconds(config.jobRetentionSeconds),
                               logger: Logger(label: "jobs"))
+        let backups = BackupStore(directory: config.backupDirectory, qemuImg: QemuImg(path: config.qemuImgPath),
+                                  logger: Logger(label: "backups"))
+        do { try await backups.scan() } catch { throw ControllerError.io("backup directory \(config.backupDirectory): \(error)") }
         let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings, vms: vms, jobs: jobs,
-                                        authorizer: authorizer, logger: logger)
+                                        backups: backups, authorizer: authorizer, logger: logger)
         await jobs.setObserver { change in await service.jobChanged(change) }
         try await service.exportObjects(libvirtConnected: false)
         try await settings.start { event in await service.settingsEvent(event) }

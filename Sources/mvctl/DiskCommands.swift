@@ -5,7 +5,7 @@ import SDBus
 struct Disk: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage disk images in the service's image directory.",
-        subcommands: [List.self, Show.self, Create.self, Delete.self, Clone.self, Snapshot.self, Jobs.self, JobCancel.self])
+        subcommands: [List.self, Show.self, Create.self, Delete.self, Clone.self, Backup.self, Backups.self, Restore.self, Snapshot.self, Jobs.self, JobCancel.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List managed disks.")
@@ -100,6 +100,56 @@ struct Disk: AsyncParsableCommand {
                                                 privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(result.mapValues(Output.plain)) } else { print("cloned \(name) to \(newName)") }
+            }
+        }
+    }
+
+    struct Backup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Back a disk up into the backup directory (a job; checksummed).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Disk name.") var name: String
+        @Flag(help: "Compress (the backup is then qcow2).") var compress = false
+        func run() async throws {
+            try await Client.run(global) { client in
+                let job = try await client.call(try await client.diskPath(name), Client.disk, "Backup",
+                                                [.vardict(compress ? ["compress": .boolean(true)] : [:])], privileged: true).first?.string ?? ""
+                let result = try await client.follow(job: job, quiet: global.json)
+                if global.json { Output.json(result.mapValues(Output.plain)) } else { print("backup \(result["backup_id"]?.string ?? "") of \(name) done") }
+            }
+        }
+    }
+
+    struct Backups: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a disk's backups.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Disk name.") var name: String
+        func run() async throws {
+            try await Client.run(global) { client in
+                let reply = try await client.call(try await client.diskPath(name), Client.disk, "ListBackups", [.emptyOptions])
+                let rows: [(String, UInt64, UInt64, String)] = (reply.first?.arrayElements ?? []).compactMap {
+                    guard case .structure(let f) = $0, f.count == 4 else { return nil }
+                    return (f[0].string ?? "", f[1].uint64 ?? 0, f[2].uint64 ?? 0, f[3].string ?? "")
+                }
+                if global.json { Output.json(rows.map { ["id": $0.0, "created": $0.1, "size": $0.2, "sha256": $0.3] as [String: Any] }); return }
+                let formatter = ISO8601DateFormatter()
+                Output.table(["BACKUP", "CREATED", "SIZE", "SHA256"], rows.map {
+                    [$0.0, formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0.1))), Output.size($0.2), String($0.3.prefix(16)) + "…"]
+                })
+            }
+        }
+    }
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Restore a disk from one of its backups (checksum verified first; a job).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Disk name.") var name: String
+        @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String
+        func run() async throws {
+            try await Client.run(global) { client in
+                let job = try await client.call(try await client.diskPath(name), Client.disk, "Restore", [.string(backup), .emptyOptions],
+                                                privileged: true).first?.string ?? ""
+                _ = try await client.follow(job: job, quiet: global.json)
+                if global.json { Output.json(["disk": name, "restored": backup]) } else { print("restored \(name) from \(backup)") }
             }
         }
     }

@@ -147,9 +147,66 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(s.mvctl(["disk", "snapshot", "revert", "m2", "pin"], as: TestStack.grantedUser).ok)
         XCTAssertEqual(s.mvctl(["disk", "snapshot", "revert", "m2", "nope"], as: TestStack.grantedUser).status, 3)
         XCTAssertTrue(s.mvctl(["disk", "snapshot", "delete", "m2", "pin"], as: TestStack.grantedUser).ok)
+        let backup = s.mvctl(["disk", "backup", "m2", "--compress"], as: TestStack.grantedUser)
+        XCTAssertTrue(backup.ok, backup.all)
+        let id = backup.stdout.split(separator: " ").dropFirst().first.map(String.init) ?? ""
+        XCTAssertTrue(s.mvctl(["disk", "backups", "m2"]).stdout.contains(id))
+        XCTAssertTrue(s.mvctl(["disk", "restore", "m2", id], as: TestStack.grantedUser).ok)
         let jobs = s.mvctl(["disk", "jobs"])
         XCTAssertTrue(jobs.stdout.contains("Clone") && jobs.stdout.contains("succeeded"), jobs.all)
         let cancelDone = s.mvctl(["disk", "job-cancel", "1"], as: TestStack.grantedUser)
         XCTAssertEqual(cancelDone.status, 1, cancelDone.all)   // a finished job: InvalidState
+    }
+
+    func testBackupRestoreVerifiesTheChecksum() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("precious", size: 16 << 20, as: TestStack.grantedUser).ok)
+        let image = s.imageDir.appendingPathComponent("precious").path
+        XCTAssertTrue(qemuIO("write -P 0x42 0 1M", image).ok)
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
+        defer { Task { await signals.close() } }
+        func runJob(_ r: CommandResult) async -> ReceivedSignal? {
+            let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+            return await signals.wait(timeout: 30) { $0.path == job }
+        }
+        let backup = try diskCall("precious", "Backup", ["a{sv}", "0"])
+        XCTAssertTrue(backup.ok, backup.all)
+        let done = await runJob(backup)
+        XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
+        let list = try diskCall("precious", "ListBackups", ["a{sv}", "0"], as: TestStack.otherUser)
+        let fields = list.stdout.split(separator: "\"").map(String.init)
+        XCTAssertTrue(list.stdout.hasPrefix("a(stts) 1 "), list.all)
+        let id = fields.count > 1 ? fields[1] : ""
+        let sum = fields.count > 3 ? fields[3] : ""
+        let backupFile = s.dir.appendingPathComponent("backups/\(id).img").path
+        XCTAssertEqual(sha256(backupFile), sum)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: s.dir.appendingPathComponent("backups/\(id).json").path))
+
+        // Change the disk, restore: the data is back and the image is sound.
+        XCTAssertTrue(qemuIO("write -P 0x99 0 1M", image).ok)
+        XCTAssertFalse(try diskCall("precious", "Restore", ["sa{sv}", id, "0"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(qemuIO("read -P 0x99 0 1M", image).stdout.contains("read 1048576/1048576"))
+        let restore = try diskCall("precious", "Restore", ["sa{sv}", id, "0"])
+        XCTAssertTrue(restore.ok, restore.all)
+        let restored = await runJob(restore)
+        XCTAssertEqual(restored?.arguments.first, .boolean(true), signals.summary)
+        XCTAssertFalse(qemuIO("read -P 0x42 0 1M", image).stdout.contains("Pattern verification failed"))
+        XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["check", image]).ok)
+
+        // A corrupted backup is refused by name and the disk is not touched.
+        XCTAssertTrue(qemuIO("write -P 0x13 0 1M", image).ok)
+        let current = sha256(image)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: backupFile))
+        try handle.seek(toOffset: 4096)
+        handle.write(Data([0xde, 0xad, 0xbe, 0xef]))
+        try handle.close()
+        let bad = try diskCall("precious", "Restore", ["sa{sv}", id, "0"])
+        XCTAssertTrue(bad.ok, bad.all)
+        let refused = await runJob(bad)
+        XCTAssertEqual(refused?.arguments.first, .boolean(false), signals.summary)
+        XCTAssertTrue((refused?.arguments.last?.string ?? "").contains("backup \(id) is corrupted"), signals.summary)
+        XCTAssertEqual(sha256(image), current)
+        XCTAssertEqual(s.imageFiles().filter { $0.hasPrefix(".") }, [])
+        XCTAssertTrue(try diskCall("precious", "Restore", ["sa{sv}", "no-such-backup", "0"]).stderr.contains("has no backup no-such-backup"))
     }
 }

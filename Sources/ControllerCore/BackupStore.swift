@@ -1,0 +1,133 @@
+import Foundation
+import Logging
+
+/// One backup of a disk: the image `BACKUP_DIR/ID.img` and its manifest `ID.json`.
+public struct BackupInfo: Sendable, Equatable, Codable {
+    public var id: String
+    public var disk: String
+    public var format: String
+    /// Seconds since the epoch.
+    public var created: UInt64
+    public var size: UInt64
+    public var sha256: String
+    public var compressed: Bool
+    /// qemu-img convert does not carry internal snapshots over.
+    public var internalSnapshots: Bool
+}
+
+/// Backups in the backup directory. Images are written under a temporary name, checksummed
+/// and renamed; manifests are written atomically after the image, so a backup without a
+/// manifest is unfinished and removed at start-up.
+public actor BackupStore {
+    public nonisolated let directory: String
+    private let qemuImg: QemuImg
+    private let logger: Logger
+    private var backups: [String: BackupInfo] = [:]
+    static let sha256sum = "/usr/bin/sha256sum"
+
+    public init(directory: String, qemuImg: QemuImg, logger: Logger) {
+        self.directory = directory
+        self.qemuImg = qemuImg
+        self.logger = logger
+    }
+
+    func imagePath(_ id: String) -> String { "\(directory)/\(id).img" }
+    func manifestPath(_ id: String) -> String { "\(directory)/\(id).json" }
+
+    /// Reads the manifests; removes unfinished backups.
+    public func scan() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        var found: [String: BackupInfo] = [:]
+        for name in (try FileManager.default.contentsOfDirectory(atPath: directory)).sorted() {
+            if name.hasPrefix("."), name.contains(".partial") {
+                unlink("\(directory)/\(name)")
+                logger.notice("removed unfinished backup file \(directory)/\(name)")
+                continue
+            }
+            guard name.hasSuffix(".json") else { continue }
+            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)"),
+                  let info = try? JSONDecoder().decode(BackupInfo.self, from: data), DiskName.isValid(info.id) else {
+                logger.warning("skipping unreadable backup manifest \(directory)/\(name)")
+                continue
+            }
+            found[info.id] = info
+        }
+        for name in (try FileManager.default.contentsOfDirectory(atPath: directory)) where name.hasSuffix(".img") {
+            let id = String(name.dropLast(4))
+            if found[id] == nil {
+                unlink("\(directory)/\(name)")
+                logger.notice("removed backup image without a manifest \(directory)/\(name)")
+            }
+        }
+        backups = found
+    }
+
+    public func list(disk: String) -> [BackupInfo] { backups.values.filter { $0.disk == disk }.sorted { $0.created < $1.created } }
+    public func backup(_ id: String) -> BackupInfo? { backups[id] }
+
+    /// Copies `disk` into a new backup (sparse; `compress` for qcow2 compression) and
+    /// records its checksum. Progress covers copying (90 %) and checksumming.
+    public func backup(_ disk: DiskInfo, compress: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupInfo {
+        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone])
+            .replacingOccurrences(of: ":", with: "").replacingOccurrences(of: "-", with: "")
+        var id = "\(disk.name.prefix(40))-\(stamp)"
+        if backups[id] != nil { id += "-\(UInt16.random(in: 0...9999))" }
+        let format = compress ? "qcow2" : disk.format
+        let temporary = "\(directory)/.\(id).img.partial"
+        do {
+            let total = max(1, disk.allocatedSize)
+            let poller = Task {
+                while !Task.isCancelled {
+                    var st = stat()
+                    if stat(temporary, &st) == 0 { progress(min(0.9, 0.9 * Double(st.st_blocks * 512) / Double(total))) }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            defer { poller.cancel() }
+            try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress, to: temporary)
+            let sum = try await Self.checksum(temporary)
+            try Task.checkCancellation()
+            guard rename(temporary, imagePath(id)) == 0 else { throw ControllerError.io("cannot store backup \(id): \(String(cString: strerror(errno)))") }
+            var st = stat()
+            stat(imagePath(id), &st)
+            let info = BackupInfo(id: id, disk: disk.name, format: format, created: UInt64(Date().timeIntervalSince1970),
+                                  size: UInt64(st.st_size), sha256: sum, compressed: compress, internalSnapshots: false)
+            do {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try HostRoot("/").write(manifestPath(id), String(decoding: try encoder.encode(info), as: UTF8.self) + "\n", newFileMode: 0o640)
+            } catch {
+                unlink(imagePath(id))
+                throw error
+            }
+            backups[id] = info
+            logger.notice("backup \(id) of disk \(disk.name): \(info.size) bytes, sha256 \(sum)")
+            return info
+        } catch {
+            unlink(temporary)
+            if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("backup of \(disk.name) was cancelled") }
+            throw error
+        }
+    }
+
+    /// Verifies a backup's checksum (`Io` naming it when it does not match).
+    public func verify(_ id: String) async throws -> BackupInfo {
+        guard let info = backups[id] else { throw ControllerError.noSuchBackup("no backup \(id)") }
+        let sum = try await Self.checksum(imagePath(id))
+        guard sum == info.sha256 else {
+            throw ControllerError.io("backup \(id) is corrupted: sha256 \(sum) does not match the manifest's \(info.sha256); the disk was not touched")
+        }
+        return info
+    }
+
+    /// The path of a verified backup's image.
+    public nonisolated func image(of id: String) -> String { "\(directory)/\(id).img" }
+
+    static func checksum(_ path: String) async throws -> String {
+        let r = try await ChildProcess.run(sha256sum, ["--", path])
+        guard r.status == 0, let sum = r.stdout.split(separator: " ").first, sum.count == 64 else {
+            throw ControllerError.io("cannot checksum \(path): \(r.stderrExcerpt)")
+        }
+        return String(sum)
+    }
+}
