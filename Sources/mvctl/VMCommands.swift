@@ -24,11 +24,13 @@ struct VM: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List VMs with state, profile and resources.")
         @OptionGroup var global: GlobalOptions
+        @Flag(help: ArgumentHelp("Only the names, one per line (for shell completion).", visibility: .hidden)) var names = false
 
         func run() async throws {
             try await Client.run(global) { client in
                 let vms = try await client.managedObjects(interface: VM.interface)
                     .map(\.value).sorted { ($0["Name"]?.string ?? "") < ($1["Name"]?.string ?? "") }
+                if names { for v in vms { print(v["Name"]?.string ?? "") }; return }
                 if global.json { Output.json(vms.map { $0.mapValues(Output.plain) }); return }
                 Output.table(["NAME", "STATE", "PROFILE", "VCPUS", "MEMORY", "AUTOSTART"], vms.map { v in
                     [v["Name"]?.string ?? "", v["State"]?.string ?? "", v["Profile"]?.string ?? "",
@@ -41,7 +43,7 @@ struct VM: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one VM's properties.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
 
         func run() async throws {
             try await Client.run(global) { client in
@@ -122,7 +124,7 @@ struct VM: AsyncParsableCommand {
     struct Start: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start a VM.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         func run() async throws { try await VM.call(global, name, "Start", [.emptyOptions], done: "started \(name)") }
     }
 
@@ -131,7 +133,7 @@ struct VM: AsyncParsableCommand {
             abstract: "Ask a VM to shut down (ACPI).",
             discussion: "With --timeout, waits for it to stop; with --force as well, destroys it when the timeout passes.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the VM to stop.", valueName: "SECONDS")) var wait: UInt32?
         @Flag(help: "Destroy the VM when it has not stopped after --timeout seconds.") var force = false
 
@@ -150,35 +152,35 @@ struct VM: AsyncParsableCommand {
     struct Destroy: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop a VM at once (like pulling the plug).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         func run() async throws { try await VM.call(global, name, "Destroy", [.emptyOptions], done: "destroyed \(name)") }
     }
 
     struct Reboot: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Reboot a running VM.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         func run() async throws { try await VM.call(global, name, "Reboot", [.emptyOptions], done: "rebooting \(name)") }
     }
 
     struct Suspend: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Pause a running VM.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         func run() async throws { try await VM.call(global, name, "Suspend", [.emptyOptions], done: "paused \(name)") }
     }
 
     struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         func run() async throws { try await VM.call(global, name, "Resume", [.emptyOptions], done: "resumed \(name)") }
     }
 
     struct Undefine: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a shut-off VM's definition.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         @Flag(help: "Also delete its managed disks (never other files).") var deleteDisks = false
         func run() async throws {
             try await VM.call(global, name, "Undefine", [.vardict(deleteDisks ? ["delete_disks": .boolean(true)] : [:])], done: "undefined \(name)")
@@ -191,8 +193,8 @@ struct VM: AsyncParsableCommand {
             abstract: "Attach a managed disk (or an image path under an allowed root) to a VM.",
             discussion: "A running VM gets the disk live and in its definition; a shut-off VM in its definition.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
-        @Argument(help: "Managed disk name or absolute image path.") var disk: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
+        @Argument(help: "Managed disk name or absolute image path.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var disk: String
         @Argument(help: "Target device: vdX (virtio), sdX (sata) or hdX (ide).") var target: String
         @Flag(help: "Attach read-only.") var readonly = false
         @Option(help: "Bus: virtio, scsi, sata, ide or usb.") var bus: String?
@@ -214,7 +216,7 @@ struct VM: AsyncParsableCommand {
             commandName: "detach-disk",
             abstract: "Detach a disk from a VM; a running guest must release it (waits up to --wait seconds).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         @Argument(help: "Target device, e.g. vdb.") var target: String
         @Option(help: ArgumentHelp("Seconds to wait for a running guest to release the disk.", valueName: "SECONDS")) var wait: UInt32?
 
@@ -233,7 +235,7 @@ struct VM: AsyncParsableCommand {
         struct Add: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Share a host directory with a VM under a tag.")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "VM name.") var name: String
+            @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Host directory (under an allowed share root).") var hostPath: String
             @Argument(help: "Mount tag seen by the guest.") var tag: String
             @Flag(help: "Read-only share.") var readonly = false
@@ -246,7 +248,7 @@ struct VM: AsyncParsableCommand {
         struct Remove: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Remove a share by its tag.")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "VM name.") var name: String
+            @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Mount tag.") var tag: String
             func run() async throws {
                 try await VM.call(global, name, "RemoveShare", [.string(tag), .emptyOptions], done: "removed share \(tag) from \(name)")
@@ -272,7 +274,7 @@ struct VM: AsyncParsableCommand {
         struct Create: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Take a snapshot (a job; progress on stderr).")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "VM name.") var name: String
+            @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
             func run() async throws { try await VM.job(global, name, "CreateSnapshot", [.string(snapshot), .emptyOptions], done: "snapshot \(snapshot) of \(name) taken") }
         }
@@ -280,7 +282,7 @@ struct VM: AsyncParsableCommand {
         struct Revert: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Return every managed disk to a snapshot (a job).")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "VM name.") var name: String
+            @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
             func run() async throws { try await VM.job(global, name, "RevertSnapshot", [.string(snapshot), .emptyOptions], done: "\(name) reverted to \(snapshot)") }
         }
@@ -288,7 +290,7 @@ struct VM: AsyncParsableCommand {
         struct Delete: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Delete a snapshot.")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "VM name.") var name: String
+            @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
             func run() async throws { try await VM.call(global, name, "DeleteSnapshot", [.string(snapshot), .emptyOptions], done: "deleted snapshot \(snapshot) of \(name)") }
         }
@@ -296,7 +298,7 @@ struct VM: AsyncParsableCommand {
         struct List: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "List a VM's snapshots.")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "VM name.") var name: String
+            @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             func run() async throws {
                 try await Client.run(global) { client in
                     let path = try await client.vmPath(name)
@@ -334,7 +336,7 @@ struct VM: AsyncParsableCommand {
     struct Autostart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Include a VM in the service's ordered start, or not.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         @Argument(help: "on or off.") var state: String
         func validate() throws { guard ["on", "off"].contains(state) else { throw ValidationError("expected 'on' or 'off', got '\(state)'") } }
         func run() async throws {
@@ -345,7 +347,7 @@ struct VM: AsyncParsableCommand {
     struct Resources: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Change memory and vCPUs (from the next start).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         @Option(help: "Memory in MiB.") var memory: UInt64?
         @Option(help: "Number of vCPUs.") var vcpus: UInt32?
         func validate() throws { if memory == nil && vcpus == nil { throw ValidationError("give --memory and/or --vcpus") } }
@@ -360,7 +362,7 @@ struct VM: AsyncParsableCommand {
     struct XML: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "xml", abstract: "Print a VM's libvirt domain XML.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.") var name: String
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         @Flag(help: "The persistent definition instead of the running configuration.") var inactive = false
         func run() async throws {
             try await Client.run(global) { client in

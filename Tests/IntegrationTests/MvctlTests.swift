@@ -38,4 +38,30 @@ final class MvctlTests: XCTestCase {
         XCTAssertTrue(delete.ok, delete.all)
         XCTAssertFalse(s.imageFiles().contains("web"))
     }
+
+    /// Completion scripts for bash, zsh and fish come from the command definitions; VM and
+    /// disk names are completed by asking the service (checked by running bash's completion).
+    func testShellCompletionsAskTheServiceForNames() throws {
+        let s = try TestStack()
+        defer { s.stop() }
+        for (shell, marker) in [("bash", "-F _mvctl mvctl"), ("zsh", "#compdef mvctl"), ("fish", "complete -c 'mvctl'")] {
+            let r = Command.run(TestStack.mvctlPath, ["--generate-completion-script", shell])
+            XCTAssertTrue(r.ok && r.stdout.contains(marker), "\(shell): \(r.all.prefix(300))")
+        }
+        XCTAssertTrue(s.mvctl(["disk", "create", "completeme", "1M"], as: TestStack.grantedUser).ok)
+        let script = s.dir.appendingPathComponent("mvctl.bash")
+        try Command.run(TestStack.mvctlPath, ["--generate-completion-script", "bash"]).stdout.write(to: script, atomically: true, encoding: .utf8)
+        var env = s.environment
+        env["PATH"] = URL(fileURLWithPath: TestStack.mvctlPath).deletingLastPathComponent().path + ":" + (env["PATH"] ?? "/usr/bin:/bin")
+        func complete(_ words: [String]) -> String {
+            let quoted = words.map { "'\($0)'" }.joined(separator: " ")
+            let line = words.joined(separator: " ")
+            let r = Command.run("/bin/bash", ["-c", "source '\(script.path)'; COMP_WORDS=(\(quoted)); COMP_CWORD=\(words.count - 1); COMP_LINE='\(line)'; COMP_POINT=${#COMP_LINE}; _mvctl; echo \"${COMPREPLY[*]}\""],
+                                environment: env)
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        XCTAssertEqual(complete(["mvctl", "vm", "start", ""]), "test")
+        XCTAssertEqual(complete(["mvctl", "disk", "delete", "comp"]), "completeme")
+        XCTAssertTrue(complete(["mvctl", "vm", "sn"]).contains("snapshot"))
+    }
 }
