@@ -124,7 +124,8 @@ public actor SettingsAgent {
     /// Applies `ids` (all when empty) for `requester`; re-arms flapping ones. Returns what
     /// changed; throws when a setting could not be applied (the others are still applied).
     public func apply(_ ids: [String], requester: String) async throws -> [ApplyResult] {
-        let targets = ids.isEmpty ? settings.map(\.id) : ids
+        var seen = Set<String>()
+        let targets = ids.isEmpty ? settings.map(\.id) : ids.filter { seen.insert($0).inserted }
         for id in targets where !settings.contains(where: { $0.id == id }) {
             throw ControllerError.invalidArgs("unknown setting '\(id)' (known: \(settings.map(\.id).joined(separator: ", ")))")
         }
@@ -179,6 +180,7 @@ public actor SettingsAgent {
             throw ControllerError.invalidArgs("'\(user)' is not a valid user name")
         }
         guard !groups.isEmpty else { throw ControllerError.invalidArgs("no groups given") }
+        guard groups.count <= 64 else { throw ControllerError.limitsExceeded("\(groups.count) groups given; at most 64") }
         let allowed = context.config.allowedGroups
         for group in groups where !allowed.contains(group) {
             throw ControllerError.invalidArgs("group '\(group)' is not in allowed_groups (\(allowed.joined(separator: ", ")))")
