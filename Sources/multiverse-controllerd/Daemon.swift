@@ -50,6 +50,9 @@ struct Daemon: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --print-introspection: only this interface.", valueName: "NAME"))
     var interface: String?
 
+    @Flag(name: .long, help: "Print the API reference man page org.multiverse.Controller(5) (roff) and exit.")
+    var printApiReference = false
+
     func resolvedConfig() throws -> ControllerConfig {
         var c = try ControllerConfig.load(path: config ?? ControllerConfig.defaultPath, explicit: config != nil)
         func absolute(_ flag: String, _ value: String) throws -> String {
@@ -77,6 +80,12 @@ struct Daemon: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if printApiReference {
+            let missing = APIReference.undocumented()
+            guard missing.isEmpty else { throw ValidationError("members without documentation: \(missing.joined(separator: ", "))") }
+            print(APIReference.manPage(), terminator: "")
+            return
+        }
         if printIntrospection {
             var selected = Interfaces.all
             if let interface {

@@ -41,6 +41,23 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertTrue(flag.stderr.contains("--image-dir 'relative/dir' must be an absolute path"), flag.all)
     }
 
+    /// The API reference is generated from the interface declarations (every member must be
+    /// documented), the checked-in page is what the daemon generates, and it renders cleanly.
+    func testCheckedInAPIReferenceMatchesAndRenders() throws {
+        let page = TestStack.repo.appendingPathComponent("man/org.multiverse.Controller.5").path
+        let generated = Command.run(TestStack.daemonPath, ["--print-api-reference"])
+        XCTAssertTrue(generated.ok, generated.all)
+        XCTAssertEqual(generated.stdout, try String(contentsOfFile: page, encoding: .utf8),
+                       "man/org.multiverse.Controller.5 is stale: run scripts/update-introspection")
+        let groff = Command.run("/usr/bin/groff", ["-man", "-ww", "-z", page])
+        XCTAssertTrue(groff.ok && groff.stderr.isEmpty, groff.all)
+        var env = ProcessInfo.processInfo.environment
+        env["MANWIDTH"] = "80"
+        let man = Command.run("/usr/bin/man", ["--warnings", "-l", page], environment: env)
+        XCTAssertTrue(man.ok && man.stderr.isEmpty, man.all)
+        XCTAssertTrue(man.stdout.contains("org.multiverse.controller.settings.modify"), man.stdout)
+    }
+
     func testCheckedInIntrospectionMatchesTheDaemon() throws {
         let dbusDir = TestStack.repo.appendingPathComponent("dbus")
         let files = try FileManager.default.contentsOfDirectory(atPath: dbusDir.path).filter { $0.hasSuffix(".xml") }.sorted()
