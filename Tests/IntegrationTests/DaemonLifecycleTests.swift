@@ -58,6 +58,49 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertTrue(man.stdout.contains("org.multiverse.controller.settings.modify"), man.stdout)
     }
 
+    /// mvctl(1), multiverse-controllerd(8) and controller.toml(5) render without warnings and
+    /// cover every command and every configuration key; controller.toml(5) is what
+    /// scripts/generate-man makes from controller.toml.example.
+    func testManPagesRenderAndCoverEveryCommandAndKey() throws {
+        let man = TestStack.repo.appendingPathComponent("man")
+        var env = ProcessInfo.processInfo.environment
+        env["MANWIDTH"] = "100"
+        var rendered: [String: String] = [:]
+        for page in ["mvctl.1", "multiverse-controllerd.8", "controller.toml.5", "org.multiverse.Controller.5"] {
+            let path = man.appendingPathComponent(page).path
+            let r = Command.run("/usr/bin/man", ["--warnings", "-l", path], environment: env)
+            XCTAssertTrue(r.ok && r.stderr.isEmpty, "\(page): \(r.all.prefix(500))")
+            rendered[page] = r.stdout
+        }
+        // Every mvctl command, from the command tree itself.
+        let dump = Command.run(TestStack.mvctlPath, ["--experimental-dump-help"])
+        let tree = try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any]
+        func names(_ command: [String: Any]) -> [String] {
+            [command["commandName"] as? String ?? ""] + ((command["subcommands"] as? [[String: Any]]) ?? []).flatMap(names)
+        }
+        let commands = names(tree?["command"] as? [String: Any] ?? [:])
+        XCTAssertGreaterThan(commands.count, 40)
+        for command in Set(commands) where !(rendered["mvctl.1"] ?? "").contains(command) {
+            XCTFail("mvctl.1 does not mention \(command) (run scripts/generate-man)")
+        }
+        // Every key of the example, and the page is current.
+        let example = TestStack.repo.appendingPathComponent("controller.toml.example").path
+        let generated = Command.run("/usr/bin/python3", ["-I", TestStack.repo.appendingPathComponent("scripts/lib/toml-example-to-man.py").path, example])
+        XCTAssertEqual(generated.stdout, try String(contentsOf: man.appendingPathComponent("controller.toml.5"), encoding: .utf8) ,
+                       "man/controller.toml.5 is stale: run scripts/generate-man")
+        let keys = try String(contentsOfFile: example, encoding: .utf8).split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("#"), let eq = line.range(of: " = ") else { return nil }
+            let key = line[line.index(after: line.startIndex)..<eq.lowerBound]
+            return key.allSatisfy({ $0.isLetter || $0 == "_" }) ? String(key) : nil
+        }
+        XCTAssertEqual(keys.count, 36)
+        for key in keys where !(rendered["controller.toml.5"] ?? "").contains(key) { XCTFail("controller.toml.5 lacks \(key)") }
+        // The daemon's page lists its flags.
+        for flag in ["--config", "--host-root", "--state-dir", "--print-api-reference"] {
+            XCTAssertTrue((rendered["multiverse-controllerd.8"] ?? "").contains(flag), flag)
+        }
+    }
+
     func testCheckedInIntrospectionMatchesTheDaemon() throws {
         let dbusDir = TestStack.repo.appendingPathComponent("dbus")
         let files = try FileManager.default.contentsOfDirectory(atPath: dbusDir.path).filter { $0.hasSuffix(".xml") }.sorted()
