@@ -1,0 +1,58 @@
+import Foundation
+import SDBus
+import XCTest
+
+/// Hostile messages through the real bus: huge strings, huge option dictionaries, deep
+/// nesting, huge arrays, empty values. Each is refused with InvalidArgs or LimitsExceeded (or
+/// by the bus itself), nothing is created, and the daemon keeps answering throughout.
+final class HostileInputTests: XCTestCase {
+    override class func setUp() { SharedStacks.start(self) { try TestStack() } }
+    override class func tearDown() { SharedStacks.stop(self) }
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
+
+    func testHostileMessagesAreRefusedAndTheDaemonStaysUp() async throws {
+        let s = try stack
+        let client = try await s.client()
+        defer { Task { await client.drainAndClose(timeout: .seconds(1)) } }
+        let root = TestStack.root
+        let manager = TestStack.managerInterface
+        let settings = "org.multiverse.Controller.Settings"
+        func expectRefusal(_ label: String, _ path: String, _ interface: String, _ member: String, _ args: [DBusValue]) async {
+            do {
+                _ = try await client.call(destination: TestStack.busName, path: path, interface: interface, member: member, args,
+                                          timeout: .seconds(30))
+                XCTFail("\(label): accepted")
+            } catch let error as DBusError {
+                let allowed = ["org.freedesktop.DBus.Error.InvalidArgs", "org.freedesktop.DBus.Error.LimitsExceeded",
+                               "org.multiverse.Controller.Error.NoSuchVM", "org.multiverse.Controller.Error.NoSuchDisk"]
+                XCTAssertTrue(allowed.contains(error.name), "\(label): \(error.name): \(error.message)")
+            } catch {
+                // Refused before reaching the daemon (sd-bus or the bus enforce limits).
+            }
+            let ping = try? await client.call(destination: TestStack.busName, path: root, interface: "org.freedesktop.DBus.Peer", member: "Ping")
+            XCTAssertNotNil(ping, "\(label): the daemon stopped answering")
+        }
+        let huge = String(repeating: "a", count: 1 << 20)
+        var manyOptions: [String: DBusValue] = [:]
+        for i in 0..<10_000 { manyOptions["k\(i)"] = .string("v") }
+        var nested: DBusValue = .string("x")
+        for _ in 0..<60 { nested = .variant(nested) }
+
+        await expectRefusal("1 MiB name", root, manager, "CreateDisk", [.string(huge), .uint64(1 << 20), .string("qcow2"), .emptyOptions])
+        await expectRefusal("1 MiB format", root, manager, "CreateDisk", [.string("d1"), .uint64(1 << 20), .string(huge), .emptyOptions])
+        await expectRefusal("1 MiB VM name", root, manager, "GetVMByName", [.string(huge), .emptyOptions])
+        await expectRefusal("2 MiB domain XML", root, manager, "DefineVMFromXML", [.string("<domain>" + huge + huge + "</domain>"), .emptyOptions])
+        await expectRefusal("10000 option keys", root, manager, "ListDisks", [.vardict(manyOptions)])
+        await expectRefusal("nested variants", root, manager, "ListVMs", [.vardict(["deep": nested])])
+        await expectRefusal("100000 setting ids", root + "/settings", settings, "Apply", [.strings(Array(repeating: "x", count: 100_000)), .emptyOptions])
+        await expectRefusal("100000 groups", root + "/settings", settings, "AddUserToGroups",
+                            [.string("user"), .strings(Array(repeating: "kvm", count: 100_000)), .emptyOptions])
+        await expectRefusal("empty name", root, manager, "CreateDisk", [.string(""), .uint64(0), .string(""), .emptyOptions])
+        await expectRefusal("maximal size", root, manager, "CreateDisk", [.string("max"), .uint64(.max), .string("qcow2"), .emptyOptions])
+        await expectRefusal("empty VM name", root, manager, "DefineVM", [.string(""), .string(""), .emptyOptions])
+        await expectRefusal("deep XML", root, manager, "DefineVMFromXML",
+                            [.string(String(repeating: "<a>", count: 5000) + String(repeating: "</a>", count: 5000)), .emptyOptions])
+        XCTAssertEqual(s.imageFiles(), [])
+        XCTAssertTrue(s.daemon?.isRunning ?? false)
+    }
+}
