@@ -1,0 +1,36 @@
+import Foundation
+import XCTest
+
+/// polkitd stopped and started again under a running daemon: privileged calls during the
+/// outage are denied (never allowed) and change nothing; afterwards they work without
+/// restarting the daemon.
+final class PolkitOutageTests: XCTestCase {
+    func testPrivilegedCallsAreDeniedWhilePolkitIsDownAndWorkAfterwards() throws {
+        let s = try TestStack()
+        defer { s.stop() }
+        let stack = TestStack.repo.appendingPathComponent("scripts/stack").path
+        let busDir = s.dir.appendingPathComponent("bus").path
+        XCTAssertTrue(s.createDisk("before", as: TestStack.grantedUser).ok)
+
+        let stop = Command.run(stack, ["stop-polkitd", busDir])
+        XCTAssertTrue(stop.ok, stop.all)
+        for user in [TestStack.grantedUser, nil] {
+            let r = s.createDisk("during-\(user ?? "root")", as: user)
+            XCTAssertFalse(r.ok, r.all)
+            XCTAssertTrue(r.stderr.contains("polkit unavailable") || r.stderr.contains("Access denied") || r.stderr.contains("not authorized"), r.all)
+        }
+        XCTAssertEqual(s.imageFiles(), ["before"])
+        XCTAssertTrue(s.log(tail: 20).contains("decision=denied-polkit-unavailable"), s.log(tail: 20))
+        // Reads keep working.
+        XCTAssertTrue(s.manager("ListDisks", ["a{sv}", "0"], as: TestStack.otherUser).ok)
+
+        let start = Command.run(stack, ["start-polkitd", busDir])
+        XCTAssertTrue(start.ok, start.all)
+        let after = s.createDisk("after", as: TestStack.grantedUser)
+        XCTAssertTrue(after.ok, after.all)
+        XCTAssertEqual(s.imageFiles(), ["after", "before"])
+        // And the other user is still refused by a working polkit.
+        XCTAssertFalse(s.createDisk("nope", as: TestStack.otherUser, interactive: false).ok)
+        XCTAssertTrue(s.daemon?.isRunning ?? false)
+    }
+}
