@@ -106,7 +106,7 @@ public actor BackupStore {
         } catch {
             unlink(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("backup of \(disk.name) was cancelled") }
-            throw error
+            throw DiskStore.naming(error, "backing up \(disk.name) into \(directory) failed")
         }
     }
 

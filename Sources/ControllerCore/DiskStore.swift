@@ -169,7 +169,7 @@ public actor DiskStore {
         } catch {
             unlink(temporary)
             if error is CancellationError { throw ControllerError.cancelled("creation of disk \(request.name) was cancelled") }
-            throw error
+            throw Self.naming(error, "creating disk \(request.name) in \(directory) failed")
         }
         let info: DiskInfo
         do { info = try await describe(request.name) } catch {
@@ -260,7 +260,7 @@ public actor DiskStore {
         } catch {
             unlink(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("clone of \(source) to \(name) was cancelled") }
-            throw error
+            throw Self.naming(error, "cloning \(source) to \(name) in \(directory) failed")
         }
         let info = try await describe(name)
         disks[name] = info
@@ -306,6 +306,12 @@ public actor DiskStore {
             throw ControllerError.io("cannot create \(final): \(String(cString: strerror(e)))")
         }
         unlink(temporary)
+    }
+
+    /// An `Io` error with the operation and directory in front (e.g. a full disk).
+    static func naming(_ error: Error, _ what: String) -> Error {
+        guard let e = error as? ControllerError, case .io(let message) = e else { return error }
+        return ControllerError.io("\(what): \(message)")
     }
 
     static func isTemporary(_ name: String) -> Bool {

@@ -43,9 +43,11 @@ public actor JobManager {
     public func list() -> [JobSnapshot] { jobs.values.map(\.snapshot).sorted { $0.id < $1.id } }
     public func job(_ id: UInt64) -> Job? { jobs[id] }
 
-    /// Starts `body` as a job. Throws `LimitsExceeded` when `max_concurrent` jobs run.
+    /// Starts `body` as a job. Throws `LimitsExceeded` when `max_concurrent` jobs run. The
+    /// job's object exists (the observer has seen `.added`) before this returns, so a caller
+    /// can read it as soon as it has the path.
     public func start(operation: String, target: String, uid: UInt32,
-                      _ body: @escaping @Sendable (Job) async throws -> [String: JobValue]) throws -> JobSnapshot {
+                      _ body: @escaping @Sendable (Job) async throws -> [String: JobValue]) async throws -> JobSnapshot {
         let running = jobs.values.filter { $0.snapshot.state == "running" }.count
         guard running < maxConcurrent else {
             throw ControllerError.limitsExceeded("\(running) jobs are running (max_concurrent \(maxConcurrent)); try again later")
@@ -57,12 +59,12 @@ public actor JobManager {
             if snapshot.state == "running" { updates.yield(.updated(snapshot)) }
         }
         jobs[id] = job
-        updates.yield(.added(job.snapshot))
+        await observer?(.added(job.snapshot))
         logger.notice("job \(id) \(operation) on \(target) started by uid \(uid)")
         let task = Task {
             let outcome: Result<[String: JobValue], Error>
             do { outcome = .success(try await body(job)) } catch { outcome = .failure(error) }
-            await self.finished(job, outcome)
+            self.finished(job, outcome)
         }
         job.attach(task)
         tasks[id] = task
@@ -77,7 +79,7 @@ public actor JobManager {
         let retention = self.retention
         Task {
             try? await Task.sleep(for: retention)
-            await self.remove(job.id)
+            self.remove(job.id)
         }
     }
 
