@@ -6,8 +6,8 @@ struct VM: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm",
         abstract: "Define, start, stop and inspect virtual machines.",
-        subcommands: [List.self, Show.self, Profiles.self, Define.self, DefineXML.self, Start.self, Stop.self, Destroy.self,
-                      Reboot.self, Suspend.self, Resume.self, Undefine.self, AttachDisk.self, DetachDisk.self, Share.self,
+        subcommands: [List.self, Show.self, Profiles.self, Define.self, DefineXML.self, Simple<StartAction>.self, Stop.self,
+                      Simple<DestroyAction>.self, Simple<RebootAction>.self, Simple<SuspendAction>.self, Simple<ResumeAction>.self, Undefine.self, AttachDisk.self, DetachDisk.self, Share.self,
                       Snapshot.self, StartAll.self, Autostart.self, Resources.self, XML.self, Watch.self])
 
     static let interface = "org.multiverse.Controller.VM"
@@ -121,12 +121,6 @@ struct VM: AsyncParsableCommand {
         }
     }
 
-    struct Start: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start a VM.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
-        func run() async throws { try await VM.call(global, name, "Start", [.emptyOptions], done: "started \(name)") }
-    }
 
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -149,33 +143,9 @@ struct VM: AsyncParsableCommand {
         }
     }
 
-    struct Destroy: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop a VM at once (like pulling the plug).")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
-        func run() async throws { try await VM.call(global, name, "Destroy", [.emptyOptions], done: "destroyed \(name)") }
-    }
 
-    struct Reboot: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Reboot a running VM.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
-        func run() async throws { try await VM.call(global, name, "Reboot", [.emptyOptions], done: "rebooting \(name)") }
-    }
 
-    struct Suspend: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Pause a running VM.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
-        func run() async throws { try await VM.call(global, name, "Suspend", [.emptyOptions], done: "paused \(name)") }
-    }
 
-    struct Resume: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Resume a paused VM.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
-        func run() async throws { try await VM.call(global, name, "Resume", [.emptyOptions], done: "resumed \(name)") }
-    }
 
     struct Undefine: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a shut-off VM's definition.")
@@ -412,5 +382,38 @@ struct VM: AsyncParsableCommand {
                 }
             }
         }
+    }
+}
+
+/// A VM command that calls one method without options (start, destroy, reboot, …).
+protocol SimpleVMAction {
+    static var command: String { get }
+    static var abstract: String { get }
+    static var method: String { get }
+    static var done: String { get }
+}
+
+enum StartAction: SimpleVMAction {
+    static let command = "start", abstract = "Start a VM.", method = "Start", done = "started"
+}
+enum DestroyAction: SimpleVMAction {
+    static let command = "destroy", abstract = "Stop a VM at once (like pulling the plug).", method = "Destroy", done = "destroyed"
+}
+enum RebootAction: SimpleVMAction {
+    static let command = "reboot", abstract = "Reboot a running VM.", method = "Reboot", done = "rebooting"
+}
+enum SuspendAction: SimpleVMAction {
+    static let command = "suspend", abstract = "Pause a running VM.", method = "Suspend", done = "paused"
+}
+enum ResumeAction: SimpleVMAction {
+    static let command = "resume", abstract = "Resume a paused VM.", method = "Resume", done = "resumed"
+}
+
+extension VM {
+    struct Simple<Action: SimpleVMAction>: AsyncParsableCommand {
+        static var configuration: CommandConfiguration { CommandConfiguration(commandName: Action.command, abstract: Action.abstract) }
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
+        func run() async throws { try await VM.call(global, name, Action.method, [.emptyOptions], done: "\(Action.done) \(name)") }
     }
 }
