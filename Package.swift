@@ -34,10 +34,11 @@ let package = Package(
         .target(name: "BlockingThreads", swiftSettings: strict),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
         .target(name: "Polkit", dependencies: ["CPolkit", "BlockingThreads"], swiftSettings: strict),
+        .target(name: "Guestfs", dependencies: ["CGuestfs"], swiftSettings: strict),
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit", "BlockingThreads", "CLibxml2",
+                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "CLibxml2",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -46,13 +47,13 @@ let package = Package(
         ),
         .target(
             name: "ControllerBus",
-            dependencies: ["SDBus", "ControllerCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SDBus", "ControllerCore", "Guestfs", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "multiverse-controllerd",
             dependencies: [
-                "ControllerBus", "ControllerCore", "SDBus",
+                "ControllerBus", "ControllerCore", "SDBus", "Guestfs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

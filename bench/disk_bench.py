@@ -1,12 +1,19 @@
 #!/usr/bin/python3
 """Disk benchmark: Clone and Backup of a 2 GiB qcow2 image holding 1 GiB of data against
 `cp --sparse=always` and `qemu-img convert` of the same file in the same run; snapshot
-creation time on a 1 GiB and an 8 GiB image; a property Get's p99 while a clone runs.
+creation time on a 1 GiB and an 8 GiB image; a property Get's p99 while a clone runs; ten
+ReadFile calls on one disk (one libguestfs appliance launch, then reuse).
 
 Run by bench/run (DBUS_SYSTEM_BUS_ADDRESS set, the daemon up with --image-dir DIR).
+With --json FILE it also writes the figures there: "copy" (cp, qemu_img_convert, clone,
+backup: seconds and MiB/s of the 1 GiB of data), "baseline" (the faster of cp and
+qemu_img_convert) with "clone_ratio" and "backup_ratio" against it, "snapshot_seconds"
+(1g, 8g), "read_file" (total, first and the rest in seconds) and
+"property_get_during_clone" (n, p50_ms, p99_ms; null without samples).
 """
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -62,18 +69,22 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
     data = 1 << 30
     rows = []
+    keys = []  # the JSON key of each row
 
-    def timed(label, fn):
+    def timed(key, label, fn):
         drop(None)
         t = time.monotonic()
         fn()
         d = time.monotonic() - t
         rows.append((label, d, data / d / (1 << 20)))
+        keys.append(key)
         return d
 
-    timed("cp --sparse=always", lambda: subprocess.run(["/bin/cp", "--sparse=always", src_file, os.path.join(scratch, "cp.img")], check=True))
-    timed("qemu-img convert", lambda: subprocess.run(["/usr/bin/qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", src_file,
-                                                      os.path.join(scratch, "convert.img")], check=True))
+    timed("cp", "cp --sparse=always",
+          lambda: subprocess.run(["/bin/cp", "--sparse=always", src_file, os.path.join(scratch, "cp.img")], check=True))
+    timed("qemu_img_convert", "qemu-img convert",
+          lambda: subprocess.run(["/usr/bin/qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", src_file,
+                                  os.path.join(scratch, "convert.img")], check=True))
 
     def clone():
         job = call(conn, src, DISK, "Clone", "sa{sv}", ("bench-clone", {}))
@@ -90,14 +101,14 @@ def main():
             time.sleep(0.002)
     g = threading.Thread(target=getter)
     g.start()
-    timed("Clone (ours)", clone)
+    timed("clone", "Clone (ours)", clone)
     stop.set()
     g.join()
 
     def backup():
         job = call(conn, src, DISK, "Backup", "a{sv}", ({},))
         assert wait_job(conn, job) == "succeeded"
-    timed("Backup (ours, incl. sha256)", backup)
+    timed("backup", "Backup (ours, incl. sha256)", backup)
 
     snap = []
     for size, name in ((1 << 30, "bench-1g"), (8 << 30, "bench-8g")):
@@ -108,6 +119,18 @@ def main():
         call(conn, p, DISK, "CreateSnapshot", "sa{sv}", ("bench", {}))
         snap.append((name, time.monotonic() - t))
 
+    # Ten ReadFile calls on one disk: one appliance launch, then reuse.
+    files = call(conn, ROOT, MANAGER, "CreateDisk", "stsa{sv}", ("bench-files", 256 << 20, "qcow2", {}))
+    job = call(conn, files, DISK, "Format", "sa{sv}", ("ext4", {}))
+    assert wait_job(conn, job) == "succeeded"
+    call(conn, files, DISK, "WriteFile", "saya{sv}", ("/bench.txt", dbus.ByteArray(b"x" * 4096), {}))
+    time.sleep(a.guestfs_idle + 1)  # the write's appliance is gone: the first read launches one
+    reads = []
+    for _ in range(10):
+        t = time.monotonic()
+        call(conn, files, DISK, "ReadFile", "sa{sv}", ("/bench.txt", {}))
+        reads.append(time.monotonic() - t)
+
     print()
     print("Disks: 2 GiB qcow2 image with 1 GiB of data")
     print("  %-30s %9s %12s" % ("copy", "seconds", "MiB/s"))
@@ -116,14 +139,35 @@ def main():
     base = max(rows[0][2], rows[1][2])
     print("  Clone throughput %.2fx the faster of cp/qemu-img convert (target >= 0.9x)" % (rows[2][2] / base))
     print("  snapshot creation: %s" % ", ".join("%s %.3f s" % s for s in snap))
+    print("  ten ReadFile calls on one disk: %.2f s in all; the first (appliance launch) %.2f s, the other nine %.1f ms together"
+          % (sum(reads), reads[0], sum(reads[1:]) * 1000))
     if samples:
         print("  Disk property Get while the clone ran: p50 %.3f ms, p99 %.3f ms (%d calls; target p99 < 5 ms)"
               % (pct(samples, 50) / 1e6, pct(samples, 99) / 1e6, len(samples)))
+
+    if a.json:
+        doc = {
+            "image": {"format": "qcow2", "virtual_bytes": 2 << 30, "data_bytes": data},
+            "copy": {k: {"label": label, "seconds": d, "mib_s": rate} for k, (label, d, rate) in zip(keys, rows)},
+            "baseline": "cp" if rows[0][2] >= rows[1][2] else "qemu_img_convert",
+            "clone_ratio": rows[2][2] / base,
+            "backup_ratio": rows[3][2] / base,
+            "snapshot_seconds": {name[len("bench-"):]: d for name, d in snap},
+            "read_file": {"calls": len(reads), "total_seconds": sum(reads), "first_seconds": reads[0],
+                          "rest_seconds": sum(reads[1:])},
+            "property_get_during_clone": ({"n": len(samples), "p50_ms": pct(samples, 50) / 1e6,
+                                           "p99_ms": pct(samples, 99) / 1e6} if samples else None),
+        }
+        with open(a.json, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image-dir", required=True)
     ap.add_argument("--scratch", required=True)
+    ap.add_argument("--guestfs-idle", type=int, default=5, help="the daemon's [guestfs] idle_s")
+    ap.add_argument("--json", default="", help="also write the figures to this file")
     ARGS = ap.parse_args()
     main()

@@ -18,7 +18,9 @@ extension ControllerService {
                 throw ControllerError.busy("disk \(name) is used by VM \(user.name); detach it first")
             }
             try await authorize("delete")
+            await guests.cache.release(disk.path)
             try await disks.delete(name)
+            try? await policies.remove(name)
             await bus.unexport(path: ObjectPaths.disk(name))
             await publishDiskChange(nil)
             return []
@@ -47,6 +49,7 @@ extension ControllerService {
             let qemuImg = QemuImg(path: config.qemuImgPath)
             let action: QemuImg.SnapshotAction = call.member == "CreateSnapshot" ? .create : call.member == "RevertSnapshot" ? .apply : .delete
             let path = disk.path
+            await guests.cache.release(path)
             try await disks.exclusive(name) { try await qemuImg.snapshot(action, snapshot, path: path) }
             logger.notice("\(operation) \(snapshot) on disk \(name)")
             await publishDiskChange(name)
@@ -62,6 +65,7 @@ extension ControllerService {
             try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "clone", "new_name": newName])
             let store = disks
             let job = try await jobs.start(operation: "Clone", target: ObjectPaths.disk(name), uid: caller.uid) { [self] job in
+                await guests.cache.release(disk.path)
                 let info = try await store.clone(name, to: newName, linked: linked) { job.progress($0) }
                 try await exportDisk(info, announce: true)
                 await publishDiskChange(nil)
@@ -81,7 +85,9 @@ extension ControllerService {
             let caller = try await callers.caller(for: call)
             try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "backup"])
             let store = backups
+            let appliances = guests.cache
             let job = try await jobs.start(operation: "Backup", target: ObjectPaths.disk(name), uid: caller.uid) { job in
+                await appliances.release(disk.path)
                 let info = try await store.backup(disk, compress: compress) { job.progress($0) }
                 return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
             }
@@ -106,12 +112,16 @@ extension ControllerService {
                 job.progress(nil)
                 let verified = try await store.verify(id)
                 job.progress(0.5)
+                await guests.cache.release(disk.path)
                 _ = try await images.restore(name, from: store.image(of: id), format: verified.format) { job.commit() }
+                await guests.cache.release(disk.path)
                 await publishDiskChange(name)
                 return ["backup_id": .string(id)]
             }
             return [.objectPath(ObjectPaths.job(job.id))]
         default:
+            if let reply = try await handleDiskGuestCall(disk, call) { return reply }
+            if let reply = try await handleDiskPolicyCall(disk, call) { return reply }
             throw ControllerError.notSupported("\(call.member) is not implemented")
         }
     }

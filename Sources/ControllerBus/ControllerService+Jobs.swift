@@ -40,6 +40,8 @@ extension ControllerService {
             case .bool(let b): result[key] = .boolean(b)
             case .uint64(let n): result[key] = .uint64(n)
             case .double(let d): result[key] = .double(d)
+            case .usage(let rows): result[key] = Self.usageValue(rows)
+            case .pairs(let rows): result[key] = .array(elementSignature: "(ss)", rows.map { .structure($0.prefix(2).map { .string($0) }) })
             }
         }
         return [

@@ -30,6 +30,9 @@ extension ControllerService {
             do { try await exportVM(info, announce: true) } catch { logger.error("cannot export VM \(info.name): \(error)") }
         case .updated(let info, let stateChanged):
             await bus.setProperties(path: ObjectPaths.vm(info.uuid), interface: Interfaces.vm.name, await vmProperties(info))
+            if stateChanged && info.state == "shutoff" {
+                Task { await vmStopped(info) }
+            }
             if stateChanged {
                 try? await bus.emitSignal(path: ObjectPaths.vm(info.uuid), interface: Interfaces.vm.name, member: "StateChanged",
                                           [.string(info.state), .string(info.stateReason)])
@@ -262,6 +265,7 @@ extension ControllerService {
             try args.options(0).finish()
             try require(["shutoff", "crashed"], "start")
             try await authorize(.vmControl, "start")
+            await vms.prepareStart(info)
             try await vms.perform(uuid, "start") { try $0.start() }
         case "Shutdown":
             var options = try args.options(0)

@@ -16,6 +16,10 @@ public final class ControllerService: Sendable {
     let vms: VMManager
     let jobs: JobManager
     let backups: BackupStore
+    /// Files, inspection and usage inside images (libguestfs appliances).
+    let guests: GuestImages
+    /// Per-disk AutoGrow and versioning policies and usage samples.
+    let policies: DiskPolicyStore
     let authorizer: Authorizer
     let callers: CallerResolver
     let logger: Logger
@@ -27,7 +31,10 @@ public final class ControllerService: Sendable {
     let vmPathCache = Mutex<(generation: UInt64, paths: [String]?)>((0, nil))
 
     public init(bus: BusConnection, config: ControllerConfig, disks: DiskStore, settings: SettingsAgent,
-                vms: VMManager, jobs: JobManager, backups: BackupStore, authorizer: Authorizer, logger: Logger) {
+                vms: VMManager, jobs: JobManager, backups: BackupStore, guests: GuestImages, policies: DiskPolicyStore,
+                authorizer: Authorizer, logger: Logger) {
+        self.guests = guests
+        self.policies = policies
         self.jobs = jobs
         self.backups = backups
         self.settings = settings
@@ -117,8 +124,9 @@ public final class ControllerService: Sendable {
     func exportDisk(_ disk: DiskInfo, announce: Bool) async throws {
         let name = disk.name
         let overlays = await disks.list().filter { $0.backingFile == disk.path }.map(\.name)
+        let properties = diskProperties(disk, overlays: overlays).merging(Self.policyProperties(await policies.record(name))) { a, _ in a }
         try await bus.export(path: ObjectPaths.disk(name), interfaces: [
-            ExportedInterface(Interfaces.disk, properties: diskProperties(disk, overlays: overlays),
+            ExportedInterface(Interfaces.disk, properties: properties,
                               handler: { [self] call in try await handleDisk(name, call) }),
         ], announce: announce)
     }

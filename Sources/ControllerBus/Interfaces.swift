@@ -72,6 +72,7 @@ public enum Interfaces {
     public static let disk = DBusInterface(
         "org.multiverse.Controller.Disk",
         methods: [
+            DBusMethod("Resize", in: [a("size", "t"), options], out: [a("job", "o")]),
             DBusMethod("Clone", in: [a("new_name", "s"), options], out: [a("job", "o")]),
             DBusMethod("Backup", in: [options], out: [a("job", "o")]),
             DBusMethod("ListBackups", in: [options], out: [a("backups", "a(stts)")]),
@@ -79,6 +80,13 @@ public enum Interfaces {
             DBusMethod("CreateSnapshot", in: [a("name", "s"), options]),
             DBusMethod("RevertSnapshot", in: [a("name", "s"), options]),
             DBusMethod("DeleteSnapshot", in: [a("name", "s"), options]),
+            DBusMethod("Format", in: [a("fstype", "s"), options], out: [a("job", "o")]),
+            DBusMethod("Inspect", in: [options], out: [a("job", "o")]),
+            DBusMethod("ListFiles", in: [a("guest_path", "s"), options], out: [a("entries", "a(ssttt)")]),
+            DBusMethod("ReadFile", in: [a("guest_path", "s"), options], out: [a("content", "ay")]),
+            DBusMethod("WriteFile", in: [a("guest_path", "s"), a("content", "ay"), options]),
+            DBusMethod("SetAutoGrow", in: [a("policy", "a{sv}")]),
+            DBusMethod("SetVersioning", in: [a("policy", "a{sv}")]),
             DBusMethod("Delete", in: [options]),
         ],
         properties: [
@@ -91,6 +99,13 @@ public enum Interfaces {
             DBusProperty("Overlays", "ao"),
             DBusProperty("AttachedTo", "ao"),
             DBusProperty("Snapshots", "a(st)"),
+            DBusProperty("FilesystemUsage", "a(sttt)"),
+            DBusProperty("UsageSampled", "t"),
+            DBusProperty("AutoGrow", "a{sv}"),
+            DBusProperty("Versioning", "a{sv}"),
+        ],
+        signals: [
+            DBusSignal("UsageHigh", [a("fraction", "d")]),
         ])
 
     public static let settings = DBusInterface(

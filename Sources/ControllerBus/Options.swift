@@ -35,6 +35,7 @@ struct Options {
     mutating func bool(_ key: String) throws -> Bool? { try value(key, "b")?.bool }
     mutating func uint64(_ key: String) throws -> UInt64? { try value(key, "t")?.uint64 }
     mutating func uint32(_ key: String) throws -> UInt32? { try value(key, "u")?.uint32 }
+    mutating func double(_ key: String) throws -> Double? { try value(key, "d")?.double }
     mutating func strings(_ key: String) throws -> [String]? { try value(key, "as")?.stringArray }
     /// An `a(ss)` option as pairs.
     mutating func stringPairs(_ key: String) throws -> [(String, String)]? {
@@ -59,5 +60,6 @@ struct Arguments {
     func uint64(_ i: Int) -> UInt64 { call.arguments[i].uint64 ?? 0 }
     func bool(_ i: Int) -> Bool { call.arguments[i].bool ?? false }
     func strings(_ i: Int) -> [String] { call.arguments[i].stringArray ?? [] }
+    func bytes(_ i: Int) -> [UInt8] { call.arguments[i].byteArray ?? [] }
     func options(_ i: Int) throws -> Options { try Options(call.arguments.indices.contains(i) ? call.arguments[i] : nil, method: call.member) }
 }

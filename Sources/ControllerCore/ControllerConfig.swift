@@ -34,6 +34,9 @@ public struct ControllerConfig: Sendable, Equatable {
     // [settings]
     public var settings = SettingsConfig()
 
+    // [guestfs]
+    public var guestfs = GuestfsConfig()
+
     // [vms]
     public var vms = VMConfig()
 
@@ -105,6 +108,10 @@ public struct ControllerConfig: Sendable, Equatable {
         if let v = try jobs.int("max_concurrent", in: 1...64) { maxConcurrentJobs = v }
         if let v = try jobs.int("retention_s", in: 1...86_400) { jobRetentionSeconds = v }
         try jobs.finish()
+
+        var guestfsSection = try doc.section("guestfs")
+        try guestfs.read(&guestfsSection)
+        try guestfsSection.finish()
 
         var settingsSection = try doc.section("settings")
         try settings.read(&settingsSection)

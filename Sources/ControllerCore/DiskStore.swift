@@ -73,10 +73,10 @@ public struct CreateDiskRequest: Sendable, Equatable {
 /// place only when complete, so a failed or interrupted create leaves nothing behind.
 public actor DiskStore {
     public nonisolated let directory: String
-    private let qemuImg: QemuImg
-    private let logger: Logger
-    private var disks: [String: DiskInfo] = [:]
-    private var inProgress: Set<String> = []
+    let qemuImg: QemuImg
+    let logger: Logger
+    var disks: [String: DiskInfo] = [:]
+    var inProgress: Set<String> = []
 
     public init(directory: String, qemuImg: QemuImg, logger: Logger) {
         self.directory = directory
@@ -206,7 +206,7 @@ public actor DiskStore {
         logger.info("deleted disk \(name)")
     }
 
-    private func describe(_ name: String) async throws -> DiskInfo {
+    func describe(_ name: String) async throws -> DiskInfo {
         let info = try await qemuImg.info(path: path(of: name))
         return DiskInfo(name: name, path: path(of: name), format: info.format, virtualSize: info.virtualSize,
                         allocatedSize: info.allocatedSize, backingFile: info.backingFile,
@@ -243,15 +243,13 @@ public actor DiskStore {
         do {
             if linked {
                 try await qemuImg.create(path: temporary, format: "qcow2", size: src.virtualSize, backing: (src.path, src.format))
+            } else if src.backingFile == nil {
+                // A standalone image: a sparse byte copy (cp, reflinked where the filesystem
+                // can) is the fastest full copy and keeps its internal snapshots.
+                try await sparseCopy(src, to: temporary, progress: { progress($0) })
             } else {
-                let total = max(1, src.allocatedSize)
-                let poller = Task {
-                    while !Task.isCancelled {
-                        var st = stat()
-                        if stat(temporary, &st) == 0 { progress(min(0.99, Double(st.st_blocks * 512) / Double(total))) }
-                        try? await Task.sleep(for: .milliseconds(200))
-                    }
-                }
+                // An overlay: qemu-img flattens the chain into a standalone image.
+                let poller = Self.pollAllocation(of: temporary, against: src.allocatedSize) { progress($0) }
                 defer { poller.cancel() }
                 try await qemuImg.convert(source: src.path, format: src.format, to: temporary)
             }
@@ -272,26 +270,10 @@ public actor DiskStore {
     /// disk's format in a temporary file first; `commit` runs right before the atomic
     /// rename over the disk (cancelling after it is refused).
     public func restore(_ name: String, from source: String, format: String, commit: @escaping @Sendable () -> Void) async throws -> DiskInfo {
-        guard let disk = disks[name] else { throw ControllerError.noSuchDisk("no disk named \(name)") }
-        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
-        inProgress.insert(name)
-        defer { inProgress.remove(name) }
-        let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
-        do {
+        let qemuImg = self.qemuImg
+        let (_, info) = try await transform(name, start: .nothing, progress: { _ in }, commit: commit) { temporary, disk in
             try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, to: temporary)
-            try Task.checkCancellation()
-            chmod(temporary, 0o600)
-            commit()
-            guard rename(temporary, disk.path) == 0 else {
-                throw ControllerError.io("cannot replace \(disk.path): \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            unlink(temporary)
-            if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("restore of \(name) was cancelled") }
-            throw error
         }
-        let info = try await describe(name)
-        disks[name] = info
         logger.notice("restored disk \(name) from \(source)")
         return info
     }

@@ -80,3 +80,16 @@ public struct QemuImg: Sendable {
         case create = "-c", apply = "-a", delete = "-d"
     }
 }
+
+extension QemuImg {
+    /// `qemu-img resize [--shrink] -f FORMAT IMAGE SIZE`.
+    public func resize(_ imagePath: String, format: String, size: UInt64, shrink: Bool) async throws {
+        var args = ["resize", "-q", "-f", format]
+        if shrink { args.append("--shrink") }
+        let r = try await ChildProcess.run(path, args + [imagePath, String(size)])
+        try Task.checkCancellation()
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img resize of \(imagePath) to \(size) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+}

@@ -47,6 +47,10 @@ public final class LibvirtDomain: @unchecked Sendable {
     public func reboot() throws { try check(virDomainReboot(pointer, 0), "reboot") }
     public func suspend() throws { try check(virDomainSuspend(pointer), "suspend") }
     public func resume() throws { try check(virDomainResume(pointer), "resume") }
+    /// Grows the image behind disk `target` of a running domain (qemu's block_resize).
+    public func blockResize(_ target: String, bytes: UInt64) throws {
+        try check(virDomainBlockResize(pointer, target, bytes, UInt32(VIR_DOMAIN_BLOCK_RESIZE_BYTES.rawValue)), "resize disk \(target) of")
+    }
 
     /// Removes the persistent definition, with managed save, snapshot and checkpoint
     /// metadata and NVRAM (what a user removing a VM means).

@@ -2,6 +2,7 @@ import ControllerBus
 import ControllerCore
 import Dispatch
 import Foundation
+import Guestfs
 import Logging
 import Polkit
 import SDBus
@@ -47,13 +48,24 @@ struct Runtime {
         let backups = BackupStore(directory: config.backupDirectory, qemuImg: QemuImg(path: config.qemuImgPath),
                                   logger: Logger(label: "backups"))
         do { try await backups.scan() } catch { throw ControllerError.io("backup directory \(config.backupDirectory): \(error)") }
+        let guestfsLog = Logger(label: "guestfs")
+        let g = config.guestfs
+        let appliances = ApplianceCache(
+            settings: GuestfsSettings(backend: g.backend, backendSettings: g.backendSettings, memoryMiB: g.memoryMiB),
+            maxAppliances: g.maxAppliances, idle: .seconds(g.idleSeconds)) { guestfsLog.info("\($0)") }
+        let policies = DiskPolicyStore(stateDirectory: config.stateDirectory)
+        try await policies.load()
+        try await policies.retain(only: Set(await disks.list().map(\.name)))
         let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings, vms: vms, jobs: jobs,
-                                        backups: backups, authorizer: authorizer, logger: logger)
+                                        backups: backups, guests: GuestImages(cache: appliances), policies: policies,
+                                        authorizer: authorizer, logger: logger)
         await jobs.setObserver { change in await service.jobChanged(change) }
         try await service.exportObjects(libvirtConnected: false)
         try await settings.start { event in await service.settingsEvent(event) }
 
         await vms.setObserver { change in await service.vmChanged(change) }
+        await vms.setBeforeStart { vm in await service.releaseAppliances(of: vm) }
+        service.startDiskMaintenance()
         let bootStart = Atomic<Bool>(config.vms.startAllOnBoot)
         let log = logger
         await libvirt.start { connected in
@@ -82,6 +94,7 @@ struct Runtime {
         ServiceNotifier.notify("STOPPING=1")
         await bus.releaseName(ControllerService.busName)
         await jobs.cancelAll(timeout: .seconds(config.shutdownTimeoutSeconds))
+        await appliances.releaseAll()
         let inFlight = await bus.inFlightCalls()
         if inFlight > 0 { logger.notice("waiting up to \(config.shutdownTimeoutSeconds) s for \(inFlight) call(s) in flight") }
         await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds))

@@ -64,16 +64,13 @@ struct Client {
     /// Follows a Job until it ends, printing progress to stderr; returns its Result, or
     /// prints its error and exits 1 when it failed or was cancelled.
     func follow(job path: String, quiet: Bool) async throws -> [String: DBusValue] {
-        var lastShown = -1
+        var bar = ProgressBar(terminal: isatty(STDERR_FILENO) == 1)
         while true {
             let props = try await properties(path, "org.multiverse.Controller.Job")
             let state = props["State"]?.string ?? ""
-            if !quiet, props["ProgressValid"]?.bool == true {
-                let percent = Int((props["Progress"]?.double ?? 0) * 100)
-                if percent != lastShown {
-                    FileHandle.standardError.write(Data("\(props["Operation"]?.string ?? "job"): \(percent)%\n".utf8))
-                    lastShown = percent
-                }
+            if !quiet {
+                bar.show(props["Operation"]?.string ?? "job",
+                         props["ProgressValid"]?.bool == true ? props["Progress"]?.double ?? 0 : nil, done: state != "running")
             }
             if state != "running" {
                 guard state == "succeeded" else {

@@ -5,7 +5,9 @@ import SDBus
 struct Disk: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage disk images in the service's image directory.",
-        subcommands: [List.self, Show.self, Create.self, Delete.self, Clone.self, Backup.self, Backups.self, Restore.self, Snapshot.self, Jobs.self, JobCancel.self])
+        subcommands: [List.self, Show.self, Create.self, Delete.self, Resize.self, Clone.self, Backup.self, Backups.self, Restore.self,
+                      Snapshot.self, Format.self, Inspect.self, Ls.self, Cat.self, Put.self, Autogrow.self, Versioning.self,
+                      Jobs.self, JobCancel.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List managed disks.")

@@ -35,6 +35,24 @@ enum Output {
         return overflow ? nil : product
     }
 
+    /// Like ``parseSize(_:)``, and `+N`/`-N` relative to `current`.
+    static func parseSize(_ text: String, relativeTo current: UInt64) -> UInt64? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        if t.hasPrefix("+"), let d = parseSize(String(t.dropFirst())) {
+            let (sum, overflow) = current.addingReportingOverflow(d)
+            return overflow ? nil : sum
+        }
+        if t.hasPrefix("-"), let d = parseSize(String(t.dropFirst())) { return d < current ? current - d : nil }
+        return parseSize(t)
+    }
+
+    /// Seconds since the epoch as local `YYYY-MM-DD HH:MM`.
+    static func date(_ seconds: UInt64) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd HH:mm"
+        return f.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+    }
+
     /// A D-Bus value as a JSON-compatible value.
     static func plain(_ value: DBusValue) -> Any {
         switch value.unwrapped {

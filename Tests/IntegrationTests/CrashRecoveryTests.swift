@@ -2,11 +2,11 @@ import Foundation
 import SDBus
 import XCTest
 
-/// kill -9 of the daemon in the middle of a clone and of a backup, then a restart: the
+/// kill -9 of the daemon in the middle of a clone, a backup and a resize, then a restart: the
 /// images are sound, no temporary or partial file is left, every object is back, and the
 /// interrupted work is not reported as done.
 final class CrashRecoveryTests: XCTestCase {
-    func testKill9DuringCloneAndBackupLeavesNothingHalfDone() throws {
+    func testKill9DuringCloneBackupAndResizeLeavesNothingHalfDone() throws {
         let s = try TestStack()
         defer { s.stop() }
         XCTAssertTrue(s.createDisk("src", size: 1 << 30, format: "raw", as: TestStack.grantedUser).ok)
@@ -16,7 +16,8 @@ final class CrashRecoveryTests: XCTestCase {
         let backups = s.dir.appendingPathComponent("backups").path
         let disk = "/org/multiverse/Controller/disk/src"
 
-        for (method, args) in [("Clone", ["sa{sv}", "half", "0"]), ("Backup", ["a{sv}", "0"])] {
+        for (method, args) in [("Clone", ["sa{sv}", "half", "0"]), ("Backup", ["a{sv}", "0"]),
+                               ("Resize", ["ta{sv}", String(2 << 30), "0"])] {
             let r = s.call(disk, TestStack.diskInterface, method, args, as: TestStack.grantedUser)
             XCTAssertTrue(r.ok, r.all)
             // Wait until the copy has visibly started, then kill the daemon.
@@ -43,5 +44,48 @@ final class CrashRecoveryTests: XCTestCase {
         XCTAssertFalse(jobs.stdout.contains("Clone"), jobs.stdout)
         let listed = s.call(disk, TestStack.diskInterface, "ListBackups", ["a{sv}", "0"])
         XCTAssertEqual(listed.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
+    }
+
+    /// kill -9 at a random point of Apply (all four settings) in a loop, then restart: every
+    /// settings file is either its old or its new complete self, no temporary file is left,
+    /// and a final Apply brings the host into compliance.
+    func testKill9DuringSettingsApplyLoopLeavesFilesComplete() throws {
+        let s = try TestStack(settings: "enforcing = false", hostRootOptions: ["--drifted"], rebuildSeconds: 0.3)
+        defer { s.stop() }
+        let etc = s.hostRoot.appendingPathComponent("etc")
+        let files = ["initramfs-tools/modules", "group", "gshadow", "default/rng-tools-debian"].map { etc.appendingPathComponent($0).path }
+        let drifted = files.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }
+        var applied: [String] = []
+        for round in 0..<6 {
+            // Put the drifted files back (enforcing is off: the daemon leaves them).
+            for (file, text) in zip(files, drifted) { try text.write(toFile: file, atomically: true, encoding: .utf8) }
+            let apply = try Child("/usr/bin/busctl", ["--system", "--timeout=60", "call", TestStack.busName, "/org/multiverse/Controller/settings",
+                                                      "org.multiverse.Controller.Settings", "Apply", "asa{sv}", "0", "0"],
+                                  environment: ["DBUS_SYSTEM_BUS_ADDRESS": s.address],
+                                  stdout: "/dev/null", stderr: "/dev/null")
+            usleep(UInt32(20_000 + round * 60_000))
+            XCTAssertEqual(s.stopDaemon(signal: SIGKILL), 128 + SIGKILL)
+            _ = apply.wait(timeout: 10)
+            for (index, file) in files.enumerated() {
+                let now = (try? String(contentsOfFile: file, encoding: .utf8)) ?? "<missing>"
+                if round == 0 || applied.count <= index {
+                    XCTAssertTrue(now.hasSuffix("\n") && !now.isEmpty, "round \(round): \(file) is torn: \(now.suffix(80))")
+                } else {
+                    XCTAssertTrue(now == drifted[index] || now == applied[index], "round \(round): \(file) is neither old nor new")
+                }
+            }
+            try s.startDaemon()
+            let left = Command.run("/usr/bin/find", [etc.path, "-name", "*.mvtmp-*"]).stdout
+            XCTAssertEqual(left, "", "round \(round): temporary files left: \(left)")
+            if round == 0 {
+                // Learn what a complete Apply writes, for the next rounds' comparison.
+                XCTAssertTrue(s.call("/org/multiverse/Controller/settings", "org.multiverse.Controller.Settings", "Apply", ["asa{sv}", "0", "0"]).ok)
+                applied = files.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }
+            }
+        }
+        let final = s.call("/org/multiverse/Controller/settings", "org.multiverse.Controller.Settings", "Apply", ["asa{sv}", "0", "0"])
+        XCTAssertTrue(final.ok, final.all)
+        XCTAssertEqual(s.mvctl(["settings", "check"]).status, 0, s.mvctl(["settings", "check"]).all)
+        XCTAssertEqual(files.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }, applied)
     }
 }

@@ -105,9 +105,10 @@ final class DiskOperationsTests: XCTestCase {
 
     func testCancelledCloneLeavesNothing() async throws {
         let s = try stack
-        XCTAssertTrue(s.createDisk("big", size: 1 << 30, format: "raw", as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.createDisk("big", size: 2 << 30, format: "raw", as: TestStack.grantedUser).ok)
         let big = s.imageDir.appendingPathComponent("big").path
-        XCTAssertTrue(qemuIO("write -P 0x77 0 512M", big, format: "raw").ok)
+        // 1 GiB of data: seconds of copying, time enough to cancel in the middle.
+        XCTAssertTrue(qemuIO("write -P 0x77 0 1G", big, format: "raw").ok)
         let before = sha256(big)
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
         defer { Task { await signals.close() } }
@@ -208,5 +209,36 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(sha256(image), current)
         XCTAssertEqual(s.imageFiles().filter { $0.hasPrefix(".") }, [])
         XCTAssertTrue(try diskCall("precious", "Restore", ["sa{sv}", "no-such-backup", "0"]).stderr.contains("has no backup no-such-backup"))
+    }
+
+    /// A job belongs to the service, not to the connection that started it: the client
+    /// (busctl) disconnects as soon as it has the job's path, the job still runs to its end,
+    /// and twenty such clients leave no file descriptor or object behind in the daemon.
+    func testJobsOutliveTheClientsThatStartedThem() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("orphan-src", size: 8 << 20, as: TestStack.grantedUser).ok)
+        XCTAssertTrue(qemuIO("write -P 0x33 0 4M", s.imageDir.appendingPathComponent("orphan-src").path).ok)
+        let pid = s.daemon?.pid ?? 0
+        func fds() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).count }
+        let before = fds()
+        var jobs: [String] = []
+        for i in 0..<20 {
+            let r = try diskCall("orphan-src", "Clone", ["sa{sv}", "orphan-\(i)", "0"])
+            XCTAssertTrue(r.ok, r.all)
+            jobs.append(r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? "")
+        }
+        // Every client process has exited; the jobs finish anyway.
+        for job in jobs {
+            var state = ""
+            for _ in 0..<200 {
+                state = s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                if state != "s \"running\"" { break }
+                usleep(50_000)
+            }
+            XCTAssertEqual(state, "s \"succeeded\"", job)
+        }
+        for i in 0..<20 { XCTAssertTrue(s.imageFiles().contains("orphan-\(i)")) }
+        for i in 0..<20 { XCTAssertTrue(try diskCall("orphan-\(i)", "Delete", ["a{sv}", "0"]).ok) }
+        XCTAssertLessThanOrEqual(fds(), before + 2, "file descriptors grew from \(before) to \(fds())")
     }
 }

@@ -8,6 +8,10 @@ public enum JobValue: Sendable, Equatable {
     case bool(Bool)
     case uint64(UInt64)
     case double(Double)
+    /// Filesystem usage rows, `a(sttt)` (device, size, used, available).
+    case usage([FilesystemUsage])
+    /// Pairs of strings, `a(ss)`.
+    case pairs([[String]])
 }
 
 /// What a Job object shows.

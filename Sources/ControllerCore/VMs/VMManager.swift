@@ -238,6 +238,7 @@ public actor VMManager {
     }
 
     /// Rewrites the persistent definition with `transform` (metadata, resources).
+    @discardableResult
     public func redefine(_ uuid: String, _ what: String, _ transform: @escaping @Sendable (String) throws -> String) async throws -> VMInfo? {
         guard let info = vms[uuid] else { throw ControllerError.noSuchVM("no VM with UUID \(uuid)") }
         guard info.persistent else { throw ControllerError.invalidState("\(info.name) is transient; \(what) needs a persistent VM") }
@@ -317,6 +318,15 @@ public actor VMManager {
     /// for until running, then interface controllers, then the rest (VMs without the
     /// service's metadata last). A VM that fails fails the job with its name and reason;
     /// the others stay as they are.
+    /// Runs before the service starts a VM (Start, StartAll): releases appliances that
+    /// hold the VM's disks open.
+    private var beforeStart: (@Sendable (VMInfo) async -> Void)?
+
+    public func setBeforeStart(_ hook: @escaping @Sendable (VMInfo) async -> Void) { beforeStart = hook }
+
+    /// Calls the before-start hook for `vm`.
+    public func prepareStart(_ vm: VMInfo) async { await beforeStart?(vm) }
+
     public func startAll(job: Job, timeout: Duration) async throws -> [String: JobValue] {
         let order = vms.values.filter(\.autostart).sorted { ($0.bootOrder, $0.name) < ($1.bootOrder, $1.name) }
         logger.notice("StartAll: \(order.map(\.name).joined(separator: ", "))")
@@ -329,6 +339,7 @@ public actor VMManager {
                 already.append(vm.name)
             } else {
                 do {
+                    await beforeStart?(vm)
                     try await perform(vm.uuid, "start") { try $0.start() }
                 } catch {
                     throw ControllerError.libvirt("StartAll: \(vm.name) failed to start: \((error as? ControllerError)?.message ?? "\(error)")")

@@ -124,6 +124,8 @@ final class TestStack {
             \(settingsConfig.contains("initramfs_update_command") ? "" : "initramfs_update_command = [\"\(dir.appendingPathComponent("rebuild-initramfs").path)\", \"-u\"]")
             \(settingsConfig.replacingOccurrences(of: "@HOSTROOT@", with: hostRoot.path))
 
+            \(extraConfig.contains("[guestfs]") ? "" : "[guestfs]\nbackend_settings = [\"force_tcg\"]")
+
             \(extraConfig.replacingOccurrences(of: "@DIR@", with: dir.path))
 
             """

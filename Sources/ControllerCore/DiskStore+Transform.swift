@@ -1,0 +1,89 @@
+import Foundation
+import Guestfs
+
+extension DiskStore {
+    /// Where a disk changed in place (Resize, Format, AutoGrow) starts from.
+    public enum TransformStart: Sendable {
+        /// A sparse copy of the disk (keeps internal snapshots; costs a full copy).
+        case copy
+        /// An empty image of the same format and virtual size (Format of a disk without
+        /// snapshots: nothing of the old contents is needed).
+        case fresh
+        /// Nothing: the body writes the temporary image itself (Restore).
+        case nothing
+    }
+
+    /// True while another operation holds the disk (its writes get `Busy`).
+    public func isBusy(_ name: String) -> Bool { inProgress.contains(name) }
+
+    /// Changes disk `name` safely: `body` works on a private temporary image (a copy, or a
+    /// fresh one) in the image directory; only when it succeeds is `commit` called and the
+    /// temporary renamed over the disk (atomic). A failure or cancellation before that
+    /// removes the temporary and leaves the disk byte-for-byte as it was. Progress of the
+    /// copy is reported as 0…`copyShare`.
+    public func transform<T: Sendable>(_ name: String, start: TransformStart, copyShare: Double = 0.4,
+                                       progress: @escaping @Sendable (Double) -> Void,
+                                       commit: @escaping @Sendable () -> Void,
+                                       _ body: @escaping @Sendable (_ temporary: String, _ disk: DiskInfo) async throws -> T) async throws -> (T, DiskInfo) {
+        guard let disk = disks[name] else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
+        inProgress.insert(name)
+        defer { inProgress.remove(name) }
+        let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
+        let result: T
+        do {
+            switch start {
+            case .copy:
+                try await sparseCopy(disk, to: temporary, progress: { progress($0 * copyShare) })
+            case .fresh:
+                var backing: (path: String, format: String)?
+                if let b = disk.backingFile { backing = (b, disks.values.first { $0.path == b }?.format ?? "qcow2") }
+                try await qemuImg.create(path: temporary, format: disk.format, size: disk.virtualSize, backing: backing)
+            case .nothing:
+                break
+            }
+            progress(copyShare)
+            try Task.checkCancellation()
+            result = try await body(temporary, disk)
+            try Task.checkCancellation()
+            chmod(temporary, 0o600)
+            commit()
+            guard rename(temporary, disk.path) == 0 else {
+                throw ControllerError.io("cannot replace \(disk.path): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            unlink(temporary)
+            if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("the change to disk \(name) was cancelled; the disk is unchanged") }
+            if let g = error as? GuestfsError { throw ControllerError.guestfs("disk \(name): \(g); the disk is unchanged") }
+            throw Self.naming(error, "changing disk \(name) in \(directory) failed")
+        }
+        let info = try await describe(name)
+        disks[name] = info
+        return (result, info)
+    }
+
+    /// `cp --sparse=always --reflink=auto`: a byte-identical copy (snapshots, backing
+    /// reference and all) that keeps holes; progress by the blocks written.
+    func sparseCopy(_ disk: DiskInfo, to destination: String, progress: @escaping @Sendable (Double) -> Void) async throws {
+        let poller = Self.pollAllocation(of: destination, against: disk.allocatedSize, progress: progress)
+        defer { poller.cancel() }
+        let r = try await ChildProcess.run("/bin/cp", ["--sparse=always", "--reflink=auto", "--", disk.path, destination])
+        try Task.checkCancellation()
+        guard r.status == 0 else {
+            throw ControllerError.io("copying \(disk.path) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
+    /// Reports the blocks written to `path` against `total` bytes every 200 ms until
+    /// cancelled (progress of a copy by another process).
+    static func pollAllocation(of path: String, against total: UInt64, progress: @escaping @Sendable (Double) -> Void) -> Task<Void, Never> {
+        let total = max(1, total)
+        return Task {
+            while !Task.isCancelled {
+                var st = stat()
+                if stat(path, &st) == 0 { progress(min(0.99, Double(st.st_blocks * 512) / Double(total))) }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import SDBus
+import XCTest
+
+/// SetVersioning: automatic `auto-*` snapshots on an interval (only when the image
+/// changed) and at each stop of the VM using the disk, pruned to `keep`; the user's own
+/// snapshots are never pruned. Real qemu-img and libvirt's test driver.
+final class DiskVersioningTests: XCTestCase {
+    override class func setUp() { SharedStacks.start(self) { try TestStack() } }
+    override class func tearDown() { SharedStacks.stop(self) }
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
+
+    func path(_ disk: String) -> String { ObjectPath.encode(prefix: "/org/multiverse/Controller/disk", disk) }
+
+    func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
+        try stack.call(path(disk), TestStack.diskInterface, method, args, as: user)
+    }
+
+    /// Snapshot names in the image, per qemu-img.
+    func snapshots(_ image: String) -> [String] {
+        Command.run("/usr/bin/qemu-img", ["snapshot", "-U", "-l", image]).stdout.split(separator: "\n").dropFirst(2)
+            .compactMap { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.map(String.init) }
+    }
+
+    func autos(_ image: String) -> [String] { snapshots(image).filter { $0.hasPrefix("auto-") } }
+
+    func waitFor(_ seconds: TimeInterval, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(100_000)
+        }
+        return condition()
+    }
+
+    func testIntervalSnapshotsArePrunedToKeepAndPinnedOnesStay() throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("vdisk", size: 1 << 20, as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.createDisk("vraw", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
+        let image = s.imageDir.appendingPathComponent("vdisk").path
+        XCTAssertTrue(try diskCall("vraw", "SetVersioning", ["a{sv}", "1", "enabled", "b", "true"]).stderr.contains("vraw is raw"))
+        XCTAssertTrue(try diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "interval_s", "u", "2"]).stderr.contains("invalid interval_s 2"))
+        XCTAssertTrue(try diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "keep", "u", "0"]).stderr.contains("invalid keep 0"))
+        XCTAssertFalse(try diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "enabled", "b", "true"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(try diskCall("vdisk", "CreateSnapshot", ["sa{sv}", "pinned", "0"]).ok)
+
+        let set = try diskCall("vdisk", "SetVersioning", ["a{sv}", "3", "enabled", "b", "true", "interval_s", "u", "5", "keep", "u", "2"])
+        XCTAssertTrue(set.ok, set.all)
+        let versioning = s.busctl(["get-property", TestStack.busName, path("vdisk"), TestStack.diskInterface, "Versioning"]).stdout
+        XCTAssertTrue(versioning.contains("\"interval_s\" u 5") && versioning.contains("\"keep\" u 2"), versioning)
+        // Three changes, three versions; the oldest pruned to keep two.
+        var seen: Set<String> = []
+        for round in 0..<3 {
+            XCTAssertTrue(Command.run("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "write -P \(round + 1) 0 4k", image]).ok)
+            XCTAssertTrue(waitFor(15) { !Set(autos(image)).subtracting(seen).isEmpty }, "no new version in round \(round): \(snapshots(image))")
+            seen.formUnion(autos(image))
+        }
+        XCTAssertEqual(autos(image).count, 2, "\(snapshots(image))")
+        XCTAssertEqual(seen.count, 3)
+        XCTAssertTrue(snapshots(image).contains("pinned"), "a user snapshot was pruned")
+        // Unchanged image: no new version after another interval.
+        let current = autos(image)
+        sleep(7)
+        XCTAssertEqual(autos(image), current)
+        let listed = s.busctl(["get-property", TestStack.busName, path("vdisk"), TestStack.diskInterface, "Snapshots"]).stdout
+        for name in current { XCTAssertTrue(listed.contains(name), listed) }
+    }
+
+    func testSnapshotAtEachStopOfTheVM() throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("stopdisk", size: 1 << 20, as: TestStack.grantedUser).ok)
+        let image = s.imageDir.appendingPathComponent("stopdisk").path
+        XCTAssertTrue(try diskCall("stopdisk", "SetVersioning", ["a{sv}", "4", "enabled", "b", "true", "interval_s", "u", "0",
+                                                               "keep", "u", "5", "on_stop", "b", "true"]).ok)
+        let define = s.manager("DefineVM", ["ssa{sv}", "versioned", "app", "1", "disks", "as", "1", "stopdisk"], as: TestStack.grantedUser)
+        XCTAssertTrue(define.ok, define.all)
+        let vm = define.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        for round in 1...2 {
+            XCTAssertTrue(s.call(vm, "org.multiverse.Controller.VM", "Start", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+            XCTAssertEqual(autos(image).count, round - 1, "a snapshot was taken while the VM ran")
+            XCTAssertTrue(s.call(vm, "org.multiverse.Controller.VM", "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+            XCTAssertTrue(waitFor(10) { autos(image).count == round }, "no on_stop version after stop \(round): \(snapshots(image))")
+            if round == 1 { sleep(1) } // distinct timestamps
+        }
+    }
+}
