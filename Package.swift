@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "multiverse-controllerd",
             dependencies: [
-                "ControllerBus", "ControllerCore", "SDBus", "Guestfs",
+                "ControllerBus", "ControllerCore", "SDBus", "Guestfs", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

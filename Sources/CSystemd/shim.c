@@ -1,4 +1,5 @@
 #include "CSystemd.h"
+#include <malloc.h>
 #include <string.h>
 #include <sys/eventfd.h>
 
@@ -64,3 +65,5 @@ uint64_t mv_flag_emits_invalidation(void) { return SD_BUS_VTABLE_PROPERTY_EMITS_
 uint64_t mv_flag_explicit(void) { return SD_BUS_VTABLE_PROPERTY_EXPLICIT; }
 
 int mv_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int mv_limit_malloc_arenas(int arenas) { return mallopt(M_ARENA_MAX, arenas); }

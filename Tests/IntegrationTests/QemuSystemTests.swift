@@ -122,6 +122,24 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(Self.virsh(["domblklist", name]).stdout.contains("vdb"), Self.virsh(["domblklist", name]).all)
         XCTAssertTrue(try property(name, "Disks").contains("\"vdb\""))
 
+        // Resize of a disk the running guest uses: grow is live (libvirt block resize, image
+        // only); shrink and writes are Busy.
+        let hot = "/org/multiverse/Controller/disk/hot_2eqcow2"
+        let grow = s.call(hot, TestStack.diskInterface, "Resize", ["ta{sv}", String(32 << 20), "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(grow.ok, grow.all)
+        let job = grow.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        try waitFor(30, "the live resize job") {
+            s.busctl(["get-property", TestStack.busName, job, "org.multiverse.Controller.Job", "State"]).stdout.contains("succeeded")
+        }
+        let result = s.busctl(["get-property", TestStack.busName, job, "org.multiverse.Controller.Job", "Result"]).stdout
+        XCTAssertTrue(result.contains("\"live\" b true") && result.contains("\"filesystem_grown\" b false"), result)
+        let info = Command.run("/usr/bin/qemu-img", ["info", "-U", s.imageDir.appendingPathComponent("hot.qcow2").path]).stdout
+        XCTAssertTrue(info.contains("virtual size: 32 MiB"), info)
+        let shrink = s.call(hot, TestStack.diskInterface, "Resize", ["ta{sv}", String(16 << 20), "1", "shrink", "b", "true"], as: TestStack.grantedUser)
+        XCTAssertTrue(shrink.stderr.contains("cannot shrink disk hot.qcow2: VM \(name) is using it"), shrink.all)
+        let write = s.call(hot, TestStack.diskInterface, "WriteFile", ["saya{sv}", "/x", "1", "65", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(write.stderr.contains("cannot write to disk hot.qcow2: VM \(name) is using it"), write.all)
+
         // A live detach needs the guest's ACPI hotplug: wait until its kernel is up.
         try waitFor(120, "the guest kernel to finish booting (\(consoleLog))") {
             let log = (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? ""

@@ -37,4 +37,7 @@ uint64_t mv_flag_explicit(void);
 /* eventfd(2), non-blocking and close-on-exec. */
 int mv_eventfd(void);
 
+/* glibc's mallopt(M_ARENA_MAX, n): <malloc.h> is not part of Swift's Glibc module. */
+int mv_limit_malloc_arenas(int arenas);
+
 #endif
