@@ -181,7 +181,7 @@ def disks_rows(doc, t):
     base = copy[base_key]
     name = {"cp": "cp", "qemu_img_convert": "qemu-img convert"}[base_key]
     for key, label, target in (("clone", "Clone throughput", at_least(0.9)),
-                               ("backup", "Backup throughput (incl. sha256)", None)):
+                               ("backup", "Backup throughput (incl. sha256)", at_least(0.9))):
         c = copy.get(key)
         if c is None:
             continue
