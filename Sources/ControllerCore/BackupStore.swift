@@ -24,6 +24,9 @@ public actor BackupStore {
     private let logger: Logger
     private var backups: [String: BackupInfo] = [:]
     static let sha256sum = "/usr/bin/sha256sum"
+    /// OpenSSL's sha256 uses the CPU's SHA extensions where there are some (3-4x faster
+    /// than coreutils' here); sha256sum is the fallback. Both print "HEX *path" / "HEX  path".
+    static let openssl = "/usr/bin/openssl"
 
     public init(directory: String, qemuImg: QemuImg, logger: Logger) {
         self.directory = directory
@@ -124,7 +127,9 @@ public actor BackupStore {
     public nonisolated func image(of id: String) -> String { "\(directory)/\(id).img" }
 
     static func checksum(_ path: String) async throws -> String {
-        let r = try await ChildProcess.run(sha256sum, ["--", path])
+        let r = FileManager.default.isExecutableFile(atPath: openssl)
+            ? try await ChildProcess.run(openssl, ["dgst", "-sha256", "-r", "--", path])
+            : try await ChildProcess.run(sha256sum, ["--", path])
         guard r.status == 0, let sum = r.stdout.split(separator: " ").first, sum.count == 64 else {
             throw ControllerError.io("cannot checksum \(path): \(r.stderrExcerpt)")
         }

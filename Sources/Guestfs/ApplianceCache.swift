@@ -2,9 +2,10 @@ import Foundation
 
 /// Keeps appliances for reuse and bounds how many run at once.
 ///
-/// Launching an appliance costs seconds, so a handle opened for one file operation on an
-/// image stays up for ``idle`` and serves the following ones (concurrent callers wait for
-/// the same launch). At most ``maxAppliances`` run at once, cached and one-off together: a
+/// Launching an appliance costs seconds, so a read-only handle opened for one file
+/// operation on an image stays up for ``idle`` and serves the following ones (concurrent
+/// callers wait for the same launch). A read-write handle serves the writes queued for it
+/// and is then synced and closed: it holds qemu's write lock on the image. At most ``maxAppliances`` run at once, cached and one-off together: a
 /// new one first evicts the least recently used idle cached handle, otherwise waits.
 /// A cached handle is read-write or read-only; a read-write one also serves reads.
 public actor ApplianceCache {
@@ -51,23 +52,27 @@ public actor ApplianceCache {
                                         _ body: @escaping @Sendable (GuestfsSession) throws -> T) async throws -> T {
         let entry = try await entry(for: path, format: format, readonly: readonly, prepare: prepare)
         users[path, default: 0] += 1
-        defer {
-            users[path, default: 1] -= 1
-            lastUsed[path] = .now
-            scheduleIdleClose(path)
-        }
+        let result: Result<T, any Error>
         do {
             try await entry.ready.value
+            result = .success(try await entry.handle.run(body))
         } catch {
+            result = .failure(error)
+        }
+        users[path, default: 1] -= 1
+        lastUsed[path] = .now
+        let launched = (try? await entry.ready.value) != nil
+        if entry.handle.wasKilled || !launched {
             await drop(path, entry)
-            throw error
+        } else if !entry.readonly && users[path, default: 0] == 0 {
+            // A read-write appliance holds qemu's write lock on the image, which would make
+            // a VM start by anyone (virsh too) fail: synced and closed as soon as no write
+            // waits for it. Read-only ones take no lock and stay for the idle time.
+            await drop(path, entry)
+        } else {
+            scheduleIdleClose(path)
         }
-        do {
-            return try await entry.handle.run(body)
-        } catch {
-            if entry.handle.wasKilled { await drop(path, entry) }
-            throw error
-        }
+        return try result.get()
     }
 
     private func entry(for path: String, format: String, readonly: Bool,
