@@ -78,9 +78,8 @@ extension ControllerService {
             try options.finish()
             if compress && disk.format != "qcow2" && disk.format != "raw" { throw ControllerError.notSupported("cannot compress a \(disk.format) disk") }
             // Consistency: a disk a running VM writes to is refused rather than copied torn.
-            let active = ["running", "paused", "blocked", "shutdown", "pmsuspended"]
-            if let vm = await vms.list().first(where: { vm in active.contains(vm.state) && vm.disks.contains { $0.source == disk.path } }) {
-                throw ControllerError.busy("disk \(name) is in use by running VM \(vm.name); stop it to back the disk up consistently")
+            if let user = await activeUser(of: disk) {
+                throw ControllerError.busy("disk \(name) is in use by running VM \(user.vm.name); stop it to back the disk up consistently")
             }
             let caller = try await callers.caller(for: call)
             try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "backup"])
@@ -128,9 +127,8 @@ extension ControllerService {
 
     /// Writes to a disk a running VM uses, or that other disks are built on, are `Busy`.
     func requireNotInUse(_ disk: DiskInfo, for what: String) async throws {
-        let active = ["running", "paused", "blocked", "shutdown", "pmsuspended"]
-        if let vm = await vms.list().first(where: { vm in active.contains(vm.state) && vm.disks.contains { $0.source == disk.path } }) {
-            throw ControllerError.busy("cannot \(what) disk \(disk.name): VM \(vm.name) is using it (\(vm.state))")
+        if let user = await activeUser(of: disk) {
+            throw ControllerError.busy("cannot \(what) disk \(disk.name): VM \(user.vm.name) is using it (\(user.vm.state))")
         }
         let overlays = await disks.list().filter { $0.backingFile == disk.path }.map(\.name)
         if !overlays.isEmpty {

@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import SDBus
 
+/// Shell completion of managed disk names (asks the service).
+let diskNameCompletion = CompletionKind.shellCommand("mvctl disk list --names 2>/dev/null")
+
 struct Disk: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage disk images in the service's image directory.",
@@ -34,7 +37,7 @@ struct Disk: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one disk's properties.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
 
         func run() async throws {
             try await Client.run(global) { client in
@@ -77,7 +80,7 @@ struct Disk: AsyncParsableCommand {
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a disk image.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
 
         func run() async throws {
             try await Client.run(global) { client in
@@ -93,7 +96,7 @@ struct Disk: AsyncParsableCommand {
             abstract: "Copy a disk to a new one (a job; progress on stderr).",
             discussion: "A full copy keeps sparseness; --linked makes a qcow2 overlay on the source instead.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Source disk.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+        @Argument(help: "Source disk.", completion: diskNameCompletion) var name: String
         @Argument(help: "New disk name.") var newName: String
         @Flag(help: "Make a copy-on-write overlay instead of a full copy.") var linked = false
 
@@ -111,7 +114,7 @@ struct Disk: AsyncParsableCommand {
     struct Backup: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Back a disk up into the backup directory (a job; checksummed).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         @Flag(help: "Compress (the backup is then qcow2).") var compress = false
         func run() async throws {
             try await Client.run(global) { client in
@@ -126,7 +129,7 @@ struct Disk: AsyncParsableCommand {
     struct Backups: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List a disk's backups.")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         func run() async throws {
             try await Client.run(global) { client in
                 let reply = try await client.call(try await client.diskPath(name), Client.disk, "ListBackups", [.emptyOptions])
@@ -146,7 +149,7 @@ struct Disk: AsyncParsableCommand {
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Restore a disk from one of its backups (checksum verified first; a job).")
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String
         func run() async throws {
             try await Client.run(global) { client in
@@ -166,7 +169,7 @@ struct Disk: AsyncParsableCommand {
         struct Create: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Take a snapshot (names vm-* and auto-* are reserved).")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+            @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
             func run() async throws { try await Disk.snapshotCall(global, name, "CreateSnapshot", snapshot, done: "snapshot \(snapshot) of \(name) taken") }
         }
@@ -174,7 +177,7 @@ struct Disk: AsyncParsableCommand {
         struct Revert: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Return the disk to a snapshot.")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+            @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
             func run() async throws { try await Disk.snapshotCall(global, name, "RevertSnapshot", snapshot, done: "\(name) reverted to \(snapshot)") }
         }
@@ -182,7 +185,7 @@ struct Disk: AsyncParsableCommand {
         struct Delete: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Delete a snapshot.")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+            @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
             func run() async throws { try await Disk.snapshotCall(global, name, "DeleteSnapshot", snapshot, done: "deleted snapshot \(snapshot) of \(name)") }
         }
@@ -190,7 +193,7 @@ struct Disk: AsyncParsableCommand {
         struct List: AsyncParsableCommand {
             static let configuration = CommandConfiguration(abstract: "List a disk's snapshots.")
             @OptionGroup var global: GlobalOptions
-            @Argument(help: "Disk name.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var name: String
+            @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
             func run() async throws {
                 try await Client.run(global) { client in
                     let props = try await client.properties(try await client.diskPath(name), Client.disk)

@@ -2,8 +2,6 @@ import ArgumentParser
 import Foundation
 import SDBus
 
-let diskNameCompletion = CompletionKind.shellCommand("mvctl disk list --names 2>/dev/null")
-
 extension Disk {
     struct Resize: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

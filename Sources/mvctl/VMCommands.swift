@@ -164,7 +164,7 @@ struct VM: AsyncParsableCommand {
             discussion: "A running VM gets the disk live and in its definition; a shut-off VM in its definition.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
-        @Argument(help: "Managed disk name or absolute image path.", completion: .shellCommand("mvctl disk list --names 2>/dev/null")) var disk: String
+        @Argument(help: "Managed disk name or absolute image path.", completion: diskNameCompletion) var disk: String
         @Argument(help: "Target device: vdX (virtio), sdX (sata) or hdX (ide).") var target: String
         @Flag(help: "Attach read-only.") var readonly = false
         @Option(help: "Bus: virtio, scsi, sata, ide or usb.") var bus: String?
