@@ -209,8 +209,10 @@ def disks_rows(doc, t):
     else:
         t.note("no property Get samples during the clone")
     img = doc.get("image") or {}
-    return "a %s %s image with %s of data; baseline: the faster of cp and qemu-img convert" % (
-        size(img.get("virtual_bytes")), img.get("format", "qcow2"), size(img.get("data_bytes")))
+    rounds = doc.get("rounds")
+    return "a %s %s image with %s of data; %sbaseline: the faster of cp and qemu-img convert" % (
+        size(img.get("virtual_bytes")), img.get("format", "qcow2"), size(img.get("data_bytes")),
+        "copies: median of %d rotated rounds; " % rounds if rounds else "")
 
 
 def size(b):

@@ -64,7 +64,7 @@ public enum APIReference {
         "Disk.SetAutoGrow": "Sets the AutoGrow policy (keys: enabled b, threshold d, step t, max t; missing keys keep their value).",
         "Disk.SetVersioning": "Sets the versioning policy (keys: enabled b, interval_s u, keep u, on_stop b; qcow2 only): auto-<UTC time> snapshots, oldest pruned to keep.",
         "Disk.Clone": "A job copying the disk to new_name (sparse), or with linked b a qcow2 overlay on it.",
-        "Disk.Backup": "A job writing a checksummed backup. Options: compress b. Result: backup_id, size, sha256.",
+        "Disk.Backup": "A job writing a checksummed backup (sha256 of the backup file). Uncompressed backups of a standalone image are sparse byte copies, internal snapshots included; compressed ones and overlays go through qemu-img convert. Refused (Busy) while a running VM uses the disk. Options: compress b. Result: backup_id, size, sha256.",
         "Disk.ListBackups": "The disk's backups: id, creation time, size, sha256.",
         "Disk.Restore": "A job verifying backup_id's checksum and replacing the disk with it.",
         "Disk.CreateSnapshot": "Takes an internal snapshot (qcow2; names vm-* and auto-* are reserved).",

@@ -112,7 +112,8 @@ extension ControllerService {
                 let verified = try await store.verify(id)
                 job.progress(0.5)
                 await guests.cache.release(disk.path)
-                _ = try await images.restore(name, from: store.image(of: id), format: verified.format) { job.commit() }
+                _ = try await images.restore(name, from: store.image(of: id), format: verified.format,
+                                         compressed: verified.compressed) { job.commit() }
                 await guests.cache.release(disk.path)
                 await publishDiskChange(name)
                 return ["backup_id": .string(id)]

@@ -11,7 +11,9 @@ public struct BackupInfo: Sendable, Equatable, Codable {
     public var size: UInt64
     public var sha256: String
     public var compressed: Bool
-    /// qemu-img convert does not carry internal snapshots over.
+    /// True when the backup is a byte copy of a qcow2 image with internal snapshots (they
+    /// come back on Restore); backups through `qemu-img convert` (compressed, or of an
+    /// overlay) do not carry them.
     public var internalSnapshots: Bool
 }
 
@@ -69,7 +71,16 @@ public actor BackupStore {
     public func backup(_ id: String) -> BackupInfo? { backups[id] }
 
     /// Copies `disk` into a new backup (sparse; `compress` for qcow2 compression) and
-    /// records its checksum. Progress covers copying (90 %) and checksumming.
+    /// records its checksum.
+    ///
+    /// A standalone image backed up uncompressed is copied byte for byte (`cp`, sparse,
+    /// internal snapshots included) while the checksum is computed from the source in
+    /// parallel: the copy and the hash each take a core instead of running one after the
+    /// other. The source must not change meanwhile (a running VM is refused before the job
+    /// starts; one started during it is caught by the source's mtime): the backup is
+    /// refused with `Busy` if it did. An overlay (flattened) or a compressed backup goes
+    /// through `qemu-img convert`, then the written file is checksummed; progress then
+    /// covers copying (90 %) and checksumming.
     public func backup(_ disk: DiskInfo, compress: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupInfo {
         let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone])
             .replacingOccurrences(of: ":", with: "").replacingOccurrences(of: "-", with: "")
@@ -77,24 +88,32 @@ public actor BackupStore {
         if backups[id] != nil { id += "-\(UInt16.random(in: 0...9999))" }
         let format = compress ? "qcow2" : disk.format
         let temporary = "\(directory)/.\(id).img.partial"
+        let byteCopy = !compress && disk.backingFile == nil
         do {
             let total = max(1, disk.allocatedSize)
+            let copyShare = byteCopy ? 0.99 : 0.9
             let poller = Task {
                 while !Task.isCancelled {
                     var st = stat()
-                    if stat(temporary, &st) == 0 { progress(min(0.9, 0.9 * Double(st.st_blocks * 512) / Double(total))) }
+                    if stat(temporary, &st) == 0 { progress(min(copyShare, copyShare * Double(st.st_blocks * 512) / Double(total))) }
                     try? await Task.sleep(for: .milliseconds(200))
                 }
             }
             defer { poller.cancel() }
-            try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress, to: temporary)
-            let sum = try await Self.checksum(temporary)
+            let sum: String
+            if byteCopy {
+                sum = try await Self.copyAndChecksum(disk.path, to: temporary)
+            } else {
+                try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress, to: temporary)
+                sum = try await Self.checksum(temporary)
+            }
             try Task.checkCancellation()
             guard rename(temporary, imagePath(id)) == 0 else { throw ControllerError.io("cannot store backup \(id): \(String(cString: strerror(errno)))") }
             var st = stat()
             stat(imagePath(id), &st)
             let info = BackupInfo(id: id, disk: disk.name, format: format, created: UInt64(Date().timeIntervalSince1970),
-                                  size: UInt64(st.st_size), sha256: sum, compressed: compress, internalSnapshots: false)
+                                  size: UInt64(st.st_size), sha256: sum, compressed: compress,
+                                  internalSnapshots: byteCopy && !disk.snapshots.isEmpty)
             do {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -125,6 +144,35 @@ public actor BackupStore {
 
     /// The path of a verified backup's image.
     public nonisolated func image(of id: String) -> String { "\(directory)/\(id).img" }
+
+    /// `cp --sparse=always` of `source` to `destination` while the source is hashed by a
+    /// second process; returns the hash. Throws `Busy` if the source changed during the
+    /// copy (then the hash would not describe the copy).
+    static func copyAndChecksum(_ source: String, to destination: String) async throws -> String {
+        let before = try SourceStamp(source)
+        async let sum = checksum(source)
+        try await DiskStore.sparseCopy(source, to: destination)
+        let hash = try await sum
+        guard try SourceStamp(source) == before else {
+            throw ControllerError.busy("\(source) changed while it was being backed up (did a VM start on it?); the backup was discarded")
+        }
+        return hash
+    }
+
+    /// Identity, size and modification time of a file: equal stamps before and after a
+    /// read mean nobody wrote to it in between.
+    struct SourceStamp: Equatable {
+        let inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
+
+        init(_ path: String) throws {
+            var st = stat()
+            guard stat(path, &st) == 0 else { throw ControllerError.io("cannot stat \(path): \(String(cString: strerror(errno)))") }
+            inode = UInt64(st.st_ino)
+            size = Int64(st.st_size)
+            seconds = st.st_mtim.tv_sec
+            nanoseconds = st.st_mtim.tv_nsec
+        }
+    }
 
     static func checksum(_ path: String) async throws -> String {
         let r = FileManager.default.isExecutableFile(atPath: openssl)

@@ -67,10 +67,15 @@ extension DiskStore {
     func sparseCopy(_ disk: DiskInfo, to destination: String, progress: @escaping @Sendable (Double) -> Void) async throws {
         let poller = Self.pollAllocation(of: destination, against: disk.allocatedSize, progress: progress)
         defer { poller.cancel() }
-        let r = try await ChildProcess.run("/bin/cp", ["--sparse=always", "--reflink=auto", "--", disk.path, destination])
+        try await Self.sparseCopy(disk.path, to: destination)
+    }
+
+    /// `cp --sparse=always --reflink=auto source destination`; cancellation kills it.
+    static func sparseCopy(_ source: String, to destination: String) async throws {
+        let r = try await ChildProcess.run("/bin/cp", ["--sparse=always", "--reflink=auto", "--", source, destination])
         try Task.checkCancellation()
         guard r.status == 0 else {
-            throw ControllerError.io("copying \(disk.path) failed (exit \(r.status)): \(r.stderrExcerpt)")
+            throw ControllerError.io("copying \(source) failed (exit \(r.status)): \(r.stderrExcerpt)")
         }
     }
 

@@ -266,13 +266,20 @@ public actor DiskStore {
         return info
     }
 
-    /// Replaces disk `name` with the image at `source` (a verified backup), converted to the
-    /// disk's format in a temporary file first; `commit` runs right before the atomic
-    /// rename over the disk (cancelling after it is refused).
-    public func restore(_ name: String, from source: String, format: String, commit: @escaping @Sendable () -> Void) async throws -> DiskInfo {
+    /// Replaces disk `name` with the image at `source` (a verified backup) in a temporary
+    /// file first: a sparse byte copy when the backup is an uncompressed image of the
+    /// disk's format (internal snapshots come back with it), otherwise converted to the
+    /// disk's format; `commit` runs right before the atomic rename over the disk
+    /// (cancelling after it is refused).
+    public func restore(_ name: String, from source: String, format: String, compressed: Bool,
+                        commit: @escaping @Sendable () -> Void) async throws -> DiskInfo {
         let qemuImg = self.qemuImg
         let (_, info) = try await transform(name, start: .nothing, progress: { _ in }, commit: commit) { temporary, disk in
-            try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, to: temporary)
+            if format == disk.format && !compressed {
+                try await Self.sparseCopy(source, to: temporary)
+            } else {
+                try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, to: temporary)
+            }
         }
         logger.notice("restored disk \(name) from \(source)")
         return info

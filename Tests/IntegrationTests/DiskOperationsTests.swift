@@ -170,10 +170,14 @@ final class DiskOperationsTests: XCTestCase {
             let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
             return await signals.wait(timeout: 30) { $0.path == job }
         }
+        // An internal snapshot: an uncompressed backup is a byte copy that keeps it.
+        XCTAssertTrue(try diskCall("precious", "CreateSnapshot", ["sa{sv}", "pinned", "0"]).ok)
         let backup = try diskCall("precious", "Backup", ["a{sv}", "0"])
         XCTAssertTrue(backup.ok, backup.all)
         let done = await runJob(backup)
         XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
+        XCTAssertTrue(try diskCall("precious", "DeleteSnapshot", ["sa{sv}", "pinned", "0"]).ok)
+        XCTAssertFalse(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("pinned"))
         let list = try diskCall("precious", "ListBackups", ["a{sv}", "0"], as: TestStack.otherUser)
         let fields = list.stdout.split(separator: "\"").map(String.init)
         XCTAssertTrue(list.stdout.hasPrefix("a(stts) 1 "), list.all)
@@ -181,7 +185,8 @@ final class DiskOperationsTests: XCTestCase {
         let sum = fields.count > 3 ? fields[3] : ""
         let backupFile = s.dir.appendingPathComponent("backups/\(id).img").path
         XCTAssertEqual(sha256(backupFile), sum)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: s.dir.appendingPathComponent("backups/\(id).json").path))
+        let manifest = (try? String(contentsOfFile: s.dir.appendingPathComponent("backups/\(id).json").path, encoding: .utf8)) ?? ""
+        XCTAssertTrue(manifest.contains("\"internalSnapshots\" : true"), manifest)
 
         // Change the disk, restore: the data is back and the image is sound.
         XCTAssertTrue(qemuIO("write -P 0x99 0 1M", image).ok)
@@ -193,6 +198,8 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(restored?.arguments.first, .boolean(true), signals.summary)
         XCTAssertFalse(qemuIO("read -P 0x42 0 1M", image).stdout.contains("Pattern verification failed"))
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["check", image]).ok)
+        XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("pinned"), "the backup's snapshot did not come back")
+        XCTAssertTrue(try property("precious", "Snapshots").contains("\"pinned\""), "Snapshots was not refreshed after the restore")
 
         // A corrupted backup is refused by name and the disk is not touched.
         XCTAssertTrue(qemuIO("write -P 0x13 0 1M", image).ok)
