@@ -10,7 +10,8 @@ the page cache is dropped; the median of each counts.
 With --json FILE it also writes the figures there: "copy" (cp, qemu_img_convert, clone,
 backup: median seconds, MiB/s of the 1 GiB of data and every round's seconds), "baseline" (the faster of cp and
 qemu_img_convert) with "clone_ratio" and "backup_ratio" against it, "snapshot_seconds"
-(1g, 8g), "read_file" (total, first and the rest in seconds) and
+(1g, 8g), "read_file" (total, first and the rest in seconds), "rss_after_kb" (with
+--ours-pid: VmRSS, VmHWM, RssAnon, RssFile once the appliance is closed; else null) and
 "property_get_during_clone" (n, p50_ms, p99_ms; null without samples).
 """
 
@@ -169,6 +170,15 @@ def main():
         call(conn, files, DISK, "ReadFile", "sa{sv}", ("/bench.txt", {}))
         reads.append(time.monotonic() - t)
 
+    # The daemon's size once the disk work is over and the read appliance has been closed
+    # (idle_s after the last read): what a burst of copies and guest reads leaves behind.
+    rss_after = None
+    if a.ours_pid:
+        time.sleep(a.guestfs_idle + 2)
+        with open("/proc/%d/status" % a.ours_pid) as f:
+            rss_after = {k: int(v.split()[0]) for k, _, v in (l.partition(":") for l in f)
+                         if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
+
     print()
     print("Disks: 2 GiB qcow2 image with 1 GiB of data; median of %d rounds (seconds of every round in brackets)" % a.rounds)
     print("  %-30s %9s %12s" % ("copy", "seconds", "MiB/s"))
@@ -180,6 +190,9 @@ def main():
     print("  snapshot creation: %s" % ", ".join("%s %.3f s" % s for s in snap))
     print("  ten ReadFile calls on one disk: %.2f s in all; the first (appliance launch) %.2f s, the other nine %.1f ms together"
           % (sum(reads), reads[0], sum(reads[1:]) * 1000))
+    if rss_after:
+        print("  daemon RSS after the disk work (appliance closed): %.1f MB (anon %d kB, file %d kB; peak %.1f MB)"
+              % (rss_after["VmRSS"] / 1024, rss_after["RssAnon"], rss_after["RssFile"], rss_after["VmHWM"] / 1024))
     if samples:
         print("  Disk property Get while the clone ran: p50 %.3f ms, p99 %.3f ms (%d calls; target p99 < 5 ms)"
               % (pct(samples, 50) / 1e6, pct(samples, 99) / 1e6, len(samples)))
@@ -196,6 +209,7 @@ def main():
             "snapshot_seconds": {name[len("bench-"):]: d for name, d in snap},
             "read_file": {"calls": len(reads), "total_seconds": sum(reads), "first_seconds": reads[0],
                           "rest_seconds": sum(reads[1:])},
+            "rss_after_kb": rss_after,
             "property_get_during_clone": ({"n": len(samples), "p50_ms": pct(samples, 50) / 1e6,
                                            "p99_ms": pct(samples, 99) / 1e6} if samples else None),
         }
@@ -209,6 +223,7 @@ if __name__ == "__main__":
     ap.add_argument("--image-dir", required=True)
     ap.add_argument("--scratch", required=True)
     ap.add_argument("--guestfs-idle", type=int, default=5, help="the daemon's [guestfs] idle_s")
+    ap.add_argument("--ours-pid", type=int, default=0, help="the daemon's pid, for its RSS after the disk work")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of the four copies; the median counts (default 5)")
     ap.add_argument("--json", default="", help="also write the figures to this file")
     ARGS = ap.parse_args()

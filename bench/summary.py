@@ -202,6 +202,9 @@ def disks_rows(doc, t):
         t.add("ReadFile, first (appliance launch)", rf.get("first_seconds"), fmt=SEC)
         rest = number(rf.get("rest_seconds"))
         t.add("ReadFile, the other %d together" % (n - 1), None if rest is None else rest * 1000, fmt=MS)
+    r = doc.get("rss_after_kb")
+    if r:
+        t.add("RSS after the disk work", r.get("VmRSS", 0) / 1024, fmt=MB)
     g = doc.get("property_get_during_clone")
     if g:
         t.add("Disk property Get during Clone, p50", g.get("p50_ms"))

@@ -25,10 +25,6 @@ public actor BackupStore {
     private let qemuImg: QemuImg
     private let logger: Logger
     private var backups: [String: BackupInfo] = [:]
-    static let sha256sum = "/usr/bin/sha256sum"
-    /// OpenSSL's sha256 uses the CPU's SHA extensions where there are some (3-4x faster
-    /// than coreutils' here); sha256sum is the fallback. Both print "HEX *path" / "HEX  path".
-    static let openssl = "/usr/bin/openssl"
 
     public init(directory: String, qemuImg: QemuImg, logger: Logger) {
         self.directory = directory
@@ -145,8 +141,8 @@ public actor BackupStore {
     /// The path of a verified backup's image.
     public nonisolated func image(of id: String) -> String { "\(directory)/\(id).img" }
 
-    /// `cp --sparse=always` of `source` to `destination` while the source is hashed by a
-    /// second process; returns the hash. Throws `Busy` if the source changed during the
+    /// `cp --sparse=always` of `source` to `destination` while the source is hashed in this
+    /// process (`FileDigest`); returns the hash. Throws `Busy` if the source changed during the
     /// copy (then the hash would not describe the copy).
     static func copyAndChecksum(_ source: String, to destination: String) async throws -> String {
         let before = try SourceStamp(source)
@@ -175,12 +171,6 @@ public actor BackupStore {
     }
 
     static func checksum(_ path: String) async throws -> String {
-        let r = FileManager.default.isExecutableFile(atPath: openssl)
-            ? try await ChildProcess.run(openssl, ["dgst", "-sha256", "-r", "--", path])
-            : try await ChildProcess.run(sha256sum, ["--", path])
-        guard r.status == 0, let sum = r.stdout.split(separator: " ").first, sum.count == 64 else {
-            throw ControllerError.io("cannot checksum \(path): \(r.stderrExcerpt)")
-        }
-        return String(sum)
+        try await FileDigest.sha256(path)
     }
 }

@@ -40,4 +40,8 @@ int mv_eventfd(void);
 /* glibc's mallopt(M_ARENA_MAX, n): <malloc.h> is not part of Swift's Glibc module. */
 int mv_limit_malloc_arenas(int arenas);
 
+/* glibc's mallopt(M_MMAP_THRESHOLD, bytes): a fixed threshold (glibc otherwise raises it
+ * after each large free, and later large buffers then stay in the heap). */
+int mv_fix_malloc_mmap_threshold(int bytes);
+
 #endif

@@ -62,20 +62,23 @@ public actor JobManager {
         await observer?(.added(job.snapshot))
         logger.notice("job \(id) \(operation) on \(target) started by uid \(uid)")
         let task = Task {
+            let began = ContinuousClock.now
             let outcome: Result<[String: JobValue], Error>
             do { outcome = .success(try await body(job)) } catch { outcome = .failure(error) }
-            self.finished(job, outcome)
+            self.finished(job, outcome, after: ContinuousClock.now - began)
         }
         job.attach(task)
         tasks[id] = task
         return job.snapshot
     }
 
-    private func finished(_ job: Job, _ outcome: Result<[String: JobValue], Error>) {
+    private func finished(_ job: Job, _ outcome: Result<[String: JobValue], Error>, after elapsed: Duration) {
         let snapshot = job.finish(outcome)
         tasks[job.id] = nil
         updates.yield(.finished(snapshot))
-        logger.notice("job \(job.id) \(snapshot.operation) \(snapshot.state)\(snapshot.error.isEmpty ? "" : ": \(snapshot.error)")")
+        let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        let seconds = "\(ms / 1000).\(String(repeating: "0", count: 3 - String(ms % 1000).count))\(ms % 1000)"
+        logger.notice("job \(job.id) \(snapshot.operation) \(snapshot.state) after \(seconds) s\(snapshot.error.isEmpty ? "" : ": \(snapshot.error)")")
         let retention = self.retention
         Task {
             try? await Task.sleep(for: retention)
