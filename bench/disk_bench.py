@@ -171,10 +171,11 @@ def main():
         reads.append(time.monotonic() - t)
 
     # The daemon's size once the disk work is over and the read appliance has been closed
-    # (idle_s after the last read): what a burst of copies and guest reads leaves behind.
+    # (idle_s after the last read) and the memory it freed trimmed (2 s after that): what
+    # a burst of copies and guest reads leaves behind.
     rss_after = None
     if a.ours_pid:
-        time.sleep(a.guestfs_idle + 2)
+        time.sleep(a.guestfs_idle + 5)
         with open("/proc/%d/status" % a.ours_pid) as f:
             rss_after = {k: int(v.split()[0]) for k, _, v in (l.partition(":") for l in f)
                          if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}

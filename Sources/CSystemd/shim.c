@@ -68,3 +68,4 @@ int mv_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 int mv_limit_malloc_arenas(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
 int mv_fix_malloc_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+int mv_trim_malloc(void) { return malloc_trim(0); }

@@ -48,22 +48,33 @@ struct Runtime {
         let backups = BackupStore(directory: config.backupDirectory, qemuImg: QemuImg(path: config.qemuImgPath),
                                   logger: Logger(label: "backups"))
         do { try await backups.scan() } catch { throw ControllerError.io("backup directory \(config.backupDirectory): \(error)") }
+        let trimmer = MemoryTrimmer()
         let guestfsLog = Logger(label: "guestfs")
         let g = config.guestfs
         let appliances = ApplianceCache(
             settings: GuestfsSettings(backend: g.backend, backendSettings: g.backendSettings, memoryMiB: g.memoryMiB),
-            maxAppliances: g.maxAppliances, idle: .seconds(g.idleSeconds)) { guestfsLog.info("\($0)") }
+            maxAppliances: g.maxAppliances, idle: .seconds(g.idleSeconds)) {
+            // The cache reports each launch and close: a closed handle's buffers can go back.
+            guestfsLog.info("\($0)")
+            trimmer.request()
+        }
         let policies = DiskPolicyStore(stateDirectory: config.stateDirectory)
         try await policies.load()
         try await policies.retain(only: Set(await disks.list().map(\.name)))
         let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings, vms: vms, jobs: jobs,
                                         backups: backups, guests: GuestImages(cache: appliances), policies: policies,
                                         authorizer: authorizer, logger: logger)
-        await jobs.setObserver { change in await service.jobChanged(change) }
+        await jobs.setObserver { change in
+            await service.jobChanged(change)
+            if case .finished = change { trimmer.request() }
+        }
         try await service.exportObjects(libvirtConnected: false)
         try await settings.start { event in await service.settingsEvent(event) }
 
-        await vms.setObserver { change in await service.vmChanged(change) }
+        await vms.setObserver { change in
+            await service.vmChanged(change)
+            trimmer.request()
+        }
         await vms.setBeforeStart { vm in await service.releaseAppliances(of: vm) }
         service.startDiskMaintenance()
         let bootStart = Atomic<Bool>(config.vms.startAllOnBoot)

@@ -44,4 +44,7 @@ int mv_limit_malloc_arenas(int arenas);
  * after each large free, and later large buffers then stay in the heap). */
 int mv_fix_malloc_mmap_threshold(int bytes);
 
+/* glibc's malloc_trim(0): returns the free memory of every arena to the system. */
+int mv_trim_malloc(void);
+
 #endif
