@@ -81,14 +81,19 @@ extension ControllerService {
             if let user = await activeUser(of: disk) {
                 throw ControllerError.busy("disk \(name) is in use by running VM \(user.vm.name); stop it to back the disk up consistently")
             }
+            if await disks.isBusy(name) { throw ControllerError.busy("disk \(name) is busy with another operation") }
             let caller = try await callers.caller(for: call)
             try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "backup"])
-            let store = backups
+            let (store, images) = (backups, disks)
             let appliances = guests.cache
             let job = try await jobs.start(operation: "Backup", target: ObjectPaths.disk(name), uid: caller.uid) { job in
-                await appliances.release(disk.path)
-                let info = try await store.backup(disk, compress: compress) { job.progress($0) }
-                return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
+                // The disk is held for the copy: snapshots, resizes, writes and automatic
+                // versions wait (Busy) rather than change the image under the copy.
+                try await images.exclusive(name) {
+                    await appliances.release(disk.path)
+                    let info = try await store.backup(disk, compress: compress) { job.progress($0) }
+                    return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
+                }
             }
             return [.objectPath(ObjectPaths.job(job.id))]
         case "ListBackups":

@@ -135,6 +135,34 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(sha256(big), before)
     }
 
+    /// A Backup holds its disk: a resize meanwhile is Busy; a cancelled Backup leaves no file.
+    /// 64 GiB of holes: the copy is instant (sparse), the SHA-256 of 64 GiB takes ~40 s.
+    func testABackupHoldsItsDiskAndCancelsCleanly() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("holes", size: 64 << 30, format: "raw", as: TestStack.grantedUser).ok)
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
+        defer { Task { await signals.close() } }
+        let r = try diskCall("holes", "Backup", ["a{sv}", "0"])
+        XCTAssertTrue(r.ok, r.all)
+        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        usleep(500_000)
+        XCTAssertEqual(s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"running\"")
+        let resize = try diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
+        XCTAssertTrue(resize.stderr.contains("busy"), resize.all)
+        XCTAssertEqual(Command.run("/usr/bin/stat", ["-c", "%s", s.imageDir.appendingPathComponent("holes").path]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines), String(64 << 30))
+        XCTAssertTrue(s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+        let done = await signals.wait(timeout: 30) { $0.path == job }
+        XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
+        let backupDir = s.dir.appendingPathComponent("backups").path
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: backupDir)) ?? []
+        XCTAssertEqual(left.filter { $0.contains("holes") }, [], "left in \(backupDir): \(left)")
+        XCTAssertEqual(try diskCall("holes", "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
+        // Released: the resize goes through now.
+        let again = try diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
+        XCTAssertTrue(again.ok, again.all)
+    }
+
     func testMvctlDiskCloneSnapshotsAndJobs() throws {
         let s = try stack
         XCTAssertTrue(s.mvctl(["disk", "create", "m1", "4M"], as: TestStack.grantedUser).ok)
