@@ -56,7 +56,8 @@ public enum FileDigest {
             while true {
                 filled.wait()
                 let length = ring.lengths[slot]
-                if length > 0 && ok { ok = EVP_DigestUpdate(ring.context, ring.block(slot), length) == 1 }
+                let bytes = ring.zeros[slot] ? ring.zeroBlock : UnsafeRawPointer(ring.block(slot))
+                if length > 0 && ok { ok = EVP_DigestUpdate(ring.context, bytes, length) == 1 }
                 // Every wait is matched by a signal, the last slot's too: libdispatch
                 // traps when a semaphore is freed below its initial value.
                 free.signal()
@@ -69,6 +70,7 @@ public enum FileDigest {
         hasher.name = "sha256-hash"
         hasher.start()
 
+        var holes = HoleMap(fd: fd)
         var failure: Error?
         var offset: off_t = 0
         var slot = 0
@@ -77,9 +79,14 @@ public enum FileDigest {
             if stop.isSet {
                 failure = CancellationError()
                 ring.lengths[slot] = -1
+            } else if let hole = holes.hole(at: offset, upTo: ring.blockSize) {
+                ring.zeros[slot] = true
+                ring.lengths[slot] = hole
+                offset += off_t(hole)
             } else {
                 var count: Int
                 repeat { count = pread(fd, ring.block(slot), ring.blockSize, offset) } while count < 0 && errno == EINTR
+                ring.zeros[slot] = false
                 if count < 0 {
                     failure = ControllerError.io("cannot read \(path) at offset \(offset) for its checksum: \(String(cString: strerror(errno)))")
                     ring.lengths[slot] = -1
@@ -112,6 +119,46 @@ public enum FileDigest {
         return String(decoding: text, as: UTF8.self)
     }
 
+    /// Where a file's holes are (`SEEK_DATA`/`SEEK_HOLE`), so they are hashed as zeros
+    /// without reading them: reading a hole makes the kernel fill the page cache with zero
+    /// pages (measured: a 16 GiB empty raw image took 42 s to hash by reading, ~10 s like
+    /// this). Where the filesystem cannot tell, everything counts as data.
+    struct HoleMap {
+        let fd: Int32
+        /// The size when hashing began: beyond it, reads decide (and end at EOF).
+        let size: off_t
+        private var dataStart: off_t = 0
+        private var dataEnd: off_t = 0
+        private var supported = true
+        /// `SEEK_DATA` and `SEEK_HOLE` of Linux's <unistd.h> (visible there only with
+        /// _GNU_SOURCE, so not imported into Swift).
+        static let seekData: Int32 = 3
+        static let seekHole: Int32 = 4
+
+        init(fd: Int32) {
+            self.fd = fd
+            var st = stat()
+            size = fstat(fd, &st) == 0 ? st.st_size : 0
+        }
+
+        /// The length of the hole at `offset` (at most `limit`), or nil where there is data.
+        mutating func hole(at offset: off_t, upTo limit: Int) -> Int? {
+            guard supported, offset < size else { return nil }
+            if offset >= dataEnd {
+                let data = lseek(fd, offset, Self.seekData)
+                if data < 0 {
+                    guard errno == ENXIO else { supported = false; return nil }
+                    (dataStart, dataEnd) = (size, size)   // only a hole up to the end
+                } else {
+                    let hole = lseek(fd, data, Self.seekHole)
+                    (dataStart, dataEnd) = (data, hole > data ? hole : off_t.max)
+                }
+            }
+            guard offset < dataStart else { return nil }
+            return Int(min(off_t(limit), dataStart - offset))
+        }
+    }
+
     /// A flag set once by one thread and read by another (cancellation; a hashing failure).
     final class Flag: Sendable {
         private let flag = Atomic<Bool>(false)
@@ -135,29 +182,39 @@ public enum FileDigest {
         let blockSize: Int
         let context: OpaquePointer
         let lengths: UnsafeMutablePointer<Int>
+        /// Per slot: the block is a hole of the file, hashed from `zeroBlock`, not read.
+        let zeros: UnsafeMutablePointer<Bool>
+        /// A block of zeros: an anonymous mapping never written, so every page of it is the
+        /// kernel's shared zero page (no memory used).
+        let zeroBlock: UnsafeRawPointer
         private let storage: UnsafeMutableRawPointer
 
         /// The blocks are mapped, not taken from malloc: glibc would raise its mmap
         /// threshold after freeing them and keep later large buffers in the heap, where
         /// they stay resident after use.
         init(depth: Int, blockSize: Int, context: OpaquePointer) throws {
-            guard let mapped = mmap(nil, depth * blockSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+            let bytes = (depth + 1) * blockSize
+            guard let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
                   mapped != MAP_FAILED else {
-                throw ControllerError.io("cannot map \(depth * blockSize) bytes for a checksum: \(String(cString: strerror(errno)))")
+                throw ControllerError.io("cannot map \(bytes) bytes for a checksum: \(String(cString: strerror(errno)))")
             }
             self.depth = depth
             self.blockSize = blockSize
             self.context = context
             lengths = .allocate(capacity: depth)
             lengths.initialize(repeating: 0, count: depth)
+            zeros = .allocate(capacity: depth)
+            zeros.initialize(repeating: false, count: depth)
             storage = mapped
+            zeroBlock = UnsafeRawPointer(mapped + depth * blockSize)
         }
 
         func block(_ slot: Int) -> UnsafeMutableRawPointer { storage + slot * blockSize }
 
         func deallocate() {
             lengths.deallocate()
-            munmap(storage, depth * blockSize)
+            zeros.deallocate()
+            munmap(storage, (depth + 1) * blockSize)
         }
     }
 }

@@ -42,6 +42,26 @@ final class FileDigestTests: XCTestCase {
         XCTAssertEqual(ours.count, 64)
     }
 
+    /// Holes are hashed as zeros without being read: one that ends the file, a file that is
+    /// only a hole, data that starts in the middle of a block.
+    func testHolesAtTheEndAndEverywhere() async throws {
+        let tail = directory.appendingPathComponent("tail.img").path
+        let fd = open(tail, O_CREAT | O_WRONLY, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        let bytes = [UInt8](repeating: 0xa5, count: 5000)
+        XCTAssertEqual(pwrite(fd, bytes, bytes.count, (6 << 20) + 123), bytes.count)
+        XCTAssertEqual(ftruncate(fd, (21 << 20) + 7), 0)
+        close(fd)
+        let ours = try await FileDigest.sha256(tail)
+        XCTAssertEqual(ours, sha256sum(tail))
+
+        let empty = directory.appendingPathComponent("hole.img").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: empty, contents: Data()))
+        XCTAssertEqual(truncate(empty, (9 << 20) + 1), 0)
+        let hole = try await FileDigest.sha256(empty)
+        XCTAssertEqual(hole, sha256sum(empty))
+    }
+
     func testEmptyFile() async throws {
         let path = directory.appendingPathComponent("empty").path
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data()))
@@ -60,7 +80,7 @@ final class FileDigestTests: XCTestCase {
         }
     }
 
-    /// 64 GiB of holes take a minute to hash: cancellation must stop it between blocks.
+    /// 64 GiB of holes take ~40 s to hash: cancellation must stop it between blocks.
     func testCancellationStopsTheReading() async throws {
         let path = directory.appendingPathComponent("huge.img").path
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data()))

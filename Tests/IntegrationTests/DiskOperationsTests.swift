@@ -163,6 +163,30 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(again.ok, again.all)
     }
 
+    /// Someone writes the image behind the service's back while it is being backed up (as a
+    /// VM started with `virsh` would): the backup is discarded with Busy, never kept torn.
+    /// 16 GiB of holes: the SHA-256 runs ~10 s, the write comes after half a second.
+    func testABackupOfAnImageChangedMeanwhileIsDiscarded() async throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("moving", size: 16 << 30, format: "raw", as: TestStack.grantedUser).ok)
+        let image = s.imageDir.appendingPathComponent("moving").path
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
+        defer { Task { await signals.close() } }
+        let r = try diskCall("moving", "Backup", ["a{sv}", "0"])
+        XCTAssertTrue(r.ok, r.all)
+        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        usleep(500_000)
+        XCTAssertEqual(s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"running\"")
+        XCTAssertTrue(qemuIO("write -P 0x5a 1G 64k", image, format: "raw").ok)
+        let done = await signals.wait(timeout: 120) { $0.path == job }
+        XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
+        XCTAssertTrue((done?.arguments.last?.string ?? "").contains("changed while it was being backed up"), signals.summary)
+        let backupDir = s.dir.appendingPathComponent("backups").path
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: backupDir)) ?? []
+        XCTAssertEqual(left.filter { $0.contains("moving") }, [], "left in \(backupDir): \(left)")
+        XCTAssertEqual(try diskCall("moving", "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
+    }
+
     func testMvctlDiskCloneSnapshotsAndJobs() throws {
         let s = try stack
         XCTAssertTrue(s.mvctl(["disk", "create", "m1", "4M"], as: TestStack.grantedUser).ok)
