@@ -135,18 +135,33 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(sha256(big), before)
     }
 
-    /// A Backup holds its disk: a resize meanwhile is Busy; a cancelled Backup leaves no file.
-    /// 64 GiB of holes: the copy is instant (sparse), the SHA-256 of 64 GiB takes ~40 s.
-    func testABackupHoldsItsDiskAndCancelsCleanly() async throws {
-        let s = try stack
-        XCTAssertTrue(s.createDisk("holes", size: 64 << 30, format: "raw", as: TestStack.grantedUser).ok)
-        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
-        defer { Task { await signals.close() } }
-        let r = try diskCall("holes", "Backup", ["a{sv}", "0"])
+    /// Creates an empty raw disk of `size` (all holes: its copy is instant, its SHA-256 runs
+    /// at ~1.6 GB/s) and starts a Backup of it; returns the job once it is seen running.
+    func startLongBackup(_ s: TestStack, _ name: String, size: UInt64) throws -> String {
+        XCTAssertTrue(s.createDisk(name, size: size, format: "raw", as: TestStack.grantedUser).ok)
+        let r = try diskCall(name, "Backup", ["a{sv}", "0"])
         XCTAssertTrue(r.ok, r.all)
         let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
         usleep(500_000)
         XCTAssertEqual(s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"running\"")
+        return job
+    }
+
+    /// No file of a backup of `disk` in the backup directory and none listed.
+    func assertNoBackup(_ s: TestStack, of disk: String) throws {
+        let backupDir = s.dir.appendingPathComponent("backups").path
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: backupDir)) ?? []
+        XCTAssertEqual(left.filter { $0.contains(disk) }, [], "left in \(backupDir): \(left)")
+        XCTAssertEqual(try diskCall(disk, "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
+    }
+
+    /// A Backup holds its disk: a resize meanwhile is Busy; a cancelled Backup leaves no file.
+    /// 64 GiB: the SHA-256 would take ~40 s.
+    func testABackupHoldsItsDiskAndCancelsCleanly() async throws {
+        let s = try stack
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
+        defer { Task { await signals.close() } }
+        let job = try startLongBackup(s, "holes", size: 64 << 30)
         let resize = try diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
         XCTAssertTrue(resize.stderr.contains("busy"), resize.all)
         XCTAssertEqual(Command.run("/usr/bin/stat", ["-c", "%s", s.imageDir.appendingPathComponent("holes").path]).stdout
@@ -154,10 +169,7 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         let done = await signals.wait(timeout: 30) { $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
-        let backupDir = s.dir.appendingPathComponent("backups").path
-        let left = (try? FileManager.default.contentsOfDirectory(atPath: backupDir)) ?? []
-        XCTAssertEqual(left.filter { $0.contains("holes") }, [], "left in \(backupDir): \(left)")
-        XCTAssertEqual(try diskCall("holes", "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
+        try assertNoBackup(s, of: "holes")
         // Released: the resize goes through now.
         let again = try diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
         XCTAssertTrue(again.ok, again.all)
@@ -165,26 +177,17 @@ final class DiskOperationsTests: XCTestCase {
 
     /// Someone writes the image behind the service's back while it is being backed up (as a
     /// VM started with `virsh` would): the backup is discarded with Busy, never kept torn.
-    /// 16 GiB of holes: the SHA-256 runs ~10 s, the write comes after half a second.
+    /// 16 GiB: the SHA-256 runs ~10 s, the write comes after half a second.
     func testABackupOfAnImageChangedMeanwhileIsDiscarded() async throws {
         let s = try stack
-        XCTAssertTrue(s.createDisk("moving", size: 16 << 30, format: "raw", as: TestStack.grantedUser).ok)
-        let image = s.imageDir.appendingPathComponent("moving").path
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }
-        let r = try diskCall("moving", "Backup", ["a{sv}", "0"])
-        XCTAssertTrue(r.ok, r.all)
-        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
-        usleep(500_000)
-        XCTAssertEqual(s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"running\"")
-        XCTAssertTrue(qemuIO("write -P 0x5a 1G 64k", image, format: "raw").ok)
+        let job = try startLongBackup(s, "moving", size: 16 << 30)
+        XCTAssertTrue(qemuIO("write -P 0x5a 1G 64k", s.imageDir.appendingPathComponent("moving").path, format: "raw").ok)
         let done = await signals.wait(timeout: 120) { $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
         XCTAssertTrue((done?.arguments.last?.string ?? "").contains("changed while it was being backed up"), signals.summary)
-        let backupDir = s.dir.appendingPathComponent("backups").path
-        let left = (try? FileManager.default.contentsOfDirectory(atPath: backupDir)) ?? []
-        XCTAssertEqual(left.filter { $0.contains("moving") }, [], "left in \(backupDir): \(left)")
-        XCTAssertEqual(try diskCall("moving", "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
+        try assertNoBackup(s, of: "moving")
     }
 
     func testMvctlDiskCloneSnapshotsAndJobs() throws {
