@@ -246,9 +246,5 @@ extension ControllerService {
     }
 
     /// Size and modification time of an image: a change means a new version.
-    static func stamp(_ path: String) -> String {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return "" }
-        return "\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
-    }
+    static func stamp(_ path: String) -> String { FileStamp(path)?.persisted ?? "" }
 }

@@ -145,29 +145,14 @@ public actor BackupStore {
     /// process (`FileDigest`); returns the hash. Throws `Busy` if the source changed during the
     /// copy (then the hash would not describe the copy).
     static func copyAndChecksum(_ source: String, to destination: String) async throws -> String {
-        let before = try SourceStamp(source)
+        guard let before = FileStamp(source) else { throw ControllerError.io("cannot stat \(source): \(String(cString: strerror(errno)))") }
         async let sum = checksum(source)
         try await DiskStore.sparseCopy(source, to: destination)
         let hash = try await sum
-        guard try SourceStamp(source) == before else {
+        guard FileStamp(source) == before else {
             throw ControllerError.busy("\(source) changed while it was being backed up (did a VM start on it?); the backup was discarded")
         }
         return hash
-    }
-
-    /// Identity, size and modification time of a file: equal stamps before and after a
-    /// read mean nobody wrote to it in between.
-    struct SourceStamp: Equatable {
-        let inode: UInt64, size: Int64, seconds: Int, nanoseconds: Int
-
-        init(_ path: String) throws {
-            var st = stat()
-            guard stat(path, &st) == 0 else { throw ControllerError.io("cannot stat \(path): \(String(cString: strerror(errno)))") }
-            inode = UInt64(st.st_ino)
-            size = Int64(st.st_size)
-            seconds = st.st_mtim.tv_sec
-            nanoseconds = st.st_mtim.tv_nsec
-        }
     }
 
     static func checksum(_ path: String) async throws -> String {
