@@ -86,15 +86,8 @@ public actor BackupStore {
         let temporary = "\(directory)/.\(id).img.partial"
         let byteCopy = !compress && disk.backingFile == nil
         do {
-            let total = max(1, disk.allocatedSize)
-            let copyShare = byteCopy ? 0.99 : 0.9
-            let poller = Task {
-                while !Task.isCancelled {
-                    var st = stat()
-                    if stat(temporary, &st) == 0 { progress(min(copyShare, copyShare * Double(st.st_blocks * 512) / Double(total))) }
-                    try? await Task.sleep(for: .milliseconds(200))
-                }
-            }
+            let copyShare = byteCopy ? 1.0 : 0.9
+            let poller = DiskStore.pollAllocation(of: temporary, against: disk.allocatedSize) { progress($0 * copyShare) }
             defer { poller.cancel() }
             let sum: String
             if byteCopy {

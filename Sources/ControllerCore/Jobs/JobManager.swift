@@ -76,8 +76,7 @@ public actor JobManager {
         let snapshot = job.finish(outcome)
         tasks[job.id] = nil
         updates.yield(.finished(snapshot))
-        let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
-        let seconds = "\(ms / 1000).\(String(repeating: "0", count: 3 - String(ms % 1000).count))\(ms % 1000)"
+        let seconds = String(format: "%.3f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         logger.notice("job \(job.id) \(snapshot.operation) \(snapshot.state) after \(seconds) s\(snapshot.error.isEmpty ? "" : ": \(snapshot.error)")")
         let retention = self.retention
         Task {
