@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "CLibxml2", "CCrypto",
+                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "CLibxml2", "CCrypto", "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "TOMLKit", package: "TOMLKit"),

@@ -2,6 +2,8 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
 
 size_t mv_vtable_entry_size(void) { return sizeof(sd_bus_vtable); }
 
@@ -69,3 +71,5 @@ int mv_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 int mv_limit_malloc_arenas(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
 int mv_fix_malloc_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
 int mv_trim_malloc(void) { return malloc_trim(0); }
+
+int mv_clone_file(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }

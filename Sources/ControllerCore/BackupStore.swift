@@ -69,14 +69,14 @@ public actor BackupStore {
     /// Copies `disk` into a new backup (sparse; `compress` for qcow2 compression) and
     /// records its checksum.
     ///
-    /// A standalone image backed up uncompressed is copied byte for byte (`cp`, sparse,
-    /// internal snapshots included) while the checksum is computed from the source in
-    /// parallel: the copy and the hash each take a core instead of running one after the
-    /// other. The source must not change meanwhile (a running VM is refused before the job
-    /// starts; one started during it is caught by the source's mtime): the backup is
-    /// refused with `Busy` if it did. An overlay (flattened) or a compressed backup goes
-    /// through `qemu-img convert`, then the written file is checksummed; progress then
-    /// covers copying (90 %) and checksumming.
+    /// A standalone image backed up uncompressed is copied byte for byte (sparse, internal
+    /// snapshots included) by the daemon itself, which hashes each block it has read before
+    /// writing it (`FileDigest.sha256(_:copyingTo:)`): every byte is read once, and copying
+    /// and hashing run on separate cores. The source must not change meanwhile (a running VM
+    /// is refused before the job starts; one started during it is caught by the source's
+    /// inode, size and mtime): the backup is refused with `Busy` if it did. An overlay
+    /// (flattened) or a compressed backup goes through `qemu-img convert`, then the written
+    /// file is checksummed; progress then covers copying (90 %) and checksumming.
     public func backup(_ disk: DiskInfo, compress: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupInfo {
         let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone])
             .replacingOccurrences(of: ":", with: "").replacingOccurrences(of: "-", with: "")
@@ -134,14 +134,12 @@ public actor BackupStore {
     /// The path of a verified backup's image.
     public nonisolated func image(of id: String) -> String { "\(directory)/\(id).img" }
 
-    /// `cp --sparse=always` of `source` to `destination` while the source is hashed in this
-    /// process (`FileDigest`); returns the hash. Throws `Busy` if the source changed during the
-    /// copy (then the hash would not describe the copy).
+    /// A sparse copy of `source` to the new file `destination`, hashed on the way
+    /// (`FileDigest`); returns the hash. Throws `Busy` if the source changed during the copy
+    /// (then neither the copy nor the hash could be trusted).
     static func copyAndChecksum(_ source: String, to destination: String) async throws -> String {
         guard let before = FileStamp(source) else { throw ControllerError.io("cannot stat \(source): \(String(cString: strerror(errno)))") }
-        async let sum = checksum(source)
-        try await DiskStore.sparseCopy(source, to: destination)
-        let hash = try await sum
+        let hash = try await FileDigest.sha256(source, copyingTo: destination)
         guard FileStamp(source) == before else {
             throw ControllerError.busy("\(source) changed while it was being backed up (did a VM start on it?); the backup was discarded")
         }

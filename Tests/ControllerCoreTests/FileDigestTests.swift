@@ -95,4 +95,152 @@ final class FileDigestTests: XCTestCase {
             XCTAssertTrue(error is CancellationError, "\(error)")
         }
     }
+
+    /// Allocated bytes of a file (`st_blocks`).
+    func allocated(_ path: String) -> Int64 {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int64(st.st_blocks) * 512 : -1
+    }
+
+    /// The copy is the same bytes (`cmp`), its hash is `sha256sum`'s, and it is sparse: the
+    /// source's holes and a run of written zeros stay holes; the mode is 0640.
+    func testACopyIsIdenticalSparseAndHashed() async throws {
+        let source = directory.appendingPathComponent("source.img").path
+        let fd = open(source, O_CREAT | O_WRONLY, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        var bytes = [UInt8](repeating: 0, count: 6 << 20)
+        for i in bytes.indices where i < (1 << 20) || i >= (5 << 20) { bytes[i] = UInt8(truncatingIfNeeded: i &* 13 &+ 1) }
+        XCTAssertEqual(pwrite(fd, bytes, bytes.count, 0), bytes.count)   // 4 MiB of written zeros inside
+        XCTAssertEqual(pwrite(fd, bytes, 777, 40 << 20), 777)             // a 34 MiB hole, a short tail
+        XCTAssertEqual(ftruncate(fd, (50 << 20) + 3), 0)                  // and a hole at the end
+        close(fd)
+        let copy = directory.appendingPathComponent("copy.img").path
+        let sum = try await FileDigest.sha256(source, copyingTo: copy)
+        XCTAssertEqual(sum, sha256sum(source))
+        XCTAssertEqual(sha256sum(copy), sum)
+        XCTAssertEqual(FileManager.default.contents(atPath: source), FileManager.default.contents(atPath: copy))
+        let attributes = try FileManager.default.attributesOfItem(atPath: copy)
+        XCTAssertEqual(attributes[.size] as? Int, (50 << 20) + 3)
+        XCTAssertEqual((attributes[.posixPermissions] as? Int).map { $0 & 0o777 }, 0o640)
+        XCTAssertLessThan(allocated(copy), 3 << 20, "the copy is not sparse: \(allocated(copy)) bytes allocated")
+        XCTAssertGreaterThanOrEqual(allocated(copy), 2 << 20)
+    }
+
+    /// The destination must be new: an existing file is an `Io` error naming it, untouched.
+    func testACopyNeverOverwrites() async throws {
+        let source = directory.appendingPathComponent("a").path
+        let existing = directory.appendingPathComponent("b").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: source, contents: Data("new".utf8)))
+        XCTAssertTrue(FileManager.default.createFile(atPath: existing, contents: Data("old".utf8)))
+        do {
+            _ = try await FileDigest.sha256(source, copyingTo: existing)
+            XCTFail("an existing file was overwritten")
+        } catch {
+            XCTAssertEqual((error as? ControllerError)?.dbusName, "org.multiverse.Controller.Error.Io")
+            XCTAssertTrue("\(error)".contains(existing), "\(error)")
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: existing), Data("old".utf8))
+    }
+
+    /// A write that fails (the file size limit here, a full disk in real life) ends the copy
+    /// with an `Io` error naming the destination and the reason, not a short copy with a hash.
+    func testAFailedWriteEndsTheCopy() async throws {
+        let source = directory.appendingPathComponent("big").path
+        let fd = open(source, O_CREAT | O_WRONLY, 0o600)
+        let bytes = [UInt8](repeating: 0x5a, count: 1 << 20)
+        for block in 0..<12 { XCTAssertEqual(pwrite(fd, bytes, bytes.count, off_t(block << 20)), bytes.count) }
+        close(fd)
+        let copy = directory.appendingPathComponent("copy").path
+        var saved = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+        let oldHandler = signal(SIGXFSZ, SIG_IGN)   // writes past the limit then fail with EFBIG
+        var limit = saved
+        limit.rlim_cur = 6 << 20
+        XCTAssertEqual(setrlimit(Int32(RLIMIT_FSIZE.rawValue), &limit), 0)
+        defer {
+            setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+            signal(SIGXFSZ, oldHandler)
+        }
+        do {
+            _ = try await FileDigest.sha256(source, copyingTo: copy)
+            XCTFail("a copy past the file size limit succeeded")
+        } catch {
+            XCTAssertEqual((error as? ControllerError)?.dbusName, "org.multiverse.Controller.Error.Io")
+            XCTAssertTrue("\(error)".contains("cannot write \(copy)"), "\(error)")
+            XCTAssertTrue("\(error)".contains(String(cString: strerror(EFBIG))), "\(error)")
+        }
+    }
+
+    /// Cancelling a copy of 64 GiB of holes stops it (the caller removes the file).
+    func testCancellationStopsACopy() async throws {
+        let path = directory.appendingPathComponent("huge.img").path
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data()))
+        XCTAssertEqual(truncate(path, 64 << 30), 0)
+        let copy = directory.appendingPathComponent("huge.copy").path
+        let task = Task { try await FileDigest.sha256(path, copyingTo: copy) }
+        try await Task.sleep(for: .milliseconds(200))
+        task.cancel()
+        do {
+            _ = try await task.value
+            XCTFail("the copy of 64 GiB finished despite the cancellation")
+        } catch {
+            XCTAssertTrue(error is CancellationError, "\(error)")
+        }
+        var st = stat()
+        XCTAssertEqual(stat(copy, &st), 0)
+        XCTAssertEqual(st.st_blocks, 0, "a copy of holes wrote data")
+    }
+
+    func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tool)
+        p.arguments = arguments
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        do { try p.run() } catch { return (-1, "\(tool): \(error)") }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    func freeBytes(_ path: String) -> Int64 {
+        var fs = statvfs()
+        return statvfs(path, &fs) == 0 ? Int64(fs.f_bavail) * Int64(fs.f_frsize) : -1
+    }
+
+    /// On a file system with reflinks (a real XFS in a loop-mounted image; needs root, as the
+    /// test suite runs) the copy is a clone: same bytes and hash, and the file system's free
+    /// space does not shrink by the file's size. On ext4 (the other tests) it is written.
+    func testACopyOnXfsIsAClone() async throws {
+        let image = directory.appendingPathComponent("xfs.img").path
+        let mountPoint = directory.appendingPathComponent("xfs").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        XCTAssertTrue(FileManager.default.createFile(atPath: image, contents: Data()))
+        XCTAssertEqual(truncate(image, 400 << 20), 0)
+        let mkfs = run("/usr/sbin/mkfs.xfs", ["-q", "-f", image])
+        XCTAssertEqual(mkfs.status, 0, mkfs.output)
+        let mount = run("/usr/bin/mount", ["-o", "loop", image, mountPoint])
+        XCTAssertEqual(mount.status, 0, "mounting an XFS image needs root and a loop device: \(mount.output)")
+        guard mount.status == 0 else { return }
+        defer { _ = run("/usr/bin/umount", [mountPoint]) }
+
+        let source = mountPoint + "/source"
+        let fd = open(source, O_CREAT | O_WRONLY, 0o600)
+        var bytes = [UInt8](repeating: 0, count: 1 << 20)
+        for block in 0..<64 {
+            for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 7 &+ block) }
+            XCTAssertEqual(pwrite(fd, bytes, bytes.count, off_t(block << 20)), bytes.count)
+        }
+        fsync(fd)
+        close(fd)
+        let before = freeBytes(mountPoint)
+        let copy = mountPoint + "/copy"
+        let sum = try await FileDigest.sha256(source, copyingTo: copy)
+        sync()
+        XCTAssertEqual(sum, sha256sum(source))
+        XCTAssertEqual(sha256sum(copy), sum)
+        let used = before - freeBytes(mountPoint)
+        XCTAssertLessThan(used, 8 << 20, "the copy on XFS took \(used) bytes: not a clone")
+    }
 }

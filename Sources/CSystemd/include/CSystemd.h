@@ -47,4 +47,8 @@ int mv_fix_malloc_mmap_threshold(int bytes);
 /* glibc's malloc_trim(0): returns the free memory of every arena to the system. */
 int mv_trim_malloc(void);
 
+/* ioctl(dst_fd, FICLONE, src_fd): dst shares src's blocks (reflink; xfs, btrfs). 0, or -1
+ * with errno (EOPNOTSUPP, EXDEV, EINVAL where the file system cannot). ioctl is variadic. */
+int mv_clone_file(int dst_fd, int src_fd);
+
 #endif
