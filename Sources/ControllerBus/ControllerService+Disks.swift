@@ -113,8 +113,8 @@ extension ControllerService {
             try await authorizer.authorize(caller, .diskManage, details: ["disk": name, "operation": "restore", "backup": id])
             let (store, images) = (backups, disks)
             let job = try await jobs.start(operation: "Restore", target: ObjectPaths.disk(name), uid: caller.uid) { [self] job in
-                job.progress(nil)
-                let verified = try await store.verify(id)
+                job.progress(0)
+                let verified = try await store.verify(id) { job.progress($0 * 0.5) }
                 job.progress(0.5)
                 await guests.cache.release(disk.path)
                 _ = try await images.restore(name, from: store.image(of: id), format: verified.format,

@@ -86,15 +86,15 @@ public actor BackupStore {
         let temporary = "\(directory)/.\(id).img.partial"
         let byteCopy = !compress && disk.backingFile == nil
         do {
-            let copyShare = byteCopy ? 1.0 : 0.9
-            let poller = DiskStore.pollAllocation(of: temporary, against: disk.allocatedSize) { progress($0 * copyShare) }
-            defer { poller.cancel() }
             let sum: String
             if byteCopy {
-                sum = try await Self.copyAndChecksum(disk.path, to: temporary)
+                sum = try await Self.copyAndChecksum(disk.path, to: temporary, progress: progress)
             } else {
+                let poller = DiskStore.pollAllocation(of: temporary, against: disk.allocatedSize) { progress($0 * 0.9) }
+                defer { poller.cancel() }
                 try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress, to: temporary)
-                sum = try await Self.checksum(temporary)
+                poller.cancel()
+                sum = try await FileDigest.sha256(temporary) { progress(0.9 + $0 * 0.1) }
             }
             try Task.checkCancellation()
             guard rename(temporary, imagePath(id)) == 0 else { throw ControllerError.io("cannot store backup \(id): \(String(cString: strerror(errno)))") }
@@ -121,10 +121,11 @@ public actor BackupStore {
         }
     }
 
-    /// Verifies a backup's checksum (`Io` naming it when it does not match).
-    public func verify(_ id: String) async throws -> BackupInfo {
+    /// Verifies a backup's checksum (`Io` naming it when it does not match); `progress`
+    /// gets the fraction checked.
+    public func verify(_ id: String, progress: (@Sendable (Double) -> Void)? = nil) async throws -> BackupInfo {
         guard let info = backups[id] else { throw ControllerError.noSuchBackup("no backup \(id)") }
-        let sum = try await Self.checksum(imagePath(id))
+        let sum = try await FileDigest.sha256(imagePath(id), progress: progress)
         guard sum == info.sha256 else {
             throw ControllerError.io("backup \(id) is corrupted: sha256 \(sum) does not match the manifest's \(info.sha256); the disk was not touched")
         }
@@ -137,16 +138,14 @@ public actor BackupStore {
     /// A sparse copy of `source` to the new file `destination`, hashed on the way
     /// (`FileDigest`); returns the hash. Throws `Busy` if the source changed during the copy
     /// (then neither the copy nor the hash could be trusted).
-    static func copyAndChecksum(_ source: String, to destination: String) async throws -> String {
+    static func copyAndChecksum(_ source: String, to destination: String,
+                                progress: @escaping @Sendable (Double?) -> Void) async throws -> String {
         guard let before = FileStamp(source) else { throw ControllerError.io("cannot stat \(source): \(String(cString: strerror(errno)))") }
-        let hash = try await FileDigest.sha256(source, copyingTo: destination)
+        let hash = try await FileDigest.sha256(source, copyingTo: destination) { progress($0) }
         guard FileStamp(source) == before else {
             throw ControllerError.busy("\(source) changed while it was being backed up (did a VM start on it?); the backup was discarded")
         }
         return hash
     }
 
-    static func checksum(_ path: String) async throws -> String {
-        try await FileDigest.sha256(path)
-    }
 }

@@ -26,12 +26,17 @@ public enum FileDigest {
     /// ext4): a copy of 1 GiB written 4 MiB at a time took 2.4–2.7 s, 128 KiB at a time
     /// (as `cp` writes) 0.63–0.68 s, the time in the kernel's copy into the page cache.
     static let writeSize = 128 << 10
+    /// How often progress is reported: each time this many more bytes are hashed.
+    static let progressStep: off_t = 64 << 20
 
     /// The lowercase hex SHA-256 of the file at `path`. Task cancellation stops the reading
     /// between two blocks (`CancellationError`); a file that cannot be opened or read is
     /// an `Io` error naming it.
-    public static func sha256(_ path: String) async throws -> String {
-        try await run { try digest(path, copyingTo: nil, stop: $0) }
+    ///
+    /// `progress` gets the fraction of the file hashed so far, every 64 MiB and at the end,
+    /// from a thread of `FileDigest`'s own.
+    public static func sha256(_ path: String, progress: (@Sendable (Double) -> Void)? = nil) async throws -> String {
+        try await run { try digest(path, copyingTo: nil, progress: progress, stop: $0) }
     }
 
     /// Copies `source` to the new file `destination` (created with mode 0640; it must not
@@ -40,8 +45,10 @@ public enum FileDigest {
     /// `cp --reflink=auto`); elsewhere it is written sparse: the source's holes, and every
     /// 4 KiB page of zeros, stay holes. The destination is not synced (as `cp` does not);
     /// on an error or cancellation it is left for the caller to remove.
-    public static func sha256(_ source: String, copyingTo destination: String) async throws -> String {
-        try await run { try digest(source, copyingTo: destination, stop: $0) }
+    /// `progress` as for `sha256(_:progress:)` (the copy keeps pace with the hash).
+    public static func sha256(_ source: String, copyingTo destination: String,
+                              progress: (@Sendable (Double) -> Void)? = nil) async throws -> String {
+        try await run { try digest(source, copyingTo: destination, progress: progress, stop: $0) }
     }
 
     /// Runs `work` on a thread of its own; task cancellation sets the flag it polls.
@@ -91,7 +98,8 @@ public enum FileDigest {
 
     /// Reads `path` on the calling thread, hashes on a second one and, with a destination,
     /// writes on a third (blocking).
-    static func digest(_ path: String, copyingTo destination: String?, stop: Flag) throws -> String {
+    static func digest(_ path: String, copyingTo destination: String?, progress: (@Sendable (Double) -> Void)?,
+                       stop: Flag) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ControllerError.io("cannot open \(path) for its checksum: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -114,11 +122,18 @@ public enum FileDigest {
         let hashFailed = Flag()
         let writeError = ErrorNumber()
 
+        var holes = HoleMap(fd: fd)
+        let fileSize = max(1, holes.size)
         let hasher = Consumer()
         hasher.start("sha256-hash", ring: ring) { [ring] slot, length in
+            if length == 0, !hashFailed.isSet { progress?(1) }
             guard length > 0, !hashFailed.isSet else { return }
             let bytes = ring.zeros[slot] ? ring.zeroBlock : UnsafeRawPointer(ring.block(slot))
             if EVP_DigestUpdate(ring.context, bytes, length) != 1 { hashFailed.set() }
+            let end = ring.offsets[slot] + off_t(length)
+            if let progress, end / Self.progressStep != ring.offsets[slot] / Self.progressStep {
+                progress(min(1, Double(end) / Double(fileSize)))
+            }
         }
         var consumers = [hasher]
         if out >= 0 && !cloned {
@@ -138,7 +153,6 @@ public enum FileDigest {
             consumers.append(writer)
         }
 
-        var holes = HoleMap(fd: fd)
         var failure: Error?
         var offset: off_t = 0
         var slot = 0

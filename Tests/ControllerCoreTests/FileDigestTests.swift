@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 @testable import ControllerCore
 
@@ -60,6 +61,30 @@ final class FileDigestTests: XCTestCase {
         XCTAssertEqual(truncate(empty, (9 << 20) + 1), 0)
         let hole = try await FileDigest.sha256(empty)
         XCTAssertEqual(hole, sha256sum(empty))
+    }
+
+    /// Progress comes every 64 MiB hashed (holes too), rising, and 1 at the end.
+    func testProgressRisesToOne() async throws {
+        let path = directory.appendingPathComponent("progress.img").path
+        let fd = open(path, O_CREAT | O_WRONLY, 0o600)
+        let bytes = [UInt8](repeating: 0x11, count: 1 << 20)
+        XCTAssertEqual(pwrite(fd, bytes, bytes.count, 100 << 20), bytes.count)
+        XCTAssertEqual(ftruncate(fd, 300 << 20), 0)
+        close(fd)
+        let seen = Seen()
+        _ = try await FileDigest.sha256(path) { seen.add($0) }
+        let values = seen.values
+        XCTAssertEqual(values.count, 5, "\(values)")   // at 64, 128, 192, 256 MiB and the end
+        XCTAssertEqual(values, values.sorted(), "\(values)")
+        XCTAssertEqual(values.first ?? 0, 64.0 / 300, accuracy: 1e-9)
+        XCTAssertEqual(values.last, 1)
+    }
+
+    /// Values handed in from another thread.
+    final class Seen: Sendable {
+        private let list = Mutex<[Double]>([])
+        func add(_ value: Double) { list.withLock { $0.append(value) } }
+        var values: [Double] { list.withLock { $0 } }
     }
 
     func testEmptyFile() async throws {

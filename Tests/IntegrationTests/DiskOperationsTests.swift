@@ -166,6 +166,14 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(resize.stderr.contains("busy"), resize.all)
         XCTAssertEqual(Command.run("/usr/bin/stat", ["-c", "%s", s.imageDir.appendingPathComponent("holes").path]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines), String(64 << 30))
+        // Progress follows the hash (the copy of holes is instant): valid, above 0, below 1.
+        func property(_ name: String) -> String {
+            s.busctl(["get-property", TestStack.busName, job, Self.job, name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        XCTAssertEqual(property("ProgressValid"), "b true")
+        let fraction = Double(property("Progress").split(separator: " ").last ?? "") ?? -1
+        XCTAssertGreaterThan(fraction, 0, property("Progress"))
+        XCTAssertLessThan(fraction, 0.9, property("Progress"))
         XCTAssertTrue(s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         let done = await signals.wait(timeout: 30) { $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
