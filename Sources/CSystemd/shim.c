@@ -1,7 +1,9 @@
+#define _GNU_SOURCE
 #include "CSystemd.h"
 #include <malloc.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <linux/fs.h>
 
@@ -73,3 +75,7 @@ int mv_fix_malloc_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, b
 int mv_trim_malloc(void) { return malloc_trim(0); }
 
 int mv_clone_file(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
+
+int mv_start_writeback(int fd, long long offset, long long count) {
+    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
+}

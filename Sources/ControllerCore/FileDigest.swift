@@ -43,8 +43,9 @@ public enum FileDigest {
     /// exist) and returns the SHA-256 of what was copied. Where the file system supports
     /// reflinks (xfs, btrfs) the copy is a clone sharing the source's blocks (like
     /// `cp --reflink=auto`); elsewhere it is written sparse: the source's holes, and every
-    /// 4 KiB page of zeros, stay holes. The destination is not synced (as `cp` does not);
-    /// on an error or cancellation it is left for the caller to remove.
+    /// 4 KiB page of zeros, stay holes. The copy is on disk when this returns (written back
+    /// while it is made, `fdatasync` at the end: ~0.15 s more for 1 GiB here); on an error
+    /// or cancellation it is left for the caller to remove.
     /// `progress` as for `sha256(_:progress:)` (the copy keeps pace with the hash).
     public static func sha256(_ source: String, copyingTo destination: String,
                               progress: (@Sendable (Double) -> Void)? = nil) async throws -> String {
@@ -142,9 +143,12 @@ public enum FileDigest {
                 guard writeError.value == 0 else { return }
                 let failed: Int32?
                 if length == 0 {
-                    failed = ftruncate(out, ring.offsets[slot]) == 0 ? nil : errno
+                    failed = ftruncate(out, ring.offsets[slot]) == 0 && fdatasync(out) == 0 ? nil : errno
                 } else if length > 0 && !ring.zeros[slot] {
                     failed = writeSparse(out, ring.block(slot), length, at: ring.offsets[slot], zeros: ring.zeroBlock)
+                    // Written back while the rest is copied, so the sync at the end waits
+                    // only for the last blocks.
+                    if failed == nil { _ = mv_start_writeback(out, Int64(ring.offsets[slot]), Int64(length)) }
                 } else {
                     failed = nil
                 }
@@ -187,6 +191,7 @@ public enum FileDigest {
         }
         for consumer in consumers { consumer.finished.wait() }
         if let failure { throw failure }
+        if cloned && fsync(out) != 0 { writeError.set(errno) }
         let written = writeError.value
         if written != 0, let destination {
             throw ControllerError.io("cannot write \(destination): \(String(cString: strerror(written)))")

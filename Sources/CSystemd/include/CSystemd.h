@@ -51,4 +51,8 @@ int mv_trim_malloc(void);
  * with errno (EOPNOTSUPP, EXDEV, EINVAL where the file system cannot). ioctl is variadic. */
 int mv_clone_file(int dst_fd, int src_fd);
 
+/* sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE): starts writing back that range
+ * of the file without waiting for it (a GNU extension Swift's Glibc module does not show). */
+int mv_start_writeback(int fd, long long offset, long long count);
+
 #endif
