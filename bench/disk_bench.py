@@ -5,10 +5,12 @@ creation time on a 1 GiB and an 8 GiB image; a property Get's p99 while a clone 
 ReadFile calls on one disk (one libguestfs appliance launch, then reuse).
 
 Run by bench/run (DBUS_SYSTEM_BUS_ADDRESS set, the daemon up with --image-dir DIR).
-The four copies run --rounds times (default 5) in an order rotated each round, each after
-the page cache is dropped; the median of each counts.
+The five copies (cp, qemu-img convert, Clone, Backup, and cp followed by `sync --data`, the
+durable copy a Backup makes: a Backup's image is synced before its manifest is written) run
+--rounds times (default 5) in an order rotated each round, each after the page cache is
+dropped; the median of each counts.
 With --json FILE it also writes the figures there: "copy" (cp, qemu_img_convert, clone,
-backup: median seconds, MiB/s of the 1 GiB of data and every round's seconds), "baseline" (the faster of cp and
+backup, cp_sync: median seconds, MiB/s of the 1 GiB of data and every round's seconds), "baseline" (the faster of cp and
 qemu_img_convert) with "clone_ratio" and "backup_ratio" against it, "snapshot_seconds"
 (1g, 8g), "read_file" (total, first and the rest in seconds), "rss_after_kb" (with
 --ours-pid: VmRSS, VmHWM, RssAnon, RssFile once the appliance is closed; else null) and
@@ -88,6 +90,12 @@ def main():
     def run_cp(r):
         subprocess.run(["/bin/cp", "--sparse=always", src_file, os.path.join(scratch, "cp-%d.img" % r)], check=True)
 
+    def run_cp_sync(r):
+        """cp, then its data synced to disk: the durable copy a Backup makes."""
+        path = os.path.join(scratch, "cp-sync-%d.img" % r)
+        subprocess.run(["/bin/cp", "--sparse=always", src_file, path], check=True)
+        subprocess.run(["/bin/sync", "--data", path], check=True)
+
     def run_convert(r):
         subprocess.run(["/usr/bin/qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", src_file,
                         os.path.join(scratch, "convert-%d.img" % r)], check=True)
@@ -114,7 +122,8 @@ def main():
     # first copy after a pause is the one that pays for the disk's cold start); the figure
     # of each is the median of its rounds.
     methods = [("cp", "cp --sparse=always", run_cp), ("qemu_img_convert", "qemu-img convert", run_convert),
-               ("clone", "Clone (ours)", run_clone), ("backup", "Backup (ours, incl. sha256)", backup)]
+               ("clone", "Clone (ours)", run_clone), ("backup", "Backup (ours, incl. sha256, synced)", backup),
+               ("cp_sync", "cp --sparse=always + sync --data", run_cp_sync)]
     times = {k: [] for k, _, _ in methods}
     for r in range(a.rounds):
         for i in range(len(methods)):
@@ -182,12 +191,12 @@ def main():
 
     print()
     print("Disks: 2 GiB qcow2 image with 1 GiB of data; median of %d rounds (seconds of every round in brackets)" % a.rounds)
-    print("  %-30s %9s %12s" % ("copy", "seconds", "MiB/s"))
+    print("  %-38s %9s %12s" % ("copy", "seconds", "MiB/s"))
     for (label, d, rate), key in zip(rows, keys):
-        print("  %-30s %9.2f %12.1f   [%s]" % (label, d, rate, " ".join("%.2f" % x for x in times[key])))
+        print("  %-38s %9.2f %12.1f   [%s]" % (label, d, rate, " ".join("%.2f" % x for x in times[key])))
     base = max(rows[0][2], rows[1][2])
-    print("  Clone throughput %.2fx, Backup %.2fx the faster of cp/qemu-img convert (target >= 0.9x)"
-          % (rows[2][2] / base, rows[3][2] / base))
+    print("  Clone throughput %.2fx, Backup %.2fx the faster of cp/qemu-img convert (target >= 0.9x); "
+          "Backup %.2fx cp + sync (both durable)" % (rows[2][2] / base, rows[3][2] / base, rows[3][2] / rows[4][2]))
     print("  snapshot creation: %s" % ", ".join("%s %.3f s" % s for s in snap))
     print("  ten ReadFile calls on one disk: %.2f s in all; the first (appliance launch) %.2f s, the other nine %.1f ms together"
           % (sum(reads), reads[0], sum(reads[1:]) * 1000))

@@ -175,7 +175,7 @@ def vms_rows(doc, t):
 
 
 def disks_rows(doc, t):
-    """disk_bench.py: copy{cp, qemu_img_convert, clone, backup}, baseline, snapshots, ReadFile, Get."""
+    """disk_bench.py: copy{cp, qemu_img_convert, clone, backup, cp_sync}, baseline, snapshots, ReadFile, Get."""
     copy = doc["copy"]
     base_key = doc.get("baseline")
     if base_key not in ("cp", "qemu_img_convert"):
@@ -183,11 +183,14 @@ def disks_rows(doc, t):
     base = copy[base_key]
     name = {"cp": "cp", "qemu_img_convert": "qemu-img convert"}[base_key]
     for key, label, target in (("clone", "Clone throughput", at_least(0.9)),
-                               ("backup", "Backup throughput (incl. sha256)", at_least(0.9))):
+                               ("backup", "Backup throughput (incl. sha256, synced)", at_least(0.9))):
         c = copy.get(key)
         if c is None:
             continue
         t.add(label, c["mib_s"], base["mib_s"], fmt=MIBS, other_label=name, target=target)
+    if "backup" in copy and "cp_sync" in copy:
+        t.add("Backup against cp + sync (both durable)", copy["backup"]["mib_s"], copy["cp_sync"]["mib_s"],
+              fmt=MIBS, other_label="cp + sync --data")
     for key in ("cp", "qemu_img_convert"):
         if key != base_key:
             other = copy[key]
