@@ -95,7 +95,7 @@ public actor BackupStore {
                 defer { poller.cancel() }
                 try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress, to: temporary)
                 poller.cancel()
-                try Self.syncFile(temporary)
+                try FileSync.file(temporary)
                 sum = try await FileDigest.sha256(temporary) { progress(0.9 + $0 * 0.1) }
             }
             try Task.checkCancellation()
@@ -136,15 +136,6 @@ public actor BackupStore {
 
     /// The path of a verified backup's image.
     public nonisolated func image(of id: String) -> String { "\(directory)/\(id).img" }
-
-    /// Writes `path`'s data to disk (`fsync`): a backup's image is durable before its
-    /// manifest says it exists.
-    static func syncFile(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ControllerError.io("cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw ControllerError.io("cannot sync \(path): \(String(cString: strerror(errno)))") }
-    }
 
     /// A sparse copy of `source` to the new file `destination`, hashed on the way
     /// (`FileDigest`); returns the hash. Throws `Busy` if the source changed during the copy

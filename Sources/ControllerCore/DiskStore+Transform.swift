@@ -17,8 +17,9 @@ extension DiskStore {
     public func isBusy(_ name: String) -> Bool { inProgress.contains(name) }
 
     /// Changes disk `name` safely: `body` works on a private temporary image (a copy, or a
-    /// fresh one) in the image directory; only when it succeeds is `commit` called and the
-    /// temporary renamed over the disk (atomic). A failure or cancellation before that
+    /// fresh one) in the image directory; only when it succeeds is the temporary synced to
+    /// disk, `commit` called and the temporary renamed over the disk (atomic; the directory
+    /// synced after). A failure or cancellation before that
     /// removes the temporary and leaves the disk byte-for-byte as it was. Progress of the
     /// copy is reported as 0…`copyShare`.
     public func transform<T: Sendable>(_ name: String, start: TransformStart, copyShare: Double = 0.4,
@@ -47,10 +48,12 @@ extension DiskStore {
             result = try await body(temporary, disk)
             try Task.checkCancellation()
             chmod(temporary, 0o600)
+            try FileSync.file(temporary)
             commit()
             guard rename(temporary, disk.path) == 0 else {
                 throw ControllerError.io("cannot replace \(disk.path): \(String(cString: strerror(errno)))")
             }
+            try? FileSync.directory(of: disk.path)
         } catch {
             unlink(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("the change to disk \(name) was cancelled; the disk is unchanged") }

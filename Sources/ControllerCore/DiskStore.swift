@@ -285,16 +285,18 @@ public actor DiskStore {
         return info
     }
 
-    /// Gives a complete temporary image its final name. link(2) refuses to replace an
-    /// existing file, so nothing put there meanwhile is clobbered.
+    /// Gives a complete temporary image its final name, synced to disk first. link(2)
+    /// refuses to replace an existing file, so nothing put there meanwhile is clobbered.
     private func linkIntoPlace(_ temporary: String, _ final: String, name: String) throws {
         chmod(temporary, 0o600)
+        try FileSync.file(temporary)
         guard link(temporary, final) == 0 else {
             let e = errno
             if e == EEXIST { throw ControllerError.alreadyExists("disk \(name) already exists") }
             throw ControllerError.io("cannot create \(final): \(String(cString: strerror(e)))")
         }
         unlink(temporary)
+        try? FileSync.directory(of: final)
     }
 
     /// An `Io` error with the operation and directory in front (e.g. a full disk).

@@ -152,19 +152,11 @@ final class FileDigestTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(allocated(copy), 2 << 20)
     }
 
-    /// The page cache's dirty and under-writeback page counts of a file, "D W", from the
-    /// kernel's cachestat(2) (Linux 6.5; through Python's ctypes: Swift cannot call syscall()).
+    /// "DIRTY WRITEBACK" page counts of a file (scripts/lib/unwritten-pages.py, cachestat(2)).
     func unwrittenPages(_ path: String) -> String {
-        let script = """
-            import ctypes, os, sys
-            class Range(ctypes.Structure): _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
-            class Stat(ctypes.Structure): _fields_ = [(n, ctypes.c_uint64) for n in ("cache", "dirty", "writeback", "evicted", "recent")]
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd, r, c = os.open(sys.argv[1], os.O_RDONLY), Range(0, 0), Stat()
-            if libc.syscall(451, fd, ctypes.byref(r), ctypes.byref(c), 0) != 0: sys.exit(os.strerror(ctypes.get_errno()))
-            print(c.dirty, c.writeback)
-            """
-        return run("/usr/bin/python3", ["-I", "-c", script, path]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/lib/unwritten-pages.py").path
+        return run("/usr/bin/python3", ["-I", script, path]).output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The destination must be new: an existing file is an `Io` error naming it, untouched.

@@ -26,6 +26,14 @@ final class DiskOperationsTests: XCTestCase {
         Command.run("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init) ?? ""
     }
 
+    /// "DIRTY WRITEBACK" page counts of a file in the page cache: "0 0" once the service
+    /// synced what it wrote (scripts/lib/unwritten-pages.py, cachestat(2)).
+    func unwrittenPages(_ file: String) -> String {
+        let script = TestStack.repo.appendingPathComponent("scripts/lib/unwritten-pages.py").path
+        let r = Command.run("/usr/bin/python3", ["-I", script, file])
+        return r.ok ? r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) : r.all
+    }
+
     func qemuIO(_ command: String, _ image: String, format: String = "qcow2") -> CommandResult {
         Command.run("/usr/bin/qemu-io", ["-f", format, "-c", command, image])
     }
@@ -78,6 +86,7 @@ final class DiskOperationsTests: XCTestCase {
         let done = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
         let copy = s.imageDir.appendingPathComponent("copy").path
+        XCTAssertEqual(unwrittenPages(copy), "0 0", "the clone was not synced to disk")
         XCTAssertTrue(qemuIO("read -P 0x5a 1M 8M", copy).stdout.contains("read 8388608/8388608"))
         XCTAssertFalse(qemuIO("read -P 0x5a 1M 8M", copy).stdout.contains("Pattern verification failed"))
         XCTAssertEqual(sha256(source), before, "the source changed")
@@ -247,6 +256,7 @@ final class DiskOperationsTests: XCTestCase {
         let id = fields.count > 1 ? fields[1] : ""
         let sum = fields.count > 3 ? fields[3] : ""
         let backupFile = s.dir.appendingPathComponent("backups/\(id).img").path
+        XCTAssertEqual(unwrittenPages(backupFile), "0 0", "the backup was not synced to disk")
         XCTAssertEqual(sha256(backupFile), sum)
         let manifest = (try? String(contentsOfFile: s.dir.appendingPathComponent("backups/\(id).json").path, encoding: .utf8)) ?? ""
         XCTAssertTrue(manifest.contains("\"internalSnapshots\" : true"), manifest)
@@ -259,6 +269,7 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(restore.ok, restore.all)
         let restored = await runJob(restore)
         XCTAssertEqual(restored?.arguments.first, .boolean(true), signals.summary)
+        XCTAssertEqual(unwrittenPages(image), "0 0", "the restored image was not synced to disk")
         XCTAssertFalse(qemuIO("read -P 0x42 0 1M", image).stdout.contains("Pattern verification failed"))
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["check", image]).ok)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("pinned"), "the backup's snapshot did not come back")
