@@ -6,7 +6,7 @@ ReadFile calls on one disk (one libguestfs appliance launch, then reuse).
 
 Run by bench/run (DBUS_SYSTEM_BUS_ADDRESS set, the daemon up with --image-dir DIR).
 The five copies (cp, qemu-img convert, Clone, Backup, and cp followed by `sync --data`, the
-durable copy a Backup makes: a Backup's image is synced before its manifest is written) run
+durable copy Clone and Backup make: their images are synced before they get their names) run
 --rounds times (default 5) in an order rotated each round, each after the page cache is
 dropped; the median of each counts.
 With --json FILE it also writes the figures there: "copy" (cp, qemu_img_convert, clone,
@@ -122,7 +122,7 @@ def main():
     # first copy after a pause is the one that pays for the disk's cold start); the figure
     # of each is the median of its rounds.
     methods = [("cp", "cp --sparse=always", run_cp), ("qemu_img_convert", "qemu-img convert", run_convert),
-               ("clone", "Clone (ours)", run_clone), ("backup", "Backup (ours, incl. sha256, synced)", backup),
+               ("clone", "Clone (ours, synced)", run_clone), ("backup", "Backup (ours, incl. sha256, synced)", backup),
                ("cp_sync", "cp --sparse=always + sync --data", run_cp_sync)]
     times = {k: [] for k, _, _ in methods}
     for r in range(a.rounds):
@@ -196,7 +196,8 @@ def main():
         print("  %-38s %9.2f %12.1f   [%s]" % (label, d, rate, " ".join("%.2f" % x for x in times[key])))
     base = max(rows[0][2], rows[1][2])
     print("  Clone throughput %.2fx, Backup %.2fx the faster of cp/qemu-img convert (target >= 0.9x); "
-          "Backup %.2fx cp + sync (both durable)" % (rows[2][2] / base, rows[3][2] / base, rows[3][2] / rows[4][2]))
+          "against cp + sync (all durable): Clone %.2fx, Backup %.2fx"
+          % (rows[2][2] / base, rows[3][2] / base, rows[2][2] / rows[4][2], rows[3][2] / rows[4][2]))
     print("  snapshot creation: %s" % ", ".join("%s %.3f s" % s for s in snap))
     print("  ten ReadFile calls on one disk: %.2f s in all; the first (appliance launch) %.2f s, the other nine %.1f ms together"
           % (sum(reads), reads[0], sum(reads[1:]) * 1000))

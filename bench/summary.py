@@ -182,15 +182,16 @@ def disks_rows(doc, t):
         base_key = max(("cp", "qemu_img_convert"), key=lambda k: number(copy[k]["mib_s"]) or 0)
     base = copy[base_key]
     name = {"cp": "cp", "qemu_img_convert": "qemu-img convert"}[base_key]
-    for key, label, target in (("clone", "Clone throughput", at_least(0.9)),
+    for key, label, target in (("clone", "Clone throughput (synced)", at_least(0.9)),
                                ("backup", "Backup throughput (incl. sha256, synced)", at_least(0.9))):
         c = copy.get(key)
         if c is None:
             continue
         t.add(label, c["mib_s"], base["mib_s"], fmt=MIBS, other_label=name, target=target)
-    if "backup" in copy and "cp_sync" in copy:
-        t.add("Backup against cp + sync (both durable)", copy["backup"]["mib_s"], copy["cp_sync"]["mib_s"],
-              fmt=MIBS, other_label="cp + sync --data")
+    for key, label in (("clone", "Clone against cp + sync (both durable)"),
+                       ("backup", "Backup against cp + sync (both durable)")):
+        if key in copy and "cp_sync" in copy:
+            t.add(label, copy[key]["mib_s"], copy["cp_sync"]["mib_s"], fmt=MIBS, other_label="cp + sync --data")
     for key in ("cp", "qemu_img_convert"):
         if key != base_key:
             other = copy[key]
