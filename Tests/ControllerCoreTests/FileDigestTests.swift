@@ -17,15 +17,7 @@ final class FileDigestTests: XCTestCase {
     }
 
     func sha256sum(_ path: String) -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-        p.arguments = [path]
-        let out = Pipe()
-        p.standardOutput = out
-        try? p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init) ?? "sha256sum failed"
+        run("/usr/bin/sha256sum", [path]).output.split(separator: " ").first.map(String.init) ?? "sha256sum failed"
     }
 
     /// Data, a hole and a tail that is not a whole block: several ring rounds, a short last read.
@@ -105,20 +97,31 @@ final class FileDigestTests: XCTestCase {
         }
     }
 
-    /// 64 GiB of holes take ~40 s to hash: cancellation must stop it between blocks.
-    func testCancellationStopsTheReading() async throws {
+    /// A 64 GiB file that is one hole (~40 s to hash).
+    func hugeHole() -> String {
         let path = directory.appendingPathComponent("huge.img").path
         XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data()))
         XCTAssertEqual(truncate(path, 64 << 30), 0)
-        let task = Task { try await FileDigest.sha256(path) }
+        return path
+    }
+
+    /// Starts `work`, cancels it after 200 ms and expects it to end with `CancellationError`.
+    func assertCancellationStops(_ what: String, _ work: @escaping @Sendable () async throws -> String) async throws {
+        let task = Task { try await work() }
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
         do {
             _ = try await task.value
-            XCTFail("the digest of 64 GiB finished despite the cancellation")
+            XCTFail("\(what) finished despite the cancellation")
         } catch {
             XCTAssertTrue(error is CancellationError, "\(error)")
         }
+    }
+
+    /// Cancellation stops the hashing between blocks.
+    func testCancellationStopsTheReading() async throws {
+        let path = hugeHole()
+        try await assertCancellationStops("the digest of 64 GiB") { try await FileDigest.sha256(path) }
     }
 
     /// Allocated bytes of a file (`st_blocks`).
@@ -206,19 +209,9 @@ final class FileDigestTests: XCTestCase {
 
     /// Cancelling a copy of 64 GiB of holes stops it (the caller removes the file).
     func testCancellationStopsACopy() async throws {
-        let path = directory.appendingPathComponent("huge.img").path
-        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data()))
-        XCTAssertEqual(truncate(path, 64 << 30), 0)
+        let path = hugeHole()
         let copy = directory.appendingPathComponent("huge.copy").path
-        let task = Task { try await FileDigest.sha256(path, copyingTo: copy) }
-        try await Task.sleep(for: .milliseconds(200))
-        task.cancel()
-        do {
-            _ = try await task.value
-            XCTFail("the copy of 64 GiB finished despite the cancellation")
-        } catch {
-            XCTAssertTrue(error is CancellationError, "\(error)")
-        }
+        try await assertCancellationStops("the copy of 64 GiB") { try await FileDigest.sha256(path, copyingTo: copy) }
         var st = stat()
         XCTAssertEqual(stat(copy, &st), 0)
         XCTAssertEqual(st.st_blocks, 0, "a copy of holes wrote data")
