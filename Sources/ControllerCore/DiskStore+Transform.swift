@@ -65,21 +65,21 @@ extension DiskStore {
         return (result, info)
     }
 
-    /// `cp --sparse=always --reflink=auto`: a byte-identical copy (snapshots, backing
-    /// reference and all) that keeps holes; progress by the blocks written.
+    /// A byte-identical copy (snapshots, backing reference and all) that keeps holes,
+    /// reflinked where the file system can, on disk when this returns
+    /// (`FileDigest.copy`); progress by the bytes copied.
     func sparseCopy(_ disk: DiskInfo, to destination: String, progress: @escaping @Sendable (Double) -> Void) async throws {
-        let poller = Self.pollAllocation(of: destination, against: disk.allocatedSize, progress: progress)
-        defer { poller.cancel() }
-        try await Self.sparseCopy(disk.path, to: destination)
+        try await Self.sparseCopy(disk.path, to: destination, progress: progress)
     }
 
-    /// `cp --sparse=always --reflink=auto source destination`; cancellation kills it.
-    static func sparseCopy(_ source: String, to destination: String) async throws {
-        let r = try await ChildProcess.run("/bin/cp", ["--sparse=always", "--reflink=auto", "--", source, destination])
+    /// Copies `source` to the new file `destination` with `FileDigest.copy`; cancellation
+    /// stops it between two blocks (the caller removes what was written).
+    static func sparseCopy(_ source: String, to destination: String,
+                           progress: (@Sendable (Double) -> Void)? = nil) async throws {
+        var capped: (@Sendable (Double) -> Void)?
+        if let progress { capped = { progress(min(0.99, $0)) } }
+        try await FileDigest.copy(source, to: destination, progress: capped)
         try Task.checkCancellation()
-        guard r.status == 0 else {
-            throw ControllerError.io("copying \(source) failed (exit \(r.status)): \(r.stderrExcerpt)")
-        }
     }
 
     /// Reports the blocks written to `path` against `total` bytes every 200 ms until

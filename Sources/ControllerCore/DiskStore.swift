@@ -229,9 +229,9 @@ public actor DiskStore {
         return try await body()
     }
 
-    /// Copies `source` to a new disk `name`: a full copy keeping sparseness (`qemu-img
-    /// convert`, readable while a VM uses the source) or, `linked`, a qcow2 overlay on it.
-    /// Progress is the bytes written so far against the source's allocation. The new image
+    /// Copies `source` to a new disk `name`: a full copy keeping sparseness (a byte copy of
+    /// a standalone image, `qemu-img convert` flattening an overlay) or, `linked`, a qcow2
+    /// overlay on it. Progress is the bytes copied so far. The new image
     /// appears only when complete; cancellation kills the copy and leaves nothing behind.
     public func clone(_ source: String, to name: String, linked: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> DiskInfo {
         guard let src = disks[source] else { throw ControllerError.noSuchDisk("no disk named \(source)") }
@@ -244,8 +244,9 @@ public actor DiskStore {
             if linked {
                 try await qemuImg.create(path: temporary, format: "qcow2", size: src.virtualSize, backing: (src.path, src.format))
             } else if src.backingFile == nil {
-                // A standalone image: a sparse byte copy (cp, reflinked where the filesystem
-                // can) is the fastest full copy and keeps its internal snapshots.
+                // A standalone image: a sparse byte copy (reflinked where the filesystem
+                // can, written back as it goes) is the fastest full copy and keeps its
+                // internal snapshots.
                 try await sparseCopy(src, to: temporary, progress: { progress($0) })
             } else {
                 // An overlay: qemu-img flattens the chain into a standalone image.

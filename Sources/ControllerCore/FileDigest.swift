@@ -36,7 +36,7 @@ public enum FileDigest {
     /// `progress` gets the fraction of the file hashed so far, every 64 MiB and at the end,
     /// from a thread of `FileDigest`'s own.
     public static func sha256(_ path: String, progress: (@Sendable (Double) -> Void)? = nil) async throws -> String {
-        try await run { try digest(path, copyingTo: nil, progress: progress, stop: $0) }
+        try await run { try digest(path, copyingTo: nil, hashing: true, progress: progress, stop: $0) }
     }
 
     /// Copies `source` to the new file `destination` (created with mode 0640; it must not
@@ -49,7 +49,18 @@ public enum FileDigest {
     /// `progress` as for `sha256(_:progress:)` (the copy keeps pace with the hash).
     public static func sha256(_ source: String, copyingTo destination: String,
                               progress: (@Sendable (Double) -> Void)? = nil) async throws -> String {
-        try await run { try digest(source, copyingTo: destination, progress: progress, stop: $0) }
+        try await run { try digest(source, copyingTo: destination, hashing: true, progress: progress, stop: $0) }
+    }
+
+    /// Copies `source` to the new file `destination` like `sha256(_:copyingTo:progress:)`
+    /// (reflinked where the file system can, otherwise sparse; on disk when this returns;
+    /// on an error or cancellation left for the caller to remove), without the hash: the
+    /// byte copy of Clone, Restore and the in-place changes. Against `cp --sparse=always`
+    /// followed by `fsync`, the copy is written back while it is made rather than after.
+    /// `progress` gets the fraction of `source` copied, every 64 MiB and at the end.
+    public static func copy(_ source: String, to destination: String,
+                            progress: (@Sendable (Double) -> Void)? = nil) async throws {
+        _ = try await run { try digest(source, copyingTo: destination, hashing: false, progress: progress, stop: $0) }
     }
 
     /// Runs `work` on a thread of its own; task cancellation sets the flag it polls.
@@ -97,12 +108,14 @@ public enum FileDigest {
         }
     }
 
-    /// Reads `path` on the calling thread, hashes on a second one and, with a destination,
-    /// writes on a third (blocking).
-    static func digest(_ path: String, copyingTo destination: String?, progress: (@Sendable (Double) -> Void)?,
-                       stop: Flag) throws -> String {
+    /// Reads `path` on the calling thread, hashes on a second one (`hashing`; otherwise that
+    /// thread only reports progress and the result is "") and, with a destination, writes
+    /// on a third (blocking).
+    static func digest(_ path: String, copyingTo destination: String?, hashing: Bool,
+                       progress: (@Sendable (Double) -> Void)?, stop: Flag) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ControllerError.io("cannot open \(path) for its checksum: \(String(cString: strerror(errno)))") }
+        let purpose = hashing ? "for its checksum" : "to copy it"
+        guard fd >= 0 else { throw ControllerError.io("cannot open \(path) \(purpose): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var out: Int32 = -1
@@ -114,9 +127,18 @@ public enum FileDigest {
         // Where the file system can share blocks between files (reflink: xfs, btrfs), the
         // copy is a clone, instant and taking no space; then only the hash remains to do.
         let cloned = out >= 0 && mv_clone_file(out, fd) == 0
-        guard let context = EVP_MD_CTX_new() else { throw ControllerError.io("libcrypto could not allocate a digest context") }
-        defer { EVP_MD_CTX_free(context) }
-        guard EVP_DigestInit_ex(context, EVP_sha256(), nil) == 1 else { throw ControllerError.io("libcrypto has no SHA-256") }
+        if cloned && !hashing {
+            guard fsync(out) == 0 else { throw ControllerError.io("cannot write \(destination ?? path): \(String(cString: strerror(errno)))") }
+            progress?(1)
+            return ""
+        }
+        var context: OpaquePointer?
+        if hashing {
+            guard let made = EVP_MD_CTX_new() else { throw ControllerError.io("libcrypto could not allocate a digest context") }
+            context = made
+            guard EVP_DigestInit_ex(made, EVP_sha256(), nil) == 1 else { throw ControllerError.io("libcrypto has no SHA-256") }
+        }
+        defer { if let context { EVP_MD_CTX_free(context) } }
 
         let ring = try BlockRing(depth: depth, blockSize: blockSize, context: context)
         defer { ring.deallocate() }
@@ -130,7 +152,7 @@ public enum FileDigest {
             if length == 0, !hashFailed.isSet { progress?(1) }
             guard length > 0, !hashFailed.isSet else { return }
             let bytes = ring.zeros[slot] ? ring.zeroBlock : UnsafeRawPointer(ring.block(slot))
-            if EVP_DigestUpdate(ring.context, bytes, length) != 1 { hashFailed.set() }
+            if let context = ring.context, EVP_DigestUpdate(context, bytes, length) != 1 { hashFailed.set() }
             let end = ring.offsets[slot] + off_t(length)
             if let progress, end / Self.progressStep != ring.offsets[slot] / Self.progressStep {
                 progress(min(1, Double(end) / Double(fileSize)))
@@ -177,7 +199,7 @@ public enum FileDigest {
                 var count: Int
                 repeat { count = pread(fd, ring.block(slot), ring.blockSize, offset) } while count < 0 && errno == EINTR
                 if count < 0 {
-                    failure = ControllerError.io("cannot read \(path) at offset \(offset) for its checksum: \(String(cString: strerror(errno)))")
+                    failure = ControllerError.io("cannot read \(path) at offset \(offset) \(purpose): \(String(cString: strerror(errno)))")
                     ring.lengths[slot] = -1
                 } else {
                     ring.lengths[slot] = count
@@ -197,6 +219,7 @@ public enum FileDigest {
             throw ControllerError.io("cannot write \(destination): \(String(cString: strerror(written)))")
         }
         guard !hashFailed.isSet else { throw ControllerError.io("libcrypto failed while hashing \(path)") }
+        guard let context else { return "" }
 
         var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var size: UInt32 = 0
@@ -312,7 +335,8 @@ public enum FileDigest {
     final class BlockRing: @unchecked Sendable {
         let depth: Int
         let blockSize: Int
-        let context: OpaquePointer
+        /// The digest context; nil for a copy without a hash.
+        let context: OpaquePointer?
         let lengths: UnsafeMutablePointer<Int>
         /// Per slot: where in the file the block starts (for the end of file: its size).
         let offsets: UnsafeMutablePointer<off_t>
@@ -326,7 +350,7 @@ public enum FileDigest {
         /// The blocks are mapped, not taken from malloc: glibc would raise its mmap
         /// threshold after freeing them and keep later large buffers in the heap, where
         /// they stay resident after use.
-        init(depth: Int, blockSize: Int, context: OpaquePointer) throws {
+        init(depth: Int, blockSize: Int, context: OpaquePointer?) throws {
             let bytes = (depth + 1) * blockSize
             guard let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
                   mapped != MAP_FAILED else {

@@ -105,10 +105,11 @@ final class FileDigestTests: XCTestCase {
         return path
     }
 
-    /// Starts `work`, cancels it after 200 ms and expects it to end with `CancellationError`.
-    func assertCancellationStops(_ what: String, _ work: @escaping @Sendable () async throws -> String) async throws {
+    /// Starts `work`, cancels it after `delay` and expects it to end with `CancellationError`.
+    func assertCancellationStops(_ what: String, after delay: Duration = .milliseconds(200),
+                                 _ work: @escaping @Sendable () async throws -> String) async throws {
         let task = Task { try await work() }
-        try await Task.sleep(for: .milliseconds(200))
+        if delay > .zero { try await Task.sleep(for: delay) }
         task.cancel()
         do {
             _ = try await task.value
@@ -131,7 +132,8 @@ final class FileDigestTests: XCTestCase {
     }
 
     /// The copy is the same bytes (`cmp`), its hash is `sha256sum`'s, and it is sparse: the
-    /// source's holes and a run of written zeros stay holes; the mode is 0640.
+    /// source's holes and a run of written zeros stay holes; the mode is 0640. The copy
+    /// without a hash (`FileDigest.copy`) is the same.
     func testACopyIsIdenticalSparseAndHashed() async throws {
         let source = directory.appendingPathComponent("source.img").path
         let fd = open(source, O_CREAT | O_WRONLY, 0o600)
@@ -146,12 +148,24 @@ final class FileDigestTests: XCTestCase {
         let sum = try await FileDigest.sha256(source, copyingTo: copy)
         XCTAssertEqual(sum, sha256sum(source))
         XCTAssertEqual(sha256sum(copy), sum)
+        try assertSparseSyncedCopy(of: source, copy)
+
+        let plain = directory.appendingPathComponent("plain.img").path
+        let seen = Seen()
+        try await FileDigest.copy(source, to: plain, progress: { seen.add($0) })
+        XCTAssertEqual(seen.values.last, 1, "\(seen.values)")
+        try assertSparseSyncedCopy(of: source, plain)
+    }
+
+    /// `copy` has the bytes of `source`, its size, mode 0640, is synced and sparse (2–3 MiB
+    /// allocated: the data of the source built in the test above).
+    func assertSparseSyncedCopy(of source: String, _ copy: String) throws {
         XCTAssertEqual(FileManager.default.contents(atPath: source), FileManager.default.contents(atPath: copy))
         let attributes = try FileManager.default.attributesOfItem(atPath: copy)
         XCTAssertEqual(attributes[.size] as? Int, (50 << 20) + 3)
         XCTAssertEqual((attributes[.posixPermissions] as? Int).map { $0 & 0o777 }, 0o640)
-        XCTAssertEqual(unwrittenPages(copy), "0 0", "the copy was not synced (dirty and under-writeback pages)")
-        XCTAssertLessThan(allocated(copy), 3 << 20, "the copy is not sparse: \(allocated(copy)) bytes allocated")
+        XCTAssertEqual(unwrittenPages(copy), "0 0", "\(copy) was not synced (dirty and under-writeback pages)")
+        XCTAssertLessThan(allocated(copy), 3 << 20, "\(copy) is not sparse: \(allocated(copy)) bytes allocated")
         XCTAssertGreaterThanOrEqual(allocated(copy), 2 << 20)
     }
 
@@ -215,6 +229,14 @@ final class FileDigestTests: XCTestCase {
         var st = stat()
         XCTAssertEqual(stat(copy, &st), 0)
         XCTAssertEqual(st.st_blocks, 0, "a copy of holes wrote data")
+        // Without the hash, 64 GiB of holes take well under 200 ms to copy: cancelled at once.
+        let plain = directory.appendingPathComponent("huge.plain").path
+        try await assertCancellationStops("the copy of 64 GiB without a hash", after: .zero) {
+            try await FileDigest.copy(path, to: plain)
+            return ""
+        }
+        XCTAssertEqual(stat(plain, &st), 0)
+        XCTAssertEqual(st.st_size, 0, "a cancelled copy went on")
     }
 
     func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) {
@@ -266,7 +288,10 @@ final class FileDigestTests: XCTestCase {
         sync()
         XCTAssertEqual(sum, sha256sum(source))
         XCTAssertEqual(sha256sum(copy), sum)
+        try await FileDigest.copy(source, to: mountPoint + "/plain")
+        sync()
+        XCTAssertEqual(sha256sum(mountPoint + "/plain"), sum)
         let used = before - freeBytes(mountPoint)
-        XCTAssertLessThan(used, 8 << 20, "the copy on XFS took \(used) bytes: not a clone")
+        XCTAssertLessThan(used, 8 << 20, "two copies on XFS took \(used) bytes: not clones")
     }
 }
