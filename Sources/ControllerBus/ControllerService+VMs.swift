@@ -17,9 +17,9 @@ extension ControllerService {
         case .ephemeralStopped(let info): (info.uuid, info.disks.map(\.source))
         }
         let changed = vmDiskSources.withLock { known -> Bool in
-            guard known[uuid] != sources else { return false }
+            let before = known[uuid] ?? []
             known[uuid] = sources
-            return true
+            return before != sources ?? []   // a VM without disks coming or going changes none
         }
         if changed { await publishAttachments() }
     }
@@ -66,12 +66,9 @@ extension ControllerService {
 
     /// Recomputes every disk's `AttachedTo` from the VMs' disks and publishes the changes.
     func publishAttachments() async {
-        var users: [String: [String]] = [:]
-        for vm in await vms.list() {
-            for disk in vm.disks { users[disk.source, default: []].append(ObjectPaths.vm(vm.uuid)) }
-        }
+        let users = await vms.diskUsers()
         for disk in await disks.list() {
-            let now = users[disk.path] ?? []
+            let now = (users[disk.path] ?? []).map(ObjectPaths.vm)
             let changed = attachedTo.withLock { cache -> Bool in
                 guard cache[disk.name] ?? [] != now else { return false }
                 cache[disk.name] = now

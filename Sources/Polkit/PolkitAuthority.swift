@@ -16,7 +16,14 @@ public enum PolkitDecision: Sendable, Equatable {
 /// polkit could not be asked (not running, timed out, protocol error). Callers deny.
 public struct PolkitUnavailable: Error, Sendable, CustomStringConvertible {
     public let message: String
+    /// polkit did not answer within the check's time limit.
+    public let timedOut: Bool
     public var description: String { message }
+
+    public init(message: String, timedOut: Bool = false) {
+        self.message = message
+        self.timedOut = timedOut
+    }
 }
 
 /// Too many checks are waiting.
@@ -29,6 +36,12 @@ public struct PolkitBusy: Error, Sendable {
 /// Every check is a synchronous libpolkit-gobject call on a small pool of dedicated threads;
 /// each thread pushes its own GLib main context, so nothing runs on (or needs) GLib's
 /// global default context, which libvirt's event loop may use.
+///
+/// Each thread keeps its own `PolkitAuthority` object (its proxy's signals arrive on that
+/// thread's context) and with it the system bus connection. Taking a fresh one per check
+/// instead, as before, opened a new bus connection each time (authentication, Hello,
+/// match rules, property load): measured 3.1 ms of a 4.8 ms DefineVMFromXML, against
+/// 1.2–1.7 ms for the check itself.
 public final class PolkitAuthority: Sendable {
     private let pool: ThreadPool
     private let timeout: Duration
@@ -65,15 +78,58 @@ public final class PolkitAuthority: Sendable {
         }
     }
 
-    private static func checkSync(busName: String, action: String, details: [String: String],
-                                  allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
+    /// Where each worker thread keeps its authority object (a thread-specific pointer).
+    private static let authorityKey: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "no thread-specific key left for polkit")
+        return key
+    }()
+
+    /// The calling thread's authority object, made on first use. Not polkit's process-wide
+    /// singleton (`polkit_authority_get_sync`): its proxy would deliver polkitd's name-owner
+    /// changes to the main context of whichever thread made it first.
+    private static func threadAuthority() throws -> OpaquePointer {
+        if let cached = pthread_getspecific(authorityKey) { return OpaquePointer(cached) }
+        guard let object = g_object_new_with_properties(polkit_authority_get_type(), 0, nil, nil) else {
+            throw PolkitUnavailable(message: "cannot create a polkit authority object")
+        }
         var error: UnsafeMutablePointer<GError>?
-        // Taken per check and released after it: when polkitd restarts, the next check gets
-        // a fresh proxy bound to the new polkitd instead of a stale unique name.
-        guard let authority = polkit_authority_get_sync(nil, &error) else {
+        guard g_initable_init(OpaquePointer(object), nil, &error) != 0 else {
+            g_object_unref(object)
             throw PolkitUnavailable(message: "cannot reach polkit: \(Self.take(error))")
         }
-        defer { unref(authority) }
+        pthread_setspecific(authorityKey, object)
+        return OpaquePointer(object)
+    }
+
+    /// Drops the calling thread's authority object; the next check makes a new one.
+    private static func forgetThreadAuthority() {
+        guard let cached = pthread_getspecific(authorityKey) else { return }
+        pthread_setspecific(authorityKey, nil)
+        g_object_unref(cached)
+    }
+
+    /// One check with the thread's authority object; when it fails for another reason than
+    /// the time limit, once more with a new object. The thread's context is run first, so a
+    /// restart of polkitd already signalled is known to the proxy; the retry covers one
+    /// signalled too late (a call to the old polkitd's unique name fails at once).
+    private static func checkSync(busName: String, action: String, details: [String: String],
+                                  allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
+        drainThreadContext()
+        do {
+            return try checkOnce(authority: try threadAuthority(), busName: busName, action: action, details: details,
+                                 allowInteraction: allowInteraction, timeout: timeout)
+        } catch let failure as PolkitUnavailable where !failure.timedOut {
+            forgetThreadAuthority()
+            drainThreadContext()
+            return try checkOnce(authority: try threadAuthority(), busName: busName, action: action, details: details,
+                                 allowInteraction: allowInteraction, timeout: timeout)
+        }
+    }
+
+    private static func checkOnce(authority: OpaquePointer, busName: String, action: String, details: [String: String],
+                                  allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
+        var error: UnsafeMutablePointer<GError>?
         guard let subject = polkit_system_bus_name_new(busName) else {
             throw PolkitUnavailable(message: "invalid bus name \(busName)")
         }
@@ -100,7 +156,7 @@ public final class PolkitAuthority: Sendable {
         let flags = allowInteraction ? POLKIT_CHECK_AUTHORIZATION_FLAGS_ALLOW_USER_INTERACTION : POLKIT_CHECK_AUTHORIZATION_FLAGS_NONE
         guard let result = polkit_authority_check_authorization_sync(
             authority, subject, action, polkitDetails, flags, cancellable, &error) else {
-            if canceller.fired { throw PolkitUnavailable(message: "polkit did not answer within \(timeout)") }
+            if canceller.fired { throw PolkitUnavailable(message: "polkit did not answer within \(timeout)", timedOut: true) }
             throw PolkitUnavailable(message: "polkit check failed: \(Self.take(error))")
         }
         defer { unref(result) }

@@ -21,6 +21,9 @@ public actor VMManager {
     private let logger: Logger
     private let pool = ThreadPool(name: "libvirt-call", threads: 4, maxQueued: 512)
     private var vms: [String: VMInfo] = [:]
+    /// The UUID of each VM name in `vms` (kept by `store`), so a lookup by name does not
+    /// scan every VM.
+    private var uuidByName: [String: String] = [:]
     private var observer: (@Sendable (VMChange) async -> Void)?
     private var registered: ObjectIdentifier?
     private var events: AsyncStream<DomainLifecycleEvent>.Continuation?
@@ -55,7 +58,24 @@ public actor VMManager {
 
     public func list() -> [VMInfo] { vms.values.sorted { $0.name < $1.name } }
     public func vm(uuid: String) -> VMInfo? { vms[uuid] }
-    public func vm(named name: String) -> VMInfo? { vms.values.first { $0.name == name } }
+    public func vm(named name: String) -> VMInfo? { uuidByName[name].flatMap { vms[$0] } }
+
+    /// Which VMs use each image: its path → the VMs' UUIDs, ordered by VM name (Disk
+    /// `AttachedTo`). One pass over the cache, nothing sorted but each image's few users.
+    public func diskUsers() -> [String: [String]] {
+        var users: [String: [(name: String, uuid: String)]] = [:]
+        for vm in vms.values {
+            for disk in vm.disks { users[disk.source, default: []].append((vm.name, vm.uuid)) }
+        }
+        return users.mapValues { $0.sorted { $0.name < $1.name }.map(\.uuid) }
+    }
+
+    /// Puts `info` in the cache under `uuid` (nil removes it), keeping the name index.
+    private func store(_ info: VMInfo?, uuid: String) {
+        if let old = vms[uuid], uuidByName[old.name] == uuid { uuidByName[old.name] = nil }
+        vms[uuid] = info
+        if let info { uuidByName[info.name] = uuid }
+    }
     public func profile(named name: String) -> VMProfile? { profiles.first { $0.name == name } }
 
     /// Rebuilds the cache from libvirt (after every connect): registers for events on a new
@@ -88,7 +108,7 @@ public actor VMManager {
         let seen = Set(fresh.map(\.uuid))
         for info in fresh { await upsert(info) }
         for uuid in vms.keys.sorted() where !seen.contains(uuid) {
-            vms[uuid] = nil
+            store(nil, uuid: uuid)
             await observer?(.removed(uuid: uuid))
         }
         logger.info("libvirt: \(fresh.count) domain(s)")
@@ -110,10 +130,10 @@ public actor VMManager {
         let old = vms[info.uuid]
         if let old {
             guard old != info else { return }
-            vms[info.uuid] = info
+            store(info, uuid: info.uuid)
             await observer?(.updated(info, stateChanged: old.state != info.state || old.stateReason != info.stateReason))
         } else {
-            vms[info.uuid] = info
+            store(info, uuid: info.uuid)
             await observer?(.added(info))
         }
         // A stopped ephemeral VM is discarded. "shutoff" with reason "unknown" is a VM that
@@ -138,7 +158,10 @@ public actor VMManager {
             await upsert(info)
             return info
         } catch let error as LibvirtError where error.code == LibvirtError.noDomain {
-            if vms.removeValue(forKey: uuid) != nil { await observer?(.removed(uuid: uuid)) }
+            if vms[uuid] != nil {
+                store(nil, uuid: uuid)
+                await observer?(.removed(uuid: uuid))
+            }
             return nil
         } catch {
             logger.warning("cannot re-read domain \(uuid): \(error)")
