@@ -33,4 +33,24 @@ final class PolkitOutageTests: XCTestCase {
         XCTAssertFalse(s.createDisk("nope", as: TestStack.otherUser, interactive: false).ok)
         XCTAssertTrue(s.daemon?.isRunning ?? false)
     }
+
+    /// polkitd restarted between two calls (the daemon's check threads keep their polkit
+    /// proxies, bound to the old polkitd): every call afterwards is decided by the new one
+    /// at once, on whichever check thread it lands.
+    func testARestartOfPolkitBetweenCallsIsNoticed() throws {
+        let s = try TestStack()
+        defer { s.stop() }
+        let stack = TestStack.repo.appendingPathComponent("scripts/stack").path
+        let busDir = s.dir.appendingPathComponent("bus").path
+        for i in 0..<6 { XCTAssertTrue(s.createDisk("before\(i)", as: TestStack.grantedUser).ok) }
+        XCTAssertTrue(Command.run(stack, ["stop-polkitd", busDir]).ok)
+        XCTAssertTrue(Command.run(stack, ["start-polkitd", busDir]).ok)
+        for i in 0..<6 {
+            let r = s.createDisk("after\(i)", as: TestStack.grantedUser)
+            XCTAssertTrue(r.ok, r.all)
+        }
+        XCTAssertFalse(s.createDisk("nope", as: TestStack.otherUser, interactive: false).ok)
+        XCTAssertEqual(s.imageFiles().filter { $0.hasPrefix("after") }.count, 6)
+        XCTAssertFalse(s.imageFiles().contains("nope"))
+    }
 }
