@@ -23,7 +23,7 @@ public final class ThreadPool: Sendable {
         self.name = name
         self.maxQueued = maxQueued
         for index in 0..<max(1, threads) {
-            let thread = Thread { [self] in
+            NamedThread.start("\(name)-\(index)") { [self] in
                 setup()
                 while true {
                     wake.wait()
@@ -31,8 +31,6 @@ public final class ThreadPool: Sendable {
                     job?()
                 }
             }
-            thread.name = "\(name)-\(index)"
-            thread.start()
         }
     }
 

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CSystemd.h"
 #include <malloc.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <fcntl.h>
@@ -79,3 +80,5 @@ int mv_clone_file(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd
 int mv_start_writeback(int fd, long long offset, long long count) {
     return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
 }
+
+int mv_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }

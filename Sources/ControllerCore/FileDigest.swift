@@ -1,3 +1,4 @@
+import BlockingThreads
 import CCrypto
 import CSystemd
 import Foundation
@@ -68,9 +69,7 @@ public enum FileDigest {
         let stop = Flag()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, Error>) in
-                let thread = Thread { continuation.resume(with: Result { try work(stop) }) }
-                thread.name = "sha256"
-                thread.start()
+                NamedThread.start("sha256") { continuation.resume(with: Result { try work(stop) }) }
             }
         } onCancel: {
             stop.set()
@@ -91,7 +90,7 @@ public enum FileDigest {
         /// Starts a thread that calls `handle(slot, length)` for each block up to the end
         /// (length 0) or the stop (-1), the last one included.
         func start(_ name: String, ring: BlockRing, _ handle: @escaping @Sendable (Int, Int) -> Void) {
-            let thread = Thread { [self] in
+            NamedThread.start(name) { [self] in
                 var slot = 0
                 while true {
                     filled.wait()
@@ -103,8 +102,6 @@ public enum FileDigest {
                 }
                 finished.signal()
             }
-            thread.name = name
-            thread.start()
         }
     }
 

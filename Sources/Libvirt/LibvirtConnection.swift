@@ -1,3 +1,4 @@
+import BlockingThreads
 import CLibvirt
 import Foundation
 import Synchronization
@@ -8,11 +9,9 @@ public enum LibvirtEventLoop {
         // Quiet libvirt's default printing of errors to stderr; errors are reported by us.
         virSetErrorFunc(nil, { _, _ in })
         guard virEventRegisterDefaultImpl() == 0 else { return false }
-        let thread = Thread {
+        NamedThread.start("libvirt-events") {
             while true { _ = virEventRunDefaultImpl() }
         }
-        thread.name = "libvirt-events"
-        thread.start()
         return true
     }()
 

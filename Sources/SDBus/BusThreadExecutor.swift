@@ -19,16 +19,20 @@ public final class BusThreadExecutor: SerialExecutor, @unchecked Sendable {
     private let onExit: @Sendable (Int32) -> Void
     /// The sd-event loop of the thread. Only touched on the thread.
     var event: OpaquePointer?
+    /// The thread's name, given to the kernel when it starts.
+    private let name: String
 
     /// Starts the thread. `onExit` runs on it when the loop ends (with sd-event's exit code).
     public init(name: String, onExit: @escaping @Sendable (Int32) -> Void = { _ in }) {
         wakeFD = mv_eventfd()
         precondition(wakeFD >= 0, "eventfd failed")
         self.onExit = onExit
+        self.name = name
         var tid = pthread_t()
         let box = Unmanaged.passRetained(self).toOpaque()
         let r = pthread_create(&tid, nil, { arg in
             let executor = Unmanaged<BusThreadExecutor>.fromOpaque(arg!).takeRetainedValue()
+            _ = mv_set_thread_name(String(executor.name.utf8.prefix(15)) ?? "sd-bus")
             executor.run()
             return nil
         }, box)

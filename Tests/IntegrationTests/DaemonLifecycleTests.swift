@@ -13,6 +13,22 @@ final class DaemonLifecycleTests: XCTestCase {
         XCTAssertTrue(stack.log(tail: 5).contains("stopped"), stack.log(tail: 5))
     }
 
+    /// The daemon's threads carry their names in the kernel (what `top -H`, `ps -L` and gdb
+    /// show an operator): the bus thread, the libvirt and polkit pools, the libvirt event
+    /// loop, the settings watcher. A privileged call first, so the polkit threads exist.
+    func testThreadsAreNamed() throws {
+        let stack = try TestStack()
+        defer { stack.stop() }
+        XCTAssertTrue(stack.createDisk("named", as: nil).ok)
+        let pid = try XCTUnwrap(stack.daemon?.pid)
+        let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")
+        let names = Set(tasks.compactMap { try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8) }
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+        for expected in ["sd-bus", "libvirt-call-0", "libvirt-call-3", "polkit-0", "polkit-3", "libvirt-events", "inotify"] {
+            XCTAssertTrue(names.contains(expected), "no thread named \(expected) among \(names.sorted())")
+        }
+    }
+
     func testBadConfigNamesFileLineAndKey() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mvcfg-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

@@ -1,3 +1,4 @@
+import BlockingThreads
 import Foundation
 import Synchronization
 
@@ -28,9 +29,7 @@ public final class InotifyWatcher: Sendable {
         for pipeFD in pipeFDs { _ = fcntl(pipeFD, F_SETFD, FD_CLOEXEC) }
         stopPipe = (pipeFDs[0], pipeFDs[1])
         (events, continuation) = AsyncStream<Event>.makeStream(bufferingPolicy: .bufferingNewest(4096))
-        let thread = Thread { [self] in readLoop() }
-        thread.name = "inotify"
-        thread.start()
+        NamedThread.start("inotify") { [self] in readLoop() }
     }
 
     /// Replaces the set of watched directories (real paths). Missing directories are skipped.
