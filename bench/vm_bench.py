@@ -3,7 +3,9 @@
 holding the same number of domains (default 1000), in one run on one private bus.
 
 Run by bench/run (DBUS_SYSTEM_BUS_ADDRESS set, both services up). Figures:
-  - define: DefineVMFromXML vs libvirt-dbus DomainDefineXML, per call
+  - define: DefineVMFromXML vs libvirt-dbus DomainDefineXML, per call; beside them, the
+    polkit CheckAuthorization that every privileged call of ours makes (asked directly by
+    this client: the bench's libvirt-dbus runs the test driver and asks polkit nothing)
   - ListVMs, GetManagedObjects and a VM property Get (ours) against ListDomains and a
     Domain property Get (libvirt-dbus), interleaved in rounds so noise hits both alike
   - 20 concurrent callers (own connections, threads) doing property Gets, first idle, then
@@ -30,6 +32,9 @@ LIBVIRT_PATH = "/org/libvirt/Test"
 CONNECT = "org.libvirt.Connect"
 DOMAIN = "org.libvirt.Domain"
 PROPS = "org.freedesktop.DBus.Properties"
+POLKIT = "org.freedesktop.PolicyKit1"
+POLKIT_PATH = "/org/freedesktop/PolicyKit1/Authority"
+POLKIT_AUTHORITY = "org.freedesktop.PolicyKit1.Authority"
 OM = "org.freedesktop.DBus.ObjectManager"
 TIMEOUT = 120.0
 
@@ -100,11 +105,15 @@ def main():
     conn = connect()
     n = ARGS.vms
     print("vm_bench: defining %d VMs on each side" % n, file=sys.stderr, flush=True)
-    ours_define, theirs_define = [], []
+    ours_define, theirs_define, polkit_checks = [], [], []
+    subject = ("system-bus-name", {"name": dbus.String(conn.get_unique_name())})
     for i in range(n):
         name = "bench-%04d" % i
         ours_define.append(timed(lambda: call(conn, OURS, ROOT, MANAGER, "DefineVMFromXML", "sa{sv}", (domain_xml(name, True), {}))))
         theirs_define.append(timed(lambda: call(conn, LIBVIRT, LIBVIRT_PATH, CONNECT, "DomainDefineXML", "s", (domain_xml(name, False),))))
+        polkit_checks.append(timed(lambda: call(conn, POLKIT, POLKIT_PATH, POLKIT_AUTHORITY, "CheckAuthorization", "(sa{sv})sa{ss}us",
+                                                (subject, "org.multiverse.controller.vm.configure",
+                                                 {"vm": name, "operation": "define-xml"}, 0, ""))))
     vm_path = call(conn, OURS, ROOT, MANAGER, "GetVMByName", "sa{sv}", ("bench-0500" if n > 500 else "bench-0000", {}))
     dom_path = call(conn, LIBVIRT, LIBVIRT_PATH, CONNECT, "DomainLookupByName", "s", ("bench-0500" if n > 500 else "bench-0000",))
     listed = len(call(conn, OURS, ROOT, MANAGER, "ListVMs", "a{sv}", ({},)))
@@ -148,6 +157,7 @@ def main():
 
     out = {"vms": n, "ours_listed": listed, "theirs_listed": theirs_listed,
            "define_ours": summary(ours_define), "define_theirs": summary(theirs_define),
+           "polkit_check": summary(polkit_checks),
            "calls": {k: summary(v) for k, v in samples.items()},
            "concurrent_idle": summary(idle), "concurrent_busy": summary(busy),
            "startall_seconds": job_s, "startall_state": str(job_state),
@@ -156,7 +166,8 @@ def main():
     print()
     print("VMs: %d defined on each side (ours lists %d, libvirt-dbus %d)" % (n, listed, theirs_listed))
     print("  %-34s %10s %10s" % ("call", "p50 ms", "p99 ms"))
-    rows = [("DefineVMFromXML (ours)", out["define_ours"]), ("DomainDefineXML (libvirt-dbus)", out["define_theirs"])]
+    rows = [("DefineVMFromXML (ours)", out["define_ours"]), ("DomainDefineXML (libvirt-dbus)", out["define_theirs"]),
+            ("polkit CheckAuthorization", out["polkit_check"])]
     rows += [(k, out["calls"][k]) for k in names]
     for k, s in rows:
         print("  %-34s %10.3f %10.3f" % (k, s["p50_ms"], s["p99_ms"]))
