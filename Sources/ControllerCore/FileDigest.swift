@@ -53,8 +53,8 @@ public enum FileDigest {
         try await run { try digest(source, copyingTo: destination, hashing: true, progress: progress, stop: $0) }
     }
 
-    /// Copies `source` to the new file `destination` like `sha256(_:copyingTo:progress:)`
-    /// (reflinked where the file system can, otherwise sparse; on disk when this returns;
+    /// Copies `source` to the new file `destination` (mode 0600) like
+    /// `sha256(_:copyingTo:progress:)` (reflinked where the file system can, otherwise sparse; on disk when this returns;
     /// on an error or cancellation left for the caller to remove), without the hash: the
     /// byte copy of Clone, Restore and the in-place changes. Against `cp --sparse=always`
     /// followed by `fsync`, the copy is written back while it is made rather than after.
@@ -117,7 +117,8 @@ public enum FileDigest {
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var out: Int32 = -1
         if let destination {
-            out = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+            // A backup is 0640; a disk image (a plain copy) is 0600 from the first byte.
+            out = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, hashing ? 0o640 : 0o600)
             guard out >= 0 else { throw ControllerError.io("cannot create \(destination): \(String(cString: strerror(errno)))") }
         }
         defer { if out >= 0 { close(out) } }

@@ -16,13 +16,13 @@ public enum PolkitDecision: Sendable, Equatable {
 /// polkit could not be asked (not running, timed out, protocol error). Callers deny.
 public struct PolkitUnavailable: Error, Sendable, CustomStringConvertible {
     public let message: String
-    /// polkit did not answer within the check's time limit.
-    public let timedOut: Bool
+    /// The check never reached a polkitd (no owner of its name, or a gone one).
+    let undelivered: Bool
     public var description: String { message }
 
-    public init(message: String, timedOut: Bool = false) {
+    init(message: String, undelivered: Bool = false) {
         self.message = message
-        self.timedOut = timedOut
+        self.undelivered = undelivered
     }
 }
 
@@ -33,17 +33,18 @@ public struct PolkitBusy: Error, Sendable {
 
 /// Asks polkitd over the system bus whether a D-Bus caller may perform an action.
 ///
-/// Every check is a synchronous libpolkit-gobject call on a small pool of dedicated threads;
-/// each thread pushes its own GLib main context, so nothing runs on (or needs) GLib's
-/// global default context, which libvirt's event loop may use.
-///
-/// Each thread keeps its own `PolkitAuthority` object (its proxy's signals arrive on that
-/// thread's context) and with it the system bus connection. Taking a fresh one per check
-/// instead, as before, opened a new bus connection each time (authentication, Hello,
-/// match rules, property load): measured 3.1 ms of a 4.8 ms DefineVMFromXML, against
-/// 1.2–1.7 ms for the check itself.
+/// Checks run on a small pool of dedicated threads; each pushes its own GLib main context,
+/// so nothing runs on (or needs) GLib's global default context, which libvirt's event loop
+/// may use. All checks share one `PolkitAuthority` object (``SharedAuthority``): it keeps
+/// the system bus connection open between checks (taking a fresh object per check, as
+/// before, opened a new connection each time — authentication, Hello, match rules, property
+/// load: measured 3.1 ms of a 4.8 ms DefineVMFromXML, against 1.0–1.7 ms for the check
+/// itself), and its cancellation ids ("cancellation-id-N", counted per object, sent from
+/// the one shared connection) stay unique: polkitd refuses a second check in flight with
+/// the same id from the same sender, which per-thread objects would send.
 public final class PolkitAuthority: Sendable {
     private let pool: ThreadPool
+    private let shared = SharedAuthority()
     private let timeout: Duration
     private let interactiveTimeout: Duration
 
@@ -54,8 +55,8 @@ public final class PolkitAuthority: Sendable {
     ///   - interactiveTimeout: limit when the user may be asked for a password.
     public init(workers: Int = 4, maxPending: Int = 64, timeout: Duration = .seconds(25), interactiveTimeout: Duration = .seconds(300)) {
         pool = ThreadPool(name: "polkit", threads: workers, maxQueued: maxPending) {
-            // A private thread-default context: GLib sources created by polkit on this
-            // thread attach here, never to the global default context.
+            // A private thread-default context: the check's reply is dispatched here, never
+            // to the global default context.
             let context = g_main_context_new()
             g_main_context_push_thread_default(context)
         }
@@ -67,10 +68,11 @@ public final class PolkitAuthority: Sendable {
     /// - Parameter details: key/value pairs rules can read with `action.lookup(key)`.
     public func check(busName: String, action: String, details: [String: String], allowInteraction: Bool) async throws -> PolkitDecision {
         let limit = allowInteraction ? interactiveTimeout : timeout
+        let shared = self.shared
         do {
             return try await pool.run {
                 defer { Self.drainThreadContext() }
-                return try Self.checkSync(busName: busName, action: action, details: details,
+                return try Self.checkSync(shared, busName: busName, action: action, details: details,
                                           allowInteraction: allowInteraction, timeout: limit)
             }
         } catch let full as ThreadPoolFull {
@@ -78,58 +80,25 @@ public final class PolkitAuthority: Sendable {
         }
     }
 
-    /// Where each worker thread keeps its authority object (a thread-specific pointer).
-    private static let authorityKey: pthread_key_t = {
-        var key = pthread_key_t()
-        precondition(pthread_key_create(&key, nil) == 0, "no thread-specific key left for polkit")
-        return key
-    }()
-
-    /// The calling thread's authority object, made on first use. Not polkit's process-wide
-    /// singleton (`polkit_authority_get_sync`): its proxy would deliver polkitd's name-owner
-    /// changes to the main context of whichever thread made it first.
-    private static func threadAuthority() throws -> OpaquePointer {
-        if let cached = pthread_getspecific(authorityKey) { return OpaquePointer(cached) }
-        guard let object = g_object_new_with_properties(polkit_authority_get_type(), 0, nil, nil) else {
-            throw PolkitUnavailable(message: "cannot create a polkit authority object")
-        }
-        var error: UnsafeMutablePointer<GError>?
-        guard g_initable_init(OpaquePointer(object), nil, &error) != 0 else {
-            g_object_unref(object)
-            throw PolkitUnavailable(message: "cannot reach polkit: \(Self.take(error))")
-        }
-        pthread_setspecific(authorityKey, object)
-        return OpaquePointer(object)
-    }
-
-    /// Drops the calling thread's authority object; the next check makes a new one.
-    private static func forgetThreadAuthority() {
-        guard let cached = pthread_getspecific(authorityKey) else { return }
-        pthread_setspecific(authorityKey, nil)
-        g_object_unref(cached)
-    }
-
-    /// One check with the thread's authority object; when it fails for another reason than
-    /// the time limit, once more with a new object. The thread's context is run first, so a
-    /// restart of polkitd already signalled is known to the proxy; the retry covers one
-    /// signalled too late (a call to the old polkitd's unique name fails at once).
-    private static func checkSync(busName: String, action: String, details: [String: String],
+    /// One check; when it never reached polkitd because the proxy still named a polkitd
+    /// that has gone (restarted a moment ago, its name-owner change not yet applied), once
+    /// more after 100 ms. Such a failure happens before anything is shown to the user, so
+    /// the retry cannot ask for a password twice.
+    private static func checkSync(_ shared: SharedAuthority, busName: String, action: String, details: [String: String],
                                   allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
-        drainThreadContext()
         do {
-            return try checkOnce(authority: try threadAuthority(), busName: busName, action: action, details: details,
+            return try checkOnce(shared, busName: busName, action: action, details: details,
                                  allowInteraction: allowInteraction, timeout: timeout)
-        } catch let failure as PolkitUnavailable where !failure.timedOut {
-            forgetThreadAuthority()
-            drainThreadContext()
-            return try checkOnce(authority: try threadAuthority(), busName: busName, action: action, details: details,
+        } catch let failure as PolkitUnavailable where failure.undelivered {
+            usleep(100_000)
+            return try checkOnce(shared, busName: busName, action: action, details: details,
                                  allowInteraction: allowInteraction, timeout: timeout)
         }
     }
 
-    private static func checkOnce(authority: OpaquePointer, busName: String, action: String, details: [String: String],
+    private static func checkOnce(_ shared: SharedAuthority, busName: String, action: String, details: [String: String],
                                   allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
-        var error: UnsafeMutablePointer<GError>?
+        let authority = try shared.authority()
         guard let subject = polkit_system_bus_name_new(busName) else {
             throw PolkitUnavailable(message: "invalid bus name \(busName)")
         }
@@ -154,10 +123,20 @@ public final class PolkitAuthority: Sendable {
         }
 
         let flags = allowInteraction ? POLKIT_CHECK_AUTHORIZATION_FLAGS_ALLOW_USER_INTERACTION : POLKIT_CHECK_AUTHORIZATION_FLAGS_NONE
-        guard let result = polkit_authority_check_authorization_sync(
-            authority, subject, action, polkitDetails, flags, cancellable, &error) else {
-            if canceller.fired { throw PolkitUnavailable(message: "polkit did not answer within \(timeout)", timedOut: true) }
-            throw PolkitUnavailable(message: "polkit check failed: \(Self.take(error))")
+        let pending = PendingCheck()
+        let box = Unmanaged.passRetained(pending).toOpaque()
+        // Started under the lock: polkit numbers the cancellation ids of an object with an
+        // unguarded counter. The reply comes to this thread's context, run until it is in.
+        shared.startLock.withLock { _ in
+            polkit_authority_check_authorization(authority, subject, action, polkitDetails, flags, cancellable,
+                                                 { polkitCheckFinished($0, $1, $2) }, box)
+        }
+        let context = g_main_context_get_thread_default()
+        while !pending.finished { g_main_context_iteration(context, 1) }
+        guard let result = pending.result else {
+            let message = Self.take(pending.error)
+            if canceller.fired { throw PolkitUnavailable(message: "polkit did not answer within \(timeout)") }
+            throw PolkitUnavailable(message: "polkit check failed: \(message)", undelivered: pending.undelivered)
         }
         defer { unref(result) }
         if polkit_authorization_result_get_is_authorized(result) != 0 { return .authorized }

@@ -133,7 +133,7 @@ final class FileDigestTests: XCTestCase {
 
     /// The copy is the same bytes (`cmp`), its hash is `sha256sum`'s, and it is sparse: the
     /// source's holes and a run of written zeros stay holes; the mode is 0640. The copy
-    /// without a hash (`FileDigest.copy`) is the same.
+    /// without a hash (`FileDigest.copy`, a disk image) is the same, with mode 0600.
     func testACopyIsIdenticalSparseAndHashed() async throws {
         let source = directory.appendingPathComponent("source.img").path
         let fd = open(source, O_CREAT | O_WRONLY, 0o600)
@@ -148,22 +148,22 @@ final class FileDigestTests: XCTestCase {
         let sum = try await FileDigest.sha256(source, copyingTo: copy)
         XCTAssertEqual(sum, sha256sum(source))
         XCTAssertEqual(sha256sum(copy), sum)
-        try assertSparseSyncedCopy(of: source, copy)
+        try assertSparseSyncedCopy(of: source, copy, mode: 0o640)
 
         let plain = directory.appendingPathComponent("plain.img").path
         let seen = Seen()
         try await FileDigest.copy(source, to: plain, progress: { seen.add($0) })
         XCTAssertEqual(seen.values.last, 1, "\(seen.values)")
-        try assertSparseSyncedCopy(of: source, plain)
+        try assertSparseSyncedCopy(of: source, plain, mode: 0o600)
     }
 
-    /// `copy` has the bytes of `source`, its size, mode 0640, is synced and sparse (2–3 MiB
+    /// `copy` has the bytes of `source`, its size, `mode`, is synced and sparse (2–3 MiB
     /// allocated: the data of the source built in the test above).
-    func assertSparseSyncedCopy(of source: String, _ copy: String) throws {
+    func assertSparseSyncedCopy(of source: String, _ copy: String, mode: Int) throws {
         XCTAssertEqual(FileManager.default.contents(atPath: source), FileManager.default.contents(atPath: copy))
         let attributes = try FileManager.default.attributesOfItem(atPath: copy)
         XCTAssertEqual(attributes[.size] as? Int, (50 << 20) + 3)
-        XCTAssertEqual((attributes[.posixPermissions] as? Int).map { $0 & 0o777 }, 0o640)
+        XCTAssertEqual((attributes[.posixPermissions] as? Int).map { $0 & 0o777 }, mode)
         XCTAssertEqual(unwrittenPages(copy), "0 0", "\(copy) was not synced (dirty and under-writeback pages)")
         XCTAssertLessThan(allocated(copy), 3 << 20, "\(copy) is not sparse: \(allocated(copy)) bytes allocated")
         XCTAssertGreaterThanOrEqual(allocated(copy), 2 << 20)

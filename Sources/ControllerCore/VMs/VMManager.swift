@@ -71,9 +71,12 @@ public actor VMManager {
     }
 
     /// Puts `info` in the cache under `uuid` (nil removes it), keeping the name index.
+    /// When the VM leaves a name that another cached VM still has (two entries can share
+    /// one for a moment: a stale read racing a define), the name passes to that one.
     private func store(_ info: VMInfo?, uuid: String) {
-        if let old = vms[uuid], uuidByName[old.name] == uuid { uuidByName[old.name] = nil }
+        let left = vms[uuid].map(\.name).flatMap { $0 != info?.name && uuidByName[$0] == uuid ? $0 : nil }
         vms[uuid] = info
+        if let left { uuidByName[left] = vms.first { $0.value.name == left }?.key }
         if let info { uuidByName[info.name] = uuid }
     }
     public func profile(named name: String) -> VMProfile? { profiles.first { $0.name == name } }
