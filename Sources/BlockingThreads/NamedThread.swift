@@ -17,16 +17,8 @@ public enum NamedThread {
         thread.start()
     }
 
-    /// Names the calling thread (cut to the kernel's 15 bytes at a character boundary).
+    /// Names the calling thread (the shim cuts it to the kernel's 15 bytes).
     public static func setCurrentName(_ name: String) {
-        var bytes = 0
-        var cut = ""
-        for character in name {
-            let size = String(character).utf8.count
-            if bytes + size > 15 { break }
-            bytes += size
-            cut.append(character)
-        }
-        _ = mv_set_thread_name(cut)
+        _ = mv_set_thread_name(name)
     }
 }

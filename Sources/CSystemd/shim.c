@@ -81,4 +81,13 @@ int mv_start_writeback(int fd, long long offset, long long count) {
     return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
 }
 
-int mv_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+int mv_set_thread_name(const char *name) {
+    char cut[16];
+    size_t n = strnlen(name, sizeof cut - 1);
+    /* Back off continuation bytes (10xxxxxx) when the cut falls inside a character. */
+    if (name[n] != '\0')
+        while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80) n--;
+    memcpy(cut, name, n);
+    cut[n] = '\0';
+    return pthread_setname_np(pthread_self(), cut);
+}

@@ -35,7 +35,7 @@ extension DiskStore {
         do {
             switch start {
             case .copy:
-                try await sparseCopy(disk, to: temporary, progress: { progress($0 * copyShare) })
+                try await Self.sparseCopy(disk.path, to: temporary, progress: { progress($0 * copyShare) })
             case .fresh:
                 var backing: (path: String, format: String)?
                 if let b = disk.backingFile { backing = (b, disks.values.first { $0.path == b }?.format ?? "qcow2") }
@@ -65,15 +65,10 @@ extension DiskStore {
         return (result, info)
     }
 
-    /// A byte-identical copy (snapshots, backing reference and all) that keeps holes,
-    /// reflinked where the file system can, on disk when this returns
-    /// (`FileDigest.copy`); progress by the bytes copied.
-    func sparseCopy(_ disk: DiskInfo, to destination: String, progress: @escaping @Sendable (Double) -> Void) async throws {
-        try await Self.sparseCopy(disk.path, to: destination, progress: progress)
-    }
-
-    /// Copies `source` to the new file `destination` with `FileDigest.copy`; cancellation
-    /// stops it between two blocks (the caller removes what was written).
+    /// A byte-identical copy of `source` (snapshots, backing reference and all) in the new
+    /// file `destination` that keeps holes, reflinked where the file system can, on disk
+    /// when this returns (`FileDigest.copy`); progress by the bytes copied, up to 0.99.
+    /// Cancellation stops it between two blocks (the caller removes what was written).
     static func sparseCopy(_ source: String, to destination: String,
                            progress: (@Sendable (Double) -> Void)? = nil) async throws {
         var capped: (@Sendable (Double) -> Void)?

@@ -247,7 +247,7 @@ public actor DiskStore {
                 // A standalone image: a sparse byte copy (reflinked where the filesystem
                 // can, written back as it goes) is the fastest full copy and keeps its
                 // internal snapshots.
-                try await sparseCopy(src, to: temporary, progress: { progress($0) })
+                try await Self.sparseCopy(src.path, to: temporary, progress: { progress($0) })
             } else {
                 // An overlay: qemu-img flattens the chain into a standalone image.
                 let poller = Self.pollAllocation(of: temporary, against: src.allocatedSize) { progress($0) }

@@ -144,16 +144,16 @@ public final class PolkitAuthority: Sendable {
         return .notAuthorized
     }
 
-    /// Runs what polkit's GDBus proxy left on this thread's private main context (signal
-    /// unsubscriptions and destroy notifications scheduled when the proxy is finalized).
-    /// Nothing else iterates that context, so without this they would pile up: a leak of
-    /// about a kilobyte per check.
+    /// Runs what a check left on this thread's private main context (the idle callbacks of
+    /// its finished call and cancellable, a late reply to a timed-out one). Nothing else
+    /// iterates that context between checks, so without this they would pile up.
     private static func drainThreadContext() {
         let context = g_main_context_get_thread_default()
         while g_main_context_iteration(context, 0) != 0 {}
     }
 
-    private static func take(_ error: UnsafeMutablePointer<GError>?) -> String {
+    /// The message of `error` ("unknown error" without one); frees it.
+    static func take(_ error: UnsafeMutablePointer<GError>?) -> String {
         guard let error else { return "unknown error" }
         defer { g_error_free(error) }
         return error.pointee.message.map { String(cString: $0) } ?? "unknown error"

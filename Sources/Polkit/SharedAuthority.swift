@@ -50,8 +50,7 @@ final class SharedAuthority: Sendable {
         while true {
             var error: UnsafeMutablePointer<GError>?
             let object = polkit_authority_get_sync(nil, &error)
-            let message = error.flatMap { $0.pointee.message.map { String(cString: $0) } } ?? "unknown error"
-            if let error { g_error_free(error) }
+            let message = PolkitAuthority.take(error)
             let first = state.withLock { state -> Bool in
                 defer { state.attempted = true }
                 if let object { state.address = Int(bitPattern: UnsafeMutableRawPointer(object)) } else { state.failure = message }

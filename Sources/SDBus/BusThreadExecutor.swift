@@ -32,7 +32,7 @@ public final class BusThreadExecutor: SerialExecutor, @unchecked Sendable {
         let box = Unmanaged.passRetained(self).toOpaque()
         let r = pthread_create(&tid, nil, { arg in
             let executor = Unmanaged<BusThreadExecutor>.fromOpaque(arg!).takeRetainedValue()
-            _ = mv_set_thread_name(String(executor.name.utf8.prefix(15)) ?? "sd-bus")
+            _ = mv_set_thread_name(executor.name)
             executor.run()
             return nil
         }, box)

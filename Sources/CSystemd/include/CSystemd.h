@@ -55,8 +55,9 @@ int mv_clone_file(int dst_fd, int src_fd);
  * of the file without waiting for it (a GNU extension Swift's Glibc module does not show). */
 int mv_start_writeback(int fd, long long offset, long long count);
 
-/* pthread_setname_np(pthread_self(), name): the calling thread's name in the kernel (at
- * most 15 bytes; longer is ERANGE). A GNU extension Swift's Glibc module does not show. */
+/* pthread_setname_np(pthread_self(), name): the calling thread's name in the kernel, cut
+ * to the kernel's 15 bytes without splitting a UTF-8 character (a longer name would be
+ * ERANGE). A GNU extension Swift's Glibc module does not show. */
 int mv_set_thread_name(const char *name);
 
 #endif
