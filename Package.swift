@@ -54,6 +54,8 @@ let package = Package(
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "SDBus", dependencies: ["CSystemd"], swiftSettings: strict),
+        // The API's names and interface declarations: what the daemon, mvctl and the tests share.
+        .target(name: "ControllerAPI", dependencies: ["SDBus"], swiftSettings: strict),
         .target(name: "BlockingThreads", dependencies: ["CSystemd"], swiftSettings: strict),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
         .target(name: "Polkit", dependencies: ["CPolkit", "BlockingThreads"], swiftSettings: strict),
@@ -70,13 +72,13 @@ let package = Package(
         ),
         .target(
             name: "ControllerBus",
-            dependencies: ["SDBus", "ControllerCore", "Guestfs", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SDBus", "ControllerAPI", "ControllerCore", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "multiverse-controllerd",
             dependencies: [
-                "ControllerBus", "ControllerCore", "SDBus", "Guestfs", "CSystemd",
+                "ControllerAPI", "ControllerBus", "ControllerCore", "SDBus", "Guestfs", "Polkit", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -87,13 +89,14 @@ let package = Package(
         .executableTarget(
             name: "mvctl",
             dependencies: [
-                "SDBus",
+                "SDBus", "ControllerAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
         ),
         .testTarget(name: "SDBusTests", dependencies: ["SDBus"], swiftSettings: strict),
-        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
-        .testTarget(name: "IntegrationTests", dependencies: ["SDBus"], swiftSettings: strict),
+        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "Guestfs", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "ControllerAPITests", dependencies: ["ControllerAPI"], swiftSettings: strict),
+        .testTarget(name: "IntegrationTests", dependencies: ["SDBus", "ControllerAPI"], swiftSettings: strict),
     ]
 )

@@ -1,3 +1,4 @@
+import ControllerAPI
 import ControllerCore
 import SDBus
 
@@ -53,13 +54,3 @@ struct Options {
     }
 }
 
-/// Positional arguments of a call, checked against the declared signature by sd-bus already.
-struct Arguments {
-    let call: MethodCall
-    func string(_ i: Int) -> String { call.arguments[i].string ?? "" }
-    func uint64(_ i: Int) -> UInt64 { call.arguments[i].uint64 ?? 0 }
-    func bool(_ i: Int) -> Bool { call.arguments[i].bool ?? false }
-    func strings(_ i: Int) -> [String] { call.arguments[i].stringArray ?? [] }
-    func bytes(_ i: Int) -> [UInt8] { call.arguments[i].byteArray ?? [] }
-    func options(_ i: Int) throws -> Options { try Options(call.arguments.indices.contains(i) ? call.arguments[i] : nil, method: call.member) }
-}

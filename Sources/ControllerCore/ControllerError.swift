@@ -1,4 +1,4 @@
-/// Errors of the controller, each with the D-Bus error name it is sent as.
+/// Errors of the controller, each of a kind the API names.
 /// Messages name the object and value concerned.
 public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidArgs(String)
@@ -18,26 +18,26 @@ public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible
     case cancelled(String)
     case notSupported(String)
 
-    /// The D-Bus error name.
-    public var dbusName: String {
-        let own = "org.multiverse.Controller.Error."
+    /// The kind of error, as the API names it (`Busy`, `InvalidArgs`); the bus layer sends
+    /// it under the matching D-Bus error name.
+    public var kind: String {
         switch self {
-        case .invalidArgs: return "org.freedesktop.DBus.Error.InvalidArgs"
-        case .accessDenied: return "org.freedesktop.DBus.Error.AccessDenied"
-        case .interactiveAuthorizationRequired: return "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
-        case .limitsExceeded: return "org.freedesktop.DBus.Error.LimitsExceeded"
-        case .noSuchVM: return own + "NoSuchVM"
-        case .noSuchDisk: return own + "NoSuchDisk"
-        case .noSuchSnapshot: return own + "NoSuchSnapshot"
-        case .noSuchBackup: return own + "NoSuchBackup"
-        case .alreadyExists: return own + "AlreadyExists"
-        case .busy: return own + "Busy"
-        case .invalidState: return own + "InvalidState"
-        case .libvirt: return own + "Libvirt"
-        case .guestfs: return own + "Guestfs"
-        case .io: return own + "Io"
-        case .cancelled: return own + "Cancelled"
-        case .notSupported: return own + "NotSupported"
+        case .invalidArgs: return "InvalidArgs"
+        case .accessDenied: return "AccessDenied"
+        case .interactiveAuthorizationRequired: return "InteractiveAuthorizationRequired"
+        case .limitsExceeded: return "LimitsExceeded"
+        case .noSuchVM: return "NoSuchVM"
+        case .noSuchDisk: return "NoSuchDisk"
+        case .noSuchSnapshot: return "NoSuchSnapshot"
+        case .noSuchBackup: return "NoSuchBackup"
+        case .alreadyExists: return "AlreadyExists"
+        case .busy: return "Busy"
+        case .invalidState: return "InvalidState"
+        case .libvirt: return "Libvirt"
+        case .guestfs: return "Guestfs"
+        case .io: return "Io"
+        case .cancelled: return "Cancelled"
+        case .notSupported: return "NotSupported"
         }
     }
 
@@ -52,5 +52,5 @@ public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible
         }
     }
 
-    public var description: String { "\(dbusName): \(message)" }
+    public var description: String { "\(kind): \(message)" }
 }

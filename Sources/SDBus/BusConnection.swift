@@ -20,6 +20,8 @@ public actor BusConnection {
     private var pending: [UInt64: PendingCall] = [:]
     var nextToken: UInt64 = 1
     private var draining = false
+    /// The reply to calls that arrive while draining (see ``drainAndClose(timeout:reply:)``).
+    private var drainingReply = DBusError(name: "org.freedesktop.DBus.Error.Failed", message: "the service is shutting down")
     var subscriptions: [UInt64: SignalSubscription] = [:]
 
     private init(executor: BusThreadExecutor) {
@@ -93,6 +95,9 @@ public actor BusConnection {
             if let missing = exported.interface.properties.first(where: { exported.properties[$0.name] == nil }) {
                 throw DBusError.failed("\(exported.interface.name) at \(path) has no value for property \(missing.name)")
             }
+            if let stray = exported.methods.keys.sorted().first(where: { exported.interface.method(named: $0) == nil }) {
+                throw DBusError.failed("\(exported.interface.name) at \(path) has a handler for \(stray), which it does not declare")
+            }
             if let wrong = exported.interface.properties.first(where: { exported.properties[$0.name]?.signature != $0.signature }) {
                 throw DBusError.failed("\(exported.interface.name).\(wrong.name) at \(path) must be of type \(wrong.signature)")
             }
@@ -152,6 +157,12 @@ public actor BusConnection {
         }
     }
 
+    /// Updates the properties of many objects in one step (one hop to the bus thread):
+    /// `setProperties(path:interface:_:)` for each entry, in order.
+    public func setProperties(interface: String, _ updates: [(path: String, changes: [String: DBusValue])]) {
+        for update in updates { setProperties(path: update.path, interface: interface, update.changes) }
+    }
+
     /// Emits a signal from `path`.
     public func emitSignal(path: String, interface: String, member: String, _ arguments: [DBusValue]) throws {
         var m: OpaquePointer?
@@ -168,11 +179,11 @@ public actor BusConnection {
     /// Called on the bus thread by the vtable trampoline.
     func handleMethod(_ m: OpaquePointer, _ reg: InterfaceRegistration) -> Int32 {
         if draining {
-            replyError(m, DBusError(name: "org.multiverse.Controller.Error.Busy", message: "the service is shutting down"))
+            replyError(m, drainingReply)
             return 1
         }
         let member = sd_bus_message_get_member(m).map { String(cString: $0) } ?? ""
-        guard let method = reg.interface.method(named: member) else {
+        guard let method = reg.interface.method(named: member), let handler = reg.methods[member] else {
             replyError(m, .unknownMethod("\(reg.interface.name) has no method \(member)"))
             return 1
         }
@@ -189,7 +200,6 @@ public actor BusConnection {
         let token = nextToken
         nextToken += 1
         pending[token] = PendingCall(message: m, outSignature: method.outSignature, description: "\(reg.interface.name).\(member)")
-        let handler = reg.handler
         Task.detached { [self] in
             let result: Result<[DBusValue], DBusError>
             do { result = .success(try await handler(call)) } catch { result = .failure(DBusError.from(error)) }
@@ -233,9 +243,11 @@ public actor BusConnection {
     /// Number of calls whose reply has not been sent yet.
     public func inFlightCalls() -> Int { pending.count }
 
-    /// Stops taking calls (new ones get `Busy`), waits up to `timeout` for in-flight calls to
-    /// be answered, then flushes and closes the connection.
-    public func drainAndClose(timeout: Duration) async {
+    /// Stops taking calls (new ones are answered with `reply`, by default
+    /// `org.freedesktop.DBus.Error.Failed`), waits up to `timeout` for in-flight calls to be
+    /// answered, then flushes and closes the connection.
+    public func drainAndClose(timeout: Duration, reply: DBusError? = nil) async {
+        if let reply { drainingReply = reply }
         draining = true
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
@@ -282,7 +294,7 @@ final class InterfaceRegistration {
     let path: String
     let interface: DBusInterface
     var properties: [String: DBusValue]
-    let handler: MethodHandler
+    let methods: [String: MethodHandler]
     let setter: PropertySetter?
     var slot: OpaquePointer?
 
@@ -291,7 +303,7 @@ final class InterfaceRegistration {
         self.path = path
         self.interface = exported.interface
         self.properties = exported.properties
-        self.handler = exported.handler
+        self.methods = exported.methods
         self.setter = exported.setter
     }
 }

@@ -27,19 +27,20 @@ public typealias MethodHandler = @Sendable (MethodCall) async throws -> [DBusVal
 /// Validates and accepts a write to a writable property (runs on the bus thread; keep it quick).
 public typealias PropertySetter = @Sendable (_ property: String, _ value: DBusValue) throws -> Void
 
-/// One interface of an object to export: its description, initial property values and handlers.
+/// One interface of an object to export: its description, initial property values and one
+/// handler per method (a method of the description without a handler answers `UnknownMethod`;
+/// a handler for a method the description lacks is refused at export).
 public struct ExportedInterface: Sendable {
     public var interface: DBusInterface
     public var properties: [String: DBusValue]
-    public var handler: MethodHandler
+    public var methods: [String: MethodHandler]
     public var setter: PropertySetter?
 
     public init(_ interface: DBusInterface, properties: [String: DBusValue] = [:],
-                handler: @escaping MethodHandler = { call in throw DBusError.unknownMethod("no method \(call.member)") },
-                setter: PropertySetter? = nil) {
+                methods: [String: MethodHandler] = [:], setter: PropertySetter? = nil) {
         self.interface = interface
         self.properties = properties
-        self.handler = handler
+        self.methods = methods
         self.setter = setter
     }
 }

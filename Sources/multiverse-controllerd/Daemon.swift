@@ -1,5 +1,6 @@
 import CSystemd
 import ArgumentParser
+import ControllerAPI
 import ControllerBus
 import ControllerCore
 import Foundation
@@ -88,7 +89,7 @@ struct Daemon: AsyncParsableCommand {
             return
         }
         if printIntrospection {
-            var selected = Interfaces.all
+            var selected = ControllerInterfaces.dbus
             if let interface {
                 selected = selected.filter { $0.name == interface }
                 guard !selected.isEmpty else { throw ValidationError("unknown interface '\(interface)'") }

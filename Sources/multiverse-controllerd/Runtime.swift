@@ -1,3 +1,4 @@
+import ControllerAPI
 import ControllerBus
 import ControllerCore
 import Dispatch
@@ -61,31 +62,39 @@ struct Runtime {
         let policies = DiskPolicyStore(stateDirectory: config.stateDirectory)
         try await policies.load()
         try await policies.retain(only: Set(await disks.list().map(\.name)))
-        let service = ControllerService(bus: bus, config: config, disks: disks, settings: settings, vms: vms, jobs: jobs,
-                                        backups: backups, guests: GuestImages(cache: appliances), policies: policies,
-                                        authorizer: authorizer, logger: logger)
+        let qemuImg = QemuImg(path: config.qemuImgPath)
+        let diskService = DiskService(context: DiskContext(
+            store: disks, backups: backups, guests: GuestImages(cache: appliances), policies: policies, vms: vms, jobs: jobs,
+            qemuImg: qemuImg, maxSize: config.maxDiskSize, usageIntervalSeconds: config.guestfs.usageIntervalSeconds,
+            logger: Logger(label: "disks")))
+        let vmService = VMService(vms: vms, disks: diskService, jobs: jobs, qemuImg: qemuImg,
+                                  imageDirectory: config.imageDirectory, logger: Logger(label: "vms"))
+        let objects = ControllerObjects(bus: bus, authorizer: authorizer, disks: diskService, vms: vmService, jobs: jobs,
+                                        settings: settings, libvirtURI: config.libvirtURI, imageDirectory: config.imageDirectory,
+                                        backupDirectory: config.backupDirectory, logger: logger)
         await jobs.setObserver { change in
-            await service.jobChanged(change)
+            await objects.jobChanged(change)
             if case .finished = change { trimmer.request() }
         }
-        try await service.exportObjects(libvirtConnected: false)
-        try await settings.start { event in await service.settingsEvent(event) }
+        diskService.setObserver(objects)
+        try await objects.export(libvirtConnected: false)
+        try await settings.start { event in await objects.settingsEvent(event) }
 
         await vms.setObserver { change in
-            await service.vmChanged(change)
+            await objects.vmChanged(change)
+            await vmService.vmChanged(change)
             trimmer.request()
         }
-        await vms.setBeforeStart { vm in await service.releaseAppliances(of: vm) }
-        service.startDiskMaintenance()
+        diskService.policies.start()
         let bootStart = Atomic<Bool>(config.vms.startAllOnBoot)
         let log = logger
         await libvirt.start { connected in
             if connected { await vms.resync() }
-            await service.setLibvirtConnected(connected)
+            await objects.setLibvirtConnected(connected)
             // The service's ordered start, once, when libvirt is first reachable.
             if connected, bootStart.exchange(false, ordering: .acquiringAndReleasing) {
                 do {
-                    let job = try await service.startAllJob(uid: 0)
+                    let job = try await vmService.runStartAll(vmService.checkStartAll(), uid: 0)
                     log.notice("start-up: StartAll runs as job \(job.id)")
                 } catch {
                     log.error("start-up: cannot run StartAll: \(error)")
@@ -94,21 +103,22 @@ struct Runtime {
         }
 
         // Objects first, then the name: an activated call never finds the name without objects.
-        try await bus.requestName(ControllerService.busName)
-        ServiceNotifier.notify("READY=1\nSTATUS=Serving \(ControllerService.busName)")
+        try await bus.requestName(ControllerNames.busName)
+        ServiceNotifier.notify("READY=1\nSTATUS=Serving \(ControllerNames.busName)")
         let unique = await bus.uniqueName()
-        logger.notice("ready: owns \(ControllerService.busName) as \(unique)")
+        logger.notice("ready: owns \(ControllerNames.busName) as \(unique)")
 
         let signal = await signals.next()
         stopping.store(true, ordering: .releasing)
         logger.notice("received signal \(signal): stopping")
         ServiceNotifier.notify("STOPPING=1")
-        await bus.releaseName(ControllerService.busName)
+        await bus.releaseName(ControllerNames.busName)
         await jobs.cancelAll(timeout: .seconds(config.shutdownTimeoutSeconds))
         await appliances.releaseAll()
         let inFlight = await bus.inFlightCalls()
         if inFlight > 0 { logger.notice("waiting up to \(config.shutdownTimeoutSeconds) s for \(inFlight) call(s) in flight") }
-        await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds))
+        await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds),
+                                reply: DBusError(name: ErrorName.busy.rawValue, message: "the service is shutting down"))
         await vms.stop()
         await libvirt.stop()
         await settings.stop()

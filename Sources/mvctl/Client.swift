@@ -1,13 +1,14 @@
 import ArgumentParser
+import ControllerAPI
 import Foundation
 import SDBus
 
 /// A connection to the service with mvctl's error handling and polkit agent.
 struct Client {
-    static let service = "org.multiverse.Controller"
-    static let root = "/org/multiverse/Controller"
-    static let manager = "org.multiverse.Controller.Manager"
-    static let disk = "org.multiverse.Controller.Disk"
+    static let service = ControllerNames.busName
+    static let root = ObjectPaths.root
+    static let manager = ManagerInterface.name
+    static let disk = DiskInterface.name
 
     let bus: BusConnection
     let global: GlobalOptions
@@ -35,8 +36,8 @@ struct Client {
 
     static func exitCode(for error: DBusError) -> Int32 {
         switch error.name {
-        case "org.freedesktop.DBus.Error.AccessDenied", "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": return 4
-        case let n where n.hasPrefix("org.multiverse.Controller.Error.NoSuch"): return 3
+        case ErrorName.accessDenied.rawValue, ErrorName.interactiveAuthorizationRequired.rawValue: return 4
+        case let n where n.hasPrefix(ControllerNames.errorPrefix + "NoSuch"): return 3
         case "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner",
              "org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected": return 5
         default: return 1
@@ -66,7 +67,7 @@ struct Client {
     func follow(job path: String, quiet: Bool) async throws -> [String: DBusValue] {
         var bar = ProgressBar(terminal: isatty(STDERR_FILENO) == 1)
         while true {
-            let props = try await properties(path, "org.multiverse.Controller.Job")
+            let props = try await properties(path, JobInterface.name)
             let state = props["State"]?.string ?? ""
             if !quiet {
                 bar.show(props["Operation"]?.string ?? "job",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControllerAPI
 import Foundation
 import SDBus
 
@@ -221,7 +222,7 @@ struct Disk: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         func run() async throws {
             try await Client.run(global) { client in
-                let jobs = try await client.managedObjects(interface: "org.multiverse.Controller.Job").sorted { $0.key < $1.key }
+                let jobs = try await client.managedObjects(interface: JobInterface.name).sorted { $0.key < $1.key }
                 if global.json {
                     Output.json(jobs.map { path, props in var out = props.mapValues(Output.plain); out["ObjectPath"] = path; return out })
                     return
@@ -240,7 +241,7 @@ struct Disk: AsyncParsableCommand {
         @Argument(help: "Job number (see 'mvctl disk jobs').") var job: UInt64
         func run() async throws {
             try await Client.run(global) { client in
-                _ = try await client.call("/org/multiverse/Controller/job/\(job)", "org.multiverse.Controller.Job", "Cancel", [.emptyOptions], privileged: true)
+                _ = try await client.call(ObjectPaths.job(job), JobInterface.name, JobInterface.cancel.name, [.emptyOptions], privileged: true)
                 if global.json { Output.json(["cancelled": job]) } else { print("cancel requested for job \(job)") }
             }
         }

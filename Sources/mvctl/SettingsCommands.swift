@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControllerAPI
 import Foundation
 import SDBus
 
@@ -13,8 +14,8 @@ struct Settings: AsyncParsableCommand {
             """,
         subcommands: [Check.self, Apply.self, Enforce.self, AddUserToGroups.self, Watch.self])
 
-    static let path = "/org/multiverse/Controller/settings"
-    static let interface = "org.multiverse.Controller.Settings"
+    static let path = ObjectPaths.settings
+    static let interface = SettingsInterface.name
 
     /// `(id, description, compliant, detail)` rows of an `a(ssbs)` value.
     static func rows(_ value: DBusValue?) -> [(id: String, description: String, compliant: Bool, detail: String)] {

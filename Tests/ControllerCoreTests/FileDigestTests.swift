@@ -92,7 +92,7 @@ final class FileDigestTests: XCTestCase {
             _ = try await FileDigest.sha256(path)
             XCTFail("no error")
         } catch {
-            XCTAssertEqual((error as? ControllerError)?.dbusName, "org.multiverse.Controller.Error.Io")
+            XCTAssertEqual((error as? ControllerError)?.kind, "Io")
             XCTAssertTrue("\(error)".contains(path), "\(error)")
         }
     }
@@ -186,7 +186,7 @@ final class FileDigestTests: XCTestCase {
             _ = try await FileDigest.sha256(source, copyingTo: existing)
             XCTFail("an existing file was overwritten")
         } catch {
-            XCTAssertEqual((error as? ControllerError)?.dbusName, "org.multiverse.Controller.Error.Io")
+            XCTAssertEqual((error as? ControllerError)?.kind, "Io")
             XCTAssertTrue("\(error)".contains(existing), "\(error)")
         }
         XCTAssertEqual(FileManager.default.contents(atPath: existing), Data("old".utf8))
@@ -215,7 +215,7 @@ final class FileDigestTests: XCTestCase {
             _ = try await FileDigest.sha256(source, copyingTo: copy)
             XCTFail("a copy past the file size limit succeeded")
         } catch {
-            XCTAssertEqual((error as? ControllerError)?.dbusName, "org.multiverse.Controller.Error.Io")
+            XCTAssertEqual((error as? ControllerError)?.kind, "Io")
             XCTAssertTrue("\(error)".contains("cannot write \(copy)"), "\(error)")
             XCTAssertTrue("\(error)".contains(String(cString: strerror(EFBIG))), "\(error)")
         }

@@ -9,7 +9,7 @@ final class ValidationTests: XCTestCase {
         for bad in ["", ".hidden", "-x", "a/b", "../x", "..", "sp ace", "dïsk", "nul\0x", String(repeating: "x", count: 65), "tab\t", "ℵ"] {
             XCTAssertFalse(DiskName.isValid(bad), bad.debugDescription)
             XCTAssertThrowsError(try DiskName.validate(bad)) { error in
-                XCTAssertEqual((error as? ControllerError)?.dbusName, "org.freedesktop.DBus.Error.InvalidArgs")
+                XCTAssertEqual((error as? ControllerError)?.kind, "InvalidArgs")
             }
         }
     }

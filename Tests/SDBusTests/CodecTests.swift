@@ -25,12 +25,12 @@ final class CodecTests: XCTestCase {
         try await server.addObjectManager(at: "/org/example")
         try await server.export(path: "/org/example/echo", interfaces: [
             ExportedInterface(Self.echo, properties: ["Constant": .string("c"), "Counter": .uint32(1), "Label": .string("")],
-                              handler: { call in
-                                  switch call.member {
-                                  case "Echo": return call.arguments
-                                  default: throw DBusError(name: "org.example.Error.Named", message: "asked to fail: \(call.arguments.first?.string ?? "")")
-                                  }
-                              },
+                              methods: [
+                                  "Echo": { call in call.arguments },
+                                  "Fail": { call in
+                                      throw DBusError(name: "org.example.Error.Named", message: "asked to fail: \(call.arguments.first?.string ?? "")")
+                                  },
+                              ],
                               setter: { _, value in
                                   guard value.string?.isEmpty == false else { throw DBusError.invalidArgs("Label must not be empty") }
                               }),

@@ -14,12 +14,30 @@ public enum JobValue: Sendable, Equatable {
     case pairs([[String]])
 }
 
+/// What a job works on.
+public enum JobTarget: Sendable, Equatable, CustomStringConvertible {
+    /// The service as a whole (StartAll).
+    case service
+    /// A managed disk, by name.
+    case disk(String)
+    /// A VM, by UUID.
+    case vm(String)
+
+    public var description: String {
+        switch self {
+        case .service: return "the service"
+        case .disk(let name): return "disk \(name)"
+        case .vm(let uuid): return "VM \(uuid)"
+        }
+    }
+}
+
 /// What a Job object shows.
 public struct JobSnapshot: Sendable, Equatable {
     public let id: UInt64
     public let operation: String
-    /// Object path of what the job works on.
-    public let target: String
+    /// What the job works on.
+    public let target: JobTarget
     public let startedByUID: UInt32
     public let startTime: UInt64
     /// `running`, `succeeded`, `failed`, `cancelled`.
@@ -40,7 +58,7 @@ public final class Job: Sendable {
     private let task = Mutex<Task<Void, Never>?>(nil)
     private let onChange: @Sendable (JobSnapshot) -> Void
 
-    init(id: UInt64, operation: String, target: String, uid: UInt32, onChange: @escaping @Sendable (JobSnapshot) -> Void) {
+    init(id: UInt64, operation: String, target: JobTarget, uid: UInt32, onChange: @escaping @Sendable (JobSnapshot) -> Void) {
         self.id = id
         self.onChange = onChange
         state = Mutex(JobSnapshot(id: id, operation: operation, target: target, startedByUID: uid,

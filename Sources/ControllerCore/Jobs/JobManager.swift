@@ -46,7 +46,7 @@ public actor JobManager {
     /// Starts `body` as a job. Throws `LimitsExceeded` when `max_concurrent` jobs run. The
     /// job's object exists (the observer has seen `.added`) before this returns, so a caller
     /// can read it as soon as it has the path.
-    public func start(operation: String, target: String, uid: UInt32,
+    public func start(operation: String, target: JobTarget, uid: UInt32,
                       _ body: @escaping @Sendable (Job) async throws -> [String: JobValue]) async throws -> JobSnapshot {
         let running = jobs.values.filter { $0.snapshot.state == "running" }.count
         guard running < maxConcurrent else {
@@ -88,6 +88,14 @@ public actor JobManager {
     private func remove(_ id: UInt64) {
         guard jobs.removeValue(forKey: id) != nil else { return }
         updates.yield(.removed(id: id))
+    }
+
+    /// The job `id` if it can still be cancelled: running and before its commit point.
+    public func checkCancel(_ id: UInt64) throws -> JobSnapshot {
+        guard let job = jobs[id]?.snapshot else { throw ControllerError.invalidArgs("job \(id) no longer exists") }
+        guard job.state == "running" else { throw ControllerError.invalidState("job \(id) has already \(job.state)") }
+        guard !job.committed else { throw ControllerError.invalidState("job \(id) is past its commit point and can no longer be cancelled") }
+        return job
     }
 
     /// Cancels a job (the caller checked who may).

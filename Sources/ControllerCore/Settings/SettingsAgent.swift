@@ -34,7 +34,7 @@ public actor SettingsAgent {
 
     public nonisolated let settings: [any HostSetting]
     public let context: SettingsContext
-    private let stateFile: String
+    let stateFile: String
     private let logger: Logger
     private let debounce: Duration
     private var watcher: InotifyWatcher?
@@ -123,6 +123,14 @@ public actor SettingsAgent {
 
     /// Applies `ids` (all when empty) for `requester`; re-arms flapping ones. Returns what
     /// changed; throws when a setting could not be applied (the others are still applied).
+    /// Every id of an Apply names a known setting (`InvalidArgs` naming the first that does not).
+    public nonisolated func checkApply(_ ids: [String]) throws {
+        let known = settings.map(\.id)
+        for id in ids where !known.contains(id) {
+            throw ControllerError.invalidArgs("unknown setting \(DiskName.quoted(id)) (known: \(known.joined(separator: ", ")))")
+        }
+    }
+
     public func apply(_ ids: [String], requester: String) async throws -> [ApplyResult] {
         var seen = Set<String>()
         let targets = ids.isEmpty ? settings.map(\.id) : ids.filter { seen.insert($0).inserted }
@@ -356,40 +364,6 @@ public actor SettingsAgent {
         if var queue = waiters[id], !queue.isEmpty {
             queue.removeFirst().resume()
             waiters[id] = queue
-        }
-    }
-
-    // MARK: State
-
-    private static func loadEnforcing(_ file: String) -> Bool? {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("enforcing=") {
-            return line.dropFirst("enforcing=".count) == "true"
-        }
-        return nil
-    }
-
-    private func saveEnforcing(_ on: Bool) throws {
-        let directory = (stateFile as NSString).deletingLastPathComponent
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw ControllerError.io("cannot create the state directory \(directory): \(error.localizedDescription)")
-        }
-        try HostRoot("/").write(stateFile, "# multiverse-controllerd settings state (SetEnforcing)\nenforcing=\(on)\n", newFileMode: 0o644)
-    }
-
-    static func message(_ error: Error) -> String {
-        (error as? ControllerError)?.message ?? "\(error)"
-    }
-
-    static func prefixed(_ error: ControllerError, _ prefix: String) -> ControllerError {
-        switch error {
-        case .invalidArgs(let m): return .invalidArgs(prefix + m)
-        case .invalidState(let m): return .invalidState(prefix + m)
-        case .busy(let m): return .busy(prefix + m)
-        case .notSupported(let m): return .notSupported(prefix + m)
-        default: return .io(prefix + error.message)
         }
     }
 }

@@ -2,8 +2,7 @@
 public struct VMInfo: Sendable, Equatable {
     public var uuid: String
     public var name: String
-    /// `running`, `paused`, `shutoff`, …
-    public var state: String
+    public var state: VMState
     public var stateReason: String
     /// What the service keeps in the domain's `<metadata>`.
     public var metadata: VMMetadata
@@ -16,7 +15,7 @@ public struct VMInfo: Sendable, Equatable {
     public init(uuid: String, name: String) {
         self.uuid = uuid
         self.name = name
-        state = "nostate"
+        state = .nostate
         stateReason = "unknown"
         metadata = VMMetadata()
         vcpus = 0
@@ -65,9 +64,8 @@ public struct VMDisk: Sendable, Equatable {
     public var format: String
 }
 
-/// libvirt's state and reason codes as the API's strings.
+/// libvirt's state reason codes as the API's strings.
 public enum DomainStateNames {
-    public static let states = ["nostate", "running", "blocked", "paused", "shutdown", "shutoff", "crashed", "pmsuspended"]
     static let reasons: [[String]] = [
         ["unknown"],
         ["unknown", "booted", "migrated", "restored", "from-snapshot", "unpaused", "migration-canceled", "save-canceled", "wakeup", "crashed", "postcopy", "postcopy-failed"],
@@ -78,10 +76,6 @@ public enum DomainStateNames {
         ["unknown", "panicked"],
         ["unknown"],
     ]
-
-    public static func state(_ code: Int32) -> String {
-        states.indices.contains(Int(code)) ? states[Int(code)] : "nostate"
-    }
 
     public static func reason(state: Int32, reason: Int32) -> String {
         guard reasons.indices.contains(Int(state)) else { return "unknown" }

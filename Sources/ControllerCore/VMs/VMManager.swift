@@ -121,7 +121,7 @@ public actor VMManager {
     static func describe(_ domain: LibvirtDomain) throws -> VMInfo {
         var info = VMInfo(uuid: domain.uuid, name: domain.name)
         let (state, reason) = try domain.state()
-        info.state = DomainStateNames.state(state)
+        info.state = VMState(code: state)
         info.stateReason = DomainStateNames.reason(state: state, reason: reason)
         info.persistent = domain.isPersistent
         let active = state != 5 && state != 0
@@ -141,7 +141,7 @@ public actor VMManager {
         }
         // A stopped ephemeral VM is discarded. "shutoff" with reason "unknown" is a VM that
         // never ran (just defined), which stays.
-        if info.ephemeral, info.state == "shutoff", info.stateReason != "unknown", old?.state != "shutoff" || old == nil {
+        if info.ephemeral, info.state == .shutoff, info.stateReason != "unknown", old?.state != .shutoff || old == nil {
             logger.notice("ephemeral VM \(info.name) stopped (\(info.stateReason)): discarding it")
             await observer?(.ephemeralStopped(info))
         }
@@ -233,7 +233,7 @@ public actor VMManager {
 
     /// Runs a lifecycle operation on a VM and returns its state afterwards.
     @discardableResult
-    public func perform(_ uuid: String, _ operation: String, _ body: @escaping @Sendable (LibvirtDomain) throws -> Void) async throws -> VMInfo? {
+    func perform(_ uuid: String, _ operation: String, _ body: @escaping @Sendable (LibvirtDomain) throws -> Void) async throws -> VMInfo? {
         let name = vms[uuid]?.name ?? uuid
         try await call("\(operation) \(name)") { try body(try $0.domain(uuid: uuid)) }
         logger.notice("\(operation) VM \(name)")
@@ -247,7 +247,7 @@ public actor VMManager {
         guard let timeout else { return }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let info = await refresh(uuid), info.state == "shutoff" { return }
+            if let info = await refresh(uuid), info.state == .shutoff { return }
             if vms[uuid] == nil { return }   // a transient VM is gone once it stopped
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -279,8 +279,8 @@ public actor VMManager {
     /// Undefines a shut-off VM (a running one is `InvalidState`).
     public func undefine(_ uuid: String) async throws {
         guard let info = vms[uuid] else { throw ControllerError.noSuchVM("no VM with UUID \(uuid)") }
-        guard info.state == "shutoff" || !info.persistent && info.state != "running" else {
-            throw ControllerError.invalidState("\(info.name) is \(info.state); stop it before Undefine")
+        guard info.state == .shutoff || !info.persistent && info.state != .running else {
+            throw ControllerError.invalidState("\(info.name) is \(info.state.rawValue); stop it before Undefine")
         }
         try await call("undefine \(info.name)") { try $0.domain(uuid: uuid).undefine() }
         logger.notice("undefined VM \(info.name)")
@@ -338,54 +338,10 @@ public actor VMManager {
         error.code == LibvirtError.noSupport || error.code == LibvirtError.operationUnsupported
     }
 
-    // MARK: ordered start
+    // MARK: images
 
-    /// Starts the VMs whose autostart flag is set: network controllers first, each waited
-    /// for until running, then interface controllers, then the rest (VMs without the
-    /// service's metadata last). A VM that fails fails the job with its name and reason;
-    /// the others stay as they are.
-    /// Runs before the service starts a VM (Start, StartAll): releases appliances that
-    /// hold the VM's disks open.
-    private var beforeStart: (@Sendable (VMInfo) async -> Void)?
-
-    public func setBeforeStart(_ hook: @escaping @Sendable (VMInfo) async -> Void) { beforeStart = hook }
-
-    /// Calls the before-start hook for `vm`.
-    public func prepareStart(_ vm: VMInfo) async { await beforeStart?(vm) }
-
-    public func startAll(job: Job, timeout: Duration) async throws -> [String: JobValue] {
-        let order = vms.values.filter(\.autostart).sorted { ($0.bootOrder, $0.name) < ($1.bootOrder, $1.name) }
-        logger.notice("StartAll: \(order.map(\.name).joined(separator: ", "))")
-        var started: [String] = []
-        var already: [String] = []
-        job.progress(order.isEmpty ? nil : 0)
-        for (index, vm) in order.enumerated() {
-            try job.checkCancelled()
-            if vm.state == "running" {
-                already.append(vm.name)
-            } else {
-                do {
-                    await beforeStart?(vm)
-                    try await perform(vm.uuid, "start") { try $0.start() }
-                } catch {
-                    throw ControllerError.libvirt("StartAll: \(vm.name) failed to start: \((error as? ControllerError)?.message ?? "\(error)")")
-                }
-                let deadline = ContinuousClock.now + timeout
-                while true {
-                    let state = await refresh(vm.uuid)?.state ?? "gone"
-                    if state == "running" { break }
-                    if ["shutoff", "crashed", "gone"].contains(state) {
-                        throw ControllerError.libvirt("StartAll: \(vm.name) stopped right after it was started (it is \(state))")
-                    }
-                    guard ContinuousClock.now < deadline else {
-                        throw ControllerError.libvirt("StartAll: \(vm.name) did not reach running within \(timeout.components.seconds) s (it is \(state))")
-                    }
-                    try await Task.sleep(for: .milliseconds(200))
-                }
-                started.append(vm.name)
-            }
-            job.progress(Double(index + 1) / Double(order.count))
-        }
-        return ["order": .strings(order.map(\.name)), "started": .strings(started), "already_running": .strings(already)]
+    /// Grows the image of the disk at `target` of a running VM (qemu's block resize).
+    public func blockResize(_ uuid: String, target: String, bytes: UInt64) async throws {
+        try await perform(uuid, "resize disk \(target) of") { try $0.blockResize(target, bytes: bytes) }
     }
 }

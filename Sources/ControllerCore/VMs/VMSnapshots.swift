@@ -11,7 +11,7 @@ public struct VMSnapshots: Sendable {
     /// The VM's managed disks, checked for snapshots: all qcow2 (a raw one is `NotSupported`
     /// naming it), at least one, VM shut off.
     public static func disks(of vm: VMInfo, managed: [DiskInfo]) throws -> [DiskInfo] {
-        guard vm.state == "shutoff" else {
+        guard vm.state == .shutoff else {
             throw ControllerError.invalidState("VM snapshots are taken while the VM is shut off; \(vm.name) is \(vm.state)")
         }
         let byPath = Dictionary(managed.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })

@@ -3,5 +3,5 @@ public enum ControllerVersion {
     /// The release version, reported by the `Version` property and `--version`.
     public static let version = "0.1.0"
     /// The D-Bus API version (`APIVersion`).
-    public static let apiVersion: UInt32 = 1
+    public static let apiVersion: UInt32 = ControllerNames.apiVersion
 }

@@ -16,13 +16,14 @@ public struct Authorizer: Sendable {
     }
 
     /// Returns when `caller` may perform `action`; throws the D-Bus error to send otherwise.
-    public func authorize(_ caller: Caller, _ action: PolkitAction, details: [String: String]) async throws {
+    /// `action` is a polkit action id (`org.multiverse.controller.disk.manage`).
+    public func authorize(_ caller: Caller, action: String, details: [String: String]) async throws {
         var decision = "error"
         defer {
-            audit.notice("caller=\(caller.busName) uid=\(caller.uid) pid=\(caller.pid) action=\(action.rawValue) \(details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) decision=\(decision)")
+            audit.notice("caller=\(caller.busName) uid=\(caller.uid) pid=\(caller.pid) action=\(action) \(details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) decision=\(decision)")
         }
         do {
-            switch try await polkit.check(busName: caller.busName, action: action.rawValue, details: details,
+            switch try await polkit.check(busName: caller.busName, action: action, details: details,
                                           allowInteraction: caller.allowInteraction) {
             case .authorized:
                 decision = "allowed"
@@ -30,10 +31,10 @@ public struct Authorizer: Sendable {
             case .challenge where !caller.allowInteraction:
                 decision = "interactive-authorization-required"
                 throw ControllerError.interactiveAuthorizationRequired(
-                    "\(action.rawValue) needs authentication; call again with interactive authorization allowed")
+                    "\(action) needs authentication; call again with interactive authorization allowed")
             case .challenge, .notAuthorized:
                 decision = "denied"
-                throw ControllerError.accessDenied("not authorized for \(action.rawValue)")
+                throw ControllerError.accessDenied("not authorized for \(action)")
             }
         } catch let busy as PolkitBusy {
             decision = "refused-busy"

@@ -20,7 +20,7 @@ public actor LibvirtMonitor {
     public var isConnected: Bool { connection != nil }
 
     /// The open connection, or nil while disconnected.
-    public var current: LibvirtConnection? { connection }
+    var current: LibvirtConnection? { connection }
 
     /// Starts connecting and watching; `onChange` is called with every change of state.
     public func start(onChange: @escaping @Sendable (Bool) async -> Void) {

@@ -1,0 +1,88 @@
+import Foundation
+import SDBus
+
+/// The API reference, `org.multiverse.Controller(5)`: generated from the same interface
+/// declarations that build the vtables, plus one line of documentation and the polkit
+/// action for every member. A member without documentation is a test failure, and the
+/// checked-in page must equal what this generates, so the page cannot drift.
+public enum APIReference {
+    /// Members of the declarations with an empty documentation line (must be none).
+    public static func undocumented() -> [String] {
+        ControllerInterfaces.all.flatMap { i in
+            (i.methods.map { ($0.name, $0.doc) } + i.properties.map { ($0.name, $0.doc) } + i.signals.map { ($0.name, $0.doc) })
+                .filter { $0.1.trimmingCharacters(in: .whitespaces).isEmpty }.map { "\(i.shortName).\($0.0)" }
+        }
+    }
+
+    /// Every method guarded by `action`, as `Interface.Method`, sorted.
+    public static func methods(guardedBy action: PolkitAction) -> [String] {
+        ControllerInterfaces.all.flatMap { i in i.methods.filter { $0.action == action }.map { "\(i.shortName).\($0.name)" } }.sorted()
+    }
+
+    static func roff(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\e").replacingOccurrences(of: "-", with: "\\-")
+    }
+
+    /// The man page `org.multiverse.Controller(5)`.
+    public static func manPage() -> String {
+        var out: [String] = [
+            ".TH ORG.MULTIVERSE.CONTROLLER 5 \"\" \"multiverse-controller \(ControllerVersion.version)\" \"D-Bus interfaces\"",
+            ".SH NAME",
+            "org.multiverse.Controller \\- the Multiverse controller service's D\\-Bus API (version \(ControllerVersion.apiVersion))",
+            ".SH INTRODUCTION",
+            "The service owns \\fBorg.multiverse.Controller\\fR on the system bus. The root object \\fB/org/multiverse/Controller\\fR implements \\fBorg.freedesktop.DBus.ObjectManager\\fR; VMs, disks, jobs and the settings object are its children. Every method ends with an \\fBa{sv}\\fR options argument; unknown keys or wrongly typed values are \\fBInvalidArgs\\fR. Privileged methods are authorized by polkit with the caller's unique bus name as subject; reading needs no authorization.",
+        ]
+        for interface in ControllerInterfaces.all {
+            out.append(".SH \"\(interface.name)\"")
+            if !interface.methods.isEmpty {
+                out.append(".SS Methods")
+                for m in interface.methods {
+                    let d = m.dbus
+                    let args = d.inputs.map { "in \($0.signature) \($0.name)" } + d.outputs.map { "out \($0.signature) \($0.name)" }
+                    out.append(".TP")
+                    out.append("\\fB\(m.name)\\fR(\(roff(args.joined(separator: ", "))))")
+                    var text = roff(m.doc)
+                    if let action = m.action { text += " Polkit action: \\fB\(roff(action.rawValue))\\fR." }
+                    out.append(text)
+                }
+            }
+            if !interface.properties.isEmpty {
+                out.append(".SS Properties")
+                for p in interface.properties {
+                    let d = p.dbus
+                    let change: String
+                    switch d.change {
+                    case .const: change = "constant"
+                    case .emitsChange: change = "emits PropertiesChanged"
+                    case .emitsInvalidation: change = "emits PropertiesChanged without the value"
+                    case .none: change = "changes without signal"
+                    }
+                    out.append(".TP")
+                    out.append("\\fB\(p.name)\\fR \(roff(d.signature)) (\(change)\(d.writable ? ", writable" : ""))")
+                    out.append(roff(p.doc))
+                }
+            }
+            if !interface.signals.isEmpty {
+                out.append(".SS Signals")
+                for s in interface.signals {
+                    out.append(".TP")
+                    out.append("\\fB\(s.name)\\fR(\(roff(s.dbus.arguments.map { "\($0.signature) \($0.name)" }.joined(separator: ", "))))")
+                    out.append(roff(s.doc))
+                }
+            }
+        }
+        out += [
+            ".SH ERRORS",
+            "Standard: \\fBorg.freedesktop.DBus.Error.InvalidArgs\\fR (the message names the bad value), \\fBAccessDenied\\fR, \\fBInteractiveAuthorizationRequired\\fR, \\fBLimitsExceeded\\fR. Own, under \\fB\(roff(ControllerNames.errorPrefix))\\fR: \(ErrorName.allCases.filter(\.isOwn).map(\.shortName).joined(separator: ", ")).",
+            ".SH POLKIT ACTIONS",
+        ]
+        for action in PolkitAction.allCases {
+            out.append(".TP")
+            out.append("\\fB\(roff(action.rawValue))\\fR")
+            let guarded = methods(guardedBy: action)
+            out.append(roff(guarded.joined(separator: ", ")))
+        }
+        out += [".SH SEE ALSO", "\\fBmultiverse\\-controllerd\\fR(8), \\fBmvctl\\fR(1), \\fBbusctl\\fR(1), \\fBpolkit\\fR(8)"]
+        return out.joined(separator: "\n") + "\n"
+    }
+}

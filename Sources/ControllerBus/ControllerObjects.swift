@@ -1,0 +1,66 @@
+import ControllerAPI
+import ControllerCore
+import Logging
+import SDBus
+
+/// The D-Bus face of the controller: the root Manager object, one object per VM, disk and
+/// job, and the settings object, each mirroring what Core reports. The rules are Core's;
+/// this layer reads arguments, authorizes and replies.
+public final class ControllerObjects: DiskObserver {
+    let context: BusContext
+    let manager: ManagerObject
+    let managerProperties: [String: DBusValue]
+
+    /// The constant Manager properties come from the configuration the daemon runs with.
+    public init(bus: BusConnection, authorizer: Authorizer, disks: DiskService, vms: VMService, jobs: JobManager,
+                settings: SettingsAgent, libvirtURI: String, imageDirectory: String, backupDirectory: String, logger: Logger) {
+        context = BusContext(bus: bus, authorizer: authorizer, disks: disks, vms: vms, jobs: jobs, settings: settings, logger: logger)
+        manager = ManagerObject(context: context)
+        managerProperties = [
+            "Version": .string(ControllerVersion.version),
+            "APIVersion": .uint32(ControllerVersion.apiVersion),
+            "LibvirtURI": .string(libvirtURI),
+            "ImageDirectory": .string(imageDirectory),
+            "BackupDirectory": .string(backupDirectory),
+        ]
+    }
+
+    /// Exports every object. Call before requesting the name so no call finds the name
+    /// without its objects.
+    public func export(libvirtConnected: Bool) async throws {
+        let bus = context.bus
+        try await bus.addObjectManager(at: ObjectPaths.root)
+        var properties = managerProperties
+        properties["LibvirtConnected"] = .boolean(libvirtConnected)
+        try await bus.export(path: ObjectPaths.root, interfaces: [
+            try ManagerInterface.declaration.exported(manager, properties: properties, bindings: ManagerObject.bindings),
+        ], announce: false)
+        for view in await context.disks.views() {
+            try await DiskObject.export(view, context: context, announce: false)
+        }
+        for vm in await context.vms.list() {
+            try await VMObject.export(vm, context: context, announce: false)
+        }
+        try await SettingsObject.export(context: context)
+    }
+
+    /// Updates `LibvirtConnected`.
+    public func setLibvirtConnected(_ connected: Bool) async {
+        await context.bus.setProperties(path: ObjectPaths.root, interface: ManagerInterface.name, ["LibvirtConnected": .boolean(connected)])
+    }
+
+    /// Mirrors a change of the disks (``DiskObserver``).
+    public func diskChanged(_ event: DiskEvent) async { await DiskObject.mirror(event, context: context) }
+
+    /// Mirrors a change of the VMs.
+    public func vmChanged(_ change: VMChange) async {
+        manager.vmsChanged()
+        await VMObject.mirror(change, context: context)
+    }
+
+    /// Mirrors a change of the jobs.
+    public func jobChanged(_ change: JobChange) async { await JobObject.mirror(change, context: context) }
+
+    /// Mirrors the settings agent's reports.
+    public func settingsEvent(_ event: SettingsAgent.Event) async { await SettingsObject.mirror(event, bus: context.bus) }
+}

@@ -1,0 +1,111 @@
+import ControllerAPI
+import ControllerCore
+import SDBus
+import Synchronization
+
+/// `org.multiverse.Controller.Manager` at `/org/multiverse/Controller`.
+final class ManagerObject: Sendable {
+    let context: BusContext
+    /// ListVMs' reply, sorted by name, valid while no VM changed since (generation).
+    private let vmPathCache = Mutex<(generation: UInt64, paths: [String]?)>((0, nil))
+
+    init(context: BusContext) { self.context = context }
+
+    var disks: DiskService { context.disks }
+    var vms: VMService { context.vms }
+
+    static let bindings: [MethodBinding<ManagerObject>] = [
+        .init(ManagerInterface.listVMs) { try await $0.listVMs($1) },
+        .init(ManagerInterface.getVMByName) { try await $0.getVMByName($1) },
+        .init(ManagerInterface.listProfiles) { try await $0.listProfiles($1) },
+        .init(ManagerInterface.defineVM) { try await $0.defineVM($1) },
+        .init(ManagerInterface.defineVMFromXML) { try await $0.defineVMFromXML($1) },
+        .init(ManagerInterface.startAll) { try await $0.startAll($1) },
+        .init(ManagerInterface.listDisks) { try await $0.listDisks($1) },
+        .init(ManagerInterface.getDiskByName) { try await $0.getDiskByName($1) },
+        .init(ManagerInterface.createDisk) { try await $0.createDisk($1) },
+        .init(ManagerInterface.listJobs) { try await $0.listJobs($1) },
+    ]
+
+    /// Any VM changed: ListVMs' cached reply is stale.
+    func vmsChanged() { vmPathCache.withLock { $0 = ($0.generation + 1, nil) } }
+
+    func listVMs(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        let (generation, cached) = vmPathCache.withLock { $0 }
+        if let cached { return [.objectPaths(cached)] }
+        let paths = await vms.list().map { ObjectPaths.vm($0.uuid) }
+        vmPathCache.withLock { if $0.generation == generation { $0.paths = paths } }
+        return [.objectPaths(paths)]
+    }
+
+    func getVMByName(_ call: BusCall) async throws -> [DBusValue] {
+        let name = call.string("name")
+        try call.options().finish()
+        return [.objectPath(ObjectPaths.vm(try await vms.find(name).uuid))]
+    }
+
+    func listProfiles(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        return [.array(elementSignature: "(ss)", await vms.profiles().map { .structure([.string($0.name), .string($0.description)]) })]
+    }
+
+    func defineVM(_ call: BusCall) async throws -> [DBusValue] {
+        var request = VMService.DefineRequest(name: call.string("name"), profile: call.string("profile"))
+        var options = try call.options()
+        request.memoryMiB = try options.uint64("memory_mib")
+        request.vcpus = try options.uint32("vcpus")
+        request.disks = try options.strings("disks") ?? []
+        request.baseDisk = try options.string("base_disk")
+        request.ephemeral = try options.bool("ephemeral")
+        request.shares = try options.stringPairs("shares")?.map { (hostPath: $0.0, tag: $0.1) }
+        request.networks = try options.strings("networks")
+        request.autostart = try options.bool("autostart") ?? false
+        request.seclabel = try options.string("seclabel") ?? "dynamic"
+        try options.finish()
+        let plan = try await vms.checkDefine(request)
+        try await context.authorize(call, plan.details)
+        return [.objectPath(ObjectPaths.vm(try await vms.runDefine(plan).uuid))]
+    }
+
+    func defineVMFromXML(_ call: BusCall) async throws -> [DBusValue] {
+        let xml = call.string("xml")
+        try call.options().finish()
+        let plan = try await vms.checkDefine(xml: xml)
+        try await context.authorize(call, plan.details)
+        return [.objectPath(ObjectPaths.vm(try await vms.runDefine(plan).uuid))]
+    }
+
+    func startAll(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        let plan = vms.checkStartAll()
+        let caller = try await context.authorize(call, plan.details)
+        return BusContext.reply(try await vms.runStartAll(plan, uid: caller.uid))
+    }
+
+    func listDisks(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        return [.objectPaths(await disks.list().map { ObjectPaths.disk($0.name) })]
+    }
+
+    func getDiskByName(_ call: BusCall) async throws -> [DBusValue] {
+        let name = call.string("name")
+        try call.options().finish()
+        return [.objectPath(ObjectPaths.disk(try await disks.find(name).name))]
+    }
+
+    func createDisk(_ call: BusCall) async throws -> [DBusValue] {
+        var options = try call.options()
+        let request = CreateDiskRequest(name: call.string("name"), size: call.uint64("size"), format: call.string("format"),
+                                        backing: try options.string("backing"), preallocation: try options.string("preallocation"))
+        try options.finish()
+        let plan = try await disks.checkCreate(request)
+        try await context.authorize(call, plan.details)
+        return [.objectPath(ObjectPaths.disk(try await disks.runCreate(plan).name))]
+    }
+
+    func listJobs(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        return [.objectPaths(await context.jobs.list().map { ObjectPaths.job($0.id) })]
+    }
+}

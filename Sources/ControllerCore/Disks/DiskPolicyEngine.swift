@@ -1,0 +1,253 @@
+import Foundation
+
+/// The per-disk policies and what acts on them: SetAutoGrow and SetVersioning, the usage
+/// sampler (FilesystemUsage, UsageHigh, AutoGrow), automatic `auto-*` snapshots with
+/// pruning, and what a stopping VM triggers.
+public final class DiskPolicyEngine: Sendable {
+    let context: DiskContext
+
+    init(context: DiskContext) { self.context = context }
+
+    var store: DiskStore { context.store }
+    var records: DiskPolicyStore { context.policies }
+
+    // MARK: SetAutoGrow, SetVersioning
+
+    /// The keys a SetAutoGrow call gives (missing keys keep their value).
+    public struct AutoGrowChange: Sendable {
+        public var enabled: Bool?, threshold: Double?, step: UInt64?, max: UInt64?
+        public init(enabled: Bool? = nil, threshold: Double? = nil, step: UInt64? = nil, max: UInt64? = nil) {
+            (self.enabled, self.threshold, self.step, self.max) = (enabled, threshold, step, max)
+        }
+    }
+
+    /// A checked policy change: the disk and the whole new policy.
+    public struct PolicyPlan<Policy: Sendable>: Sendable {
+        public let disk: String
+        public let policy: Policy
+        public let operation: String
+        public var details: [String: String] { ["disk": disk, "operation": operation] }
+    }
+
+    public func checkAutoGrow(_ name: String, _ change: AutoGrowChange) async throws -> PolicyPlan<AutoGrowPolicy> {
+        let disk = try await context.disk(name)
+        var policy = await records.record(name).autoGrow
+        let maxSize = context.maxSize
+        if let v = change.enabled { policy.enabled = v }
+        if let v = change.threshold {
+            guard v >= 0.05, v <= 0.99 else { throw ControllerError.invalidArgs("invalid threshold \(v): use 0.05 to 0.99") }
+            policy.threshold = v
+        }
+        if let v = change.step {
+            guard v >= 1 << 20, v % 512 == 0, v <= maxSize else {
+                throw ControllerError.invalidArgs("invalid step \(v): at least 1 MiB (1048576), a multiple of 512, at most \(maxSize)")
+            }
+            policy.step = v
+        }
+        if let v = change.max {
+            guard v % 512 == 0, v <= maxSize else { throw ControllerError.invalidArgs("invalid max \(v): a multiple of 512, at most \(maxSize)") }
+            policy.max = v
+        }
+        if policy.enabled && policy.max <= disk.virtualSize {
+            throw ControllerError.invalidArgs("max \(policy.max) must be above disk \(name)'s virtual size \(disk.virtualSize) to enable AutoGrow")
+        }
+        return PolicyPlan(disk: name, policy: policy, operation: "set-autogrow")
+    }
+
+    public func runAutoGrow(_ plan: PolicyPlan<AutoGrowPolicy>) async throws {
+        let policy = plan.policy
+        let record = try await records.update(plan.disk) { $0.autoGrow = policy }
+        context.logger.notice("AutoGrow of disk \(plan.disk): enabled=\(policy.enabled) threshold=\(policy.threshold) step=\(policy.step) max=\(policy.max)")
+        await context.emit(.policies(plan.disk, record))
+    }
+
+    /// The keys a SetVersioning call gives (missing keys keep their value).
+    public struct VersioningChange: Sendable {
+        public var enabled: Bool?, intervalSeconds: UInt32?, keep: UInt32?, onStop: Bool?
+        public init(enabled: Bool? = nil, intervalSeconds: UInt32? = nil, keep: UInt32? = nil, onStop: Bool? = nil) {
+            (self.enabled, self.intervalSeconds, self.keep, self.onStop) = (enabled, intervalSeconds, keep, onStop)
+        }
+    }
+
+    public func checkVersioning(_ name: String, _ change: VersioningChange) async throws -> PolicyPlan<VersioningPolicy> {
+        let disk = try await context.disk(name)
+        var policy = await records.record(name).versioning
+        if let v = change.enabled { policy.enabled = v }
+        if let v = change.intervalSeconds {
+            guard v == 0 || (5...31_536_000).contains(v) else {
+                throw ControllerError.invalidArgs("invalid interval_s \(v): 0 (only on_stop) or 5 to 31536000 seconds")
+            }
+            policy.intervalSeconds = v
+        }
+        if let v = change.keep {
+            guard (1...1000).contains(v) else { throw ControllerError.invalidArgs("invalid keep \(v): use 1 to 1000") }
+            policy.keep = v
+        }
+        if let v = change.onStop { policy.onStop = v }
+        if policy.enabled && disk.format != "qcow2" {
+            throw ControllerError.notSupported("disk \(name) is \(disk.format); versioning takes internal snapshots, which need qcow2")
+        }
+        return PolicyPlan(disk: name, policy: policy, operation: "set-versioning")
+    }
+
+    public func runVersioning(_ plan: PolicyPlan<VersioningPolicy>) async throws {
+        let policy = plan.policy
+        let record = try await records.update(plan.disk) { r in
+            // A newly enabled policy counts its interval from now.
+            if policy.enabled && !r.versioning.enabled { r.lastAutoSnapshot = UInt64(Date().timeIntervalSince1970) }
+            r.versioning = policy
+        }
+        context.logger.notice("versioning of disk \(plan.disk): enabled=\(policy.enabled) interval_s=\(policy.intervalSeconds) keep=\(policy.keep) on_stop=\(policy.onStop)")
+        await context.emit(.policies(plan.disk, record))
+    }
+
+    // MARK: usage and AutoGrow
+
+    /// Records a usage sample (from the sampler or Inspect): publishes it, signals
+    /// `UsageHigh` when the highest fraction crosses the AutoGrow threshold, and grows the
+    /// disk (now if no VM runs on it, else when that VM stops) when AutoGrow is enabled.
+    func usageSampled(_ name: String, _ usage: [FilesystemUsage]) async {
+        let previous = await records.record(name)
+        let now = UInt64(Date().timeIntervalSince1970)
+        guard let record = try? await records.update(name, { $0.usage = usage; $0.sampled = now }) else { return }
+        await context.emit(.policies(name, record))
+        let threshold = record.autoGrow.threshold
+        let fraction = usage.map(\.fraction).max() ?? 0
+        let before = previous.usage.map(\.fraction).max() ?? 0
+        guard fraction >= threshold else { return }
+        if before < threshold || previous.sampled == 0 {
+            context.logger.notice("disk \(name): filesystem usage \(Int(fraction * 100))% reached the threshold \(Int(threshold * 100))%")
+            await context.emit(.usageHigh(name, fraction))
+        }
+        guard record.autoGrow.enabled, let disk = await store.disk(named: name) else { return }
+        if let user = await context.activeUser(of: disk) {
+            _ = try? await records.update(name) { $0.growPending = true }
+            context.logger.notice("disk \(name): AutoGrow waits until VM \(user.vm.name) stops")
+        } else {
+            await startAutoGrow(name)
+        }
+    }
+
+    /// Starts an AutoGrow job: `step` more, never past `max`, with the filesystem.
+    func startAutoGrow(_ name: String) async {
+        guard let disk = await store.disk(named: name) else { return }
+        let policy = await records.record(name).autoGrow
+        _ = try? await records.update(name) { $0.growPending = false }
+        let size = min(disk.virtualSize + policy.step, policy.max) / 512 * 512
+        guard size > disk.virtualSize else {
+            context.logger.warning("disk \(name): AutoGrow reached its max (\(policy.max) bytes); not growing")
+            return
+        }
+        let context = self.context
+        do {
+            _ = try await context.jobs.start(operation: "AutoGrow", target: .disk(name), uid: 0) { job in
+                try await context.resizeOffline(name, to: size, filesystem: true, job: job)
+            }
+        } catch {
+            _ = try? await records.update(name) { $0.growPending = true }
+            context.logger.error("disk \(name): cannot start AutoGrow: \(error)")
+        }
+    }
+
+    /// A VM stopped: versioning's `on_stop` snapshots and pending AutoGrows of its disks.
+    func vmStopped(_ vm: VMInfo) async {
+        for source in vm.disks.map(\.source) {
+            guard let disk = await store.list().first(where: { $0.path == source }) else { continue }
+            let record = await records.record(disk.name)
+            if record.versioning.enabled && record.versioning.onStop {
+                await autoSnapshot(disk.name, reason: "VM \(vm.name) stopped")
+            }
+            if record.growPending && record.autoGrow.enabled { await startAutoGrow(disk.name) }
+        }
+    }
+
+    // MARK: background work
+
+    /// Starts the usage sampler and the versioning clock; runs pending AutoGrows of disks
+    /// whose VM is shut off (the daemon was down when it stopped).
+    public func start() {
+        Task { [self] in
+            for (name, record) in await records.all() where record.growPending && record.autoGrow.enabled {
+                if let disk = await store.disk(named: name), await context.activeUser(of: disk) == nil { await startAutoGrow(name) }
+            }
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                await versioningTick()
+            }
+        }
+        let interval = context.usageIntervalSeconds
+        guard interval > 0 else { return }
+        Task { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(interval))
+                await sampleAll()
+            }
+        }
+    }
+
+    /// One appliance at a time, read-only, disks busy with other work skipped.
+    func sampleAll() async {
+        for disk in await store.list() {
+            guard await !store.isBusy(disk.name) else { continue }
+            do {
+                let usage = try await context.guests.sampleUsage(disk)
+                await usageSampled(disk.name, usage)
+            } catch {
+                context.logger.info("usage sample of disk \(disk.name) skipped: \(error)")
+            }
+        }
+    }
+
+    func versioningTick() async {
+        let now = UInt64(Date().timeIntervalSince1970)
+        for (name, record) in await records.all() {
+            let v = record.versioning
+            guard v.enabled, v.intervalSeconds > 0, now >= record.lastAutoSnapshot + UInt64(v.intervalSeconds),
+                  let disk = await store.disk(named: name), await context.activeUser(of: disk) == nil, await !store.isBusy(name) else { continue }
+            if Self.stamp(disk.path) == record.lastAutoStamp && !record.lastAutoStamp.isEmpty {
+                // Unchanged since the last version: no new snapshot (it would only push a
+                // real version out of `keep`).
+                _ = try? await records.update(name) { $0.lastAutoSnapshot = now }
+                continue
+            }
+            await autoSnapshot(name, reason: "interval \(v.intervalSeconds) s")
+        }
+    }
+
+    /// Takes `auto-<UTC time>` and prunes the oldest `auto-*` beyond `keep`.
+    func autoSnapshot(_ name: String, reason: String) async {
+        guard let disk = await store.disk(named: name), disk.format == "qcow2" else { return }
+        let keep = Int(await records.record(name).versioning.keep)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        var snapshot = "auto-" + formatter.string(from: Date())
+        var n = 2
+        while disk.snapshots.contains(where: { $0.name == snapshot }) {
+            snapshot = "auto-" + formatter.string(from: Date()) + "-\(n)"
+            n += 1
+        }
+        let qemuImg = context.qemuImg
+        let path = disk.path
+        let target = snapshot
+        await context.guests.cache.release(path)
+        do {
+            try await store.exclusive(name) {
+                try await qemuImg.snapshot(.create, target, path: path)
+                let autos = try await qemuImg.info(path: path).snapshots.filter { $0.name.hasPrefix("auto-") }
+                    .sorted { ($0.created, $0.name) < ($1.created, $1.name) }
+                for old in autos.dropLast(keep) { try await qemuImg.snapshot(.delete, old.name, path: path) }
+            }
+            let now = UInt64(Date().timeIntervalSince1970)
+            try await records.update(name) { $0.lastAutoSnapshot = now; $0.lastAutoStamp = Self.stamp(path) }
+            context.logger.notice("versioning: snapshot \(snapshot) of disk \(name) (\(reason))")
+        } catch {
+            context.logger.error("versioning: cannot snapshot disk \(name): \(error)")
+        }
+        await context.publish(name)
+    }
+
+    /// Size and modification time of an image: a change means a new version.
+    static func stamp(_ path: String) -> String { FileStamp(path)?.persisted ?? "" }
+}

@@ -1,0 +1,174 @@
+import Foundation
+
+/// The operations that change an image as a whole or look inside it: Resize, Format,
+/// Inspect and the files.
+extension DiskService {
+    // MARK: resize
+
+    /// A checked Resize: offline (on a copy, with the filesystem) or live (a running VM uses
+    /// the disk: the image only, grow only).
+    public struct ResizePlan: Sendable {
+        public let disk: DiskInfo
+        public let size: UInt64
+        public let filesystem: Bool
+        /// The VM using the disk and its target there, for a live grow.
+        public let live: (vm: VMInfo, target: String)?
+        public var details: [String: String] { ["disk": disk.name, "operation": "resize", "size": String(size)] }
+    }
+
+    public func checkResize(_ name: String, to size: UInt64, shrink allowShrink: Bool, filesystem: Bool) async throws -> ResizePlan {
+        let disk = try await context.disk(name)
+        guard size > 0, size <= context.maxSize else {
+            throw ControllerError.invalidArgs("invalid size \(size): must be between 1 and \(context.maxSize) bytes")
+        }
+        guard size % 512 == 0 else { throw ControllerError.invalidArgs("invalid size \(size): must be a multiple of 512 bytes") }
+        guard size != disk.virtualSize else { throw ControllerError.invalidArgs("disk \(name) already has a virtual size of \(size) bytes") }
+        let shrink = size < disk.virtualSize
+        if shrink && !allowShrink {
+            throw ControllerError.invalidArgs("size \(size) is below disk \(name)'s \(disk.virtualSize) bytes: pass shrink=true to shrink")
+        }
+        let user = await context.activeUser(of: disk)
+        if let user, shrink {
+            throw ControllerError.busy("cannot shrink disk \(name): VM \(user.vm.name) is using it (\(user.vm.state.rawValue))")
+        }
+        if user == nil { try await context.requireNotInUse(disk, for: "resize") }
+        try await context.requireIdle(name)
+        return ResizePlan(disk: disk, size: size, filesystem: filesystem, live: user)
+    }
+
+    public func runResize(_ plan: ResizePlan, uid: UInt32) async throws -> JobSnapshot {
+        let context = self.context
+        return try await context.jobs.start(operation: "Resize", target: .disk(plan.disk.name), uid: uid) { job in
+            guard let live = plan.live else {
+                return try await context.resizeOffline(plan.disk.name, to: plan.size, filesystem: plan.filesystem, job: job)
+            }
+            // The image only, through libvirt's block resize (qemu grows it under the
+            // guest); the guest grows its own partition and filesystem.
+            job.progress(nil)
+            job.commit()
+            try await context.vms.blockResize(live.vm.uuid, target: live.target, bytes: plan.size)
+            await context.publish(plan.disk.name)
+            context.logger.notice("grew disk \(plan.disk.name) of running VM \(live.vm.name) to \(plan.size) bytes (live, image only)")
+            return ["old_size": .uint64(plan.disk.virtualSize), "new_size": .uint64(plan.size), "filesystem_grown": .bool(false),
+                    "filesystem_shrunk": .bool(false), "filesystem": .string(""), "live": .bool(true),
+                    "note": .string("the disk is in use by running VM \(live.vm.name): the image was grown live; the guest grows its partition and filesystem")]
+        }
+    }
+
+    // MARK: format
+
+    /// A checked Format.
+    public struct FormatPlan: Sendable {
+        public let disk: DiskInfo
+        public let request: FormatRequest
+        public var details: [String: String] { ["disk": disk.name, "operation": "format", "fstype": request.fstype] }
+    }
+
+    public func checkFormat(_ name: String, _ request: FormatRequest) async throws -> FormatPlan {
+        let disk = try await context.disk(name)
+        try await context.requireNotInUse(disk, for: "format")
+        try await context.requireIdle(name)
+        return FormatPlan(disk: disk, request: request)
+    }
+
+    public func runFormat(_ plan: FormatPlan, uid: UInt32) async throws -> JobSnapshot {
+        let context = self.context
+        let (disk, request, name) = (plan.disk, plan.request, plan.disk.name)
+        return try await context.jobs.start(operation: "Format", target: .disk(name), uid: uid) { job in
+            let appliances = context.guests.cache
+            await appliances.release(disk.path)
+            let start: DiskStore.TransformStart = disk.snapshots.isEmpty ? .fresh : .copy
+            let (device, _) = try await context.store.transform(name, start: start, progress: { job.progress($0) }, commit: { job.commit() }) { temporary, d in
+                try await request.apply(temporary, format: d.format, disk: name, appliances: appliances) { job.progress($0) }
+            }
+            await appliances.release(disk.path)
+            if let record = try? await context.policies.update(name, { $0.usage = []; $0.sampled = 0 }) {
+                await context.emit(.policies(name, record))
+            }
+            await context.publish(name)
+            context.logger.notice("formatted disk \(name): \(request.partitionTable) \(request.fstype) on \(device)")
+            return ["fstype": .string(request.fstype), "partition_table": .string(request.partitionTable),
+                    "device": .string(device), "label": .string(request.label ?? "")]
+        }
+    }
+
+    // MARK: inside the image
+
+    /// A checked Inspect, ListFiles or ReadFile (reading needs no other check).
+    public struct ReadPlan: Sendable {
+        public let disk: DiskInfo
+        public let operation: String
+        /// The normalized guest path (empty for Inspect).
+        public let path: String
+        public var details: [String: String] {
+            var d = ["disk": disk.name, "operation": operation]
+            if !path.isEmpty { d["path"] = path }
+            return d
+        }
+    }
+
+    public func checkInspect(_ name: String) async throws -> ReadPlan {
+        ReadPlan(disk: try await context.disk(name), operation: "inspect", path: "")
+    }
+
+    public func runInspect(_ plan: ReadPlan, uid: UInt32) async throws -> JobSnapshot {
+        let (context, policies) = (self.context, self.policies)
+        let disk = plan.disk
+        return try await context.jobs.start(operation: "Inspect", target: .disk(disk.name), uid: uid) { job in
+            job.progress(nil)
+            let report = try await withTaskCancellationHandler {
+                try await context.guests.inspect(disk, readonly: true)
+            } onCancel: {
+                Task { await context.guests.cache.kill(disk.path) }
+            }
+            try Task.checkCancellation()
+            await policies.usageSampled(disk.name, report.usage)
+            return ["os_type": .string(report.osType), "distro": .string(report.distro), "version": .string(report.version),
+                    "product_name": .string(report.productName), "hostname": .string(report.hostname),
+                    "filesystems": .pairs(report.filesystems.map { [$0.device, $0.type] }), "usage": .usage(report.usage)]
+        }
+    }
+
+    /// Checks a ListFiles (`listing`) or ReadFile of `guestPath`.
+    public func checkRead(_ name: String, _ guestPath: String, listing: Bool) async throws -> ReadPlan {
+        let disk = try await context.disk(name)
+        let path = try GuestPath.normalize(guestPath)
+        return ReadPlan(disk: disk, operation: listing ? "list-files" : "read-file", path: path)
+    }
+
+    public func runListFiles(_ plan: ReadPlan) async throws -> [GuestFileEntry] {
+        try await context.guests.listFiles(plan.disk, plan.path, readonly: true)
+    }
+
+    public func runReadFile(_ plan: ReadPlan) async throws -> [UInt8] {
+        try await context.guests.readFile(plan.disk, plan.path, readonly: true)
+    }
+
+    /// A checked WriteFile.
+    public struct WritePlan: Sendable {
+        public let disk: DiskInfo
+        public let path: String
+        public let content: [UInt8]
+        public let mode: UInt32?
+        public var details: [String: String] { ["disk": disk.name, "operation": "write-file", "path": path] }
+    }
+
+    public func checkWrite(_ name: String, _ guestPath: String, content: [UInt8], mode: UInt32?) async throws -> WritePlan {
+        let disk = try await context.disk(name)
+        let path = try GuestPath.normalize(guestPath)
+        guard content.count <= GuestImages.maxFileBytes else {
+            throw ControllerError.limitsExceeded("WriteFile: \(content.count) bytes is more than \(GuestImages.maxFileBytes)")
+        }
+        if let mode, mode > 0o7777 { throw ControllerError.invalidArgs("invalid mode \(String(mode, radix: 8)): use permission bits up to 07777") }
+        if path == "/" { throw ControllerError.invalidArgs("guest path / is a directory") }
+        try await context.requireNotInUse(disk, for: "write to")
+        try await context.requireIdle(name)
+        return WritePlan(disk: disk, path: path, content: content, mode: mode)
+    }
+
+    public func runWrite(_ plan: WritePlan) async throws {
+        try await context.guests.writeFile(plan.disk, plan.path, content: plan.content, mode: plan.mode)
+        context.logger.notice("wrote \(plan.content.count) bytes to \(plan.path) in disk \(plan.disk.name)")
+        await context.publish(plan.disk.name)
+    }
+}

@@ -1,0 +1,247 @@
+import Foundation
+import Logging
+
+/// Every rule of the managed disks. Each operation comes in two halves: `check…` makes every
+/// check without a side effect (errors name the value) and returns a plan whose `details`
+/// go to the authorization; `run…` does the work the plan describes and returns Swift
+/// values or a job. Nothing is touched between the two but the authorization.
+public final class DiskService: Sendable {
+    let context: DiskContext
+    /// AutoGrow, versioning and usage sampling.
+    public let policies: DiskPolicyEngine
+
+    public init(context: DiskContext) {
+        self.context = context
+        policies = DiskPolicyEngine(context: context)
+    }
+
+    var store: DiskStore { context.store }
+
+    /// Sets who mirrors the disks' changes (see ``DiskEvent``).
+    public func setObserver(_ observer: any DiskObserver) { context.setObserver(observer) }
+
+    // MARK: reading
+
+    /// Every managed disk, by name.
+    public func list() async -> [DiskInfo] { await store.list() }
+
+    /// Every managed disk as the bus shows it.
+    public func views() async -> [DiskView] {
+        let all = await store.list()
+        return await context.views(all, all: all)
+    }
+
+    /// The disk named `name`: `InvalidArgs` for a bad name, `NoSuchDisk` when absent.
+    public func find(_ name: String) async throws -> DiskInfo {
+        try DiskName.validate(name)
+        guard let disk = await store.disk(named: name) else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        return disk
+    }
+
+    /// The disk `name` of an exported object (`NoSuchDisk` when it went away meanwhile).
+    public func existing(_ name: String) async throws -> DiskInfo { try await context.disk(name) }
+
+    /// The backups of a disk, oldest first.
+    public func backups(of name: String) async throws -> [BackupInfo] {
+        _ = try await context.disk(name)
+        return await context.backups.list(disk: name)
+    }
+
+    // MARK: create and delete
+
+    /// A checked CreateDisk.
+    public struct CreatePlan: Sendable {
+        public let request: CreateDiskRequest
+        public var details: [String: String] { ["disk": request.name, "operation": "create"] }
+    }
+
+    /// `maxSize` overrides `[disks] max_size` (an overlay is as large as its base).
+    public func checkCreate(_ request: CreateDiskRequest, maxSize: UInt64? = nil) async throws -> CreatePlan {
+        try request.validate(maxSize: maxSize ?? context.maxSize)
+        try await store.precheckCreate(request)
+        return CreatePlan(request: request)
+    }
+
+    public func runCreate(_ plan: CreatePlan) async throws -> DiskInfo {
+        let info = try await store.create(plan.request)
+        await context.added(info)
+        return info
+    }
+
+    /// A checked Delete.
+    public struct DeletePlan: Sendable {
+        public let disk: DiskInfo
+        public var details: [String: String] { ["disk": disk.name, "operation": "delete"] }
+    }
+
+    public func checkDelete(_ name: String) async throws -> DeletePlan {
+        let disk = try await context.disk(name)
+        try await store.precheckDelete(name)
+        if let user = await context.vms.list().first(where: { vm in vm.disks.contains { $0.source == disk.path } }) {
+            throw ControllerError.busy("disk \(name) is used by VM \(user.name); detach it first")
+        }
+        return DeletePlan(disk: disk)
+    }
+
+    /// Throws what deleting `name` would hit (busy, the backing file of others).
+    public func checkDeletable(_ name: String) async throws { try await store.precheckDelete(name) }
+
+    public func runDelete(_ plan: DeletePlan) async throws {
+        try await context.delete(plan.disk.name)
+    }
+
+    // MARK: snapshots
+
+    public typealias SnapshotAction = SnapshotOperation
+
+    /// A checked CreateSnapshot, RevertSnapshot or DeleteSnapshot.
+    public struct SnapshotPlan: Sendable {
+        public let disk: DiskInfo
+        public let action: SnapshotAction
+        public let snapshot: String
+        public var details: [String: String] { ["disk": disk.name, "operation": action.rawValue, "snapshot": snapshot] }
+    }
+
+    public func checkSnapshot(_ action: SnapshotAction, _ snapshot: String, on name: String) async throws -> SnapshotPlan {
+        let disk = try await context.disk(name)
+        guard DiskName.isValid(snapshot) else {
+            throw ControllerError.invalidArgs("invalid snapshot name \(DiskName.quoted(snapshot)): use 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'")
+        }
+        guard disk.format == "qcow2" else {
+            throw ControllerError.notSupported("disk \(name) is \(disk.format); internal snapshots need qcow2")
+        }
+        let exists = disk.snapshots.contains { $0.name == snapshot }
+        switch action {
+        case .create:
+            if snapshot.hasPrefix("vm-") || snapshot.hasPrefix("auto-") {
+                throw ControllerError.invalidArgs("snapshot names vm-* and auto-* belong to VM snapshots and versioning; choose another than \(snapshot)")
+            }
+            if exists { throw ControllerError.alreadyExists("disk \(name) already has a snapshot \(snapshot)") }
+        case .revert, .delete:
+            if !exists { throw ControllerError.noSuchSnapshot("disk \(name) has no snapshot \(snapshot)") }
+        }
+        let what = switch action { case .create: "snapshot"; case .revert: "revert"; case .delete: "delete a snapshot of" }
+        try await context.requireNotInUse(disk, for: what)
+        return SnapshotPlan(disk: disk, action: action, snapshot: snapshot)
+    }
+
+    public func runSnapshot(_ plan: SnapshotPlan) async throws {
+        let (qemuImg, path, snapshot) = (context.qemuImg, plan.disk.path, plan.snapshot)
+        let action: QemuImg.SnapshotAction = switch plan.action { case .create: .create; case .revert: .apply; case .delete: .delete }
+        await context.guests.cache.release(path)
+        try await store.exclusive(plan.disk.name) { try await qemuImg.snapshot(action, snapshot, path: path) }
+        context.logger.notice("\(plan.action.rawValue) \(snapshot) on disk \(plan.disk.name)")
+        await context.publish(plan.disk.name)
+    }
+
+    // MARK: clone, backup, restore
+
+    /// A checked Clone.
+    public struct ClonePlan: Sendable {
+        public let disk: DiskInfo
+        public let newName: String
+        public let linked: Bool
+        public var details: [String: String] { ["disk": disk.name, "operation": "clone", "new_name": newName] }
+    }
+
+    public func checkClone(_ name: String, to newName: String, linked: Bool) async throws -> ClonePlan {
+        let disk = try await context.disk(name)
+        try DiskName.validate(newName)
+        try await store.precheckCreate(CreateDiskRequest(name: newName, size: 512, format: "qcow2"))
+        return ClonePlan(disk: disk, newName: newName, linked: linked)
+    }
+
+    public func runClone(_ plan: ClonePlan, uid: UInt32) async throws -> JobSnapshot {
+        let context = self.context
+        return try await context.jobs.start(operation: "Clone", target: .disk(plan.disk.name), uid: uid) { job in
+            await context.guests.cache.release(plan.disk.path)
+            let info = try await context.store.clone(plan.disk.name, to: plan.newName, linked: plan.linked) { job.progress($0) }
+            await context.added(info)
+            return ["disk": .string(info.name), "linked": .bool(plan.linked), "size": .uint64(info.allocatedSize)]
+        }
+    }
+
+    /// A checked Backup.
+    public struct BackupPlan: Sendable {
+        public let disk: DiskInfo
+        public let compress: Bool
+        public var details: [String: String] { ["disk": disk.name, "operation": "backup"] }
+    }
+
+    public func checkBackup(_ name: String, compress: Bool) async throws -> BackupPlan {
+        let disk = try await context.disk(name)
+        if compress && disk.format != "qcow2" && disk.format != "raw" { throw ControllerError.notSupported("cannot compress a \(disk.format) disk") }
+        // Consistency: a disk a running VM writes to is refused rather than copied torn.
+        if let user = await context.activeUser(of: disk) {
+            throw ControllerError.busy("disk \(name) is in use by running VM \(user.vm.name); stop it to back the disk up consistently")
+        }
+        try await context.requireIdle(name)
+        return BackupPlan(disk: disk, compress: compress)
+    }
+
+    public func runBackup(_ plan: BackupPlan, uid: UInt32) async throws -> JobSnapshot {
+        let context = self.context
+        let disk = plan.disk
+        return try await context.jobs.start(operation: "Backup", target: .disk(disk.name), uid: uid) { job in
+            // The disk is held for the copy: snapshots, resizes, writes and automatic
+            // versions wait (Busy) rather than change the image under the copy.
+            try await context.store.exclusive(disk.name) {
+                await context.guests.cache.release(disk.path)
+                let info = try await context.backups.backup(disk, compress: plan.compress) { job.progress($0) }
+                return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
+            }
+        }
+    }
+
+    /// A checked Restore.
+    public struct RestorePlan: Sendable {
+        public let disk: DiskInfo
+        public let backupID: String
+        public var details: [String: String] { ["disk": disk.name, "operation": "restore", "backup": backupID] }
+    }
+
+    public func checkRestore(_ name: String, backup id: String) async throws -> RestorePlan {
+        let disk = try await context.disk(name)
+        guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(DiskName.quoted(id))") }
+        guard let backup = await context.backups.backup(id), backup.disk == name else {
+            throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)")
+        }
+        try await context.requireNotInUse(disk, for: "restore")
+        return RestorePlan(disk: disk, backupID: id)
+    }
+
+    public func runRestore(_ plan: RestorePlan, uid: UInt32) async throws -> JobSnapshot {
+        let context = self.context
+        let (disk, id) = (plan.disk, plan.backupID)
+        return try await context.jobs.start(operation: "Restore", target: .disk(disk.name), uid: uid) { job in
+            job.progress(0)
+            let verified = try await context.backups.verify(id) { job.progress($0 * 0.5) }
+            job.progress(0.5)
+            await context.guests.cache.release(disk.path)
+            _ = try await context.store.restore(disk.name, from: context.backups.image(of: id), format: verified.format,
+                                                compressed: verified.compressed) { job.commit() }
+            await context.guests.cache.release(disk.path)
+            await context.publish(disk.name)
+            return ["backup_id": .string(id)]
+        }
+    }
+
+    // MARK: for the VMs
+
+    /// Creates an overlay disk for a VM's `base_disk` (already checked with ``checkCreate(_:)``).
+    public func createOverlay(_ plan: CreatePlan) async throws -> DiskInfo { try await runCreate(plan) }
+
+    /// Deletes disks a VM no longer needs (its overlay, or its disks on Undefine).
+    public func deleteForVM(_ name: String) async throws { try await context.delete(name) }
+
+    /// A VM's disk sources changed (nil: the VM is gone): `AttachedTo` follows.
+    public func vmDisksChanged(uuid: String, sources: [String]?) async {
+        await context.vmDisksChanged(uuid: uuid, sources: sources)
+    }
+
+    /// Closes cached appliances on the disks of `vm` before it starts (a read-write
+    /// appliance holds qemu's write lock on the image).
+    public func releaseAppliances(of vm: VMInfo) async {
+        for source in vm.disks.map(\.source) { await context.guests.cache.release(source) }
+    }
+}

@@ -1,0 +1,4 @@
+/// What a snapshot call of a disk or a VM does; the raw value is the audit's `operation`.
+public enum SnapshotOperation: String, Sendable {
+    case create = "create-snapshot", revert = "revert-snapshot", delete = "delete-snapshot"
+}

@@ -1,0 +1,155 @@
+import Foundation
+
+/// The VM calls that change its definition or devices: SetAutostart, SetResources, disks,
+/// shares and snapshots.
+extension VMService {
+    /// A checked change of the definition; `details` for the authorization.
+    public struct ConfigurePlan: Sendable {
+        public let vm: VMInfo
+        public let operation: String
+        fileprivate let change: Change
+        public var details: [String: String] { ["vm": vm.name, "operation": operation] }
+    }
+
+    fileprivate enum Change: Sendable {
+        case autostart(Bool)
+        case resources(memoryMiB: UInt64?, vcpus: UInt32?)
+        case attach(device: String, live: Bool, config: Bool, what: String)
+        case detachDisk(target: String, live: Bool, config: Bool, timeout: Int)
+        case addShare(VMShare)
+        case removeShare(String)
+    }
+
+    public func checkAutostart(_ uuid: String, enabled: Bool) async throws -> ConfigurePlan {
+        let info = try await existing(uuid)
+        guard info.persistent else { throw ControllerError.invalidState("\(info.name) is transient; autostart needs a persistent VM") }
+        return ConfigurePlan(vm: info, operation: "autostart", change: .autostart(enabled))
+    }
+
+    public func checkResources(_ uuid: String, memoryMiB: UInt64?, vcpus: UInt32?) async throws -> ConfigurePlan {
+        let info = try await existing(uuid)
+        guard memoryMiB != nil || vcpus != nil else { throw ControllerError.invalidArgs("SetResources: give memory_mib and/or vcpus") }
+        try await vms.precheckResources(memoryMiB: memoryMiB, vcpus: vcpus)
+        guard info.persistent else { throw ControllerError.invalidState("\(info.name) is transient; SetResources changes the persistent definition") }
+        return ConfigurePlan(vm: info, operation: "resources", change: .resources(memoryMiB: memoryMiB, vcpus: vcpus))
+    }
+
+    /// Where a device change goes: what the caller asked for, defaulting to what the state allows.
+    func impact(_ info: VMInfo, live: Bool?, persistent: Bool?) throws -> (live: Bool, config: Bool) {
+        let active = info.state.acceptsLiveChanges
+        let live = live ?? active
+        let config = persistent ?? info.persistent
+        if live && !active { throw ControllerError.invalidState("cannot change \(info.name) live: it is \(info.state.rawValue)") }
+        if config && !info.persistent { throw ControllerError.invalidState("\(info.name) is transient; it has no persistent definition") }
+        if !live && !config { throw ControllerError.invalidArgs("live and persistent are both false: nothing to do") }
+        return (live, config)
+    }
+
+    /// The buses a disk can be attached on.
+    public static let diskBuses = ["virtio", "scsi", "sata", "ide", "usb"]
+
+    /// `vdb`, `sdc`, `hdaa`: a bus prefix and 1–2 letters.
+    public static func isDiskTarget(_ target: String) -> Bool {
+        guard ["vd", "sd", "hd"].contains(String(target.prefix(2))) else { return false }
+        let rest = target.dropFirst(2)
+        return (1...2).contains(rest.count) && rest.allSatisfy { ("a"..."z").contains($0) }
+    }
+
+    /// What AttachDisk asks for.
+    public struct AttachRequest: Sendable {
+        public var disk: String, target: String, readonly = false, bus: String?, live: Bool?, persistent: Bool?
+        public init(disk: String, target: String) { self.disk = disk; self.target = target }
+    }
+
+    public func checkAttach(_ uuid: String, _ request: AttachRequest) async throws -> ConfigurePlan {
+        let info = try await existing(uuid)
+        let (live, config) = try impact(info, live: request.live, persistent: request.persistent)
+        let target = request.target
+        guard Self.isDiskTarget(target) else {
+            throw ControllerError.invalidArgs("invalid target \(DiskName.quoted(target)): use vdX, sdX or hdX (X: 1-2 letters a-z)")
+        }
+        let bus = request.bus ?? (target.hasPrefix("vd") ? "virtio" : target.hasPrefix("sd") ? "sata" : "ide")
+        guard Self.diskBuses.contains(bus) else {
+            throw ControllerError.invalidArgs("invalid bus \(DiskName.quoted(bus)) (\(Self.diskBuses.joined(separator: ", ")))")
+        }
+        let (path, format) = try await resolveImage(request.disk)
+        if let used = info.disks.first(where: { $0.target == target }) {
+            throw ControllerError.alreadyExists("target \(target) of \(info.name) is already used by \(used.source)")
+        }
+        if info.disks.contains(where: { $0.source == path }) {
+            throw ControllerError.alreadyExists("\(path) is already attached to \(info.name)")
+        }
+        if !request.readonly, let other = await vms.list().first(where: { $0.uuid != info.uuid && $0.disks.contains { $0.source == path } }) {
+            throw ControllerError.busy("\(path) is attached to VM \(other.name); attach it readonly or detach it there first")
+        }
+        let device = DomainXML.diskDevice(path: path, format: format, target: target, bus: bus, readonly: request.readonly)
+        return ConfigurePlan(vm: info, operation: "attach-disk",
+                             change: .attach(device: device, live: live, config: config, what: "attach \(path) as \(target) to"))
+    }
+
+    /// A managed disk name or an absolute path under an allowed image root → (path, format).
+    func resolveImage(_ disk: String) async throws -> (String, String) {
+        if !disk.hasPrefix("/") {
+            let managed = try await disks.find(disk)
+            return (managed.path, managed.format)
+        }
+        let path = try ImagePath.validate(disk, roots: [imageDirectory] + vms.config.imageRoots)
+        let info = try await qemuImg.info(path: path)
+        return (path, info.format)
+    }
+
+    public func checkDetach(_ uuid: String, target: String, live: Bool?, persistent: Bool?, timeoutSeconds: UInt32?) async throws -> ConfigurePlan {
+        let info = try await existing(uuid)
+        let (live, config) = try impact(info, live: live, persistent: persistent)
+        let timeout = timeoutSeconds.map { Int($0) } ?? vms.config.detachTimeoutSeconds
+        guard Self.isDiskTarget(target) else { throw ControllerError.invalidArgs("invalid target \(DiskName.quoted(target))") }
+        guard info.disks.contains(where: { $0.target == target }) || config else {
+            throw ControllerError.invalidArgs("\(info.name) has no disk at target \(target)")
+        }
+        return ConfigurePlan(vm: info, operation: "detach-disk", change: .detachDisk(target: target, live: live, config: config, timeout: timeout))
+    }
+
+    public func checkAddShare(_ uuid: String, hostPath: String, tag: String, readonly: Bool) async throws -> ConfigurePlan {
+        let info = try await existing(uuid)
+        try VMName.validateTag(tag)
+        let real = try SharePath.validate(hostPath, roots: vms.config.shareRoots)
+        guard !info.state.acceptsLiveChanges else {
+            throw ControllerError.invalidState("9p shares cannot be hot-plugged; stop \(info.name) first (it is \(info.state.rawValue))")
+        }
+        if info.shares.contains(where: { $0.tag == tag }) { throw ControllerError.alreadyExists("\(info.name) already has a share tagged \(tag)") }
+        return ConfigurePlan(vm: info, operation: "add-share", change: .addShare(VMShare(hostPath: real, tag: tag, readonly: readonly)))
+    }
+
+    public func checkRemoveShare(_ uuid: String, tag: String) async throws -> ConfigurePlan {
+        let info = try await existing(uuid)
+        try VMName.validateTag(tag)
+        guard !info.state.acceptsLiveChanges else {
+            throw ControllerError.invalidState("9p shares cannot be hot-unplugged; stop \(info.name) first (it is \(info.state.rawValue))")
+        }
+        guard info.shares.contains(where: { $0.tag == tag }) else { throw ControllerError.invalidArgs("\(info.name) has no share tagged \(tag)") }
+        return ConfigurePlan(vm: info, operation: "remove-share", change: .removeShare(tag))
+    }
+
+    public func runConfigure(_ plan: ConfigurePlan) async throws {
+        let uuid = plan.vm.uuid
+        switch plan.change {
+        case .autostart(let enabled):
+            var metadata = plan.vm.metadata
+            metadata.autostart = enabled
+            try await vms.redefine(uuid, enabled ? "enable autostart of" : "disable autostart of") { [metadata] xml in
+                try DomainXML.withMetadata(xml, metadata)
+            }
+        case .resources(let memory, let vcpus):
+            try await vms.redefine(uuid, "change resources of") { try DomainXML.withResources($0, memoryMiB: memory, vcpus: vcpus) }
+        case .attach(let device, let live, let config, let what):
+            try await vms.attach(uuid, device: device, live: live, config: config, what: what)
+        case .detachDisk(let target, let live, let config, let timeout):
+            try await vms.detach(uuid, disk: target, live: live, config: config, timeout: .seconds(timeout), what: "detach \(target) from")
+        case .addShare(let share):
+            try await vms.attach(uuid, device: DomainXML.shareDevice(share), live: false, config: true,
+                                 what: "share \(share.hostPath) as \(share.tag) with")
+        case .removeShare(let tag):
+            try await vms.detach(uuid, share: tag, live: false, config: true, timeout: .seconds(1), what: "remove share \(tag) from")
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// VM snapshots: `vm-NAME` on every managed qcow2 disk of a shut-off VM.
+extension VMService {
+    public typealias SnapshotAction = SnapshotOperation
+
+    /// A checked VM snapshot call.
+    public struct SnapshotPlan: Sendable {
+        public let vm: VMInfo
+        public let action: SnapshotAction
+        public let name: String
+        public let disks: [DiskInfo]
+        public var details: [String: String] { ["vm": vm.name, "operation": action.rawValue] }
+    }
+
+    var snapshots: VMSnapshots { VMSnapshots(qemuImg: qemuImg) }
+
+    /// The VM's snapshots: name and creation time.
+    public func listSnapshots(_ uuid: String) async throws -> [(name: String, created: UInt64)] {
+        let info = try await existing(uuid)
+        let all = await disks.list()
+        let byPath = Set(all.map(\.path))
+        let managed = all.filter { d in info.disks.contains { $0.source == d.path } && byPath.contains(d.path) && d.format == "qcow2" }
+        return managed.isEmpty ? [] : try await snapshots.list(managed)
+    }
+
+    public func checkSnapshot(_ uuid: String, _ action: SnapshotAction, _ name: String) async throws -> SnapshotPlan {
+        let info = try await existing(uuid)
+        guard DiskName.isValid(name) else {
+            throw ControllerError.invalidArgs("invalid snapshot name \(DiskName.quoted(name)): use 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'")
+        }
+        let vmDisks = try VMSnapshots.disks(of: info, managed: await disks.list())
+        switch action {
+        case .create:
+            try await snapshots.requireAbsent(name, on: vmDisks)
+        case .revert:
+            try await snapshots.require(name, on: vmDisks)
+            for disk in vmDisks {
+                // Reverting an image others are built on would corrupt them.
+                do { try await disks.checkDeletable(disk.name) } catch let error as ControllerError {
+                    if case .busy(let message) = error { throw ControllerError.busy("cannot revert: \(message)") }
+                    throw error
+                }
+            }
+        case .delete:
+            try await snapshots.require(name, on: vmDisks)
+        }
+        return SnapshotPlan(vm: info, action: action, name: name, disks: vmDisks)
+    }
+
+    /// Create and revert run as a job; delete returns nil when done.
+    public func runSnapshot(_ plan: SnapshotPlan, uid: UInt32) async throws -> JobSnapshot? {
+        let (snapshots, name, vmDisks) = (self.snapshots, plan.name, plan.disks)
+        let result: [String: JobValue] = ["snapshot": .string(name), "disks": .strings(vmDisks.map(\.name))]
+        switch plan.action {
+        case .create:
+            return try await jobs.start(operation: "CreateSnapshot", target: .vm(plan.vm.uuid), uid: uid) { job in
+                try await snapshots.create(name, on: vmDisks, job: job)
+                return result
+            }
+        case .revert:
+            return try await jobs.start(operation: "RevertSnapshot", target: .vm(plan.vm.uuid), uid: uid) { job in
+                try await snapshots.revert(name, on: vmDisks, job: job)
+                return result
+            }
+        case .delete:
+            try await snapshots.delete(name, on: vmDisks)
+            logger.notice("deleted snapshot \(name) of VM \(plan.vm.name)")
+            return nil
+        }
+    }
+}

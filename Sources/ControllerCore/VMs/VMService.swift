@@ -1,0 +1,284 @@
+import Foundation
+import Logging
+
+/// Every rule of the VMs, over the libvirt cache (``VMManager``) and the disks. As in
+/// ``DiskService``, each operation is a `check…` (every rule, no side effect, a plan whose
+/// `details` go to the authorization) and a `run…`.
+public final class VMService: Sendable {
+    let vms: VMManager
+    let disks: DiskService
+    let jobs: JobManager
+    let qemuImg: QemuImg
+    let imageDirectory: String
+    let logger: Logger
+
+    public init(vms: VMManager, disks: DiskService, jobs: JobManager, qemuImg: QemuImg, imageDirectory: String, logger: Logger) {
+        self.vms = vms
+        self.disks = disks
+        self.jobs = jobs
+        self.qemuImg = qemuImg
+        self.imageDirectory = imageDirectory
+        self.logger = logger
+    }
+
+    public var config: VMConfig { vms.config }
+
+    // MARK: reading
+
+    public func list() async -> [VMInfo] { await vms.list() }
+    public func profiles() async -> [VMProfile] { await vms.profiles }
+
+    /// The VM named `name`: `InvalidArgs` for a bad name, `NoSuchVM` when absent.
+    public func find(_ name: String) async throws -> VMInfo {
+        try VMName.validate(name)
+        guard let info = await vms.vm(named: name) else { throw ControllerError.noSuchVM("no VM named \(name)") }
+        return info
+    }
+
+    /// The VM of an exported object (`NoSuchVM` when it went away meanwhile).
+    public func existing(_ uuid: String) async throws -> VMInfo {
+        guard let info = await vms.vm(uuid: uuid) else { throw ControllerError.noSuchVM("VM \(uuid) no longer exists") }
+        return info
+    }
+
+    /// The managed disk object of each of the VM's disks (its name, or nil).
+    public func managedDiskNames(of info: VMInfo) async -> [String?] {
+        var names: [String?] = []
+        let prefix = imageDirectory + "/"
+        for d in info.disks {
+            var managed: String?
+            if d.source.hasPrefix(prefix) {
+                let name = String(d.source.dropFirst(prefix.count))
+                if DiskName.isValid(name), (try? await disks.existing(name)) != nil { managed = name }
+            }
+            names.append(managed)
+        }
+        return names
+    }
+
+    public func xml(_ uuid: String, inactive: Bool) async throws -> String {
+        _ = try await existing(uuid)
+        return try await vms.xml(uuid, inactive: inactive)
+    }
+
+    // MARK: define
+
+    /// What DefineVM asks for, as read from the call.
+    public struct DefineRequest: Sendable {
+        public var name: String
+        public var profile: String
+        public var memoryMiB: UInt64?
+        public var vcpus: UInt32?
+        public var disks: [String] = []
+        public var baseDisk: String?
+        public var ephemeral: Bool?
+        public var shares: [(hostPath: String, tag: String)]?
+        public var networks: [String]?
+        public var autostart = false
+        public var seclabel = "dynamic"
+        public init(name: String, profile: String) { self.name = name; self.profile = profile }
+    }
+
+    /// A checked DefineVM: the domain to build and the overlay to make first.
+    public struct DefinePlan: Sendable {
+        public let spec: DomainXML.Spec
+        public let overlay: DiskService.CreatePlan?
+        public var details: [String: String] { ["vm": spec.name, "operation": "define", "profile": spec.profile.name] }
+    }
+
+    public func checkDefine(_ request: DefineRequest) async throws -> DefinePlan {
+        let name = request.name
+        try VMName.validate(name)
+        guard let profile = await vms.profile(named: request.profile) else {
+            throw ControllerError.invalidArgs("unknown profile \(DiskName.quoted(request.profile)) (known: \(await vms.profiles.map(\.name).joined(separator: ", ")))")
+        }
+        var overlay: DiskService.CreatePlan?
+        if let baseDisk = request.baseDisk {
+            let base = try await disks.find(baseDisk)
+            let overlayName = "\(name)-root.qcow2"
+            guard DiskName.isValid(overlayName) else {
+                throw ControllerError.invalidArgs("VM name \(name) is too long for its overlay disk name \(overlayName) (64 characters at most)")
+            }
+            let create = CreateDiskRequest(name: overlayName, size: base.virtualSize, format: "qcow2", backing: baseDisk, preallocation: nil)
+            overlay = try await disks.checkCreate(create, maxSize: .max)
+        }
+        try await vms.precheckResources(memoryMiB: request.memoryMiB, vcpus: request.vcpus)
+        guard ["dynamic", "none"].contains(request.seclabel) else {
+            throw ControllerError.invalidArgs("seclabel \(DiskName.quoted(request.seclabel)) is not 'dynamic' or 'none'")
+        }
+        for network in request.networks ?? [] where !DiskName.isValid(network) {
+            throw ControllerError.invalidArgs("invalid network name \(DiskName.quoted(network))")
+        }
+        var diskSpecs: [(path: String, format: String)] = []
+        for diskName in request.disks {
+            let disk = try await disks.find(diskName)
+            diskSpecs.append((disk.path, disk.format))
+        }
+        var shares = profile.shares
+        if let requested = request.shares {
+            shares = try requested.map { hostPath, tag in
+                try VMName.validateTag(tag)
+                return VMShare(hostPath: try SharePath.validate(hostPath, roots: vms.config.shareRoots), tag: tag, readonly: false)
+            }
+            let tags = shares.map(\.tag)
+            if Set(tags).count != tags.count { throw ControllerError.invalidArgs("share tags must be unique: \(tags.joined(separator: ", "))") }
+        }
+        try await vms.precheckName(name)
+        var spec = DomainXML.Spec(name: name, domainType: await vms.domainType, cpuMode: vms.config.cpuMode, profile: profile)
+        if let memory = request.memoryMiB { spec.memoryMiB = memory }
+        if let vcpus = request.vcpus { spec.vcpus = vcpus }
+        if let networks = request.networks { spec.networks = networks }
+        spec.shares = shares
+        spec.disks = diskSpecs
+        spec.autostart = request.autostart
+        spec.seclabel = request.seclabel
+        spec.ephemeral = request.ephemeral ?? false
+        spec.baseDisk = request.baseDisk ?? ""
+        return DefinePlan(spec: spec, overlay: overlay)
+    }
+
+    /// Makes the overlay (if any), then the domain; a failed define leaves no overlay.
+    public func runDefine(_ plan: DefinePlan) async throws -> VMInfo {
+        var spec = plan.spec
+        if let overlayPlan = plan.overlay {
+            // The VM boots from a copy-on-write overlay of the base disk, attached first (vda).
+            let overlay = try await disks.createOverlay(overlayPlan)
+            spec.disks.insert((overlay.path, "qcow2"), at: 0)
+            spec.overlay = overlay.name
+        }
+        do {
+            return try await vms.define(xml: DomainXML.build(spec), name: spec.name)
+        } catch {
+            if let overlay = plan.overlay {   // nothing half-made stays behind
+                try? await disks.deleteForVM(overlay.request.name)
+            }
+            throw error
+        }
+    }
+
+    /// A checked DefineVMFromXML.
+    public struct ForeignDefinePlan: Sendable {
+        public let xml: String
+        public let name: String
+        public var details: [String: String] { ["vm": name, "operation": "define-xml"] }
+    }
+
+    public func checkDefine(xml: String) async throws -> ForeignDefinePlan {
+        let name = try DomainXML.validateForeign(xml, allowPassthrough: vms.config.allowPassthrough)
+        try await vms.precheckName(name)
+        return ForeignDefinePlan(xml: xml, name: name)
+    }
+
+    public func runDefine(_ plan: ForeignDefinePlan) async throws -> VMInfo {
+        try await vms.define(xml: plan.xml, name: plan.name)
+    }
+
+    // MARK: undefine
+
+    /// A checked Undefine, with the managed disks to delete after it.
+    public struct UndefinePlan: Sendable {
+        public let vm: VMInfo
+        public let deleteDisks: [String]
+        public var details: [String: String] { ["vm": vm.name, "operation": "undefine"] }
+    }
+
+    public func checkUndefine(_ uuid: String, deleteDisks: Bool) async throws -> UndefinePlan {
+        let info = try await existing(uuid)
+        try require(info, [.shutoff], "undefine")
+        var managed: [String] = []
+        if deleteDisks {
+            let others = await vms.list().filter { $0.uuid != uuid }
+            for (disk, diskName) in zip(info.disks, await managedDiskNames(of: info)) {
+                guard let diskName else { continue }
+                if let user = others.first(where: { $0.disks.contains { $0.source == disk.source } }) {
+                    throw ControllerError.busy("disk \(diskName) is also used by VM \(user.name); not deleting it")
+                }
+                try await disks.checkDeletable(diskName)
+                managed.append(diskName)
+            }
+        }
+        return UndefinePlan(vm: info, deleteDisks: managed)
+    }
+
+    public func runUndefine(_ plan: UndefinePlan) async throws {
+        try await vms.undefine(plan.vm.uuid)
+        for diskName in plan.deleteDisks {
+            do {
+                try await disks.deleteForVM(diskName)
+            } catch {
+                throw ControllerError.io("VM \(plan.vm.name) was undefined, but disk \(diskName) could not be deleted: \(error)")
+            }
+        }
+    }
+
+    // MARK: lifecycle
+
+    /// A lifecycle call of the VM object.
+    public enum Lifecycle: String, Sendable {
+        case start, destroy, reboot, suspend, resume
+
+        /// The states it can be made in.
+        func allowed(_ state: VMState) -> Bool {
+            switch self {
+            case .start: return state.canStart
+            case .destroy: return state.isActive || state == .crashed
+            case .reboot, .suspend: return state == .running
+            case .resume: return state == .paused
+            }
+        }
+    }
+
+    /// A checked lifecycle call or Shutdown.
+    public struct LifecyclePlan: Sendable {
+        public let vm: VMInfo
+        public let operation: String
+        public var details: [String: String] { ["vm": vm.name, "operation": operation] }
+    }
+
+    public func checkLifecycle(_ uuid: String, _ action: Lifecycle) async throws -> LifecyclePlan {
+        let info = try await existing(uuid)
+        guard action.allowed(info.state) else {
+            throw ControllerError.invalidState("cannot \(action.rawValue) \(info.name): it is \(info.state.rawValue)")
+        }
+        return LifecyclePlan(vm: info, operation: action.rawValue)
+    }
+
+    public func runLifecycle(_ plan: LifecyclePlan, _ action: Lifecycle) async throws {
+        let uuid = plan.vm.uuid
+        switch action {
+        case .start:
+            await disks.releaseAppliances(of: plan.vm)
+            try await vms.perform(uuid, "start") { try $0.start() }
+        case .destroy: try await vms.perform(uuid, "destroy") { try $0.destroy() }
+        case .reboot: try await vms.perform(uuid, "reboot") { try $0.reboot() }
+        case .suspend: try await vms.perform(uuid, "suspend") { try $0.suspend() }
+        case .resume: try await vms.perform(uuid, "resume") { try $0.resume() }
+        }
+    }
+
+    /// A checked Shutdown.
+    public struct ShutdownPlan: Sendable {
+        public let lifecycle: LifecyclePlan
+        public let timeoutSeconds: UInt32?
+        public let force: Bool
+        public var details: [String: String] { lifecycle.details }
+    }
+
+    public func checkShutdown(_ uuid: String, timeoutSeconds: UInt32?, force: Bool) async throws -> ShutdownPlan {
+        let info = try await existing(uuid)
+        if force && timeoutSeconds == nil { throw ControllerError.invalidArgs("Shutdown: force needs timeout_s") }
+        if let timeoutSeconds, timeoutSeconds > 3600 { throw ControllerError.invalidArgs("Shutdown: timeout_s \(timeoutSeconds) is above 3600") }
+        try require(info, [.running, .paused, .blocked], "shut down")
+        return ShutdownPlan(lifecycle: LifecyclePlan(vm: info, operation: "shutdown"), timeoutSeconds: timeoutSeconds, force: force)
+    }
+
+    public func runShutdown(_ plan: ShutdownPlan) async throws {
+        try await vms.shutdown(plan.lifecycle.vm.uuid, timeout: plan.timeoutSeconds.map { .seconds(Int($0)) }, force: plan.force)
+    }
+
+    func require(_ info: VMInfo, _ states: Set<VMState>, _ operation: String) throws {
+        guard states.contains(info.state) else {
+            throw ControllerError.invalidState("cannot \(operation) \(info.name): it is \(info.state.rawValue)")
+        }
+    }
+}

@@ -1,0 +1,174 @@
+@testable import ControllerCore
+import Foundation
+import XCTest
+
+/// VMService on libvirt's test driver, without a bus, polkitd or root.
+final class VMServiceCoreTests: XCTestCase {
+    var core: CoreHarness!
+
+    override func setUp() async throws { core = try await CoreHarness() }
+    override func tearDown() async throws { await core?.close() }
+
+    func testDefineChecksNameTheValueAndTouchNothing() async throws {
+        await assertError("InvalidArgs", naming: "nosuch") { try await self.core.vms.checkDefine(VMService.DefineRequest(name: "a", profile: "nosuch")) }
+        var request = VMService.DefineRequest(name: "a", profile: "app")
+        request.seclabel = "weird"
+        await assertError("InvalidArgs", naming: "weird") { try await self.core.vms.checkDefine(request) }
+        request = VMService.DefineRequest(name: "a", profile: "app")
+        request.baseDisk = "missing"
+        await assertError("NoSuchDisk", naming: "missing") { try await self.core.vms.checkDefine(request) }
+        request = VMService.DefineRequest(name: "a", profile: "app")
+        request.memoryMiB = 4
+        await assertError("InvalidArgs", naming: "4") { try await self.core.vms.checkDefine(request) }
+        let defined = await core.vmManager.vm(named: "a")
+        XCTAssertNil(defined)
+    }
+
+    func testDefineFromBaseDiskMakesAnOverlayAndUndefineCanDeleteIt() async throws {
+        try await core.create("debian")
+        core.clearEvents()
+        var request = VMService.DefineRequest(name: "web", profile: "app")
+        request.baseDisk = "debian"
+        let plan = try await core.vms.checkDefine(request)
+        XCTAssertEqual(plan.details, ["vm": "web", "operation": "define", "profile": "app"])
+        XCTAssertEqual(plan.overlay?.request.name, "web-root.qcow2")
+        XCTAssertTrue(core.added.isEmpty, "the check made a disk")
+        let vm = try await core.vms.runDefine(plan)
+        XCTAssertEqual(vm.disks.first?.source, core.store.path(of: "web-root.qcow2"))
+        XCTAssertEqual(try core.qemuInfo(core.store.path(of: "web-root.qcow2"))["backing-filename"] as? String, core.store.path(of: "debian"))
+        let baseDisk = try await core.vms.find("web").metadata.baseDisk
+        XCTAssertEqual(baseDisk, "debian")
+        await assertError("AlreadyExists", naming: "web") { try await self.core.vms.checkDefine(request) }
+
+        let undefine = try await core.vms.checkUndefine(vm.uuid, deleteDisks: true)
+        XCTAssertEqual(undefine.deleteDisks, ["web-root.qcow2"])
+        try await core.vms.runUndefine(undefine)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: core.store.path(of: "web-root.qcow2")))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: core.store.path(of: "debian")))
+        await assertError("NoSuchVM", naming: "web") { try await self.core.vms.find("web") }
+    }
+
+    func testLifecycleFollowsTheStateAndTheStateIsAnEnum() async throws {
+        let vm = try await core.vms.runDefine(try await core.vms.checkDefine(VMService.DefineRequest(name: "life", profile: "app")))
+        XCTAssertEqual(vm.state, .shutoff)
+        await assertError("InvalidState", naming: "shutoff") { try await self.core.vms.checkLifecycle(vm.uuid, .suspend) }
+        await assertError("InvalidState", naming: "shut down") { try await self.core.vms.checkShutdown(vm.uuid, timeoutSeconds: nil, force: false) }
+        await assertError("InvalidArgs", naming: "force needs timeout_s") { try await self.core.vms.checkShutdown(vm.uuid, timeoutSeconds: nil, force: true) }
+        let start = try await core.vms.checkLifecycle(vm.uuid, .start)
+        XCTAssertEqual(start.details, ["vm": "life", "operation": "start"])
+        try await core.vms.runLifecycle(start, .start)
+        let started = try await core.vms.existing(vm.uuid).state
+        XCTAssertEqual(started, .running)
+        await assertError("InvalidState", naming: "running") { try await self.core.vms.checkLifecycle(vm.uuid, .start) }
+        await assertError("InvalidState", naming: "running") { try await self.core.vms.checkUndefine(vm.uuid, deleteDisks: false) }
+        try await core.vms.runLifecycle(try await core.vms.checkLifecycle(vm.uuid, .suspend), .suspend)
+        let paused = try await core.vms.existing(vm.uuid).state
+        XCTAssertEqual(paused, .paused)
+        try await core.vms.runLifecycle(try await core.vms.checkLifecycle(vm.uuid, .destroy), .destroy)
+        let destroyed = try await core.vms.existing(vm.uuid).state
+        XCTAssertEqual(destroyed, .shutoff)
+        XCTAssertTrue(VMState.pmsuspended.isActive)
+        XCTAssertFalse(VMState.crashed.isActive)
+        XCTAssertEqual(VMState(code: 3), .paused)
+        XCTAssertEqual(VMState(code: 99), .nostate)
+    }
+
+    func testAttachDiskRulesAndAttachedToFollows() async throws {
+        let disk = try await core.create("extra")
+        let vm = try await core.vms.runDefine(try await core.vms.checkDefine(VMService.DefineRequest(name: "dev", profile: "app")))
+        await assertError("InvalidArgs", naming: "xda") {
+            try await self.core.vms.checkAttach(vm.uuid, VMService.AttachRequest(disk: "extra", target: "xda"))
+        }
+        await assertError("InvalidState", naming: "live") {
+            var r = VMService.AttachRequest(disk: "extra", target: "vdb")
+            r.live = true
+            return try await self.core.vms.checkAttach(vm.uuid, r)
+        }
+        let plan = try await core.vms.checkAttach(vm.uuid, VMService.AttachRequest(disk: "extra", target: "vdb"))
+        XCTAssertEqual(plan.details, ["vm": "dev", "operation": "attach-disk"])
+        try await core.vms.runConfigure(plan)
+        let sources = try await core.vms.existing(vm.uuid).disks.map(\.source)
+        XCTAssertEqual(sources, [disk.path])
+        await assertError("AlreadyExists", naming: "vdb") {
+            try await self.core.vms.checkAttach(vm.uuid, VMService.AttachRequest(disk: "extra", target: "vdb"))
+        }
+        // AttachedTo follows libvirt's events.
+        let deadline = ContinuousClock.now + .seconds(10)
+        while await core.disks.views().first(where: { $0.info.name == "extra" })?.attachedTo != [vm.uuid], ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let attachedTo = await core.disks.views().first { $0.info.name == "extra" }?.attachedTo
+        XCTAssertEqual(attachedTo, [vm.uuid])
+        // An active VM's disk refuses a Backup and a Format.
+        try await core.vms.runLifecycle(try await core.vms.checkLifecycle(vm.uuid, .start), .start)
+        await assertError("Busy", naming: "dev") { try await self.core.disks.checkBackup("extra", compress: false) }
+        await assertError("Busy", naming: "dev") { try await self.core.disks.checkFormat("extra", try FormatRequest(fstype: "ext4", partitionTable: nil, label: nil)) }
+        let resize = try await core.disks.checkResize("extra", to: 128 << 20, shrink: false, filesystem: true)
+        XCTAssertEqual(resize.live?.vm.name, "dev", "a grow of an active VM's disk is live")
+        await assertError("Busy", naming: "dev") { try await self.core.disks.checkResize("extra", to: 32 << 20, shrink: true, filesystem: true) }
+    }
+
+    func testStartAllStartsTheAutostartVMsInBootOrder() async throws {
+        for (name, profile) in [("ui", "interface-controller"), ("net", "network-controller"), ("idle", "app")] {
+            var request = VMService.DefineRequest(name: name, profile: profile)
+            request.autostart = name != "idle"
+            request.memoryMiB = 256
+            _ = try await core.vms.runDefine(try await core.vms.checkDefine(request))
+        }
+        let job = try await core.finished(try await core.vms.runStartAll(core.vms.checkStartAll(), uid: 0))
+        XCTAssertEqual(job.state, "succeeded", job.error)
+        XCTAssertEqual(job.target, .service)
+        XCTAssertEqual(job.result["order"], .strings(["net", "ui"]))
+        let net = try await core.vms.find("net").state
+        XCTAssertEqual(net, .running)
+        let idle = try await core.vms.find("idle").state
+        XCTAssertEqual(idle, .shutoff)
+    }
+}
+
+/// JobManager without a bus: limits, cancellation, the commit point.
+final class JobManagerCoreTests: XCTestCase {
+    func testLimitCancelAndCommitPoint() async throws {
+        let jobs = JobManager(maxConcurrent: 1, retention: .seconds(60), logger: .init(label: "jobs-test"))
+        let committed = AsyncStream<Void>.makeStream()
+        let long = try await jobs.start(operation: "Wait", target: .disk("d"), uid: 7) { job in
+            job.progress(0.5)
+            while true { try job.checkCancelled(); try await Task.sleep(for: .milliseconds(10)) }
+        }
+        do {
+            _ = try await jobs.start(operation: "Other", target: .service, uid: 7) { _ in [:] }
+            XCTFail("a second job started past max_concurrent 1")
+        } catch let error as ControllerError {
+            XCTAssertEqual(error.kind, "LimitsExceeded")
+        }
+        let cancellable = try await jobs.checkCancel(long.id).startedByUID
+        XCTAssertEqual(cancellable, 7)
+        try await jobs.cancel(long.id)
+        var state = "running"
+        for _ in 0..<500 where state == "running" {
+            try await Task.sleep(for: .milliseconds(10))
+            state = await jobs.job(long.id)?.snapshot.state ?? "gone"
+        }
+        XCTAssertEqual(state, "cancelled")
+        do {
+            _ = try await jobs.checkCancel(long.id)
+            XCTFail("a cancelled job can be cancelled again")
+        } catch let error as ControllerError {
+            XCTAssertEqual(error.kind, "InvalidState")
+        }
+        let past = try await jobs.start(operation: "Commit", target: .service, uid: 0) { job in
+            job.commit()
+            committed.continuation.yield()
+            try await Task.sleep(for: .milliseconds(300))
+            return ["done": .bool(true)]
+        }
+        for await _ in committed.stream { break }
+        do {
+            _ = try await jobs.checkCancel(past.id)
+            XCTFail("a job past its commit point can be cancelled")
+        } catch let error as ControllerError {
+            XCTAssertEqual(error.kind, "InvalidState")
+            XCTAssertTrue(error.message.contains("commit point"), error.message)
+        }
+    }
+}
