@@ -173,7 +173,12 @@ final class VMServiceTests: XCTestCase {
         // Wrong state: InvalidState naming the VM and its state, before any authorization.
         let again = try vmCall("life1", "Resume", as: TestStack.otherUser)
         XCTAssertTrue(again.stderr.contains("cannot resume life1: it is shutoff"), again.all)
-        XCTAssertTrue(s.log(tail: 10).contains("operation=") == false || true)
+        // The daemon's audit log holds one decision on resuming life1, the granted user's
+        // above: the refused call never reached polkit.
+        let resumeDecisions = s.log(tail: .max).split(separator: "\n")
+            .filter { $0.contains("action=org.multiverse.controller.vm.control operation=resume vm=life1 ") }
+        XCTAssertEqual(resumeDecisions.count, 1, resumeDecisions.joined(separator: "\n"))
+        XCTAssertTrue(resumeDecisions.first?.hasSuffix("decision=allowed") ?? false, resumeDecisions.joined(separator: "\n"))
         let destroy = try vmCall("life1", "Destroy")
         XCTAssertTrue(destroy.stderr.contains("it is shutoff"), destroy.all)
     }
