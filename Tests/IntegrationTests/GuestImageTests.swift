@@ -230,7 +230,12 @@ final class GuestImageTests: XCTestCase {
         XCTAssertNotEqual(try property("debian", "UsageSampled"), "t 0")
         let high = await signals.wait(timeout: 10) { $0.member == "UsageHigh" && $0.path == self.path("debian") }
         XCTAssertNotNil(high, signals.summary)
-        if case .double(let fraction)? = high?.arguments.first { XCTAssertGreaterThan(fraction, 0.5) }
+        // UsageHigh(d fraction): a signal without it, or with another type, is a failure too.
+        if case .double(let fraction)? = high?.arguments.first {
+            XCTAssertGreaterThan(fraction, 0.5)
+        } else {
+            XCTFail("UsageHigh carries no double fraction: \(high.map { "\($0.arguments)" } ?? "no signal")")
+        }
         let grown = await signals.wait(timeout: 240) { signal in
             signal.member == "Completed" && (try? self.jobProperty(signal.path, "Operation")) == "s \"AutoGrow\""
         }
