@@ -38,6 +38,24 @@ final class QemuSystemTests: XCTestCase {
     @discardableResult
     static func virsh(_ args: [String]) -> CommandResult { Command.run("/usr/bin/virsh", ["-c", uri] + args) }
 
+    /// The targets (vda, vdb, …) in the table of a `virsh domblklist`; nil when virsh failed
+    /// or printed no table.
+    static func blockTargets(_ r: CommandResult) -> [String]? {
+        let lines = r.stdout.split(separator: "\n")
+        guard r.ok, lines.count >= 2, lines[0].contains("Target"), lines[1].hasPrefix("---") else { return nil }
+        return lines.dropFirst(2).compactMap { $0.split(separator: " ").first.map(String.init) }
+    }
+
+    /// Whether libvirtd answers and has no domain `name`: `virsh dominfo` fails with libvirt's
+    /// "failed to get domain" (not, say, with a failed connection), and `virsh list --all`
+    /// succeeds without it.
+    static func domainIsGone(_ name: String) -> Bool {
+        let info = virsh(["dominfo", name])
+        let list = virsh(["list", "--all", "--name"])
+        return !info.ok && info.stderr.contains("failed to get domain '\(name)'")
+            && list.ok && !list.stdout.split(separator: "\n").contains { $0 == name }
+    }
+
     // MARK: helpers
 
     /// Kernel and initrd of the host, for direct kernel boot.
@@ -128,7 +146,10 @@ final class QemuSystemTests: XCTestCase {
         sleep(3)
         let detach = try vmCall(name, "DetachDisk", ["sa{sv}", "vdb", "1", "timeout_s", "u", "90"])
         XCTAssertTrue(detach.ok, detach.all)
-        XCTAssertFalse(Self.virsh(["domblklist", name]).stdout.contains("vdb"))
+        let blocks = Self.virsh(["domblklist", name])
+        XCTAssertEqual(blocks.status, 0, blocks.all)
+        XCTAssertEqual(Self.blockTargets(blocks), [], "vdb was the guest's only disk: \(blocks.all)")
+        XCTAssertFalse(blocks.stdout.contains("vdb"), blocks.all)
         XCTAssertFalse(s.vmProperty(name, "Disks").contains("\"vdb\""))
 
         // The initramfs shell does not power off on ACPI: force after a short timeout.
@@ -138,7 +159,7 @@ final class QemuSystemTests: XCTestCase {
         let off = await signals.wait(timeout: 10) { $0.arguments.first?.string == "shutoff" }
         XCTAssertEqual(off?.arguments.last?.string, "destroyed", signals.summary)
         XCTAssertTrue(try vmCall(name, "Undefine").ok)
-        XCTAssertFalse(Self.virsh(["dominfo", name]).ok)
+        XCTAssertTrue(Self.domainIsGone(name), Self.virsh(["dominfo", name]).all)
         XCTAssertNil(s.vmPath(name))
     }
 
@@ -178,7 +199,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertEqual(Self.virsh(["domstate", eph]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "running")
         XCTAssertTrue(try vmCall(eph, "Destroy").ok)
         XCTAssertTrue(waitFor(15, interval: 0.2) {
-            !Self.virsh(["dominfo", eph]).ok && !s.imageFiles().contains("\(eph)-root.qcow2")
+            Self.domainIsGone(eph) && !s.imageFiles().contains("\(eph)-root.qcow2")
         }, "timed out after 15 s waiting for the ephemeral VM and its overlay to go")
         XCTAssertTrue(s.imageFiles().contains("qbase.qcow2"))
 
@@ -193,7 +214,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(s.imageFiles().contains("\(late)-root.qcow2"))
         try s.startDaemon()
         XCTAssertTrue(waitFor(15, interval: 0.2) {
-            !Self.virsh(["dominfo", late]).ok && !s.imageFiles().contains("\(late)-root.qcow2")
+            Self.domainIsGone(late) && !s.imageFiles().contains("\(late)-root.qcow2")
         }, "timed out after 15 s waiting for the stopped ephemeral VM to be discarded at start-up")
         XCTAssertTrue(s.log(tail: 100).contains("ephemeral VM \(late) stopped (destroyed): discarding it"), s.log(tail: 30))
     }
