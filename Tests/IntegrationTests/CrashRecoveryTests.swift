@@ -11,7 +11,7 @@ final class CrashRecoveryTests: XCTestCase {
         defer { s.stop() }
         XCTAssertTrue(s.createDisk("src", size: 1 << 30, format: "raw", as: TestStack.grantedUser).ok)
         let src = s.imageDir.appendingPathComponent("src").path
-        XCTAssertTrue(Command.run("/usr/bin/qemu-io", ["-f", "raw", "-c", "write -P 0x61 0 512M", src]).ok)
+        XCTAssertTrue(qemuIO("write -P 0x61 0 512M", src, format: "raw").ok)
         let sum = Command.run("/usr/bin/sha256sum", [src]).stdout.split(separator: " ").first.map(String.init)
         let backups = s.dir.appendingPathComponent("backups").path
         let disk = "/org/multiverse/Controller/disk/src"

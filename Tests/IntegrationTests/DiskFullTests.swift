@@ -31,7 +31,7 @@ final class DiskFullTests: XCTestCase {
 
         // 2. Clone and Backup of a disk holding 14 MiB: a second copy does not fit.
         XCTAssertTrue(s.createDisk("data", size: 32 << 20, as: TestStack.grantedUser).ok)
-        XCTAssertTrue(Command.run("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "write -P 0x33 0 14M", "\(images)/data"]).ok)
+        XCTAssertTrue(qemuIO("write -P 0x33 0 14M", "\(images)/data").ok)
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }
         let clone = s.call("/org/multiverse/Controller/disk/data", TestStack.diskInterface, "Clone", ["sa{sv}", "copy", "0"], as: TestStack.grantedUser)

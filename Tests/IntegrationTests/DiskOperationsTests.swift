@@ -9,21 +9,8 @@ final class DiskOperationsTests: XCTestCase {
     override class func tearDown() { SharedStacks.stop(self) }
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    static let job = "org.multiverse.Controller.Job"
-
     func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        try stack.call(path(disk), TestStack.diskInterface, method, args, as: user)
-    }
-
-    func path(_ disk: String) -> String { ObjectPath.encode(prefix: "/org/multiverse/Controller/disk", disk) }
-
-    func property(_ disk: String, _ name: String) throws -> String {
-        try stack.busctl(["get-property", TestStack.busName, path(disk), TestStack.diskInterface, name]).stdout
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func sha256(_ file: String) -> String {
-        Command.run("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init) ?? ""
+        try stack.call(TestStack.diskPath(disk), TestStack.diskInterface, method, args, as: user)
     }
 
     /// "DIRTY WRITEBACK" page counts of a file in the page cache: "0 0" once the service
@@ -34,10 +21,6 @@ final class DiskOperationsTests: XCTestCase {
         return r.ok ? r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) : r.all
     }
 
-    func qemuIO(_ command: String, _ image: String, format: String = "qcow2") -> CommandResult {
-        Command.run("/usr/bin/qemu-io", ["-f", format, "-c", command, image])
-    }
-
     func testSnapshotsCreateRevertDeleteAndAreListed() throws {
         let s = try stack
         XCTAssertTrue(s.createDisk("snapdisk", size: 1 << 20, as: TestStack.grantedUser).ok)
@@ -45,12 +28,12 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(qemuIO("write -P 0x11 0 64k", image).ok)
         let create = try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"])
         XCTAssertTrue(create.ok, create.all)
-        let listed = try property("snapdisk", "Snapshots")
+        let listed = s.diskProperty("snapdisk", "Snapshots")
         XCTAssertTrue(listed.hasPrefix("a(st) 1 \"v1\" "), listed)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
         XCTAssertTrue(qemuIO("write -P 0x22 0 64k", image).ok)
         XCTAssertTrue(try diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "v1", "0"]).ok)
-        XCTAssertFalse(qemuIO("read -P 0x11 0 64k", image).stdout.contains("Pattern verification failed"))
+        assertPattern(0x11, offset: 0, length: 64 << 10, in: image)
         // Names reserved for VM snapshots and versioning; duplicates; unknown; denied.
         XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "vm-x", "0"]).stderr.contains("belong to VM snapshots"))
         XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"]).stderr.contains("already has a snapshot v1"))
@@ -58,17 +41,17 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertFalse(try diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"], as: TestStack.otherUser).ok)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
         XCTAssertTrue(try diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"]).ok)
-        XCTAssertEqual(try property("snapdisk", "Snapshots"), "a(st) 0")
+        XCTAssertEqual(s.diskProperty("snapdisk", "Snapshots"), "a(st) 0")
         // raw: NotSupported naming the format.
         XCTAssertTrue(s.createDisk("rawdisk", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
         XCTAssertTrue(try diskCall("rawdisk", "CreateSnapshot", ["sa{sv}", "x", "0"]).stderr.contains("rawdisk is raw; internal snapshots need qcow2"))
         // A disk others are built on: Overlays lists them, writes to it are Busy.
         let overlay = s.manager("CreateDisk", ["stsa{sv}", "child", String(1 << 20), "qcow2", "1", "backing", "s", "snapdisk"], as: TestStack.grantedUser)
         XCTAssertTrue(overlay.ok, overlay.all)
-        XCTAssertEqual(try property("snapdisk", "Overlays"), "ao 1 \"\(path("child"))\"")
+        XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), "ao 1 \"\(TestStack.diskPath("child"))\"")
         XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v2", "0"]).stderr.contains("it is the backing file of child"))
         XCTAssertTrue(try diskCall("child", "Delete", ["a{sv}", "0"]).ok)
-        XCTAssertEqual(try property("snapdisk", "Overlays"), "ao 0")
+        XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), "ao 0")
     }
 
     func testCloneFullAndLinkedAsJobs() async throws {
@@ -82,13 +65,12 @@ final class DiskOperationsTests: XCTestCase {
 
         let r = try diskCall("source", "Clone", ["sa{sv}", "copy", "0"])
         XCTAssertTrue(r.ok, r.all)
-        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let job = r.replyPath
         let done = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
         let copy = s.imageDir.appendingPathComponent("copy").path
         XCTAssertEqual(unwrittenPages(copy), "0 0", "the clone was not synced to disk")
-        XCTAssertTrue(qemuIO("read -P 0x5a 1M 8M", copy).stdout.contains("read 8388608/8388608"))
-        XCTAssertFalse(qemuIO("read -P 0x5a 1M 8M", copy).stdout.contains("Pattern verification failed"))
+        assertPattern(0x5a, offset: 1 << 20, length: 8 << 20, in: copy)
         XCTAssertEqual(sha256(source), before, "the source changed")
         let check = Command.run("/usr/bin/qemu-img", ["check", copy])
         XCTAssertTrue(check.ok, check.all)
@@ -96,15 +78,15 @@ final class DiskOperationsTests: XCTestCase {
         var st = stat()
         XCTAssertEqual(stat(copy, &st), 0)
         XCTAssertLessThan(Int(st.st_blocks) * 512, 32 << 20)
-        XCTAssertEqual(try property("copy", "VirtualSize"), "t 67108864")
+        XCTAssertEqual(s.diskProperty("copy", "VirtualSize"), "t 67108864")
 
         let linked = try diskCall("source", "Clone", ["sa{sv}", "thin", "1", "linked", "b", "true"])
         XCTAssertTrue(linked.ok, linked.all)
-        let linkedJob = linked.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let linkedJob = linked.replyPath
         let linkedDone = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == linkedJob }
         XCTAssertEqual(linkedDone?.arguments.first, .boolean(true), signals.summary)
-        XCTAssertEqual(try property("thin", "BackingDisk"), "s \"source\"")
-        XCTAssertEqual(try property("source", "Overlays"), "ao 1 \"\(path("thin"))\"")
+        XCTAssertEqual(s.diskProperty("thin", "BackingDisk"), "s \"source\"")
+        XCTAssertEqual(s.diskProperty("source", "Overlays"), "ao 1 \"\(TestStack.diskPath("thin"))\"")
         // Existing name and bad name refused before any job; denied for the other user.
         XCTAssertTrue(try diskCall("source", "Clone", ["sa{sv}", "copy", "0"]).stderr.contains("disk copy already exists"))
         XCTAssertTrue(try diskCall("source", "Clone", ["sa{sv}", "../x", "0"]).stderr.contains("invalid disk name"))
@@ -123,23 +105,23 @@ final class DiskOperationsTests: XCTestCase {
         defer { Task { await signals.close() } }
         let r = try diskCall("big", "Clone", ["sa{sv}", "big-copy", "0"])
         XCTAssertTrue(r.ok, r.all)
-        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let job = r.replyPath
         // Progress grows while it copies; another user may not cancel it. Sampled only until
         // two steps have been seen: the daemon's copy moves about 1 GB/s here, so waiting
         // longer would let it finish before the cancel.
         var progress: [Double] = []
         for _ in 0..<40 where progress.filter({ $0 > 0 }).count < 2 {
-            let p = s.busctl(["get-property", TestStack.busName, job, Self.job, "Progress"]).stdout
+            let p = s.jobProperty(job, "Progress")
             if let v = Double(p.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") { progress.append(v) }
             usleep(20_000)
         }
-        let foreign = s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.otherUser)
+        let foreign = s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.otherUser)
         XCTAssertFalse(foreign.ok, foreign.all)
-        let cancel = s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
+        let cancel = s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(cancel.ok, cancel.all)
         let done = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
-        XCTAssertEqual(s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"cancelled\"")
+        XCTAssertEqual(s.jobProperty(job, "State"), "s \"cancelled\"")
         XCTAssertEqual(progress, progress.sorted(), "progress went backwards: \(progress)")
         XCTAssertGreaterThan(progress.last ?? 0, 0, "no progress seen: \(progress)")
         XCTAssertEqual(s.imageFiles().filter { $0.contains("big-copy") }, [], "left: \(s.imageFiles())")
@@ -152,9 +134,9 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(s.createDisk(name, size: size, format: "raw", as: TestStack.grantedUser).ok)
         let r = try diskCall(name, "Backup", ["a{sv}", "0"])
         XCTAssertTrue(r.ok, r.all)
-        let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let job = r.replyPath
         usleep(500_000)
-        XCTAssertEqual(s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "s \"running\"")
+        XCTAssertEqual(s.jobProperty(job, "State"), "s \"running\"")
         return job
     }
 
@@ -178,14 +160,11 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(Command.run("/usr/bin/stat", ["-c", "%s", s.imageDir.appendingPathComponent("holes").path]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines), String(64 << 30))
         // Progress follows the hash (the copy of holes is instant): valid, above 0, below 1.
-        func property(_ name: String) -> String {
-            s.busctl(["get-property", TestStack.busName, job, Self.job, name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        XCTAssertEqual(property("ProgressValid"), "b true")
-        let fraction = Double(property("Progress").split(separator: " ").last ?? "") ?? -1
-        XCTAssertGreaterThan(fraction, 0, property("Progress"))
-        XCTAssertLessThan(fraction, 0.9, property("Progress"))
-        XCTAssertTrue(s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+        XCTAssertEqual(s.jobProperty(job, "ProgressValid"), "b true")
+        let fraction = Double(s.jobProperty(job, "Progress").split(separator: " ").last ?? "") ?? -1
+        XCTAssertGreaterThan(fraction, 0, s.jobProperty(job, "Progress"))
+        XCTAssertLessThan(fraction, 0.9, s.jobProperty(job, "Progress"))
+        XCTAssertTrue(s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         let done = await signals.wait(timeout: 30) { $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
         try assertNoBackup(s, of: "holes")
@@ -241,7 +220,7 @@ final class DiskOperationsTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }
         func runJob(_ r: CommandResult) async -> ReceivedSignal? {
-            let job = r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+            let job = r.replyPath
             return await signals.wait(timeout: 30) { $0.path == job }
         }
         // An internal snapshot: an uncompressed backup is a byte copy that keeps it.
@@ -251,7 +230,10 @@ final class DiskOperationsTests: XCTestCase {
         let done = await runJob(backup)
         XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
         XCTAssertTrue(try diskCall("precious", "DeleteSnapshot", ["sa{sv}", "pinned", "0"]).ok)
-        XCTAssertFalse(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("pinned"))
+        let snapshots = Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image])
+        XCTAssertEqual(snapshots.status, 0, snapshots.all)
+        XCTAssertEqual(snapshots.stdout, "", "pinned was the only snapshot: \(snapshots.all)")   // qemu-img lists none
+        XCTAssertFalse(snapshots.stdout.contains("pinned"), snapshots.all)
         let list = try diskCall("precious", "ListBackups", ["a{sv}", "0"], as: TestStack.otherUser)
         let fields = list.stdout.split(separator: "\"").map(String.init)
         XCTAssertTrue(list.stdout.hasPrefix("a(stts) 1 "), list.all)
@@ -266,16 +248,16 @@ final class DiskOperationsTests: XCTestCase {
         // Change the disk, restore: the data is back and the image is sound.
         XCTAssertTrue(qemuIO("write -P 0x99 0 1M", image).ok)
         XCTAssertFalse(try diskCall("precious", "Restore", ["sa{sv}", id, "0"], as: TestStack.otherUser).ok)
-        XCTAssertTrue(qemuIO("read -P 0x99 0 1M", image).stdout.contains("read 1048576/1048576"))
+        assertPattern(0x99, offset: 0, length: 1 << 20, in: image)
         let restore = try diskCall("precious", "Restore", ["sa{sv}", id, "0"])
         XCTAssertTrue(restore.ok, restore.all)
         let restored = await runJob(restore)
         XCTAssertEqual(restored?.arguments.first, .boolean(true), signals.summary)
         XCTAssertEqual(unwrittenPages(image), "0 0", "the restored image was not synced to disk")
-        XCTAssertFalse(qemuIO("read -P 0x42 0 1M", image).stdout.contains("Pattern verification failed"))
+        assertPattern(0x42, offset: 0, length: 1 << 20, in: image)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["check", image]).ok)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("pinned"), "the backup's snapshot did not come back")
-        XCTAssertTrue(try property("precious", "Snapshots").contains("\"pinned\""), "Snapshots was not refreshed after the restore")
+        XCTAssertTrue(s.diskProperty("precious", "Snapshots").contains("\"pinned\""), "Snapshots was not refreshed after the restore")
 
         // A corrupted backup is refused by name and the disk is not touched.
         XCTAssertTrue(qemuIO("write -P 0x13 0 1M", image).ok)
@@ -308,13 +290,13 @@ final class DiskOperationsTests: XCTestCase {
         for i in 0..<20 {
             let r = try diskCall("orphan-src", "Clone", ["sa{sv}", "orphan-\(i)", "0"])
             XCTAssertTrue(r.ok, r.all)
-            jobs.append(r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? "")
+            jobs.append(r.replyPath)
         }
         // Every client process has exited; the jobs finish anyway.
         for job in jobs {
             var state = ""
             for _ in 0..<200 {
-                state = s.busctl(["get-property", TestStack.busName, job, Self.job, "State"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                state = s.jobProperty(job, "State")
                 if state != "s \"running\"" { break }
                 usleep(50_000)
             }

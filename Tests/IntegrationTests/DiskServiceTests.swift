@@ -44,15 +44,14 @@ final class DiskServiceTests: XCTestCase {
         let introspect = s.busctl(["introspect", "--xml-interface", TestStack.busName, TestStack.root])
         XCTAssertTrue(introspect.stdout.contains("<arg type=\"t\" name=\"size\" direction=\"in\"/>"), introspect.all)
         XCTAssertTrue(introspect.stdout.contains("org.freedesktop.DBus.ObjectManager"), introspect.all)
-        let version = s.busctl(["get-property", TestStack.busName, TestStack.root, TestStack.managerInterface, "APIVersion"])
-        XCTAssertEqual(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "u 1")
+        XCTAssertEqual(s.property(TestStack.root, TestStack.managerInterface, "APIVersion"), "u 1")
     }
 
     func testLibvirtConnectedToTestDriver() throws {
         let s = try stack
         var value = ""
         for _ in 0..<100 {
-            value = s.busctl(["get-property", TestStack.busName, TestStack.root, TestStack.managerInterface, "LibvirtConnected"]).stdout
+            value = s.property(TestStack.root, TestStack.managerInterface, "LibvirtConnected")
             if value.contains("true") { break }
             usleep(100_000)
         }
@@ -68,9 +67,8 @@ final class DiskServiceTests: XCTestCase {
         let info = try qemuInfo("root-disk.qcow2")
         XCTAssertEqual(info["format"] as? String, "qcow2")
         XCTAssertEqual((info["virtual-size"] as? NSNumber)?.uint64Value, 64 << 20)
-        let size = s.busctl(["get-property", TestStack.busName, "/org/multiverse/Controller/disk/root_2ddisk_2eqcow2",
-                             TestStack.diskInterface, "VirtualSize"])
-        XCTAssertEqual(size.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "t \(64 << 20)")
+        XCTAssertEqual(s.property("/org/multiverse/Controller/disk/root_2ddisk_2eqcow2", TestStack.diskInterface, "VirtualSize"),
+                       "t \(64 << 20)")
     }
 
     func testGrantedUserCreatesRawDiskAndDeletesIt() throws {

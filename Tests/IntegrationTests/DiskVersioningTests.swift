@@ -10,10 +10,8 @@ final class DiskVersioningTests: XCTestCase {
     override class func tearDown() { SharedStacks.stop(self) }
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    func path(_ disk: String) -> String { ObjectPath.encode(prefix: "/org/multiverse/Controller/disk", disk) }
-
     func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        try stack.call(path(disk), TestStack.diskInterface, method, args, as: user)
+        try stack.call(TestStack.diskPath(disk), TestStack.diskInterface, method, args, as: user)
     }
 
     /// Snapshot names in the image, per qemu-img.
@@ -23,15 +21,6 @@ final class DiskVersioningTests: XCTestCase {
     }
 
     func autos(_ image: String) -> [String] { snapshots(image).filter { $0.hasPrefix("auto-") } }
-
-    func waitFor(_ seconds: TimeInterval, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            usleep(100_000)
-        }
-        return condition()
-    }
 
     func testIntervalSnapshotsArePrunedToKeepAndPinnedOnesStay() throws {
         let s = try stack
@@ -46,12 +35,12 @@ final class DiskVersioningTests: XCTestCase {
 
         let set = try diskCall("vdisk", "SetVersioning", ["a{sv}", "3", "enabled", "b", "true", "interval_s", "u", "5", "keep", "u", "2"])
         XCTAssertTrue(set.ok, set.all)
-        let versioning = s.busctl(["get-property", TestStack.busName, path("vdisk"), TestStack.diskInterface, "Versioning"]).stdout
+        let versioning = s.diskProperty("vdisk", "Versioning")
         XCTAssertTrue(versioning.contains("\"interval_s\" u 5") && versioning.contains("\"keep\" u 2"), versioning)
         // Three changes, three versions; the oldest pruned to keep two.
         var seen: Set<String> = []
         for round in 0..<3 {
-            XCTAssertTrue(Command.run("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "write -P \(round + 1) 0 4k", image]).ok)
+            XCTAssertTrue(qemuIO("write -P \(round + 1) 0 4k", image).ok)
             XCTAssertTrue(waitFor(15) { !Set(autos(image)).subtracting(seen).isEmpty }, "no new version in round \(round): \(snapshots(image))")
             seen.formUnion(autos(image))
         }
@@ -63,7 +52,7 @@ final class DiskVersioningTests: XCTestCase {
         let current = autos(image)
         sleep(7)
         XCTAssertEqual(autos(image), current)
-        let listed = s.busctl(["get-property", TestStack.busName, path("vdisk"), TestStack.diskInterface, "Snapshots"]).stdout
+        let listed = s.diskProperty("vdisk", "Snapshots")
         for name in current { XCTAssertTrue(listed.contains(name), listed) }
     }
 
@@ -75,11 +64,11 @@ final class DiskVersioningTests: XCTestCase {
                                                                "keep", "u", "5", "on_stop", "b", "true"]).ok)
         let define = s.manager("DefineVM", ["ssa{sv}", "versioned", "app", "1", "disks", "as", "1", "stopdisk"], as: TestStack.grantedUser)
         XCTAssertTrue(define.ok, define.all)
-        let vm = define.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+        let vm = define.replyPath
         for round in 1...2 {
-            XCTAssertTrue(s.call(vm, "org.multiverse.Controller.VM", "Start", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+            XCTAssertTrue(s.call(vm, TestStack.vmInterface, "Start", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
             XCTAssertEqual(autos(image).count, round - 1, "a snapshot was taken while the VM ran")
-            XCTAssertTrue(s.call(vm, "org.multiverse.Controller.VM", "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+            XCTAssertTrue(s.call(vm, TestStack.vmInterface, "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
             XCTAssertTrue(waitFor(10) { autos(image).count == round }, "no on_stop version after stop \(round): \(snapshots(image))")
             if round == 1 { sleep(1) } // distinct timestamps
         }

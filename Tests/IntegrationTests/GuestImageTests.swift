@@ -13,31 +13,17 @@ final class GuestImageTests: XCTestCase {
     override class func tearDown() { SharedStacks.stop(self) }
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    static let job = "org.multiverse.Controller.Job"
     static let hello: [UInt8] = Array("hello from the host\n".utf8)
-
-    func path(_ disk: String) -> String { ObjectPath.encode(prefix: "/org/multiverse/Controller/disk", disk) }
 
     /// A disk call with a timeout long enough for an appliance launch.
     func guest(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        try stack.busctl(["--timeout=240", "call", TestStack.busName, path(disk), TestStack.diskInterface, method] + args, as: user)
+        try stack.busctl(["--timeout=240", "call", TestStack.busName, TestStack.diskPath(disk), TestStack.diskInterface, method] + args, as: user)
     }
-
-    func property(_ disk: String, _ name: String) throws -> String {
-        try stack.busctl(["get-property", TestStack.busName, path(disk), TestStack.diskInterface, name]).stdout
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func jobProperty(_ job: String, _ name: String) throws -> String {
-        try stack.busctl(["get-property", TestStack.busName, job, Self.job, name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    static func jobPath(_ r: CommandResult) -> String { r.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? "" }
 
     /// Waits for a job's Completed signal; returns (success, message).
     func finish(_ r: CommandResult, _ signals: SignalCollector, timeout: TimeInterval = 240) async -> (Bool, String) {
         XCTAssertTrue(r.ok, r.all)
-        let job = Self.jobPath(r)
+        let job = r.replyPath
         let done = await signals.wait(timeout: timeout) { $0.member == "Completed" && $0.path == job }
         guard let done, case .boolean(let ok) = done.arguments[0] else { return (false, "no Completed for \(job)") }
         return (ok, done.arguments[1].string ?? "")
@@ -57,10 +43,6 @@ final class GuestImageTests: XCTestCase {
         guard r.ok else { return nil }
         // "ay N b1 b2 ..."
         return r.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).dropFirst(2).compactMap { UInt8($0) }
-    }
-
-    func sha256(_ file: String) -> String {
-        Command.run("/usr/bin/sha256sum", [file]).stdout.split(separator: " ").first.map(String.init) ?? ""
     }
 
     func virtualSize(_ image: String) -> String {
@@ -115,10 +97,10 @@ final class GuestImageTests: XCTestCase {
         let format = try guest("gdisk", "Format", ["sa{sv}", "ext4", "1", "label", "s", "data"])
         let (formatted, formatMessage) = await finish(format, signals)
         XCTAssertTrue(formatted, formatMessage)
-        let steps = progress(of: Self.jobPath(format), signals)
+        let steps = progress(of: format.replyPath, signals)
         XCTAssertEqual(steps, steps.sorted(), "progress went backwards: \(steps)")
         XCTAssertEqual(steps.last, 1.0, "\(steps)")
-        XCTAssertTrue(try jobProperty(Self.jobPath(format), "Result").contains("\"partition_table\" s \"gpt\""))
+        XCTAssertTrue(s.jobProperty(format.replyPath, "Result").contains("\"partition_table\" s \"gpt\""))
 
         // WriteFile, then ReadFile and ListFiles (one read-only appliance for all of them).
         let formattedImage = sha256(image)
@@ -130,14 +112,14 @@ final class GuestImageTests: XCTestCase {
         XCTAssertTrue(write.ok, write.all)
         // The read-write appliance is closed after the write: nothing holds qemu's write
         // lock, so anyone (a VM started with virsh) can open the image for writing now.
-        let lock = Command.run("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "quit", image])
+        let lock = qemuIO("quit", image)
         XCTAssertTrue(lock.ok, "the image is still locked after WriteFile: \(lock.all)")
         XCTAssertEqual(try readFile("gdisk", "/hello.txt"), Self.hello) // launches a read-only appliance
         let started = Date()
         for _ in 0..<10 { XCTAssertEqual(try readFile("gdisk", "/hello.txt"), Self.hello) }
         XCTAssertLessThan(Date().timeIntervalSince(started), 10, "ten ReadFile calls should share one appliance")
         // A read-only appliance takes no write lock either.
-        XCTAssertTrue(Command.run("/usr/bin/qemu-io", ["-f", "qcow2", "-c", "quit", image]).ok)
+        XCTAssertTrue(qemuIO("quit", image).ok)
         let list = try guest("gdisk", "ListFiles", ["sa{sv}", "/", "0"])
         XCTAssertTrue(list.stdout.contains("\"hello.txt\" \"file\" 20 33152 "), list.all) // 0100600
         XCTAssertTrue(list.stdout.contains("\"lost+found\" \"directory\""), list.all)
@@ -150,9 +132,9 @@ final class GuestImageTests: XCTestCase {
         let grow = try guest("gdisk", "Resize", ["ta{sv}", String(1 << 30), "0"])
         let (grown, growMessage) = await finish(grow, signals)
         XCTAssertTrue(grown, growMessage)
-        XCTAssertTrue(try jobProperty(Self.jobPath(grow), "Result").contains("\"filesystem_grown\" b true"))
+        XCTAssertTrue(s.jobProperty(grow.replyPath, "Result").contains("\"filesystem_grown\" b true"))
         XCTAssertEqual(virtualSize(image), String(1 << 30))
-        XCTAssertEqual(try property("gdisk", "VirtualSize"), "t \(1 << 30)")
+        XCTAssertEqual(s.diskProperty("gdisk", "VirtualSize"), "t \(1 << 30)")
         XCTAssertEqual(try readFile("gdisk", "/hello.txt"), Self.hello)
 
         // Shrink: refused without shrink=true; refused below the filesystem minimum (numbers
@@ -182,7 +164,7 @@ final class GuestImageTests: XCTestCase {
         let backup = try guest("gdisk", "Backup", ["a{sv}", "0"])
         let (backedUp, backupMessage) = await finish(backup, signals)
         XCTAssertTrue(backedUp, backupMessage)
-        let id = try jobProperty(Self.jobPath(backup), "Result").components(separatedBy: "\"backup_id\" s \"").dropFirst().first?
+        let id = s.jobProperty(backup.replyPath, "Result").components(separatedBy: "\"backup_id\" s \"").dropFirst().first?
             .split(separator: "\"").first.map(String.init) ?? ""
         // mvctl disk put (as the granted user), from a local file.
         let changed = Array("changed\n".utf8)
@@ -212,13 +194,13 @@ final class GuestImageTests: XCTestCase {
         let policy = try guest("debian", "SetAutoGrow", ["a{sv}", "4", "enabled", "b", "true", "threshold", "d", "0.5",
                                                          "step", "t", String(64 << 20), "max", "t", String(160 << 20)])
         XCTAssertTrue(policy.ok, policy.all)
-        XCTAssertTrue(try property("debian", "AutoGrow").contains("\"enabled\" b true"))
-        XCTAssertEqual(try property("debian", "UsageSampled"), "t 0")
+        XCTAssertTrue(s.diskProperty("debian", "AutoGrow").contains("\"enabled\" b true"))
+        XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
 
         let inspect = try guest("debian", "Inspect", ["a{sv}", "0"])
         let (inspected, inspectMessage) = await finish(inspect, signals)
         XCTAssertTrue(inspected, inspectMessage)
-        let result = try jobProperty(Self.jobPath(inspect), "Result")
+        let result = s.jobProperty(inspect.replyPath, "Result")
         XCTAssertTrue(result.contains("\"distro\" s \"debian\""), result)
         XCTAssertTrue(result.contains("\"os_type\" s \"linux\""), result)
         XCTAssertTrue(result.contains("\"hostname\" s \"debian-test\""), result)
@@ -226,13 +208,18 @@ final class GuestImageTests: XCTestCase {
         XCTAssertTrue(result.contains("\"version\" s \"\(major)"), result)
         // Usage sampled: /dev/sda about 2/3 full, the threshold 0.5 crossed → UsageHigh and
         // an AutoGrow job that grows image and filesystem by one step.
-        XCTAssertTrue(try property("debian", "FilesystemUsage").hasPrefix("a(sttt) 1 \"/dev/sda\""))
-        XCTAssertNotEqual(try property("debian", "UsageSampled"), "t 0")
-        let high = await signals.wait(timeout: 10) { $0.member == "UsageHigh" && $0.path == self.path("debian") }
+        XCTAssertTrue(s.diskProperty("debian", "FilesystemUsage").hasPrefix("a(sttt) 1 \"/dev/sda\""))
+        XCTAssertNotEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
+        let high = await signals.wait(timeout: 10) { $0.member == "UsageHigh" && $0.path == TestStack.diskPath("debian") }
         XCTAssertNotNil(high, signals.summary)
-        if case .double(let fraction)? = high?.arguments.first { XCTAssertGreaterThan(fraction, 0.5) }
+        // UsageHigh(d fraction): a signal without it, or with another type, is a failure too.
+        if case .double(let fraction)? = high?.arguments.first {
+            XCTAssertGreaterThan(fraction, 0.5)
+        } else {
+            XCTFail("UsageHigh carries no double fraction: \(high.map { "\($0.arguments)" } ?? "no signal")")
+        }
         let grown = await signals.wait(timeout: 240) { signal in
-            signal.member == "Completed" && (try? self.jobProperty(signal.path, "Operation")) == "s \"AutoGrow\""
+            signal.member == "Completed" && s.jobProperty(signal.path, "Operation") == "s \"AutoGrow\""
         }
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         XCTAssertEqual(virtualSize(image), String(160 << 20))
@@ -252,7 +239,7 @@ final class GuestImageTests: XCTestCase {
         // The policy survives a restart.
         s.stopDaemon()
         try s.startDaemon()
-        XCTAssertTrue(try property("debian", "AutoGrow").contains("\"max\" t \(160 << 20)"))
+        XCTAssertTrue(s.diskProperty("debian", "AutoGrow").contains("\"max\" t \(160 << 20)"))
     }
 
     func testCancelledResizeLeavesTheDiskUnchanged() async throws {
@@ -264,17 +251,17 @@ final class GuestImageTests: XCTestCase {
         let before = sha256(image)
         let r = try guest("cdisk", "Resize", ["ta{sv}", String(128 << 20), "0"])
         XCTAssertTrue(r.ok, r.all)
-        let job = Self.jobPath(r)
+        let job = r.replyPath
         // Wait until the copy is done and the appliance is starting, then cancel.
-        for _ in 0..<100 where (Double(try jobProperty(job, "Progress").split(separator: " ").last ?? "0") ?? 0) < 0.4 { usleep(50_000) }
+        for _ in 0..<100 where (Double(s.jobProperty(job, "Progress").split(separator: " ").last ?? "0") ?? 0) < 0.4 { usleep(50_000) }
         usleep(1_000_000)
-        let cancel = s.call(job, Self.job, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
+        let cancel = s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(cancel.ok, cancel.all)
         let cancelledAt = Date()
         let done = await signals.wait(timeout: 60) { $0.member == "Completed" && $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
         XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), 10, "cancel should kill the appliance, not wait for it")
-        XCTAssertEqual(try jobProperty(job, "State"), "s \"cancelled\"")
+        XCTAssertEqual(s.jobProperty(job, "State"), "s \"cancelled\"")
         XCTAssertEqual(sha256(image), before)
         XCTAssertEqual(virtualSize(image), String(64 << 20))
         XCTAssertEqual(try temporaries(), [])

@@ -7,7 +7,6 @@ import XCTest
 /// broken here) booting the host's kernel and initrd directly. `virsh` sees these VMs, so
 /// the checks use it, including changes made behind the daemon's back.
 final class QemuSystemTests: XCTestCase {
-    static let vmInterface = "org.multiverse.Controller.VM"
     static let uri = "qemu:///system"
 
     override class func setUp() {
@@ -38,6 +37,24 @@ final class QemuSystemTests: XCTestCase {
 
     @discardableResult
     static func virsh(_ args: [String]) -> CommandResult { Command.run("/usr/bin/virsh", ["-c", uri] + args) }
+
+    /// The targets (vda, vdb, …) in the table of a `virsh domblklist`; nil when virsh failed
+    /// or printed no table.
+    static func blockTargets(_ r: CommandResult) -> [String]? {
+        let lines = r.stdout.split(separator: "\n")
+        guard r.ok, lines.count >= 2, lines[0].contains("Target"), lines[1].hasPrefix("---") else { return nil }
+        return lines.dropFirst(2).compactMap { $0.split(separator: " ").first.map(String.init) }
+    }
+
+    /// Whether libvirtd answers and has no domain `name`: `virsh dominfo` fails with libvirt's
+    /// "failed to get domain" (not, say, with a failed connection), and `virsh list --all`
+    /// succeeds without it.
+    static func domainIsGone(_ name: String) -> Bool {
+        let info = virsh(["dominfo", name])
+        let list = virsh(["list", "--all", "--name"])
+        return !info.ok && info.stderr.contains("failed to get domain '\(name)'")
+            && list.ok && !list.stdout.split(separator: "\n").contains { $0 == name }
+    }
 
     // MARK: helpers
 
@@ -70,29 +87,9 @@ final class QemuSystemTests: XCTestCase {
             """
     }
 
-    func vmPath(_ name: String) throws -> String? {
-        let r = try stack.manager("GetVMByName", ["sa{sv}", name, "0"])
-        return r.ok ? r.stdout.split(separator: "\"").dropFirst().first.map(String.init) : nil
-    }
-
     func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"]) throws -> CommandResult {
-        guard let path = try vmPath(name) else { throw StackError("no VM \(name)") }
-        return try stack.busctl(["--timeout=300", "call", TestStack.busName, path, Self.vmInterface, method] + args, as: TestStack.grantedUser)
-    }
-
-    func property(_ name: String, _ property: String) throws -> String {
-        guard let path = try vmPath(name) else { return "" }
-        return try stack.busctl(["get-property", TestStack.busName, path, Self.vmInterface, property]).stdout
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    func waitFor(_ seconds: Double, _ what: String, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if try condition() { return }
-            usleep(200_000)
-        }
-        XCTFail("timed out after \(seconds) s waiting for \(what)")
+        guard let path = try stack.vmPath(name) else { throw StackError("no VM \(name)") }
+        return try stack.busctl(["--timeout=300", "call", TestStack.busName, path, TestStack.vmInterface, method] + args, as: TestStack.grantedUser)
     }
 
     // MARK: tests
@@ -106,8 +103,8 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(defined.ok, defined.all)
         defer { Self.virsh(["destroy", name]); Self.virsh(["undefine", name]) }
         XCTAssertTrue(Self.virsh(["dominfo", name]).ok, "virsh does not see \(name)")
-        guard let path = try vmPath(name) else { return XCTFail("no object for \(name)") }
-        let signals = try await SignalCollector(stack: s, match: "type='signal',path='\(path)',interface='\(Self.vmInterface)',member='StateChanged'")
+        guard let path = s.vmPath(name) else { return XCTFail("no object for \(name)") }
+        let signals = try await SignalCollector(stack: s, match: "type='signal',path='\(path)',interface='\(TestStack.vmInterface)',member='StateChanged'")
         defer { Task { await signals.close() } }
 
         let start = try vmCall(name, "Start")
@@ -120,18 +117,17 @@ final class QemuSystemTests: XCTestCase {
         let attach = try vmCall(name, "AttachDisk", ["ssa{sv}", "hot.qcow2", "vdb", "0"])
         XCTAssertTrue(attach.ok, attach.all)
         XCTAssertTrue(Self.virsh(["domblklist", name]).stdout.contains("vdb"), Self.virsh(["domblklist", name]).all)
-        XCTAssertTrue(try property(name, "Disks").contains("\"vdb\""))
+        XCTAssertTrue(s.vmProperty(name, "Disks").contains("\"vdb\""))
 
         // Resize of a disk the running guest uses: grow is live (libvirt block resize, image
         // only); shrink and writes are Busy.
         let hot = "/org/multiverse/Controller/disk/hot_2eqcow2"
         let grow = s.call(hot, TestStack.diskInterface, "Resize", ["ta{sv}", String(32 << 20), "0"], as: TestStack.grantedUser)
         XCTAssertTrue(grow.ok, grow.all)
-        let job = grow.stdout.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
-        try waitFor(30, "the live resize job") {
-            s.busctl(["get-property", TestStack.busName, job, "org.multiverse.Controller.Job", "State"]).stdout.contains("succeeded")
-        }
-        let result = s.busctl(["get-property", TestStack.busName, job, "org.multiverse.Controller.Job", "Result"]).stdout
+        let job = grow.replyPath
+        XCTAssertTrue(waitFor(30, interval: 0.2) { s.jobProperty(job, "State").contains("succeeded") },
+                      "timed out after 30 s waiting for the live resize job")
+        let result = s.jobProperty(job, "Result")
         XCTAssertTrue(result.contains("\"live\" b true") && result.contains("\"filesystem_grown\" b false"), result)
         let info = Command.run("/usr/bin/qemu-img", ["info", "-U", s.imageDir.appendingPathComponent("hot.qcow2").path]).stdout
         XCTAssertTrue(info.contains("virtual size: 32 MiB"), info)
@@ -141,17 +137,20 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(write.stderr.contains("cannot write to disk hot.qcow2: VM \(name) is using it"), write.all)
 
         // A live detach needs the guest's ACPI hotplug: wait until its kernel is up.
-        try waitFor(120, "the guest kernel to finish booting (\(consoleLog))") {
+        XCTAssertTrue(waitFor(120, interval: 0.2) {
             let log = (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? ""
             return log.contains("Run /init as init process")
-        }
+        }, "timed out after 120 s waiting for the guest kernel to finish booting (\(consoleLog))")
         let bootLog = (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? ""
         XCTAssertFalse(bootLog.contains("Kernel panic"), "the guest kernel panicked: \(bootLog.suffix(600))")
         sleep(3)
         let detach = try vmCall(name, "DetachDisk", ["sa{sv}", "vdb", "1", "timeout_s", "u", "90"])
         XCTAssertTrue(detach.ok, detach.all)
-        XCTAssertFalse(Self.virsh(["domblklist", name]).stdout.contains("vdb"))
-        XCTAssertFalse(try property(name, "Disks").contains("\"vdb\""))
+        let blocks = Self.virsh(["domblklist", name])
+        XCTAssertEqual(blocks.status, 0, blocks.all)
+        XCTAssertEqual(Self.blockTargets(blocks), [], "vdb was the guest's only disk: \(blocks.all)")
+        XCTAssertFalse(blocks.stdout.contains("vdb"), blocks.all)
+        XCTAssertFalse(s.vmProperty(name, "Disks").contains("\"vdb\""))
 
         // The initramfs shell does not power off on ACPI: force after a short timeout.
         let stop = try vmCall(name, "Shutdown", ["a{sv}", "2", "timeout_s", "u", "3", "force", "b", "true"])
@@ -160,8 +159,8 @@ final class QemuSystemTests: XCTestCase {
         let off = await signals.wait(timeout: 10) { $0.arguments.first?.string == "shutoff" }
         XCTAssertEqual(off?.arguments.last?.string, "destroyed", signals.summary)
         XCTAssertTrue(try vmCall(name, "Undefine").ok)
-        XCTAssertFalse(Self.virsh(["dominfo", name]).ok)
-        XCTAssertNil(try vmPath(name))
+        XCTAssertTrue(Self.domainIsGone(name), Self.virsh(["dominfo", name]).all)
+        XCTAssertNil(s.vmPath(name))
     }
 
     func testChangesMadeWithVirshAppearAndEphemeralLaunchLeavesNothing() async throws {
@@ -175,14 +174,14 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(Self.virsh(["define", file]).ok)
         let added = await signals.wait(timeout: 10) { $0.member == "InterfacesAdded" && ($0.arguments.first?.string ?? "").hasPrefix("/org/multiverse/Controller/vm/") }
         XCTAssertNotNil(added, signals.summary)
-        XCTAssertEqual(try property(name, "Profile"), "s \"\"")
+        XCTAssertEqual(s.vmProperty(name, "Profile"), "s \"\"")
         XCTAssertTrue(Self.virsh(["start", name]).ok)
         let started = await signals.wait(timeout: 20) { $0.member == "StateChanged" && $0.arguments.first?.string == "running" }
         XCTAssertNotNil(started, signals.summary)
         XCTAssertTrue(Self.virsh(["destroy", name]).ok)
         let stopped = await signals.wait(timeout: 10) { $0.member == "StateChanged" && $0.arguments.first?.string == "shutoff" }
         XCTAssertEqual(stopped?.arguments.last?.string, "destroyed", signals.summary)
-        let path = try vmPath(name) ?? ""
+        let path = s.vmPath(name) ?? ""
         XCTAssertTrue(Self.virsh(["undefine", name]).ok)
         let removed = await signals.wait(timeout: 10) { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == path }
         XCTAssertNotNil(removed, signals.summary)
@@ -199,9 +198,9 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(start.ok, start.all)
         XCTAssertEqual(Self.virsh(["domstate", eph]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "running")
         XCTAssertTrue(try vmCall(eph, "Destroy").ok)
-        try waitFor(15, "the ephemeral VM and its overlay to go") {
-            !Self.virsh(["dominfo", eph]).ok && !s.imageFiles().contains("\(eph)-root.qcow2")
-        }
+        XCTAssertTrue(waitFor(15, interval: 0.2) {
+            Self.domainIsGone(eph) && !s.imageFiles().contains("\(eph)-root.qcow2")
+        }, "timed out after 15 s waiting for the ephemeral VM and its overlay to go")
         XCTAssertTrue(s.imageFiles().contains("qbase.qcow2"))
 
         // An ephemeral VM that stops while the daemon is down is discarded when it comes back.
@@ -214,9 +213,9 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(Self.virsh(["destroy", late]).ok)
         XCTAssertTrue(s.imageFiles().contains("\(late)-root.qcow2"))
         try s.startDaemon()
-        try waitFor(15, "the stopped ephemeral VM to be discarded at start-up") {
-            !Self.virsh(["dominfo", late]).ok && !s.imageFiles().contains("\(late)-root.qcow2")
-        }
+        XCTAssertTrue(waitFor(15, interval: 0.2) {
+            Self.domainIsGone(late) && !s.imageFiles().contains("\(late)-root.qcow2")
+        }, "timed out after 15 s waiting for the stopped ephemeral VM to be discarded at start-up")
         XCTAssertTrue(s.log(tail: 100).contains("ephemeral VM \(late) stopped (destroyed): discarding it"), s.log(tail: 30))
     }
 
@@ -226,19 +225,19 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(s.manager("DefineVMFromXML", ["sa{sv}", try guestXML(name, consoleLog: "/var/log/libvirt/qemu/\(name).log"), "0"],
                                 as: TestStack.grantedUser).ok)
         defer { Self.virsh(["undefine", name]) }
-        let connected = { (try? self.stack.busctl(["get-property", TestStack.busName, TestStack.root, TestStack.managerInterface, "LibvirtConnected"]).stdout) ?? "" }
+        let connected = { s.property(TestStack.root, TestStack.managerInterface, "LibvirtConnected") }
         XCTAssertTrue(connected().contains("true"))
         XCTAssertEqual(Command.run("/usr/bin/pkill", ["-KILL", "-x", "libvirtd"]).status, 0)
-        try waitFor(30, "LibvirtConnected to become false") { connected().contains("false") }
+        XCTAssertTrue(waitFor(30, interval: 0.2) { connected().contains("false") }, "timed out after 30 s waiting for LibvirtConnected to become false")
         // While disconnected, calls fail at once with a clear error.
         let t0 = Date()
         let during = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML("mvt-never", consoleLog: "/tmp/x.log"), "0"], as: TestStack.grantedUser)
         XCTAssertTrue(during.stderr.contains("not connected to libvirt at qemu:///system"), during.all)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
         try Self.startLibvirtd()
-        try waitFor(60, "LibvirtConnected to become true again") { connected().contains("true") }
+        XCTAssertTrue(waitFor(60, interval: 0.2) { connected().contains("true") }, "timed out after 60 s waiting for LibvirtConnected to become true again")
         // Objects resynchronised; calls work again.
-        XCTAssertNotNil(try vmPath(name))
+        XCTAssertNotNil(s.vmPath(name))
         let list = s.manager("ListVMs", ["a{sv}", "0"])
         XCTAssertTrue(list.ok, list.all)
         XCTAssertTrue(try vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)

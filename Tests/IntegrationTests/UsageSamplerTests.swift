@@ -21,16 +21,15 @@ final class UsageSamplerTests: XCTestCase {
 
         let high = await signals.wait(timeout: 150) { $0.member == "UsageHigh" && $0.path == disk }
         XCTAssertNotNil(high, "no UsageHigh: \(s.log(tail: 20))")
-        let sampled = s.busctl(["get-property", TestStack.busName, disk, TestStack.diskInterface, "UsageSampled"]).stdout
+        let sampled = s.property(disk, TestStack.diskInterface, "UsageSampled")
         XCTAssertFalse(sampled.contains("t 0"), sampled)
-        let usage = s.busctl(["get-property", TestStack.busName, disk, TestStack.diskInterface, "FilesystemUsage"]).stdout
+        let usage = s.property(disk, TestStack.diskInterface, "FilesystemUsage")
         XCTAssertTrue(usage.hasPrefix("a(sttt) 1 \"/dev/sda\""), usage)
         XCTAssertTrue(s.log(tail: 200).contains("launching read-only appliance for \(s.imageDir.path)/debian"), s.log(tail: 30))
 
         let grown = await signals.wait(timeout: 240) { signal in
             guard signal.member == "Completed" else { return false }
-            return s.busctl(["get-property", TestStack.busName, signal.path, "org.multiverse.Controller.Job", "Operation"]).stdout
-                .contains("AutoGrow")
+            return s.jobProperty(signal.path, "Operation").contains("AutoGrow")
         }
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         let info = Command.run("/usr/bin/qemu-img", ["info", "-U", s.imageDir.appendingPathComponent("debian").path]).stdout

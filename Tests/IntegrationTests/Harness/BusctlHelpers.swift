@@ -1,0 +1,44 @@
+import Foundation
+import SDBus
+
+/// Reading busctl's output and our objects' properties, for every suite.
+extension TestStack {
+    static let vmInterface = "org.multiverse.Controller.VM"
+    static let jobInterface = "org.multiverse.Controller.Job"
+
+    /// The object path of the disk named `disk`.
+    static func diskPath(_ disk: String) -> String { ObjectPath.encode(prefix: "/org/multiverse/Controller/disk", disk) }
+
+    /// A property as `busctl get-property` prints it (`s "running"`, `t 512`), trimmed; ""
+    /// when busctl fails.
+    func property(_ path: String, _ interface: String, _ name: String) -> String {
+        busctl(["get-property", Self.busName, path, interface, name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A property of the disk named `disk`.
+    func diskProperty(_ disk: String, _ name: String) -> String { property(Self.diskPath(disk), Self.diskInterface, name) }
+
+    /// A property of the job at `job`.
+    func jobProperty(_ job: String, _ name: String) -> String { property(job, Self.jobInterface, name) }
+
+    /// The object path of the VM named `name` (GetVMByName); nil when there is no such VM.
+    func vmPath(_ name: String) -> String? {
+        let r = manager("GetVMByName", ["sa{sv}", name, "0"])
+        return r.ok ? r.firstQuoted : nil
+    }
+
+    /// A property of the VM named `name`; "" when there is no such VM.
+    func vmProperty(_ name: String, _ property: String) -> String {
+        guard let path = vmPath(name) else { return "" }
+        return self.property(path, Self.vmInterface, property)
+    }
+}
+
+extension CommandResult {
+    /// The first quoted string busctl printed: the path of a reply `o "/org/…/job/7"`; nil
+    /// when there is none.
+    var firstQuoted: String? { stdout.split(separator: "\"").dropFirst().first.map(String.init) }
+
+    /// The object path a call returned (a job's, a VM's); "" when there is none.
+    var replyPath: String { firstQuoted ?? "" }
+}
