@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import SDBus
 import XCTest
@@ -59,8 +60,8 @@ final class CrashRecoveryTests: XCTestCase {
         for round in 0..<6 {
             // Put the drifted files back (enforcing is off: the daemon leaves them).
             for (file, text) in zip(files, drifted) { try text.write(toFile: file, atomically: true, encoding: .utf8) }
-            let apply = try Child("/usr/bin/busctl", ["--system", "--timeout=60", "call", TestStack.busName, "/org/multiverse/Controller/settings",
-                                                      "org.multiverse.Controller.Settings", "Apply", "asa{sv}", "0", "0"],
+            let apply = try Child("/usr/bin/busctl", ["--system", "--timeout=60", "call", TestStack.busName, ObjectPaths.settings,
+                                                      SettingsInterface.name, "Apply", "asa{sv}", "0", "0"],
                                   environment: ["DBUS_SYSTEM_BUS_ADDRESS": s.address],
                                   stdout: "/dev/null", stderr: "/dev/null")
             usleep(UInt32(20_000 + round * 60_000))
@@ -79,11 +80,11 @@ final class CrashRecoveryTests: XCTestCase {
             XCTAssertEqual(left, "", "round \(round): temporary files left: \(left)")
             if round == 0 {
                 // Learn what a complete Apply writes, for the next rounds' comparison.
-                XCTAssertTrue(s.call("/org/multiverse/Controller/settings", "org.multiverse.Controller.Settings", "Apply", ["asa{sv}", "0", "0"]).ok)
+                XCTAssertTrue(s.call(ObjectPaths.settings, SettingsInterface.name, "Apply", ["asa{sv}", "0", "0"]).ok)
                 applied = files.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }
             }
         }
-        let final = s.call("/org/multiverse/Controller/settings", "org.multiverse.Controller.Settings", "Apply", ["asa{sv}", "0", "0"])
+        let final = s.call(ObjectPaths.settings, SettingsInterface.name, "Apply", ["asa{sv}", "0", "0"])
         XCTAssertTrue(final.ok, final.all)
         XCTAssertEqual(s.mvctl(["settings", "check"]).status, 0, s.mvctl(["settings", "check"]).all)
         XCTAssertEqual(files.map { (try? String(contentsOfFile: $0, encoding: .utf8)) ?? "" }, applied)

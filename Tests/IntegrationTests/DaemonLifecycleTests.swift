@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import XCTest
 
@@ -71,7 +72,7 @@ final class DaemonLifecycleTests: XCTestCase {
         env["MANWIDTH"] = "80"
         let man = Command.run("/usr/bin/man", ["--warnings", "-l", page], environment: env)
         XCTAssertTrue(man.ok && man.stderr.isEmpty, man.all)
-        XCTAssertTrue(man.stdout.contains("org.multiverse.controller.settings.modify"), man.stdout)
+        XCTAssertTrue(man.stdout.contains(PolkitAction.settingsModify.rawValue), man.stdout)
     }
 
     /// mvctl(1), multiverse-controllerd(8) and controller.toml(5) render without warnings and
@@ -138,8 +139,8 @@ final class DaemonLifecycleTests: XCTestCase {
             _ = Command.run("/usr/bin/qemu-img", ["create", "-q", "-f", "raw", images.appendingPathComponent("d").path, "1M"])
         }
         defer { stack.stop() }
-        for (interface, path) in [("org.multiverse.Controller.Manager", TestStack.root),
-                                  ("org.multiverse.Controller.Disk", TestStack.root + "/disk/d")] {
+        for (interface, path) in [(ManagerInterface.name, TestStack.root),
+                                  (DiskInterface.name, TestStack.root + "/disk/d")] {
             let served = stack.busctl(["call", TestStack.busName, path, "org.freedesktop.DBus.Introspectable", "Introspect", "--json=short"])
             XCTAssertTrue(served.ok, served.all)
             let servedXML = try extractXML(served.stdout)

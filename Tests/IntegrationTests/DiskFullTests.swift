@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import SDBus
 import XCTest
@@ -25,7 +26,7 @@ final class DiskFullTests: XCTestCase {
         // 1. CreateDisk: a fully preallocated image larger than the filesystem.
         let big = s.manager("CreateDisk", ["stsa{sv}", "huge", String(64 << 20), "raw", "1", "preallocation", "s", "full"], as: TestStack.grantedUser)
         XCTAssertFalse(big.ok)
-        XCTAssertTrue(big.stderr.contains("org.multiverse.Controller.Error.Io") || big.stderr.contains("creating disk huge in \(images) failed"), big.all)
+        XCTAssertTrue(big.stderr.contains(ErrorName.io.rawValue) || big.stderr.contains("creating disk huge in \(images) failed"), big.all)
         XCTAssertTrue(big.stderr.contains("in \(images) failed"), big.all)
         XCTAssertEqual(s.imageFiles(), [])
 

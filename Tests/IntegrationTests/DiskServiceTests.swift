@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import SDBus
 import XCTest
@@ -138,16 +139,16 @@ final class DiskServiceTests: XCTestCase {
         let e5 = await createError("ok-name", 1 << 20, "qcow2", ["preallocation": .uint32(1)])
         XCTAssertEqual(e5?.name, "org.freedesktop.DBus.Error.InvalidArgs")
         let e6 = await createError("preexisting.qcow2")
-        XCTAssertEqual(e6?.name, "org.multiverse.Controller.Error.AlreadyExists")
+        XCTAssertEqual(e6?.name, ErrorName.alreadyExists.rawValue)
         let e7 = await createError("ok-name", 1 << 20, "qcow2", ["backing": .string("missing")])
-        XCTAssertEqual(e7?.name, "org.multiverse.Controller.Error.NoSuchDisk")
+        XCTAssertEqual(e7?.name, ErrorName.noSuchDisk.rawValue)
         XCTAssertEqual(s.imageFiles(), before, "nothing may be created by refused calls")
         do {
             _ = try await client.call(destination: TestStack.busName, path: TestStack.root, interface: TestStack.managerInterface,
                                       member: "GetDiskByName", [.string("nope"), .emptyOptions])
             XCTFail("GetDiskByName of a missing disk succeeded")
         } catch let e as DBusError {
-            XCTAssertEqual(e.name, "org.multiverse.Controller.Error.NoSuchDisk")
+            XCTAssertEqual(e.name, ErrorName.noSuchDisk.rawValue)
         }
     }
 

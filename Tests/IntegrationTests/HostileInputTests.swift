@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import SDBus
 import XCTest
@@ -17,7 +18,7 @@ final class HostileInputTests: XCTestCase {
         defer { Task { await client.drainAndClose(timeout: .seconds(1)) } }
         let root = TestStack.root
         let manager = TestStack.managerInterface
-        let settings = "org.multiverse.Controller.Settings"
+        let settings = SettingsInterface.name
         let invalidArgs = "org.freedesktop.DBus.Error.InvalidArgs"
         let limitsExceeded = "org.freedesktop.DBus.Error.LimitsExceeded"
         /// The call must fail with the D-Bus error `name` whose message contains `message` (the

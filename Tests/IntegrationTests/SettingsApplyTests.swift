@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import SDBus
 import XCTest
@@ -5,8 +6,8 @@ import XCTest
 /// Apply, SetEnforcing and AddUserToGroups on a sandbox host root where every setting has
 /// drifted and enforcing is off: authorization first, idempotent edits, crash safety.
 final class SettingsApplyTests: XCTestCase {
-    static let settingsPath = "/org/multiverse/Controller/settings"
-    static let settingsInterface = "org.multiverse.Controller.Settings"
+    static let settingsPath = ObjectPaths.settings
+    static let settingsInterface = SettingsInterface.name
 
     func drifted() throws -> TestStack {
         try TestStack(settings: "enforcing = false", hostRootOptions: ["--drifted"])

@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import SDBus
 import XCTest
@@ -5,8 +6,8 @@ import XCTest
 /// The settings agent on a compliant sandbox host root: real inotify, real gpasswd/sed
 /// changes behind the daemon's back, real usermod/systemctl reverts, signals on the real bus.
 final class SettingsEnforcementTests: XCTestCase {
-    static let settingsPath = "/org/multiverse/Controller/settings"
-    static let settingsInterface = "org.multiverse.Controller.Settings"
+    static let settingsPath = ObjectPaths.settings
+    static let settingsInterface = SettingsInterface.name
     static let flapLimit = 3
 
     override class func setUp() {

@@ -1,10 +1,11 @@
+import ControllerAPI
 import Foundation
 import SDBus
 
 /// Reading busctl's output and our objects' properties, for every suite.
 extension TestStack {
-    static let vmInterface = "org.multiverse.Controller.VM"
-    static let jobInterface = "org.multiverse.Controller.Job"
+    static let vmInterface = VMInterface.name
+    static let jobInterface = JobInterface.name
 
     /// The object path of the disk named `disk`.
     static func diskPath(_ disk: String) -> String { ObjectPath.encode(prefix: "/org/multiverse/Controller/disk", disk) }

@@ -1,3 +1,4 @@
+import ControllerAPI
 import Foundation
 import SDBus
 
@@ -9,10 +10,10 @@ import SDBus
 final class TestStack {
     static let grantedUser = "mvtest-granted"
     static let otherUser = "mvtest-other"
-    static let busName = "org.multiverse.Controller"
-    static let root = "/org/multiverse/Controller"
-    static let managerInterface = "org.multiverse.Controller.Manager"
-    static let diskInterface = "org.multiverse.Controller.Disk"
+    static let busName = ControllerNames.busName
+    static let root = ObjectPaths.root
+    static let managerInterface = ManagerInterface.name
+    static let diskInterface = DiskInterface.name
 
     /// The repository (for scripts/ and dbus/).
     static let repo: URL = {
