@@ -85,11 +85,11 @@ struct Client {
     }
 
     func vmPath(_ name: String) async throws -> String {
-        try await callManager("GetVMByName", [.string(name), .emptyOptions]).first?.string ?? ""
+        try await callManager(ManagerInterface.getVMByName.name, [.string(name), .emptyOptions]).first?.string ?? ""
     }
 
     func diskPath(_ name: String) async throws -> String {
-        try await callManager("GetDiskByName", [.string(name), .emptyOptions]).first?.string ?? ""
+        try await callManager(ManagerInterface.getDiskByName.name, [.string(name), .emptyOptions]).first?.string ?? ""
     }
 
     /// Objects implementing `interface`, with that interface's properties, from one GetManagedObjects call.

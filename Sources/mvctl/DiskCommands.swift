@@ -71,7 +71,7 @@ struct Disk: AsyncParsableCommand {
             if let backing { options["backing"] = .string(backing) }
             if let preallocation { options["preallocation"] = .string(preallocation) }
             try await Client.run(global) { client in
-                let reply = try await client.callManager("CreateDisk", [.string(name), .uint64(bytes), .string(format), .vardict(options)], privileged: true)
+                let reply = try await client.callManager(ManagerInterface.createDisk.name, [.string(name), .uint64(bytes), .string(format), .vardict(options)], privileged: true)
                 let path = reply.first?.string ?? ""
                 if global.json { Output.json(["ObjectPath": path, "Name": name]) } else { print("created disk \(name) (\(path))") }
             }
@@ -86,7 +86,7 @@ struct Disk: AsyncParsableCommand {
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                _ = try await client.call(path, Client.disk, "Delete", [.emptyOptions], privileged: true)
+                _ = try await client.call(path, Client.disk, DiskInterface.delete.name, [.emptyOptions], privileged: true)
                 if global.json { Output.json(["Deleted": name]) } else { print("deleted disk \(name)") }
             }
         }
@@ -104,7 +104,7 @@ struct Disk: AsyncParsableCommand {
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                let job = try await client.call(path, Client.disk, "Clone", [.string(newName), .vardict(linked ? ["linked": .boolean(true)] : [:])],
+                let job = try await client.call(path, Client.disk, DiskInterface.clone.name, [.string(newName), .vardict(linked ? ["linked": .boolean(true)] : [:])],
                                                 privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(result.mapValues(Output.plain)) } else { print("cloned \(name) to \(newName)") }
@@ -119,7 +119,7 @@ struct Disk: AsyncParsableCommand {
         @Flag(help: "Compress (the backup is then qcow2).") var compress = false
         func run() async throws {
             try await Client.run(global) { client in
-                let job = try await client.call(try await client.diskPath(name), Client.disk, "Backup",
+                let job = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.backup.name,
                                                 [.vardict(compress ? ["compress": .boolean(true)] : [:])], privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(result.mapValues(Output.plain)) } else { print("backup \(result["backup_id"]?.string ?? "") of \(name) done") }
@@ -133,7 +133,7 @@ struct Disk: AsyncParsableCommand {
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         func run() async throws {
             try await Client.run(global) { client in
-                let reply = try await client.call(try await client.diskPath(name), Client.disk, "ListBackups", [.emptyOptions])
+                let reply = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.listBackups.name, [.emptyOptions])
                 let rows: [(String, UInt64, UInt64, String)] = (reply.first?.arrayElements ?? []).compactMap {
                     guard case .structure(let f) = $0, f.count == 4 else { return nil }
                     return (f[0].string ?? "", f[1].uint64 ?? 0, f[2].uint64 ?? 0, f[3].string ?? "")
@@ -154,7 +154,7 @@ struct Disk: AsyncParsableCommand {
         @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String
         func run() async throws {
             try await Client.run(global) { client in
-                let job = try await client.call(try await client.diskPath(name), Client.disk, "Restore", [.string(backup), .emptyOptions],
+                let job = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.restore.name, [.string(backup), .emptyOptions],
                                                 privileged: true).first?.string ?? ""
                 _ = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(["disk": name, "restored": backup]) } else { print("restored \(name) from \(backup)") }
@@ -172,7 +172,7 @@ struct Disk: AsyncParsableCommand {
             @OptionGroup var global: GlobalOptions
             @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
-            func run() async throws { try await Disk.snapshotCall(global, name, "CreateSnapshot", snapshot, done: "snapshot \(snapshot) of \(name) taken") }
+            func run() async throws { try await Disk.snapshotCall(global, name, DiskInterface.createSnapshot.name, snapshot, done: "snapshot \(snapshot) of \(name) taken") }
         }
 
         struct Revert: AsyncParsableCommand {
@@ -180,7 +180,7 @@ struct Disk: AsyncParsableCommand {
             @OptionGroup var global: GlobalOptions
             @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
-            func run() async throws { try await Disk.snapshotCall(global, name, "RevertSnapshot", snapshot, done: "\(name) reverted to \(snapshot)") }
+            func run() async throws { try await Disk.snapshotCall(global, name, DiskInterface.revertSnapshot.name, snapshot, done: "\(name) reverted to \(snapshot)") }
         }
 
         struct Delete: AsyncParsableCommand {
@@ -188,7 +188,7 @@ struct Disk: AsyncParsableCommand {
             @OptionGroup var global: GlobalOptions
             @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
-            func run() async throws { try await Disk.snapshotCall(global, name, "DeleteSnapshot", snapshot, done: "deleted snapshot \(snapshot) of \(name)") }
+            func run() async throws { try await Disk.snapshotCall(global, name, DiskInterface.deleteSnapshot.name, snapshot, done: "deleted snapshot \(snapshot) of \(name)") }
         }
 
         struct List: AsyncParsableCommand {

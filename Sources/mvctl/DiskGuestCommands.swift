@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControllerAPI
 import Foundation
 import SDBus
 
@@ -31,7 +32,7 @@ extension Disk {
                 var options: [String: DBusValue] = [:]
                 if shrink { options["shrink"] = .boolean(true) }
                 if imageOnly { options["filesystem"] = .boolean(false) }
-                let job = try await client.call(path, Client.disk, "Resize", [.uint64(bytes), .vardict(options)], privileged: true).first?.string ?? ""
+                let job = try await client.call(path, Client.disk, DiskInterface.resize.name, [.uint64(bytes), .vardict(options)], privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(result.mapValues(Output.plain)); return }
                 let fs = result["filesystem"]?.string ?? ""
@@ -56,7 +57,7 @@ extension Disk {
             if let label { options["label"] = .string(label) }
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                let job = try await client.call(path, Client.disk, "Format", [.string(fstype), .vardict(options)], privileged: true).first?.string ?? ""
+                let job = try await client.call(path, Client.disk, DiskInterface.format.name, [.string(fstype), .vardict(options)], privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(result.mapValues(Output.plain)) } else {
                     print("formatted \(name): \(partitionTable), \(fstype) on \(result["device"]?.string ?? "?")")
@@ -74,7 +75,7 @@ extension Disk {
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                let job = try await client.call(path, Client.disk, "Inspect", [.emptyOptions], privileged: true).first?.string ?? ""
+                let job = try await client.call(path, Client.disk, DiskInterface.inspect.name, [.emptyOptions], privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(result.mapValues(Output.plain)); return }
                 let os = result["os_type"]?.string ?? ""
@@ -101,7 +102,7 @@ extension Disk {
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                let entries = try await client.call(path, Client.disk, "ListFiles", [.string(guestPath), .emptyOptions], privileged: true)
+                let entries = try await client.call(path, Client.disk, DiskInterface.listFiles.name, [.string(guestPath), .emptyOptions], privileged: true)
                     .first?.arrayElements ?? []
                 let rows = entries.compactMap { e -> [String]? in
                     guard case .structure(let f) = e, f.count == 5 else { return nil }
@@ -126,7 +127,7 @@ extension Disk {
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                let bytes = try await client.call(path, Client.disk, "ReadFile", [.string(guestPath), .emptyOptions], privileged: true)
+                let bytes = try await client.call(path, Client.disk, DiskInterface.readFile.name, [.string(guestPath), .emptyOptions], privileged: true)
                     .first?.byteArray ?? []
                 FileHandle.standardOutput.write(Data(bytes))
             }
@@ -156,7 +157,7 @@ extension Disk {
             }
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                _ = try await client.call(path, Client.disk, "WriteFile", [.string(guestPath), .bytes([UInt8](data)), .vardict(options)], privileged: true)
+                _ = try await client.call(path, Client.disk, DiskInterface.writeFile.name, [.string(guestPath), .bytes([UInt8](data)), .vardict(options)], privileged: true)
                 if !global.json { print("wrote \(data.count) bytes to \(guestPath) in \(name)") }
             }
         }
@@ -187,7 +188,7 @@ extension Disk {
                 guard let bytes = Output.parseSize(text) else { throw ValidationError("invalid --\(key) '\(text)'") }
                 policy[key] = .uint64(bytes)
             }
-            try await setPolicy(global, disk: name, "SetAutoGrow", policy, show: ["AutoGrow", "FilesystemUsage", "UsageSampled"])
+            try await setPolicy(global, disk: name, DiskInterface.setAutoGrow.name, policy, show: ["AutoGrow", "FilesystemUsage", "UsageSampled"])
         }
     }
 
@@ -213,7 +214,7 @@ extension Disk {
             if let onStop { policy["on_stop"] = .boolean(try onOff(onStop, "--on-stop")) }
             if let interval { policy["interval_s"] = .uint32(interval) }
             if let keep { policy["keep"] = .uint32(keep) }
-            try await setPolicy(global, disk: name, "SetVersioning", policy, show: ["Versioning", "Snapshots"])
+            try await setPolicy(global, disk: name, DiskInterface.setVersioning.name, policy, show: ["Versioning", "Snapshots"])
         }
     }
 }

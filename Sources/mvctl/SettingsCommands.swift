@@ -35,7 +35,7 @@ struct Settings: AsyncParsableCommand {
         func run() async throws {
             var allCompliant = true
             try await Client.run(global) { client in
-                let reply = try await client.call(Settings.path, Settings.interface, "Check", [.emptyOptions])
+                let reply = try await client.call(Settings.path, Settings.interface, SettingsInterface.check.name, [.emptyOptions])
                 let rows = Settings.rows(reply.first)
                 allCompliant = rows.allSatisfy(\.compliant)
                 if global.json {
@@ -58,7 +58,7 @@ struct Settings: AsyncParsableCommand {
 
         func run() async throws {
             try await Client.run(global) { client in
-                let reply = try await client.call(Settings.path, Settings.interface, "Apply", [.strings(ids), .emptyOptions], privileged: true)
+                let reply = try await client.call(Settings.path, Settings.interface, SettingsInterface.apply.name, [.strings(ids), .emptyOptions], privileged: true)
                 guard case .array(_, let items)? = reply.first else { return }
                 let results: [(String, Bool, String)] = items.compactMap {
                     guard case .structure(let f) = $0, f.count == 3 else { return nil }
@@ -85,7 +85,7 @@ struct Settings: AsyncParsableCommand {
 
         func run() async throws {
             try await Client.run(global) { client in
-                _ = try await client.call(Settings.path, Settings.interface, "SetEnforcing", [.boolean(state == "on"), .emptyOptions], privileged: true)
+                _ = try await client.call(Settings.path, Settings.interface, SettingsInterface.setEnforcing.name, [.boolean(state == "on"), .emptyOptions], privileged: true)
                 if global.json { Output.json(["enforcing": state == "on"]) } else { print("enforcing \(state)") }
             }
         }
@@ -101,7 +101,7 @@ struct Settings: AsyncParsableCommand {
 
         func run() async throws {
             try await Client.run(global) { client in
-                _ = try await client.call(Settings.path, Settings.interface, "AddUserToGroups",
+                _ = try await client.call(Settings.path, Settings.interface, SettingsInterface.addUserToGroups.name,
                                           [.string(user), .strings(groups), .emptyOptions], privileged: true)
                 if global.json { Output.json(["user": user, "groups": groups]) } else { print("\(user) is in \(groups.joined(separator: ", "))") }
             }

@@ -60,7 +60,7 @@ struct VM: AsyncParsableCommand {
 
         func run() async throws {
             try await Client.run(global) { client in
-                let reply = try await client.callManager("ListProfiles", [.emptyOptions])
+                let reply = try await client.callManager(ManagerInterface.listProfiles.name, [.emptyOptions])
                 let rows: [[String]] = (reply.first?.arrayElements ?? []).compactMap {
                     guard case .structure(let f) = $0, f.count == 2 else { return nil }
                     return [f[0].string ?? "", f[1].string ?? ""]
@@ -99,7 +99,7 @@ struct VM: AsyncParsableCommand {
             if autostart { options["autostart"] = .boolean(true) }
             if let seclabel { options["seclabel"] = .string(seclabel) }
             try await Client.run(global) { client in
-                let reply = try await client.callManager("DefineVM", [.string(name), .string(profile), .vardict(options)], privileged: true)
+                let reply = try await client.callManager(ManagerInterface.defineVM.name, [.string(name), .string(profile), .vardict(options)], privileged: true)
                 let path = reply.first?.string ?? ""
                 if global.json { Output.json(["ObjectPath": path, "Name": name]) } else { print("defined VM \(name) (\(path))") }
             }
@@ -115,7 +115,7 @@ struct VM: AsyncParsableCommand {
             let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file))
             let xml = String(decoding: data, as: UTF8.self)
             try await Client.run(global) { client in
-                let reply = try await client.callManager("DefineVMFromXML", [.string(xml), .emptyOptions], privileged: true)
+                let reply = try await client.callManager(ManagerInterface.defineVMFromXML.name, [.string(xml), .emptyOptions], privileged: true)
                 let path = reply.first?.string ?? ""
                 if global.json { Output.json(["ObjectPath": path]) } else { print("defined \(path)") }
             }
@@ -140,7 +140,7 @@ struct VM: AsyncParsableCommand {
             var options: [String: DBusValue] = [:]
             if let wait { options["timeout_s"] = .uint32(wait) }
             if force { options["force"] = .boolean(true) }
-            try await VM.call(global, name, "Shutdown", [.vardict(options)], done: wait == nil ? "asked \(name) to shut down" : "\(name) stopped")
+            try await VM.call(global, name, VMInterface.shutdown.name, [.vardict(options)], done: wait == nil ? "asked \(name) to shut down" : "\(name) stopped")
         }
     }
 
@@ -154,7 +154,7 @@ struct VM: AsyncParsableCommand {
         @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
         @Flag(help: "Also delete its managed disks (never other files).") var deleteDisks = false
         func run() async throws {
-            try await VM.call(global, name, "Undefine", [.vardict(deleteDisks ? ["delete_disks": .boolean(true)] : [:])], done: "undefined \(name)")
+            try await VM.call(global, name, VMInterface.undefine.name, [.vardict(deleteDisks ? ["delete_disks": .boolean(true)] : [:])], done: "undefined \(name)")
         }
     }
 
@@ -168,7 +168,7 @@ struct VM: AsyncParsableCommand {
             @OptionGroup var global: GlobalOptions
             @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
-            func run() async throws { try await VM.job(global, name, "CreateSnapshot", [.string(snapshot), .emptyOptions], done: "snapshot \(snapshot) of \(name) taken") }
+            func run() async throws { try await VM.job(global, name, VMInterface.createSnapshot.name, [.string(snapshot), .emptyOptions], done: "snapshot \(snapshot) of \(name) taken") }
         }
 
         struct Revert: AsyncParsableCommand {
@@ -176,7 +176,7 @@ struct VM: AsyncParsableCommand {
             @OptionGroup var global: GlobalOptions
             @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
-            func run() async throws { try await VM.job(global, name, "RevertSnapshot", [.string(snapshot), .emptyOptions], done: "\(name) reverted to \(snapshot)") }
+            func run() async throws { try await VM.job(global, name, VMInterface.revertSnapshot.name, [.string(snapshot), .emptyOptions], done: "\(name) reverted to \(snapshot)") }
         }
 
         struct Delete: AsyncParsableCommand {
@@ -184,7 +184,7 @@ struct VM: AsyncParsableCommand {
             @OptionGroup var global: GlobalOptions
             @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Snapshot name.") var snapshot: String
-            func run() async throws { try await VM.call(global, name, "DeleteSnapshot", [.string(snapshot), .emptyOptions], done: "deleted snapshot \(snapshot) of \(name)") }
+            func run() async throws { try await VM.call(global, name, VMInterface.deleteSnapshot.name, [.string(snapshot), .emptyOptions], done: "deleted snapshot \(snapshot) of \(name)") }
         }
 
         struct List: AsyncParsableCommand {
@@ -194,7 +194,7 @@ struct VM: AsyncParsableCommand {
             func run() async throws {
                 try await Client.run(global) { client in
                     let path = try await client.vmPath(name)
-                    let reply = try await client.call(path, VM.interface, "ListSnapshots", [.emptyOptions])
+                    let reply = try await client.call(path, VM.interface, VMInterface.listSnapshots.name, [.emptyOptions])
                     let rows: [(String, UInt64)] = (reply.first?.arrayElements ?? []).compactMap {
                         guard case .structure(let f) = $0, f.count == 2 else { return nil }
                         return (f[0].string ?? "", f[1].uint64 ?? 0)
@@ -214,7 +214,7 @@ struct VM: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         func run() async throws {
             try await Client.run(global) { client in
-                let job = try await client.callManager("StartAll", [.emptyOptions], privileged: true).first?.string ?? ""
+                let job = try await client.callManager(ManagerInterface.startAll.name, [.emptyOptions], privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
                 if global.json { Output.json(result.mapValues(Output.plain)); return }
                 let started = result["started"]?.stringArray ?? []
@@ -232,7 +232,7 @@ struct VM: AsyncParsableCommand {
         @Argument(help: "on or off.") var state: String
         func validate() throws { guard ["on", "off"].contains(state) else { throw ValidationError("expected 'on' or 'off', got '\(state)'") } }
         func run() async throws {
-            try await VM.call(global, name, "SetAutostart", [.boolean(state == "on"), .emptyOptions], done: "autostart of \(name) \(state)")
+            try await VM.call(global, name, VMInterface.setAutostart.name, [.boolean(state == "on"), .emptyOptions], done: "autostart of \(name) \(state)")
         }
     }
 
@@ -247,7 +247,7 @@ struct VM: AsyncParsableCommand {
             var options: [String: DBusValue] = [:]
             if let memory { options["memory_mib"] = .uint64(memory) }
             if let vcpus { options["vcpus"] = .uint32(vcpus) }
-            try await VM.call(global, name, "SetResources", [.vardict(options)], done: "changed \(name)")
+            try await VM.call(global, name, VMInterface.setResources.name, [.vardict(options)], done: "changed \(name)")
         }
     }
 
@@ -259,7 +259,7 @@ struct VM: AsyncParsableCommand {
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.vmPath(name)
-                let reply = try await client.call(path, VM.interface, "GetXML", [.vardict(inactive ? ["inactive": .boolean(true)] : [:])])
+                let reply = try await client.call(path, VM.interface, VMInterface.getXML.name, [.vardict(inactive ? ["inactive": .boolean(true)] : [:])])
                 print(reply.first?.string ?? "", terminator: "")
             }
         }
@@ -316,19 +316,19 @@ protocol SimpleVMAction {
 }
 
 enum StartAction: SimpleVMAction {
-    static let command = "start", abstract = "Start a VM.", method = "Start", done = "started"
+    static let command = "start", abstract = "Start a VM.", method = VMInterface.start.name, done = "started"
 }
 enum DestroyAction: SimpleVMAction {
-    static let command = "destroy", abstract = "Stop a VM at once (like pulling the plug).", method = "Destroy", done = "destroyed"
+    static let command = "destroy", abstract = "Stop a VM at once (like pulling the plug).", method = VMInterface.destroy.name, done = "destroyed"
 }
 enum RebootAction: SimpleVMAction {
-    static let command = "reboot", abstract = "Reboot a running VM.", method = "Reboot", done = "rebooting"
+    static let command = "reboot", abstract = "Reboot a running VM.", method = VMInterface.reboot.name, done = "rebooting"
 }
 enum SuspendAction: SimpleVMAction {
-    static let command = "suspend", abstract = "Pause a running VM.", method = "Suspend", done = "paused"
+    static let command = "suspend", abstract = "Pause a running VM.", method = VMInterface.suspend.name, done = "paused"
 }
 enum ResumeAction: SimpleVMAction {
-    static let command = "resume", abstract = "Resume a paused VM.", method = "Resume", done = "resumed"
+    static let command = "resume", abstract = "Resume a paused VM.", method = VMInterface.resume.name, done = "resumed"
 }
 
 extension VM {

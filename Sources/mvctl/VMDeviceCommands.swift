@@ -25,7 +25,7 @@ extension VM {
             if let bus { options["bus"] = .string(bus) }
             if liveOnly { options["persistent"] = .boolean(false) }
             if configOnly { options["live"] = .boolean(false) }
-            try await VM.call(global, name, "AttachDisk", [.string(disk), .string(target), .vardict(options)], done: "attached \(disk) to \(name) as \(target)")
+            try await VM.call(global, name, VMInterface.attachDisk.name, [.string(disk), .string(target), .vardict(options)], done: "attached \(disk) to \(name) as \(target)")
         }
     }
 
@@ -41,7 +41,7 @@ extension VM {
         func run() async throws {
             var options: [String: DBusValue] = [:]
             if let wait { options["timeout_s"] = .uint32(wait) }
-            try await VM.call(global, name, "DetachDisk", [.string(target), .vardict(options)], done: "detached \(target) from \(name)")
+            try await VM.call(global, name, VMInterface.detachDisk.name, [.string(target), .vardict(options)], done: "detached \(target) from \(name)")
         }
     }
 
@@ -58,7 +58,7 @@ extension VM {
             @Argument(help: "Mount tag seen by the guest.") var tag: String
             @Flag(help: "Read-only share.") var readonly = false
             func run() async throws {
-                try await VM.call(global, name, "AddShare", [.string(hostPath), .string(tag), .vardict(readonly ? ["readonly": .boolean(true)] : [:])],
+                try await VM.call(global, name, VMInterface.addShare.name, [.string(hostPath), .string(tag), .vardict(readonly ? ["readonly": .boolean(true)] : [:])],
                                   done: "shared \(hostPath) with \(name) as \(tag)")
             }
         }
@@ -69,7 +69,7 @@ extension VM {
             @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
             @Argument(help: "Mount tag.") var tag: String
             func run() async throws {
-                try await VM.call(global, name, "RemoveShare", [.string(tag), .emptyOptions], done: "removed share \(tag) from \(name)")
+                try await VM.call(global, name, VMInterface.removeShare.name, [.string(tag), .emptyOptions], done: "removed share \(tag) from \(name)")
             }
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The operations that change an image as a whole or look inside it: Resize, Format,
-/// Inspect and the files.
+/// Inspect and the files; the offline resize AutoGrow shares.
 extension DiskService {
     // MARK: resize
 
@@ -170,5 +170,29 @@ extension DiskService {
         try await context.guests.writeFile(plan.disk, plan.path, content: plan.content, mode: plan.mode)
         context.logger.notice("wrote \(plan.content.count) bytes to \(plan.path) in disk \(plan.disk.name)")
         await context.publish(plan.disk.name)
+    }
+}
+
+extension DiskContext {
+    /// Resize of a disk no active VM uses: on a private copy, renamed over the disk at the
+    /// end (the commit point); the image, the last partition and its filesystem.
+    func resizeOffline(_ name: String, to size: UInt64, filesystem: Bool, job: Job) async throws -> [String: JobValue] {
+        let disk = try await disk(name)
+        await guests.cache.release(disk.path)
+        let resizer = DiskResizer(qemuImg: qemuImg, appliances: guests.cache)
+        let progress: @Sendable (Double) -> Void = { job.progress(0.4 + 0.55 * $0) }
+        let (outcome, info) = try await store.transform(name, start: .copy, progress: { job.progress($0) }, commit: { job.commit() }) { temporary, d in
+            if size < d.virtualSize {
+                return try await resizer.shrink(temporary, format: d.format, disk: name, from: d.virtualSize, to: size, progress: progress)
+            }
+            return try await resizer.grow(temporary, format: d.format, disk: name, from: d.virtualSize, to: size,
+                                          filesystem: filesystem, progress: progress)
+        }
+        await guests.cache.release(disk.path)
+        await publish(name)
+        logger.notice("resized disk \(name) from \(outcome.oldSize) to \(info.virtualSize) bytes\(outcome.filesystem.isEmpty ? "" : " (\(outcome.filesystem))")\(outcome.note.isEmpty ? "" : ": \(outcome.note)")")
+        return ["old_size": .uint64(outcome.oldSize), "new_size": .uint64(info.virtualSize),
+                "filesystem_grown": .bool(outcome.filesystemGrown), "filesystem_shrunk": .bool(outcome.filesystemShrunk),
+                "filesystem": .string(outcome.filesystem), "note": .string(outcome.note), "live": .bool(false)]
     }
 }
