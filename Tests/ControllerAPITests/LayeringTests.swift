@@ -1,0 +1,51 @@
+import Foundation
+import XCTest
+
+/// The layers as the house rules draw them, checked on the sources: SwiftPM lets a target
+/// import any module its dependencies depend on (`--explicit-target-dependency-import-check`
+/// passes a transitive `import Guestfs` in ControllerBus: tried), so the imports are
+/// compared with an allow-list here.
+final class LayeringTests: XCTestCase {
+    /// Every `import X` (also `@testable`, `@_implementationOnly`, `import struct X.Y`) of
+    /// the Swift files below `Sources/<target>`.
+    func imports(of target: String) throws -> [String: Set<String>] {
+        let dir = DeclarationTests.repo.appendingPathComponent("Sources/\(target)")
+        let files = try XCTUnwrap(FileManager.default.enumerator(atPath: dir.path)).compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        XCTAssertFalse(files.isEmpty, "no sources in \(dir.path)")
+        var result: [String: Set<String>] = [:]
+        let pattern = try NSRegularExpression(pattern: #"^\s*(?:@\w+\s+)*import\s+(?:(?:struct|class|enum|protocol|func|var|let|typealias)\s+)?([A-Za-z_][A-Za-z0-9_]*)"#, options: .anchorsMatchLines)
+        for file in files {
+            let text = try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8)
+            for match in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                if let r = Range(match.range(at: 1), in: text) { result[String(text[r]), default: []].insert(file) }
+            }
+        }
+        return result
+    }
+
+    func testBusLayerReachesNoLibraryDirectly() throws {
+        let allowed: Set<String> = ["ControllerAPI", "ControllerCore", "SDBus", "Logging", "Synchronization", "Foundation"]
+        let found = try imports(of: "ControllerBus")
+        XCTAssertTrue(found.keys.contains("ControllerCore"), "the check reads no imports: \(found)")
+        for (module, files) in found where !allowed.contains(module) {
+            XCTFail("ControllerBus imports \(module) in \(files.sorted().joined(separator: ", ")); it may use \(allowed.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func testCoreNeverImportsTheBusOrItsAPI() throws {
+        let found = try imports(of: "ControllerCore")
+        XCTAssertTrue(found.keys.contains("Libvirt"), "the check reads no imports: \(found)")
+        // (CSystemd still carries the libc shims FileDigest uses; moving them to a module of
+        // their own is issue 19's first point.)
+        for module in ["SDBus", "ControllerAPI", "ControllerBus"] where found[module] != nil {
+            XCTFail("ControllerCore imports \(module) in \(found[module]!.sorted().joined(separator: ", ")): data flows down, Core knows no bus")
+        }
+    }
+
+    func testAPIDependsOnSDBusOnly() throws {
+        let found = try imports(of: "ControllerAPI")
+        for (module, files) in found where !["SDBus", "Foundation"].contains(module) {
+            XCTFail("ControllerAPI imports \(module) in \(files.sorted().joined(separator: ", "))")
+        }
+    }
+}
