@@ -42,28 +42,32 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
-        // The only hand-written C: sd-bus vtable entries (C macros) and eventfd.
+        // The hand-written C, in two small modules named for what they wrap: sd-bus (its
+        // headers and vtable entries, which are C macros; links libsystemd) and the Linux
+        // and glibc calls Swift cannot make (mallopt, FICLONE, sync_file_range, thread
+        // names, eventfd, gettid; links nothing).
         .target(
             name: "CSystemd",
             linkerSettings: [.linkedLibrary("systemd")]
         ),
+        .target(name: "CLinux"),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .systemLibrary(name: "CGuestfs", pkgConfig: "libguestfs", providers: [.apt(["libguestfs-dev"])]),
         .systemLibrary(name: "CPolkit", pkgConfig: "polkit-gobject-1", providers: [.apt(["libpolkit-gobject-1-dev"])]),
         .systemLibrary(name: "CLibxml2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
-        .target(name: "SDBus", dependencies: ["CSystemd"], swiftSettings: strict),
+        .target(name: "SDBus", dependencies: ["CSystemd", "CLinux"], swiftSettings: strict),
         // The API's names and interface declarations: what the daemon, mvctl and the tests share.
         .target(name: "ControllerAPI", dependencies: ["SDBus"], swiftSettings: strict),
-        .target(name: "BlockingThreads", dependencies: ["CSystemd"], swiftSettings: strict),
+        .target(name: "BlockingThreads", dependencies: ["CLinux"], swiftSettings: strict),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
         .target(name: "Polkit", dependencies: ["CPolkit", "BlockingThreads"], swiftSettings: strict),
-        .target(name: "Guestfs", dependencies: ["CGuestfs"], swiftSettings: strict),
+        .target(name: "Guestfs", dependencies: ["CGuestfs", "CLinux"], swiftSettings: strict),
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "CLibxml2", "CCrypto", "CSystemd",
+                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "CLibxml2", "CCrypto", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -78,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "multiverse-controllerd",
             dependencies: [
-                "ControllerAPI", "ControllerBus", "ControllerCore", "SDBus", "Guestfs", "Polkit", "CSystemd",
+                "ControllerAPI", "ControllerBus", "ControllerCore", "SDBus", "Guestfs", "Polkit", "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,4 +1,4 @@
-import CSystemd
+import CLinux
 import Foundation
 
 /// Dedicated threads that carry their name in the kernel (`top -H`, `ps -L`, gdb, and

@@ -7,9 +7,3 @@ static const uint64_t mv_add_drive_format = GUESTFS_ADD_DRIVE_OPTS_FORMAT_BITMAS
 static const uint64_t mv_mkfs_label = GUESTFS_MKFS_OPTS_LABEL_BITMASK;
 static const uint64_t mv_xfs_growfs_datasec = GUESTFS_XFS_GROWFS_DATASEC_BITMASK;
 static const uint64_t mv_btrfs_resize_size = GUESTFS_BTRFS_FILESYSTEM_RESIZE_SIZE_BITMASK;
-
-#include <sys/syscall.h>
-#include <unistd.h>
-
-/* The calling thread's kernel id (glibc's gettid() needs _GNU_SOURCE). */
-static inline pid_t mv_gettid(void) { return (pid_t)syscall(SYS_gettid); }

@@ -1,12 +1,5 @@
 #define _GNU_SOURCE
 #include "CSystemd.h"
-#include <malloc.h>
-#include <pthread.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <fcntl.h>
-#include <sys/ioctl.h>
-#include <linux/fs.h>
 
 size_t mv_vtable_entry_size(void) { return sizeof(sd_bus_vtable); }
 
@@ -68,26 +61,3 @@ uint64_t mv_flag_const(void) { return SD_BUS_VTABLE_PROPERTY_CONST; }
 uint64_t mv_flag_emits_change(void) { return SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE; }
 uint64_t mv_flag_emits_invalidation(void) { return SD_BUS_VTABLE_PROPERTY_EMITS_INVALIDATION; }
 uint64_t mv_flag_explicit(void) { return SD_BUS_VTABLE_PROPERTY_EXPLICIT; }
-
-int mv_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
-
-int mv_limit_malloc_arenas(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
-int mv_fix_malloc_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
-int mv_trim_malloc(void) { return malloc_trim(0); }
-
-int mv_clone_file(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
-
-int mv_start_writeback(int fd, long long offset, long long count) {
-    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
-}
-
-int mv_set_thread_name(const char *name) {
-    char cut[16];
-    size_t n = strnlen(name, sizeof cut - 1);
-    /* Back off continuation bytes (10xxxxxx) when the cut falls inside a character. */
-    if (name[n] != '\0')
-        while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80) n--;
-    memcpy(cut, name, n);
-    cut[n] = '\0';
-    return pthread_setname_np(pthread_self(), cut);
-}

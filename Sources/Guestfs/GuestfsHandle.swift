@@ -1,4 +1,5 @@
 import CGuestfs
+import CLinux
 import Foundation
 import Synchronization
 

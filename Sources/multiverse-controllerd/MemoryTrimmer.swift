@@ -1,4 +1,4 @@
-import CSystemd
+import CLinux
 import Synchronization
 
 /// Gives memory that bursts of work freed back to the system once the burst is over.

@@ -35,10 +35,17 @@ final class LayeringTests: XCTestCase {
     func testCoreNeverImportsTheBusOrItsAPI() throws {
         let found = try imports(of: "ControllerCore")
         XCTAssertTrue(found.keys.contains("Libvirt"), "the check reads no imports: \(found)")
-        // (CSystemd still carries the libc shims FileDigest uses; moving them to a module of
-        // their own is issue 19's first point.)
-        for module in ["SDBus", "ControllerAPI", "ControllerBus"] where found[module] != nil {
+        for module in ["SDBus", "CSystemd", "ControllerAPI", "ControllerBus"] where found[module] != nil {
             XCTFail("ControllerCore imports \(module) in \(found[module]!.sorted().joined(separator: ", ")): data flows down, Core knows no bus")
+        }
+    }
+
+    /// Only the D-Bus layers link libsystemd: naming a thread or copying a file does not.
+    func testOnlyTheBusLayersImportCSystemd() throws {
+        for target in ["BlockingThreads", "Libvirt", "Polkit", "Guestfs", "ControllerCore", "ControllerBus", "ControllerAPI", "multiverse-controllerd"] {
+            if let files = try imports(of: target)["CSystemd"] {
+                XCTFail("\(target) imports CSystemd in \(files.sorted().joined(separator: ", ")); libc gaps are in CLinux")
+            }
         }
     }
 

@@ -1,9 +1,9 @@
 #ifndef MULTIVERSE_CSYSTEMD_H
 #define MULTIVERSE_CSYSTEMD_H
 /*
- * The only hand-written C of the project: sd-bus headers for Swift, plus the few
- * things Swift cannot express itself (vtable entries are built by C macros with
- * bit-fields; eventfd is not exported by Swift's Glibc module).
+ * sd-bus for Swift: its headers, and the vtable entries Swift cannot build itself (C
+ * macros with bit-fields) with their flag values. Nothing else: the libc gaps are in
+ * CLinux, so a module links libsystemd only when it speaks D-Bus.
  */
 #include <stdint.h>
 #include <stddef.h>
@@ -33,31 +33,5 @@ uint64_t mv_flag_const(void);
 uint64_t mv_flag_emits_change(void);
 uint64_t mv_flag_emits_invalidation(void);
 uint64_t mv_flag_explicit(void);
-
-/* eventfd(2), non-blocking and close-on-exec. */
-int mv_eventfd(void);
-
-/* glibc's mallopt(M_ARENA_MAX, n): <malloc.h> is not part of Swift's Glibc module. */
-int mv_limit_malloc_arenas(int arenas);
-
-/* glibc's mallopt(M_MMAP_THRESHOLD, bytes): a fixed threshold (glibc otherwise raises it
- * after each large free, and later large buffers then stay in the heap). */
-int mv_fix_malloc_mmap_threshold(int bytes);
-
-/* glibc's malloc_trim(0): returns the free memory of every arena to the system. */
-int mv_trim_malloc(void);
-
-/* ioctl(dst_fd, FICLONE, src_fd): dst shares src's blocks (reflink; xfs, btrfs). 0, or -1
- * with errno (EOPNOTSUPP, EXDEV, EINVAL where the file system cannot). ioctl is variadic. */
-int mv_clone_file(int dst_fd, int src_fd);
-
-/* sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE): starts writing back that range
- * of the file without waiting for it (a GNU extension Swift's Glibc module does not show). */
-int mv_start_writeback(int fd, long long offset, long long count);
-
-/* pthread_setname_np(pthread_self(), name): the calling thread's name in the kernel, cut
- * to the kernel's 15 bytes without splitting a UTF-8 character (a longer name would be
- * ERANGE). A GNU extension Swift's Glibc module does not show. */
-int mv_set_thread_name(const char *name);
 
 #endif

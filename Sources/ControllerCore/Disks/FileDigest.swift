@@ -1,6 +1,6 @@
 import BlockingThreads
 import CCrypto
-import CSystemd
+import CLinux
 import Foundation
 import Synchronization
 

@@ -1,0 +1,36 @@
+#define _GNU_SOURCE
+#include "CLinux.h"
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int mv_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int mv_limit_malloc_arenas(int arenas) { return mallopt(M_ARENA_MAX, arenas); }
+int mv_fix_malloc_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
+int mv_trim_malloc(void) { return malloc_trim(0); }
+
+int mv_clone_file(int dst_fd, int src_fd) { return ioctl(dst_fd, FICLONE, src_fd); }
+
+int mv_start_writeback(int fd, long long offset, long long count) {
+    return sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE);
+}
+
+int mv_set_thread_name(const char *name) {
+    char cut[16];
+    size_t n = strnlen(name, sizeof cut - 1);
+    /* Back off continuation bytes (10xxxxxx) when the cut falls inside a character. */
+    if (name[n] != '\0')
+        while (n > 0 && ((unsigned char)name[n] & 0xC0) == 0x80) n--;
+    memcpy(cut, name, n);
+    cut[n] = '\0';
+    return pthread_setname_np(pthread_self(), cut);
+}
+
+pid_t mv_gettid(void) { return (pid_t)syscall(SYS_gettid); }
