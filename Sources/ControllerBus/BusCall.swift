@@ -41,21 +41,34 @@ struct MethodBinding<Object: Sendable>: Sendable {
 }
 
 extension APIInterface {
-    /// The interface exported for `object`: every declared method bound exactly once (a
-    /// declaration without a handler, or a handler without a declaration, fails the export).
-    func exported<Object: Sendable>(_ object: Object, properties: [String: DBusValue],
-                                    bindings: [MethodBinding<Object>]) throws -> ExportedInterface {
+    /// One handler per declared method for every object of a type: the object is made
+    /// from the call (its path) by `object`, so the table is built once and shared by all
+    /// exported objects of the interface instead of one set of closures per object. A
+    /// declaration without a handler, or a handler without a declaration, is an error.
+    func handlers<Object: Sendable>(_ bindings: [MethodBinding<Object>],
+                                    object: @escaping @Sendable (MethodCall) throws -> Object) throws -> [String: MethodHandler] {
         var handlers: [String: MethodHandler] = [:]
         for binding in bindings {
             let method = binding.method
             guard self.method(named: method.name) != nil, handlers[method.name] == nil else {
                 throw DBusError.failed("\(name): \(method.name) is bound twice or not declared")
             }
-            handlers[method.name] = { call in try await binding.run(object, BusCall(message: call, method: method)) }
+            handlers[method.name] = { call in try await binding.run(try object(call), BusCall(message: call, method: method)) }
         }
         if let unbound = methods.first(where: { handlers[$0.name] == nil }) {
             throw DBusError.failed("\(name): no handler for \(unbound.name)")
         }
-        return ExportedInterface(dbus, properties: properties, methods: handlers)
+        return handlers
+    }
+
+    /// The interface of a single object (the Manager, the settings), bound to it.
+    func exported<Object: Sendable>(_ object: Object, properties: [String: DBusValue],
+                                    bindings: [MethodBinding<Object>]) throws -> ExportedInterface {
+        exported(properties: properties, handlers: try handlers(bindings) { _ in object })
+    }
+
+    /// The interface exported with a handler table from ``handlers(_:object:)``.
+    func exported(properties: [String: DBusValue], handlers: [String: MethodHandler]) -> ExportedInterface {
+        ExportedInterface(dbus, properties: properties, methods: handlers)
     }
 }

@@ -164,19 +164,18 @@ struct DiskObject: Sendable {
 
 /// The disk objects on the bus, mirroring ``DiskEvent``s.
 extension DiskObject {
-    static func export(_ view: DiskView, context: BusContext, announce: Bool) async throws {
-        let object = DiskObject(name: view.info.name, context: context)
+    static func export(_ view: DiskView, context: BusContext, handlers: [String: MethodHandler], announce: Bool) async throws {
         try await context.bus.export(path: ObjectPaths.disk(view.info.name), interfaces: [
-            try DiskInterface.declaration.exported(object, properties: properties(view), bindings: bindings),
+            DiskInterface.declaration.exported(properties: properties(view), handlers: handlers),
         ], announce: announce)
     }
 
-    static func mirror(_ event: DiskEvent, context: BusContext) async {
+    static func mirror(_ event: DiskEvent, context: BusContext, handlers: [String: MethodHandler]) async {
         let bus = context.bus
         let interface = DiskInterface.name
         switch event {
         case .added(let view):
-            do { try await export(view, context: context, announce: true) } catch {
+            do { try await export(view, context: context, handlers: handlers, announce: true) } catch {
                 context.logger.error("cannot export disk \(view.info.name): \(error)")
             }
         case .changed(let views):

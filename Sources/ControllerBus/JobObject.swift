@@ -24,13 +24,13 @@ struct JobObject: Sendable {
     }
 
     /// Mirrors the job list on the bus.
-    static func mirror(_ change: JobChange, context: BusContext) async {
+    static func mirror(_ change: JobChange, context: BusContext, handlers: [String: MethodHandler]) async {
         let bus = context.bus
         switch change {
         case .added(let job):
             do {
                 try await bus.export(path: ObjectPaths.job(job.id), interfaces: [
-                    try JobInterface.declaration.exported(JobObject(id: job.id, context: context), properties: properties(job), bindings: bindings),
+                    JobInterface.declaration.exported(properties: properties(job), handlers: handlers),
                 ], announce: true)
             } catch {
                 context.logger.error("cannot export job \(job.id): \(error)")

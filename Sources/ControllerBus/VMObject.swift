@@ -138,17 +138,16 @@ struct VMObject: Sendable {
 
 /// The VM objects on the bus, mirroring ``VMChange``s.
 extension VMObject {
-    static func export(_ info: VMInfo, context: BusContext, announce: Bool) async throws {
-        let object = VMObject(uuid: info.uuid, context: context)
+    static func export(_ info: VMInfo, context: BusContext, handlers: [String: MethodHandler], announce: Bool) async throws {
         try await context.bus.export(path: ObjectPaths.vm(info.uuid), interfaces: [
-            try VMInterface.declaration.exported(object, properties: await properties(info, context: context), bindings: bindings),
+            VMInterface.declaration.exported(properties: await properties(info, context: context), handlers: handlers),
         ], announce: announce)
     }
 
-    static func mirror(_ change: VMChange, context: BusContext) async {
+    static func mirror(_ change: VMChange, context: BusContext, handlers: [String: MethodHandler]) async {
         switch change {
         case .added(let info):
-            do { try await export(info, context: context, announce: true) } catch {
+            do { try await export(info, context: context, handlers: handlers, announce: true) } catch {
                 context.logger.error("cannot export VM \(info.name): \(error)")
             }
         case .updated(let info, let stateChanged):
