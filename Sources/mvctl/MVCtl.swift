@@ -8,13 +8,14 @@ struct MVCtl: AsyncParsableCommand {
         commandName: "mvctl",
         abstract: "Control the Multiverse controller service (org.multiverse.Controller) over D-Bus.",
         discussion: """
-            Privileged commands are authorized by polkit. When standard input is a terminal,
-            mvctl allows interactive authorization and runs pkttyagent so polkit can ask for a
+            Privileged commands are authorized by polkit. When standard input is a terminal, \
+            mvctl allows interactive authorization and runs pkttyagent so polkit can ask for a \
             password; use --no-ask-password to fail instead.
 
-            Exit codes: 0 success, 1 the service returned an error, 64 usage error,
-            2 a setting is not compliant (settings check), 3 no such object, 4 not authorized (AccessDenied or
-            InteractiveAuthorizationRequired), 5 the bus or the service cannot be reached.
+            Exit codes: 0 success, 1 the service returned an error, 64 usage error, \
+            2 a setting is not compliant (settings check), 3 no such object, 4 not authorized \
+            (AccessDenied or InteractiveAuthorizationRequired), 5 the bus or the service cannot \
+            be reached.
             """,
         version: "0.1.0",
         subcommands: [Status.self, VM.self, Disk.self, Settings.self])

@@ -104,8 +104,37 @@ enum Output {
         }
         print("Object path        \(path)")
         for key in props.keys.sorted() {
-            let value = render(key, props[key]!) ?? plainText(props[key]!)
-            print("\(key.padding(toLength: 18, withPad: " ", startingAt: 0)) \(value)")
+            let lines = render(key, props[key]!).map { [$0] } ?? textLines(props[key]!)
+            print("\(key.padding(toLength: 18, withPad: " ", startingAt: 0)) \(lines.first ?? "")")
+            for more in lines.dropFirst() { print(String(repeating: " ", count: 19) + more) }
+        }
+    }
+
+    /// A property value as `systemctl show` and `hostnamectl` print values: text as it is
+    /// (no JSON quoting or `\/`), booleans as yes/no, a structure's fields separated by
+    /// spaces, an `a{sv}` as `key=value` pairs, and an array of structures one element per
+    /// line. An empty array is an empty line.
+    static func textLines(_ value: DBusValue) -> [String] {
+        switch value.unwrapped {
+        case .array(_, let items) where items.contains(where: { if case .structure = $0.unwrapped { return true } else { return false } }):
+            return items.map(text)
+        default:
+            return [text(value)]
+        }
+    }
+
+    /// One line of ``textLines(_:)``.
+    static func text(_ value: DBusValue) -> String {
+        switch value.unwrapped {
+        case .boolean(let v): return v ? "yes" : "no"
+        case .string(let s), .objectPath(let s), .signature(let s): return s
+        case .bytes(let b): return b.map { String(format: "%02x", $0) }.joined()
+        case .array(_, let items): return items.map(text).joined(separator: " ")
+        case .structure(let fields): return fields.map(text).joined(separator: " ")
+        case .dictionary(_, _, let entries):
+            return entries.map { "\(text($0.key))=\(text($0.value))" }.sorted().joined(separator: " ")
+        case .variant(let inner): return text(inner)
+        default: return plainText(value)
         }
     }
 }

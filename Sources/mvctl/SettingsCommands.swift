@@ -7,9 +7,9 @@ struct Settings: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check, apply and enforce the host settings controllers need.",
         discussion: """
-            Settings: user-groups (the configured user is in kvm, libvirt, libvirt-dbus),
-            initramfs-modules (9p modules load at boot), entropy-rngd (rngd feeds /dev/random
-            from the hardware RNG), libvirtd-enabled (libvirtd starts at boot).
+            Settings: user-groups (the configured user is in kvm, libvirt, libvirt-dbus), \
+            initramfs-modules (9p modules load at boot), entropy-rngd (rngd feeds /dev/random \
+            from the hardware RNG), libvirtd-enabled (libvirtd starts at boot). \
             The service watches them and, while enforcing, reverts drift on its own.
             """,
         subcommands: [Check.self, Apply.self, Enforce.self, AddUserToGroups.self, Watch.self])

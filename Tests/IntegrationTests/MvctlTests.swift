@@ -39,6 +39,42 @@ final class MvctlTests: XCTestCase {
         XCTAssertFalse(s.imageFiles().contains("web"))
     }
 
+    /// `show` reads like `systemctl show`: text as it is (no JSON, no `\/`), yes/no, an
+    /// a{sv} as key=value, one line per structure, a final newline; `--json` stays exact.
+    /// `--help` paragraphs are wrapped once, by the help formatter (no short broken lines).
+    func testShowAndHelpReadLikeSystemdTools() throws {
+        let s = try TestStack()
+        defer { s.stop() }
+        XCTAssertTrue(s.mvctl(["disk", "create", "shown", "1M"], as: TestStack.grantedUser).ok)
+        let define = s.mvctl(["vm", "define", "showvm", "interface-controller", "--disk", "shown"], as: TestStack.grantedUser)
+        XCTAssertTrue(define.ok, define.all)
+        let vm = s.mvctl(["vm", "show", "showvm"])
+        XCTAssertTrue(vm.ok, vm.all)
+        let lines = vm.stdout.components(separatedBy: "\n")
+        XCTAssertTrue(lines.contains("Shares             /var/multiverse Multiverse"), vm.stdout)
+        XCTAssertTrue(lines.contains("Persistent         yes"), vm.stdout)
+        XCTAssertTrue(lines.contains("Ephemeral          no"), vm.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("Disks              vda \(s.imageDir.path)/shown qcow2 /org/multiverse/Controller/disk/shown") }, vm.stdout)
+        XCTAssertFalse(vm.stdout.contains("\\/"), vm.stdout)
+        XCTAssertTrue(vm.stdout.hasSuffix("\n"), vm.stdout)
+        let disk = s.mvctl(["disk", "show", "shown"])
+        XCTAssertTrue(disk.stdout.contains("AutoGrow           enabled=no max=0 step=1073741824 threshold=0.9\n"), disk.stdout)
+        let json = s.mvctl(["vm", "show", "showvm", "--json"])
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual((parsed?["Shares"] as? [[String]])?.first, ["/var/multiverse", "Multiverse"], json.stdout)
+        XCTAssertEqual(parsed?["Persistent"] as? Bool, true, json.stdout)
+
+        for command in [[String](), ["settings"]] {
+            let help = Command.run(TestStack.mvctlPath, command + ["--help"])
+            XCTAssertTrue(help.ok, help.all)
+            let overview = help.stdout.components(separatedBy: "USAGE:").first ?? ""
+            XCTAssertTrue(overview.contains("OVERVIEW:"), help.stdout)
+            // A line the formatter did not fill ends its paragraph (".", ")" or ":").
+            let short = overview.components(separatedBy: "\n").filter { $0.count > 0 && $0.count < 50 && !($0.hasSuffix(".") || $0.hasSuffix(":") || $0.hasSuffix(")")) }
+            XCTAssertEqual(short, [], "broken lines in mvctl \(command.joined(separator: " ")) --help:\n\(overview)")
+        }
+    }
+
     /// Completion scripts for bash, zsh and fish come from the command definitions; VM and
     /// disk names are completed by asking the service (checked by running bash's completion).
     func testShellCompletionsAskTheServiceForNames() throws {
