@@ -39,7 +39,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // The hand-written C, in two small modules named for what they wrap: sd-bus (its
@@ -63,14 +62,13 @@ let package = Package(
         .target(name: "BlockingThreads", dependencies: ["CLinux"], swiftSettings: strict),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
         .target(name: "Polkit", dependencies: ["CPolkit", "BlockingThreads"], swiftSettings: strict),
-        .target(name: "Guestfs", dependencies: ["CGuestfs", "CLinux"], swiftSettings: strict),
+        .target(name: "Guestfs", dependencies: ["CGuestfs", "CLinux", "BlockingThreads"], swiftSettings: strict),
         .target(
             name: "ControllerCore",
             dependencies: [
                 "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "CLibxml2", "CCrypto", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: strict
         ),

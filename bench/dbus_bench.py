@@ -19,6 +19,9 @@ import platform
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/run uses python3 -I
+import procmem  # noqa: E402
+
 try:
     import dbus
 except ImportError:  # pragma: no cover
@@ -40,14 +43,8 @@ def log(msg):
 
 
 def rss(pid):
-    """VmRSS and VmHWM of pid in kB (from /proc/PID/status)."""
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile"):
-                out[key] = int(value.split()[0])
-    return out
+    """RSS, PSS, USS (kB) and threads of pid: see procmem.py."""
+    return procmem.memory_kb(pid)
 
 
 def percentile(sorted_values, p):
@@ -255,14 +252,12 @@ def main():
         lines.append("ratio ours/libvirt-dbus %-15s p50 %5.2fx   p99 %5.2fx   mean %5.2fx"
                      % (label, rt["p50"], rt["p99"], rt["mean"]))
     lines.append("")
-    lines.append("RSS multiverse-controllerd after start-up (no disks): %6.1f MB  (VmRSS %d kB, %d threads)"
-                 % (mb(rss_start["VmRSS"]), rss_start["VmRSS"], rss_start.get("Threads", 0)))
-    lines.append("RSS multiverse-controllerd idle (%d disks, after run): %6.1f MB  (VmRSS %d kB, peak %d kB, %d threads; anon %d kB, file %d kB)"
-                 % (ndisks, mb(rss_ours["VmRSS"]), rss_ours["VmRSS"], rss_ours["VmHWM"], rss_ours.get("Threads", 0),
-                    rss_ours.get("RssAnon", 0), rss_ours.get("RssFile", 0)))
-    lines.append("RSS libvirt-dbus idle (test driver used, after run):  %6.1f MB  (VmRSS %d kB, peak %d kB, %d threads; anon %d kB, file %d kB)"
-                 % (mb(rss_lv["VmRSS"]), rss_lv["VmRSS"], rss_lv["VmHWM"], rss_lv.get("Threads", 0),
-                    rss_lv.get("RssAnon", 0), rss_lv.get("RssFile", 0)))
+    lines.append("memory multiverse-controllerd after start-up (no disks):  %s  (%d threads)"
+                 % (procmem.describe(rss_start), rss_start.get("threads", 0)))
+    lines.append("memory multiverse-controllerd idle (%d disks, after run): %s  (peak RSS %d kB, %d threads)"
+                 % (ndisks, procmem.describe(rss_ours), rss_ours.get("hwm", 0), rss_ours.get("threads", 0)))
+    lines.append("memory libvirt-dbus idle (test driver used, after run):  %s  (peak RSS %d kB, %d threads)"
+                 % (procmem.describe(rss_lv), rss_lv.get("hwm", 0), rss_lv.get("threads", 0)))
     if create:
         lines.append("")
         lines.append("setup: %d x CreateDisk (qcow2, 1 GiB): p50 %.0f µs, mean %.0f µs, max %.0f µs"
@@ -287,12 +282,7 @@ def main():
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "libvirt_domain": dom,
             "results": results, "ratios_ours_over_libvirt_dbus": ratios,
-            "rss_mb": {
-                "ours_startup": mb(rss_start["VmRSS"]),
-                "ours_idle": mb(rss_ours["VmRSS"]),
-                "libvirt_dbus_idle": mb(rss_lv["VmRSS"]),
-            },
-            "rss_kb": {"ours_startup": rss_start, "ours_idle": rss_ours, "libvirt_dbus_idle": rss_lv},
+            "memory_kb": {"ours_startup": rss_start, "ours_idle": rss_ours, "libvirt_dbus_idle": rss_lv},
             "create_disk": create,
         }
         with open(a.json, "w") as f:

@@ -20,6 +20,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/run uses python3 -I
+import procmem  # noqa: E402
+
 import dbus
 
 OURS = "org.multiverse.Controller"
@@ -71,14 +74,6 @@ def timed(fn):
     return time.perf_counter_ns() - t
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def hammer(path, seconds, stop_when=None):
     """20 threads, each its own connection, Get(Name) in a loop; returns all latencies."""
     results, lock = [], threading.Lock()
@@ -104,6 +99,8 @@ def hammer(path, seconds, stop_when=None):
 def main():
     conn = connect()
     n = ARGS.vms
+    # Before any VM: the per-VM figure is the growth from here, divided by n.
+    mem_before = {"ours": procmem.memory_kb(ARGS.ours_pid), "theirs": procmem.memory_kb(ARGS.libvirt_pid)}
     print("vm_bench: defining %d VMs on each side" % n, file=sys.stderr, flush=True)
     ours_define, theirs_define, polkit_checks = [], [], []
     subject = ("system-bus-name", {"name": dbus.String(conn.get_unique_name())})
@@ -135,6 +132,10 @@ def main():
                 samples[k].append(timed(benches[k]))
 
     idle = hammer(vm_path, ARGS.seconds)
+    # Like with like: both sides now hold n defined, stopped VMs and have served the same
+    # calls. (After StartAll our libvirt connection, an in-process test driver here, also
+    # holds n running domains and libvirt-dbus's does not, so that figure is not compared.)
+    mem_defined = {"ours": procmem.memory_kb(ARGS.ours_pid), "theirs": procmem.memory_kb(ARGS.libvirt_pid)}
     # A slow libvirt operation in flight: StartAll starts every VM (a job of n starts).
     job = call(conn, OURS, ROOT, MANAGER, "StartAll", "a{sv}", ({},))
     t0 = time.monotonic()
@@ -161,7 +162,11 @@ def main():
            "calls": {k: summary(v) for k, v in samples.items()},
            "concurrent_idle": summary(idle), "concurrent_busy": summary(busy),
            "startall_seconds": job_s, "startall_state": str(job_state),
-           "rss_kb_ours": rss_kb(ARGS.ours_pid), "rss_kb_theirs": rss_kb(ARGS.libvirt_pid)}
+           "memory_kb_before": mem_before, "memory_kb": mem_defined,
+           "memory_kb_ours_after_startall": procmem.memory_kb(ARGS.ours_pid)}
+    per_vm = {side: (mem_defined[side]["uss"] - mem_before[side]["uss"]) / float(n) if n else None
+              for side in ("ours", "theirs")}
+    out["uss_kb_per_vm"] = per_vm
 
     print()
     print("VMs: %d defined on each side (ours lists %d, libvirt-dbus %d)" % (n, listed, theirs_listed))
@@ -177,7 +182,11 @@ def main():
     ci, cb = out["concurrent_idle"], out["concurrent_busy"]
     print("  %d concurrent callers, VM Get: idle p50 %.3f / p99 %.3f ms (%d calls); during StartAll of %d VMs (%.1f s, %s) p50 %.3f / p99 %.3f ms (%d calls)"
           % (ARGS.concurrent, ci["p50_ms"], ci["p99_ms"], ci["n"], n, job_s, job_state, cb["p50_ms"], cb["p99_ms"], cb["n"]))
-    print("  RSS with %d VMs: ours %.1f MB, libvirt-dbus %.1f MB" % (n, out["rss_kb_ours"] / 1024, out["rss_kb_theirs"] / 1024))
+    for side, label in (("ours", "ours"), ("theirs", "libvirt-dbus")):
+        print("  memory with %d VMs defined, %-12s %s  (before the VMs: USS %.1f MB; %.1f kB USS per VM)"
+              % (n, label + ":", procmem.describe(out["memory_kb"][side]), mem_before[side]["uss"] / 1024.0, per_vm[side] or 0))
+    print("  memory of ours after StartAll (%d running domains in its test driver): %s"
+          % (n, procmem.describe(out["memory_kb_ours_after_startall"])))
     if ARGS.json:
         with open(ARGS.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -1,4 +1,4 @@
-import Foundation
+import Dispatch
 import Synchronization
 
 /// Thrown by ``ThreadPool/run(_:)`` when the queue is full.

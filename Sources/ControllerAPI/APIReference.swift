@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import SDBus
 
 /// The API reference, `org.multiverse.Controller(5)`: generated from the same interface
@@ -8,9 +9,11 @@ import SDBus
 public enum APIReference {
     /// Members of the declarations with an empty documentation line (must be none).
     public static func undocumented() -> [String] {
-        ControllerInterfaces.all.flatMap { i in
-            (i.methods.map { ($0.name, $0.doc) } + i.properties.map { ($0.name, $0.doc) } + i.signals.map { ($0.name, $0.doc) })
-                .filter { $0.1.trimmingCharacters(in: .whitespaces).isEmpty }.map { "\(i.shortName).\($0.0)" }
+        ControllerInterfaces.all.flatMap { (i: APIInterface) -> [String] in
+            var members: [(name: String, doc: String)] = i.methods.map { ($0.name, $0.doc) }
+            members += i.properties.map { ($0.name, $0.doc) }
+            members += i.signals.map { ($0.name, $0.doc) }
+            return members.filter { $0.doc.allSatisfy(\.isWhitespace) }.map { "\(i.shortName).\($0.name)" }
         }
     }
 
@@ -20,7 +23,22 @@ public enum APIReference {
     }
 
     static func roff(_ text: String) -> String {
-        text.replacingOccurrences(of: "\\", with: "\\e").replacingOccurrences(of: "-", with: "\\-")
+        text.replacing("\\", with: "\\e").replacing("-", with: "\\-")
+    }
+
+    /// A member's documentation as man page lines: paragraphs (separated by a blank line in
+    /// the declaration) after the first become indented paragraphs of the same entry, and a
+    /// line starting with `.` or `'` is escaped so roff does not read it as a request.
+    static func paragraphs(_ doc: String, appendingToFirst suffix: String = "") -> [String] {
+        var lines: [String] = []
+        for (index, paragraph) in doc.split(separator: "\n\n", omittingEmptySubsequences: true).enumerated() {
+            var text = roff(paragraph.split(separator: "\n").joined(separator: " "))
+            if text.hasPrefix(".") || text.hasPrefix("'") { text = "\\&" + text }
+            if index > 0 { lines.append(".IP") }
+            lines.append(index == 0 ? text + suffix : text)
+        }
+        if lines.isEmpty { lines.append(String(suffix.drop { $0 == " " })) }
+        return lines
     }
 
     /// The man page `org.multiverse.Controller(5)`.
@@ -32,6 +50,13 @@ public enum APIReference {
             ".SH INTRODUCTION",
             "The service owns \\fBorg.multiverse.Controller\\fR on the system bus. The root object \\fB/org/multiverse/Controller\\fR implements \\fBorg.freedesktop.DBus.ObjectManager\\fR; VMs, disks, jobs and the settings object are its children. Every method ends with an \\fBa{sv}\\fR options argument; unknown keys or wrongly typed values are \\fBInvalidArgs\\fR. Privileged methods are authorized by polkit with the caller's unique bus name as subject; reading needs no authorization.",
         ]
+        for section in APIConcepts.sections {
+            out.append(".SH \"\(section.title.uppercased())\"")
+            for (index, paragraph) in section.paragraphs.enumerated() {
+                if index > 0 { out.append(".PP") }
+                out += paragraphs(paragraph)
+            }
+        }
         for interface in ControllerInterfaces.all {
             out.append(".SH \"\(interface.name)\"")
             if !interface.methods.isEmpty {
@@ -41,9 +66,9 @@ public enum APIReference {
                     let args = d.inputs.map { "in \($0.signature) \($0.name)" } + d.outputs.map { "out \($0.signature) \($0.name)" }
                     out.append(".TP")
                     out.append("\\fB\(m.name)\\fR(\(roff(args.joined(separator: ", "))))")
-                    var text = roff(m.doc)
-                    if let action = m.action { text += " Polkit action: \\fB\(roff(action.rawValue))\\fR." }
-                    out.append(text)
+                    let action = m.action.map { " Polkit action: \\fB\(roff($0.rawValue))\\fR." } ?? ""
+                    // The action goes with the first paragraph, where readers look for it.
+                    out += paragraphs(m.doc, appendingToFirst: action)
                 }
             }
             if !interface.properties.isEmpty {
@@ -59,7 +84,7 @@ public enum APIReference {
                     }
                     out.append(".TP")
                     out.append("\\fB\(p.name)\\fR \(roff(d.signature)) (\(change)\(d.writable ? ", writable" : ""))")
-                    out.append(roff(p.doc))
+                    out += paragraphs(p.doc)
                 }
             }
             if !interface.signals.isEmpty {
@@ -67,7 +92,7 @@ public enum APIReference {
                 for s in interface.signals {
                     out.append(".TP")
                     out.append("\\fB\(s.name)\\fR(\(roff(s.dbus.arguments.map { "\($0.signature) \($0.name)" }.joined(separator: ", "))))")
-                    out.append(roff(s.doc))
+                    out += paragraphs(s.doc)
                 }
             }
         }

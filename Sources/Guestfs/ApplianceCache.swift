@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Keeps appliances for reuse and bounds how many run at once.
 ///

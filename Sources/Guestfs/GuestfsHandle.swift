@@ -1,6 +1,8 @@
+import BlockingThreads
 import CGuestfs
 import CLinux
-import Foundation
+import Dispatch
+import Glibc
 import Synchronization
 
 /// One libguestfs handle and its appliance, owned by a thread of its own.
@@ -25,9 +27,7 @@ public final class GuestfsHandle: Sendable {
     /// Creates the handle (on its new thread) with `settings`; no appliance yet.
     public init(settings: GuestfsSettings, label: String) {
         self.label = label
-        let thread = Thread { [self] in self.threadMain(settings) }
-        thread.name = "guestfs"
-        thread.start()
+        NamedThread.start("guestfs") { [self] in self.threadMain(settings) }
     }
 
     /// True once ``kill()`` ran: the appliance is gone and calls fail.

@@ -1,5 +1,6 @@
 import CGuestfs
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The libguestfs calls, valid only inside ``GuestfsHandle/run(_:)`` on the handle's
 /// thread (the type is not `Sendable`, so it cannot escape to another one). Each failing

@@ -1,5 +1,5 @@
 import CGuestfs
-import Foundation
+import FoundationEssentials
 
 /// A partition as `part_list` reports it (bytes).
 public struct Partition: Sendable, Equatable {

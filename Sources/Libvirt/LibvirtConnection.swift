@@ -1,6 +1,7 @@
 import BlockingThreads
 import CLibvirt
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// libvirt's default event loop, required for keepalives and domain events.

@@ -1,5 +1,6 @@
 import CLibvirt
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A libvirt domain handle. Every call blocks: use it from a dedicated thread.
 ///

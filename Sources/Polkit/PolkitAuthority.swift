@@ -1,6 +1,7 @@
 import BlockingThreads
 import CPolkit
-import Foundation
+import Dispatch
+import Synchronization
 
 /// What polkit answered.
 public enum PolkitDecision: Sendable, Equatable {
@@ -162,33 +163,38 @@ public final class PolkitAuthority: Sendable {
 
 /// Cancels a polkit check from a timer thread.
 ///
-/// `@unchecked Sendable` is safe: `GCancellable` is documented as thread-safe for
-/// `g_cancellable_cancel`; the flags are guarded by a lock, and `disarm` (called before the
-/// cancellable is unreferenced) makes a late timer a no-op, and the timer holds its own ref.
-private final class CancelOnTimeout: @unchecked Sendable {
-    private let lock = NSLock()
-    private var cancellable: UnsafeMutablePointer<GCancellable>?
-    private var didFire = false
+/// The `GCancellable` is held as its address so the state is plain `Sendable` data behind
+/// a `Mutex`: `g_cancellable_cancel` is documented as thread-safe; `disarm` (called before
+/// the check's own reference is dropped) makes a late timer a no-op, and this object holds
+/// a reference of its own until then.
+private final class CancelOnTimeout: Sendable {
+    private struct State {
+        var cancellable: UInt = 0
+        var didFire = false
+    }
+    private let state = Mutex(State())
 
     init(cancellable: UnsafeMutablePointer<GCancellable>?) {
-        if let cancellable { g_object_ref(cancellable) }
-        self.cancellable = cancellable
+        guard let cancellable else { return }
+        g_object_ref(cancellable)
+        let address = UInt(bitPattern: cancellable)
+        state.withLock { $0.cancellable = address }
     }
 
-    var fired: Bool { lock.withLock { didFire } }
+    var fired: Bool { state.withLock { $0.didFire } }
 
     func fire() {
-        lock.withLock {
-            guard let c = cancellable else { return }
-            didFire = true
+        state.withLock {
+            guard let c = UnsafeMutablePointer<GCancellable>(bitPattern: $0.cancellable) else { return }
+            $0.didFire = true
             g_cancellable_cancel(c)
         }
     }
 
     func disarm() {
-        lock.withLock {
-            if let c = cancellable { g_object_unref(c) }
-            cancellable = nil
+        state.withLock {
+            if let c = UnsafeMutableRawPointer(bitPattern: $0.cancellable) { g_object_unref(c) }
+            $0.cancellable = 0
         }
     }
 

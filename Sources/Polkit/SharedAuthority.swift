@@ -1,6 +1,6 @@
 import BlockingThreads
 import CPolkit
-import Foundation
+import Dispatch
 import Synchronization
 
 /// The process's one `PolkitAuthority` object (polkit's singleton), made and kept current

@@ -3,7 +3,8 @@ import ArgumentParser
 import ControllerAPI
 import ControllerBus
 import ControllerCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Polkit
 import SDBus

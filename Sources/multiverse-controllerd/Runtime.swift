@@ -2,7 +2,8 @@ import ControllerAPI
 import ControllerBus
 import ControllerCore
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Guestfs
 import Logging
 import Polkit

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// Writes one line per message to stderr with a syslog priority prefix (`<6>`), so journald
@@ -27,7 +28,7 @@ struct SyslogLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let meta = merged.isEmpty ? "" : " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         // One write(2) per line keeps lines from different threads whole.
-        let text = "<\(priority)>\(label): \(event.message)\(meta)\n".replacingOccurrences(of: "\n", with: " ", options: [], range: nil)
+        let text = "<\(priority)>\(label): \(event.message)\(meta)\n".replacing("\n", with: " ")
         let line = String(text.dropLast()) + "\n"
         line.utf8CString.withUnsafeBufferPointer { buffer in
             _ = write(2, buffer.baseAddress, buffer.count - 1)

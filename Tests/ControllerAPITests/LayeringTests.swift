@@ -24,7 +24,7 @@ final class LayeringTests: XCTestCase {
     }
 
     func testBusLayerReachesNoLibraryDirectly() throws {
-        let allowed: Set<String> = ["ControllerAPI", "ControllerCore", "SDBus", "Logging", "Synchronization", "Foundation"]
+        let allowed: Set<String> = ["ControllerAPI", "ControllerCore", "SDBus", "Logging", "Synchronization", "FoundationEssentials", "Glibc"]
         let found = try imports(of: "ControllerBus")
         XCTAssertTrue(found.keys.contains("ControllerCore"), "the check reads no imports: \(found)")
         for (module, files) in found where !allowed.contains(module) {
@@ -51,8 +51,29 @@ final class LayeringTests: XCTestCase {
 
     func testAPIDependsOnSDBusOnly() throws {
         let found = try imports(of: "ControllerAPI")
-        for (module, files) in found where !["SDBus", "Foundation"].contains(module) {
+        for (module, files) in found where !["SDBus", "FoundationEssentials", "Glibc"].contains(module) {
             XCTFail("ControllerAPI imports \(module) in \(files.sorted().joined(separator: ", "))")
         }
+    }
+
+    /// The daemon links no ICU: full Foundation (`Foundation`, its
+    /// `FoundationInternationalization`) carries ICU's code and 30 MB of its data into the
+    /// static binary and touches them at run time; FoundationEssentials has what the daemon
+    /// needs. mvctl, a short-lived command, may use Foundation. (The release stage of
+    /// scripts/test also checks the linked binary for Foundation and ICU symbols.)
+    func testDaemonTargetsImportFoundationEssentialsOnly() throws {
+        let daemonTargets = ["SDBus", "ControllerAPI", "BlockingThreads", "Libvirt", "Polkit", "Guestfs",
+                             "ControllerCore", "ControllerBus", "multiverse-controllerd"]
+        var essentials = 0
+        for target in daemonTargets {
+            let found = try imports(of: target)
+            essentials += found["FoundationEssentials"]?.count ?? 0
+            for module in ["Foundation", "FoundationInternationalization", "FoundationNetworking", "FoundationXML"] {
+                if let files = found[module] {
+                    XCTFail("\(target) imports \(module) in \(files.sorted().joined(separator: ", ")): the daemon uses FoundationEssentials only")
+                }
+            }
+        }
+        XCTAssertGreaterThan(essentials, 10, "the check reads no imports")
     }
 }

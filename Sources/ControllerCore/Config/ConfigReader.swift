@@ -1,4 +1,3 @@
-import TOMLKit
 
 /// Reads one `[section]` of a TOML file with typed getters; unknown keys and wrong types are
 /// errors that name the file, line and key. Later sections (settings, vms, disks) reuse it.
@@ -6,56 +5,43 @@ public struct ConfigSectionReader {
     public let file: String
     public let section: String
     private let table: TOMLTable?
-    private let lines: [Substring]
     private var used: Set<String> = []
 
-    init(file: String, section: String, table: TOMLTable?, lines: [Substring]) {
+    init(file: String, section: String, table: TOMLTable?) {
         self.file = file
         self.section = section
         self.table = table
-        self.lines = lines
     }
 
-    /// The 1-based line where `key` is set inside this section, found by scanning the text.
+    /// The 1-based line where `key` is set inside this section, else the section's header.
     func line(of key: String) -> Int? {
-        var current = ""
-        for (index, raw) in lines.enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("[") {
-                current = String(line.dropFirst().prefix { $0 != "]" }).trimmingCharacters(in: .whitespaces)
-                continue
-            }
-            guard current == section else { continue }
-            let name = line.prefix { $0 != "=" }.trimmingCharacters(in: .whitespaces)
-            if name == key || name == "\"\(key)\"" { return index + 1 }
-        }
-        return lines.firstIndex { $0.trimmingCharacters(in: .whitespaces) == "[\(section)]" }.map { $0 + 1 }
+        table?.line(of: key) ?? table?.line
     }
 
     func error(_ key: String, _ problem: String) -> ConfigError {
         ConfigError(file: file, line: line(of: key), key: "[\(section)] \(key)", problem: problem)
     }
 
-    private mutating func value(_ key: String) -> TOMLValueConvertible? {
+    private mutating func value(_ key: String) -> TOMLValue? {
         used.insert(key)
         return table?[key]
     }
 
     public mutating func string(_ key: String) throws -> String? {
         guard let v = value(key) else { return nil }
-        guard let s = v.string else { throw error(key, "expected a string, found \(v.type)") }
+        guard let s = v.string else { throw error(key, "expected a string, found \(v.typeName)") }
         return s
     }
 
     public mutating func bool(_ key: String) throws -> Bool? {
         guard let v = value(key) else { return nil }
-        guard let b = v.bool else { throw error(key, "expected true or false, found \(v.type)") }
+        guard let b = v.boolean else { throw error(key, "expected true or false, found \(v.typeName)") }
         return b
     }
 
     public mutating func int(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let v = value(key) else { return nil }
-        guard let i = v.int else { throw error(key, "expected an integer, found \(v.type)") }
+        guard let i = v.integer else { throw error(key, "expected an integer, found \(v.typeName)") }
         guard range.contains(i) else { throw error(key, "\(i) is out of range \(range.lowerBound)...\(range.upperBound)") }
         return i
     }
@@ -63,8 +49,8 @@ public struct ConfigSectionReader {
     public mutating func double(_ key: String, in range: ClosedRange<Double>) throws -> Double? {
         guard let v = value(key) else { return nil }
         let d: Double
-        if let x = v.double { d = x } else if let i = v.int { d = Double(i) } else {
-            throw error(key, "expected a number, found \(v.type)")
+        if let x = v.float { d = x } else if let i = v.integer { d = Double(i) } else {
+            throw error(key, "expected a number, found \(v.typeName)")
         }
         guard range.contains(d) else { throw error(key, "\(d) is out of range \(range.lowerBound)...\(range.upperBound)") }
         return d
@@ -72,9 +58,9 @@ public struct ConfigSectionReader {
 
     public mutating func stringArray(_ key: String) throws -> [String]? {
         guard let v = value(key) else { return nil }
-        guard let array = v.array else { throw error(key, "expected an array of strings, found \(v.type)") }
+        guard let array = v.array else { throw error(key, "expected an array of strings, found \(v.typeName)") }
         var out = [String]()
-        for index in 0..<array.count {
+        for index in array.indices {
             guard let s = array[index].string else { throw error(key, "element \(index + 1) is not a string") }
             out.append(s)
         }
@@ -103,17 +89,15 @@ public struct ConfigSectionReader {
 public struct ConfigDocument {
     public let file: String
     private let root: TOMLTable
-    private let lines: [Substring]
     private var used: Set<String> = []
 
     /// Parses `text`; syntax errors carry the line.
     public init(file: String, text: String) throws {
         self.file = file
-        lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         do {
-            root = try TOMLTable(string: text)
-        } catch let e as TOMLParseError {
-            throw ConfigError(file: file, line: e.source.begin.line, key: nil, problem: "syntax error: \(e.description)")
+            root = try TOMLReader.parse(text)
+        } catch {
+            throw ConfigError(file: file, line: error.line, key: nil, problem: "syntax error: \(error.message)")
         }
     }
 
@@ -121,25 +105,21 @@ public struct ConfigDocument {
     public mutating func section(_ name: String) throws -> ConfigSectionReader {
         used.insert(name)
         guard let value = root[name] else {
-            return ConfigSectionReader(file: file, section: name, table: nil, lines: lines)
+            return ConfigSectionReader(file: file, section: name, table: nil)
         }
         guard let table = value.table else {
-            let line = lines.firstIndex { $0.trimmingCharacters(in: .whitespaces).hasPrefix(name) }.map { $0 + 1 }
-            throw ConfigError(file: file, line: line, key: name, problem: "expected a [\(name)] table")
+            throw ConfigError(file: file, line: root.line(of: name), key: name, problem: "expected a [\(name)] table")
         }
-        return ConfigSectionReader(file: file, section: name, table: table, lines: lines)
+        return ConfigSectionReader(file: file, section: name, table: table)
     }
 
     /// Throws for a top-level key or section that no reader asked for.
     public func finish() throws {
         for key in root.keys.sorted() where !used.contains(key) {
-            let line = lines.firstIndex {
-                let t = $0.trimmingCharacters(in: .whitespaces)
-                return t == "[\(key)]" || t.hasPrefix("[\(key).") || t.hasPrefix("\(key) ") || t.hasPrefix("\(key)=")
-            }.map { $0 + 1 }
-            throw ConfigError(file: file, line: line, key: key, problem: "unknown section or key")
+            throw ConfigError(file: file, line: root.line(of: key), key: key, problem: "unknown section or key")
         }
     }
 }
 
-import Foundation
+import FoundationEssentials
+import Glibc

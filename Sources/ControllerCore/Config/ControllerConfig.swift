@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The daemon's configuration: compiled-in defaults, then `/etc/multiverse/controller.toml`,
 /// then command-line flags. Every key is documented in `controller.toml.example`.
@@ -60,7 +61,7 @@ public struct ControllerConfig: Sendable, Equatable {
         }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(file: path, line: nil, key: nil, problem: "cannot read: \(error.localizedDescription)")
+            throw ConfigError(file: path, line: nil, key: nil, problem: "cannot read: \(errorText(error))")
         }
         try config.apply(ConfigDocument(file: path, text: text))
         return config

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// One backup of a disk: the image `BACKUP_DIR/ID.img` and its manifest `ID.json`.
@@ -79,8 +80,7 @@ public actor BackupStore {
     /// (flattened) or a compressed backup goes through `qemu-img convert`, then the written
     /// file is checksummed; progress then covers copying (90 %) and checksumming.
     public func backup(_ disk: DiskInfo, compress: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupInfo {
-        let stamp = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withYear, .withMonth, .withDay, .withTime, .withTimeZone])
-            .replacingOccurrences(of: ":", with: "").replacingOccurrences(of: "-", with: "")
+        let stamp = TextFormat.compactUTCNow()
         var id = "\(disk.name.prefix(40))-\(stamp)"
         if backups[id] != nil { id += "-\(UInt16.random(in: 0...9999))" }
         let format = compress ? "qcow2" : disk.format

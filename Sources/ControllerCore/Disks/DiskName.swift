@@ -29,7 +29,7 @@ public enum DiskName {
         for scalar in value.unicodeScalars.prefix(80) {
             switch scalar.value {
             case 0x20..<0x7f where scalar != "'" && scalar != "\\": out.unicodeScalars.append(scalar)
-            default: out += String(format: "\\u{%x}", scalar.value)
+            default: out += "\\u{\(TextFormat.hex(scalar.value))}"
             }
         }
         if value.unicodeScalars.count > 80 { out += "…(\(value.utf8.count) bytes)" }
@@ -37,4 +37,5 @@ public enum DiskName {
     }
 }
 
-import Foundation
+import FoundationEssentials
+import Glibc

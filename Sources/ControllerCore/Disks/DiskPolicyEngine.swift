@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The per-disk policies and what acts on them: SetAutoGrow and SetVersioning, the usage
 /// sampler (FilesystemUsage, UsageHigh, AutoGrow), automatic `auto-*` snapshots with
@@ -218,14 +219,10 @@ public final class DiskPolicyEngine: Sendable {
     func autoSnapshot(_ name: String, reason: String) async {
         guard let disk = await store.disk(named: name), disk.format == "qcow2" else { return }
         let keep = Int(await records.record(name).versioning.keep)
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        var snapshot = "auto-" + formatter.string(from: Date())
+        var snapshot = "auto-" + TextFormat.compactUTCNow()
         var n = 2
         while disk.snapshots.contains(where: { $0.name == snapshot }) {
-            snapshot = "auto-" + formatter.string(from: Date()) + "-\(n)"
+            snapshot = "auto-" + TextFormat.compactUTCNow() + "-\(n)"
             n += 1
         }
         let qemuImg = context.qemuImg

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// SetAutoGrow's policy: grow the disk and its filesystem by `step` when a usage sample
 /// reaches `threshold`, never past `max` bytes.
@@ -94,7 +95,7 @@ public actor DiskPolicyStore {
     }
 
     private func save() throws {
-        let directory = (file as NSString).deletingLastPathComponent
+        let directory = parentDirectory(of: file)
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// Every rule of the managed disks. Each operation comes in two halves: `check…` makes every

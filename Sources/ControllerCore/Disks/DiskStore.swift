@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// A managed disk: the regular file `ImageDirectory/NAME`.
@@ -90,21 +91,21 @@ public actor DiskStore {
     /// Reads the image directory (creating it if missing) and returns the disks found.
     @discardableResult
     public func scan() async throws -> [DiskInfo] {
-        var isDir: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) {
+        var st = stat()
+        if stat(directory, &st) != 0 {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o711])
                 logger.notice("created image directory \(directory)")
             } catch {
-                throw ControllerError.io("cannot create image directory \(directory): \(error.localizedDescription)")
+                throw ControllerError.io("cannot create image directory \(directory): \(errorText(error))")
             }
-        } else if !isDir.boolValue {
+        } else if st.st_mode & S_IFMT != S_IFDIR {
             throw ControllerError.io("image directory \(directory) is not a directory")
         }
         let entries: [String]
         do { entries = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw ControllerError.io("cannot list image directory \(directory): \(error.localizedDescription)")
+            throw ControllerError.io("cannot list image directory \(directory): \(errorText(error))")
         }
         var found: [String: DiskInfo] = [:]
         for name in entries.sorted() {

@@ -1,7 +1,9 @@
 import BlockingThreads
 import CCrypto
 import CLinux
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// SHA-256 of a file, computed in the daemon with libcrypto (the CPU's SHA extensions

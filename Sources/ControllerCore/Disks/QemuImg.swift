@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What `qemu-img info` says about an image.
 public struct ImageInfo: Sendable, Equatable {
@@ -40,19 +41,12 @@ public struct QemuImg: Sendable {
         guard r.status == 0 else {
             throw ControllerError.io("qemu-img info of \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
         }
-        guard let json = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
-              let format = json["format"] as? String,
-              let virtual = (json["virtual-size"] as? NSNumber)?.uint64Value else {
+        guard let json = try? JSONDecoder().decode(InfoOutput.self, from: Data(r.stdout.utf8)) else {
             throw ControllerError.io("qemu-img info of \(imagePath) printed unexpected output")
         }
-        let actual = (json["actual-size"] as? NSNumber)?.uint64Value ?? 0
-        let backing = (json["full-backing-filename"] as? String) ?? (json["backing-filename"] as? String)
-        let snapshots = ((json["snapshots"] as? [[String: Any]]) ?? []).compactMap { entry -> (String, UInt64)? in
-            guard let name = entry["name"] as? String else { return nil }
-            return (name, (entry["date-sec"] as? NSNumber)?.uint64Value ?? 0)
-        }
-        return ImageInfo(format: format, virtualSize: virtual, allocatedSize: actual, backingFile: backing,
-                         snapshots: snapshots.map { (name: $0.0, created: $0.1) })
+        return ImageInfo(format: json.format, virtualSize: json.virtualSize, allocatedSize: json.actualSize ?? 0,
+                         backingFile: json.fullBackingFilename ?? json.backingFilename,
+                         snapshots: (json.snapshots ?? []).map { (name: $0.name, created: $0.dateSec ?? 0) })
     }
 
     /// Full copy keeping sparseness (`-U`: the source may be in use by a running VM, the
@@ -91,5 +85,25 @@ extension QemuImg {
         guard r.status == 0 else {
             throw ControllerError.io("qemu-img resize of \(imagePath) to \(size) failed (exit \(r.status)): \(r.stderrExcerpt)")
         }
+    }
+}
+
+/// The part of `qemu-img info --output=json` the service reads.
+private struct InfoOutput: Decodable {
+    struct Snapshot: Decodable {
+        let name: String
+        let dateSec: UInt64?
+        enum CodingKeys: String, CodingKey { case name, dateSec = "date-sec" }
+    }
+    let format: String
+    let virtualSize: UInt64
+    let actualSize: UInt64?
+    let backingFilename: String?
+    let fullBackingFilename: String?
+    let snapshots: [Snapshot]?
+    enum CodingKeys: String, CodingKey {
+        case format, snapshots
+        case virtualSize = "virtual-size", actualSize = "actual-size"
+        case backingFilename = "backing-filename", fullBackingFilename = "full-backing-filename"
     }
 }

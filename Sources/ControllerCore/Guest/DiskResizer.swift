@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Guestfs
 
 /// What a resize did, for the job's Result.

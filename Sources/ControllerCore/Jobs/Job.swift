@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// A value in a job's `Result` (an `a{sv}` on the bus).

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// A change the bus layer mirrors.
@@ -76,7 +77,7 @@ public actor JobManager {
         let snapshot = job.finish(outcome)
         tasks[job.id] = nil
         updates.yield(.finished(snapshot))
-        let seconds = String(format: "%.3f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        let seconds = TextFormat.seconds(elapsed)
         logger.notice("job \(job.id) \(snapshot.operation) \(snapshot.state) after \(seconds) s\(snapshot.error.isEmpty ? "" : ": \(snapshot.error)")")
         let retention = self.retention
         Task {

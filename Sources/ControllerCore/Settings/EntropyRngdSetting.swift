@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `entropy-rngd`: rngd feeds `/dev/random` from the configured hardware source and its
 /// service starts at boot. Supports Debian's two packagings, detected at run time:
@@ -109,8 +110,8 @@ public struct EntropyRngdSetting: HostSetting {
         for line in text.split(separator: "\n") {
             let trimmed = line.drop { $0 == " " || $0 == "\t" }
             guard trimmed.hasPrefix(name + "=") else { continue }
-            var v = trimmed.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)
-            if let hash = v.firstIndex(of: "#"), v.first != "\"" && v.first != "'" { v = String(v[..<hash]).trimmingCharacters(in: .whitespaces) }
+            var v = trimmed.dropFirst(name.count + 1).trimmed
+            if let hash = v.firstIndex(of: "#"), v.first != "\"" && v.first != "'" { v = String(v[..<hash]).trimmed }
             if v.count >= 2, let f = v.first, f == "\"" || f == "'", v.last == f { v = String(v.dropFirst().dropLast()) }
             value = v
         }

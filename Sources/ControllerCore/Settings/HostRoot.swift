@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Host files seen below a root prefix (`/` on a real host, a sandbox copy in tests).
 ///

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// `initramfs-modules`: the configured modules are listed in the initramfs-tools modules

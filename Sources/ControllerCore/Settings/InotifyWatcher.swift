@@ -1,5 +1,6 @@
 import BlockingThreads
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Watches directories with inotify and reports `(directory, name)` for every entry

@@ -34,5 +34,5 @@ public struct ModulesList: Sendable, Equatable {
         return toAdd
     }
 
-    static func canonical(_ name: String) -> String { name.replacingOccurrences(of: "-", with: "_") }
+    static func canonical(_ name: String) -> String { name.replacing("-", with: "_") }
 }

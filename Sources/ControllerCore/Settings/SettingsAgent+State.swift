@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The enforcing flag kept in the state directory across restarts, and error helpers.
 extension SettingsAgent {
@@ -11,11 +12,11 @@ extension SettingsAgent {
     }
 
     func saveEnforcing(_ on: Bool) throws {
-        let directory = (stateFile as NSString).deletingLastPathComponent
+        let directory = parentDirectory(of: stateFile)
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw ControllerError.io("cannot create the state directory \(directory): \(error.localizedDescription)")
+            throw ControllerError.io("cannot create the state directory \(directory): \(errorText(error))")
         }
         try HostRoot("/").write(stateFile, "# multiverse-controllerd settings state (SetEnforcing)\nenforcing=\(on)\n", newFileMode: 0o644)
     }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// Keeps the host in the desired state: checks every setting, watches the files behind

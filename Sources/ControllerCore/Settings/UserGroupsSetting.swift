@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `user-groups`: the configured user is in every configured group.
 /// Apply runs `usermod -a -G GROUPS -- USER` (with `--prefix` under a sandbox root); it

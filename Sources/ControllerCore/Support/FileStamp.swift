@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What a file is and when it last changed: inode, size and modification time. Two equal
 /// stamps taken before and after some work mean nobody wrote the file in between (a

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Durability of the images the service writes: a file's data is on disk before a name
 /// points at it (a new disk, a backup, a disk replaced by Resize, Format or Restore), and the
@@ -15,6 +16,6 @@ enum FileSync {
 
     /// `fsync(2)` of the directory holding `path`, after a rename or link into it.
     static func directory(of path: String) throws {
-        try file((path as NSString).deletingLastPathComponent)
+        try file(parentDirectory(of: path))
     }
 }

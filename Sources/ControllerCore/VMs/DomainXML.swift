@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Builds and reads domain XML with a real XML library (libxml2, through ``XElement``):
 /// values are escaped by the library, never interpolated into markup.
@@ -156,9 +157,9 @@ public enum DomainXML {
         let domain = try XElement.parse(xml)
         guard domain.name == "domain" else { throw ControllerError.invalidArgs("not a <domain> document") }
         info.name = domain.first("name")?.text ?? info.name
-        info.vcpus = UInt32(domain.first("vcpu")?.text.trimmingCharacters(in: .whitespaces) ?? "") ?? 0
+        info.vcpus = UInt32(domain.first("vcpu")?.text.trimmed ?? "") ?? 0
         if let memory = domain.first("memory") {
-            let value = UInt64(memory.text.trimmingCharacters(in: .whitespaces)) ?? 0
+            let value = UInt64(memory.text.trimmed) ?? 0
             info.memoryMiB = mebibytes(value, unit: memory.attribute("unit") ?? "KiB")
         }
         info.metadata = VMMetadata()

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// The built-in profiles, overridden or extended by `NAME.toml` files (one `[profile]`

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Host paths callers give (9p share sources, image paths): absolute, no `..`, resolved
 /// with realpath (so a symlink cannot lead out) and required to lie under an allowed root.

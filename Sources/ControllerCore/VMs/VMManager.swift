@@ -1,5 +1,6 @@
 import BlockingThreads
-import Foundation
+import FoundationEssentials
+import Glibc
 import Libvirt
 import Logging
 

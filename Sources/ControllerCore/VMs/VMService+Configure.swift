@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The VM calls that change its definition or devices: SetAutostart, SetResources, disks,
 /// shares and snapshots.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// What follows from libvirt's changes, and the ordered start.
 extension VMService {

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// VM snapshots: `vm-NAME` on every managed qcow2 disk of a shut-off VM.
 extension VMService {

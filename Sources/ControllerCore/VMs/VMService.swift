@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// Every rule of the VMs, over the libvirt cache (``VMManager``) and the disks. As in

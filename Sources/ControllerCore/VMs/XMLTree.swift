@@ -1,5 +1,6 @@
 import CLibxml2
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// A small XML element tree on libxml2: parsed strictly (no recovery, no network, no entity
 /// expansion) into Swift values, the libxml2 document freed at once, and serialised by
@@ -79,7 +80,7 @@ public final class XElement {
         guard count <= 16 << 20 else { throw ControllerError.limitsExceeded("XML larger than 16 MiB") }
         let doc = xml.withCString { xmlReadMemory($0, Int32(count), "input.xml", "UTF-8", options) }
         guard let doc else {
-            let detail = xmlGetLastError().flatMap { $0.pointee.message }.map { String(cString: $0).trimmingCharacters(in: [" ", "\n"]) }
+            let detail = xmlGetLastError().flatMap { $0.pointee.message }.map { String(cString: $0).trimmed }
             throw ControllerError.invalidArgs("the XML does not parse\(detail.map { ": \($0)" } ?? "")")
         }
         defer { xmlFreeDoc(doc) }

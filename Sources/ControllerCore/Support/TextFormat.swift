@@ -1,0 +1,75 @@
+import FoundationEssentials
+import Glibc
+
+/// The few formatted strings the daemon writes (names, logs), made without Foundation's
+/// `String(format:)` and date formatters: those sit in the ICU-backed part of Foundation,
+/// which the daemon does not link (it imports FoundationEssentials only).
+enum TextFormat {
+    /// `seconds` with exactly `digits` decimals (`1.250`), rounded half away from zero.
+    static func decimal(_ seconds: Double, digits: Int = 3) -> String {
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = (abs(seconds) * scale).rounded()
+        let whole = Int(scaled / scale)
+        let fraction = Int(scaled - Double(whole) * scale)
+        let sign = seconds < 0 && scaled != 0 ? "-" : ""
+        guard digits > 0 else { return "\(sign)\(whole)" }
+        let text = String(fraction)
+        return "\(sign)\(whole)." + String(repeating: "0", count: max(0, digits - text.count)) + text
+    }
+
+    /// The duration in seconds with three decimals, for logs (`12.034`).
+    static func seconds(_ duration: Duration) -> String {
+        decimal(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+    }
+
+    /// A UTC time as `20261202T013005Z` (ISO 8601 basic format), for names of backups and
+    /// automatic snapshots: sortable, and free of the `:` and `-` a file or snapshot name
+    /// would otherwise carry.
+    static func compactUTC(secondsSince1970 time: Int) -> String {
+        var t = time_t(time)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
+    }
+
+    /// The current UTC time as `compactUTC(secondsSince1970:)`.
+    static func compactUTCNow() -> String {
+        compactUTC(secondsSince1970: Int(time(nil)))
+    }
+
+    /// `value` in lower-case hexadecimal.
+    static func hex<T: BinaryInteger>(_ value: T) -> String { String(value, radix: 16) }
+}
+
+/// The directory part of a path as `dirname(1)` gives it: `/a/b` → `/a`, `b` → `.`, `/b` → `/`.
+func parentDirectory(of path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+    guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+    if slash == trimmed.startIndex { return "/" }
+    var parent = trimmed[..<slash]
+    while parent.count > 1, parent.hasSuffix("/") { parent.removeLast() }
+    return String(parent)
+}
+
+extension StringProtocol {
+    /// The text without leading and trailing whitespace and newlines.
+    var trimmed: String {
+        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+    }
+}
+
+/// An error as an operator reads it: for a file-system error, the system's message for its
+/// cause (`No such file or directory`) instead of Foundation's structure dump.
+func errorText(_ error: any Error) -> String {
+    if let posix = error as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
+    if let cocoa = error as? CocoaError {
+        if let underlying = cocoa.userInfo["NSUnderlyingError"] as? POSIXError {
+            return String(cString: strerror(underlying.code.rawValue))
+        }
+        return "file system error \(cocoa.code.rawValue)"
+    }
+    return "\(error)"
+}
