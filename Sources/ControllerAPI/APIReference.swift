@@ -45,6 +45,8 @@ public enum APIReference {
     public static func manPage() -> String {
         var out: [String] = [
             ".TH ORG.MULTIVERSE.CONTROLLER 5 \"\" \"multiverse-controller \(ControllerVersion.version)\" \"D-Bus interfaces\"",
+            // No hyphenation: object paths, names and busctl lines are copied from this page.
+            ".nh",
             ".SH NAME",
             "org.multiverse.Controller \\- the Multiverse controller service's D\\-Bus API (version \(ControllerVersion.apiVersion))",
             ".SH INTRODUCTION",
@@ -54,7 +56,12 @@ public enum APIReference {
             out.append(".SH \"\(section.title.uppercased())\"")
             for (index, paragraph) in section.paragraphs.enumerated() {
                 if index > 0 { out.append(".PP") }
-                out += paragraphs(paragraph)
+                if paragraph.hasPrefix("busctl ") || paragraph.hasPrefix("mvctl ") {
+                    // A command line to copy: as typed, not filled or justified.
+                    out += [".nf", ".RS 4", roff(paragraph), ".RE", ".fi"]
+                } else {
+                    out += paragraphs(paragraph)
+                }
             }
         }
         for interface in ControllerInterfaces.all {

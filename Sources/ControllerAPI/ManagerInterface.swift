@@ -10,22 +10,22 @@ public enum ManagerInterface {
     public static let getVMByName = APIMethod("GetVMByName", in: [A.a("name", "s"), A.options], out: [A.a("vm", "o")],
         doc: "The object path of the VM named name (NoSuchVM otherwise).")
     public static let listProfiles = APIMethod("ListProfiles", in: [A.options], out: [A.a("profiles", "a(ss)")],
-        doc: "The profiles VMs can be defined from: name and description.")
+        doc: "The profiles VMs can be defined from: name and description.\n\nBuilt in: network-controller (512 MiB, 1 vCPU, two NICs, serial console, no graphics), interface-controller (4 GiB, 2 vCPUs, SPICE without a network listener, /var/multiverse shared as Multiverse) and app (1 GiB, 1 vCPU). NAME.toml files in [vms] profiles_dir add profiles or override the keys they set of a built-in one; a broken file is logged with its name and line and skipped.")
     public static let defineVM = APIMethod("DefineVM", in: [A.a("name", "s"), A.a("profile", "s"), A.options], out: [A.a("vm", "o")],
         action: .vmConfigure,
-        doc: "Defines a VM from a profile. Options: memory_mib t, vcpus u, disks as, networks as, shares a(ss), base_disk s, ephemeral b, autostart b, seclabel s.")
+        doc: "Defines a VM from a profile.\n\nOptions: memory_mib t, vcpus u; disks as (managed disks, attached as vda, vdb, ...); networks as (libvirt networks, one NIC each; they replace the profile's); shares a(ss) (host path and 9p tag; the real path must be under [vms] share_roots); autostart b (the service's own flag, used by StartAll); seclabel s (dynamic, the default, or none).\n\nbase_disk s: the VM boots from a new copy-on-write qcow2 overlay NAME-root.qcow2 (NAME: the VM's name) of that managed disk, attached as vda. ephemeral b: when the VM stops it is undefined and its overlay deleted, leaving nothing behind; this also happens to ephemeral VMs found stopped when the daemon starts.\n\nEvery VM defined this way gets the Multiverse defaults: UTC clock with the RTC tracking wall time, ACPI and APIC, PMU and VMware port off, on_poweroff destroy, on_reboot and on_crash restart, suspend to memory and disk off, a virtio RNG, no memory balloon, nosharepages, a dynamic seclabel (unless seclabel is none), and a host-passthrough CPU on KVM and qemu64 otherwise (unless [vms] cpu_mode says otherwise). The domain type follows the connection's capabilities unless [vms] domain_type says otherwise.")
     public static let defineVMFromXML = APIMethod("DefineVMFromXML", in: [A.a("xml", "s"), A.options], out: [A.a("vm", "o")],
         action: .vmConfigure,
-        doc: "Defines a VM from libvirt domain XML (qemu:commandline and host devices refused unless allowed).")
+        doc: "Defines a VM from libvirt domain XML (qemu:commandline and host devices refused unless allowed).\n\nThe document must be a domain with a valid VM name. qemu:commandline, hostdev and redirdev elements are InvalidArgs unless [vms] allow_passthrough = true.")
     public static let startAll = APIMethod("StartAll", in: [A.options], out: [A.job], action: .vmControl,
-        doc: "A job starting the VMs whose autostart flag is set: network controllers, interface controllers, the rest.")
+        doc: "A job starting the VMs whose autostart flag is set: network controllers, interface controllers, the rest.\n\nVMs without the service's metadata come last. Each VM is started and waited for until it is running ([vms] start_timeout_s) before the next. A VM that fails fails the job with its name and reason; the others stay as they are. Result: order, started, already_running (VM names).\n\nThe daemon runs StartAll once when it first reaches libvirt ([vms] start_all_on_boot). libvirt's own autostart is not used: it has no order.")
     public static let listDisks = APIMethod("ListDisks", in: [A.options], out: [A.a("disks", "ao")],
         doc: "Object paths of every managed disk.")
     public static let getDiskByName = APIMethod("GetDiskByName", in: [A.a("name", "s"), A.options], out: [A.a("disk", "o")],
         doc: "The object path of the disk named name (NoSuchDisk otherwise).")
     public static let createDisk = APIMethod("CreateDisk", in: [A.a("name", "s"), A.a("size", "t"), A.a("format", "s"), A.options],
         out: [A.a("disk", "o")], action: .diskManage,
-        doc: "Creates a qcow2 or raw image. Options: backing s, preallocation s.")
+        doc: "Creates a qcow2 or raw image of size bytes.\n\nname follows the disk name rules; the disk is the file ImageDirectory/NAME, which appears under its name only once it is complete. size is in bytes, a multiple of 512 and at most [disks] max_size. format is qcow2 or raw.\n\nOptions: backing s (a managed disk to overlay; qcow2 only), preallocation s (off, metadata (qcow2 only), falloc or full).")
     public static let listJobs = APIMethod("ListJobs", in: [A.options], out: [A.a("jobs", "ao")],
         doc: "Object paths of running and recently finished jobs.")
 
@@ -35,7 +35,7 @@ public enum ManagerInterface {
             APIProperty("Version", "s", change: .const, doc: "The service's version."),
             APIProperty("APIVersion", "u", change: .const, doc: "The API version (1)."),
             APIProperty("LibvirtURI", "s", change: .const, doc: "The libvirt connection URI."),
-            APIProperty("LibvirtConnected", "b", doc: "Whether libvirt is reachable now."),
+            APIProperty("LibvirtConnected", "b", doc: "Whether libvirt is reachable now. While it is not, the service keeps reconnecting and VM calls fail at once with Libvirt."),
             APIProperty("ImageDirectory", "s", change: .const, doc: "Directory of the managed disk images."),
             APIProperty("BackupDirectory", "s", change: .const, doc: "Directory of the disk backups."),
         ])

@@ -7,35 +7,35 @@ public enum VMInterface {
 
     public static let start = APIMethod("Start", in: [A.options], action: .vmControl, doc: "Starts a shut-off VM.")
     public static let shutdown = APIMethod("Shutdown", in: [A.options], action: .vmControl,
-        doc: "Asks the guest to power off. Options: timeout_s u (wait), force b (destroy when the timeout passes).")
+        doc: "Asks the guest to power off. Options: timeout_s u (wait), force b (destroy when the timeout passes).\n\nWithout timeout_s the call returns once the request is made. With it, the call waits up to timeout_s seconds (at most 3600) for the VM to stop and answers Busy when it did not; force b (needs timeout_s) destroys the VM instead.")
     public static let destroy = APIMethod("Destroy", in: [A.options], action: .vmControl, doc: "Stops the VM at once.")
     public static let reboot = APIMethod("Reboot", in: [A.options], action: .vmControl, doc: "Reboots a running VM.")
     public static let suspend = APIMethod("Suspend", in: [A.options], action: .vmControl, doc: "Pauses a running VM.")
     public static let resume = APIMethod("Resume", in: [A.options], action: .vmControl, doc: "Resumes a paused VM.")
     public static let undefine = APIMethod("Undefine", in: [A.options], action: .vmConfigure,
-        doc: "Removes a shut-off VM's definition. Options: delete_disks b (managed disks only).")
+        doc: "Removes a shut-off VM's definition. Options: delete_disks b (managed disks only).\n\nWith delete_disks, a managed disk another VM also uses is Busy and nothing is undefined.")
     public static let attachDisk = APIMethod("AttachDisk", in: [A.a("disk", "s"), A.a("target", "s"), A.options], action: .vmConfigure,
-        doc: "Attaches a managed disk or an image under an allowed root. Options: live b, persistent b, readonly b, bus s.")
+        doc: "Attaches a managed disk or an image under an allowed root. Options: live b, persistent b, readonly b, bus s.\n\ndisk is a managed disk name or an absolute image path whose real path is under the image directory or [vms] image_roots. target is vdX, sdX or hdX (X: one or two letters a-z); bus defaults to virtio, sata or ide by the target's prefix (scsi and usb are also accepted). A target or image this VM already uses is AlreadyExists; an image another VM uses is Busy unless readonly.\n\nlive and persistent default to what the VM's state allows: both while it runs, the definition when it is shut off. Drivers without live device calls (libvirt's test driver) get persistent changes by redefining the XML.")
     public static let detachDisk = APIMethod("DetachDisk", in: [A.a("target", "s"), A.options], action: .vmConfigure,
-        doc: "Detaches the disk at target; a live detach waits for the guest. Options: live b, persistent b, timeout_s u.")
+        doc: "Detaches the disk at target; a live detach waits for the guest. Options: live b, persistent b, timeout_s u.\n\nA live detach needs the guest to let go of the disk (ACPI hotplug): the call waits for libvirt's device-removed event up to timeout_s seconds (default [vms] detach_timeout_s, 30) and answers Busy naming the target when the guest did not release it. live and persistent default as for AttachDisk.")
     public static let addShare = APIMethod("AddShare", in: [A.a("host_path", "s"), A.a("tag", "s"), A.options], action: .vmConfigure,
-        doc: "Adds a 9p share of host_path under tag to a shut-off VM. Options: readonly b.")
+        doc: "Adds a 9p share of host_path under tag to a shut-off VM. Options: readonly b.\n\n9p shares cannot be hot-plugged: a VM that is not shut off is InvalidState. The real path of host_path must be under [vms] share_roots; tag is 1-31 characters of A-Z a-z 0-9 . _ -.")
     public static let removeShare = APIMethod("RemoveShare", in: [A.a("tag", "s"), A.options], action: .vmConfigure,
         doc: "Removes the 9p share tagged tag from a shut-off VM.")
     public static let setAutostart = APIMethod("SetAutostart", in: [A.a("enabled", "b"), A.options], action: .vmConfigure,
-        doc: "Sets the service's own autostart flag (used by StartAll).")
+        doc: "Sets the service's own autostart flag (used by StartAll).\n\nThe flag is kept in the domain's metadata; a transient VM is InvalidState. libvirt's own autostart is not used.")
     public static let setResources = APIMethod("SetResources", in: [A.options], action: .vmConfigure,
-        doc: "Changes memory and vCPUs of the definition. Options: memory_mib t, vcpus u.")
+        doc: "Changes memory and vCPUs of the definition. Options: memory_mib t, vcpus u.\n\nThe persistent definition changes (at least one option is needed); the VM runs with the new values from its next start.")
     public static let getXML = APIMethod("GetXML", in: [A.options], out: [A.a("xml", "s")],
         doc: "The domain XML. Options: inactive b (the persistent definition).")
     public static let createSnapshot = APIMethod("CreateSnapshot", in: [A.a("name", "s"), A.options], out: [A.job], action: .vmControl,
-        doc: "A job taking snapshot vm-NAME on every managed qcow2 disk of the shut-off VM.")
+        doc: "A job taking snapshot vm-NAME on every managed qcow2 disk of the shut-off VM.\n\nA VM snapshot NAME is the qcow2 internal snapshot vm-NAME on every managed disk of the VM. Every VM snapshot call needs a shut-off VM (InvalidState otherwise) whose managed disks are all qcow2 (a raw one is NotSupported naming it). A failed create removes the snapshots it took.")
     public static let revertSnapshot = APIMethod("RevertSnapshot", in: [A.a("name", "s"), A.options], out: [A.job], action: .vmConfigure,
-        doc: "A job returning every managed disk to vm-NAME.")
+        doc: "A job returning every managed disk to vm-NAME.\n\nReverting a disk other disks are built on is Busy.")
     public static let deleteSnapshot = APIMethod("DeleteSnapshot", in: [A.a("name", "s"), A.options], action: .vmConfigure,
         doc: "Deletes vm-NAME from every managed disk.")
     public static let listSnapshots = APIMethod("ListSnapshots", in: [A.options], out: [A.a("snapshots", "a(st)")],
-        doc: "The VM's snapshots: name and creation time.")
+        doc: "The VM's snapshots: name and creation time (the names present on every managed disk, with the earliest time).")
 
     public static let stateChanged = APISignal("StateChanged", [A.a("state", "s"), A.a("reason", "s")],
         doc: "Sent from libvirt's lifecycle events, whoever caused the change.")
@@ -46,7 +46,7 @@ public enum VMInterface {
         properties: [
             APIProperty("Name", "s", doc: "The VM's name."),
             APIProperty("UUID", "s", change: .const, doc: "The domain UUID."),
-            APIProperty("State", "s", doc: "running, paused, shutoff, shutdown, crashed, pmsuspended, blocked or nostate."),
+            APIProperty("State", "s", doc: "running, paused, shutoff, shutdown, crashed, pmsuspended, blocked or nostate.\n\nA method called in a state it cannot work in is InvalidState (cannot resume NAME: it is shutoff) before any authorization."),
             APIProperty("StateReason", "s", doc: "libvirt's reason for the state, e.g. booted, user, destroyed."),
             APIProperty("Profile", "s", doc: "The profile it was defined from (empty for VMs defined elsewhere)."),
             APIProperty("VCPUs", "u", doc: "Number of vCPUs."),

@@ -33,6 +33,11 @@ public final class ControllerObjects: DiskObserver {
     public func export(libvirtConnected: Bool) async throws {
         let bus = context.bus
         try await bus.addObjectManager(at: ObjectPaths.root)
+        // VMs, disks and jobs come and go by the thousand: each kind is one subtree with one
+        // registration per interface, not one per object (see BusConnection.serveSubtree).
+        for prefix in [ObjectPaths.vmPrefix, ObjectPaths.diskPrefix, ObjectPaths.jobPrefix] {
+            try await bus.serveSubtree(prefix)
+        }
         var properties = managerProperties
         properties["LibvirtConnected"] = .boolean(libvirtConnected)
         try await bus.export(path: ObjectPaths.root, interfaces: [

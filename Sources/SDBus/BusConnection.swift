@@ -17,6 +17,8 @@ public actor BusConnection {
     private var objects: [String: [InterfaceRegistration]] = [:]
     private var vtables: [String: VTableStorage] = [:]
     private var managerSlots: [OpaquePointer] = []
+    /// Subtrees served by fallback vtables (``serveSubtree(_:)``): prefix → its state.
+    private var subtrees: [String: Subtree] = [:]
     private var pending: [UInt64: PendingCall] = [:]
     var nextToken: UInt64 = 1
     private var draining = false
@@ -86,6 +88,39 @@ public actor BusConnection {
         if let slot { managerSlots.append(slot) }
     }
 
+    /// Serves the objects directly below `prefix` (`prefix/NAME`) the way systemd serves its
+    /// units: one fallback vtable per interface for the whole subtree, a find callback that
+    /// looks the object up, and a node enumerator that lists them for introspection and
+    /// `GetManagedObjects`. ``export(path:interfaces:announce:)`` of such an object then
+    /// registers nothing with sd-bus, which otherwise keeps a vtable node and a hash-table
+    /// entry per member for every object (about 2 KB per object with 40 members).
+    public func serveSubtree(_ prefix: String) throws {
+        guard subtrees[prefix] == nil else { return }
+        guard sd_bus_object_path_is_valid(prefix) != 0 else { throw DBusError.invalidArgs("invalid object path '\(prefix)'") }
+        let subtree = Subtree(connection: self, prefix: prefix)
+        var slot: OpaquePointer?
+        let r = sd_bus_add_node_enumerator(bus, &slot, prefix, nodeEnumeratorTrampoline, Unmanaged.passUnretained(subtree).toOpaque())
+        if r < 0 { throw DBusError.errno(r, "cannot add a node enumerator at \(prefix)") }
+        subtree.slots.append(slot)
+        subtrees[prefix] = subtree
+    }
+
+    /// The subtree `path` is a direct child of, if it is served as one.
+    private func subtree(of path: String) -> Subtree? {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return nil }
+        return subtrees[String(path[..<slash])]
+    }
+
+    /// Paths of the objects of a subtree, for its node enumerator.
+    func children(of subtree: Subtree) -> [String] {
+        subtree.children.sorted()
+    }
+
+    /// The registration of `interface` at `path`, for a subtree's find callback.
+    func registration(path: String, interface: String) -> InterfaceRegistration? {
+        objects[path]?.first { $0.interface.name == interface }
+    }
+
     /// Exports an object with its interfaces. With `announce`, `InterfacesAdded` is emitted.
     public func export(path: String, interfaces: [ExportedInterface], announce: Bool = true) throws {
         guard objects[path] == nil else { throw DBusError.failed("an object is already exported at \(path)") }
@@ -101,6 +136,17 @@ public actor BusConnection {
             if let wrong = exported.interface.properties.first(where: { exported.properties[$0.name]?.signature != $0.signature }) {
                 throw DBusError.failed("\(exported.interface.name).\(wrong.name) at \(path) must be of type \(wrong.signature)")
             }
+        }
+        if let subtree = subtree(of: path) {
+            var regs = [InterfaceRegistration]()
+            for exported in interfaces {
+                try subtree.serve(exported.interface, with: vtable(for: exported.interface), on: bus)
+                regs.append(InterfaceRegistration(connection: self, path: path, exported: exported))
+            }
+            objects[path] = regs
+            subtree.children.insert(path)
+            if announce { _ = sd_bus_emit_object_added(bus, path) }
+            return
         }
         var regs = [InterfaceRegistration]()
         for exported in interfaces {
@@ -124,9 +170,13 @@ public actor BusConnection {
     public func unexport(path: String, announce: Bool = true) {
         guard let regs = objects[path] else { return }
         if announce { _ = sd_bus_emit_object_removed(bus, path) }
-        for reg in regs { sd_bus_slot_unref(reg.slot); reg.slot = nil }
+        for reg in regs where reg.slot != nil { sd_bus_slot_unref(reg.slot); reg.slot = nil }
         objects[path] = nil
+        subtree(of: path)?.children.remove(path)
     }
+
+    /// Interfaces registered with sd-bus object by object (not through a subtree).
+    var perObjectRegistrations: Int { objects.values.reduce(0) { $0 + $1.filter { $0.slot != nil }.count } }
 
     /// Paths of every exported object.
     public func exportedPaths() -> [String] { Array(objects.keys) }
@@ -255,8 +305,10 @@ public actor BusConnection {
             try? await Task.sleep(for: .milliseconds(20))
         }
         _ = sd_bus_flush(bus)
-        for reg in objects.values.flatMap({ $0 }) { sd_bus_slot_unref(reg.slot); reg.slot = nil }
+        for reg in objects.values.flatMap({ $0 }) where reg.slot != nil { sd_bus_slot_unref(reg.slot); reg.slot = nil }
         objects.removeAll()
+        for subtree in subtrees.values { subtree.close() }
+        subtrees.removeAll()
         for slot in managerSlots { sd_bus_slot_unref(slot) }
         managerSlots.removeAll()
         _ = sd_bus_set_exit_on_disconnect(bus, 0)
