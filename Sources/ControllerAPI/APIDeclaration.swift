@@ -78,7 +78,7 @@ enum Arg {
 public enum ControllerInterfaces {
     public static let all: [APIInterface] = [
         ManagerInterface.declaration, VMInterface.declaration, DiskInterface.declaration,
-        JobInterface.declaration, SettingsInterface.declaration,
+        JobInterface.declaration, SettingsInterface.declaration, NetworkInterface.declaration,
     ]
     /// The D-Bus descriptions of ``all``.
     public static var dbus: [DBusInterface] { all.map(\.dbus) }

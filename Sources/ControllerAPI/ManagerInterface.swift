@@ -26,11 +26,19 @@ public enum ManagerInterface {
     public static let createDisk = APIMethod("CreateDisk", in: [A.a("name", "s"), A.a("size", "t"), A.a("format", "s"), A.options],
         out: [A.a("disk", "o")], action: .diskManage,
         doc: "Creates a qcow2 or raw image of size bytes.\n\nname follows the disk name rules; the disk is the file ImageDirectory/NAME, which appears under its name only once it is complete. size is in bytes, a multiple of 512 and at most [disks] max_size. format is qcow2 or raw.\n\nOptions: backing s (a managed disk to overlay; qcow2 only), preallocation s (off, metadata (qcow2 only), falloc or full).")
+    public static let listNetworks = APIMethod("ListNetworks", in: [A.options], out: [A.a("networks", "ao")],
+        doc: "Object paths of every libvirt network of the connection, sorted by name.")
+    public static let getNetworkByName = APIMethod("GetNetworkByName", in: [A.a("name", "s"), A.options], out: [A.a("network", "o")],
+        doc: "The object path of the network named name (NoSuchNetwork otherwise).")
+    public static let defineNetwork = APIMethod("DefineNetwork", in: [A.a("name", "s"), A.a("kind", "s"), A.options],
+        out: [A.a("network", "o")], action: .networkManage,
+        doc: "Defines a persistent libvirt network of kind isolated or nat and starts it.\n\nname follows the disk name rules. isolated: no forward and no ip element, so the host has no address on it and there is no DHCP: guests on it reach each other and nothing else (for the internal link between a router and its interface controllers); the options ipv4 and dhcp are InvalidArgs on it. nat: libvirt's NAT to the host (for a router's outside NIC); ipv4 s is required, the host's address and prefix as a CIDR (10.10.0.1/24, prefix 8 to 30), and dhcp b (default true) serves the rest of the subnet.\n\nOther options: bridge s (the bridge's name, at most 15 characters; libvirt picks virbrN otherwise), autostart b (libvirt's autostart flag, default true), start b (default true). A name, bridge or address range libvirt reports as taken is AlreadyExists or InvalidArgs with libvirt's message.")
     public static let listJobs = APIMethod("ListJobs", in: [A.options], out: [A.a("jobs", "ao")],
         doc: "Object paths of running and recently finished jobs.")
 
     public static let declaration = APIInterface(name,
-        methods: [listVMs, getVMByName, listProfiles, defineVM, defineVMFromXML, startAll, listDisks, getDiskByName, createDisk, listJobs],
+        methods: [listVMs, getVMByName, listProfiles, defineVM, defineVMFromXML, startAll, listDisks, getDiskByName, createDisk, listJobs,
+                  listNetworks, getNetworkByName, defineNetwork],
         properties: [
             APIProperty("Version", "s", change: .const, doc: "The service's version."),
             APIProperty("APIVersion", "u", change: .const, doc: "The API version (1)."),

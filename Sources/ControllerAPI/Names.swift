@@ -20,6 +20,7 @@ public enum ObjectPaths {
     public static let settings = root + "/settings"
     public static let vmPrefix = root + "/vm"
     public static let jobPrefix = root + "/job"
+    public static let networkPrefix = root + "/network"
 
     /// `/org/multiverse/Controller/job/<n>`.
     public static func job(_ id: UInt64) -> String { "\(jobPrefix)/\(id)" }
@@ -29,6 +30,9 @@ public enum ObjectPaths {
 
     /// `/org/multiverse/Controller/disk/<escaped name>`.
     public static func disk(_ name: String) -> String { ObjectPath.encode(prefix: diskPrefix, name) }
+
+    /// `/org/multiverse/Controller/network/NAME` (the name escaped as for disks).
+    public static func network(_ name: String) -> String { ObjectPath.encode(prefix: networkPrefix, name) }
 
     /// The number of a job path, or nil when `path` is not one.
     public static func jobID(_ path: String) -> UInt64? {
@@ -47,6 +51,7 @@ public enum ErrorName: String, Sendable, CaseIterable {
     case noSuchDisk = "org.multiverse.Controller.Error.NoSuchDisk"
     case noSuchSnapshot = "org.multiverse.Controller.Error.NoSuchSnapshot"
     case noSuchBackup = "org.multiverse.Controller.Error.NoSuchBackup"
+    case noSuchNetwork = "org.multiverse.Controller.Error.NoSuchNetwork"
     case alreadyExists = "org.multiverse.Controller.Error.AlreadyExists"
     case busy = "org.multiverse.Controller.Error.Busy"
     case invalidState = "org.multiverse.Controller.Error.InvalidState"
@@ -71,4 +76,5 @@ public enum PolkitAction: String, Sendable, CaseIterable {
     case diskWrite = "org.multiverse.controller.disk.write"
     case settingsModify = "org.multiverse.controller.settings.modify"
     case jobCancelOther = "org.multiverse.controller.job.cancel-other"
+    case networkManage = "org.multiverse.controller.network.manage"
 }

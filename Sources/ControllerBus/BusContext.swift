@@ -11,17 +11,19 @@ final class BusContext: Sendable {
     let authorizer: Authorizer
     let disks: DiskService
     let vms: VMService
+    let networks: NetworkService
     let jobs: JobManager
     let settings: SettingsAgent
     let logger: Logger
 
-    init(bus: BusConnection, authorizer: Authorizer, disks: DiskService, vms: VMService, jobs: JobManager,
-         settings: SettingsAgent, logger: Logger) {
+    init(bus: BusConnection, authorizer: Authorizer, disks: DiskService, vms: VMService, networks: NetworkService,
+         jobs: JobManager, settings: SettingsAgent, logger: Logger) {
         self.bus = bus
         callers = CallerResolver(bus: bus)
         self.authorizer = authorizer
         self.disks = disks
         self.vms = vms
+        self.networks = networks
         self.jobs = jobs
         self.settings = settings
         self.logger = logger

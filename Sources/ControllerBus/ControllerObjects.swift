@@ -2,6 +2,7 @@ import ControllerAPI
 import ControllerCore
 import Logging
 import SDBus
+import Synchronization
 
 /// The D-Bus face of the controller: the root Manager object, one object per VM, disk and
 /// job, and the settings object, each mirroring what Core reports. The rules are Core's;
@@ -12,11 +13,15 @@ public final class ControllerObjects: DiskObserver {
     let managerProperties: [String: DBusValue]
     /// One method table per object type, shared by every exported object of it.
     let tables: HandlerTables
+    /// Each VM's name and the networks its NICs are on, for the networks' ConnectedVMs.
+    private let nics = Mutex<[String: (name: String, networks: Set<String>)]>([:])
 
     /// The constant Manager properties come from the configuration the daemon runs with.
-    public init(bus: BusConnection, authorizer: Authorizer, disks: DiskService, vms: VMService, jobs: JobManager,
-                settings: SettingsAgent, libvirtURI: String, imageDirectory: String, backupDirectory: String, logger: Logger) {
-        context = BusContext(bus: bus, authorizer: authorizer, disks: disks, vms: vms, jobs: jobs, settings: settings, logger: logger)
+    public init(bus: BusConnection, authorizer: Authorizer, disks: DiskService, vms: VMService, networks: NetworkService,
+                jobs: JobManager, settings: SettingsAgent, libvirtURI: String, imageDirectory: String, backupDirectory: String,
+                logger: Logger) {
+        context = BusContext(bus: bus, authorizer: authorizer, disks: disks, vms: vms, networks: networks, jobs: jobs,
+                             settings: settings, logger: logger)
         manager = ManagerObject(context: context)
         tables = HandlerTables(context: context)
         managerProperties = [
@@ -35,7 +40,7 @@ public final class ControllerObjects: DiskObserver {
         try await bus.addObjectManager(at: ObjectPaths.root)
         // VMs, disks and jobs come and go by the thousand: each kind is one subtree with one
         // registration per interface, not one per object (see BusConnection.serveSubtree).
-        for prefix in [ObjectPaths.vmPrefix, ObjectPaths.diskPrefix, ObjectPaths.jobPrefix] {
+        for prefix in [ObjectPaths.vmPrefix, ObjectPaths.diskPrefix, ObjectPaths.jobPrefix, ObjectPaths.networkPrefix] {
             try await bus.serveSubtree(prefix)
         }
         var properties = managerProperties
@@ -48,6 +53,11 @@ public final class ControllerObjects: DiskObserver {
         }
         for vm in await context.vms.list() {
             try await VMObject.export(vm, context: context, handlers: tables.vm, announce: false)
+            _ = noteNICs(of: vm)
+        }
+        for network in await context.networks.list() {
+            try await NetworkObject.export(network, connected: connectedPaths(network.name), context: context,
+                                           handlers: tables.network, announce: false)
         }
         try await SettingsObject.export(context: context)
     }
@@ -64,6 +74,45 @@ public final class ControllerObjects: DiskObserver {
     public func vmChanged(_ change: VMChange) async {
         manager.vmsChanged()
         await VMObject.mirror(change, context: context, handlers: tables.vm)
+        let affected: Set<String>
+        switch change {
+        case .added(let vm), .updated(let vm, _): affected = noteNICs(of: vm)
+        case .removed(let uuid): affected = nics.withLock { $0.removeValue(forKey: uuid)?.networks ?? [] }
+        case .ephemeralStopped: affected = []
+        }
+        guard !affected.isEmpty else { return }
+        await context.bus.setProperties(interface: NetworkInterface.name, affected.sorted().map { network in
+            (path: ObjectPaths.network(network), changes: ["ConnectedVMs": .objectPaths(connectedPaths(network))])
+        })
+    }
+
+    /// Mirrors a change of the networks.
+    public func networkChanged(_ change: NetworkChange) async {
+        let name: String
+        switch change {
+        case .added(let info), .updated(let info): name = info.name
+        case .removed(let removed): name = removed
+        }
+        await NetworkObject.mirror(change, connected: connectedPaths(name), context: context, handlers: tables.network)
+    }
+
+    /// Records the networks of `vm`'s NICs; returns the networks whose ConnectedVMs change.
+    private func noteNICs(of vm: VMInfo) -> Set<String> {
+        let networks = Set(vm.interfaces.filter { $0.type == "network" }.map(\.source))
+        return nics.withLock { table -> Set<String> in
+            let old = table[vm.uuid]
+            table[vm.uuid] = (vm.name, networks)
+            guard let old else { return networks }
+            return old.name == vm.name ? old.networks.symmetricDifference(networks) : old.networks.union(networks)
+        }
+    }
+
+    /// The paths of the VMs with a NIC on `network`, sorted by VM name.
+    private func connectedPaths(_ network: String) -> [String] {
+        nics.withLock { table in
+            table.filter { $0.value.networks.contains(network) }.sorted { ($0.value.name, $0.key) < ($1.value.name, $1.key) }
+                .map { ObjectPaths.vm($0.key) }
+        }
     }
 
     /// Mirrors a change of the jobs.
@@ -79,6 +128,7 @@ struct HandlerTables: Sendable {
     let disk: [String: MethodHandler]
     let vm: [String: MethodHandler]
     let job: [String: MethodHandler]
+    let network: [String: MethodHandler]
 
     init(context: BusContext) {
         do {
@@ -93,6 +143,10 @@ struct HandlerTables: Sendable {
             job = try JobInterface.declaration.handlers(JobObject.bindings) { call in
                 guard let id = ObjectPaths.jobID(call.path) else { throw ControllerError.invalidArgs("no job at \(call.path)") }
                 return JobObject(id: id, context: context)
+            }
+            network = try NetworkInterface.declaration.handlers(NetworkObject.bindings) { call in
+                guard let name = ObjectPath.decode(prefix: ObjectPaths.networkPrefix, call.path) else { throw ControllerError.noSuchNetwork("no network at \(call.path)") }
+                return NetworkObject(name: name, context: context)
             }
         } catch {
             // The bindings are static: a declaration without a handler is a programming

@@ -25,6 +25,9 @@ final class ManagerObject: Sendable {
         .init(ManagerInterface.getDiskByName) { try await $0.getDiskByName($1) },
         .init(ManagerInterface.createDisk) { try await $0.createDisk($1) },
         .init(ManagerInterface.listJobs) { try await $0.listJobs($1) },
+        .init(ManagerInterface.listNetworks) { try await $0.listNetworks($1) },
+        .init(ManagerInterface.getNetworkByName) { try await $0.getNetworkByName($1) },
+        .init(ManagerInterface.defineNetwork) { try await $0.defineNetwork($1) },
     ]
 
     /// Any VM changed: ListVMs' cached reply is stale.
@@ -107,5 +110,30 @@ final class ManagerObject: Sendable {
     func listJobs(_ call: BusCall) async throws -> [DBusValue] {
         try call.options().finish()
         return [.objectPaths(await context.jobs.list().map { ObjectPaths.job($0.id) })]
+    }
+
+    func listNetworks(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        return [.objectPaths(await context.networks.list().map { ObjectPaths.network($0.name) })]
+    }
+
+    func getNetworkByName(_ call: BusCall) async throws -> [DBusValue] {
+        let name = call.string("name")
+        try call.options().finish()
+        return [.objectPath(ObjectPaths.network(try await context.networks.find(name).name))]
+    }
+
+    func defineNetwork(_ call: BusCall) async throws -> [DBusValue] {
+        var request = NetworkService.DefineRequest(name: call.string("name"), kind: call.string("kind"))
+        var options = try call.options()
+        request.ipv4 = try options.string("ipv4")
+        request.dhcp = try options.bool("dhcp")
+        request.bridge = try options.string("bridge")
+        request.autostart = try options.bool("autostart")
+        request.start = try options.bool("start")
+        try options.finish()
+        let plan = try await context.networks.checkDefine(request)
+        try await context.authorize(call, plan.details)
+        return [.objectPath(ObjectPaths.network(try await context.networks.runDefine(plan).name))]
     }
 }

@@ -9,6 +9,7 @@ public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible
     case noSuchDisk(String)
     case noSuchSnapshot(String)
     case noSuchBackup(String)
+    case noSuchNetwork(String)
     case alreadyExists(String)
     case busy(String)
     case invalidState(String)
@@ -30,6 +31,7 @@ public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible
         case .noSuchDisk: return "NoSuchDisk"
         case .noSuchSnapshot: return "NoSuchSnapshot"
         case .noSuchBackup: return "NoSuchBackup"
+        case .noSuchNetwork: return "NoSuchNetwork"
         case .alreadyExists: return "AlreadyExists"
         case .busy: return "Busy"
         case .invalidState: return "InvalidState"
@@ -46,7 +48,7 @@ public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible
         switch self {
         case .invalidArgs(let m), .accessDenied(let m), .interactiveAuthorizationRequired(let m),
              .limitsExceeded(let m), .noSuchVM(let m), .noSuchDisk(let m), .noSuchSnapshot(let m),
-             .noSuchBackup(let m), .alreadyExists(let m), .busy(let m), .invalidState(let m),
+             .noSuchBackup(let m), .noSuchNetwork(let m), .alreadyExists(let m), .busy(let m), .invalidState(let m),
              .libvirt(let m), .guestfs(let m), .io(let m), .cancelled(let m), .notSupported(let m):
             return m
         }

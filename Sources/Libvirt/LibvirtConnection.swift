@@ -32,6 +32,7 @@ public final class LibvirtConnection: @unchecked Sendable {
     private var pointer: virConnectPtr?
     /// Event sinks and their callback ids, deregistered on close.
     private let sinks = Mutex<[(Int32, EventSink)]>([])
+    private let networkSinks = Mutex<[(Int32, NetworkEventSink)]>([])
 
     /// Opens `uri` (blocking). Throws ``LibvirtError`` when libvirt refuses.
     public init(uri: String) throws {
@@ -66,10 +67,15 @@ public final class LibvirtConnection: @unchecked Sendable {
         sinks.withLock { $0.append((callbackID, sink)) }
     }
 
+    func keepNetworkSink(_ sink: NetworkEventSink, callbackID: Int32) {
+        networkSinks.withLock { $0.append((callbackID, sink)) }
+    }
+
     /// Closes the connection.
     public func close() {
         if let pointer {
             for (id, _) in sinks.withLock({ $0 }) { _ = virConnectDomainEventDeregisterAny(pointer, id) }
+            for (id, _) in networkSinks.withLock({ $0 }) { _ = virConnectNetworkEventDeregisterAny(pointer, id) }
             virConnectClose(pointer)
         }
         pointer = nil

@@ -25,6 +25,9 @@ public struct LibvirtError: Error, Sendable, CustomStringConvertible {
     public static let xmlDetail: Int32 = 35
     public static let domainExists: Int32 = 28
     public static let noDomain: Int32 = 42
+    public static let noNetwork: Int32 = 43
+    /// `VIR_ERR_NETWORK_EXIST`: a network with this name or UUID, or this bridge, exists.
+    public static let networkExists: Int32 = 37
     public static let operationInvalid: Int32 = 55
     public static let operationUnsupported: Int32 = 84
 

@@ -70,7 +70,10 @@ struct Runtime {
             logger: Logger(label: "disks")))
         let vmService = VMService(vms: vms, disks: diskService, jobs: jobs, qemuImg: qemuImg,
                                   imageDirectory: config.imageDirectory, logger: Logger(label: "vms"))
-        let objects = ControllerObjects(bus: bus, authorizer: authorizer, disks: diskService, vms: vmService, jobs: jobs,
+        let networks = NetworkManager(monitor: libvirt, logger: Logger(label: "networks"))
+        let networkService = NetworkService(networks: networks, vms: vms, logger: Logger(label: "networks"))
+        let objects = ControllerObjects(bus: bus, authorizer: authorizer, disks: diskService, vms: vmService,
+                                        networks: networkService, jobs: jobs,
                                         settings: settings, libvirtURI: config.libvirtURI, imageDirectory: config.imageDirectory,
                                         backupDirectory: config.backupDirectory, logger: logger)
         await jobs.setObserver { change in
@@ -86,11 +89,15 @@ struct Runtime {
             await vmService.vmChanged(change)
             trimmer.request()
         }
+        await networks.setObserver { change in await objects.networkChanged(change) }
         diskService.policies.start()
         let bootStart = Atomic<Bool>(config.vms.startAllOnBoot)
         let log = logger
         await libvirt.start { connected in
-            if connected { await vms.resync() }
+            if connected {
+                await vms.resync()
+                await networks.resync()
+            }
             await objects.setLibvirtConnected(connected)
             // The service's ordered start, once, when libvirt is first reachable.
             if connected, bootStart.exchange(false, ordering: .acquiringAndReleasing) {
@@ -121,6 +128,7 @@ struct Runtime {
         await bus.drainAndClose(timeout: .seconds(config.shutdownTimeoutSeconds),
                                 reply: DBusError(name: ErrorName.busy.rawValue, message: "the service is shutting down"))
         await vms.stop()
+        await networks.stop()
         await libvirt.stop()
         await settings.stop()
         logger.notice("stopped")

@@ -18,7 +18,7 @@ struct MVCtl: AsyncParsableCommand {
             be reached.
             """,
         version: "0.1.0",
-        subcommands: [Status.self, VM.self, Disk.self, Settings.self])
+        subcommands: [Status.self, VM.self, Disk.self, Network.self, Settings.self])
 }
 
 /// Options every command takes.

@@ -307,32 +307,33 @@ struct VM: AsyncParsableCommand {
     }
 }
 
-/// A VM command that calls one method without options (start, destroy, reboot, …).
-protocol SimpleVMAction {
+/// A command that names one object and calls one of its methods without options (vm start,
+/// destroy, reboot, …; network start, stop, undefine).
+protocol SimpleAction {
     static var command: String { get }
     static var abstract: String { get }
     static var method: String { get }
     static var done: String { get }
 }
 
-enum StartAction: SimpleVMAction {
+enum StartAction: SimpleAction {
     static let command = "start", abstract = "Start a VM.", method = VMInterface.start.name, done = "started"
 }
-enum DestroyAction: SimpleVMAction {
+enum DestroyAction: SimpleAction {
     static let command = "destroy", abstract = "Stop a VM at once (like pulling the plug).", method = VMInterface.destroy.name, done = "destroyed"
 }
-enum RebootAction: SimpleVMAction {
+enum RebootAction: SimpleAction {
     static let command = "reboot", abstract = "Reboot a running VM.", method = VMInterface.reboot.name, done = "rebooting"
 }
-enum SuspendAction: SimpleVMAction {
+enum SuspendAction: SimpleAction {
     static let command = "suspend", abstract = "Pause a running VM.", method = VMInterface.suspend.name, done = "paused"
 }
-enum ResumeAction: SimpleVMAction {
+enum ResumeAction: SimpleAction {
     static let command = "resume", abstract = "Resume a paused VM.", method = VMInterface.resume.name, done = "resumed"
 }
 
 extension VM {
-    struct Simple<Action: SimpleVMAction>: AsyncParsableCommand {
+    struct Simple<Action: SimpleAction>: AsyncParsableCommand {
         static var configuration: CommandConfiguration { CommandConfiguration(commandName: Action.command, abstract: Action.abstract) }
         @OptionGroup var global: GlobalOptions
         @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String

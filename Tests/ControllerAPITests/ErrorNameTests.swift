@@ -8,7 +8,7 @@ final class ErrorNameTests: XCTestCase {
     func testEveryCoreErrorKindHasItsDBusName() {
         let all: [ControllerError] = [
             .invalidArgs(""), .accessDenied(""), .interactiveAuthorizationRequired(""), .limitsExceeded(""),
-            .noSuchVM(""), .noSuchDisk(""), .noSuchSnapshot(""), .noSuchBackup(""), .alreadyExists(""), .busy(""),
+            .noSuchVM(""), .noSuchDisk(""), .noSuchSnapshot(""), .noSuchBackup(""), .noSuchNetwork(""), .alreadyExists(""), .busy(""),
             .invalidState(""), .libvirt(""), .guestfs(""), .io(""), .cancelled(""), .notSupported(""),
         ]
         XCTAssertEqual(all.count, ErrorName.allCases.count, "a ControllerError case or an ErrorName was added on one side only")

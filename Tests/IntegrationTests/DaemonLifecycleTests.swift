@@ -122,6 +122,7 @@ final class DaemonLifecycleTests: XCTestCase {
         let dbusDir = TestStack.repo.appendingPathComponent("dbus")
         let files = try FileManager.default.contentsOfDirectory(atPath: dbusDir.path).filter { $0.hasSuffix(".xml") }.sorted()
         XCTAssertEqual(files, ["org.multiverse.Controller.Disk.xml", "org.multiverse.Controller.Job.xml", "org.multiverse.Controller.Manager.xml",
+                               "org.multiverse.Controller.Network.xml",
                                "org.multiverse.Controller.Settings.xml", "org.multiverse.Controller.VM.xml"])
         for file in files {
             let interface = String(file.dropLast(4))

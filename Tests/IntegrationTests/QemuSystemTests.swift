@@ -263,4 +263,46 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(message.contains("StartAll: \(name) failed to start:") && message.contains("/nonexistent/vmlinuz"), message)
         XCTAssertEqual(Self.virsh(["domstate", name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "shut off")
     }
+
+    /// An isolated network is what libvirtd holds (virsh net-dumpxml: no forward, no ip), and
+    /// a net-destroy behind the service's back reaches its Active property by libvirt's event.
+    func testIsolatedNetworkAsVirshSeesItAndChangesBehindTheServicesBack() throws {
+        let s = try stack
+        let name = "mvtest-isolated"
+        _ = Self.virsh(["net-destroy", name])
+        _ = Self.virsh(["net-undefine", name])
+        let path = ObjectPath.encode(prefix: "/org/multiverse/Controller/network", name)
+        let iface = "org.multiverse.Controller.Network"
+        let r = s.manager("DefineNetwork", ["ssa{sv}", name, "isolated", "1", "bridge", "s", "mvbr-iso0"])
+        XCTAssertTrue(r.ok, r.all)
+        defer {
+            _ = Self.virsh(["net-destroy", name])
+            _ = Self.virsh(["net-undefine", name])
+        }
+        let dump = Self.virsh(["net-dumpxml", name])
+        XCTAssertTrue(dump.ok, dump.all)
+        XCTAssertFalse(dump.stdout.contains("<forward"), dump.stdout)
+        XCTAssertFalse(dump.stdout.contains("<ip"), dump.stdout)
+        XCTAssertTrue(dump.stdout.contains("<bridge name='mvbr-iso0'"), dump.stdout)
+        XCTAssertTrue(Self.virsh(["net-info", name]).stdout.contains("Active:         yes"), Self.virsh(["net-info", name]).all)
+        XCTAssertEqual(s.property(path, iface, "Active"), "b true")
+
+        XCTAssertTrue(Self.virsh(["net-destroy", name]).ok)
+        for _ in 0..<100 where s.property(path, iface, "Active") != "b false" { usleep(100_000) }
+        XCTAssertEqual(s.property(path, iface, "Active"), "b false")
+        XCTAssertTrue(Self.virsh(["net-undefine", name]).ok)
+        for _ in 0..<100 where s.manager("GetNetworkByName", ["sa{sv}", name, "0"]).ok { usleep(100_000) }
+        XCTAssertFalse(s.manager("GetNetworkByName", ["sa{sv}", name, "0"]).ok)
+
+        let nat = s.manager("DefineNetwork", ["ssa{sv}", "mvtest-nat", "nat", "2", "ipv4", "s", "10.93.0.1/24", "bridge", "s", "mvbr-nat0"])
+        defer {
+            _ = Self.virsh(["net-destroy", "mvtest-nat"])
+            _ = Self.virsh(["net-undefine", "mvtest-nat"])
+        }
+        XCTAssertTrue(nat.ok, nat.all)
+        let natXML = Self.virsh(["net-dumpxml", "mvtest-nat"]).stdout
+        XCTAssertTrue(natXML.contains("<forward mode='nat'"), natXML)
+        XCTAssertTrue(natXML.contains("<ip address='10.93.0.1' prefix='24'>") || natXML.contains("<ip address='10.93.0.1' netmask='255.255.255.0'>"), natXML)
+        XCTAssertTrue(natXML.contains("<range start='10.93.0.2' end='10.93.0.254'"), natXML)
+    }
 }

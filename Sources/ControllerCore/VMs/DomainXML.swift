@@ -188,6 +188,12 @@ public enum DomainXML {
             guard let dir = fs.first("source")?.attribute("dir"), let tag = fs.first("target")?.attribute("dir") else { return nil }
             return VMShare(hostPath: dir, tag: tag, readonly: fs.first("readonly") != nil)
         }
+        info.interfaces = (devices?.elements("interface") ?? []).map { nic in
+            let type = nic.attribute("type") ?? ""
+            let source = nic.first("source")
+            return VMInterface(type: type, source: source?.attribute("network") ?? source?.attribute("bridge") ?? source?.attribute("dev") ?? "",
+                               mac: nic.first("mac")?.attribute("address") ?? "", model: nic.first("model")?.attribute("type") ?? "")
+        }
     }
 
     static func mebibytes(_ value: UInt64, unit: String) -> UInt64 {

@@ -11,6 +11,8 @@ public struct VMInfo: Sendable, Equatable {
     public var persistent: Bool
     public var disks: [VMDisk]
     public var shares: [VMShare]
+    /// The VM's NICs, in the order of its definition.
+    public var interfaces: [VMInterface] = []
 
     public init(uuid: String, name: String) {
         self.uuid = uuid
@@ -82,4 +84,14 @@ public enum DomainStateNames {
         let list = reasons[Int(state)]
         return list.indices.contains(Int(reason)) ? list[Int(reason)] : "unknown"
     }
+}
+
+/// One NIC of a VM: how it is connected and its MAC.
+public struct VMInterface: Sendable, Equatable {
+    /// libvirt's interface type: `network`, `bridge`, `direct`, `user`, …
+    public var type: String
+    /// The network's name (type `network`), the bridge (`bridge`) or the host device (`direct`).
+    public var source: String
+    public var mac: String
+    public var model: String
 }
