@@ -56,6 +56,7 @@ public enum VMInterface {
             APIProperty("Ephemeral", "b", doc: "Whether the VM is discarded (with its overlay) when it stops."),
             APIProperty("Disks", "a(ssso)", doc: "target, source path, format and managed disk object (or /) of each disk."),
             APIProperty("Shares", "a(ss)", doc: "host path and tag of each 9p share."),
+            APIProperty("Interfaces", "a(sss)", doc: "MAC address, network (or bridge or host device) and model of each NIC, in the order of the definition."),
         ],
         signals: [stateChanged])
 }

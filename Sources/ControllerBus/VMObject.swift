@@ -182,6 +182,7 @@ extension VMObject {
             "Ephemeral": .boolean(info.ephemeral),
             "Disks": .array(elementSignature: "(ssso)", disks),
             "Shares": .array(elementSignature: "(ss)", info.shares.map { .structure([.string($0.hostPath), .string($0.tag)]) }),
+            "Interfaces": .array(elementSignature: "(sss)", info.interfaces.map { .structure([.string($0.mac), .string($0.source), .string($0.model)]) }),
         ]
     }
 }

@@ -76,11 +76,20 @@ final class NetworkTests: XCTestCase {
     }
 
     func testARunningVMKeepsItsNetworkAndIsListedAsConnected() throws {
+        let s = try stack
         XCTAssertTrue(try define("link-b", "isolated").ok)
         let vm = try stack.manager("DefineVM", ["ssa{sv}", "net-user", "app", "1", "networks", "as", "1", "link-b"], as: TestStack.grantedUser)
         XCTAssertTrue(vm.ok, vm.all)
         let vmPath = try XCTUnwrap(try stack.vmPath("net-user"))
         XCTAssertEqual(try property("link-b", "ConnectedVMs"), "ao 1 \"\(vmPath)\"")
+        // The VM lists its NIC: MAC (libvirt's), the network, the model.
+        let nics = s.property(vmPath, TestStack.vmInterface, "Interfaces")
+        XCTAssertTrue(nics.hasPrefix("a(sss) 1 \"52:54:00:") && nics.hasSuffix("\" \"link-b\" \"virtio\""), nics)
+        let unknown = try stack.manager("DefineVM", ["ssa{sv}", "net-lost", "app", "1", "networks", "as", "2", "link-b", "nowhere"],
+                                        as: TestStack.grantedUser)
+        XCTAssertFalse(unknown.ok, unknown.all)
+        XCTAssertTrue(unknown.stderr.contains("no network named 'nowhere'"), unknown.all)
+        XCTAssertNil(s.vmPath("net-lost"))
         XCTAssertTrue(try stack.call(vmPath, TestStack.vmInterface, "Start", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         for method in ["Stop", "Undefine"] {
             let busy = try networkCall("link-b", method)

@@ -260,6 +260,13 @@ public actor VMManager {
     }
 
     /// The domain XML (live, or the persistent definition with `inactive`).
+    /// The names among `networks` that libvirt has no network of (asked of libvirt, not of a
+    /// cache: a network defined a moment ago counts).
+    func missingNetworks(_ networks: [String]) async throws -> [String] {
+        guard !networks.isEmpty else { return [] }
+        return try await call("look up networks") { connection in try networks.filter { try connection.network(named: $0) == nil } }
+    }
+
     public func xml(_ uuid: String, inactive: Bool) async throws -> String {
         try await call("read the XML of \(vms[uuid]?.name ?? uuid)") { try $0.domain(uuid: uuid).xml(inactive: inactive) }
     }

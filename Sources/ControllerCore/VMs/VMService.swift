@@ -129,6 +129,10 @@ public final class VMService: Sendable {
         if let memory = request.memoryMiB { spec.memoryMiB = memory }
         if let vcpus = request.vcpus { spec.vcpus = vcpus }
         if let networks = request.networks { spec.networks = networks }
+        let missing = try await vms.missingNetworks(spec.networks)
+        if !missing.isEmpty {
+            throw ControllerError.invalidArgs("no network named \(missing.map(DiskName.quoted).joined(separator: ", ")) (define it with DefineNetwork, or give other networks)")
+        }
         spec.shares = shares
         spec.disks = diskSpecs
         spec.autostart = request.autostart
