@@ -100,8 +100,8 @@ public final class ControllerObjects: DiskObserver {
     private func noteNICs(of vm: VMInfo) -> Set<String> {
         let networks = Set(vm.interfaces.filter { $0.type == "network" }.map(\.source))
         return nics.withLock { table -> Set<String> in
-            let old = table[vm.uuid]
-            table[vm.uuid] = (vm.name, networks)
+            // Only VMs with a NIC on a network are kept: most VMs of a big host cost nothing here.
+            let old = networks.isEmpty ? table.removeValue(forKey: vm.uuid) : table.updateValue((vm.name, networks), forKey: vm.uuid)
             guard let old else { return networks }
             return old.name == vm.name ? old.networks.symmetricDifference(networks) : old.networks.union(networks)
         }
