@@ -5,7 +5,7 @@ public enum VMInterface {
     public static let name = ControllerNames.interfacePrefix + "VM"
     typealias A = Arg
 
-    public static let start = APIMethod("Start", in: [A.options], action: .vmControl, doc: "Starts a shut-off VM.")
+    public static let start = APIMethod("Start", in: [A.options], action: .vmControl, doc: "Starts a shut-off VM.\n\nInactive libvirt networks its NICs use are started first (logged); that also needs org.multiverse.controller.network.manage, and a network that cannot be started is InvalidState naming it.")
     public static let shutdown = APIMethod("Shutdown", in: [A.options], action: .vmControl,
         doc: "Asks the guest to power off. Options: timeout_s u (wait), force b (destroy when the timeout passes).\n\nWithout timeout_s the call returns once the request is made. With it, the call waits up to timeout_s seconds (at most 3600) for the VM to stop and answers Busy when it did not; force b (needs timeout_s) destroys the VM instead.")
     public static let destroy = APIMethod("Destroy", in: [A.options], action: .vmControl, doc: "Stops the VM at once.")

@@ -42,6 +42,12 @@ final class BusContext: Sendable {
         return caller
     }
 
+    /// Asks polkit for a further `action` the call needs besides its declared one (a Start
+    /// that must also start networks needs network.manage).
+    func authorize(_ call: BusCall, also action: PolkitAction, _ details: [String: String]) async throws {
+        try await authorizer.authorize(try await caller(call), action: action.rawValue, details: details)
+    }
+
     /// The reply of a method that started a job.
     static func reply(_ job: JobSnapshot) -> [DBusValue] { [.objectPath(ObjectPaths.job(job.id))] }
 }

@@ -34,6 +34,7 @@ struct VMObject: Sendable {
         try call.options().finish()
         let plan = try await vms.checkLifecycle(uuid, action)
         try await context.authorize(call, plan.details)
+        if !plan.networksToStart.isEmpty { try await context.authorize(call, also: .networkManage, plan.networkDetails) }
         try await vms.runLifecycle(plan, action)
         return []
     }

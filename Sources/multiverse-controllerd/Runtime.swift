@@ -102,7 +102,7 @@ struct Runtime {
             // The service's ordered start, once, when libvirt is first reachable.
             if connected, bootStart.exchange(false, ordering: .acquiringAndReleasing) {
                 do {
-                    let job = try await vmService.runStartAll(vmService.checkStartAll(), uid: 0)
+                    let job = try await vmService.runStartAll(await vmService.checkStartAll(), uid: 0)
                     log.notice("start-up: StartAll runs as job \(job.id)")
                 } catch {
                     log.error("start-up: cannot run StartAll: \(error)")

@@ -162,4 +162,39 @@ final class NetworkTests: XCTestCase {
         XCTAssertTrue(s.mvctl(["network", "undefine", "mv-d"]).ok)
         XCTAssertFalse(try listed().contains("mv-d"))
     }
+
+    /// Debian leaves libvirt's default network defined but inactive: Start (and StartAll)
+    /// starts a VM's inactive networks first, asking network.manage for it too.
+    func testStartingAVMStartsItsInactiveNetworkFirst() throws {
+        let s = try stack
+        XCTAssertTrue(try define("sleepy-e", "isolated", ["1", "start", "b", "false"]).ok)
+        XCTAssertEqual(try property("sleepy-e", "Active"), "b false")
+        XCTAssertTrue(try stack.manager("DefineVM", ["ssa{sv}", "wakes-e", "app", "1", "networks", "as", "1", "sleepy-e"], as: TestStack.grantedUser).ok)
+        let vmPath = try XCTUnwrap(s.vmPath("wakes-e"))
+        let refused = s.call(vmPath, TestStack.vmInterface, "Start", ["a{sv}", "0"], as: TestStack.otherUser, interactive: false)
+        XCTAssertFalse(refused.ok, refused.all)
+        XCTAssertEqual(try property("sleepy-e", "Active"), "b false", "a refused Start started the network")
+        let start = s.call(vmPath, TestStack.vmInterface, "Start", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(start.ok, start.all)
+        XCTAssertEqual(try property("sleepy-e", "Active"), "b true")
+        XCTAssertEqual(s.vmProperty("wakes-e", "State"), "s \"running\"")
+        let log = s.log(tail: 40)
+        XCTAssertTrue(log.contains("action=org.multiverse.controller.network.manage network=sleepy-e operation=start vm=wakes-e decision=allowed"), log)
+        XCTAssertTrue(log.contains("starting network sleepy-e for VM wakes-e"), log)
+        XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+        XCTAssertTrue(try networkCall("sleepy-e", "Stop").ok)
+
+        // StartAll: the same, before the VM's turn.
+        XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "SetAutostart", ["ba{sv}", "true", "0"], as: TestStack.grantedUser).ok)
+        let startAll = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(startAll.ok, startAll.all)
+        for _ in 0..<100 where s.vmProperty("wakes-e", "State") != "s \"running\"" { usleep(100_000) }
+        XCTAssertEqual(s.vmProperty("wakes-e", "State"), "s \"running\"")
+        XCTAssertEqual(try property("sleepy-e", "Active"), "b true")
+        XCTAssertTrue(s.log(tail: 40).contains("action=org.multiverse.controller.network.manage network=sleepy-e operation=start decision=allowed"),
+                      s.log(tail: 40))
+        XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "Undefine", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
+        XCTAssertTrue(try networkCall("sleepy-e", "Undefine").ok)
+    }
 }

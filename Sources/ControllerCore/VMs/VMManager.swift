@@ -260,6 +260,31 @@ public actor VMManager {
     }
 
     /// The domain XML (live, or the persistent definition with `inactive`).
+    /// The defined but inactive libvirt networks among those `vm`'s NICs use, sorted.
+    func inactiveNetworks(of vm: VMInfo) async throws -> [String] {
+        let names = Set(vm.interfaces.filter { $0.type == "network" }.map(\.source)).sorted()
+        guard !names.isEmpty else { return [] }
+        return try await call("look up the networks of \(vm.name)") { connection in
+            try names.filter { name in try connection.network(named: name).map { !$0.isActive } ?? false }
+        }
+    }
+
+    /// Starts the networks `vm` needs (Start and StartAll do this first: Debian leaves
+    /// libvirt's `default` network defined but inactive). A failure is InvalidState naming them.
+    func startNetworks(_ names: [String], for vm: VMInfo) async throws {
+        for name in names {
+            logger.notice("starting network \(name) for VM \(vm.name)")
+            do {
+                try await call("start network \(name)") { connection in
+                    guard let network = try connection.network(named: name), !network.isActive else { return }
+                    try network.start()
+                }
+            } catch let error as ControllerError {
+                throw ControllerError.invalidState("\(vm.name) needs network \(name), which cannot be started: \(error.message)")
+            }
+        }
+    }
+
     /// The names among `networks` that libvirt has no network of (asked of libvirt, not of a
     /// cache: a network defined a moment ago counts).
     func missingNetworks(_ networks: [String]) async throws -> [String] {

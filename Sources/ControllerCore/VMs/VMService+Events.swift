@@ -44,10 +44,19 @@ extension VMService {
 
     /// A checked StartAll.
     public struct StartAllPlan: Sendable {
+        /// Inactive networks the VMs to start use (they need network.manage too).
+        public var networksToStart: [String] = []
         public var details: [String: String] { ["operation": "start-all"] }
+        public var networkDetails: [String: String] { ["network": networksToStart.joined(separator: ","), "operation": "start"] }
     }
 
-    public func checkStartAll() -> StartAllPlan { StartAllPlan() }
+    public func checkStartAll() async -> StartAllPlan {
+        var networks = Set<String>()
+        for vm in await vms.list() where vm.autostart && vm.state != .running {
+            for name in (try? await vms.inactiveNetworks(of: vm)) ?? [] { networks.insert(name) }
+        }
+        return StartAllPlan(networksToStart: networks.sorted())
+    }
 
     /// Starts the StartAll job (also run once at start-up, as uid 0).
     public func runStartAll(_ plan: StartAllPlan, uid: UInt32) async throws -> JobSnapshot {
@@ -73,6 +82,7 @@ extension VMService {
                 already.append(vm.name)
             } else {
                 do {
+                    try await vms.startNetworks(try await vms.inactiveNetworks(of: vm), for: vm)
                     await disks.releaseAppliances(of: vm)
                     try await vms.perform(vm.uuid, "start") { try $0.start() }
                 } catch {

@@ -237,7 +237,13 @@ public final class VMService: Sendable {
     public struct LifecyclePlan: Sendable {
         public let vm: VMInfo
         public let operation: String
+        /// Inactive networks a Start must start first (they need network.manage too).
+        public var networksToStart: [String] = []
         public var details: [String: String] { ["vm": vm.name, "operation": operation] }
+        /// The details of the network.manage check for ``networksToStart``.
+        public var networkDetails: [String: String] {
+            ["network": networksToStart.joined(separator: ","), "operation": "start", "vm": vm.name]
+        }
     }
 
     public func checkLifecycle(_ uuid: String, _ action: Lifecycle) async throws -> LifecyclePlan {
@@ -245,13 +251,16 @@ public final class VMService: Sendable {
         guard action.allowed(info.state) else {
             throw ControllerError.invalidState("cannot \(action.rawValue) \(info.name): it is \(info.state.rawValue)")
         }
-        return LifecyclePlan(vm: info, operation: action.rawValue)
+        var plan = LifecyclePlan(vm: info, operation: action.rawValue)
+        if action == .start { plan.networksToStart = try await vms.inactiveNetworks(of: info) }
+        return plan
     }
 
     public func runLifecycle(_ plan: LifecyclePlan, _ action: Lifecycle) async throws {
         let uuid = plan.vm.uuid
         switch action {
         case .start:
+            try await vms.startNetworks(plan.networksToStart, for: plan.vm)
             await disks.releaseAppliances(of: plan.vm)
             try await vms.perform(uuid, "start") { try $0.start() }
         case .destroy: try await vms.perform(uuid, "destroy") { try $0.destroy() }
