@@ -16,9 +16,7 @@ public final class LibvirtDomain: @unchecked Sendable {
 
     /// The domain's UUID in its usual text form.
     public var uuid: String {
-        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-        guard virDomainGetUUIDString(pointer, &buffer) == 0 else { return "" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        libvirtUUID { virDomainGetUUIDString(pointer, $0) }
     }
 
     public var name: String { virDomainGetName(pointer).map { String(cString: $0) } ?? "" }

@@ -42,3 +42,11 @@ public struct LibvirtError: Error, Sendable, CustomStringConvertible {
         return error
     }
 }
+
+/// A UUID as libvirt writes it into a `VIR_UUID_STRING_BUFLEN` buffer (`fill` returns
+/// libvirt's status); empty when libvirt fails.
+func libvirtUUID(_ fill: (UnsafeMutablePointer<CChar>) -> Int32) -> String {
+    var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+    guard buffer.withUnsafeMutableBufferPointer({ fill($0.baseAddress!) }) == 0 else { return "" }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -28,9 +28,7 @@ private let lifecycleTrampoline: @convention(c) (virConnectPtr?, virDomainPtr?, 
     _, domain, event, detail, opaque in
     guard let domain, let opaque else { return 0 }
     let sink = Unmanaged<EventSink>.fromOpaque(opaque).takeUnretainedValue()
-    var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-    _ = virDomainGetUUIDString(domain, &buffer)
-    let uuid = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let uuid = libvirtUUID { virDomainGetUUIDString(domain, $0) }
     let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
     sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: event, detail: detail))
     return 0
@@ -40,9 +38,7 @@ private let deviceRemovedTrampoline: @convention(c) (virConnectPtr?, virDomainPt
     _, domain, alias, opaque in
     guard let domain, let opaque else { return }
     let sink = Unmanaged<EventSink>.fromOpaque(opaque).takeUnretainedValue()
-    var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-    _ = virDomainGetUUIDString(domain, &buffer)
-    let uuid = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let uuid = libvirtUUID { virDomainGetUUIDString(domain, $0) }
     let name = alias.map { String(cString: $0) } ?? ""
     sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: DomainLifecycleEvent.deviceRemoved, detail: 0))
 }

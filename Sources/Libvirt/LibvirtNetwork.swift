@@ -14,9 +14,7 @@ public final class LibvirtNetwork: @unchecked Sendable {
     deinit { virNetworkFree(pointer) }
 
     public var uuid: String {
-        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-        guard virNetworkGetUUIDString(pointer, &buffer) == 0 else { return "" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        libvirtUUID { virNetworkGetUUIDString(pointer, $0) }
     }
 
     public var name: String { virNetworkGetName(pointer).map { String(cString: $0) } ?? "" }
@@ -68,9 +66,7 @@ private let networkLifecycleTrampoline: @convention(c) (virConnectPtr?, virNetwo
     _, network, event, _, opaque in
     guard let network, let opaque else { return }
     let sink = Unmanaged<NetworkEventSink>.fromOpaque(opaque).takeUnretainedValue()
-    var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-    _ = virNetworkGetUUIDString(network, &buffer)
-    let uuid = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let uuid = libvirtUUID { virNetworkGetUUIDString(network, $0) }
     let name = virNetworkGetName(network).map { String(cString: $0) } ?? ""
     sink.handler(NetworkLifecycleEvent(uuid: uuid, name: name, event: event))
 }

@@ -92,6 +92,10 @@ struct Client {
         try await callManager(ManagerInterface.getDiskByName.name, [.string(name), .emptyOptions]).first?.string ?? ""
     }
 
+    func networkPath(_ name: String) async throws -> String {
+        try await callManager(ManagerInterface.getNetworkByName.name, [.string(name), .emptyOptions]).first?.string ?? ""
+    }
+
     /// Objects implementing `interface`, with that interface's properties, from one GetManagedObjects call.
     func managedObjects(interface: String) async throws -> [String: [String: DBusValue]] {
         let reply = try await bus.call(destination: Self.service, path: Self.root,

@@ -18,14 +18,10 @@ struct Network: AsyncParsableCommand {
 
     static let interface = NetworkInterface.name
 
-    static func path(_ client: Client, _ name: String) async throws -> String {
-        try await client.callManager(ManagerInterface.getNetworkByName.name, [.string(name), .emptyOptions]).first?.string ?? ""
-    }
-
     /// A network command that looks the network up by name and calls one method.
     static func call(_ global: GlobalOptions, _ name: String, _ member: String, _ args: [DBusValue], done: String) async throws {
         try await Client.run(global) { client in
-            let path = try await path(client, name)
+            let path = try await client.networkPath(name)
             _ = try await client.call(path, interface, member, args, privileged: true)
             if global.json { Output.json(["network": name, "done": member]) } else { print(done) }
         }
@@ -60,7 +56,7 @@ struct Network: AsyncParsableCommand {
 
         func run() async throws {
             try await Client.run(global) { client in
-                let path = try await Network.path(client, name)
+                let path = try await client.networkPath(name)
                 Output.object(path: path, try await client.properties(path, Network.interface), json: global.json)
             }
         }

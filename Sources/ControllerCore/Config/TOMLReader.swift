@@ -1,72 +1,3 @@
-/// A value in a TOML file, with the line it was set on.
-///
-/// The service reads its configuration and profile files with this small reader instead of
-/// a general TOML library: the one it used (TOMLKit) links the ICU-backed part of
-/// Foundation, whose data and start-up cost the daemon does not need (see
-/// docs/ARCHITECTURE.md, "Memory"). It reads TOML 1.0 except dates and times, which no key
-/// of the service takes: tables (`[a]`, `[a.b]`), dotted and quoted keys, basic and literal
-/// strings (also multi-line), integers (decimal, `0x`, `0o`, `0b`, `_` separators), floats,
-/// booleans, arrays over several lines with comments, and inline tables. Anything else is a
-/// syntax error naming the line.
-public indirect enum TOMLValue: Equatable, Sendable {
-    case string(String)
-    case integer(Int)
-    case float(Double)
-    case boolean(Bool)
-    case array([TOMLValue])
-    case table(TOMLTable)
-
-    /// The TOML name of the value's type, for errors ("expected a string, found integer").
-    public var typeName: String {
-        switch self {
-        case .string: "string"
-        case .integer: "integer"
-        case .float: "float"
-        case .boolean: "boolean"
-        case .array: "array"
-        case .table: "table"
-        }
-    }
-
-    public var string: String? { if case .string(let v) = self { v } else { nil } }
-    public var integer: Int? { if case .integer(let v) = self { v } else { nil } }
-    public var float: Double? { if case .float(let v) = self { v } else { nil } }
-    public var boolean: Bool? { if case .boolean(let v) = self { v } else { nil } }
-    public var array: [TOMLValue]? { if case .array(let v) = self { v } else { nil } }
-    public var table: TOMLTable? { if case .table(let v) = self { v } else { nil } }
-}
-
-/// A TOML table: its keys in file order, each with its value and the line that set it.
-public struct TOMLTable: Equatable, Sendable {
-    /// The line of the table's header (`[name]`), or of the key that made it (1 for the root).
-    public var line: Int
-    public private(set) var keys: [String] = []
-    private var entries: [String: Entry] = [:]
-    /// False for a table only named on the way to another (`a` in `[a.b]`): its own header
-    /// may still come later.
-    fileprivate var declared: Bool
-
-    struct Entry: Equatable, Sendable {
-        var value: TOMLValue
-        var line: Int
-    }
-
-    init(line: Int, declared: Bool = true) {
-        self.line = line
-        self.declared = declared
-    }
-
-    public subscript(key: String) -> TOMLValue? { entries[key]?.value }
-
-    /// The line on which `key` was set.
-    public func line(of key: String) -> Int? { entries[key]?.line }
-
-    fileprivate mutating func set(_ key: String, _ value: TOMLValue, line: Int) {
-        if entries[key] == nil { keys.append(key) }
-        entries[key] = Entry(value: value, line: line)
-    }
-}
-
 /// A syntax error: the line and what is wrong there.
 public struct TOMLSyntaxError: Error, Equatable, Sendable, CustomStringConvertible {
     public let line: Int
@@ -381,64 +312,12 @@ private struct Parser {
         }
         if word == "true" { return .boolean(true) }
         if word == "false" { return .boolean(false) }
-        if let n = Self.integer(word) { return .integer(n) }
-        if let d = Self.float(word) { return .float(d) }
+        if let n = TOMLNumber.integer(word) { return .integer(n) }
+        if let d = TOMLNumber.float(word) { return .float(d) }
         if word.count >= 8, word.unicodeScalars.prefix(4).allSatisfy({ ("0"..."9").contains($0) }), word.unicodeScalars.dropFirst(4).first == "-" {
             throw fail("'\(word)': dates and times are not supported here")
         }
         if word.isEmpty { throw fail("expected a value, found '\(peek.map { String($0) } ?? "end of file")'") }
         throw fail("'\(word)' is not a value (strings need quotes)")
-    }
-
-    /// Digits with single `_` between them.
-    static func digits(_ text: Substring, allowed: (Unicode.Scalar) -> Bool) -> String? {
-        guard let first = text.unicodeScalars.first, let last = text.unicodeScalars.last, first != "_", last != "_", !text.contains("__") else { return nil }
-        var out = ""
-        for c in text.unicodeScalars where c != "_" {
-            guard allowed(c) else { return nil }
-            out.unicodeScalars.append(c)
-        }
-        return out
-    }
-
-    static func integer(_ word: String) -> Int? {
-        let decimal: (Unicode.Scalar) -> Bool = { ("0"..."9").contains($0) }
-        for (prefix, radix, allowed) in [("0x", 16, { (c: Unicode.Scalar) in c.properties.isASCIIHexDigit }), ("0o", 8, { ("0"..."7").contains($0) }), ("0b", 2, { $0 == "0" || $0 == "1" })] as [(String, Int, (Unicode.Scalar) -> Bool)] where word.hasPrefix(prefix) {
-            return digits(word.dropFirst(2), allowed: allowed).flatMap { Int($0, radix: radix) }
-        }
-        var body = Substring(word)
-        var sign = ""
-        if let c = body.first, c == "+" || c == "-" { sign = c == "-" ? "-" : ""; body = body.dropFirst() }
-        guard let d = digits(body, allowed: decimal), !(d.count > 1 && d.hasPrefix("0")) else { return nil }
-        return Int(sign + d)
-    }
-
-    static func float(_ word: String) -> Double? {
-        var body = Substring(word)
-        var negative = false
-        if let c = body.first, c == "+" || c == "-" { negative = c == "-"; body = body.dropFirst() }
-        if body == "inf" { return negative ? -.infinity : .infinity }
-        if body == "nan" { return .nan }
-        // digits [. digits] [e [sign] digits], each digit run with single underscores.
-        let parts = body.split(separator: "e", maxSplits: 1, omittingEmptySubsequences: false)
-            .flatMap { $0.split(separator: "E", maxSplits: 1, omittingEmptySubsequences: false) }
-        guard parts.count <= 2, let mantissa = parts.first else { return nil }
-        let decimal: (Unicode.Scalar) -> Bool = { ("0"..."9").contains($0) }
-        let halves = mantissa.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let whole = digits(halves[0], allowed: decimal), !(whole.count > 1 && whole.hasPrefix("0")) else { return nil }
-        var text = whole
-        if halves.count == 2 {
-            guard let fraction = digits(halves[1], allowed: decimal) else { return nil }
-            text += "." + fraction
-        }
-        if parts.count == 2 {
-            var exponent = parts[1]
-            var expSign = ""
-            if let c = exponent.first, c == "+" || c == "-" { expSign = String(c); exponent = exponent.dropFirst() }
-            guard let e = digits(exponent, allowed: decimal) else { return nil }
-            text += "e" + expSign + e
-        }
-        guard halves.count == 2 || parts.count == 2, let value = Double(text) else { return nil }
-        return negative ? -value : value
     }
 }

@@ -262,10 +262,16 @@ public actor VMManager {
     /// The domain XML (live, or the persistent definition with `inactive`).
     /// The defined but inactive libvirt networks among those `vm`'s NICs use, sorted.
     func inactiveNetworks(of vm: VMInfo) async throws -> [String] {
-        let names = Set(vm.interfaces.filter { $0.type == "network" }.map(\.source)).sorted()
-        guard !names.isEmpty else { return [] }
-        return try await call("look up the networks of \(vm.name)") { connection in
-            try names.filter { name in try connection.network(named: name).map { !$0.isActive } ?? false }
+        try await inactiveNetworks(among: vm.interfaces.filter { $0.type == "network" }.map(\.source))
+    }
+
+    /// The defined but inactive networks among `names`, sorted: one hop to libvirt's thread
+    /// for all of them (StartAll asks for the networks of every VM it will start at once).
+    func inactiveNetworks(among names: some Sequence<String>) async throws -> [String] {
+        let unique = Set(names).sorted()
+        guard !unique.isEmpty else { return [] }
+        return try await call("look up networks \(unique.joined(separator: ", "))") { connection in
+            try unique.filter { name in try connection.network(named: name).map { !$0.isActive } ?? false }
         }
     }
 

@@ -51,11 +51,9 @@ extension VMService {
     }
 
     public func checkStartAll() async -> StartAllPlan {
-        var networks = Set<String>()
-        for vm in await vms.list() where vm.autostart && vm.state != .running {
-            for name in (try? await vms.inactiveNetworks(of: vm)) ?? [] { networks.insert(name) }
-        }
-        return StartAllPlan(networksToStart: networks.sorted())
+        let used = await vms.list().filter { $0.autostart && $0.state != .running }
+            .flatMap { $0.interfaces.filter { $0.type == "network" }.map(\.source) }
+        return StartAllPlan(networksToStart: (try? await vms.inactiveNetworks(among: used)) ?? [])
     }
 
     /// Starts the StartAll job (also run once at start-up, as uid 0).
