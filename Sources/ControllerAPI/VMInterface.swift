@@ -5,7 +5,7 @@ public enum VMInterface {
     public static let name = ControllerNames.interfacePrefix + "VM"
     typealias A = Arg
 
-    public static let start = APIMethod("Start", in: [A.options], action: .vmControl, doc: "Starts a shut-off VM.\n\nInactive libvirt networks its NICs use are started first (logged); that also needs org.multiverse.controller.network.manage, and a network that cannot be started is InvalidState naming it.")
+    public static let start = APIMethod("Start", in: [A.options], action: .vmControl, doc: "Starts a shut-off VM.\n\nInactive libvirt networks its NICs use are started first (logged); that also needs org.multiverse.controller.network.manage, and a network that cannot be started is InvalidState naming it.\n\nThe host is never overcommitted: LimitsExceeded, naming the figures, when the running VMs would then hold more memory (each its maximum) than the host's minus [vms] host_reserve_mib (default 1024), or more vCPUs than the host has CPUs unless [vms] allow_cpu_overcommit = true. A VM being started counts until it runs, so starts at once cannot overcommit together.")
     public static let shutdown = APIMethod("Shutdown", in: [A.options], action: .vmControl,
         doc: "Asks the guest to power off. Options: timeout_s u (wait), force b (destroy when the timeout passes).\n\nWithout timeout_s the call returns once the request is made. With it, the call waits up to timeout_s seconds (at most 3600) for the VM to stop and answers Busy when it did not; force b (needs timeout_s) destroys the VM instead.")
     public static let destroy = APIMethod("Destroy", in: [A.options], action: .vmControl, doc: "Stops the VM at once.")

@@ -63,11 +63,13 @@ final class ManagerObject: Sendable {
         request.ephemeral = try options.bool("ephemeral")
         request.shares = try options.stringPairs("shares")?.map { (hostPath: $0.0, tag: $0.1) }
         request.networks = try options.strings("networks")
+        request.macs = try options.strings("macs") ?? []
         request.autostart = try options.bool("autostart") ?? false
         request.seclabel = try options.string("seclabel") ?? "dynamic"
         try options.finish()
         let plan = try await vms.checkDefine(request)
         try await context.authorize(call, plan.details)
+        if plan.internalNetwork != nil { try await context.authorize(call, also: .networkManage, plan.networkDetails) }
         return [.objectPath(ObjectPaths.vm(try await vms.runDefine(plan).uuid))]
     }
 

@@ -104,11 +104,11 @@ extension LibvirtConnection {
 }
 
 extension LibvirtConnection {
-    /// The host's memory in KiB (`virNodeGetInfo`).
-    public func nodeMemoryKiB() throws -> UInt64 {
+    /// The host's memory in KiB and its active CPUs (`virNodeGetInfo`).
+    public func nodeResources() throws -> (memoryKiB: UInt64, cpus: UInt32) {
         var info = virNodeInfo()
         guard virNodeGetInfo(try handle(), &info) == 0 else { throw LibvirtError.last("cannot read node info") }
-        return UInt64(info.memory)
+        return (UInt64(info.memory), UInt32(info.cpus))
     }
 }
 

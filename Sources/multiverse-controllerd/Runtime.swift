@@ -68,10 +68,10 @@ struct Runtime {
             store: disks, backups: backups, guests: GuestImages(cache: appliances), policies: policies, vms: vms, jobs: jobs,
             qemuImg: qemuImg, maxSize: config.maxDiskSize, usageIntervalSeconds: config.guestfs.usageIntervalSeconds,
             logger: Logger(label: "disks")))
-        let vmService = VMService(vms: vms, disks: diskService, jobs: jobs, qemuImg: qemuImg,
-                                  imageDirectory: config.imageDirectory, logger: Logger(label: "vms"))
         let networks = NetworkManager(monitor: libvirt, logger: Logger(label: "networks"))
         let networkService = NetworkService(networks: networks, vms: vms, logger: Logger(label: "networks"))
+        let vmService = VMService(vms: vms, disks: diskService, networks: networkService, jobs: jobs, qemuImg: qemuImg,
+                                  imageDirectory: config.imageDirectory, logger: Logger(label: "vms"))
         let objects = ControllerObjects(bus: bus, authorizer: authorizer, disks: diskService, vms: vmService,
                                         networks: networkService, jobs: jobs,
                                         settings: settings, libvirtURI: config.libvirtURI, imageDirectory: config.imageDirectory,

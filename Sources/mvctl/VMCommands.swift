@@ -78,8 +78,12 @@ struct VM: AsyncParsableCommand {
         @Option(help: "Memory in MiB.") var memory: UInt64?
         @Option(help: "Number of vCPUs.") var vcpus: UInt32?
         @Option(help: "Managed disk to attach (repeatable), in order vda, vdb, ...") var disk: [String] = []
-        @Option(help: "libvirt network for a NIC (repeatable; replaces the profile's).") var network: [String] = []
+        @Option(help: ArgumentHelp("A NIC (repeatable, in order; replaces the profile's wiring): network:NAME or NAME, bridge:BR, direct:DEV.",
+                                   discussion: "Without it a network-controller gets the uplink and the internal network, the others the internal network ([vms] uplink, internal_network).")) var network: [String] = []
+        @Option(help: "MAC of the next NIC (repeatable, in order; libvirt picks the others).") var mac: [String] = []
         @Option(help: "9p share HOST_PATH:TAG (repeatable; replaces the profile's).") var share: [String] = []
+        @Option(help: "Boot from a new copy-on-write overlay NAME-root.qcow2 of this managed disk.") var baseDisk: String?
+        @Flag(help: "Undefine the VM and delete its overlay when it stops.") var ephemeral = false
         @Flag(help: "Start it with 'start-all' (the service's ordered start).") var autostart = false
         @Option(help: "Security label: dynamic (default) or none.") var seclabel: String?
 
@@ -89,6 +93,9 @@ struct VM: AsyncParsableCommand {
             if let vcpus { options["vcpus"] = .uint32(vcpus) }
             if !disk.isEmpty { options["disks"] = .strings(disk) }
             if !network.isEmpty { options["networks"] = .strings(network) }
+            if !mac.isEmpty { options["macs"] = .strings(mac) }
+            if let baseDisk { options["base_disk"] = .string(baseDisk) }
+            if ephemeral { options["ephemeral"] = .boolean(true) }
             if !share.isEmpty {
                 options["shares"] = .array(elementSignature: "(ss)", try share.map { entry in
                     let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)

@@ -8,7 +8,7 @@ final class MvctlTests: XCTestCase {
         defer { s.stop() }
         let status = s.mvctl(["status"])
         XCTAssertTrue(status.ok, status.all)
-        XCTAssertTrue(status.stdout.contains("libvirt URI        test:///default"), status.stdout)
+        XCTAssertTrue(status.stdout.contains("libvirt URI        \(TestStack.testHostURI)"), status.stdout)
 
         let create = s.mvctl(["disk", "create", "web", "3M", "--format", "raw"], as: TestStack.grantedUser)
         XCTAssertTrue(create.ok, create.all)

@@ -8,11 +8,13 @@ import XCTest
 /// the checks use it, including changes made behind the daemon's back.
 final class QemuSystemTests: XCTestCase {
     static let uri = "qemu:///system"
+    /// The suite's internal network ([vms] internal_network), not the installed default.
+    static let internalNetwork = "mvt-internal"
 
     override class func setUp() {
         SharedStacks.start(self) {
             try startLibvirtd()
-            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\n", libvirtURI: uri)
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"\(internalNetwork)\"\n", libvirtURI: uri)
         }
     }
 

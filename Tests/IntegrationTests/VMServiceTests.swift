@@ -16,6 +16,7 @@ final class VMServiceTests: XCTestCase {
                 try """
                     [profile]
                     description = "Tor gateway"
+                    role = "network-controller"
                     memory_mib = 384
                     networks = ["default"]
                     boot_order = 0
@@ -132,7 +133,8 @@ final class VMServiceTests: XCTestCase {
         XCTAssertEqual(s.vmProperty("desk1", "VCPUs"), "u 3")
         XCTAssertEqual(s.vmProperty("desk1", "Shares"), "a(ss) 1 \"\(share)\" \"Music\"")
         // An administrator's profile.
-        XCTAssertTrue(try define("tor1", "tor-gateway").ok)
+        let tor = try define("tor1", "tor-gateway")
+        XCTAssertTrue(tor.ok, tor.all)
         XCTAssertEqual(s.vmProperty("tor1", "MemoryMiB"), "t 384")
     }
 

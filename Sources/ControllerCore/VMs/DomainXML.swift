@@ -16,7 +16,8 @@ public enum DomainXML {
         public var profile: VMProfile
         public var memoryMiB: UInt64
         public var vcpus: UInt32
-        public var networks: [String]
+        /// The NICs, in order (resolved by ``VMTopology``); each gets the clean-traffic filter.
+        public var nics: [NICSpec]
         public var shares: [VMShare]
         /// (path, format) in target order vda, vdb, …
         public var disks: [(path: String, format: String)]
@@ -34,7 +35,7 @@ public enum DomainXML {
             self.profile = profile
             memoryMiB = profile.memoryMiB
             vcpus = profile.vcpus
-            networks = profile.networks
+            nics = []
             shares = profile.shares
             disks = []
             autostart = false
@@ -96,11 +97,7 @@ public enum DomainXML {
             devices.append(diskElement(path: disk.path, format: disk.format, target: targetName(index), bus: "virtio", readonly: false))
         }
         for share in spec.shares { devices.append(shareElement(share)) }
-        for network in spec.networks {
-            devices.append(element("interface", nil, [("type", "network")], [
-                element("source", nil, [("network", network)]), element("model", nil, [("type", "virtio")]),
-            ]))
-        }
+        for nic in spec.nics { devices.append(interfaceElement(nic)) }
         if spec.profile.serialConsole {
             devices.append(element("serial", nil, [("type", "pty")]))
             devices.append(element("console", nil, [("type", "pty")]))

@@ -20,13 +20,21 @@ public enum ProfileStore {
                 let text = try String(contentsOfFile: path, encoding: .utf8)
                 var document = try ConfigDocument(file: path, text: text)
                 var section = try document.section("profile")
-                var profile = byName[name] ?? VMProfile(name: name, description: "", memoryMiB: 1024, vcpus: 1, networks: ["default"],
+                var profile = byName[name] ?? VMProfile(name: name, description: "", role: .app, memoryMiB: 1024, vcpus: 1,
                                                         graphics: false, serialConsole: true, shares: [], bootOrder: 2)
                 if let v = try section.string("description") { profile.description = v }
                 if let v = try section.int("memory_mib", in: 16...(16 << 20)) { profile.memoryMiB = UInt64(v) }
                 if let v = try section.int("vcpus", in: 1...4096) { profile.vcpus = UInt32(v) }
+                if let v = try section.string("role") {
+                    guard let role = VMRole(rawValue: v) else {
+                        throw section.error("role", "'\(v)' is not one of \(VMRole.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
+                    }
+                    profile.role = role
+                }
                 if let v = try section.stringArray("networks") {
-                    for n in v where !SettingsConfig.isToken(n, extra: "-_.", max: 64) { throw section.error("networks", "'\(n)' is not a network name") }
+                    for n in v {
+                        do { _ = try NICSource(parsing: n) } catch let error as ControllerError { throw section.error("networks", error.message) }
+                    }
                     profile.networks = v
                 }
                 if let v = try section.bool("graphics") { profile.graphics = v }

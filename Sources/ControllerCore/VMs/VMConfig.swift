@@ -19,6 +19,17 @@ public struct VMConfig: Sendable, Equatable {
     public var startAllOnBoot = true
     /// How long StartAll waits for each VM to be running.
     public var startTimeoutSeconds = 120
+    /// A router's NIC 1: the host's uplink (`network:NAME`, `bridge:BR` or `direct:DEV`).
+    public var uplink = NICSource.network("default")
+    /// The isolated network between routers and the other VMs (created on first use).
+    public var internalNetwork = "multiverse"
+    /// Keep interface controllers and app VMs off the uplink and off non-isolated networks.
+    public var enforceTopology = true
+    /// Memory kept for the host: Start refuses when running VMs would hold more than the
+    /// host's memory minus this.
+    public var hostReserveMiB: UInt64 = 1024
+    /// Let running VMs hold more vCPUs than the host has CPUs.
+    public var allowCPUOvercommit = false
 
     public init() {}
 
@@ -52,5 +63,19 @@ public struct VMConfig: Sendable, Equatable {
         if let v = try section.int("detach_timeout_s", in: 1...600) { detachTimeoutSeconds = v }
         if let v = try section.bool("start_all_on_boot") { startAllOnBoot = v }
         if let v = try section.int("start_timeout_s", in: 1...3600) { startTimeoutSeconds = v }
+        if let v = try section.string("uplink") {
+            do { uplink = try NICSource(parsing: v) } catch let error as ControllerError { throw section.error("uplink", error.message) }
+            guard v.contains(":") else { throw section.error("uplink", "'\(v)' must say its kind: network:NAME, bridge:BR or direct:DEV") }
+        }
+        if let v = try section.string("internal_network") {
+            guard DiskName.isValid(v) else { throw section.error("internal_network", "'\(v)' is not a network name") }
+            internalNetwork = v
+        }
+        if let v = try section.bool("enforce_topology") { enforceTopology = v }
+        if let v = try section.int("host_reserve_mib", in: 0...(1 << 30)) { hostReserveMiB = UInt64(v) }
+        if let v = try section.bool("allow_cpu_overcommit") { allowCPUOvercommit = v }
+        if uplink == .network(internalNetwork) {
+            throw section.error("uplink", "the uplink cannot be the internal network \(internalNetwork)")
+        }
     }
 }

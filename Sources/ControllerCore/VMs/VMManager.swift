@@ -31,7 +31,10 @@ public actor VMManager {
     private var eventTask: Task<Void, Never>?
     /// Domain type for new VMs, from the configuration or the connection's capabilities.
     public private(set) var domainType = "qemu"
-    private var hostMemoryMiB: UInt64 = 0
+    /// The host's memory and CPUs as libvirt reports them (0 until first connected).
+    public private(set) var host = HostResources(memoryMiB: 0, cpus: 0)
+    /// VMs being started now, counted against the host's budget until they run.
+    private var starting: [String: VMInfo] = [:]
     public private(set) var profiles: [VMProfile]
 
     public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger) {
@@ -95,12 +98,12 @@ public actor VMManager {
                 logger.error("cannot register for libvirt domain events: \(error)")
             }
             let configured = config.domainType
-            let (types, memory) = (try? await pool.run { (DomainXML.domainTypes(capabilities: try connection.capabilities()), try connection.nodeMemoryKiB()) }) ?? ([], 0)
-            hostMemoryMiB = memory >> 10
+            let (types, node) = (try? await pool.run { (DomainXML.domainTypes(capabilities: try connection.capabilities()), try connection.nodeResources()) }) ?? ([], (memoryKiB: 0, cpus: 0))
+            host = HostResources(memoryMiB: node.memoryKiB >> 10, cpus: node.cpus)
             domainType = !configured.isEmpty ? configured
                 : types.contains("kvm") && FileManager.default.fileExists(atPath: "/dev/kvm") ? "kvm"
                 : types.contains("qemu") ? "qemu" : types.first ?? "qemu"
-            logger.info("new VMs use domain type \(domainType) (offered: \(types.joined(separator: ", ")); host memory \(hostMemoryMiB) MiB)")
+            logger.info("new VMs use domain type \(domainType) (offered: \(types.joined(separator: ", ")); host: \(host.memoryMiB) MiB, \(host.cpus) CPUs)")
         }
         let fresh: [VMInfo]
         do {
@@ -215,8 +218,8 @@ public actor VMManager {
     public func precheckResources(memoryMiB: UInt64?, vcpus: UInt32?) throws {
         if let memoryMiB {
             guard memoryMiB >= 16 else { throw ControllerError.invalidArgs("memory_mib \(memoryMiB) is below 16") }
-            if hostMemoryMiB > 0, memoryMiB > hostMemoryMiB {
-                throw ControllerError.invalidArgs("memory_mib \(memoryMiB) is more than the host's \(hostMemoryMiB) MiB")
+            if host.memoryMiB > 0, memoryMiB > host.memoryMiB {
+                throw ControllerError.invalidArgs("memory_mib \(memoryMiB) is more than the host's \(host.memoryMiB) MiB")
             }
         }
         if let vcpus {
@@ -239,6 +242,30 @@ public actor VMManager {
         try await call("\(operation) \(name)") { try body(try $0.domain(uuid: uuid)) }
         logger.notice("\(operation) VM \(name)")
         return await refresh(uuid)
+    }
+
+    /// What running VMs and those being started hold, `uuid` left out.
+    private func held(except uuid: String) -> [VMInfo] {
+        var byUUID = starting
+        for vm in vms.values where vm.state.isActive { byUUID[vm.uuid] = vm }
+        byUUID[uuid] = nil
+        return byUUID.values.sorted { $0.name < $1.name }
+    }
+
+    /// `LimitsExceeded` naming the figures when starting `uuid` now would overcommit the host.
+    public func checkBudget(_ uuid: String) throws {
+        guard let vm = vms[uuid] else { throw ControllerError.noSuchVM("no VM with UUID \(uuid)") }
+        try HostBudget(host: host, config: config).check(starting: vm, held: held(except: uuid))
+    }
+
+    /// Starts a VM if the host can hold it: the check and the start are one step for the
+    /// budget (a VM being started counts until it runs), so two starts at once cannot
+    /// together overcommit the host.
+    func startWithinBudget(_ uuid: String) async throws {
+        try checkBudget(uuid)
+        starting[uuid] = vms[uuid]
+        defer { starting[uuid] = nil }
+        try await perform(uuid, "start") { try $0.start() }
     }
 
     /// Requests an ACPI shutdown; with a timeout, waits for the VM to stop and, with
@@ -291,11 +318,18 @@ public actor VMManager {
         }
     }
 
-    /// The names among `networks` that libvirt has no network of (asked of libvirt, not of a
-    /// cache: a network defined a moment ago counts).
-    func missingNetworks(_ networks: [String]) async throws -> [String] {
-        guard !networks.isEmpty else { return [] }
-        return try await call("look up networks") { connection in try networks.filter { try connection.network(named: $0) == nil } }
+    /// The kind (``NetworkInfo/kind``) of each of `names` that libvirt has a network of,
+    /// asked of libvirt, not of a cache: a network defined a moment ago counts.
+    func networkKinds(_ names: [String]) async throws -> [String: String] {
+        let unique = Set(names).sorted()
+        guard !unique.isEmpty else { return [:] }
+        return try await call("look up networks \(unique.joined(separator: ", "))") { connection in
+            var kinds: [String: String] = [:]
+            for name in unique {
+                if let network = try connection.network(named: name) { kinds[name] = try NetworkXML.read(try network.xml()).kind }
+            }
+            return kinds
+        }
     }
 
     public func xml(_ uuid: String, inactive: Bool) async throws -> String {

@@ -4,8 +4,11 @@ public struct VMProfile: Sendable, Equatable {
     public var description: String
     public var memoryMiB: UInt64
     public var vcpus: UInt32
-    /// libvirt networks, one NIC each.
-    public var networks: [String]
+    /// What VMs of the profile are in the topology (which NICs they get and may have).
+    public var role: VMRole
+    /// NICs (`network:NAME`, `bridge:BR`, `direct:DEV`), one each, from a profile file;
+    /// nil: the role's wiring from `[vms]` (``VMTopology``).
+    public var networks: [String]?
     /// SPICE display (local only) and a virtio video device.
     public var graphics: Bool
     /// Serial console on a pty.
@@ -15,9 +18,10 @@ public struct VMProfile: Sendable, Equatable {
     /// Start order in StartAll: lower first (network controllers 0, interface controllers 1, others 2).
     public var bootOrder: Int
 
-    public init(name: String, description: String, memoryMiB: UInt64, vcpus: UInt32, networks: [String],
+    public init(name: String, description: String, role: VMRole, memoryMiB: UInt64, vcpus: UInt32, networks: [String]? = nil,
                 graphics: Bool, serialConsole: Bool, shares: [VMShare], bootOrder: Int) {
         self.name = name
+        self.role = role
         self.description = description
         self.memoryMiB = memoryMiB
         self.vcpus = vcpus
@@ -31,16 +35,16 @@ public struct VMProfile: Sendable, Equatable {
     /// The profiles every installation has; files in the profiles directory may override them.
     public static let builtIn: [VMProfile] = [
         VMProfile(name: "network-controller",
-                  description: "Router controller: owns the uplinks and routes the other VMs (small, 1 vCPU, two NICs, serial console, no graphics)",
-                  memoryMiB: 512, vcpus: 1, networks: ["default", "default"], graphics: false, serialConsole: true,
+                  description: "Router controller: owns the uplink and routes the other VMs (small, 1 vCPU, NIC 1 on the uplink and NIC 2 on the internal network, serial console, no graphics)",
+                  role: .router, memoryMiB: 512, vcpus: 1, graphics: false, serialConsole: true,
                   shares: [], bootOrder: 0),
         VMProfile(name: "interface-controller",
-                  description: "User interface controller: the desktop the person works in (graphics, more memory, /var/multiverse shared as 'Multiverse')",
-                  memoryMiB: 4096, vcpus: 2, networks: ["default"], graphics: true, serialConsole: true,
+                  description: "User interface controller: the desktop the person works in (graphics, more memory, one NIC on the internal network, /var/multiverse shared as 'Multiverse')",
+                  role: .interfaceController, memoryMiB: 4096, vcpus: 2, graphics: true, serialConsole: true,
                   shares: [VMShare(hostPath: "/var/multiverse", tag: "Multiverse", readonly: false)], bootOrder: 1),
         VMProfile(name: "app",
-                  description: "Application VM: small, meant for ephemeral launches on an overlay of a base disk",
-                  memoryMiB: 1024, vcpus: 1, networks: ["default"], graphics: true, serialConsole: true,
+                  description: "Application VM: small, one NIC on the internal network, meant for ephemeral launches on an overlay of a base disk",
+                  role: .app, memoryMiB: 1024, vcpus: 1, graphics: true, serialConsole: true,
                   shares: [], bootOrder: 2),
     ]
 }

@@ -82,7 +82,9 @@ extension VMService {
                 do {
                     try await vms.startNetworks(try await vms.inactiveNetworks(of: vm), for: vm)
                     await disks.releaseAppliances(of: vm)
-                    try await vms.perform(vm.uuid, "start") { try $0.start() }
+                    try await vms.startWithinBudget(vm.uuid)
+                } catch ControllerError.limitsExceeded(let message) {
+                    throw ControllerError.limitsExceeded("StartAll: \(message)")
                 } catch {
                     throw ControllerError.libvirt("StartAll: \(vm.name) failed to start: \((error as? ControllerError)?.message ?? "\(error)")")
                 }

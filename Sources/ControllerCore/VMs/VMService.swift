@@ -8,14 +8,17 @@ import Logging
 public final class VMService: Sendable {
     let vms: VMManager
     let disks: DiskService
+    let networks: NetworkService
     let jobs: JobManager
     let qemuImg: QemuImg
     let imageDirectory: String
     let logger: Logger
 
-    public init(vms: VMManager, disks: DiskService, jobs: JobManager, qemuImg: QemuImg, imageDirectory: String, logger: Logger) {
+    public init(vms: VMManager, disks: DiskService, networks: NetworkService, jobs: JobManager, qemuImg: QemuImg,
+                imageDirectory: String, logger: Logger) {
         self.vms = vms
         self.disks = disks
+        self.networks = networks
         self.jobs = jobs
         self.qemuImg = qemuImg
         self.imageDirectory = imageDirectory
@@ -74,17 +77,24 @@ public final class VMService: Sendable {
         public var baseDisk: String?
         public var ephemeral: Bool?
         public var shares: [(hostPath: String, tag: String)]?
+        /// NICs as `network:NAME`, `bridge:BR`, `direct:DEV` (or a network's name).
         public var networks: [String]?
+        /// MACs of the first NICs, in order (libvirt picks the rest).
+        public var macs: [String] = []
         public var autostart = false
         public var seclabel = "dynamic"
         public init(name: String, profile: String) { self.name = name; self.profile = profile }
     }
 
-    /// A checked DefineVM: the domain to build and the overlay to make first.
+    /// A checked DefineVM: the domain to build, the overlay to make first and the internal
+    /// network to create first (that needs network.manage too).
     public struct DefinePlan: Sendable {
         public let spec: DomainXML.Spec
         public let overlay: DiskService.CreatePlan?
+        public let internalNetwork: NetworkService.DefinePlan?
         public var details: [String: String] { ["vm": spec.name, "operation": "define", "profile": spec.profile.name] }
+        /// The details of the network.manage check for ``internalNetwork``.
+        public var networkDetails: [String: String] { internalNetwork.map { $0.details.merging(["vm": spec.name]) { a, _ in a } } ?? [:] }
     }
 
     public func checkDefine(_ request: DefineRequest) async throws -> DefinePlan {
@@ -107,9 +117,9 @@ public final class VMService: Sendable {
         guard ["dynamic", "none"].contains(request.seclabel) else {
             throw ControllerError.invalidArgs("seclabel \(DiskName.quoted(request.seclabel)) is not 'dynamic' or 'none'")
         }
-        for network in request.networks ?? [] where !DiskName.isValid(network) {
-            throw ControllerError.invalidArgs("invalid network name \(DiskName.quoted(network))")
-        }
+        let topology = VMTopology(vms.config)
+        let sources = try topology.sources(role: profile.role, profileNetworks: profile.networks, requested: request.networks)
+        let macs = try VMTopology.checkMACs(request.macs, nics: sources.count, others: await vms.list())
         var diskSpecs: [(path: String, format: String)] = []
         for diskName in request.disks {
             let disk = try await disks.find(diskName)
@@ -128,22 +138,42 @@ public final class VMService: Sendable {
         var spec = DomainXML.Spec(name: name, domainType: await vms.domainType, cpuMode: vms.config.cpuMode, profile: profile)
         if let memory = request.memoryMiB { spec.memoryMiB = memory }
         if let vcpus = request.vcpus { spec.vcpus = vcpus }
-        if let networks = request.networks { spec.networks = networks }
-        let missing = try await vms.missingNetworks(spec.networks)
-        if !missing.isEmpty {
-            throw ControllerError.invalidArgs("no network named \(missing.map(DiskName.quoted).joined(separator: ", ")) (define it with DefineNetwork, or give other networks)")
-        }
+        spec.nics = sources.enumerated().map { NICSpec(source: $1, mac: $0 < macs.count ? macs[$0] : nil) }
+        let internalNetwork = try await checkNetworks(sources, role: profile.role, vm: name, topology: topology)
         spec.shares = shares
         spec.disks = diskSpecs
         spec.autostart = request.autostart
         spec.seclabel = request.seclabel
         spec.ephemeral = request.ephemeral ?? false
         spec.baseDisk = request.baseDisk ?? ""
-        return DefinePlan(spec: spec, overlay: overlay)
+        return DefinePlan(spec: spec, overlay: overlay, internalNetwork: internalNetwork)
     }
 
-    /// Makes the overlay (if any), then the domain; a failed define leaves no overlay.
+    /// The topology rules for `sources`, and the networks they name must exist, but for the
+    /// internal network: when missing, the plan to create it (isolated) is returned.
+    func checkNetworks(_ sources: [NICSource], role: VMRole, vm: String, topology: VMTopology) async throws -> NetworkService.DefinePlan? {
+        let names = sources.compactMap(\.networkName)
+        let kinds = try await vms.networkKinds(names)
+        try topology.check(sources, role: role, vm: vm, kinds: kinds)
+        let missing = Set(names).subtracting(kinds.keys).subtracting([topology.internalNetwork]).sorted()
+        if !missing.isEmpty {
+            throw ControllerError.invalidArgs("no network named \(missing.map(DiskName.quoted).joined(separator: ", ")) (define it with DefineNetwork, or give other networks)")
+        }
+        guard names.contains(topology.internalNetwork), kinds[topology.internalNetwork] == nil else { return nil }
+        return try await networks.checkDefine(NetworkService.DefineRequest(name: topology.internalNetwork, kind: "isolated"))
+    }
+
+    /// Makes the internal network and the overlay (if needed), then the domain; a failed
+    /// define leaves no overlay (a network made for it stays: others will use it).
     public func runDefine(_ plan: DefinePlan) async throws -> VMInfo {
+        if let network = plan.internalNetwork {
+            do {
+                _ = try await networks.runDefine(network)
+                logger.notice("created the internal network \(network.spec.name) (isolated) for VM \(plan.spec.name)")
+            } catch ControllerError.alreadyExists(_) {
+                // Another define made it meanwhile: that is the network wanted.
+            }
+        }
         var spec = plan.spec
         if let overlayPlan = plan.overlay {
             // The VM boots from a copy-on-write overlay of the base disk, attached first (vda).
@@ -170,6 +200,20 @@ public final class VMService: Sendable {
 
     public func checkDefine(xml: String) async throws -> ForeignDefinePlan {
         let name = try DomainXML.validateForeign(xml, allowPassthrough: vms.config.allowPassthrough)
+        let (profile, interfaces) = try DomainXML.foreignTopology(xml)
+        let role = VMRole.of(profile: profile, in: await vms.profiles)
+        let topology = VMTopology(vms.config)
+        var sources: [NICSource] = []
+        for (index, nic) in interfaces.enumerated() {
+            guard let source = NICSource(nic) else {
+                guard !topology.enforce || role == .router else {
+                    throw ControllerError.invalidArgs("NIC \(index + 1) of \(role.rawValue) VM \(name) is of type \(DiskName.quoted(nic.type)); an interface controller or app VM may only have network interfaces ([vms] enforce_topology)")
+                }
+                continue
+            }
+            sources.append(source)
+        }
+        try topology.check(sources, role: role, vm: name, kinds: try await vms.networkKinds(sources.compactMap(\.networkName)))
         try await vms.precheckName(name)
         return ForeignDefinePlan(xml: xml, name: name)
     }
@@ -252,7 +296,10 @@ public final class VMService: Sendable {
             throw ControllerError.invalidState("cannot \(action.rawValue) \(info.name): it is \(info.state.rawValue)")
         }
         var plan = LifecyclePlan(vm: info, operation: action.rawValue)
-        if action == .start { plan.networksToStart = try await vms.inactiveNetworks(of: info) }
+        if action == .start {
+            try await vms.checkBudget(uuid)
+            plan.networksToStart = try await vms.inactiveNetworks(of: info)
+        }
         return plan
     }
 
@@ -262,7 +309,7 @@ public final class VMService: Sendable {
         case .start:
             try await vms.startNetworks(plan.networksToStart, for: plan.vm)
             await disks.releaseAppliances(of: plan.vm)
-            try await vms.perform(uuid, "start") { try $0.start() }
+            try await vms.startWithinBudget(uuid)
         case .destroy: try await vms.perform(uuid, "destroy") { try $0.destroy() }
         case .reboot: try await vms.perform(uuid, "reboot") { try $0.reboot() }
         case .suspend: try await vms.perform(uuid, "suspend") { try $0.suspend() }

@@ -13,13 +13,21 @@ final class CoreHarness: Sendable {
     let store: DiskStore
     let libvirt: LibvirtMonitor
     let vmManager: VMManager
+    let networkManager: NetworkManager
     let jobs: JobManager
     let disks: DiskService
     let vms: VMService
     let qemuImg = QemuImg(path: "/usr/bin/qemu-img")
     private let recorded = EventLog()
 
-    init(shareRoot: String? = nil) async throws {
+    /// libvirt's test driver on the test host file the demo uses too (32 GiB, 16 CPUs).
+    static let testHostURI = "test://" + URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/lib/test-host.xml").path
+
+    /// `profiles`: profile files (name → TOML text) written before the profiles load;
+    /// `configure` changes the `[vms]` configuration.
+    init(shareRoot: String? = nil, uri: String = CoreHarness.testHostURI, profiles: [String: String] = [:],
+         configure: (inout VMConfig) -> Void = { _ in }) async throws {
         dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("mvcore-\(UUID().uuidString.prefix(8))")
         let images = dir.appendingPathComponent("images").path
         let backups = dir.appendingPathComponent("backups").path
@@ -29,10 +37,13 @@ final class CoreHarness: Sendable {
         try await store.scan()
         let backupStore = BackupStore(directory: backups, qemuImg: qemuImg, logger: logger)
         try await backupStore.scan()
-        libvirt = LibvirtMonitor(uri: "test:///default", logger: logger)
+        libvirt = LibvirtMonitor(uri: uri, logger: logger)
         var config = VMConfig()
         config.profilesDirectory = dir.appendingPathComponent("profiles").path
         if let shareRoot { config.shareRoots = [shareRoot] }
+        configure(&config)
+        try FileManager.default.createDirectory(atPath: config.profilesDirectory, withIntermediateDirectories: true)
+        for (name, text) in profiles { try text.write(toFile: config.profilesDirectory + "/\(name).toml", atomically: true, encoding: .utf8) }
         let (profiles, _) = ProfileStore.load(directory: config.profilesDirectory, logger: logger)
         vmManager = VMManager(monitor: libvirt, config: config, profiles: profiles, logger: logger)
         jobs = JobManager(maxConcurrent: 4, retention: .seconds(60), logger: logger)
@@ -43,13 +54,18 @@ final class CoreHarness: Sendable {
         disks = DiskService(context: DiskContext(
             store: store, backups: backupStore, guests: GuestImages(cache: appliances), policies: policies, vms: vmManager,
             jobs: jobs, qemuImg: qemuImg, maxSize: 1 << 40, usageIntervalSeconds: 0, logger: logger))
-        vms = VMService(vms: vmManager, disks: disks, jobs: jobs, qemuImg: qemuImg, imageDirectory: images, logger: logger)
+        networkManager = NetworkManager(monitor: libvirt, logger: logger)
+        vms = VMService(vms: vmManager, disks: disks, networks: NetworkService(networks: networkManager, vms: vmManager, logger: logger),
+                        jobs: jobs, qemuImg: qemuImg, imageDirectory: images, logger: logger)
         disks.setObserver(self.recorded)
-        let (vmManager, vms) = (self.vmManager, self.vms)
+        let (vmManager, vms, networkManager) = (self.vmManager, self.vms, self.networkManager)
         await vmManager.setObserver { change in await vms.vmChanged(change) }
         let connected = AsyncStream<Bool>.makeStream()
         await libvirt.start { up in
-            if up { await vmManager.resync() }
+            if up {
+                await vmManager.resync()
+                await networkManager.resync()
+            }
             connected.continuation.yield(up)
         }
         for await up in connected.stream where up { break }
@@ -57,6 +73,7 @@ final class CoreHarness: Sendable {
 
     func close() async {
         await vmManager.stop()
+        await networkManager.stop()
         await libvirt.stop()
         try? FileManager.default.removeItem(at: dir)
     }

@@ -10,6 +10,8 @@ import SDBus
 final class TestStack {
     static let grantedUser = "mvtest-granted"
     static let otherUser = "mvtest-other"
+    /// Granted the VM actions (org.multiverse.controller.vm.*) only, not network.manage.
+    static let vmOnlyUser = "mvtest-vmonly"
     static let busName = ControllerNames.busName
     static let root = ObjectPaths.root
     static let managerInterface = ManagerInterface.name
@@ -21,6 +23,10 @@ final class TestStack {
         for _ in 0..<4 { url.deleteLastPathComponent() }
         return url
     }()
+    /// libvirt's test driver on the test host file the demo uses too (32 GiB, 16 CPUs, the
+    /// "test" VM and "default" network of test:///default).
+    static let testHostURI = "test://" + repo.appendingPathComponent("scripts/lib/test-host.xml").path
+
 
     /// The built daemon, next to the test bundle.
     static let daemonPath: String = {
@@ -55,12 +61,12 @@ final class TestStack {
     /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts.
     /// `rebuildSeconds`: how long the initramfs rebuild stand-in takes.
     init(settings: String = "", config: String = "", hostRootOptions: [String] = [], rebuildSeconds: Double = 0,
-         libvirtURI: String = "test:///default", prepareImages: (URL) throws -> Void = { _ in }) throws {
+         libvirtURI: String = TestStack.testHostURI, prepareImages: (URL) throws -> Void = { _ in }) throws {
         self.libvirtURI = libvirtURI
         settingsConfig = settings
         extraConfig = config
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
-        for user in [Self.grantedUser, Self.otherUser] where Command.run("id", ["-u", user]).status != 0 {
+        for user in [Self.grantedUser, Self.otherUser, Self.vmOnlyUser] where Command.run("id", ["-u", user]).status != 0 {
             let r = Command.run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
             guard r.ok else { throw StackError("useradd \(user): \(r.all)") }
         }
@@ -79,9 +85,12 @@ final class TestStack {
         chmod(rebuild.path, 0o755)
         let rule = dir.appendingPathComponent("50-mvtest.rules")
         try """
-            // Test rule: the granted test user may do everything of the controller; nobody else gets a rule.
+            // Test rule: the granted test user may do everything of the controller, the VM-only
+            // user the VM actions; nobody else gets a rule.
             polkit.addRule(function(action, subject) {
                 if (action.id.indexOf("org.multiverse.controller.") == 0 && subject.user == "\(Self.grantedUser)")
+                    return polkit.Result.YES;
+                if (action.id.indexOf("org.multiverse.controller.vm.") == 0 && subject.user == "\(Self.vmOnlyUser)")
                     return polkit.Result.YES;
             });
             """.write(to: rule, atomically: true, encoding: .utf8)
