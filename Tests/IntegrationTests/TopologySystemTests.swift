@@ -82,6 +82,14 @@ extension QemuSystemTests {
         let taps = try Self.nics(router, inactive: false).count
         XCTAssertEqual(taps, 2)
         XCTAssertGreaterThanOrEqual(bound.count, 2, bindings.stdout)
+        // The readiness channel: libvirt made the socket (qemu listens on it) at a path of its own.
+        let live = try XMLDocument(xmlString: Self.virsh(["dumpxml", router]).stdout)
+        let channel = try live.nodes(forXPath: "/domain/devices/channel[target/@name='org.multiverse.ready.0']/source/@path").first?.stringValue
+        let socketPath = try XCTUnwrap(channel, "no readiness channel path in the live XML")
+        XCTAssertTrue(socketPath.hasPrefix("/var/lib/libvirt/qemu/channel/target/"), socketPath)
+        var st = stat()
+        XCTAssertEqual(lstat(socketPath, &st), 0, socketPath)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFSOCK, "\(socketPath) is not a socket")
         XCTAssertTrue(try vmCall(router, "Destroy").ok)
     }
 }

@@ -106,6 +106,7 @@ public enum DomainXML {
             devices.append(element("graphics", nil, [("type", "spice")], [element("listen", nil, [("type", "none")])]))
             devices.append(element("video", nil, [], [element("model", nil, [("type", "virtio")])]))
         }
+        devices.append(readinessChannelElement())
         devices.append(element("rng", nil, [("model", "virtio")], [element("backend", "/dev/urandom", [("model", "random")])]))
         devices.append(element("memballoon", nil, [("model", "none")]))
         domain.append(devices)
@@ -250,6 +251,7 @@ public enum DomainXML {
         guard domain.name == "domain" else { throw ControllerError.invalidArgs("the document's root element is not <domain>") }
         guard let name = domain.first("name")?.text else { throw ControllerError.invalidArgs("the domain has no <name>") }
         try VMName.validate(name)
+        try refuseReservedChannels(domain)
         if !allowPassthrough {
             var stack: [XElement] = [domain]
             while let e = stack.popLast() {

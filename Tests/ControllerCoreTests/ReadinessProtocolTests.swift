@@ -1,0 +1,63 @@
+@testable import ControllerCore
+import XCTest
+
+/// The readiness channel's decoder and rate limit against hostile guest input, and the
+/// channel in the domains the service writes.
+final class ReadinessProtocolTests: XCTestCase {
+    func testLinesInSdNotifyVocabulary() {
+        var d = ReadinessDecoder()
+        XCTAssertEqual(d.feed(Array("READY=1\nSTATUS=multi-user.target reached\r\nSTOPPING=1\nERRNO=5\n".utf8)),
+                       [.ready, .status("multi-user.target reached"), .stopping, .errno(5)])
+        // Split across reads, and values outside the vocabulary ignored.
+        XCTAssertEqual(d.feed(Array("REA".utf8)), [])
+        XCTAssertEqual(d.feed(Array("DY=1\nREADY=0\nREADY=yes\nERRNO=-1\nERRNO=99999999\n\n".utf8)), [.ready])
+        XCTAssertEqual(d.feed(Array("MAINPID=1\nno equals sign\n".utf8)), [.unknownKey("MAINPID"), .unknownKey("no equals sign")])
+    }
+
+    func testStatusLosesControlCharactersAndInvalidUTF8AndIsCut() {
+        var d = ReadinessDecoder()
+        let hostile: [UInt8] = Array("STATUS=a\u{1B}[31mb\u{7F}c\u{9B}d".utf8) + [0xFF, 0xFE] + Array("é<script>\n".utf8)
+        XCTAssertEqual(d.feed(hostile), [.status("a[31mbcdé<script>")])
+        let long = d.feed(Array(("STATUS=" + String(repeating: "x", count: 900) + "\n").utf8))
+        XCTAssertEqual(long, [.status(String(repeating: "x", count: ReadinessDecoder.maxStatusCharacters))])
+    }
+
+    func testAMegabyteLineIsDroppedWithoutBeingBuffered() {
+        var d = ReadinessDecoder()
+        var messages: [ReadinessMessage] = []
+        let chunk = [UInt8](repeating: UInt8(ascii: "R"), count: 64 * 1024)
+        for _ in 0..<16 { messages += d.feed(chunk) }   // 1 MiB without a newline
+        messages += d.feed(Array("EADY=1\nREADY=1\n".utf8))
+        XCTAssertEqual(messages, [.oversizedLine, .ready], "the long line is dropped whole; the next line counts")
+    }
+
+    func testRateLimitDropsAFloodAndRecovers() {
+        var limit = ReadinessRateLimit(perSecond: 10, burst: 5)
+        let start = ContinuousClock.now
+        let allowed = (0..<100).filter { _ in limit.allow(at: start) }.count
+        XCTAssertEqual(allowed, 5)
+        XCTAssertEqual(limit.dropped, 95)
+        XCTAssertTrue(limit.allow(at: start + .milliseconds(150)), "one token back after 0.1 s")
+        XCTAssertFalse(limit.allow(at: start + .milliseconds(160)))
+    }
+
+    func testDefinedDomainsCarryTheChannelAndCallerXMLMayNotClaimIt() throws {
+        let spec = DomainXML.Spec(name: "r", domainType: "test", cpuMode: "", profile: VMProfile.builtIn[0])
+        let channels = try XElement.parse(DomainXML.build(spec)).first("devices")!.elements("channel")
+        XCTAssertEqual(channels.count, 1)
+        XCTAssertEqual(channels.first?.attribute("type"), "unix")
+        XCTAssertEqual(channels.first?.first("source")?.attribute("mode"), "bind")
+        XCTAssertNil(channels.first?.first("source")?.attribute("path"), "libvirt picks the socket path")
+        XCTAssertEqual(channels.first?.first("target")?.attribute("name"), "org.multiverse.ready.0")
+        let foreign = """
+            <domain type='test'><name>f</name><memory>65536</memory><os><type>hvm</type></os><devices>
+            <channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-1-router/org.multiverse.ready.0'/>
+            <target type='virtio' name='org.multiverse.ready.0'/></channel></devices></domain>
+            """
+        XCTAssertThrowsError(try DomainXML.validateForeign(foreign, allowPassthrough: true)) { error in
+            XCTAssertTrue("\(error)".contains("'org.multiverse.ready.0'"), "\(error)")
+        }
+        let agent = foreign.replacingOccurrences(of: "org.multiverse.ready.0'/>", with: "org.qemu.guest_agent.0'/>")
+        XCTAssertEqual(try DomainXML.validateForeign(agent, allowPassthrough: false), "f")
+    }
+}
