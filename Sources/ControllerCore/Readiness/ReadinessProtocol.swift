@@ -103,7 +103,10 @@ public struct ReadinessRateLimit: Sendable {
 
     /// Whether one more line may be handled at `now`.
     public mutating func allow(at now: ContinuousClock.Instant) -> Bool {
-        if let last { tokens = min(burst, tokens + perSecond * Double((now - last).components.attoseconds) / 1e18 + perSecond * Double((now - last).components.seconds)) }
+        if let last {
+            let elapsed = (now - last).components
+            tokens = min(burst, tokens + perSecond * (Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18))
+        }
         last = now
         guard tokens >= 1 else { dropped += 1; return false }
         tokens -= 1

@@ -19,9 +19,9 @@ public enum VMChange: Sendable {
 public actor VMManager {
     private let monitor: LibvirtMonitor
     public nonisolated let config: VMConfig
-    private let logger: Logger
+    let logger: Logger
     private let pool = ThreadPool(name: "libvirt-call", threads: 4, maxQueued: 512)
-    private var vms: [String: VMInfo] = [:]
+    private(set) var vms: [String: VMInfo] = [:]
     /// The UUID of each VM name in `vms` (kept by `store`), so a lookup by name does not
     /// scan every VM.
     private var uuidByName: [String: String] = [:]
@@ -34,7 +34,7 @@ public actor VMManager {
     /// The host's memory and CPUs as libvirt reports them (0 until first connected).
     public private(set) var host = HostResources(memoryMiB: 0, cpus: 0)
     /// VMs being started now, counted against the host's budget until they run.
-    private var starting: [String: VMInfo] = [:]
+    var starting: [String: VMInfo] = [:]
     public private(set) var profiles: [VMProfile]
 
     public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger) {
@@ -244,30 +244,6 @@ public actor VMManager {
         return await refresh(uuid)
     }
 
-    /// What running VMs and those being started hold, `uuid` left out.
-    private func held(except uuid: String) -> [VMInfo] {
-        var byUUID = starting
-        for vm in vms.values where vm.state.isActive { byUUID[vm.uuid] = vm }
-        byUUID[uuid] = nil
-        return byUUID.values.sorted { $0.name < $1.name }
-    }
-
-    /// `LimitsExceeded` naming the figures when starting `uuid` now would overcommit the host.
-    public func checkBudget(_ uuid: String) throws {
-        guard let vm = vms[uuid] else { throw ControllerError.noSuchVM("no VM with UUID \(uuid)") }
-        try HostBudget(host: host, config: config).check(starting: vm, held: held(except: uuid))
-    }
-
-    /// Starts a VM if the host can hold it: the check and the start are one step for the
-    /// budget (a VM being started counts until it runs), so two starts at once cannot
-    /// together overcommit the host.
-    func startWithinBudget(_ uuid: String) async throws {
-        try checkBudget(uuid)
-        starting[uuid] = vms[uuid]
-        defer { starting[uuid] = nil }
-        try await perform(uuid, "start") { try $0.start() }
-    }
-
     /// Requests an ACPI shutdown; with a timeout, waits for the VM to stop and, with
     /// `force`, destroys it when the timeout passes.
     public func shutdown(_ uuid: String, timeout: Duration?, force: Bool) async throws {
@@ -287,51 +263,6 @@ public actor VMManager {
     }
 
     /// The domain XML (live, or the persistent definition with `inactive`).
-    /// The defined but inactive libvirt networks among those `vm`'s NICs use, sorted.
-    func inactiveNetworks(of vm: VMInfo) async throws -> [String] {
-        try await inactiveNetworks(among: vm.interfaces.filter { $0.type == "network" }.map(\.source))
-    }
-
-    /// The defined but inactive networks among `names`, sorted: one hop to libvirt's thread
-    /// for all of them (StartAll asks for the networks of every VM it will start at once).
-    func inactiveNetworks(among names: some Sequence<String>) async throws -> [String] {
-        let unique = Set(names).sorted()
-        guard !unique.isEmpty else { return [] }
-        return try await call("look up networks \(unique.joined(separator: ", "))") { connection in
-            try unique.filter { name in try connection.network(named: name).map { !$0.isActive } ?? false }
-        }
-    }
-
-    /// Starts the networks `vm` needs (Start and StartAll do this first: Debian leaves
-    /// libvirt's `default` network defined but inactive). A failure is InvalidState naming them.
-    func startNetworks(_ names: [String], for vm: VMInfo) async throws {
-        for name in names {
-            logger.notice("starting network \(name) for VM \(vm.name)")
-            do {
-                try await call("start network \(name)") { connection in
-                    guard let network = try connection.network(named: name), !network.isActive else { return }
-                    try network.start()
-                }
-            } catch let error as ControllerError {
-                throw ControllerError.invalidState("\(vm.name) needs network \(name), which cannot be started: \(error.message)")
-            }
-        }
-    }
-
-    /// The kind (``NetworkInfo/kind``) of each of `names` that libvirt has a network of,
-    /// asked of libvirt, not of a cache: a network defined a moment ago counts.
-    func networkKinds(_ names: [String]) async throws -> [String: String] {
-        let unique = Set(names).sorted()
-        guard !unique.isEmpty else { return [:] }
-        return try await call("look up networks \(unique.joined(separator: ", "))") { connection in
-            var kinds: [String: String] = [:]
-            for name in unique {
-                if let network = try connection.network(named: name) { kinds[name] = try NetworkXML.read(try network.xml()).kind }
-            }
-            return kinds
-        }
-    }
-
     public func xml(_ uuid: String, inactive: Bool) async throws -> String {
         try await call("read the XML of \(vms[uuid]?.name ?? uuid)") { try $0.domain(uuid: uuid).xml(inactive: inactive) }
     }
