@@ -23,7 +23,7 @@ public enum VMInterface {
     public static let removeShare = APIMethod("RemoveShare", in: [A.a("tag", "s"), A.options], action: .vmConfigure,
         doc: "Removes the 9p share tagged tag from a shut-off VM.")
     public static let setAutostart = APIMethod("SetAutostart", in: [A.a("enabled", "b"), A.options], action: .vmConfigure,
-        doc: "Sets the service's own autostart flag (used by StartAll).\n\nThe flag is kept in the domain's metadata; a transient VM is InvalidState. libvirt's own autostart is not used.")
+        doc: "Sets the service's own autostart flag (used by StartAll). Options: fallback s, ready_timeout_s u.\n\nThe flag is kept in the domain's metadata; a transient VM is InvalidState. libvirt's own autostart is not used. fallback names the VM StartAll starts in this one's place when it does not become ready in time (another existing VM; empty clears it); ready_timeout_s is how long StartAll waits for this VM's READY=1 (0: [vms] ready_timeout_s; at most 86400). Both are kept in the metadata and left as they are when not given.")
     public static let setResources = APIMethod("SetResources", in: [A.options], action: .vmConfigure,
         doc: "Changes memory and vCPUs of the definition. Options: memory_mib t, vcpus u.\n\nThe persistent definition changes (at least one option is needed); the VM runs with the new values from its next start.")
     public static let getXML = APIMethod("GetXML", in: [A.options], out: [A.a("xml", "s")],
@@ -39,6 +39,8 @@ public enum VMInterface {
 
     public static let stateChanged = APISignal("StateChanged", [A.a("state", "s"), A.a("reason", "s")],
         doc: "Sent from libvirt's lifecycle events, whoever caused the change.")
+    public static let ready = APISignal("Ready", [],
+        doc: "Sent when the guest writes READY=1 on its readiness channel (once per boot), after the PropertiesChanged that shows Ready true.")
 
     public static let declaration = APIInterface(name,
         methods: [start, shutdown, destroy, reboot, suspend, resume, undefine, attachDisk, detachDisk, addShare, removeShare,
@@ -57,6 +59,11 @@ public enum VMInterface {
             APIProperty("Disks", "a(ssso)", doc: "target, source path, format and managed disk object (or /) of each disk."),
             APIProperty("Shares", "a(ss)", doc: "host path and tag of each 9p share."),
             APIProperty("Interfaces", "a(sss)", doc: "MAC address, network (or bridge or host device) and model of each NIC, in the order of the definition."),
+            APIProperty("Readiness", "s", doc: "none, waiting, ready or stopping: what the guest said on its readiness channel during this boot.\n\nnone: the VM is not running, or has no readiness channel the daemon can read (VMs defined before the channel existed, until redefined; drivers that make no socket, such as libvirt's test driver). waiting: running, no READY=1 yet. ready: the guest wrote READY=1. stopping: it wrote STOPPING=1 (information only: it never delays a shutdown). It starts over at every boot, including a guest reboot, and survives a daemon restart (state_dir/readiness.json, per UUID and domain ID)."),
+            APIProperty("Ready", "b", doc: "Readiness is ready."),
+            APIProperty("ReadySince", "t", doc: "When READY=1 arrived, in microseconds since the epoch (0 when not ready)."),
+            APIProperty("GuestStatus", "s", doc: "The guest's last STATUS= line, at most 200 characters, control characters and invalid UTF-8 dropped. Hostile text: show it as text only."),
+            APIProperty("Fallback", "s", doc: "The VM StartAll starts in this one's place when it does not become ready in time (metadata; empty: none). Set with the fallback option of DefineVM or SetAutostart."),
         ],
-        signals: [stateChanged])
+        signals: [stateChanged, ready])
 }

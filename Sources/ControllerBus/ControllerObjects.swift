@@ -78,7 +78,7 @@ public final class ControllerObjects: DiskObserver {
         switch change {
         case .added(let vm), .updated(let vm, _): affected = noteNICs(of: vm)
         case .removed(let uuid): affected = nics.withLock { $0.removeValue(forKey: uuid)?.networks ?? [] }
-        case .ephemeralStopped: affected = []
+        case .ephemeralStopped, .ready: affected = []
         }
         guard !affected.isEmpty else { return }
         await context.bus.setProperties(interface: NetworkInterface.name, affected.sorted().map { network in

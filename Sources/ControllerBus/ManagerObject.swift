@@ -21,6 +21,7 @@ final class ManagerObject: Sendable {
         .init(ManagerInterface.defineVM) { try await $0.defineVM($1) },
         .init(ManagerInterface.defineVMFromXML) { try await $0.defineVMFromXML($1) },
         .init(ManagerInterface.startAll) { try await $0.startAll($1) },
+        .init(ManagerInterface.stopAll) { try await $0.stopAll($1) },
         .init(ManagerInterface.listDisks) { try await $0.listDisks($1) },
         .init(ManagerInterface.getDiskByName) { try await $0.getDiskByName($1) },
         .init(ManagerInterface.createDisk) { try await $0.createDisk($1) },
@@ -65,6 +66,8 @@ final class ManagerObject: Sendable {
         request.networks = try options.strings("networks")
         request.macs = try options.strings("macs") ?? []
         request.autostart = try options.bool("autostart") ?? false
+        request.fallback = try options.string("fallback") ?? ""
+        request.readyTimeoutSeconds = try options.uint32("ready_timeout_s") ?? 0
         request.seclabel = try options.string("seclabel") ?? "dynamic"
         try options.finish()
         let plan = try await vms.checkDefine(request)
@@ -87,6 +90,15 @@ final class ManagerObject: Sendable {
         let caller = try await context.authorize(call, plan.details)
         if !plan.networksToStart.isEmpty { try await context.authorize(call, also: .networkManage, plan.networkDetails) }
         return BusContext.reply(try await vms.runStartAll(plan, uid: caller.uid))
+    }
+
+    func stopAll(_ call: BusCall) async throws -> [DBusValue] {
+        var options = try call.options()
+        let timeout = try options.uint32("timeout_s")
+        try options.finish()
+        let plan = try vms.checkStopAll(timeoutSeconds: timeout)
+        let caller = try await context.authorize(call, plan.details)
+        return BusContext.reply(try await vms.runStopAll(plan, uid: caller.uid))
     }
 
     func listDisks(_ call: BusCall) async throws -> [DBusValue] {

@@ -104,8 +104,11 @@ struct VMObject: Sendable {
 
     func setAutostart(_ call: BusCall) async throws -> [DBusValue] {
         let enabled = call.bool("enabled")
-        try call.options().finish()
-        return try await configure(call, try await vms.checkAutostart(uuid, enabled: enabled))
+        var options = try call.options()
+        let fallback = try options.string("fallback")
+        let readyTimeout = try options.uint32("ready_timeout_s")
+        try options.finish()
+        return try await configure(call, try await vms.checkAutostart(uuid, enabled: enabled, fallback: fallback, readyTimeoutSeconds: readyTimeout))
     }
 
     func setResources(_ call: BusCall) async throws -> [DBusValue] {
@@ -162,6 +165,8 @@ extension VMObject {
             await context.bus.unexport(path: ObjectPaths.vm(uuid))
         case .ephemeralStopped:
             break   // Core undefines it; its removal arrives as .removed
+        case .ready(let info):
+            try? await context.bus.emitSignal(path: ObjectPaths.vm(info.uuid), interface: VMInterface.name, member: VMInterface.ready.name, [])
         }
     }
 
@@ -184,6 +189,11 @@ extension VMObject {
             "Disks": .array(elementSignature: "(ssso)", disks),
             "Shares": .array(elementSignature: "(ss)", info.shares.map { .structure([.string($0.hostPath), .string($0.tag)]) }),
             "Interfaces": .array(elementSignature: "(sss)", info.interfaces.map { .structure([.string($0.mac), .string($0.source), .string($0.model)]) }),
+            "Readiness": .string(info.guest.readiness.rawValue),
+            "Ready": .boolean(info.guest.readiness == .ready),
+            "ReadySince": .uint64(info.guest.readySince),
+            "GuestStatus": .string(info.guest.status),
+            "Fallback": .string(info.metadata.fallback),
         ]
     }
 }

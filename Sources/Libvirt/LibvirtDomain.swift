@@ -21,6 +21,12 @@ public final class LibvirtDomain: @unchecked Sendable {
 
     public var name: String { virDomainGetName(pointer).map { String(cString: $0) } ?? "" }
 
+    /// The running domain's ID (new at every start), or -1 when it is not running.
+    public var id: Int32 {
+        let id = virDomainGetID(pointer)
+        return id == UInt32.max ? -1 : Int32(truncatingIfNeeded: id)
+    }
+
     public var isPersistent: Bool { virDomainIsPersistent(pointer) == 1 }
     public var isActive: Bool { virDomainIsActive(pointer) == 1 }
 

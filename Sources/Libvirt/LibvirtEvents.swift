@@ -13,6 +13,9 @@ public struct DomainLifecycleEvent: Sendable {
     /// Not a libvirt lifecycle code: a device was removed (`VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED`,
     /// e.g. a guest acknowledged a disk unplug).
     public static let deviceRemoved: Int32 = -1
+    /// Not a libvirt lifecycle code: the guest rebooted (`VIR_DOMAIN_EVENT_ID_REBOOT`); with
+    /// `on_reboot=restart` the domain keeps running and no lifecycle event is sent.
+    public static let rebooted: Int32 = -2
     public static let defined: Int32 = 0
     public static let undefined: Int32 = 1
     public static let stopped: Int32 = 5
@@ -43,6 +46,15 @@ private let deviceRemovedTrampoline: @convention(c) (virConnectPtr?, virDomainPt
     sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: DomainLifecycleEvent.deviceRemoved, detail: 0))
 }
 
+private let rebootTrampoline: @convention(c) (virConnectPtr?, virDomainPtr?, UnsafeMutableRawPointer?) -> Void = {
+    _, domain, opaque in
+    guard let domain, let opaque else { return }
+    let sink = Unmanaged<EventSink>.fromOpaque(opaque).takeUnretainedValue()
+    let uuid = libvirtUUID { virDomainGetUUIDString(domain, $0) }
+    let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
+    sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: DomainLifecycleEvent.rebooted, detail: 0))
+}
+
 extension LibvirtConnection {
     /// Calls `handler` (on libvirt's event thread) for every lifecycle event of every
     /// domain of this connection, until the connection is closed.
@@ -58,5 +70,10 @@ extension LibvirtConnection {
         let removedID = virConnectDomainEventRegisterAny(try handle(), nil, Int32(VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED.rawValue), removed,
                                                          Unmanaged.passUnretained(sink).toOpaque(), nil)
         if removedID >= 0 { keep(sink, callbackID: removedID) } else { virResetLastError() }
+        // Guest reboots (readiness starts over); drivers without them are fine.
+        let reboot = unsafeBitCast(rebootTrampoline, to: virConnectDomainEventGenericCallback.self)
+        let rebootID = virConnectDomainEventRegisterAny(try handle(), nil, Int32(VIR_DOMAIN_EVENT_ID_REBOOT.rawValue), reboot,
+                                                        Unmanaged.passUnretained(sink).toOpaque(), nil)
+        if rebootID >= 0 { keep(sink, callbackID: rebootID) } else { virResetLastError() }
     }
 }

@@ -44,7 +44,8 @@ struct Runtime {
                                      stateDirectory: config.stateDirectory, logger: Logger(label: "settings"))
         let libvirt = LibvirtMonitor(uri: config.libvirtURI, logger: Logger(label: "libvirt"))
         let (profiles, _) = ProfileStore.load(directory: config.vms.profilesDirectory, logger: Logger(label: "profiles"))
-        let vms = VMManager(monitor: libvirt, config: config.vms, profiles: profiles, logger: Logger(label: "vms"))
+        let vms = VMManager(monitor: libvirt, config: config.vms, profiles: profiles, logger: Logger(label: "vms"),
+                            stateDirectory: config.stateDirectory)
         let jobs = JobManager(maxConcurrent: config.maxConcurrentJobs, retention: .seconds(config.jobRetentionSeconds),
                               logger: Logger(label: "jobs"))
         let backups = BackupStore(directory: config.backupDirectory, qemuImg: QemuImg(path: config.qemuImgPath),
@@ -92,6 +93,7 @@ struct Runtime {
         await networks.setObserver { change in await objects.networkChanged(change) }
         diskService.policies.start()
         let bootStart = Atomic<Bool>(config.vms.startAllOnBoot)
+        let stateDirectory = config.stateDirectory
         let log = logger
         await libvirt.start { connected in
             if connected {
@@ -99,9 +101,14 @@ struct Runtime {
                 await networks.resync()
             }
             await objects.setLibvirtConnected(connected)
-            // The service's ordered start, once, when libvirt is first reachable.
+            // The service's ordered start, once per host boot, when libvirt is first reachable.
             if connected, bootStart.exchange(false, ordering: .acquiringAndReleasing) {
+                let once = BootOnce(stateDirectory: stateDirectory)
                 do {
+                    guard try once.claim() else {
+                        log.notice("start-up: StartAll already ran in this boot (\(once.bootID ?? "?"), \(once.file)); leaving the VMs as they are")
+                        return
+                    }
                     let job = try await vmService.runStartAll(await vmService.checkStartAll(), uid: 0)
                     log.notice("start-up: StartAll runs as job \(job.id)")
                 } catch {

@@ -24,4 +24,17 @@ extension DomainXML {
             }
         }
     }
+
+    /// Caller XML with the readiness channel added (the caller may not carry one itself:
+    /// ``refuseReservedChannels``).
+    static func withReadinessChannel(_ xml: String) throws -> String {
+        let domain = try XElement.parse(xml)
+        let devices = domain.first("devices") ?? {
+            let d = element("devices")
+            domain.append(d)
+            return d
+        }()
+        devices.append(readinessChannelElement())
+        return domain.xmlString
+    }
 }

@@ -22,6 +22,8 @@ public enum DomainXML {
         /// (path, format) in target order vda, vdb, …
         public var disks: [(path: String, format: String)]
         public var autostart: Bool
+        public var fallback = ""
+        public var readyTimeoutSeconds: UInt32 = 0
         public var ephemeral: Bool
         public var baseDisk: String
         /// The overlay disk made for this VM from `baseDisk` (deleted with an ephemeral VM).
@@ -59,7 +61,8 @@ public enum DomainXML {
             element("mv:base-disk", m.baseDisk),
             element("mv:overlay", m.overlay),
             element("mv:boot-order", String(m.bootOrder)),
-        ])
+        ] + (m.fallback.isEmpty ? [] : [element("mv:fallback", m.fallback)])
+          + (m.readyTimeoutSeconds == 0 ? [] : [element("mv:ready-timeout-s", String(m.readyTimeoutSeconds))]))
         root.namespaceDeclarations = [("mv", namespace)]
         return root
     }
@@ -73,7 +76,8 @@ public enum DomainXML {
         domain.append(element("name", spec.name))
         domain.append(element("metadata", nil, [], [metadata(VMMetadata(
             profile: spec.profile.name, autostart: spec.autostart, ephemeral: spec.ephemeral,
-            baseDisk: spec.baseDisk, overlay: spec.overlay, bootOrder: spec.profile.bootOrder))]))
+            baseDisk: spec.baseDisk, overlay: spec.overlay, bootOrder: spec.profile.bootOrder,
+            fallback: spec.fallback, readyTimeoutSeconds: spec.readyTimeoutSeconds))]))
         domain.append(element("memory", String(spec.memoryMiB), [("unit", "MiB")]))
         domain.append(element("currentMemory", String(spec.memoryMiB), [("unit", "MiB")]))
         domain.append(element("memoryBacking", nil, [], [element("nosharepages")]))
@@ -171,6 +175,8 @@ public enum DomainXML {
                 case "base-disk": info.metadata.baseDisk = value
                 case "overlay": info.metadata.overlay = value
                 case "boot-order": info.metadata.bootOrder = Int(value) ?? 3
+                case "fallback": info.metadata.fallback = VMName.isValid(value) ? value : ""
+                case "ready-timeout-s": info.metadata.readyTimeoutSeconds = UInt32(value.trimmed).map { min($0, 86_400) } ?? 0
                 default: break
                 }
             }
@@ -186,6 +192,9 @@ public enum DomainXML {
             guard let dir = fs.first("source")?.attribute("dir"), let tag = fs.first("target")?.attribute("dir") else { return nil }
             return VMShare(hostPath: dir, tag: tag, readonly: fs.first("readonly") != nil)
         }
+        let channel = (devices?.elements("channel") ?? []).first { $0.first("target")?.attribute("name") == readinessChannel }
+        info.hasReadinessChannel = channel != nil
+        info.readinessSocket = channel?.attribute("type") == "unix" ? channel?.first("source")?.attribute("path") ?? "" : ""
         info.interfaces = (devices?.elements("interface") ?? []).map { nic in
             let type = nic.attribute("type") ?? ""
             let source = nic.first("source")

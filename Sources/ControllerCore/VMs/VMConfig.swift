@@ -19,6 +19,10 @@ public struct VMConfig: Sendable, Equatable {
     public var startAllOnBoot = true
     /// How long StartAll waits for each VM to be running.
     public var startTimeoutSeconds = 120
+    /// How long StartAll waits for a VM's guest to send `READY=1` (a VM's metadata may say otherwise).
+    public var readyTimeoutSeconds = 300
+    /// How long StopAll lets each VM shut down before destroying it.
+    public var stopTimeoutSeconds = 60
     /// A router's NIC 1: the host's uplink (`network:NAME`, `bridge:BR` or `direct:DEV`).
     public var uplink = NICSource.network("default")
     /// The isolated network between routers and the other VMs (created on first use).
@@ -63,6 +67,8 @@ public struct VMConfig: Sendable, Equatable {
         if let v = try section.int("detach_timeout_s", in: 1...600) { detachTimeoutSeconds = v }
         if let v = try section.bool("start_all_on_boot") { startAllOnBoot = v }
         if let v = try section.int("start_timeout_s", in: 1...3600) { startTimeoutSeconds = v }
+        if let v = try section.int("ready_timeout_s", in: 1...86_400) { readyTimeoutSeconds = v }
+        if let v = try section.int("stop_timeout_s", in: 1...3600) { stopTimeoutSeconds = v }
         if let v = try section.string("uplink") {
             do { uplink = try NICSource(parsing: v) } catch let error as ControllerError { throw section.error("uplink", error.message) }
             guard v.contains(":") else { throw section.error("uplink", "'\(v)' must say its kind: network:NAME, bridge:BR or direct:DEV") }

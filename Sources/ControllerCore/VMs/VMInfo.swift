@@ -13,6 +13,15 @@ public struct VMInfo: Sendable, Equatable {
     public var shares: [VMShare]
     /// The VM's NICs, in the order of its definition.
     public var interfaces: [VMInterface] = []
+    /// libvirt's ID of the running domain (new at every start); -1 when not running.
+    public var domainID: Int32 = -1
+    /// Whether the definition carries the readiness channel.
+    public var hasReadinessChannel = false
+    /// The readiness channel's socket as the live definition names it ("" when not running,
+    /// or on drivers that make no socket, such as libvirt's test driver).
+    public var readinessSocket = ""
+    /// What the guest reported on the channel during this boot.
+    public var guest = GuestReadiness()
 
     public init(uuid: String, name: String) {
         self.uuid = uuid
@@ -35,6 +44,8 @@ extension VMInfo {
     public var autostart: Bool { metadata.autostart }
     public var ephemeral: Bool { metadata.ephemeral }
     public var bootOrder: Int { metadata.bootOrder }
+    /// Whether the VM is running (or paused) with a readiness socket the daemon can read.
+    public var readinessReachable: Bool { domainID >= 0 && !readinessSocket.isEmpty }
 }
 
 /// The service's knowledge about a VM, kept in the domain XML's `<metadata>` under
@@ -47,9 +58,15 @@ public struct VMMetadata: Sendable, Equatable {
     public var overlay = ""
     /// StartAll order: lower first; VMs without metadata start last.
     public var bootOrder = 3
+    /// The VM StartAll starts in this one's place when it does not become ready in time.
+    public var fallback = ""
+    /// How long StartAll waits for this VM's `READY=1`; 0: `[vms] ready_timeout_s`.
+    public var readyTimeoutSeconds: UInt32 = 0
 
     public init(profile: String = "", autostart: Bool = false, ephemeral: Bool = false, baseDisk: String = "",
-                overlay: String = "", bootOrder: Int = 3) {
+                overlay: String = "", bootOrder: Int = 3, fallback: String = "", readyTimeoutSeconds: UInt32 = 0) {
+        self.fallback = fallback
+        self.readyTimeoutSeconds = readyTimeoutSeconds
         self.profile = profile
         self.autostart = autostart
         self.ephemeral = ephemeral

@@ -11,6 +11,8 @@ public enum VMChange: Sendable {
     case removed(uuid: String)
     /// An ephemeral VM stopped (or was found stopped at start-up): undefine it and discard its overlay.
     case ephemeralStopped(VMInfo)
+    /// The guest sent `READY=1` (after the `.updated` that shows it).
+    case ready(VMInfo)
 }
 
 /// The VMs of the libvirt connection: a cache rebuilt from libvirt on every (re)connect and
@@ -25,7 +27,7 @@ public actor VMManager {
     /// The UUID of each VM name in `vms` (kept by `store`), so a lookup by name does not
     /// scan every VM.
     private var uuidByName: [String: String] = [:]
-    private var observer: (@Sendable (VMChange) async -> Void)?
+    var observer: (@Sendable (VMChange) async -> Void)?
     private var registered: ObjectIdentifier?
     private var events: AsyncStream<DomainLifecycleEvent>.Continuation?
     private var eventTask: Task<Void, Never>?
@@ -36,12 +38,30 @@ public actor VMManager {
     /// VMs being started now, counted against the host's budget until they run.
     var starting: [String: VMInfo] = [:]
     public private(set) var profiles: [VMProfile]
+    /// The guests' readiness channels (nil if the reader could not start: no readiness then).
+    let channels: ReadinessChannels?
+    /// What each running VM's guest reported during its current boot, by UUID.
+    var guests: [String: GuestReadiness] = [:]
+    /// Where `guests` is saved (nil: not saved).
+    let readinessFile: String?
+    /// Unknown keys and oversized lines already logged, per VM (logged once each).
+    var loggedGuestNoise: Set<String> = []
+    /// VMs whose channel is being retried.
+    var channelRetries: Set<String> = []
+    private var channelTask: Task<Void, Never>?
 
-    public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger) {
+    /// - Parameter stateDirectory: where the guests' readiness is kept across restarts (nil: not kept).
+    public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger, stateDirectory: String? = nil) {
         self.monitor = monitor
         self.config = config
         self.profiles = profiles
         self.logger = logger
+        do { channels = try ReadinessChannels() } catch {
+            logger.error("readiness channels disabled: \(error)")
+            channels = nil
+        }
+        readinessFile = stateDirectory.map { $0 + "/readiness.json" }
+        guests = Self.loadGuests(readinessFile, logger: logger)
     }
 
     public func setObserver(_ observer: @escaping @Sendable (VMChange) async -> Void) {
@@ -51,10 +71,16 @@ public actor VMManager {
         eventTask = Task { [weak self] in
             for await event in stream { await self?.handle(event) }
         }
+        if let channels {
+            channelTask = Task { [weak self] in
+                for await event in channels.events { await self?.guestEvent(event) }
+            }
+        }
     }
 
     public func stop() {
         eventTask?.cancel()
+        channelTask?.cancel()
         events?.finish()
     }
 
@@ -77,7 +103,7 @@ public actor VMManager {
     /// Puts `info` in the cache under `uuid` (nil removes it), keeping the name index.
     /// When the VM leaves a name that another cached VM still has (two entries can share
     /// one for a moment: a stale read racing a define), the name passes to that one.
-    private func store(_ info: VMInfo?, uuid: String) {
+    func store(_ info: VMInfo?, uuid: String) {
         let left = vms[uuid].map(\.name).flatMap { $0 != info?.name && uuidByName[$0] == uuid ? $0 : nil }
         vms[uuid] = info
         if let left { uuidByName[left] = vms.first { $0.value.name == left }?.key }
@@ -113,6 +139,7 @@ public actor VMManager {
             return
         }
         let seen = Set(fresh.map(\.uuid))
+        forgetGuests(except: seen)
         for info in fresh { await upsert(info) }
         for uuid in vms.keys.sorted() where !seen.contains(uuid) {
             store(nil, uuid: uuid)
@@ -129,11 +156,14 @@ public actor VMManager {
         info.stateReason = DomainStateNames.reason(state: state, reason: reason)
         info.persistent = domain.isPersistent
         let active = state != 5 && state != 0
+        info.domainID = active ? domain.id : -1
         try DomainXML.read(try domain.xml(inactive: info.persistent && !active), into: &info)
         return info
     }
 
-    private func upsert(_ info: VMInfo) async {
+    private func upsert(_ fresh: VMInfo) async {
+        var info = fresh
+        applyReadiness(&info)
         let old = vms[info.uuid]
         if let old {
             guard old != info else { return }
@@ -153,6 +183,7 @@ public actor VMManager {
 
     private func handle(_ event: DomainLifecycleEvent) async {
         logger.debug("libvirt event \(event.event)/\(event.detail) for \(event.name) (\(event.uuid))")
+        if event.event == DomainLifecycleEvent.rebooted { guestRebooted(event.uuid, name: event.name) }
         await refresh(event.uuid)
     }
 
@@ -165,6 +196,7 @@ public actor VMManager {
             await upsert(info)
             return info
         } catch let error as LibvirtError where error.code == LibvirtError.noDomain {
+            forgetGuests(except: Set(vms.keys).subtracting([uuid]))
             if vms[uuid] != nil {
                 store(nil, uuid: uuid)
                 await observer?(.removed(uuid: uuid))
@@ -246,13 +278,15 @@ public actor VMManager {
 
     /// Requests an ACPI shutdown; with a timeout, waits for the VM to stop and, with
     /// `force`, destroys it when the timeout passes.
-    public func shutdown(_ uuid: String, timeout: Duration?, force: Bool) async throws {
+    /// Returns whether the VM had to be destroyed (`force`).
+    @discardableResult
+    public func shutdown(_ uuid: String, timeout: Duration?, force: Bool) async throws -> Bool {
         try await perform(uuid, "shut down") { try $0.shutdown() }
-        guard let timeout else { return }
+        guard let timeout else { return false }
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let info = await refresh(uuid), info.state == .shutoff { return }
-            if vms[uuid] == nil { return }   // a transient VM is gone once it stopped
+            if let info = await refresh(uuid), info.state == .shutoff { return false }
+            if vms[uuid] == nil { return false }   // a transient VM is gone once it stopped
             try await Task.sleep(for: .milliseconds(200))
         }
         guard force else {
@@ -260,6 +294,7 @@ public actor VMManager {
         }
         logger.notice("VM \(vms[uuid]?.name ?? uuid) ignored the shutdown request for \(timeout.components.seconds) s: destroying it")
         try await perform(uuid, "destroy") { try $0.destroy() }
+        return true
     }
 
     /// The domain XML (live, or the persistent definition with `inactive`).

@@ -13,7 +13,7 @@ extension VMService {
     }
 
     fileprivate enum Change: Sendable {
-        case autostart(Bool)
+        case autostart(Bool, fallback: String?, readyTimeoutSeconds: UInt32?)
         case resources(memoryMiB: UInt64?, vcpus: UInt32?)
         case attach(device: String, live: Bool, config: Bool, what: String)
         case detachDisk(target: String, live: Bool, config: Bool, timeout: Int)
@@ -21,10 +21,26 @@ extension VMService {
         case removeShare(String)
     }
 
-    public func checkAutostart(_ uuid: String, enabled: Bool) async throws -> ConfigurePlan {
+    /// `fallback`: the VM StartAll starts in this one's place ("" clears it); `readyTimeoutSeconds`:
+    /// how long StartAll waits for its READY=1 (0: `[vms] ready_timeout_s`).
+    public func checkAutostart(_ uuid: String, enabled: Bool, fallback: String? = nil, readyTimeoutSeconds: UInt32? = nil) async throws -> ConfigurePlan {
         let info = try await existing(uuid)
         guard info.persistent else { throw ControllerError.invalidState("\(info.name) is transient; autostart needs a persistent VM") }
-        return ConfigurePlan(vm: info, operation: "autostart", change: .autostart(enabled))
+        if let fallback { try await checkFallback(fallback, of: info.name) }
+        try Self.checkReadyTimeout(readyTimeoutSeconds)
+        return ConfigurePlan(vm: info, operation: "autostart", change: .autostart(enabled, fallback: fallback, readyTimeoutSeconds: readyTimeoutSeconds))
+    }
+
+    /// A fallback must be another existing VM ("" for none).
+    func checkFallback(_ fallback: String, of name: String) async throws {
+        guard !fallback.isEmpty else { return }
+        try VMName.validate(fallback)
+        guard fallback != name else { throw ControllerError.invalidArgs("fallback \(fallback): a VM cannot be its own fallback") }
+        guard await vms.vm(named: fallback) != nil else { throw ControllerError.noSuchVM("fallback \(fallback): no VM of that name") }
+    }
+
+    static func checkReadyTimeout(_ seconds: UInt32?) throws {
+        if let seconds, seconds > 86_400 { throw ControllerError.invalidArgs("ready_timeout_s \(seconds) is above 86400") }
     }
 
     public func checkResources(_ uuid: String, memoryMiB: UInt64?, vcpus: UInt32?) async throws -> ConfigurePlan {
@@ -134,9 +150,11 @@ extension VMService {
     public func runConfigure(_ plan: ConfigurePlan) async throws {
         let uuid = plan.vm.uuid
         switch plan.change {
-        case .autostart(let enabled):
+        case .autostart(let enabled, let fallback, let readyTimeout):
             var metadata = plan.vm.metadata
             metadata.autostart = enabled
+            if let fallback { metadata.fallback = fallback }
+            if let readyTimeout { metadata.readyTimeoutSeconds = readyTimeout }
             try await vms.redefine(uuid, enabled ? "enable autostart of" : "disable autostart of") { [metadata] xml in
                 try DomainXML.withMetadata(xml, metadata)
             }

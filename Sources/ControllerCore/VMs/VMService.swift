@@ -82,6 +82,10 @@ public final class VMService: Sendable {
         /// MACs of the first NICs, in order (libvirt picks the rest).
         public var macs: [String] = []
         public var autostart = false
+        /// The VM StartAll starts in this one's place when it is not ready in time ("": none).
+        public var fallback = ""
+        /// How long StartAll waits for its READY=1 (0: `[vms] ready_timeout_s`).
+        public var readyTimeoutSeconds: UInt32 = 0
         public var seclabel = "dynamic"
         public init(name: String, profile: String) { self.name = name; self.profile = profile }
     }
@@ -143,6 +147,10 @@ public final class VMService: Sendable {
         spec.shares = shares
         spec.disks = diskSpecs
         spec.autostart = request.autostart
+        try await checkFallback(request.fallback, of: name)
+        try Self.checkReadyTimeout(request.readyTimeoutSeconds)
+        spec.fallback = request.fallback
+        spec.readyTimeoutSeconds = request.readyTimeoutSeconds
         spec.seclabel = request.seclabel
         spec.ephemeral = request.ephemeral ?? false
         spec.baseDisk = request.baseDisk ?? ""
@@ -215,7 +223,7 @@ public final class VMService: Sendable {
         }
         try topology.check(sources, role: role, vm: name, kinds: try await vms.networkKinds(sources.compactMap(\.networkName)))
         try await vms.precheckName(name)
-        return ForeignDefinePlan(xml: xml, name: name)
+        return ForeignDefinePlan(xml: try DomainXML.withReadinessChannel(xml), name: name)
     }
 
     public func runDefine(_ plan: ForeignDefinePlan) async throws -> VMInfo {

@@ -1,0 +1,143 @@
+import FoundationEssentials
+import Glibc
+import Logging
+
+/// The guests' readiness: each running VM's channel is connected, what its guest reports is
+/// applied to that boot only (UUID and domain ID), kept in the state directory, and shown in
+/// the VM's `VMInfo.guest`.
+extension VMManager {
+    /// Sets `info.guest` for the VM as libvirt now describes it: a new boot (another domain
+    /// ID) starts over at `waiting`, a VM that stopped drops its record, and a running VM's
+    /// channel is (re)connected.
+    func applyReadiness(_ info: inout VMInfo) {
+        guard info.readinessReachable, let channels else {
+            if guests.removeValue(forKey: info.uuid) != nil { saveGuests() }
+            channels?.close(uuid: info.uuid)
+            info.guest = GuestReadiness()
+            return
+        }
+        if guests[info.uuid]?.domainID != info.domainID {
+            guests[info.uuid] = .waiting(domainID: info.domainID)
+            saveGuests()
+            logger.info("VM \(info.name) (domain \(info.domainID)): waiting for its guest's READY=1")
+        }
+        let key = ReadinessChannels.Key(uuid: info.uuid, domainID: info.domainID)
+        if !channels.isOpen(key) { connect(key, path: info.readinessSocket, name: info.name) }
+        info.guest = guests[info.uuid] ?? GuestReadiness()
+    }
+
+    /// Connects a channel, retrying in the background (1 s, then up to 10 s apart) while the
+    /// same boot is running: qemu may not listen yet right at the start event.
+    private func connect(_ key: ReadinessChannels.Key, path: String, name: String) {
+        guard let channels else { return }
+        do {
+            try channels.open(key, path: path)
+            logger.debug("VM \(name): readiness channel \(path) connected")
+        } catch {
+            guard channelRetries.insert(key.uuid).inserted else { return }
+            logger.info("VM \(name): \((error as? ControllerError)?.message ?? "\(error)"); retrying")
+            Task { await self.retry(key, path: path, name: name) }
+        }
+    }
+
+    private func retry(_ key: ReadinessChannels.Key, path: String, name: String) async {
+        var delay: Duration = .seconds(1)
+        defer { channelRetries.remove(key.uuid) }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: delay)
+            guard let channels, vms[key.uuid]?.domainID == key.domainID else { return }
+            if channels.isOpen(key) { return }
+            if (try? channels.open(key, path: path)) != nil {
+                logger.info("VM \(name): readiness channel connected")
+                return
+            }
+            delay = min(delay * 2, .seconds(10))
+        }
+    }
+
+    /// A line from a guest, or its channel closing.
+    func guestEvent(_ event: ReadinessChannels.Event) async {
+        switch event {
+        case .closed(let key):
+            guard let info = vms[key.uuid], info.domainID == key.domainID, info.readinessReachable else { return }
+            logger.info("VM \(info.name): readiness channel closed while running; reconnecting")
+            connect(key, path: info.readinessSocket, name: info.name)
+        case .message(let key, let message):
+            guard var info = vms[key.uuid], info.domainID == key.domainID, var guest = guests[key.uuid],
+                  guest.domainID == key.domainID else { return }
+            switch message {
+            case .unknownKey(let name):
+                if loggedGuestNoise.insert(key.uuid + " key " + name).inserted {
+                    logger.notice("VM \(info.name): its guest sent the unknown key \(name) on the readiness channel; ignored (logged once)")
+                }
+                return
+            case .oversizedLine:
+                if loggedGuestNoise.insert(key.uuid + " long").inserted {
+                    logger.warning("VM \(info.name): its guest sent a line over \(ReadinessDecoder.maxLineBytes) bytes on the readiness channel; dropped (logged once)")
+                }
+                return
+            case .errno(let n):
+                logger.warning("VM \(info.name): its guest reports ERRNO=\(n)")
+            default:
+                break
+            }
+            let before = guest
+            let becameReady = guest.apply(message, now: Self.nowMicroseconds())
+            guard guest != before else { return }
+            guests[key.uuid] = guest
+            if guest.readiness != before.readiness { saveGuests() }
+            if becameReady { logger.notice("VM \(info.name) is ready\(guest.status.isEmpty ? "" : ": \(guest.status)")") }
+            if guest.readiness == .stopping && before.readiness != .stopping { logger.info("VM \(info.name): its guest is stopping") }
+            info.guest = guest
+            store(info, uuid: key.uuid)
+            await observer?(.updated(info, stateChanged: false))
+            if becameReady { await observer?(.ready(info)) }
+        }
+    }
+
+    /// libvirt's reboot event: the guest starts over in the same domain.
+    func guestRebooted(_ uuid: String, name: String) {
+        guard let guest = guests[uuid] else { return }
+        guests[uuid] = .waiting(domainID: guest.domainID)
+        saveGuests()
+        logger.info("VM \(name) rebooted: waiting for its guest's READY=1 again")
+    }
+
+    /// Drops the records of VMs libvirt no longer has.
+    func forgetGuests(except uuids: Set<String>) {
+        let before = guests.count
+        guests = guests.filter { uuids.contains($0.key) }
+        if guests.count != before { saveGuests() }
+    }
+
+    static func nowMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec / 1000)
+    }
+
+    /// Saves `guests` atomically; a failure is logged (readiness then does not survive a
+    /// restart, nothing else changes).
+    func saveGuests() {
+        guard let readinessFile else { return }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let data = try encoder.encode(guests)
+            try? FileManager.default.createDirectory(atPath: parentDirectory(of: readinessFile), withIntermediateDirectories: true)
+            try HostRoot("/").write(readinessFile, String(decoding: data, as: UTF8.self) + "\n", newFileMode: 0o600)
+        } catch {
+            logger.error("cannot save \(readinessFile): \(error)")
+        }
+    }
+
+    static func loadGuests(_ file: String?, logger: Logger) -> [String: GuestReadiness] {
+        guard let file, FileManager.default.fileExists(atPath: file) else { return [:] }
+        do {
+            return try JSONDecoder().decode([String: GuestReadiness].self, from: Data(contentsOf: URL(fileURLWithPath: file)))
+        } catch {
+            logger.warning("cannot read \(file) (\(error)); the guests' readiness starts over")
+            return [:]
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import SDBus
+import XCTest
+
+/// The readiness channel with tiny guests on `qemu:///system` (TCG): the host's kernel and a
+/// small busybox initramfs (scripts/make-tiny-guest) whose /init writes to the port
+/// org.multiverse.ready.0 what its kernel command line says. libvirtd makes the socket,
+/// qemu listens, the daemon connects; the checks read the VM objects, libvirt's own logs
+/// (/var/log/libvirt/qemu/NAME.log, when each qemu started and stopped) and virsh.
+final class ReadinessSystemTests: XCTestCase {
+    static let uri = QemuSystemTests.uri
+    static let guestDir = "/var/cache/multiverse-test/tiny-guest"
+    static let names = ["rdy-router", "rdy-desk", "rdy-spare", "rdy-noisy"]
+
+    override class func setUp() {
+        SharedStacks.start(self) {
+            try QemuSystemTests.startLibvirtd()
+            cleanup()
+            let made = Command.run(TestStack.repo.appendingPathComponent("scripts/make-tiny-guest").path, [guestDir])
+            guard made.ok else { throw StackError("scripts/make-tiny-guest: \(made.all)") }
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\nstop_timeout_s = 5\n", libvirtURI: uri)
+        }
+    }
+
+    override class func tearDown() {
+        SharedStacks.stop(self)
+        cleanup()
+    }
+
+    static func cleanup() {
+        for name in names {
+            QemuSystemTests.virsh(["destroy", name])
+            QemuSystemTests.virsh(["undefine", name])
+        }
+    }
+
+    var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
+
+    /// A tiny guest as caller XML with the service's metadata; `cmdline` carries the init's
+    /// mv.* words. The service adds the readiness channel itself.
+    static func tinyXML(_ name: String, bootOrder: Int, autostart: Bool, cmdline: String,
+                        fallback: String = "", readyTimeout: Int = 0) -> String {
+        """
+        <domain type='qemu'>
+          <name>\(name)</name>
+          <metadata><mv:controller xmlns:mv="https://multiverse-os.org/controller/1">
+            <mv:profile></mv:profile><mv:autostart>\(autostart)</mv:autostart><mv:boot-order>\(bootOrder)</mv:boot-order>
+            \(fallback.isEmpty ? "" : "<mv:fallback>\(fallback)</mv:fallback>")
+            \(readyTimeout == 0 ? "" : "<mv:ready-timeout-s>\(readyTimeout)</mv:ready-timeout-s>")
+          </mv:controller></metadata>
+          <memory unit='MiB'>160</memory>
+          <vcpu>1</vcpu>
+          <os><type arch='x86_64' machine='pc'>hvm</type><kernel>\(guestDir)/vmlinuz</kernel><initrd>\(guestDir)/initrd.img</initrd>
+            <cmdline>console=ttyS0 \(cmdline)</cmdline></os>
+          <features><acpi/><apic/></features>
+          <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
+          <on_poweroff>destroy</on_poweroff>
+          <devices><serial type='pty'/><console type='pty'/><memballoon model='none'/></devices>
+        </domain>
+        """
+    }
+
+    func define(_ xml: String) throws {
+        let r = try stack.manager("DefineVMFromXML", ["sa{sv}", xml, "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(r.ok, r.all)
+    }
+
+    func property(_ name: String, _ p: String) throws -> String { try stack.vmProperty(name, p) }
+
+    /// Waits for a job to end; returns its State.
+    func finish(_ job: String, timeout: TimeInterval) throws -> String {
+        let s = try stack
+        _ = waitFor(timeout, interval: 0.5) { s.jobProperty(job, "State") != "s \"running\"" }
+        return s.jobProperty(job, "State")
+    }
+
+    /// When libvirt started qemu for `name` the last time, from its log's "starting up" line.
+    static func qemuStarted(_ name: String) -> Date? { lastLogTime(name, containing: ": starting up") }
+    /// When libvirt saw qemu of `name` end the last time.
+    static func qemuStopped(_ name: String) -> Date? { lastLogTime(name, containing: "shutting down") }
+
+    static func lastLogTime(_ name: String, containing marker: String) -> Date? {
+        guard let log = try? String(contentsOfFile: "/var/log/libvirt/qemu/\(name).log", encoding: .utf8) else { return nil }
+        guard let line = log.split(separator: "\n").last(where: { $0.contains(marker) }) else { return nil }
+        let stamp = String(line.prefix(23))   // 2026-12-02 19:40:00.123
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
+        return f.date(from: stamp)
+    }
+
+    static func microseconds(_ property: String) -> UInt64 { UInt64(property.split(separator: " ").last ?? "") ?? 0 }
+
+    // MARK: tests
+
+    /// StartAll waits for the router's READY=1 before it starts the interface controller; a
+    /// controller that never signals is destroyed after its timeout and its fallback started
+    /// and named in the Result. A daemon restart keeps the router ready and starts nothing;
+    /// a reset guest is waited for again; StopAll stops in the reverse order.
+    func testStartAllWaitsForReadyFallsBackRestartsAndStopsInReverse() async throws {
+        let s = try stack
+        try define(Self.tinyXML("rdy-router", bootOrder: 0, autostart: true, cmdline: "mv.status=routing"))
+        try define(Self.tinyXML("rdy-desk", bootOrder: 1, autostart: true, cmdline: "mv.ready=no mv.status=stuck",
+                                fallback: "rdy-spare", readyTimeout: 25))
+        try define(Self.tinyXML("rdy-spare", bootOrder: 1, autostart: false, cmdline: "mv.status=spare_desk"))
+        // Defined through the service, each carries the channel; not running: none.
+        XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-router"]).stdout.contains("name='org.multiverse.ready.0'"))
+        XCTAssertEqual(try property("rdy-router", "Readiness"), "s \"none\"")
+        XCTAssertEqual(try property("rdy-desk", "Fallback"), "s \"rdy-spare\"")
+
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Ready'")
+        defer { Task { await signals.close() } }
+        let r = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(r.ok, r.all)
+        let job = r.replyPath
+        XCTAssertEqual(try finish(job, timeout: 240), "s \"succeeded\"", "\(s.jobProperty(job, "Error")) \(s.log(tail: 30))")
+        let result = s.jobProperty(job, "Result")
+        XCTAssertTrue(result.contains("\"replaced\" a(ss) 1 \"rdy-desk\" \"rdy-spare\""), result)
+
+        // The router was ready before the desk's qemu was started; the desk never was.
+        XCTAssertEqual(try property("rdy-router", "Ready"), "b true")
+        XCTAssertEqual(try property("rdy-router", "GuestStatus"), "s \"routing\"")
+        let readySince = Self.microseconds(try property("rdy-router", "ReadySince"))
+        let deskStarted = try XCTUnwrap(Self.qemuStarted("rdy-desk"), "no start line in libvirt's log of rdy-desk")
+        XCTAssertGreaterThan(readySince, 0)
+        XCTAssertLessThan(Double(readySince) / 1e6, deskStarted.timeIntervalSince1970, "the desk started before the router was ready")
+        XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"), "the not-ready desk was not destroyed")
+        XCTAssertEqual(try property("rdy-desk", "Readiness"), "s \"none\"")
+        XCTAssertEqual(try property("rdy-spare", "Ready"), "b true")
+        XCTAssertEqual(try property("rdy-spare", "GuestStatus"), "s \"spare desk\"")
+        // One Ready() each, from the right objects.
+        let readyPaths = Set(signals.all.map(\.path))
+        XCTAssertEqual(readyPaths, Set([s.vmPath("rdy-router"), s.vmPath("rdy-spare")].compactMap { $0 }), signals.summary)
+        XCTAssertTrue(s.log(tail: 200).contains("StartAll: rdy-desk did not become ready within 25 s (its last status: stuck); destroying it"), s.log(tail: 60))
+
+        // A daemon restart: the router stays ready (same ReadySince), StartAll does not run
+        // again in this boot, the desk stays off.
+        s.stopDaemon()
+        try s.startDaemon()
+        XCTAssertTrue(waitFor(10) { (try? self.property("rdy-router", "Ready")) == "b true" }, try property("rdy-router", "Readiness"))
+        XCTAssertEqual(Self.microseconds(try property("rdy-router", "ReadySince")), readySince)
+        XCTAssertTrue(s.log(tail: 80).contains("StartAll already ran in this boot"), s.log(tail: 40))
+        XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"))
+
+        // A reset guest boots again in the same domain: readiness starts over and returns.
+        XCTAssertTrue(QemuSystemTests.virsh(["reset", "rdy-router"]).ok)
+        XCTAssertTrue(waitFor(90, interval: 0.5) { Self.microseconds((try? self.property("rdy-router", "ReadySince")) ?? "") > readySince },
+                      "no new READY=1 after the reset: \(try property("rdy-router", "Readiness"))")
+        XCTAssertTrue(s.log(tail: 200).contains("VM rdy-router rebooted: waiting for its guest's READY=1 again"), s.log(tail: 40))
+
+        // StopAll: the interface controllers' group first, then the router (the tiny guests
+        // ignore ACPI, so each is destroyed after stop_timeout_s).
+        let stop = s.manager("StopAll", ["a{sv}", "1", "timeout_s", "u", "3"], as: TestStack.grantedUser)
+        XCTAssertTrue(stop.ok, stop.all)
+        XCTAssertEqual(try finish(stop.replyPath, timeout: 60), "s \"succeeded\"", s.jobProperty(stop.replyPath, "Error"))
+        let stopResult = s.jobProperty(stop.replyPath, "Result")
+        XCTAssertTrue(stopResult.contains("\"order\" as 2 \"rdy-spare\" \"rdy-router\""), stopResult)
+        for name in ["rdy-spare", "rdy-router"] {
+            XCTAssertTrue(QemuSystemTests.virsh(["domstate", name]).stdout.contains("shut off"), name)
+        }
+        let spareStopped = try XCTUnwrap(Self.qemuStopped("rdy-spare"))
+        let routerStopped = try XCTUnwrap(Self.qemuStopped("rdy-router"))
+        XCTAssertLessThan(spareStopped, routerStopped, "the router stopped before the controller")
+    }
+
+    /// A guest that floods its port with junk lines and writes a megabyte line leaves the
+    /// daemon answering other callers and the VM not ready; each kind of noise is logged once.
+    func testHostileGuestCannotStallTheDaemonOrLookReady() async throws {
+        let s = try stack
+        try define(Self.tinyXML("rdy-noisy", bootOrder: 2, autostart: false,
+                                cmdline: "mv.ready=no mv.flood=300 mv.long=1024 mv.status=flooded"))
+        guard let path = s.vmPath("rdy-noisy") else { return XCTFail("no VM rdy-noisy") }
+        let start = s.busctl(["call", TestStack.busName, path, TestStack.vmInterface, "Start", "a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(start.ok, start.all)
+        XCTAssertTrue(waitFor(60) { (try? self.property("rdy-noisy", "Readiness")) == "s \"waiting\"" })
+        // While the guest floods (about 30 s at the channel's budget), other calls are answered.
+        var slowest = 0.0
+        var answered = 0
+        let done = waitFor(150, interval: 0.2) {
+            let t0 = Date()
+            if s.manager("ListVMs", ["a{sv}", "0"]).ok { answered += 1 }
+            slowest = max(slowest, Date().timeIntervalSince(t0))
+            return (try? self.property("rdy-noisy", "GuestStatus")) == "s \"flooded\""
+        }
+        XCTAssertTrue(done, "the guest's last STATUS= never arrived: \(try property("rdy-noisy", "GuestStatus").prefix(80))")
+        print("ReadinessSystemTests: \(answered) ListVMs answered during the flood, slowest \(String(format: "%.3f", slowest)) s")
+        XCTAssertGreaterThan(answered, 10)
+        XCTAssertLessThan(slowest, 5, "a ListVMs call took \(slowest) s during the flood")
+        XCTAssertEqual(try property("rdy-noisy", "Ready"), "b false")
+        XCTAssertEqual(try property("rdy-noisy", "Readiness"), "s \"waiting\"")
+        let log = s.log(tail: 400)
+        XCTAssertEqual(log.components(separatedBy: "sent the unknown key JUNK").count - 1, 1, "the unknown key was not logged exactly once")
+        XCTAssertEqual(log.components(separatedBy: "a line over 1024 bytes").count - 1, 1, "the long line was not logged exactly once")
+        XCTAssertTrue(QemuSystemTests.virsh(["destroy", "rdy-noisy"]).ok)
+        XCTAssertTrue(waitFor(10) { (try? self.property("rdy-noisy", "Readiness")) == "s \"none\"" })
+    }
+}
