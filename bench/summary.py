@@ -3,7 +3,7 @@
 
 Run by bench/run after the sections, on the JSON files they wrote. Standalone:
 
-  summary.py [--dbus FILE] [--settings FILE] [--vms FILE] [--disks FILE] [FILE ...]
+  summary.py [--dbus FILE] [--settings FILE] [--vms FILE] [--disks FILE] [--readiness FILE] [FILE ...]
 
 The files are those of dbus_bench.py, settings_bench.py, vm_bench.py and disk_bench.py
 (each with --json FILE); a FILE given without an option is recognized by its contents.
@@ -21,9 +21,10 @@ import math
 import os
 import sys
 
-SECTIONS = ("dbus", "settings", "vms", "disks")
+SECTIONS = ("dbus", "settings", "vms", "disks", "readiness")
 TITLES = {"dbus": "D-Bus calls and RSS (dbus_bench.py)", "settings": "settings agent (settings_bench.py)",
-          "vms": "VMs (vm_bench.py)", "disks": "disks (disk_bench.py)"}
+          "vms": "VMs (vm_bench.py)", "disks": "disks (disk_bench.py)",
+          "readiness": "guest readiness, tiny guests on qemu:///system (readiness_bench.py)"}
 
 
 def number(v):
@@ -252,7 +253,28 @@ def size(b):
     return "?" if number(b) is None else "%g GiB" % (b / float(1 << 30))
 
 
-BUILDERS = {"dbus": dbus_rows, "settings": settings_rows, "vms": vms_rows, "disks": disks_rows}
+def readiness_rows(doc, t):
+    """readiness_bench.py: readiness{ready_ms raw_ms rtt_ms: p50 p99}, start_all_pair, idle."""
+    r = doc["readiness"]
+    t.add("READY=1 to Ready() p50", r["ready_ms"].get("p50"), fmt=MS)
+    t.add("READY=1 to Ready() p99", r["ready_ms"].get("p99"), fmt=MS, target=below_ms(50))
+    t.add("  the same with the trip to the guest, p99", r["raw_ms"].get("p99"), fmt=MS)
+    t.add("  ping port round trip p50 (subtracted / 2)", r["rtt_ms"].get("p50"), fmt=MS)
+    if r.get("missed"):
+        t.note("%d of %d READY=1 samples got no Ready() within 5 s" % (r["missed"], r.get("samples", 0)))
+    p = doc["start_all_pair"]
+    slack = None if number(p.get("sum_s")) is None else p["sum_s"] + 1
+    t.add("StartAll router + controller", p.get("start_all_s"), p.get("sum_s"), fmt=SEC, other_label="boots alone",
+          target=("<= sum + 1 s", lambda ours, other, ratio: None if ours is None or slack is None else ours <= slack))
+    i = doc["idle"]
+    window = number(i.get("seconds"))
+    t.add("daemon CPU, %s channels idle %s s" % (i.get("guests"), "%.0f" % window if window else "?"), i.get("cpu_s"),
+          fmt=lambda v: "-" if number(v) is None else "%.2f s (%.3f %%)" % (v, 100 * v / window) if window else "%.2f s" % v)
+    return "%s samples, %s guests" % (r.get("samples", "?"), i.get("guests", "?"))
+
+
+BUILDERS = {"dbus": dbus_rows, "settings": settings_rows, "vms": vms_rows, "disks": disks_rows,
+            "readiness": readiness_rows}
 
 
 def detect(doc):
@@ -267,6 +289,8 @@ def detect(doc):
         return "vms"
     if "copy" in doc:
         return "disks"
+    if "start_all_pair" in doc:
+        return "readiness"
     return None
 
 

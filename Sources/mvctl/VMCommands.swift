@@ -9,7 +9,7 @@ struct VM: AsyncParsableCommand {
         abstract: "Define, start, stop and inspect virtual machines.",
         subcommands: [List.self, Show.self, Profiles.self, Define.self, DefineXML.self, Simple<StartAction>.self, Stop.self,
                       Simple<DestroyAction>.self, Simple<RebootAction>.self, Simple<SuspendAction>.self, Simple<ResumeAction>.self, Undefine.self, AttachDisk.self, DetachDisk.self, Share.self,
-                      Snapshot.self, StartAll.self, Autostart.self, Resources.self, XML.self, Watch.self])
+                      Snapshot.self, StartAll.self, StopAll.self, Autostart.self, Resources.self, XML.self, Watch.self])
 
     static let interface = VMInterface.name
 
@@ -22,8 +22,20 @@ struct VM: AsyncParsableCommand {
         }
     }
 
+    /// The READY column: "yes", "waiting", "stopping", or "-" for a VM without the channel
+    /// or not running.
+    static func readiness(_ v: [String: DBusValue]) -> String {
+        switch v["Readiness"]?.string ?? "none" {
+        case "ready": return "yes"
+        case "none": return "-"
+        case let other: return other
+        }
+    }
+
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List VMs with state, profile and resources.")
+        static let configuration = CommandConfiguration(
+            abstract: "List VMs with state, readiness, profile and resources.",
+            discussion: "READY: yes once the guest sent READY=1 on its readiness channel, waiting until then, - for a VM that is not running or has no channel.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: ArgumentHelp("Only the names, one per line (for shell completion).", visibility: .hidden)) var names = false
 
@@ -33,8 +45,8 @@ struct VM: AsyncParsableCommand {
                     .map(\.value).sorted { ($0["Name"]?.string ?? "") < ($1["Name"]?.string ?? "") }
                 if names { for v in vms { print(v["Name"]?.string ?? "") }; return }
                 if global.json { Output.json(vms.map { $0.mapValues(Output.plain) }); return }
-                Output.table(["NAME", "STATE", "PROFILE", "VCPUS", "MEMORY", "AUTOSTART"], vms.map { v in
-                    [v["Name"]?.string ?? "", v["State"]?.string ?? "", v["Profile"]?.string ?? "",
+                Output.table(["NAME", "STATE", "READY", "PROFILE", "VCPUS", "MEMORY", "AUTOSTART"], vms.map { v in
+                    [v["Name"]?.string ?? "", v["State"]?.string ?? "", VM.readiness(v), v["Profile"]?.string ?? "",
                      String(v["VCPUs"]?.uint32 ?? 0), "\(v["MemoryMiB"]?.uint64 ?? 0) MiB", (v["Autostart"]?.bool ?? false) ? "yes" : "no"]
                 })
             }
@@ -86,6 +98,8 @@ struct VM: AsyncParsableCommand {
         @Flag(help: "Undefine the VM and delete its overlay when it stops.") var ephemeral = false
         @Flag(help: "Start it with 'start-all' (the service's ordered start).") var autostart = false
         @Option(help: "Security label: dynamic (default) or none.") var seclabel: String?
+        @Option(help: "The VM 'start-all' starts in this one's place when it is not ready in time.") var fallback: String?
+        @Option(help: ArgumentHelp("How long 'start-all' waits for its READY=1 (default: [vms] ready_timeout_s).", valueName: "SECONDS")) var readyTimeout: UInt32?
 
         func run() async throws {
             var options: [String: DBusValue] = [:]
@@ -105,6 +119,8 @@ struct VM: AsyncParsableCommand {
             }
             if autostart { options["autostart"] = .boolean(true) }
             if let seclabel { options["seclabel"] = .string(seclabel) }
+            if let fallback { options["fallback"] = .string(fallback) }
+            if let readyTimeout { options["ready_timeout_s"] = .uint32(readyTimeout) }
             try await Client.run(global) { client in
                 let reply = try await client.callManager(ManagerInterface.defineVM.name, [.string(name), .string(profile), .vardict(options)], privileged: true)
                 let path = reply.first?.string ?? ""
@@ -214,35 +230,6 @@ struct VM: AsyncParsableCommand {
         }
     }
 
-    struct StartAll: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "start-all",
-            abstract: "Start the VMs with autostart on, in order: network controllers, interface controllers, the rest.")
-        @OptionGroup var global: GlobalOptions
-        func run() async throws {
-            try await Client.run(global) { client in
-                let job = try await client.callManager(ManagerInterface.startAll.name, [.emptyOptions], privileged: true).first?.string ?? ""
-                let result = try await client.follow(job: job, quiet: global.json)
-                if global.json { Output.json(result.mapValues(Output.plain)); return }
-                let started = result["started"]?.stringArray ?? []
-                let already = result["already_running"]?.stringArray ?? []
-                print("started: \(started.isEmpty ? "none" : started.joined(separator: ", "))")
-                if !already.isEmpty { print("already running: \(already.joined(separator: ", "))") }
-            }
-        }
-    }
-
-    struct Autostart: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Include a VM in the service's ordered start, or not.")
-        @OptionGroup var global: GlobalOptions
-        @Argument(help: "VM name.", completion: .shellCommand("mvctl vm list --names 2>/dev/null")) var name: String
-        @Argument(help: "on or off.") var state: String
-        func validate() throws { guard ["on", "off"].contains(state) else { throw ValidationError("expected 'on' or 'off', got '\(state)'") } }
-        func run() async throws {
-            try await VM.call(global, name, VMInterface.setAutostart.name, [.boolean(state == "on"), .emptyOptions], done: "autostart of \(name) \(state)")
-        }
-    }
-
     struct Resources: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Change memory and vCPUs (from the next start).")
         @OptionGroup var global: GlobalOptions
@@ -272,46 +259,6 @@ struct VM: AsyncParsableCommand {
         }
     }
 
-    struct Watch: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print VM state changes as they arrive (Ctrl-C stops).")
-        @OptionGroup var global: GlobalOptions
-        @Option(help: ArgumentHelp("Exit after this many changes.", valueName: "N")) var count: Int?
-
-        func run() async throws {
-            try await Client.run(global) { client in
-                let (stream, continuation) = AsyncStream<ReceivedSignal>.makeStream()
-                _ = try await client.bus.subscribe(match: "type='signal',sender='\(Client.service)',interface='\(VM.interface)',member='StateChanged'") {
-                    continuation.yield($0)
-                }
-                _ = try await client.bus.call(destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus",
-                                              interface: "org.freedesktop.DBus", member: "GetId")
-                var names: [String: String] = [:]
-                for (path, props) in try await client.managedObjects(interface: VM.interface) { names[path] = props["Name"]?.string }
-                if !global.json { print("watching VM state changes (Ctrl-C to stop)") }
-                fflush(nil)
-                var seen = 0
-                for await signal in stream {
-                    if names[signal.path] == nil, let props = try? await client.properties(signal.path, VM.interface) {
-                        names[signal.path] = props["Name"]?.string
-                    }
-                    let name = names[signal.path] ?? signal.path
-                    let state = signal.arguments.first?.string ?? ""
-                    let reason = signal.arguments.count > 1 ? signal.arguments[1].string ?? "" : ""
-                    let time = ISO8601DateFormatter().string(from: Date())
-                    if global.json {
-                        if let data = try? JSONSerialization.data(withJSONObject: ["time": time, "vm": name, "state": state, "reason": reason], options: [.sortedKeys]) {
-                            print(String(decoding: data, as: UTF8.self))
-                        }
-                    } else {
-                        print("\(time) \(name) \(state) (\(reason))")
-                    }
-                    fflush(nil)
-                    seen += 1
-                    if let count, seen >= count { break }
-                }
-            }
-        }
-    }
 }
 
 /// A command that names one object and calls one of its methods without options (vm start,

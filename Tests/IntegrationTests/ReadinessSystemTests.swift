@@ -66,6 +66,8 @@ final class ReadinessSystemTests: XCTestCase {
     }
 
     func property(_ name: String, _ p: String) throws -> String { try stack.vmProperty(name, p) }
+    /// The property for a failure message: what busctl said, or "(unreadable)".
+    func shown(_ name: String, _ p: String) -> String { (try? property(name, p)) ?? "(unreadable)" }
 
     /// Waits for a job to end; returns its State.
     func finish(_ job: String, timeout: TimeInterval) throws -> String {
@@ -138,24 +140,37 @@ final class ReadinessSystemTests: XCTestCase {
         // again in this boot, the desk stays off.
         s.stopDaemon()
         try s.startDaemon()
-        XCTAssertTrue(waitFor(10) { (try? self.property("rdy-router", "Ready")) == "b true" }, try property("rdy-router", "Readiness"))
+        XCTAssertTrue(waitFor(10) { (try? self.property("rdy-router", "Ready")) == "b true" }, shown("rdy-router", "Readiness"))
         XCTAssertEqual(Self.microseconds(try property("rdy-router", "ReadySince")), readySince)
         XCTAssertTrue(s.log(tail: 80).contains("StartAll already ran in this boot"), s.log(tail: 40))
         XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"))
 
-        // A reset guest boots again in the same domain: readiness starts over and returns.
+        // mvctl's list shows who is ready.
+        let list = s.mvctl(["vm", "list"])
+        XCTAssertTrue(list.stdout.split(separator: "\n").contains { $0.hasPrefix("rdy-router ") && $0.contains(" running ") && $0.contains(" yes ") },
+                      list.stdout)
+
+        // A reset guest boots again in the same domain: readiness starts over and returns,
+        // and mvctl vm watch prints the Ready signal with the guest's status.
+        let watchOut = s.dir.appendingPathComponent("rdy-watch.out").path
+        let watch = try Child(TestStack.mvctlPath, ["vm", "watch", "--json", "--count", "1", "--bus-address", s.address],
+                              stdout: watchOut, stderr: watchOut)
+        usleep(700_000)
         XCTAssertTrue(QemuSystemTests.virsh(["reset", "rdy-router"]).ok)
         XCTAssertTrue(waitFor(90, interval: 0.5) { Self.microseconds((try? self.property("rdy-router", "ReadySince")) ?? "") > readySince },
-                      "no new READY=1 after the reset: \(try property("rdy-router", "Readiness"))")
+                      "no new READY=1 after the reset: \(shown("rdy-router", "Readiness"))")
         XCTAssertTrue(s.log(tail: 200).contains("VM rdy-router rebooted: waiting for its guest's READY=1 again"), s.log(tail: 40))
+        XCTAssertEqual(watch.wait(timeout: 10), 0)
+        let watched = (try? String(contentsOfFile: watchOut, encoding: .utf8)) ?? ""
+        XCTAssertTrue(watched.contains("\"reason\":\"routing\"") && watched.contains("\"state\":\"ready\"") && watched.contains("\"vm\":\"rdy-router\""), watched)
 
         // StopAll: the interface controllers' group first, then the router (the tiny guests
         // ignore ACPI, so each is destroyed after stop_timeout_s).
-        let stop = s.manager("StopAll", ["a{sv}", "1", "timeout_s", "u", "3"], as: TestStack.grantedUser)
+        let stop = s.mvctl(["vm", "stop-all", "--timeout", "3", "--json"], as: TestStack.grantedUser)
         XCTAssertTrue(stop.ok, stop.all)
-        XCTAssertEqual(try finish(stop.replyPath, timeout: 60), "s \"succeeded\"", s.jobProperty(stop.replyPath, "Error"))
-        let stopResult = s.jobProperty(stop.replyPath, "Result")
-        XCTAssertTrue(stopResult.contains("\"order\" as 2 \"rdy-spare\" \"rdy-router\""), stopResult)
+        let stopResult = try JSONSerialization.jsonObject(with: Data(stop.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(stopResult?["order"] as? [String], ["rdy-spare", "rdy-router"], stop.stdout)
+        XCTAssertEqual(Set(stopResult?["destroyed"] as? [String] ?? []), ["rdy-spare", "rdy-router"], "the tiny guests ignore ACPI: \(stop.stdout)")
         for name in ["rdy-spare", "rdy-router"] {
             XCTAssertTrue(QemuSystemTests.virsh(["domstate", name]).stdout.contains("shut off"), name)
         }
@@ -183,7 +198,7 @@ final class ReadinessSystemTests: XCTestCase {
             slowest = max(slowest, Date().timeIntervalSince(t0))
             return (try? self.property("rdy-noisy", "GuestStatus")) == "s \"flooded\""
         }
-        XCTAssertTrue(done, "the guest's last STATUS= never arrived: \(try property("rdy-noisy", "GuestStatus").prefix(80))")
+        XCTAssertTrue(done, "the guest's last STATUS= never arrived: \(shown("rdy-noisy", "GuestStatus").prefix(80))")
         print("ReadinessSystemTests: \(answered) ListVMs answered during the flood, slowest \(String(format: "%.3f", slowest)) s")
         XCTAssertGreaterThan(answered, 10)
         XCTAssertLessThan(slowest, 5, "a ListVMs call took \(slowest) s during the flood")

@@ -163,24 +163,24 @@ extension VMService {
         job.progress(order.isEmpty ? nil : 0)
         for group in groups {
             try job.checkCancelled()
-            let results = await withTaskGroup(of: (String, Bool?).self) { tasks in
+            let results = await withTaskGroup(of: (String, Bool?, String).self) { tasks in
                 for vm in group {
                     tasks.addTask { [vms] in
                         do {
                             if vm.state == .crashed {
                                 try await vms.perform(vm.uuid, "destroy") { try $0.destroy() }
-                                return (vm.name, true)
+                                return (vm.name, true, "")
                             }
-                            return (vm.name, try await vms.shutdown(vm.uuid, timeout: timeout, force: true))
+                            return (vm.name, try await vms.shutdown(vm.uuid, timeout: timeout, force: true), "")
                         } catch {
-                            return (vm.name, nil)
+                            return (vm.name, nil, "\(error)")
                         }
                     }
                 }
-                return await tasks.reduce(into: [(String, Bool?)]()) { $0.append($1) }
+                return await tasks.reduce(into: [(String, Bool?, String)]()) { $0.append($1) }
             }
-            for (name, forced) in results.sorted(by: { $0.0 < $1.0 }) {
-                guard let forced else { throw ControllerError.libvirt("StopAll: \(name) could not be stopped") }
+            for (name, forced, reason) in results.sorted(by: { $0.0 < $1.0 }) {
+                guard let forced else { throw ControllerError.libvirt("StopAll: \(name) could not be stopped: \(reason)") }
                 if forced { destroyed.append(name) }
                 stopped.append(name)
             }

@@ -1,0 +1,75 @@
+@testable import ControllerCore
+import Foundation
+import XCTest
+
+/// A guest's readiness through one boot, the once-per-boot marker, and the guest side this
+/// repository ships (guest/multiverse-ready) speaking what the daemon's decoder reads.
+final class GuestReadinessTests: XCTestCase {
+    func testOneBootFromWaitingToReadyToStopping() {
+        var g = GuestReadiness.waiting(domainID: 7)
+        XCTAssertEqual(g.readiness, .waiting)
+        XCTAssertFalse(g.apply(.status("booting"), now: 10))
+        XCTAssertTrue(g.apply(.ready, now: 20), "the first READY=1 makes it ready")
+        XCTAssertFalse(g.apply(.ready, now: 30), "a second READY=1 is not a new readiness")
+        XCTAssertEqual(g.readySince, 20)
+        XCTAssertFalse(g.apply(.unknownKey("MAINPID"), now: 40))
+        XCTAssertFalse(g.apply(.errno(5), now: 41))
+        XCTAssertEqual(g.status, "booting")
+        XCTAssertEqual(g.errno, 5)
+        XCTAssertFalse(g.apply(.stopping, now: 50))
+        XCTAssertEqual(g.readiness, .stopping)
+        XCTAssertEqual(g.readySince, 0)
+        XCTAssertEqual(g.domainID, 7)
+        // Kept across a daemon restart as JSON.
+        let copy = try? JSONDecoder().decode(GuestReadiness.self, from: JSONEncoder().encode(g))
+        XCTAssertEqual(copy, g)
+    }
+
+    func testBootOnceClaimsEachBootOnce() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bootonce-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bootID = dir.appendingPathComponent("boot_id")
+        try "1111\n".write(to: bootID, atomically: true, encoding: .utf8)
+        let once = BootOnce(stateDirectory: dir.appendingPathComponent("state").path, bootIDFile: bootID.path)
+        XCTAssertTrue(try once.claim(), "the first daemon start of a boot runs StartAll")
+        XCTAssertFalse(try once.claim(), "a restart in the same boot does not")
+        XCTAssertEqual(try String(contentsOfFile: once.file, encoding: .utf8), "1111\n")
+        try "2222\n".write(to: bootID, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try once.claim(), "a new boot runs it again")
+        XCTAssertFalse(try once.claim())
+        let unreadable = BootOnce(stateDirectory: dir.path, bootIDFile: dir.appendingPathComponent("missing").path)
+        XCTAssertTrue(try unreadable.claim(), "without a boot ID it runs, as before")
+    }
+
+    /// guest/multiverse-ready with its port pointed at a file: what it writes decodes to a
+    /// status, then READY=1; a status with newlines stays one line; STOPPING=1.
+    func testTheShippedGuestScriptSpeaksTheProtocol() throws {
+        var repo = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { repo.deleteLastPathComponent() }
+        let script = repo.appendingPathComponent("guest/multiverse-ready").path
+        let port = FileManager.default.temporaryDirectory.appendingPathComponent("port-\(getpid())").path
+        _ = FileManager.default.createFile(atPath: port, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: port) }
+        func run(_ args: [String]) throws -> Int32 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = [script] + args
+            p.environment = ["MULTIVERSE_READY_PORT": port, "PATH": "/usr/bin:/bin"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            return p.terminationStatus
+        }
+        XCTAssertEqual(try run(["ready"]), 0)
+        XCTAssertEqual(try run(["status", "line one\nline two\u{1B}[31m"]), 0)
+        XCTAssertEqual(try run(["stopping"]), 0)
+        XCTAssertEqual(try run(["bogus"]), 2, "a wrong command is a usage error")
+        var decoder = ReadinessDecoder()
+        let messages = decoder.feed(try Data(contentsOf: URL(fileURLWithPath: port)))
+        XCTAssertEqual(messages.count, 4, "\(messages)")
+        guard messages.count == 4, case .status(let text) = messages[0] else { return XCTFail("\(messages)") }
+        XCTAssertTrue(text.contains("multi-user.target reached"), text)
+        XCTAssertEqual(Array(messages[1...]), [.ready, .status("line one line two [31m"), .stopping])
+    }
+}
