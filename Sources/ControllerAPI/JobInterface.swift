@@ -21,6 +21,7 @@ public enum JobInterface {
             APIProperty("Progress", "d", doc: "0 to 1 when ProgressValid."),
             APIProperty("ProgressValid", "b", doc: "Whether Progress means something."),
             APIProperty("Error", "s", doc: "Why it failed."),
+            APIProperty("Status", "s", doc: "What it is doing now, one line for a person (StartAll: which VM it starts or waits for, and why); empty when the job says nothing."),
             APIProperty("Result", "a{sv}", doc: "What it produced; each method that starts a job lists its keys."),
         ],
         signals: [completed])

@@ -40,7 +40,7 @@ public enum VMInterface {
     public static let stateChanged = APISignal("StateChanged", [A.a("state", "s"), A.a("reason", "s")],
         doc: "Sent from libvirt's lifecycle events, whoever caused the change.")
     public static let ready = APISignal("Ready", [],
-        doc: "Sent when the guest writes READY=1 on its readiness channel (once per boot), after the PropertiesChanged that shows Ready true.")
+        doc: "Sent when the guest writes READY=1 on its readiness channel (once per boot, and again when a READY=1 follows a STOPPING=1), after the PropertiesChanged that shows Ready true.")
 
     public static let declaration = APIInterface(name,
         methods: [start, shutdown, destroy, reboot, suspend, resume, undefine, attachDisk, detachDisk, addShare, removeShare,

@@ -37,7 +37,8 @@ struct JobObject: Sendable {
             }
         case .updated(let job):
             await bus.setProperties(path: ObjectPaths.job(job.id), interface: JobInterface.name,
-                                    ["Progress": .double(job.progress), "ProgressValid": .boolean(job.progressValid)])
+                                    ["Progress": .double(job.progress), "ProgressValid": .boolean(job.progressValid),
+                                     "Status": .string(job.status)])
         case .finished(let job):
             var props = properties(job)
             for key in ["Operation", "Target", "StartedByUID", "StartTime"] { props[key] = nil }
@@ -80,6 +81,7 @@ struct JobObject: Sendable {
             "Progress": .double(job.progress),
             "ProgressValid": .boolean(job.progressValid),
             "Error": .string(job.error),
+            "Status": .string(job.status),
             "Result": .vardict(result),
         ]
     }

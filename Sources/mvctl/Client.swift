@@ -71,7 +71,8 @@ struct Client {
             let state = props["State"]?.string ?? ""
             if !quiet {
                 bar.show(props["Operation"]?.string ?? "job",
-                         props["ProgressValid"]?.bool == true ? props["Progress"]?.double ?? 0 : nil, done: state != "running")
+                         props["ProgressValid"]?.bool == true ? props["Progress"]?.double ?? 0 : nil,
+                         status: props["Status"]?.string ?? "", done: state != "running")
             }
             if state != "running" {
                 guard state == "succeeded" else {

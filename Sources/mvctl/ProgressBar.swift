@@ -1,16 +1,18 @@
 import Foundation
 
-/// A job's progress on stderr: a redrawn bar on a terminal, plain lines otherwise (one per
-/// whole percent, so logs stay short).
+/// A job's progress on stderr: a redrawn bar on a terminal, followed by the job's Status;
+/// plain lines otherwise (one per whole percent and one per new Status, so logs stay short).
 struct ProgressBar {
     let terminal: Bool
     private var lastPercent = -1
     private var spin = 0
+    private var lastStatus = ""
 
     init(terminal: Bool) { self.terminal = terminal }
 
-    /// `fraction` nil: progress unknown. `done`: the job ended; the bar's line is closed.
-    mutating func show(_ operation: String, _ fraction: Double?, done: Bool) {
+    /// `fraction` nil: progress unknown. `status`: the job's own line about what it does now.
+    /// `done`: the job ended; the bar's line is closed.
+    mutating func show(_ operation: String, _ fraction: Double?, status: String = "", done: Bool) {
         if terminal {
             let width = 30
             let line: String
@@ -23,8 +25,14 @@ struct ProgressBar {
                 spin += 1
                 line = "\(operation) [" + String(repeating: " ", count: width) + "] " + frames[spin % 4]
             }
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + (done ? "\n" : "")).utf8))
+            // The status after the bar, cut so the line does not wrap on a narrow terminal.
+            let tail = status.isEmpty ? "" : "  " + String(status.prefix(max(0, 100 - line.count)))
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + tail + (done ? "\n" : "")).utf8))
             return
+        }
+        if status != lastStatus {
+            if !status.isEmpty { FileHandle.standardError.write(Data("\(operation): \(status)\n".utf8)) }
+            lastStatus = status
         }
         guard let fraction else { return }
         let percent = Int(fraction * 100)

@@ -116,9 +116,13 @@ final class ReadinessSystemTests: XCTestCase {
         let r = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
+        // While it waits, the job's Status names the VM, the timeout and the guest's own status.
+        let waiting = "waiting up to 25 s for rdy-desk's guest to send READY=1 before the next VM; its status: stuck"
+        XCTAssertTrue(waitFor(150, interval: 0.2) { s.jobProperty(job, "Status") == "s \"\(waiting)\"" }, s.jobProperty(job, "Status"))
         XCTAssertEqual(try finish(job, timeout: 240), "s \"succeeded\"", "\(s.jobProperty(job, "Error")) \(s.log(tail: 30))")
         let result = s.jobProperty(job, "Result")
         XCTAssertTrue(result.contains("\"replaced\" a(ss) 1 \"rdy-desk\" \"rdy-spare\""), result)
+        XCTAssertEqual(s.jobProperty(job, "Status"), "s \"done\"")
 
         // The router was ready before the desk's qemu was started; the desk never was.
         XCTAssertEqual(try property("rdy-router", "Ready"), "b true")

@@ -46,6 +46,8 @@ public struct JobSnapshot: Sendable, Equatable {
     public var progress: Double
     public var progressValid: Bool
     public var error: String
+    /// One line for a person: what the job is doing now (empty when it says nothing).
+    public var status: String
     public var result: [String: JobValue]
     /// Past the point where cancelling could leave things half-done.
     public var committed: Bool
@@ -64,7 +66,7 @@ public final class Job: Sendable {
         self.onChange = onChange
         state = Mutex(JobSnapshot(id: id, operation: operation, target: target, startedByUID: uid,
                                   startTime: UInt64(Date().timeIntervalSince1970), state: "running", progress: 0,
-                                  progressValid: false, error: "", result: [:], committed: false))
+                                  progressValid: false, error: "", status: "", result: [:], committed: false))
     }
 
     public var snapshot: JobSnapshot { state.withLock { $0 } }
@@ -77,6 +79,16 @@ public final class Job: Sendable {
             return s
         }
         onChange(s)
+    }
+
+    /// Says what the job is doing now, in one line for a person (the Job's `Status`).
+    public func status(_ text: String) {
+        let s = state.withLock { s -> JobSnapshot? in
+            guard s.status != text else { return nil }
+            s.status = text
+            return s
+        }
+        if let s { onChange(s) }
     }
 
     /// Marks the point after which the work must run to its end; Cancel then answers

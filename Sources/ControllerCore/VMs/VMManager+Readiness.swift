@@ -85,13 +85,14 @@ extension VMManager {
             let becameReady = guest.apply(message, now: Self.nowMicroseconds())
             guard guest != before else { return }
             guests[key.uuid] = guest
-            if guest.readiness != before.readiness { saveGuests() }
             if becameReady { logger.notice("VM \(info.name) is ready\(guest.status.isEmpty ? "" : ": \(guest.status)")") }
             if guest.readiness == .stopping && before.readiness != .stopping { logger.info("VM \(info.name): its guest is stopping") }
             info.guest = guest
             store(info, uuid: key.uuid)
             await observer?(.updated(info, stateChanged: false))
             if becameReady { await observer?(.ready(info)) }
+            // Saved after the signals: the file's fsync is not on the path to Ready.
+            if guest.readiness != before.readiness { saveGuests() }
         }
     }
 

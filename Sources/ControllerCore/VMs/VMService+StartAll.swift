@@ -40,7 +40,13 @@ extension VMService {
         for (index, vm) in order.enumerated() {
             try job.checkCancelled()
             let wasRunning = vm.state == .running
-            if wasRunning { already.append(vm.name) } else { try await startForStartAll(vm); started.append(vm.name) }
+            if wasRunning {
+                already.append(vm.name)
+            } else {
+                job.status("starting \(vm.name) (\(Self.group(vm)))")
+                try await startForStartAll(vm)
+                started.append(vm.name)
+            }
             switch try await waitReady(vm, job: job) {
             case .ready: ready.append(vm.name)
             case .noChannel: break
@@ -57,6 +63,7 @@ extension VMService {
                         throw ControllerError.noSuchVM("no VM named \(fallbackName)")
                     }
                     logger.notice("StartAll: starting \(fallback.name) in place of \(vm.name)")
+                    job.status("\(why): starting its fallback \(fallback.name)")
                     if fallback.state != .running { try await startForStartAll(fallback); started.append(fallback.name) }
                     if case .timedOut(let fallbackWhy) = try await waitReady(fallback, job: job) {
                         throw ControllerError.invalidState(fallbackWhy)
@@ -69,6 +76,7 @@ extension VMService {
             }
             job.progress(Double(index + 1) / Double(order.count))
         }
+        job.status("done")
         return ["order": .strings(order.map(\.name)), "started": .strings(started), "already_running": .strings(already),
                 "ready": .strings(ready), "replaced": .pairs(replaced)]
     }
@@ -100,6 +108,15 @@ extension VMService {
         }
     }
 
+    /// The StartAll group of a VM, as a person names it.
+    static func group(_ vm: VMInfo) -> String {
+        switch vm.bootOrder {
+        case 0: return "network controllers first"
+        case 1: return "interface controllers after the network controllers"
+        default: return "after the controllers"
+        }
+    }
+
     enum ReadyOutcome {
         case ready, noChannel, timedOut(String)
     }
@@ -123,6 +140,8 @@ extension VMService {
                     logger.notice("StartAll: waiting up to \(seconds) s for \(vm.name)'s guest to send READY=1 before starting the next VM")
                     logged = true
                 }
+                let status = now.guest.status.isEmpty ? "" : "; its status: \(now.guest.status)"
+                job.status("waiting up to \(seconds) s for \(vm.name)'s guest to send READY=1 before the next VM\(status)")
             }
             guard ContinuousClock.now < deadline else {
                 let status = now.guest.status.isEmpty ? "" : " (its last status: \(now.guest.status))"
@@ -163,6 +182,7 @@ extension VMService {
         job.progress(order.isEmpty ? nil : 0)
         for group in groups {
             try job.checkCancelled()
+            job.status("shutting down \(group.map(\.name).joined(separator: ", ")) (destroyed after \(timeout.components.seconds) s)")
             let results = await withTaskGroup(of: (String, Bool?, String).self) { tasks in
                 for vm in group {
                     tasks.addTask { [vms] in
@@ -186,6 +206,7 @@ extension VMService {
             }
             job.progress(Double(stopped.count) / Double(max(order.count, 1)))
         }
+        job.status("done")
         return ["order": .strings(order), "stopped": .strings(stopped), "destroyed": .strings(destroyed)]
     }
 }
