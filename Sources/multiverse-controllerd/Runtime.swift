@@ -94,6 +94,7 @@ struct Runtime {
         diskService.policies.start()
         let bootStart = Atomic<Bool>(config.vms.startAllOnBoot)
         let stateDirectory = config.stateDirectory
+        let runtimeDirectory = getenv("RUNTIME_DIRECTORY").map { String(cString: $0) }
         let log = logger
         await libvirt.start { connected in
             if connected {
@@ -103,7 +104,7 @@ struct Runtime {
             await objects.setLibvirtConnected(connected)
             // The service's ordered start, once per host boot, when libvirt is first reachable.
             if connected, bootStart.exchange(false, ordering: .acquiringAndReleasing) {
-                let once = BootOnce(stateDirectory: stateDirectory)
+                let once = BootOnce(stateDirectory: stateDirectory, runtimeDirectory: runtimeDirectory)
                 do {
                     guard try once.claim() else {
                         log.notice("start-up: StartAll already ran in this boot (\(once.bootID ?? "?"), \(once.file)); leaving the VMs as they are")

@@ -40,8 +40,13 @@ final class DeclarationTests: XCTestCase {
         for interface in ControllerInterfaces.all {
             try interface.dbus.validate()
             XCTAssertTrue(interface.name.hasPrefix(ControllerNames.interfacePrefix), interface.name)
-            let members = interface.methods.map(\.name) + interface.properties.map(\.name) + interface.signals.map(\.name)
-            XCTAssertEqual(Set(members).count, members.count, "\(interface.name) declares a member twice")
+            // Methods and signals share the message's member field; properties have their own
+            // names (Get/Set), so a property may share one with a signal (VM: Ready b and Ready()).
+            let members = interface.methods.map(\.name) + interface.signals.map(\.name)
+            XCTAssertEqual(Set(members).count, members.count, "\(interface.name) declares a method or signal twice")
+            let properties = interface.properties.map(\.name)
+            XCTAssertEqual(Set(properties).count, properties.count, "\(interface.name) declares a property twice")
+            XCTAssertTrue(Set(properties).isDisjoint(with: interface.methods.map(\.name)), "\(interface.name): a property named as a method")
             for method in interface.methods {
                 XCTAssertEqual(method.dbus.inputs.last?.signature, "a{sv}", "\(interface.shortName).\(method.name) must end with a{sv}")
             }

@@ -40,6 +40,15 @@ final class GuestReadinessTests: XCTestCase {
         XCTAssertFalse(try once.claim())
         let unreadable = BootOnce(stateDirectory: dir.path, bootIDFile: dir.appendingPathComponent("missing").path)
         XCTAssertTrue(try unreadable.claim(), "without a boot ID it runs, as before")
+        // Under systemd the marker is in the runtime directory (a tmpfs, new at each boot).
+        let run = dir.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        let underSystemd = BootOnce(stateDirectory: dir.appendingPathComponent("state").path, runtimeDirectory: run.path + ":/elsewhere",
+                                    bootIDFile: bootID.path)
+        XCTAssertEqual(underSystemd.file, run.path + "/start-all.boot")
+        XCTAssertTrue(try underSystemd.claim(), "a fresh /run: a new boot, whatever the state directory says")
+        XCTAssertFalse(try underSystemd.claim())
+        XCTAssertEqual(BootOnce(stateDirectory: "/s", runtimeDirectory: "").file, "/s/start-all.boot")
     }
 
     /// guest/multiverse-ready with its port pointed at a file: what it writes decodes to a

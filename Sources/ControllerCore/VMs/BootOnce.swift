@@ -1,16 +1,23 @@
 import FoundationEssentials
 import Glibc
 
-/// "Once per host boot" for the daemon's own StartAll: the kernel's boot ID
-/// (`/proc/sys/kernel/random/boot_id`, new at every boot) is kept in a file of the state
-/// directory. Unlike a marker under `/run`, it needs no runtime directory kept across unit
-/// restarts, and it still works when `/run` is not a fresh tmpfs.
+/// "Once per host boot" for the daemon's own StartAll. Under systemd the marker lives in
+/// the unit's runtime directory (`$RUNTIME_DIRECTORY`, /run/multiverse-controller, kept
+/// across restarts by `RuntimeDirectoryPreserve=yes`): /run is a new tmpfs at every boot,
+/// a container's reboot included. Without one (a daemon started by hand, the tests) it is
+/// a file of the state directory. Either way it holds the kernel's boot ID
+/// (`/proc/sys/kernel/random/boot_id`), so a marker that outlived its boot (a /run that is
+/// not a tmpfs) does not count.
 public struct BootOnce: Sendable {
     public let file: String
     public let bootIDFile: String
 
-    public init(stateDirectory: String, bootIDFile: String = "/proc/sys/kernel/random/boot_id") {
-        file = stateDirectory + "/start-all.boot"
+    /// `runtimeDirectory`: `$RUNTIME_DIRECTORY` as systemd sets it (the first of its
+    /// colon-separated paths is used); nil or empty: the state directory.
+    public init(stateDirectory: String, runtimeDirectory: String? = nil,
+                bootIDFile: String = "/proc/sys/kernel/random/boot_id") {
+        let run = runtimeDirectory?.split(separator: ":").first.map(String.init) ?? ""
+        file = (run.hasPrefix("/") ? run : stateDirectory) + "/start-all.boot"
         self.bootIDFile = bootIDFile
     }
 
