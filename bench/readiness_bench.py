@@ -231,7 +231,9 @@ def idle_cpu(client, guest_dir, pid, count, seconds):
         client.start(p)
     if not wait_for(lambda: all(bool(client.prop(p, VM, "Ready")) for p in paths), 600, interval=1):
         ready = sum(bool(client.prop(p, VM, "Ready")) for p in paths)
-        raise SystemExit(f"readiness bench: only {ready} of {count} idle guests became ready")
+        late = [f"{PREFIX}idle{i} ({client.prop(p, VM, 'State')}, {client.prop(p, VM, 'Readiness')})"
+                for i, p in enumerate(paths) if not bool(client.prop(p, VM, "Ready"))]
+        raise SystemExit(f"readiness bench: only {ready} of {count} idle guests became ready; not: {', '.join(late)}")
     time.sleep(2)
     c0 = cpu_seconds(pid)
     time.sleep(seconds)

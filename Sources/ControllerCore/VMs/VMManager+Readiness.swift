@@ -34,7 +34,8 @@ extension VMManager {
             try channels.open(key, path: path)
             logger.debug("VM \(name): readiness channel \(path) connected")
         } catch {
-            guard channelRetries.insert(key.uuid).inserted else { return }
+            // Per boot: a retry left from the VM's previous boot must not stand in for this one's.
+            guard channelRetries.insert("\(key.uuid) \(key.domainID)").inserted else { return }
             logger.info("VM \(name): \((error as? ControllerError)?.message ?? "\(error)"); retrying")
             Task { await self.retry(key, path: path, name: name) }
         }
@@ -42,7 +43,7 @@ extension VMManager {
 
     private func retry(_ key: ReadinessChannels.Key, path: String, name: String) async {
         var delay: Duration = .seconds(1)
-        defer { channelRetries.remove(key.uuid) }
+        defer { channelRetries.remove("\(key.uuid) \(key.domainID)") }
         while !Task.isCancelled {
             try? await Task.sleep(for: delay)
             guard let channels, vms[key.uuid]?.domainID == key.domainID else { return }
@@ -91,7 +92,7 @@ extension VMManager {
             store(info, uuid: key.uuid)
             await observer?(.updated(info, stateChanged: false))
             if becameReady { await observer?(.ready(info)) }
-            // Saved after the signals: the file's fsync is not on the path to Ready.
+            // Saved after the signals, on another thread: no fsync on the path to Ready.
             if guest.readiness != before.readiness { saveGuests() }
         }
     }
@@ -117,18 +118,16 @@ extension VMManager {
         return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec / 1000)
     }
 
-    /// Saves `guests` atomically; a failure is logged (readiness then does not survive a
-    /// restart, nothing else changes).
+    /// Hands `guests` to the readiness file's own thread (atomic write there; a failure is
+    /// logged: readiness then does not survive a restart, nothing else changes).
     func saveGuests() {
         guard let readinessFile else { return }
         do {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            let data = try encoder.encode(guests)
-            try? FileManager.default.createDirectory(atPath: parentDirectory(of: readinessFile), withIntermediateDirectories: true)
-            try HostRoot("/").write(readinessFile, String(decoding: data, as: UTF8.self) + "\n", newFileMode: 0o600)
+            readinessFile.save(try encoder.encode(guests))
         } catch {
-            logger.error("cannot save \(readinessFile): \(error)")
+            logger.error("cannot encode the guests' readiness for \(readinessFile.path): \(error)")
         }
     }
 

@@ -42,11 +42,11 @@ public actor VMManager {
     let channels: ReadinessChannels?
     /// What each running VM's guest reported during its current boot, by UUID.
     var guests: [String: GuestReadiness] = [:]
-    /// Where `guests` is saved (nil: not saved).
-    let readinessFile: String?
+    /// Where `guests` is saved, off this actor (nil: not saved).
+    let readinessFile: ReadinessFile?
     /// Unknown keys and oversized lines already logged, per VM (logged once each).
     var loggedGuestNoise: Set<String> = []
-    /// VMs whose channel is being retried.
+    /// The boots ("UUID domainID") whose channel is being retried.
     var channelRetries: Set<String> = []
     private var channelTask: Task<Void, Never>?
 
@@ -60,8 +60,8 @@ public actor VMManager {
             logger.error("readiness channels disabled: \(error)")
             channels = nil
         }
-        readinessFile = stateDirectory.map { $0 + "/readiness.json" }
-        guests = Self.loadGuests(readinessFile, logger: logger)
+        readinessFile = stateDirectory.map { ReadinessFile(path: $0 + "/readiness.json", logger: logger) }
+        guests = Self.loadGuests(readinessFile?.path, logger: logger)
     }
 
     public func setObserver(_ observer: @escaping @Sendable (VMChange) async -> Void) {
@@ -78,10 +78,12 @@ public actor VMManager {
         }
     }
 
-    public func stop() {
+    /// Stops handling events; returns once the guests' readiness is saved.
+    public func stop() async {
         eventTask?.cancel()
         channelTask?.cancel()
         events?.finish()
+        await readinessFile?.flush()
     }
 
     // MARK: reading
