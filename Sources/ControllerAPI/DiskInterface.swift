@@ -30,7 +30,7 @@ public enum DiskInterface {
         doc: "Entries of a directory inside the image: name, type, size, mode, mtime. guest_path absolute, no '..'.")
     public static let readFile = APIMethod("ReadFile", in: [A.a("guest_path", "s"), A.options], out: [A.a("content", "ay")],
         action: .diskInspect,
-        doc: "The bytes of a regular file inside the image (at most 16 MiB, else LimitsExceeded). Read-only; crash-consistent on a disk a running VM uses.")
+        doc: "The bytes of a regular file inside the image (at most 16 MiB, else LimitsExceeded). A symlink is followed as the guest would follow it, within the guest's filesystem only (an absolute link is the guest's path, never the host's). Read-only; crash-consistent on a disk a running VM uses.")
     public static let writeFile = APIMethod("WriteFile", in: [A.a("guest_path", "s"), A.a("content", "ay"), A.options], action: .diskWrite,
         doc: "Replaces or creates a file inside the image atomically (temporary file, rename), keeping owner and mode. Options: mode u. At most 16 MiB. Busy while a running VM uses the disk.\n\nThe content goes to a temporary file beside the target, which gets the old file's owner and mode (a new file 0644, or mode) and is renamed over the target. More than 16 MiB is LimitsExceeded.\n\nA read-write appliance serves the writes queued for it and is then synced and closed at once, since it holds qemu's write lock: a VM started by anyone (also virsh start) finds the image free.")
     public static let setAutoGrow = APIMethod("SetAutoGrow", in: [A.a("policy", "a{sv}")], action: .diskManage,

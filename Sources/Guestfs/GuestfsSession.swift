@@ -288,6 +288,11 @@ public final class GuestfsSession {
         return FileStat(s.pointee)
     }
 
+    /// The canonical form of `path` inside the guest: every symlink followed, as the guest
+    /// would, within the guest's root (the appliance resolves it chrooted into the guest's
+    /// filesystem, so an absolute or `../..` link never leads out of it).
+    public func realpath(_ path: String) throws -> String { try string(guestfs_realpath(try handle("realpath"), path), "realpath") }
+
     /// Names in a directory (without `.` and `..`).
     public func ls(_ directory: String) throws -> [String] { try strings(guestfs_ls(try handle("ls"), directory), "ls") }
 

@@ -77,6 +77,88 @@ final class RealGuestTests: XCTestCase {
         XCTAssertTrue(s.log(tail: 200).contains("VM \(name): its guest is stopping"), s.log(tail: 40))
     }
 
+    /// The disk API on the real image, judged by libguestfs' own tools: one guestfish session
+    /// (one appliance launch) answers what Inspect, ReadFile, ListFiles and FilesystemUsage
+    /// must agree with. /etc/os-release is a relative symlink in Debian 12: ReadFile follows
+    /// it inside the guest.
+    func testDiskAPIOnTheDebianImageAgreesWithGuestfish() throws {
+        let s = try stack
+        let image = s.imageDir.appendingPathComponent(Self.base).path
+        let oracle = Command.run("/usr/bin/guestfish", ["--ro", "-a", image, "-i", "--",
+            "echo", "==inspect", ":", "inspect-get-distro", "/dev/sda1", ":", "inspect-get-major-version", "/dev/sda1", ":",
+            "inspect-get-product-name", "/dev/sda1", ":", "inspect-get-hostname", "/dev/sda1", ":",
+            "echo", "==link", ":", "readlink", "/etc/os-release", ":",
+            "echo", "==ls", ":", "ls", "/etc/systemd/system/multi-user.target.wants", ":",
+            "echo", "==statvfs", ":", "statvfs", "/", ":", "echo", "==os-release", ":", "cat", "/etc/os-release"],
+            environment: ProcessInfo.processInfo.environment.merging(
+                ["LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"]) { $1 }, timeout: 300)
+        guard oracle.ok else { return XCTFail("guestfish: \(oracle.all)") }
+        let sections = Self.sections(oracle.stdout)
+        let inspectLines = sections["inspect"] ?? []
+        XCTAssertEqual(inspectLines.first, "debian", oracle.stdout)
+        XCTAssertEqual(sections["link"], ["../usr/lib/os-release"], "the oracle's image is not what the test expects")
+
+        func disk(_ method: String, _ args: [String]) throws -> CommandResult {
+            try s.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath(Self.base), TestStack.diskInterface, method] + args,
+                         as: TestStack.grantedUser)
+        }
+        let inspect = try disk("Inspect", ["a{sv}", "0"])
+        XCTAssertTrue(inspect.ok, inspect.all)
+        XCTAssertTrue(waitFor(300, interval: 0.5) { s.jobProperty(inspect.replyPath, "State") != "s \"running\"" })
+        XCTAssertEqual(s.jobProperty(inspect.replyPath, "State"), "s \"succeeded\"", s.jobProperty(inspect.replyPath, "Error"))
+        let result = s.jobProperty(inspect.replyPath, "Result")
+        XCTAssertTrue(result.contains("\"distro\" s \"debian\""), result)
+        XCTAssertEqual(inspectLines.count, 4, oracle.stdout)
+        if inspectLines.count >= 4 {
+            XCTAssertTrue(result.contains("\"version\" s \"\(inspectLines[1])"), "\(result) vs guestfish \(inspectLines)")
+            XCTAssertTrue(result.contains("\"product_name\" s \"\(inspectLines[2])\""), "\(result) vs guestfish \(inspectLines)")
+            XCTAssertTrue(result.contains("\"hostname\" s \"\(inspectLines[3])\""), "\(result) vs guestfish \(inspectLines)")
+        }
+
+        // ReadFile through the symlink: the bytes guestfish's cat prints.
+        let read = try disk("ReadFile", ["sa{sv}", "/etc/os-release", "0"])
+        XCTAssertTrue(read.ok, read.all)
+        let bytes = read.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).dropFirst(2).compactMap { UInt8($0) }
+        XCTAssertEqual(String(decoding: bytes, as: UTF8.self), (sections["os-release"] ?? []).joined(separator: "\n") + "\n")
+
+        // ListFiles: the names guestfish's ls lists (the enabled units, the readiness one among them).
+        let list = try disk("ListFiles", ["sa{sv}", "/etc/systemd/system/multi-user.target.wants", "0"])
+        XCTAssertTrue(list.ok, list.all)
+        let listed = Set(Self.quoted(list.stdout).enumerated().filter { $0.offset % 2 == 0 }.map(\.element))
+        XCTAssertEqual(listed, Set(sections["ls"] ?? []), list.stdout)
+        XCTAssertTrue(listed.contains("multiverse-ready.service"), list.stdout)
+
+        // FilesystemUsage, updated by Inspect: the root's size, used and available bytes as statvfs says.
+        let stat = Dictionary((sections["statvfs"] ?? []).compactMap { line -> (String, UInt64)? in
+            let f = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard f.count == 2, let value = UInt64(f[1]) else { return nil }
+            return (f[0], value)
+        }, uniquingKeysWith: { a, _ in a })
+        let usage = s.diskProperty(Self.base, "FilesystemUsage")
+        if let frsize = stat["frsize"], let blocks = stat["blocks"], let bfree = stat["bfree"], let bavail = stat["bavail"] {
+            XCTAssertEqual(usage, "a(sttt) 1 \"/dev/sda1\" \(blocks * frsize) \((blocks - bfree) * frsize) \(bavail * frsize)",
+                           "FilesystemUsage against guestfish's statvfs \(stat)")
+        } else {
+            XCTFail("no statvfs figures from guestfish: \(oracle.stdout)")
+        }
+    }
+
+    /// guestfish's output cut at its "==NAME" lines: NAME -> the lines after it.
+    static func sections(_ output: String) -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        var current = ""
+        for line in output.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            if line.hasPrefix("==") { current = String(line.dropFirst(2)); out[current] = [] } else if !current.isEmpty { out[current, default: []].append(line) }
+        }
+        for (k, v) in out { out[k] = Array(v.reversed().drop { $0.isEmpty }.reversed()) }
+        return out
+    }
+
+    /// The double-quoted strings of a busctl reply, in order.
+    static func quoted(_ reply: String) -> [String] {
+        reply.split(separator: "\"", omittingEmptySubsequences: false).enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) }
+    }
+
     /// The last lines the guest wrote on its serial console (virsh's console log), for
     /// failure messages.
     static func consoleTail(_ name: String) -> String {

@@ -100,16 +100,28 @@ public actor GuestImages {
         }
     }
 
-    /// The bytes of regular file `path`; more than 16 MiB is `LimitsExceeded`.
+    /// The bytes of regular file `path` (a symlink followed inside the guest); more than
+    /// 16 MiB is `LimitsExceeded`.
     public func readFile(_ disk: DiskInfo, _ path: String, readonly: Bool) async throws -> [UInt8] {
         let name = disk.name
         return try await withGuest(disk, readonly: readonly) { s in
-            let st: FileStat
+            var st: FileStat
             do { st = try s.lstat(path) } catch let e as GuestfsError where e.errno == ENOENT {
                 throw ControllerError.invalidArgs("\(path) does not exist in disk \(name)")
             }
+            // A symlink is followed as the guest would, inside the guest only.
+            var target = path
+            if st.type == "symlink" {
+                do {
+                    target = try s.realpath(path)
+                    st = try s.lstat(target)
+                } catch let e as GuestfsError where e.errno == ENOENT || e.errno == ELOOP {
+                    throw ControllerError.invalidArgs("\(path) in disk \(name) is a symlink that leads to nothing inside the guest")
+                }
+            }
             guard st.type == "file" else {
-                throw ControllerError.invalidArgs("\(path) in disk \(name) is a \(st.type), not a regular file")
+                let via = target == path ? "" : " (via its symlink, \(target))"
+                throw ControllerError.invalidArgs("\(path) in disk \(name) is a \(st.type)\(via), not a regular file")
             }
             guard st.size <= UInt64(Self.maxFileBytes) else {
                 throw ControllerError.limitsExceeded("\(path) in disk \(name) has \(st.size) bytes; ReadFile returns at most \(Self.maxFileBytes)")
@@ -117,7 +129,7 @@ public actor GuestImages {
             var out: [UInt8] = []
             out.reserveCapacity(Int(st.size))
             while out.count < Int(st.size) {
-                let piece = try s.pread(path, count: min(Self.chunk, Int(st.size) - out.count), offset: Int64(out.count))
+                let piece = try s.pread(target, count: min(Self.chunk, Int(st.size) - out.count), offset: Int64(out.count))
                 if piece.isEmpty { break } // the file shrank meanwhile (live disk)
                 out += piece
             }
