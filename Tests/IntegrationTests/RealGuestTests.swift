@@ -18,13 +18,11 @@ final class RealGuestTests: XCTestCase {
             guard made.ok, let image = made.stdout.split(separator: "\n").last.map(String.init) else {
                 throw StackError("scripts/make-guest-image: \(made.all)")
             }
-            let s = try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\n", libvirtURI: uri)
-            // The image becomes a managed disk: the store reads its directory at start-up.
-            s.stopDaemon()
-            let copy = Command.run("/bin/cp", ["--reflink=auto", image, s.imageDir.appendingPathComponent(base).path])
-            guard copy.ok else { throw StackError("copying \(image): \(copy.all)") }
-            try s.startDaemon()
-            return s
+            // The image becomes a managed disk, copied in before the daemon reads its directory.
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\n", libvirtURI: uri) { images in
+                let copy = Command.run("/bin/cp", ["--reflink=auto", image, images.appendingPathComponent(base).path])
+                guard copy.ok else { throw StackError("copying \(image): \(copy.all)") }
+            }
         }
     }
 

@@ -35,7 +35,7 @@ extension VMManager {
             logger.debug("VM \(name): readiness channel \(path) connected")
         } catch {
             // Per boot: a retry left from the VM's previous boot must not stand in for this one's.
-            guard channelRetries.insert("\(key.uuid) \(key.domainID)").inserted else { return }
+            guard channelRetries.insert(key).inserted else { return }
             logger.info("VM \(name): \((error as? ControllerError)?.message ?? "\(error)"); retrying")
             Task { await self.retry(key, path: path, name: name) }
         }
@@ -43,7 +43,7 @@ extension VMManager {
 
     private func retry(_ key: ReadinessChannels.Key, path: String, name: String) async {
         var delay: Duration = .seconds(1)
-        defer { channelRetries.remove("\(key.uuid) \(key.domainID)") }
+        defer { channelRetries.remove(key) }
         while !Task.isCancelled {
             try? await Task.sleep(for: delay)
             guard let channels, vms[key.uuid]?.domainID == key.domainID else { return }

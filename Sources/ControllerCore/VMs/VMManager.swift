@@ -46,8 +46,8 @@ public actor VMManager {
     let readinessFile: ReadinessFile?
     /// Unknown keys and oversized lines already logged, per VM (logged once each).
     var loggedGuestNoise: Set<String> = []
-    /// The boots ("UUID domainID") whose channel is being retried.
-    var channelRetries: Set<String> = []
+    /// The boots (UUID and domain ID) whose channel is being retried.
+    var channelRetries: Set<ReadinessChannels.Key> = []
     private var channelTask: Task<Void, Never>?
 
     /// - Parameter stateDirectory: where the guests' readiness is kept across restarts (nil: not kept).
