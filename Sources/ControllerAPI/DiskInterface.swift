@@ -27,12 +27,15 @@ public enum DiskInterface {
         doc: "A job recognising the operating system and measuring the filesystems; updates FilesystemUsage. Result: os_type, distro, version, product_name, hostname, filesystems a(ss), usage a(sttt).")
     public static let listFiles = APIMethod("ListFiles", in: [A.a("guest_path", "s"), A.options], out: [A.a("entries", "a(ssttt)")],
         action: .diskInspect,
-        doc: "Entries of a directory inside the image: name, type, size, mode, mtime. guest_path absolute, no '..'.")
+        doc: "Entries of a directory inside the image: name, type, size, mode, mtime. guest_path absolute, no '..'. ListDirectory gives the same entries with each symlink's target.")
+    public static let listDirectory = APIMethod("ListDirectory", in: [A.a("guest_path", "s"), A.options], out: [A.a("entries", "a(ssttts)")],
+        action: .diskInspect,
+        doc: "Entries of a directory inside the image, sorted by name: name, type (file, directory, symlink, …), size, mode (full st_mode), mtime (seconds since the epoch) and, for a symlink, its target as stored in the link (empty for anything else; not followed). guest_path absolute, no '..'; the directory itself may be reached through symlinks inside the guest. At most 100000 entries, else LimitsExceeded.")
     public static let readFile = APIMethod("ReadFile", in: [A.a("guest_path", "s"), A.options], out: [A.a("content", "ay")],
         action: .diskInspect,
         doc: "The bytes of a regular file inside the image (at most 16 MiB, else LimitsExceeded). A symlink is followed as the guest would follow it, within the guest's filesystem only (an absolute link is the guest's path, never the host's). Read-only; crash-consistent on a disk a running VM uses.")
     public static let writeFile = APIMethod("WriteFile", in: [A.a("guest_path", "s"), A.a("content", "ay"), A.options], action: .diskWrite,
-        doc: "Replaces or creates a file inside the image atomically (temporary file, rename), keeping owner and mode. Options: mode u. At most 16 MiB. Busy while a running VM uses the disk.\n\nThe content goes to a temporary file beside the target, which gets the old file's owner and mode (a new file 0644, or mode) and is renamed over the target. More than 16 MiB is LimitsExceeded.\n\nA read-write appliance serves the writes queued for it and is then synced and closed at once, since it holds qemu's write lock: a VM started by anyone (also virsh start) finds the image free.")
+        doc: "Replaces or creates a file inside the image atomically (temporary file, rename), keeping owner and mode. Options: mode u. At most 16 MiB. Busy while a running VM uses the disk.\n\nThe content goes to a temporary file beside the target, which gets the old file's owner and mode (a new file 0644, or mode) and is renamed over the target. A symlink is followed as ReadFile follows it, inside the guest only, and the file it leads to is replaced (the link stays); a link that leads nowhere, a directory or a device is InvalidArgs. More than 16 MiB is LimitsExceeded.\n\nA read-write appliance serves the writes queued for it and is then synced and closed at once, since it holds qemu's write lock: a VM started by anyone (also virsh start) finds the image free.")
     public static let setAutoGrow = APIMethod("SetAutoGrow", in: [A.a("policy", "a{sv}")], action: .diskManage,
         doc: "Sets the AutoGrow policy (keys: enabled b, threshold d, step t, max t; missing keys keep their value).\n\nWhen a usage sample crosses threshold, the disk sends UsageHigh and, with AutoGrow enabled, disk and filesystem grow by step bytes (never past max): at once if no VM runs on the disk, else when that VM stops.")
     public static let setVersioning = APIMethod("SetVersioning", in: [A.a("policy", "a{sv}")], action: .diskManage,
@@ -45,7 +48,7 @@ public enum DiskInterface {
 
     public static let declaration = APIInterface(name,
         methods: [resize, clone, backup, listBackups, restore, createSnapshot, revertSnapshot, deleteSnapshot, format, inspect,
-                  listFiles, readFile, writeFile, setAutoGrow, setVersioning, delete],
+                  listFiles, listDirectory, readFile, writeFile, setAutoGrow, setVersioning, delete],
         properties: [
             APIProperty("Name", "s", change: .const, doc: "The disk's name (its file name in the image directory)."),
             APIProperty("Path", "s", change: .const, doc: "The image's absolute path."),

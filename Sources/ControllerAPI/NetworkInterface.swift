@@ -24,6 +24,7 @@ public enum NetworkInterface {
             APIProperty("Bridge", "s", doc: "The host bridge of the network (virbrN unless given), empty when libvirt names none."),
             APIProperty("Active", "b", doc: "Whether the network is started. Kept current by libvirt's network events, also for changes made with virsh."),
             APIProperty("Autostart", "b", doc: "libvirt's autostart flag of the network."),
+            APIProperty("HostIsolated", "b", doc: "true when the network is isolated, running, and its bridge is one the host takes no part in: each time the service sees the network start it sets, for the bridge, net.ipv4.conf.BRIDGE.arp_ignore=8 (no ARP answers for the host's addresses), forwarding=0 (nothing from it is routed), rp_filter=1, and net.ipv6.conf.BRIDGE.disable_ipv6=1, and reads them back. false for every other network, and when a value could not be set (logged with the sysctl lines to set by hand). Without this, Linux answers ARP on an address-less bridge for every address the host has elsewhere. Not set on libvirt's test driver, whose bridges do not exist on the host. A host-wide net.ipv4.conf.all.rp_filter=2 makes the reverse-path filter loose; broadcasts still reach the host's listeners on 0.0.0.0 (a firewall rule dropping input from the bridge closes that)."),
             APIProperty("ConnectedVMs", "ao", doc: "The VMs with a NIC on this network (running or not), sorted by name."),
         ])
 }

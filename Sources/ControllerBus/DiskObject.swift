@@ -22,6 +22,7 @@ struct DiskObject: Sendable {
         .init(DiskInterface.format) { try await $0.format($1) },
         .init(DiskInterface.inspect) { try await $0.inspect($1) },
         .init(DiskInterface.listFiles) { try await $0.listFiles($1) },
+        .init(DiskInterface.listDirectory) { try await $0.listDirectory($1) },
         .init(DiskInterface.readFile) { try await $0.readFile($1) },
         .init(DiskInterface.writeFile) { try await $0.writeFile($1) },
         .init(DiskInterface.setAutoGrow) { try await $0.setAutoGrow($1) },
@@ -101,13 +102,19 @@ struct DiskObject: Sendable {
         return BusContext.reply(try await disks.runInspect(plan, uid: caller.uid))
     }
 
-    func listFiles(_ call: BusCall) async throws -> [DBusValue] {
+    func listFiles(_ call: BusCall) async throws -> [DBusValue] { try await entries(call, targets: false) }
+
+    func listDirectory(_ call: BusCall) async throws -> [DBusValue] { try await entries(call, targets: true) }
+
+    /// ListFiles (a(ssttt)) or ListDirectory (a(ssttts), with each symlink's target).
+    private func entries(_ call: BusCall, targets: Bool) async throws -> [DBusValue] {
         let path = call.string("guest_path")
         try call.options().finish()
         let plan = try await disks.checkRead(name, path, listing: true)
         try await context.authorize(call, plan.details)
-        return [.array(elementSignature: "(ssttt)", try await disks.runListFiles(plan).map {
-            .structure([.string($0.name), .string($0.type), .uint64($0.size), .uint64(UInt64($0.mode)), .uint64($0.mtime)])
+        return [.array(elementSignature: targets ? "(ssttts)" : "(ssttt)", try await disks.runListFiles(plan).map {
+            .structure([.string($0.name), .string($0.type), .uint64($0.size), .uint64(UInt64($0.mode)), .uint64($0.mtime)]
+                       + (targets ? [.string($0.target)] : []))
         })]
     }
 

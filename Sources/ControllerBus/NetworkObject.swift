@@ -42,7 +42,8 @@ struct NetworkObject: Sendable {
 
     static func properties(_ info: NetworkInfo, connected: [String]) -> [String: DBusValue] {
         ["Name": .string(info.name), "UUID": .string(info.uuid), "Kind": .string(info.kind), "Bridge": .string(info.bridge),
-         "Active": .boolean(info.active), "Autostart": .boolean(info.autostart), "ConnectedVMs": .objectPaths(connected)]
+         "Active": .boolean(info.active), "Autostart": .boolean(info.autostart), "HostIsolated": .boolean(info.hostIsolated),
+         "ConnectedVMs": .objectPaths(connected)]
     }
 
     static func export(_ info: NetworkInfo, connected: [String], context: BusContext, handlers: [String: MethodHandler], announce: Bool) async throws {

@@ -299,14 +299,29 @@ public final class GuestfsSession {
     /// `lstat` of many names in one directory (one round trip per chunk).
     public func lstatList(_ directory: String, names: [String]) throws -> [FileStat] {
         let g = try handle("lstatnslist")
-        var out: [FileStat] = []
+        return try Self.inChunks(names) { chunk in
+            guard let list = withCStringArray(chunk, { guestfs_lstatnslist(g, directory, $0) }) else { throw failure("lstatnslist") }
+            defer { guestfs_free_statns_list(list) }
+            return (0..<Int(list.pointee.len)).map { FileStat(list.pointee.val[$0]) }
+        }
+    }
+
+    /// The targets of many symlinks in one directory, in the order of `names` (a name that
+    /// is not a link reads as an empty string).
+    public func readlinkList(_ directory: String, names: [String]) throws -> [String] {
+        let g = try handle("readlinklist")
+        return try Self.inChunks(names) { chunk in
+            try strings(withCStringArray(chunk) { guestfs_readlinklist(g, directory, $0) }, "readlinklist")
+        }
+    }
+
+    /// `body` over `names` 1000 at a time (a libguestfs message's comfortable size), joined.
+    static func inChunks<T>(_ names: [String], _ body: ([String]) throws -> [T]) throws -> [T] {
+        var out: [T] = []
         var start = 0
         while start < names.count {
             let chunk = Array(names[start..<min(names.count, start + 1000)])
-            let list = withCStringArray(chunk) { guestfs_lstatnslist(g, directory, $0) }
-            guard let list else { throw failure("lstatnslist") }
-            out += (0..<Int(list.pointee.len)).map { FileStat(list.pointee.val[$0]) }
-            guestfs_free_statns_list(list)
+            out += try body(chunk)
             start += chunk.count
         }
         return out

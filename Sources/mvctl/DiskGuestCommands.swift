@@ -94,7 +94,7 @@ extension Disk {
     }
 
     struct Ls: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a directory inside a disk image.")
+        static let configuration = CommandConfiguration(abstract: "List a directory inside a disk image (a symlink shows as NAME -> TARGET).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         @Argument(help: "Absolute directory inside the image.") var guestPath = "/"
@@ -102,17 +102,18 @@ extension Disk {
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                let entries = try await client.call(path, Client.disk, DiskInterface.listFiles.name, [.string(guestPath), .emptyOptions], privileged: true)
-                    .first?.arrayElements ?? []
+                let entries = try await client.call(path, Client.disk, DiskInterface.listDirectory.name, [.string(guestPath), .emptyOptions],
+                                                    privileged: true).first?.arrayElements ?? []
                 let rows = entries.compactMap { e -> [String]? in
-                    guard case .structure(let f) = e, f.count == 5 else { return nil }
+                    guard case .structure(let f) = e, f.count == 6 else { return nil }
                     return [String(format: "%06o", Int(f[3].uint64 ?? 0)), Output.size(f[2].uint64 ?? 0), f[1].string ?? "",
-                            Output.date(f[4].uint64 ?? 0), f[0].string ?? ""]
+                            Output.date(f[4].uint64 ?? 0), f[0].string ?? "", f[5].string ?? ""]
                 }
                 if global.json {
-                    Output.json(rows.map { ["mode": $0[0], "size": $0[1], "type": $0[2], "mtime": $0[3], "name": $0[4]] })
+                    Output.json(rows.map { ["mode": $0[0], "size": $0[1], "type": $0[2], "mtime": $0[3], "name": $0[4], "target": $0[5]] })
                 } else {
-                    Output.table(["MODE", "SIZE", "TYPE", "MODIFIED", "NAME"], rows)
+                    Output.table(["MODE", "SIZE", "TYPE", "MODIFIED", "NAME"],
+                                 rows.map { Array($0[0..<4]) + [$0[5].isEmpty ? $0[4] : "\($0[4]) -> \($0[5])"] })
                 }
             }
         }

@@ -28,7 +28,7 @@ struct Network: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the networks with kind, bridge, state and the VMs on them.")
+        static let configuration = CommandConfiguration(abstract: "List the networks with kind, bridge, state, whether the host is kept out of an isolated one, and the VMs on them.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: ArgumentHelp("Only the names, one per line (for shell completion).", visibility: .hidden)) var names = false
 
@@ -39,10 +39,13 @@ struct Network: AsyncParsableCommand {
                     .map(\.value).sorted { ($0["Name"]?.string ?? "") < ($1["Name"]?.string ?? "") }
                 if names { for n in networks { print(n["Name"]?.string ?? "") }; return }
                 if global.json { Output.json(networks.map { $0.mapValues(Output.plain) }); return }
-                Output.table(["NAME", "KIND", "BRIDGE", "ACTIVE", "AUTOSTART", "VMS"], networks.map { n in
+                // HOST-ISOLATED: whether the host takes no part in a running isolated network's bridge.
+                Output.table(["NAME", "KIND", "BRIDGE", "ACTIVE", "AUTOSTART", "HOST-ISOLATED", "VMS"], networks.map { n in
                     let vms = (n["ConnectedVMs"]?.arrayElements ?? []).compactMap { $0.string.flatMap { vmNames[$0] } }
+                    let active = n["Active"]?.bool ?? false
+                    let sealed = n["Kind"]?.string == "isolated" && active ? ((n["HostIsolated"]?.bool ?? false) ? "yes" : "no") : "-"
                     return [n["Name"]?.string ?? "", n["Kind"]?.string ?? "", n["Bridge"]?.string ?? "",
-                            (n["Active"]?.bool ?? false) ? "yes" : "no", (n["Autostart"]?.bool ?? false) ? "yes" : "no",
+                            active ? "yes" : "no", (n["Autostart"]?.bool ?? false) ? "yes" : "no", sealed,
                             vms.joined(separator: ",")]
                 })
             }

@@ -150,7 +150,7 @@ final class NetworkTests: XCTestCase {
         let list = s.mvctl(["network", "list"])
         XCTAssertTrue(list.ok, list.all)
         let row = list.stdout.split(separator: "\n").first { $0.hasPrefix("mv-d ") }.map { $0.split(separator: " ").map(String.init) }
-        XCTAssertEqual(row, ["mv-d", "nat", "yes", "no"], list.stdout)
+        XCTAssertEqual(row, ["mv-d", "nat", "yes", "no", "-"], list.stdout)
         let json = s.mvctl(["network", "show", "mv-d", "--json"])
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         XCTAssertEqual(object?["Kind"] as? String, "nat", json.all)

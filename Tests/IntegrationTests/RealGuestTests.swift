@@ -56,9 +56,9 @@ final class RealGuestTests: XCTestCase {
         let started = Date()
         let start = try vmCall(name, "Start")
         guard start.ok else { return XCTFail("Start: \(start.all) \(Self.consoleTail(name))") }
-        let ready = waitFor(400, interval: 1) { (try? s.vmProperty(name, "Ready")) == "b true" }
+        let ready = waitFor(400, interval: 1) { s.vmProperty(name, "Ready") == "b true" }
         let bootSeconds = Int(Date().timeIntervalSince(started))
-        let status = (try? s.vmProperty(name, "GuestStatus")) ?? ""
+        let status = s.vmProperty(name, "GuestStatus")
         XCTAssertTrue(ready, "no READY=1 from the guest's readiness unit after \(bootSeconds) s; status \(status); console: \(Self.consoleTail(name))")
         print("RealGuestTests: the Debian guest was ready \(bootSeconds) s after Start")
         XCTAssertEqual(status, "s \"Debian GNU/Linux 12 (bookworm): multi-user.target reached, 0 failed units\"")
@@ -97,7 +97,7 @@ final class RealGuestTests: XCTestCase {
         XCTAssertEqual(sections["link"], ["../usr/lib/os-release"], "the oracle's image is not what the test expects")
 
         func disk(_ method: String, _ args: [String]) throws -> CommandResult {
-            try s.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath(Self.base), TestStack.diskInterface, method] + args,
+            s.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath(Self.base), TestStack.diskInterface, method] + args,
                          as: TestStack.grantedUser)
         }
         let inspect = try disk("Inspect", ["a{sv}", "0"])

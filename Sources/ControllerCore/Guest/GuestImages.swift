@@ -12,6 +12,8 @@ public struct GuestFileEntry: Sendable, Equatable {
     public let mode: UInt32
     /// Seconds since the epoch.
     public let mtime: UInt64
+    /// Where a symlink points, as stored in the link (empty for anything else).
+    public let target: String
 }
 
 /// A filesystem's usage: device, size, used and available bytes.
@@ -94,8 +96,11 @@ public actor GuestImages {
                 throw ControllerError.limitsExceeded("\(path) in disk \(name) has \(names.count) entries (more than \(Self.maxEntries))")
             }
             let stats = try s.lstatList(path, names: names)
+            let links = zip(names, stats).filter { $0.1.type == "symlink" }.map(\.0)
+            let targets = Dictionary(uniqueKeysWithValues: zip(links, try s.readlinkList(path, names: links)))
             return zip(names, stats).map { n, st in
-                GuestFileEntry(name: n, type: st.type, size: st.size, mode: st.mode, mtime: UInt64(max(0, st.mtime)))
+                GuestFileEntry(name: n, type: st.type, size: st.size, mode: st.mode, mtime: UInt64(max(0, st.mtime)),
+                               target: targets[n] ?? "")
             }
         }
     }
@@ -139,18 +144,29 @@ public actor GuestImages {
 
     /// Replaces (or creates) `path` atomically: the bytes go to a temporary file in the
     /// same directory, which then gets the old file's owner and mode (or `mode` for a new
-    /// file) and is renamed over `path`. The directory must exist.
-    public func writeFile(_ disk: DiskInfo, _ path: String, content: [UInt8], mode: UInt32?) async throws {
+    /// file) and is renamed over `path`. The directory must exist. A symlink is followed
+    /// inside the guest (as ReadFile does) and its target is replaced; the link stays.
+    public func writeFile(_ disk: DiskInfo, _ requested: String, content: [UInt8], mode: UInt32?) async throws {
         let name = disk.name
         try await withGuest(disk, readonly: false) { s in
+            var path = requested
+            var old: FileStat?
+            do { old = try s.lstat(path) } catch let e as GuestfsError where e.errno == ENOENT { old = nil }
+            if let link = old, link.type == "symlink" {
+                do {
+                    path = try s.realpath(requested)
+                    old = try s.lstat(path)
+                } catch let e as GuestfsError where e.errno == ENOENT || e.errno == ELOOP {
+                    throw ControllerError.invalidArgs("\(requested) in disk \(name) is a symlink that leads to nothing inside the guest")
+                }
+            }
             let directory = GuestPath.directory(of: path)
             guard path != "/", try s.isDir(directory) else {
                 throw ControllerError.invalidArgs("directory \(directory) does not exist in disk \(name)")
             }
-            var old: FileStat?
-            do { old = try s.lstat(path) } catch let e as GuestfsError where e.errno == ENOENT { old = nil }
-            if let old, old.type == "directory" {
-                throw ControllerError.invalidArgs("\(path) in disk \(name) is a directory")
+            if let old, old.type != "file" {
+                let via = path == requested ? "" : " (via its symlink, \(path))"
+                throw ControllerError.invalidArgs("\(requested) in disk \(name) is a \(old.type)\(via), not a regular file")
             }
             let temporary = directory + (directory == "/" ? "" : "/") + ".\(GuestPath.baseName(of: path)).mvtmp-\(UInt32.random(in: 0...UInt32.max))"
             do {

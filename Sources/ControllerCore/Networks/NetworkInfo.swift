@@ -8,6 +8,9 @@ public struct NetworkInfo: Sendable, Equatable {
     public var bridge: String
     public var active: Bool
     public var autostart: Bool
+    /// An isolated network whose running bridge the host takes no part in (see
+    /// ``HostBridgeSeal``); false for every other network.
+    public var hostIsolated = false
 
     public init(name: String, uuid: String, kind: String, bridge: String, active: Bool, autostart: Bool) {
         self.name = name

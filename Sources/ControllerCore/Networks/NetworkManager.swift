@@ -14,10 +14,15 @@ public actor NetworkManager {
     private var registered: ObjectIdentifier?
     private var events: AsyncStream<NetworkLifecycleEvent>.Continuation?
     private var eventTask: Task<Void, Never>?
+    private let seal: HostBridgeSeal
+    /// "network bridge" pairs whose seal failure was logged (once each).
+    private var sealWarned: Set<String> = []
 
-    public init(monitor: LibvirtMonitor, logger: Logger) {
+    /// `sysctl` is where the host's sysctl tree is (tests may point elsewhere).
+    public init(monitor: LibvirtMonitor, logger: Logger, sysctl: String = "/proc/sys") {
         self.monitor = monitor
         self.logger = logger
+        self.seal = HostBridgeSeal(root: sysctl)
     }
 
     public func setObserver(_ observer: @escaping @Sendable (NetworkChange) async -> Void) {
@@ -72,11 +77,33 @@ public actor NetworkManager {
                            active: network.isActive, autostart: (try? network.autostart()) ?? false)
     }
 
-    private func upsert(_ info: NetworkInfo) async {
+    private func upsert(_ fresh: NetworkInfo) async {
+        var info = fresh
+        info.hostIsolated = sealIfIsolated(info)
         let old = networks[info.name]
         guard old != info else { return }
         networks[info.name] = info
         await observer?(old == nil ? .added(info) : .updated(info))
+    }
+
+    /// Keeps the host out of a running isolated network's bridge (``HostBridgeSeal``), on
+    /// every re-read of the network, so a bridge libvirt made again is sealed again. Only
+    /// bridges of this host: libvirt's test driver names bridges that do not exist here.
+    private func sealIfIsolated(_ info: NetworkInfo) -> Bool {
+        guard info.kind == "isolated", info.active, !monitor.uri.hasPrefix("test:"),
+              HostBridgeSeal.isHostBridge(info.bridge) else { return false }
+        let outcome = seal.apply(info.bridge)
+        if !outcome.changed.isEmpty {
+            logger.info("network \(info.name): the host takes no part in bridge \(info.bridge) (\(outcome.changed.joined(separator: ", ")))")
+        }
+        let key = "\(info.name) \(info.bridge)"
+        if outcome.held {
+            sealWarned.remove(key)
+        } else if sealWarned.insert(key).inserted {
+            let wanted = HostBridgeSeal.settings.map { "\(HostBridgeSeal.sysctlName($0.path, info.bridge))=\($0.value)" }
+            logger.warning("network \(info.name): cannot keep the host out of bridge \(info.bridge): \(outcome.failures.joined(separator: "; ")); the host may answer guests on it; set \(wanted.joined(separator: " ")) (sysctl -w)")
+        }
+        return outcome.held
     }
 
     /// Re-reads one network; removes it when libvirt no longer knows it.

@@ -30,7 +30,7 @@ final class TopologyCoreTests: XCTestCase {
         let router = try await core.vms.runDefine(first)
 
         // libvirt's own view: the internal network is isolated (no forward, no ip) and active.
-        let net = try await core.networkManager.refresh("multiverse")
+        let net = await core.networkManager.refresh("multiverse")
         XCTAssertEqual(net?.kind, "isolated")
         XCTAssertEqual(net?.active, true)
         let netXML = try XElement.parse(try await core.vmManager.call("read network") { try $0.network(named: "multiverse")!.xml() })
