@@ -30,7 +30,7 @@ public enum DiskInterface {
         doc: "Entries of a directory inside the image: name, type, size, mode, mtime. guest_path absolute, no '..'. ListDirectory gives the same entries with each symlink's target.")
     public static let listDirectory = APIMethod("ListDirectory", in: [A.a("guest_path", "s"), A.options], out: [A.a("entries", "a(ssttts)")],
         action: .diskInspect,
-        doc: "Entries of a directory inside the image, sorted by name: name, type (file, directory, symlink, …), size, mode (full st_mode), mtime (seconds since the epoch) and, for a symlink, its target as stored in the link (empty for anything else; not followed). guest_path absolute, no '..'; the directory itself may be reached through symlinks inside the guest. At most 100000 entries, else LimitsExceeded.")
+        doc: "Entries of a directory inside the image, sorted by name: name, type (file, directory, symlink, fifo, ...), size, mode (full st_mode), mtime (seconds since the epoch) and, for a symlink, its target as stored in the link (empty for anything else; not followed). guest_path absolute, no '..'; the directory itself may be reached through symlinks inside the guest. At most 100000 entries, else LimitsExceeded.")
     public static let readFile = APIMethod("ReadFile", in: [A.a("guest_path", "s"), A.options], out: [A.a("content", "ay")],
         action: .diskInspect,
         doc: "The bytes of a regular file inside the image (at most 16 MiB, else LimitsExceeded). A symlink is followed as the guest would follow it, within the guest's filesystem only (an absolute link is the guest's path, never the host's). Read-only; crash-consistent on a disk a running VM uses.")
