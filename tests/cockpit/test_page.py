@@ -209,6 +209,28 @@ def admin_checks(d):
         tab(d, "vms")
     check(d, "StartAll shows its progress and ends succeeded (Jobs view too)", start_all)
 
+    def lifecycle():
+        def click(name, action):
+            row(d, name).find_element(By.CSS_SELECTOR, 'button[data-action="%s"]' % action).click()
+        wait(d, "form1 running", lambda: shown_state(d, "form1") == "running")
+        click("form1", "Suspend")
+        wait(d, "form1 paused", lambda: shown_state(d, "form1") == "paused")
+        click("form1", "Resume")
+        wait(d, "form1 running again", lambda: shown_state(d, "form1") == "running")
+        timeout = d.find_element(By.ID, "mv-shutdown-timeout")
+        timeout.clear()
+        timeout.send_keys("10")
+        d.find_element(By.ID, "mv-shutdown-force").click()
+        click("form1", "Shutdown")
+        wait(d, "form1 shut off", lambda: shown_state(d, "form1") == "shutoff")
+        click("form1", "Undefine")
+        wait(d, "form1 gone", lambda: row(d, "form1") is None)
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=BUS)
+        res = subprocess.run(["busctl", "--system", "call", SVC, ROOT, SVC + ".Manager", "GetVMByName",
+                              "sa{sv}", "form1", "0"], env=env, capture_output=True, text=True, timeout=60)
+        assert res.returncode != 0, "the service still has form1"
+    check(d, "Suspend, Resume, Shutdown (timeout, force) and Undefine from the page", lifecycle)
+
     def hostile():
         wait(d, "the hostile VM", lambda: row(d, HOSTILE) is not None)
         assert not d.find_elements(By.CSS_SELECTOR, "#view-vms img"), "an img element exists"
@@ -228,6 +250,21 @@ def admin_checks(d):
         assert not d.find_elements(By.ID, "mvbold"), "the error message was parsed as markup"
         shot(d, "vms-hostile-name")
     check(d, "a VM named with markup, and an error echoing markup, render as text", hostile)
+
+    def keyboard():
+        unlabelled = d.execute_script(
+            "return Array.from(document.querySelectorAll('input, select'))"
+            ".filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.id)")
+        assert not unlabelled, "inputs without a label: %s" % unlabelled
+        clickable = d.execute_script(
+            "return Array.from(document.querySelectorAll('[onclick], a:not([href])')).length")
+        assert clickable == 0, "%d clickable elements that are not buttons" % clickable
+        from selenium.webdriver.common.keys import Keys
+        d.find_element(By.ID, "tab-vms").send_keys(Keys.ARROW_RIGHT)
+        wait(d, "the Jobs view by the arrow key", lambda: d.find_element(By.ID, "view-jobs").is_displayed())
+        assert d.switch_to.active_element.get_attribute("id") == "tab-jobs"
+        tab(d, "vms")
+    check(d, "every input has a label, the tabs work with the arrow keys", keyboard)
 
 
 def user_checks(d):
