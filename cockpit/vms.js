@@ -196,7 +196,7 @@ export function vmsView(root, ctx) {
             });
         function showDescription() {
             const text = profiles.get(profile.value);
-            replace(description, text ? "Profile " + profile.value + ": " + text : "");
+            replace(description, text ? profile.value + " \u2014 " + text : "");
         }
         profile.addEventListener("change", showDescription);
 
