@@ -76,6 +76,27 @@ try {
     showAccess("none");
 }
 
+// The service's objects belong to one daemon instance: Cockpit's cache keeps the old ones
+// when the daemon stops (no InterfacesRemoved comes), so the page says so while the name
+// has no owner and starts over (a reload) when a new instance owns it.
+let owner; // undefined until the bridge reports the name's owner
+client.addEventListener("owner", (event, current) => {
+    if (owner !== undefined && current && current !== owner) {
+        window.location.reload();
+        return;
+    }
+    if (!current && owner !== undefined && !document.getElementById("mv-service-gone")) {
+        document.body.dataset.service = "gone";
+        document.querySelector("main").inert = true; // no calls to an instance that is gone
+        document.getElementById("mv-errors").prepend(
+            h("div", { class: "mv-error", role: "alert", id: "mv-service-gone" },
+              h("strong", {}, SERVICE + " is not running. "),
+              "What the page shows is from before it stopped; the page starts over when the " +
+              "service is back (a restart, an upgrade or D-Bus activation)."));
+    }
+    owner = current || null;
+});
+
 client.addEventListener("close", (event, options) => {
     const problem = options && options.problem ? options.problem : "closed";
     document.getElementById("mv-errors").prepend(

@@ -266,6 +266,24 @@ def admin_checks(d):
         tab(d, "vms")
     check(d, "every input has a label, the tabs work with the arrow keys", keyboard)
 
+    def restart():
+        # libvirt's test driver lives in the daemon: a new daemon starts from the test
+        # host's XML again, so auto1 (defined above) is gone and test is back.
+        assert row(d, "auto1") is not None
+        subprocess.run([os.environ["MV_DAEMON_CTL"], "stop"], check=True, timeout=120)
+        wait(d, "the not-running message", lambda: d.find_element(By.ID, "mv-service-gone").is_displayed())
+        shot(d, "vms-daemon-stopped")
+        subprocess.run([os.environ["MV_DAEMON_CTL"], "start"], check=True, timeout=120)
+        wait(d, "auto1 to go", lambda: row(d, "auto1") is None, 30)
+        wait(d, "test listed again", lambda: shown_state(d, "test") == "running", 30)
+        define("after1")
+        wait(d, "after1 from the new daemon", lambda: shown_state(d, "after1") == "shutoff")
+        row(d, "after1").find_element(By.CSS_SELECTOR, 'button[data-action="Start"]').click()
+        wait(d, "after1 running", lambda: shown_state(d, "after1") == "running")
+        shot(d, "vms-after-daemon-restart")
+    check(d, "a stopped daemon is said so; after its restart the list is the new daemon's, live, and works",
+          restart)
+
 
 def user_checks(d):
     load(d, USER_URL)
