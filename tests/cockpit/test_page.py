@@ -150,6 +150,21 @@ def admin_checks(d):
         wait(d, "the switch on again (set by busctl)", lambda: d.find_element(By.ID, "mv-enforcing").is_selected())
     check(d, "the Enforcing switch sets the service's flag and follows another client's change", enforcing)
 
+    def apply():
+        def compliant():
+            return d.find_element(
+                By.CSS_SELECTOR, '#mv-settings-body tr[data-setting="user-groups"] td:nth-child(3)').text
+        busctl("call", SVC, ROOT + "/settings", SVC + ".Settings", "SetEnforcing", "ba{sv}", "false", "0")
+        wait(d, "the switch off", lambda: not d.find_element(By.ID, "mv-enforcing").is_selected())
+        subprocess.run(["gpasswd", "-Q", HOSTROOT, "-d", "user", "kvm"], check=True, capture_output=True)
+        wait(d, "user-groups not compliant", lambda: compliant() == "no")
+        d.find_element(By.ID, "mv-apply").click()
+        wait(d, "user-groups compliant after Apply", lambda: compliant() == "yes")
+        wait(d, "the Applied message", lambda: "Applied: changed user-groups" in setting_events(d))
+        shot(d, "overview-applied")
+        busctl("call", SVC, ROOT + "/settings", SVC + ".Settings", "SetEnforcing", "ba{sv}", "true", "0")
+    check(d, "with Enforcing off a drift stays, and Apply on the page restores it", apply)
+
     tab(d, "vms")
 
     def listed():
