@@ -1,0 +1,100 @@
+// Jobs: every running or recently finished job with its operation, target, progress,
+// state and error, and Cancel.
+
+import { ROOT, IFACE, h, replace, formatTime, lastSegment, attempt, button } from "./util.js";
+
+export function jobsView(root, ctx) {
+    const { client, jobs, vms } = ctx;
+    const rows = new Map();
+    const body = h("tbody", { id: "mv-job-body" });
+    const empty = h("p", { class: "mv-muted", id: "mv-job-empty" }, "No jobs.");
+
+    root.append(
+        h("h2", {}, "Jobs"),
+        h("p", { class: "mv-note" }, "Finished jobs stay listed for a while (the service's [jobs] retention_s)."),
+        h("table", { "aria-label": "Jobs" },
+          h("thead", {}, h("tr", {}, ["Job", "Operation", "Target", "Started", "Progress", "State",
+                                      "Error", ""].map(t => h("th", { scope: "col" }, t)))),
+          body),
+        empty);
+
+    function target(path) {
+        if (path === ROOT)
+            return "the host";
+        if (vms[path])
+            return "VM " + vms[path].Name;
+        const parts = String(path).split("/");
+        const kind = parts[parts.length - 2];
+        // disk and network names are path-encoded: _XX is the byte 0xXX.
+        const name = lastSegment(path).replace(/_([0-9a-f]{2})/g, (m, hex) => String.fromCharCode(parseInt(hex, 16)));
+        return kind === "vm" ? "VM " + name : kind + " " + name;
+    }
+
+    function update(job) {
+        let row = rows.get(job.path);
+        if (!row) {
+            const cells = {};
+            const tr = h("tr", { "data-path": job.path });
+            for (const key of ["id", "operation", "target", "started", "progress", "state", "error"]) {
+                cells[key] = h("td", { class: "mv-job-" + key });
+                tr.appendChild(cells[key]);
+            }
+            const cancel = button("Cancel", () => {
+                attempt("Cancel job " + lastSegment(job.path),
+                        client.call(job.path, IFACE.job, "Cancel", [{}], { type: "a{sv}" }));
+            }, { "data-action": "Cancel", "aria-label": "Cancel job " + lastSegment(job.path) });
+            tr.appendChild(h("td", { class: "mv-actions" }, cancel));
+            row = { tr, cells, cancel };
+            rows.set(job.path, row);
+        }
+        const { cells, cancel } = row;
+        const number = Number(lastSegment(job.path));
+        row.number = Number.isNaN(number) ? 0 : number;
+        replace(cells.id, lastSegment(job.path));
+        replace(cells.operation, job.Operation);
+        replace(cells.target, target(job.Target));
+        replace(cells.started, formatTime(job.StartTime),
+                h("div", { class: "mv-note" }, "by uid " + job.StartedByUID));
+        const pct = Math.round((job.Progress || 0) * 100);
+        const done = job.State === "succeeded";
+        replace(cells.progress,
+                h("progress", { max: 1, value: done ? 1 : (job.ProgressValid ? job.Progress : 0),
+                                "aria-label": "Progress of job " + lastSegment(job.path) }),
+                " " + (done ? "100 %" : job.ProgressValid ? pct + " %" : "\u2014"),
+                job.Status ? h("div", { class: "mv-note" }, job.Status) : null);
+        replace(cells.state, h("span", { class: "mv-badge", "data-state": job.State }, job.State));
+        replace(cells.error, job.Error || "");
+        cancel.disabled = job.State !== "running";
+        place();
+    }
+
+    // Newest first.
+    function place() {
+        const sorted = Array.from(rows.entries()).filter(([path]) => jobs[path])
+                .sort(([, a], [, b]) => b.number - a.number);
+        sorted.forEach(([, row], i) => {
+            if (body.children[i] !== row.tr)
+                body.insertBefore(row.tr, body.children[i] || null);
+        });
+        empty.hidden = sorted.length > 0;
+    }
+
+    jobs.addEventListener("added", (ev, job) => update(job));
+    jobs.addEventListener("changed", (ev, job) => update(job));
+    jobs.addEventListener("removed", (ev, job) => {
+        const row = rows.get(job.path);
+        if (row) {
+            row.tr.remove();
+            rows.delete(job.path);
+        }
+        place();
+    });
+    jobs.wait(() => {
+        for (const job of Object.values(jobs))
+            update(job);
+        place();
+    });
+    // VM names can arrive after the jobs that target them.
+    vms.addEventListener("added", () => { for (const job of Object.values(jobs)) update(job); });
+    return {};
+}

@@ -1,0 +1,133 @@
+// Small helpers shared by the views. Every string that comes from the service, a guest or
+// another user goes into the page as a text node (h() never parses markup).
+
+/* global cockpit */
+
+export const SERVICE = "org.multiverse.Controller";
+export const ROOT = "/org/multiverse/Controller";
+export const IFACE = {
+    manager: SERVICE + ".Manager",
+    vm: SERVICE + ".VM",
+    job: SERVICE + ".Job",
+    settings: SERVICE + ".Settings",
+};
+
+// h("td", {class: "x", onclick: fn}, "text", node, ...): an element. Strings and numbers
+// become text nodes; attributes are set with setAttribute, handlers with addEventListener.
+export function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+        if (value === undefined || value === null || value === false)
+            continue;
+        if (key.startsWith("on") && typeof value === "function")
+            node.addEventListener(key.slice(2), value);
+        else if (key === "hidden" || key === "disabled" || key === "checked")
+            node[key] = Boolean(value);
+        else if (key === "value")
+            node.value = String(value);
+        else
+            node.setAttribute(key, String(value));
+    }
+    append(node, children);
+    return node;
+}
+
+function append(node, children) {
+    for (const child of children) {
+        if (child === undefined || child === null || child === false)
+            continue;
+        if (Array.isArray(child))
+            append(node, child);
+        else if (child instanceof Node)
+            node.appendChild(child);
+        else
+            node.appendChild(document.createTextNode(String(child)));
+    }
+}
+
+export function replace(node, ...children) {
+    node.replaceChildren();
+    append(node, children);
+}
+
+// Binary units: 1536 -> "1.5 KiB".
+export function formatBytes(bytes) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let value = Number(bytes);
+    let i = 0;
+    while (value >= 1024 && i < units.length - 1) {
+        value /= 1024;
+        i++;
+    }
+    const digits = i === 0 || value >= 100 || Number.isInteger(value) ? 0 : 1;
+    return value.toFixed(digits) + " " + units[i];
+}
+
+export function formatMiB(mib) {
+    return formatBytes(Number(mib) * 1024 * 1024);
+}
+
+// Seconds since the epoch, in the browser's locale.
+export function formatTime(seconds) {
+    if (!seconds)
+        return "never";
+    return new Date(Number(seconds) * 1000).toLocaleString();
+}
+
+export function lastSegment(path) {
+    return String(path).split("/").pop();
+}
+
+// Options for an a{sv} argument: {key: ["t", 5]} -> {key: {t: "t", v: 5}}.
+export function variants(options) {
+    const out = {};
+    for (const [key, [type, value]] of Object.entries(options))
+        out[key] = { t: type, v: value };
+    return out;
+}
+
+const ACCESS_ERRORS = [
+    "org.freedesktop.DBus.Error.AccessDenied",
+    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+];
+
+// Shows a failed call: what was tried, the D-Bus error name and the service's message,
+// and for a refusal by polkit how to get access.
+export function showError(what, error) {
+    const box = document.getElementById("mv-errors");
+    const name = error && error.name ? error.name
+        : error && error.problem ? "(Cockpit: " + error.problem + ")" : "(no D-Bus error name)";
+    const message = error && error.message ? error.message : String(error);
+    const item = h("div", { class: "mv-error", role: "alert" },
+                   h("button", { type: "button", class: "mv-btn", "aria-label": "Dismiss this error",
+                                 onclick: () => item.remove() }, "Dismiss"),
+                   h("strong", {}, what + " failed: "),
+                   h("span", { class: "mv-error-name" }, name),
+                   h("div", { class: "mv-error-message" }, message));
+    if (ACCESS_ERRORS.includes(name)) {
+        item.classList.add("mv-access-denied");
+        item.appendChild(h("p", { class: "mv-error-help" },
+                           "You are not allowed to do this. Cockpit cannot show a password prompt " +
+                           "for this service, so polkit refuses instead of asking. To get access, " +
+                           "turn on \u201cAdministrative access\u201d in Cockpit's top bar (calls " +
+                           "then run as root, uid 0, which is what the service's audit log shows), " +
+                           "or have an administrator add you to the group \u201cmultiverse\u201d " +
+                           "with a polkit rule for org.multiverse.controller.* actions. Cockpit " +
+                           "sessions count as remote for polkit, so the rule must return " +
+                           "polkit.Result.YES itself (allow_any), not rely on allow_active."));
+    }
+    box.prepend(item);
+    return item;
+}
+
+// Runs a call and reports its failure; resolves to the reply or to undefined.
+export function attempt(what, promise) {
+    return promise.catch(error => {
+        showError(what, error);
+        return undefined;
+    });
+}
+
+export function button(label, onclick, extra) {
+    return h("button", Object.assign({ type: "button", class: "mv-btn", onclick }, extra || {}), label);
+}

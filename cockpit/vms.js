@@ -1,0 +1,235 @@
+// Virtual machines: the list (kept live by the ObjectManager), the lifecycle buttons,
+// defining a VM from a profile, and StartAll with its progress.
+
+import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button } from "./util.js";
+
+const ACTIONS = [
+    // [label, method, states it makes sense in]
+    ["Start", "Start", ["shutoff", "crashed"]],
+    ["Shut down", "Shutdown", ["running"]],
+    ["Reboot", "Reboot", ["running"]],
+    ["Suspend", "Suspend", ["running"]],
+    ["Resume", "Resume", ["paused"]],
+    ["Destroy", "Destroy", ["running", "paused", "shutdown", "crashed", "pmsuspended", "blocked"]],
+    ["Undefine", "Undefine", ["shutoff", "crashed"]],
+];
+
+export function vmsView(root, ctx) {
+    const { client, vms, jobs } = ctx;
+    const rows = new Map(); // path -> {tr, cells, buttons}
+
+    const body = h("tbody", { id: "mv-vm-body" });
+    const empty = h("p", { class: "mv-muted", id: "mv-vm-empty" }, "No VMs are defined.");
+    const timeout = h("input", { type: "number", id: "mv-shutdown-timeout", min: 0, max: 3600, value: 0 });
+    const force = h("input", { type: "checkbox", id: "mv-shutdown-force" });
+    const startAllButton = button("Start all (autostart VMs, in order)", startAll,
+                                  { id: "mv-start-all", class: "mv-btn mv-primary" });
+    const startAllStatus = h("div", { id: "mv-start-all-status", "aria-live": "polite" });
+    let startAllJob = null;
+
+    root.append(
+        h("h2", {}, "Virtual machines"),
+        h("p", { class: "mv-note" },
+          "\u201cAutostart\u201d is the service's own flag, used by \u201cStart all\u201d (in order: " +
+          "network controllers, interface controllers, the rest); it is not libvirt's autostart, " +
+          "which the service does not use."),
+        h("div", { class: "mv-toolbar" }, startAllButton, startAllStatus),
+        h("div", { class: "mv-form", role: "group", "aria-label": "Shutdown options" },
+          h("label", { for: "mv-shutdown-timeout" }, "Shutdown: wait up to (seconds, 0: do not wait)", timeout),
+          h("label", { class: "mv-check", for: "mv-shutdown-force" }, force,
+            " destroy the VM when the wait runs out")),
+        h("table", { "aria-label": "Virtual machines" },
+          h("thead", {}, h("tr", {}, ["Name", "State", "Profile", "Autostart (service)", "Ephemeral",
+                                      "Resources", "Network interfaces", "Readiness", "Actions"]
+                                      .map(t => h("th", { scope: "col" }, t)))),
+          body),
+        empty,
+        ...defineForm());
+
+    function call(vm, method, args, type, what) {
+        return attempt(what + " " + (vm.Name || vm.path), client.call(vm.path, IFACE.vm, method, args, { type }));
+    }
+
+    function act(path, method) {
+        const vm = vms[path];
+        if (!vm)
+            return;
+        if (method === "Shutdown") {
+            const opts = {};
+            const secs = parseInt(timeout.value, 10) || 0;
+            if (secs > 0) {
+                opts.timeout_s = ["u", secs];
+                if (force.checked)
+                    opts.force = ["b", true];
+            }
+            call(vm, method, [variants(opts)], "a{sv}", "Shutdown");
+        } else if (method === "Undefine") {
+            call(vm, method, [{}], "a{sv}", "Undefine");
+        } else {
+            call(vm, method, [{}], "a{sv}", method);
+        }
+    }
+
+    function makeRow(path) {
+        const cells = {};
+        const tr = h("tr", { "data-path": path });
+        for (const key of ["name", "state", "profile", "autostart", "ephemeral", "resources", "nics", "ready"]) {
+            cells[key] = h("td", { class: "mv-vm-" + key });
+            tr.appendChild(cells[key]);
+        }
+        const buttons = {};
+        const actions = h("td", { class: "mv-actions" });
+        for (const [label, method] of ACTIONS) {
+            buttons[method] = button(label, () => act(path, method), { "data-action": method });
+            actions.appendChild(buttons[method]);
+        }
+        tr.appendChild(actions);
+        return { tr, cells, buttons };
+    }
+
+    function update(vm) {
+        let row = rows.get(vm.path);
+        if (!row) {
+            row = makeRow(vm.path);
+            rows.set(vm.path, row);
+        }
+        const { cells, buttons } = row;
+        replace(cells.name, vm.Name);
+        replace(cells.state, h("span", { class: "mv-badge mv-state", "data-state": vm.State }, vm.State),
+                vm.StateReason ? h("div", { class: "mv-note" }, vm.StateReason) : null);
+        replace(cells.profile, vm.Profile || h("span", { class: "mv-muted" }, "(defined elsewhere)"));
+        replace(cells.autostart, vm.Autostart ? "yes" : "no",
+                vm.Fallback ? h("div", { class: "mv-note" }, "fallback: " + vm.Fallback) : null);
+        replace(cells.ephemeral, vm.Ephemeral ? "yes" : "no");
+        replace(cells.resources, vm.VCPUs + " vCPU" + (vm.VCPUs === 1 ? "" : "s") + ", " + formatMiB(vm.MemoryMiB));
+        const nics = (vm.Interfaces || []).map(([mac, network, model]) => {
+            const details = [model, mac].filter(Boolean).join(", ");
+            return h("div", {}, (network || "(no network)") + (details ? " (" + details + ")" : ""));
+        });
+        replace(cells.nics, nics.length ? nics : h("span", { class: "mv-muted" }, "none"));
+        replace(cells.ready, vm.Readiness || "none",
+                vm.GuestStatus ? h("div", { class: "mv-note" }, vm.GuestStatus) : null);
+        const label = vm.Name || vm.path;
+        for (const [text, method, states] of ACTIONS) {
+            buttons[method].disabled = !states.includes(vm.State);
+            buttons[method].setAttribute("aria-label", text + " " + label);
+        }
+        placeRows();
+    }
+
+    // Rows sorted by name (the service's own order for ListVMs).
+    function placeRows() {
+        const sorted = Array.from(rows.entries())
+                .filter(([path]) => vms[path])
+                .sort(([a], [b]) => String(vms[a].Name).localeCompare(String(vms[b].Name)));
+        sorted.forEach(([, row], i) => {
+            if (body.children[i] !== row.tr)
+                body.insertBefore(row.tr, body.children[i] || null);
+        });
+        empty.hidden = sorted.length > 0;
+    }
+
+    vms.addEventListener("added", (ev, vm) => update(vm));
+    vms.addEventListener("changed", (ev, vm) => update(vm));
+    vms.addEventListener("removed", (ev, vm) => {
+        const row = rows.get(vm.path);
+        if (row) {
+            row.tr.remove();
+            rows.delete(vm.path);
+        }
+        placeRows();
+    });
+    vms.wait(() => {
+        for (const vm of Object.values(vms))
+            update(vm);
+        placeRows();
+    });
+
+    function startAll() {
+        attempt("Start all", client.call(ROOT, IFACE.manager, "StartAll", [{}], { type: "a{sv}" }))
+            .then(reply => {
+                if (reply) {
+                    startAllJob = reply[0];
+                    showStartAll();
+                }
+            });
+    }
+
+    function showStartAll() {
+        const job = startAllJob && jobs[startAllJob];
+        if (!job) {
+            if (startAllJob)
+                replace(startAllStatus, "Start all: waiting for its job\u2026");
+            return;
+        }
+        const pct = job.ProgressValid ? Math.round(job.Progress * 100) : null;
+        replace(startAllStatus,
+                h("label", { for: "mv-start-all-progress" }, "Start all: " + job.State + " "),
+                h("progress", { id: "mv-start-all-progress", max: 1, value: job.ProgressValid ? job.Progress : 0 }),
+                pct === null ? "" : " " + pct + " %",
+                job.Status ? h("div", { class: "mv-note" }, job.Status) : null,
+                job.Error ? h("div", { class: "mv-no" }, job.Error) : null);
+    }
+    jobs.addEventListener("added", showStartAll);
+    jobs.addEventListener("changed", showStartAll);
+
+    function defineForm() {
+        const name = h("input", { type: "text", id: "mv-define-name", required: true, maxlength: 64,
+                                  pattern: "[A-Za-z0-9_][A-Za-z0-9._\\-]*" });
+        const profile = h("select", { id: "mv-define-profile" });
+        const description = h("p", { class: "mv-note", id: "mv-define-profile-description" });
+        const memory = h("input", { type: "number", id: "mv-define-memory", min: 1, placeholder: "profile's" });
+        const vcpus = h("input", { type: "number", id: "mv-define-vcpus", min: 1, placeholder: "profile's" });
+        const autostart = h("input", { type: "checkbox", id: "mv-define-autostart" });
+        const ephemeral = h("input", { type: "checkbox", id: "mv-define-ephemeral" });
+        const profiles = new Map();
+
+        attempt("ListProfiles", client.call(ROOT, IFACE.manager, "ListProfiles", [{}], { type: "a{sv}" }))
+            .then(reply => {
+                if (!reply)
+                    return;
+                for (const [pname, pdesc] of reply[0]) {
+                    profiles.set(pname, pdesc);
+                    profile.appendChild(h("option", { value: pname }, pname));
+                }
+                showDescription();
+            });
+        function showDescription() {
+            const text = profiles.get(profile.value);
+            replace(description, text ? profile.value + " \u2014 " + text : "");
+        }
+        profile.addEventListener("change", showDescription);
+
+        function submit(event) {
+            event.preventDefault();
+            const opts = {};
+            if (memory.value)
+                opts.memory_mib = ["t", parseInt(memory.value, 10)];
+            if (vcpus.value)
+                opts.vcpus = ["u", parseInt(vcpus.value, 10)];
+            if (autostart.checked)
+                opts.autostart = ["b", true];
+            if (ephemeral.checked)
+                opts.ephemeral = ["b", true];
+            attempt("DefineVM " + name.value,
+                    client.call(ROOT, IFACE.manager, "DefineVM", [name.value, profile.value, variants(opts)],
+                                { type: "ssa{sv}" }))
+                .then(reply => { if (reply) name.value = ""; });
+        }
+
+        const form = h("form", { class: "mv-form", id: "mv-define-form", "aria-label": "Define a VM from a profile",
+                                 onsubmit: submit },
+                       h("label", { for: "mv-define-name" }, "Name", name),
+                       h("label", { for: "mv-define-profile" }, "Profile", profile),
+                       h("label", { for: "mv-define-memory" }, "Memory (MiB)", memory),
+                       h("label", { for: "mv-define-vcpus" }, "vCPUs", vcpus),
+                       h("label", { class: "mv-check", for: "mv-define-autostart" }, autostart,
+                         " autostart (service flag)"),
+                       h("label", { class: "mv-check", for: "mv-define-ephemeral" }, ephemeral,
+                         " ephemeral (undefined when it stops)"),
+                       h("button", { type: "submit", class: "mv-btn mv-primary", id: "mv-define" }, "Define"));
+        return [h("h2", {}, "Define a VM from a profile"), form, description];
+    }
+
+    return {};
+}
