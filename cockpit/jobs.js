@@ -1,7 +1,7 @@
 // Jobs: every running or recently finished job with its operation, target, progress,
 // state and error, and Cancel.
 
-import { ROOT, IFACE, h, replace, formatTime, lastSegment, attempt, button } from "./util.js";
+import { ROOT, IFACE, h, replace, formatTime, lastSegment, attempt, button, liveRows } from "./util.js";
 
 export function jobsView(root, ctx) {
     const { client, jobs, vms } = ctx;
@@ -65,35 +65,10 @@ export function jobsView(root, ctx) {
         replace(cells.state, h("span", { class: "mv-badge", "data-state": job.State }, job.State));
         replace(cells.error, job.Error || "");
         cancel.disabled = job.State !== "running";
-        place();
     }
 
     // Newest first.
-    function place() {
-        const sorted = Array.from(rows.entries()).filter(([path]) => jobs[path])
-                .sort(([, a], [, b]) => b.number - a.number);
-        sorted.forEach(([, row], i) => {
-            if (body.children[i] !== row.tr)
-                body.insertBefore(row.tr, body.children[i] || null);
-        });
-        empty.hidden = sorted.length > 0;
-    }
-
-    jobs.addEventListener("added", (ev, job) => update(job));
-    jobs.addEventListener("changed", (ev, job) => update(job));
-    jobs.addEventListener("removed", (ev, job) => {
-        const row = rows.get(job.path);
-        if (row) {
-            row.tr.remove();
-            rows.delete(job.path);
-        }
-        place();
-    });
-    jobs.wait(() => {
-        for (const job of Object.values(jobs))
-            update(job);
-        place();
-    });
+    liveRows(jobs, body, empty, rows, update, (a, b) => rows.get(b.path).number - rows.get(a.path).number);
     // VM names can arrive after the jobs that target them.
     vms.addEventListener("added", () => { for (const job of Object.values(jobs)) update(job); });
     return {};

@@ -86,6 +86,39 @@ export function variants(options) {
     return out;
 }
 
+// Keeps a table body in step with a set of cockpit.dbus proxies: `update(proxy)` makes or
+// refreshes the proxy's row in `rows` (object path -> {tr, ...}); the rows are kept in
+// `compare` order of their proxies, a removed proxy's row goes, and `empty` shows when
+// there are none. Returns the function that puts the rows in order again.
+export function liveRows(proxies, body, empty, rows, update, compare) {
+    function place() {
+        const sorted = Array.from(rows.entries()).filter(([path]) => proxies[path])
+                .sort(([a], [b]) => compare(proxies[a], proxies[b]));
+        sorted.forEach(([, row], i) => {
+            if (body.children[i] !== row.tr)
+                body.insertBefore(row.tr, body.children[i] || null);
+        });
+        empty.hidden = sorted.length > 0;
+    }
+    const changed = (ev, proxy) => { update(proxy); place(); };
+    proxies.addEventListener("added", changed);
+    proxies.addEventListener("changed", changed);
+    proxies.addEventListener("removed", (ev, proxy) => {
+        const row = rows.get(proxy.path);
+        if (row) {
+            row.tr.remove();
+            rows.delete(proxy.path);
+        }
+        place();
+    });
+    proxies.wait(() => {
+        for (const proxy of Object.values(proxies))
+            update(proxy);
+        place();
+    });
+    return place;
+}
+
 const ACCESS_ERRORS = [
     "org.freedesktop.DBus.Error.AccessDenied",
     "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",

@@ -1,7 +1,7 @@
 // Virtual machines: the list (kept live by the ObjectManager), the lifecycle buttons,
 // defining a VM from a profile, and StartAll with its progress.
 
-import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button } from "./util.js";
+import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button, liveRows } from "./util.js";
 
 const ACTIONS = [
     // [label, method, states it makes sense in]
@@ -114,36 +114,10 @@ export function vmsView(root, ctx) {
             buttons[method].disabled = !states.includes(vm.State);
             buttons[method].setAttribute("aria-label", text + " " + label);
         }
-        placeRows();
     }
 
     // Rows sorted by name (the service's own order for ListVMs).
-    function placeRows() {
-        const sorted = Array.from(rows.entries())
-                .filter(([path]) => vms[path])
-                .sort(([a], [b]) => String(vms[a].Name).localeCompare(String(vms[b].Name)));
-        sorted.forEach(([, row], i) => {
-            if (body.children[i] !== row.tr)
-                body.insertBefore(row.tr, body.children[i] || null);
-        });
-        empty.hidden = sorted.length > 0;
-    }
-
-    vms.addEventListener("added", (ev, vm) => update(vm));
-    vms.addEventListener("changed", (ev, vm) => update(vm));
-    vms.addEventListener("removed", (ev, vm) => {
-        const row = rows.get(vm.path);
-        if (row) {
-            row.tr.remove();
-            rows.delete(vm.path);
-        }
-        placeRows();
-    });
-    vms.wait(() => {
-        for (const vm of Object.values(vms))
-            update(vm);
-        placeRows();
-    });
+    liveRows(vms, body, empty, rows, update, (a, b) => String(a.Name).localeCompare(String(b.Name)));
 
     function startAll() {
         attempt("Start all", client.call(ROOT, IFACE.manager, "StartAll", [{}], { type: "a{sv}" }))

@@ -64,7 +64,7 @@ extension RealGuestTests {
         // WriteFile through the absolute link: the file it leads to changes, the link stays.
         let before = try diskCall(copy, "ReadFile", ["sa{sv}", Self.unitLink, "0"])
         XCTAssertTrue(before.ok, before.all)
-        let old = before.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).dropFirst(2).compactMap { UInt8($0) }
+        let old = Self.bytes(before.stdout)
         let new = old + Array("# changed by RealGuestTests through \(Self.unitLink)\n".utf8)
         let write = try diskCall(copy, "WriteFile", ["saya{sv}", Self.unitLink, "\(new.count)"] + new.map(String.init) + ["0"])
         XCTAssertTrue(write.ok, write.all)
@@ -92,10 +92,7 @@ extension RealGuestTests {
         let sizes = (sections["size"] ?? []).compactMap { UInt64($0) }
         XCTAssertEqual(sizes.first, 2 << 30, oracle.stdout)
         if sizes.count == 2 { XCTAssertLessThanOrEqual(sizes[1], sizes[0] - (1 << 20), "the partition does not fit the shrunk disk") }
-        let fields = Dictionary((sections["statvfs"] ?? []).compactMap { line -> (String, UInt64)? in
-            let f = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
-            return f.count == 2 ? UInt64(f[1]).map { (f[0], $0) } : nil
-        }, uniquingKeysWith: { a, _ in a })
+        let fields = Self.figures(sections["statvfs"] ?? [])
         if let blocks = fields["blocks"], let frsize = fields["frsize"], sizes.count == 2 {
             XCTAssertLessThanOrEqual(blocks * frsize, sizes[1], "the filesystem is larger than its partition")
             XCTAssertGreaterThan(blocks * frsize, 1 << 30, "the filesystem was shrunk further than asked")

@@ -65,10 +65,8 @@ extension RealGuestTests {
     }
 
     func writeGuestFile(_ disk: String, _ path: String, _ content: [UInt8], mode: UInt32? = nil) throws {
-        let s = try stack
         let options = mode.map { ["1", "mode", "u", "\($0)"] } ?? ["0"]
-        let r = s.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath(disk), TestStack.diskInterface, "WriteFile",
-                          "saya{sv}", path, "\(content.count)"] + content.map(String.init) + options, as: TestStack.grantedUser)
+        let r = try diskCall(disk, "WriteFile", ["saya{sv}", path, "\(content.count)"] + content.map(String.init) + options)
         guard r.ok else { throw StackError("WriteFile \(path) in \(disk): \(r.all)") }
     }
 
@@ -148,11 +146,9 @@ extension RealGuestTests {
         XCTAssertTrue(stopped.contains("\"stopped\" as 2 \"\(desk)\" \"\(router)\""), "not a clean shutdown of both, interface controller first: \(stopped)")
 
         // What the check saw, from the stopped controller's overlay.
-        let read = s.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath("\(desk)-root.qcow2"), TestStack.diskInterface,
-                             "ReadFile", "sa{sv}", "/var/lib/multiverse/reach.txt", "0"], as: TestStack.grantedUser)
+        let read = try diskCall("\(desk)-root.qcow2", "ReadFile", ["sa{sv}", "/var/lib/multiverse/reach.txt", "0"])
         XCTAssertTrue(read.ok, read.all)
-        let log = String(decoding: read.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).dropFirst(2).compactMap { UInt8($0) },
-                         as: UTF8.self)
+        let log = String(decoding: Self.bytes(read.stdout), as: UTF8.self)
         print("RealGuestTests: the interface controller's reach log:\n\(log)")
         XCTAssertTrue(log.contains("router \(Self.routerAddress) answers: yes"), log)
         for h in hosts { XCTAssertTrue(log.contains("neighbour \(h):"), "\(h) not tried: \(log)") }

@@ -88,18 +88,14 @@ final class RealGuestTests: XCTestCase {
             "echo", "==link", ":", "readlink", "/etc/os-release", ":",
             "echo", "==ls", ":", "ls", "/etc/systemd/system/multi-user.target.wants", ":",
             "echo", "==statvfs", ":", "statvfs", "/", ":", "echo", "==os-release", ":", "cat", "/etc/os-release"],
-            environment: ProcessInfo.processInfo.environment.merging(
-                ["LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"]) { $1 }, timeout: 300)
+            environment: Self.guestfishEnvironment, timeout: 300)
         guard oracle.ok else { return XCTFail("guestfish: \(oracle.all)") }
         let sections = Self.sections(oracle.stdout)
         let inspectLines = sections["inspect"] ?? []
         XCTAssertEqual(inspectLines.first, "debian", oracle.stdout)
         XCTAssertEqual(sections["link"], ["../usr/lib/os-release"], "the oracle's image is not what the test expects")
 
-        func disk(_ method: String, _ args: [String]) throws -> CommandResult {
-            s.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath(Self.base), TestStack.diskInterface, method] + args,
-                         as: TestStack.grantedUser)
-        }
+        func disk(_ method: String, _ args: [String]) throws -> CommandResult { try diskCall(Self.base, method, args) }
         let inspect = try disk("Inspect", ["a{sv}", "0"])
         XCTAssertTrue(inspect.ok, inspect.all)
         XCTAssertTrue(waitFor(300, interval: 0.5) { s.jobProperty(inspect.replyPath, "State") != "s \"running\"" })
@@ -116,8 +112,7 @@ final class RealGuestTests: XCTestCase {
         // ReadFile through the symlink: the bytes guestfish's cat prints.
         let read = try disk("ReadFile", ["sa{sv}", "/etc/os-release", "0"])
         XCTAssertTrue(read.ok, read.all)
-        let bytes = read.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).dropFirst(2).compactMap { UInt8($0) }
-        XCTAssertEqual(String(decoding: bytes, as: UTF8.self), (sections["os-release"] ?? []).joined(separator: "\n") + "\n")
+        XCTAssertEqual(String(decoding: Self.bytes(read.stdout), as: UTF8.self), (sections["os-release"] ?? []).joined(separator: "\n") + "\n")
 
         // ListFiles: the names guestfish's ls lists (the enabled units, the readiness one among them).
         let list = try disk("ListFiles", ["sa{sv}", "/etc/systemd/system/multi-user.target.wants", "0"])
@@ -127,11 +122,7 @@ final class RealGuestTests: XCTestCase {
         XCTAssertTrue(listed.contains("multiverse-ready.service"), list.stdout)
 
         // FilesystemUsage, updated by Inspect: the root's size, used and available bytes as statvfs says.
-        let stat = Dictionary((sections["statvfs"] ?? []).compactMap { line -> (String, UInt64)? in
-            let f = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
-            guard f.count == 2, let value = UInt64(f[1]) else { return nil }
-            return (f[0], value)
-        }, uniquingKeysWith: { a, _ in a })
+        let stat = Self.figures(sections["statvfs"] ?? [])
         let usage = s.diskProperty(Self.base, "FilesystemUsage")
         if let frsize = stat["frsize"], let blocks = stat["blocks"], let bfree = stat["bfree"], let bavail = stat["bavail"] {
             XCTAssertEqual(usage, "a(sttt) 1 \"/dev/sda1\" \(blocks * frsize) \((blocks - bfree) * frsize) \(bavail * frsize)",
@@ -150,6 +141,20 @@ final class RealGuestTests: XCTestCase {
         }
         for (k, v) in out { out[k] = Array(v.reversed().drop { $0.isEmpty }.reversed()) }
         return out
+    }
+
+    /// guestfish's `name: number` lines (statvfs) as a dictionary.
+    static func figures(_ lines: [String]) -> [String: UInt64] {
+        Dictionary(lines.compactMap { line -> (String, UInt64)? in
+            let f = line.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard f.count == 2, let value = UInt64(f[1]) else { return nil }
+            return (f[0], value)
+        }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// The bytes of a busctl `ay N b1 b2 ...` reply.
+    static func bytes(_ reply: String) -> [UInt8] {
+        reply.split(whereSeparator: { $0 == " " || $0 == "\n" }).dropFirst(2).compactMap { UInt8($0) }
     }
 
     /// The double-quoted strings of a busctl reply, in order.

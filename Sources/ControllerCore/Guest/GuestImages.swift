@@ -110,24 +110,10 @@ public actor GuestImages {
     public func readFile(_ disk: DiskInfo, _ path: String, readonly: Bool) async throws -> [UInt8] {
         let name = disk.name
         return try await withGuest(disk, readonly: readonly) { s in
-            var st: FileStat
-            do { st = try s.lstat(path) } catch let e as GuestfsError where e.errno == ENOENT {
+            guard let (target, st) = try Self.lookUp(s, path, disk: name) else {
                 throw ControllerError.invalidArgs("\(path) does not exist in disk \(name)")
             }
-            // A symlink is followed as the guest would, inside the guest only.
-            var target = path
-            if st.type == "symlink" {
-                do {
-                    target = try s.realpath(path)
-                    st = try s.lstat(target)
-                } catch let e as GuestfsError where e.errno == ENOENT || e.errno == ELOOP {
-                    throw ControllerError.invalidArgs("\(path) in disk \(name) is a symlink that leads to nothing inside the guest")
-                }
-            }
-            guard st.type == "file" else {
-                let via = target == path ? "" : " (via its symlink, \(target))"
-                throw ControllerError.invalidArgs("\(path) in disk \(name) is a \(st.type)\(via), not a regular file")
-            }
+            try Self.requireRegularFile(st, at: target, requested: path, disk: name)
             guard st.size <= UInt64(Self.maxFileBytes) else {
                 throw ControllerError.limitsExceeded("\(path) in disk \(name) has \(st.size) bytes; ReadFile returns at most \(Self.maxFileBytes)")
             }
@@ -149,25 +135,14 @@ public actor GuestImages {
     public func writeFile(_ disk: DiskInfo, _ requested: String, content: [UInt8], mode: UInt32?) async throws {
         let name = disk.name
         try await withGuest(disk, readonly: false) { s in
-            var path = requested
-            var old: FileStat?
-            do { old = try s.lstat(path) } catch let e as GuestfsError where e.errno == ENOENT { old = nil }
-            if let link = old, link.type == "symlink" {
-                do {
-                    path = try s.realpath(requested)
-                    old = try s.lstat(path)
-                } catch let e as GuestfsError where e.errno == ENOENT || e.errno == ELOOP {
-                    throw ControllerError.invalidArgs("\(requested) in disk \(name) is a symlink that leads to nothing inside the guest")
-                }
-            }
+            let found = try Self.lookUp(s, requested, disk: name)
+            let path = found?.path ?? requested
+            let old = found?.stat
             let directory = GuestPath.directory(of: path)
             guard path != "/", try s.isDir(directory) else {
                 throw ControllerError.invalidArgs("directory \(directory) does not exist in disk \(name)")
             }
-            if let old, old.type != "file" {
-                let via = path == requested ? "" : " (via its symlink, \(path))"
-                throw ControllerError.invalidArgs("\(requested) in disk \(name) is a \(old.type)\(via), not a regular file")
-            }
+            if let old { try Self.requireRegularFile(old, at: path, requested: requested, disk: name) }
             let temporary = directory + (directory == "/" ? "" : "/") + ".\(GuestPath.baseName(of: path)).mvtmp-\(UInt32.random(in: 0...UInt32.max))"
             do {
                 try s.write(temporary, content.prefix(Self.chunk))
@@ -176,10 +151,8 @@ public actor GuestImages {
                     try s.writeAppend(temporary, content[offset..<min(content.count, offset + Self.chunk)])
                     offset += Self.chunk
                 }
-                if let old, old.type == "file" {
-                    try s.lchown(Int32(old.uid), Int32(old.gid), temporary)
-                }
-                let permissions = mode ?? ((old?.type == "file" ? old!.mode : 0o644) & 0o7777)
+                if let old { try s.lchown(Int32(old.uid), Int32(old.gid), temporary) }
+                let permissions = mode ?? ((old?.mode ?? 0o644) & 0o7777)
                 try s.chmod(Int32(permissions), temporary)
                 try s.rename(temporary, to: path)
                 try s.sync()
@@ -188,6 +161,28 @@ public actor GuestImages {
                 throw error
             }
         }
+    }
+
+    /// What is at `path` as the guest would open it, with its lstat: a symlink is followed
+    /// inside the guest only (guestfs realpath, chrooted in the guest's root); nil when
+    /// nothing is there. A link that leads nowhere (or loops) is `InvalidArgs`.
+    static func lookUp(_ s: GuestfsSession, _ path: String, disk name: String) throws -> (path: String, stat: FileStat)? {
+        let st: FileStat
+        do { st = try s.lstat(path) } catch let e as GuestfsError where e.errno == ENOENT { return nil }
+        guard st.type == "symlink" else { return (path, st) }
+        do {
+            let target = try s.realpath(path)
+            return (target, try s.lstat(target))
+        } catch let e as GuestfsError where e.errno == ENOENT || e.errno == ELOOP {
+            throw ControllerError.invalidArgs("\(path) in disk \(name) is a symlink that leads to nothing inside the guest")
+        }
+    }
+
+    /// `InvalidArgs` naming `requested` (and the link's target) unless `st` is a regular file.
+    static func requireRegularFile(_ st: FileStat, at target: String, requested: String, disk name: String) throws {
+        guard st.type != "file" else { return }
+        let via = target == requested ? "" : " (via its symlink, \(target))"
+        throw ControllerError.invalidArgs("\(requested) in disk \(name) is a \(st.type)\(via), not a regular file")
     }
 
     /// Recognises the operating system and measures the mounted filesystems.

@@ -49,8 +49,11 @@ public struct HostBridgeSeal: Sendable {
     public init(root: String = "/proc/sys") { self.root = root }
 
     /// The sysctl name of `path` for `bridge` (`net.ipv4.conf.virbr1.arp_ignore`).
-    public static func sysctlName(_ path: String, _ bridge: String) -> String {
-        path.split(separator: "/").map { $0 == "BRIDGE" ? bridge : String($0) }.joined(separator: ".")
+    public static func sysctlName(_ path: String, _ bridge: String) -> String { expand(path, bridge, joinedBy: ".") }
+
+    /// `path` with its BRIDGE component replaced by `bridge`, its components joined by `separator`.
+    static func expand(_ path: String, _ bridge: String, joinedBy separator: String) -> String {
+        path.split(separator: "/").map { $0 == "BRIDGE" ? bridge : String($0) }.joined(separator: separator)
     }
 
     /// Whether `bridge` is a bridge device of this host (sysfs has its bridge folder).
@@ -67,7 +70,7 @@ public struct HostBridgeSeal: Sendable {
             return Outcome(held: false, changed: [], failures: ["invalid bridge name \(bridge)"])
         }
         for (path, value) in Self.settings {
-            let file = root + "/" + path.split(separator: "/").map { $0 == "BRIDGE" ? bridge : String($0) }.joined(separator: "/")
+            let file = root + "/" + Self.expand(path, bridge, joinedBy: "/")
             let name = Self.sysctlName(path, bridge)
             if Self.read(file) == value { continue }
             if let error = Self.write(file, value) {
