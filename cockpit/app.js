@@ -16,6 +16,7 @@ const ctx = {
     settings: client.proxy(IFACE.settings, ROOT + "/settings"),
     vms: client.proxies(IFACE.vm, ROOT),
     jobs: client.proxies(IFACE.job, ROOT),
+    disks: client.proxies(IFACE.disk, ROOT),
 };
 
 const views = {

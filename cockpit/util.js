@@ -9,6 +9,7 @@ export const IFACE = {
     manager: SERVICE + ".Manager",
     vm: SERVICE + ".VM",
     job: SERVICE + ".Job",
+    disk: SERVICE + ".Disk",
     settings: SERVICE + ".Settings",
 };
 
@@ -158,6 +159,29 @@ export function attempt(what, promise) {
     return promise.catch(error => {
         showError(what, error);
         return undefined;
+    });
+}
+
+// Follows the job at `path` (a cockpit.dbus proxies set of jobs): `onChange(job)` on every
+// change, and the promise resolves with the job once it is no longer running.
+export function whenJobEnds(jobs, path, onChange) {
+    return new Promise(resolve => {
+        const handler = (event, proxy) => { if (proxy.path === path) look(); };
+        function look() {
+            const job = jobs[path];
+            if (!job || !job.valid)
+                return;
+            if (onChange)
+                onChange(job);
+            if (job.State !== "running") {
+                jobs.removeEventListener("added", handler);
+                jobs.removeEventListener("changed", handler);
+                resolve(job);
+            }
+        }
+        jobs.addEventListener("added", handler);
+        jobs.addEventListener("changed", handler);
+        look();
     });
 }
 

@@ -1,7 +1,8 @@
 // Virtual machines: the list (kept live by the ObjectManager), the lifecycle buttons,
-// defining a VM from a profile, and StartAll with its progress.
+// one VM's details (vmdetails.js), defining a VM from a profile, and StartAll with its progress.
 
 import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button, liveRows } from "./util.js";
+import { vmDetails } from "./vmdetails.js";
 
 const ACTIONS = [
     // [label, method, states it makes sense in]
@@ -26,6 +27,7 @@ export function vmsView(root, ctx) {
                                   { id: "mv-start-all", class: "mv-btn mv-primary" });
     const startAllStatus = h("div", { id: "mv-start-all-status", "aria-live": "polite" });
     let startAllJob = null;
+    const details = vmDetails(ctx);
 
     root.append(
         h("h2", {}, "Virtual machines"),
@@ -44,6 +46,7 @@ export function vmsView(root, ctx) {
                                       .map(t => h("th", { scope: "col" }, t)))),
           body),
         empty,
+        details.node,
         ...defineForm());
 
     function call(vm, method, args, type, what) {
@@ -83,6 +86,8 @@ export function vmsView(root, ctx) {
             buttons[method] = button(label, () => act(path, method), { "data-action": method });
             actions.appendChild(buttons[method]);
         }
+        buttons.Details = button("Details", () => details.show(path), { "data-action": "Details" });
+        actions.appendChild(buttons.Details);
         tr.appendChild(actions);
         return { tr, cells, buttons };
     }
@@ -114,6 +119,7 @@ export function vmsView(root, ctx) {
             buttons[method].disabled = !states.includes(vm.State);
             buttons[method].setAttribute("aria-label", text + " " + label);
         }
+        buttons.Details.setAttribute("aria-label", "Disks, shares and snapshots of " + label);
     }
 
     // Rows sorted by name (the service's own order for ListVMs).

@@ -416,6 +416,10 @@ final class VMServiceTests: XCTestCase {
         for image in [a, b] {
             XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("vm-before"))
         }
+        // The disks' own objects show it too (the Cockpit page lists VM snapshots from them).
+        for disk in ["snap-a.qcow2", "snap-b.qcow2"] {
+            XCTAssertTrue(s.diskProperty(disk, "Snapshots").hasPrefix("a(st) 1 \"vm-before\" "), s.diskProperty(disk, "Snapshots"))
+        }
         let list = try vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: TestStack.otherUser)
         XCTAssertTrue(list.stdout.hasPrefix("a(st) 1 \"before\" "), list.all)
         let again = try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "before", "0"])
@@ -455,6 +459,7 @@ final class VMServiceTests: XCTestCase {
             XCTAssertFalse(snapshots.stdout.contains("vm-before"), snapshots.all)
         }
         XCTAssertEqual(try vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: nil).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(st) 0")
+        XCTAssertEqual(s.diskProperty("snap-a.qcow2", "Snapshots"), "a(st) 0")
     }
 
     func testMvctlVMCommands() throws {

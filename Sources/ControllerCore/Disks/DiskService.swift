@@ -235,6 +235,12 @@ public final class DiskService: Sendable {
     /// Deletes disks a VM no longer needs (its overlay, or its disks on Undefine).
     public func deleteForVM(_ name: String) async throws { try await context.delete(name) }
 
+    /// Images changed behind the disk objects (a VM snapshot call ran qemu-img on them):
+    /// re-reads each and announces what changed (`Snapshots`, sizes).
+    public func imagesChanged(_ names: [String]) async {
+        for name in names { await context.publish(name) }
+    }
+
     /// A VM's disk sources changed (nil: the VM is gone): `AttachedTo` follows.
     public func vmDisksChanged(uuid: String, sources: [String]?) async {
         await context.vmDisksChanged(uuid: uuid, sources: sources)

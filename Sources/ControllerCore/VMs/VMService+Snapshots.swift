@@ -51,21 +51,28 @@ extension VMService {
 
     /// Create and revert run as a job; delete returns nil when done.
     public func runSnapshot(_ plan: SnapshotPlan, uid: UInt32) async throws -> JobSnapshot? {
-        let (snapshots, name, vmDisks) = (self.snapshots, plan.name, plan.disks)
+        let (snapshots, name, vmDisks, disks) = (self.snapshots, plan.name, plan.disks, self.disks)
+        let names = vmDisks.map(\.name)
+        // The disks' own objects show the snapshots too: re-read them, also after a failure
+        // (a failed create removes what it took, a failed revert may have reverted some).
+        let republish: @Sendable () async -> Void = { await disks.imagesChanged(names) }
         let result: [String: JobValue] = ["snapshot": .string(name), "disks": .strings(vmDisks.map(\.name))]
         switch plan.action {
         case .create:
             return try await jobs.start(operation: "CreateSnapshot", target: .vm(plan.vm.uuid), uid: uid) { job in
-                try await snapshots.create(name, on: vmDisks, job: job)
+                do { try await snapshots.create(name, on: vmDisks, job: job) } catch { await republish(); throw error }
+                await republish()
                 return result
             }
         case .revert:
             return try await jobs.start(operation: "RevertSnapshot", target: .vm(plan.vm.uuid), uid: uid) { job in
-                try await snapshots.revert(name, on: vmDisks, job: job)
+                do { try await snapshots.revert(name, on: vmDisks, job: job) } catch { await republish(); throw error }
+                await republish()
                 return result
             }
         case .delete:
-            try await snapshots.delete(name, on: vmDisks)
+            do { try await snapshots.delete(name, on: vmDisks) } catch { await republish(); throw error }
+            await republish()
             logger.notice("deleted snapshot \(name) of VM \(plan.vm.name)")
             return nil
         }
