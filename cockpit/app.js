@@ -6,6 +6,7 @@
 import { SERVICE, ROOT, IFACE, h, replace } from "./util.js";
 import { overviewView } from "./overview.js";
 import { vmsView } from "./vms.js";
+import { disksView } from "./disks.js";
 import { jobsView } from "./jobs.js";
 
 const client = cockpit.dbus(SERVICE, { bus: "system", superuser: "try" });
@@ -22,6 +23,7 @@ const ctx = {
 const views = {
     overview: overviewView(document.getElementById("view-overview"), ctx),
     vms: vmsView(document.getElementById("view-vms"), ctx),
+    disks: disksView(document.getElementById("view-disks"), ctx),
     jobs: jobsView(document.getElementById("view-jobs"), ctx),
 };
 

@@ -185,6 +185,36 @@ export function whenJobEnds(jobs, path, onChange) {
     });
 }
 
+// Shows a job in `box` while it runs and after: what it is, a progress bar, its state, its
+// error, and Cancel while it runs. Resolves with the job once it has ended.
+export function showJob(ctx, box, what, path) {
+    const { client, jobs } = ctx;
+    const cancel = button("Cancel", () => {
+        attempt("Cancel " + what, client.call(path, IFACE.job, "Cancel", [{}], { type: "a{sv}" }));
+    }, { class: "mv-btn mv-job-cancel", "aria-label": "Cancel " + what });
+    const progress = h("progress", { max: 1, value: 0, "aria-label": "Progress of " + what });
+    const pct = h("span", { class: "mv-job-pct" });
+    const state = h("span", { class: "mv-badge mv-job-state", "data-state": "running" }, "running");
+    const error = h("div", { class: "mv-no mv-job-error" });
+    replace(box, h("div", { class: "mv-job-line", "data-job": path },
+                   h("span", {}, what + " (job " + lastSegment(path) + "): "), progress, pct, " ", state, " ",
+                   cancel, error));
+    let highest = 0;
+    return whenJobEnds(jobs, path, job => {
+        const done = job.State === "succeeded";
+        const value = done ? 1 : job.ProgressValid ? job.Progress : 0;
+        highest = Math.max(highest, value);
+        progress.value = value;
+        // The largest fraction shown so far, for a person and for the browser tests.
+        progress.dataset.highest = String(highest);
+        replace(pct, done || job.ProgressValid ? " " + Math.round(value * 100) + " %" : "");
+        replace(state, job.State);
+        state.dataset.state = job.State;
+        replace(error, job.Error || "");
+        cancel.disabled = job.State !== "running";
+    });
+}
+
 export function button(label, onclick, extra) {
     return h("button", Object.assign({ type: "button", class: "mv-btn", onclick }, extra || {}), label);
 }

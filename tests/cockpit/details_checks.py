@@ -46,6 +46,12 @@ def fill(d, element_id, text):
     field.send_keys(text)
 
 
+def click_in(d, table_id, attr, key, action):
+    """Clicks the button `action` in the row `key` of a table the page may redraw meanwhile."""
+    wait(d, "%s on %s" % (action, key), lambda: cell_rows(d, table_id, attr)[key].find_element(
+        By.CSS_SELECTOR, 'button[data-action="%s"]' % action).click() or True)
+
+
 def snapshot_status(d):
     return d.find_element(By.ID, "mv-snapshot-status").text
 
@@ -106,8 +112,7 @@ def details_checks(d):
 
     def snapshot_revert():
         assert qemu_io("write -P 0x22 0 64k").returncode == 0
-        cell_rows(d, "mv-details-snapshots", "data-snapshot")["s1"].find_element(
-            By.CSS_SELECTOR, 'button[data-action="Revert"]').click()
+        click_in(d, "mv-details-snapshots", "data-snapshot", "s1", "Revert")
         wait(d, "the confirmation", lambda: d.find_element(By.ID, "mv-snapshot-confirm").is_displayed())
         assert "lost" in d.find_element(By.ID, "mv-snapshot-confirm").text
         shot(d, "vms-details-revert-confirm")
@@ -121,8 +126,7 @@ def details_checks(d):
     def snapshot_elsewhere():
         busctl("call", SVC, vm_path("det1"), SVC + ".VM", "CreateSnapshot", "sa{sv}", "s2", "0")
         wait(d, "s2 listed without a reload", lambda: "s2" in cell_rows(d, "mv-details-snapshots", "data-snapshot"), 60)
-        cell_rows(d, "mv-details-snapshots", "data-snapshot")["s2"].find_element(
-            By.CSS_SELECTOR, 'button[data-action="Delete"]').click()
+        click_in(d, "mv-details-snapshots", "data-snapshot", "s2", "Delete")
         wait(d, "s2 gone", lambda: "s2" not in cell_rows(d, "mv-details-snapshots", "data-snapshot"))
         image = snapshots_on_image()
         assert "vm-s2" not in image and "vm-s1" in image, image
@@ -141,11 +145,9 @@ def details_checks(d):
     check(d, "while the VM runs, share and snapshot controls are off and say why", running)
 
     def remove():
-        cell_rows(d, "mv-details-disks", "data-target")["vdb"].find_element(
-            By.CSS_SELECTOR, 'button[data-action="Detach"]').click()
+        click_in(d, "mv-details-disks", "data-target", "vdb", "Detach")
         wait(d, "vdb gone", lambda: "vdb" not in cell_rows(d, "mv-details-disks", "data-target"))
-        cell_rows(d, "mv-details-shares", "data-tag")["data1"].find_element(
-            By.CSS_SELECTOR, 'button[data-action="RemoveShare"]').click()
+        click_in(d, "mv-details-shares", "data-tag", "data1", "RemoveShare")
         wait(d, "data1 gone", lambda: "data1" not in cell_rows(d, "mv-details-shares", "data-tag"))
         text = xml("det1")
         assert IMAGE not in text and "data1" not in text, "the definition still has the disk or the share"

@@ -16,6 +16,7 @@ import pagelib
 from pagelib import (BUS, SVC, ROOT, HOSTROOT, HOSTILE, ADMIN_URL, USER_URL, busctl, vm_path, vm_call,
                      vm_state, define, browser, wait, shot, check, tab, row, shown_state, load, setting_events)
 from details_checks import details_checks
+from disk_checks import disk_checks, refused_disk_checks
 
 
 def admin_checks(d):
@@ -173,8 +174,8 @@ def admin_checks(d):
         assert clickable == 0, "%d clickable elements that are not buttons" % clickable
         from selenium.webdriver.common.keys import Keys
         d.find_element(By.ID, "tab-vms").send_keys(Keys.ARROW_RIGHT)
-        wait(d, "the Jobs view by the arrow key", lambda: d.find_element(By.ID, "view-jobs").is_displayed())
-        assert d.switch_to.active_element.get_attribute("id") == "tab-jobs"
+        wait(d, "the Disks view by the arrow key", lambda: d.find_element(By.ID, "view-disks").is_displayed())
+        assert d.switch_to.active_element.get_attribute("id") == "tab-disks"
         tab(d, "vms")
     check(d, "every input has a label, the tabs work with the arrow keys", keyboard)
 
@@ -217,7 +218,7 @@ def user_checks(d):
 
 
 def main():
-    for checks in (admin_checks, details_checks, user_checks):
+    for checks in (admin_checks, details_checks, disk_checks, user_checks, refused_disk_checks):
         d = browser()
         try:
             checks(d)

@@ -1,0 +1,239 @@
+"""The Disks view: create, resize (grow, and shrink after a confirmation), back up and
+restore from the page, files inside the image (upload, listing, download), Inspect, and
+Cancel of a running job; each checked with qemu-img, sha256sum, ReadFile or the download
+itself. The refused user's part is in refused_disk_checks."""
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+from selenium.webdriver.common.by import By
+
+from pagelib import SVC, ROOT, ADMIN_URL, USER_URL, BUS, OUT, busctl, wait, shot, check, tab, load
+
+IMAGES = os.environ["MV_IMAGES"]
+BACKUPS = os.environ["MV_BACKUPS"]
+MVCTL = os.environ["MV_MVCTL"]
+DISK = "web.qcow2"
+IMAGE = os.path.join(IMAGES, DISK)
+MARKUP = "<img id=mvfile src=x onerror=alert(2)>"  # no '/': it is one file name
+
+
+def mvctl(*args):
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=BUS)
+    res = subprocess.run([MVCTL, *args], env=env, capture_output=True, text=True, timeout=600)
+    if res.returncode != 0:
+        raise AssertionError("mvctl %s: %s" % (" ".join(args), (res.stderr or res.stdout).strip()))
+    return res.stdout
+
+
+def image_info(path=IMAGE):
+    res = subprocess.run(["/usr/bin/qemu-img", "info", "-U", "--output=json", path], capture_output=True,
+                         text=True, timeout=60, check=True)
+    return json.loads(res.stdout)
+
+
+def disk_row(d, name):
+    for tr in d.find_elements(By.CSS_SELECTOR, "#mv-disk-body > tr[data-path]"):
+        if tr.find_element(By.CSS_SELECTOR, ".mv-disk-name").text == name:
+            return tr
+    return None
+
+
+def fill(d, element_id, text):
+    field = d.find_element(By.ID, element_id)
+    field.clear()
+    field.send_keys(text)
+
+
+def size(d, prefix, number, unit):
+    fill(d, prefix, str(number))
+    d.find_element(By.CSS_SELECTOR, '#%s-unit option[value="%s"]' % (prefix, unit)).click()
+
+
+def job_state(d, box="mv-disk-job"):
+    return d.find_element(By.CSS_SELECTOR, "#%s .mv-job-state" % box).get_attribute("data-state")
+
+
+def shown_job(d, box="mv-disk-job"):
+    """The job the box shows (its object path), or None."""
+    lines = d.find_elements(By.CSS_SELECTOR, "#%s .mv-job-line" % box)
+    return lines[0].get_attribute("data-job") if lines else None
+
+
+def wait_job(d, what, before, box="mv-disk-job", timeout=300):
+    """Waits for a job other than `before` to show in the box and end; it must succeed."""
+    wait(d, what + " to start", lambda: shown_job(d, box) not in (None, before), 60)
+    wait(d, what + " to end", lambda: job_state(d, box) != "running", timeout)
+    assert job_state(d, box) == "succeeded", d.find_element(By.ID, box).text
+
+
+def confirm(d, *expected):
+    wait(d, "the confirmation", lambda: d.find_element(By.ID, "mv-disk-confirm").is_displayed())
+    text = d.find_element(By.ID, "mv-disk-confirm").text
+    for part in expected:
+        assert part in text, "the confirmation does not say %r: %s" % (part, text)
+    return text
+
+
+def dismiss_errors(d):
+    for b in d.find_elements(By.CSS_SELECTOR, "#mv-errors .mv-error > button"):
+        b.click()
+
+
+def file_rows(d):
+    return {tr.get_attribute("data-name"): tr for tr in d.find_elements(By.CSS_SELECTOR, "#mv-files-body tr[data-name]")}
+
+
+def upload(d, local, guest_path):
+    d.find_element(By.ID, "mv-files-upload").send_keys(local)
+    fill(d, "mv-files-upload-path", guest_path)
+    d.find_element(By.ID, "mv-files-send").click()
+
+
+def read_file(guest_path):
+    return mvctl("disk", "cat", DISK, guest_path)
+
+
+def disk_checks(d):
+    load(d, ADMIN_URL)
+    downloads = tempfile.mkdtemp(prefix="mvcockpit-dl.", dir=OUT)
+    d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": downloads})
+    tab(d, "disks")
+
+    def create():
+        fill(d, "mv-create-disk-name", DISK)
+        size(d, "mv-create-disk-size", 256, "MiB")
+        d.find_element(By.ID, "mv-create-disk").click()
+        wait(d, DISK + " listed", lambda: disk_row(d, DISK) is not None)
+        info = image_info()
+        assert info["format"] == "qcow2" and info["virtual-size"] == 256 << 20, info
+        assert disk_row(d, DISK).find_element(By.CSS_SELECTOR, ".mv-disk-virtual").text == "256 MiB"
+        shot(d, "disks")
+    check(d, "a disk created on the page is a 256 MiB qcow2 per qemu-img info, shown as 256 MiB", create)
+
+    mvctl("disk", "format", DISK, "ext4")
+    local = os.path.join(downloads, "upload-hello.txt")
+    with open(local, "w") as f:
+        f.write("hello from the page\n")
+
+    def files():
+        disk_row(d, DISK).find_element(By.CSS_SELECTOR, 'button[data-action="Details"]').click()
+        wait(d, "the disk's details", lambda: d.find_element(By.ID, "mv-disk-details").is_displayed())
+        wait(d, "the root listing", lambda: "lost+found" in file_rows(d), 120)
+        upload(d, local, "/hello.txt")
+        wait(d, "hello.txt listed", lambda: "hello.txt" in file_rows(d), 120)
+        assert read_file("/hello.txt") == "hello from the page\n"
+        upload(d, local, "/" + MARKUP)
+        wait(d, "the markup-named file listed", lambda: MARKUP in file_rows(d), 120)
+        assert not d.find_elements(By.ID, "mvfile"), "a guest file name was parsed as markup"
+        file_rows(d)["hello.txt"].find_element(By.CSS_SELECTOR, 'button[data-action="Download"]').click()
+        target = os.path.join(downloads, "hello.txt")
+        wait(d, "the download", lambda: os.path.exists(target) and open(target).read() == "hello from the page\n", 60)
+        assert d.current_url.endswith("index.html") or "multiverse" in d.current_url, "the page navigated away"
+        shot(d, "disks-files")
+    check(d, "upload into the image (read back with ReadFile), listing, a markup name as text, download as a file",
+          files)
+
+    def inspect():
+        before = shown_job(d, "mv-inspect")
+        d.find_element(By.ID, "mv-inspect-run").click()
+        wait_job(d, "Inspect", before, "mv-inspect", timeout=300)
+        wait(d, "usage bars", lambda: disk_row(d, DISK).find_elements(By.CSS_SELECTOR, ".mv-disk-usage meter"), 30)
+    check(d, "Inspect on the page is a job; the filesystem usage bar appears in the list", inspect)
+
+    def backup_restore():
+        before = shown_job(d)
+        d.find_element(By.ID, "mv-backup").click()
+        wait_job(d, "Backup", before)
+        progress = d.find_element(By.CSS_SELECTOR, "#mv-disk-job progress")
+        assert progress.get_attribute("data-highest") == "1", progress.get_attribute("data-highest")
+        wait(d, "the backup listed", lambda: d.find_elements(By.CSS_SELECTOR, "#mv-disk-backups tr[data-backup]"))
+        tr = d.find_element(By.CSS_SELECTOR, "#mv-disk-backups tr[data-backup]")
+        backup_id = tr.get_attribute("data-backup")
+        with open(os.path.join(BACKUPS, backup_id + ".img"), "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        assert digest in tr.text, "the page's checksum is not sha256sum's %s: %s" % (digest, tr.text)
+        changed = os.path.join(downloads, "changed.txt")
+        with open(changed, "w") as f:
+            f.write("changed after the backup\n")
+        upload(d, changed, "/hello.txt")
+        wait(d, "the change", lambda: read_file("/hello.txt") == "changed after the backup\n", 120)
+        tr.find_element(By.CSS_SELECTOR, 'button[data-action="Restore"]').click()
+        confirm(d, backup_id, "verified first", "lost")
+        before = shown_job(d)
+        d.find_element(By.ID, "mv-disk-confirm-yes").click()
+        wait_job(d, "Restore", before)
+        assert read_file("/hello.txt") == "hello from the page\n", read_file("/hello.txt")
+        shot(d, "disks-restored")
+    check(d, "Backup from the page (checksum as sha256sum's), then Restore brings back what was there (ReadFile)",
+          backup_restore)
+
+    def resize():
+        size(d, "mv-resize-size", 512, "MiB")
+        before = shown_job(d)
+        d.find_element(By.ID, "mv-resize").click()
+        wait_job(d, "Resize (grow)", before)
+        assert image_info()["virtual-size"] == 512 << 20, image_info()
+        wait(d, "512 MiB shown", lambda: disk_row(d, DISK).find_element(By.CSS_SELECTOR, ".mv-disk-virtual").text == "512 MiB")
+        size(d, "mv-resize-size", 300, "MiB")
+        d.find_element(By.ID, "mv-resize").click()
+        confirm(d, "from 512 MiB to 300 MiB", "hold", "shrunk first")
+        shot(d, "disks-shrink-confirm")
+        assert image_info()["virtual-size"] == 512 << 20, "the image changed before the confirmation"
+        before = shown_job(d)
+        d.find_element(By.ID, "mv-disk-confirm-yes").click()
+        wait_job(d, "Resize (shrink)", before)
+        assert image_info()["virtual-size"] == 300 << 20, image_info()
+        assert read_file("/hello.txt") == "hello from the page\n"
+    check(d, "grow to 512 MiB, then shrink to 300 MiB after a confirmation naming sizes and data (qemu-img info)",
+          resize)
+
+    def cancel():
+        # A compressed backup of 1 GiB of random bytes runs long enough to be cancelled
+        # from the page (a full clone copies too fast here for a click to land mid-run).
+        busctl("call", SVC, ROOT, SVC + ".Manager", "CreateDisk", "stsa{sv}", "noise.raw", str(1 << 30), "raw", "0")
+        subprocess.run(["dd", "if=/dev/urandom", "of=" + os.path.join(IMAGES, "noise.raw"), "bs=4M", "count=256",
+                        "conv=notrunc", "status=none"], check=True, timeout=300)
+        before = sorted(os.listdir(BACKUPS))
+        wait(d, "noise.raw listed", lambda: disk_row(d, "noise.raw") is not None)
+        disk_row(d, "noise.raw").find_element(By.CSS_SELECTOR, 'button[data-action="Details"]').click()
+        wait(d, "its details", lambda: d.find_element(By.ID, "mv-disk-details-title").text == "Disk noise.raw")
+        d.find_element(By.ID, "mv-backup-compress").click()
+        d.find_element(By.ID, "mv-backup").click()
+        bar = lambda: d.find_element(By.CSS_SELECTOR, "#mv-disk-job progress")
+        wait(d, "the progress bar to move", lambda: 0 < float(bar().get_attribute("value")) < 1, 120)
+        shot(d, "disks-backup-running")
+        d.find_element(By.CSS_SELECTOR, "#mv-disk-job .mv-job-cancel").click()
+        wait(d, "cancelled", lambda: job_state(d) == "cancelled", 60)
+        time.sleep(1)
+        assert sorted(os.listdir(BACKUPS)) == before, "files left in the backup directory: %s" % os.listdir(BACKUPS)
+        assert not d.find_elements(By.CSS_SELECTOR, "#mv-disk-backups tr[data-backup]")
+    check(d, "a running backup's progress bar moves; Cancel on the page ends it cancelled, leaving no file", cancel)
+
+
+def refused_disk_checks(d):
+    load(d, USER_URL)
+    tab(d, "disks")
+
+    def refusal(what):
+        return [e for e in d.find_elements(By.CSS_SELECTOR, "#mv-errors .mv-access-denied")
+                if (what + " (disk " + DISK + ") failed") in e.text]
+
+    def refused():
+        wait(d, DISK + " listed", lambda: disk_row(d, DISK) is not None)
+        before = (image_info()["virtual-size"], sorted(os.listdir(BACKUPS)))
+        disk_row(d, DISK).find_element(By.CSS_SELECTOR, 'button[data-action="Details"]').click()
+        wait(d, "the disk's details", lambda: d.find_element(By.ID, "mv-disk-details").is_displayed())
+        d.find_element(By.ID, "mv-backup").click()
+        wait(d, "the refusal of Backup", lambda: refusal("Backup"), 60)
+        dismiss_errors(d)
+        size(d, "mv-resize-size", 1, "GiB")
+        d.find_element(By.ID, "mv-resize").click()
+        wait(d, "the refusal of Resize", lambda: refusal("Resize"), 60)
+        time.sleep(1)
+        assert (image_info()["virtual-size"], sorted(os.listdir(BACKUPS))) == before, "the disk or the backups changed"
+        shot(d, "user-disks-refused")
+    check(d, "the unprivileged user's Backup and Resize are refused and change nothing on disk", refused)
