@@ -2,7 +2,7 @@
 // (run, list, restore), internal snapshots, the AutoGrow and versioning policies, and its
 // files (diskfiles.js). Jobs show a progress bar and Cancel while they run.
 
-import { IFACE, h, replace, formatBytes, formatTime, variants, attempt, button, showJob } from "./util.js";
+import { IFACE, h, replace, formatBytes, formatTime, variants, attempt, button, showJob, confirmIn } from "./util.js";
 import { sizeField, usageBars } from "./fields.js";
 import { diskFiles } from "./diskfiles.js";
 
@@ -146,12 +146,7 @@ export function diskDetails(ctx) {
     }
 
     function confirm(text, yes, action) {
-        replace(confirmBox, h("p", { id: "mv-disk-confirm-text" }, text),
-                button(yes, () => { confirmBox.hidden = true; action(); },
-                       { id: "mv-disk-confirm-yes", class: "mv-btn mv-danger" }),
-                button("Cancel", () => { confirmBox.hidden = true; }, { id: "mv-disk-confirm-no" }));
-        confirmBox.hidden = false;
-        document.getElementById("mv-disk-confirm-yes").focus();
+        confirmIn(confirmBox, text, yes, action);
     }
 
     function runJob(what, promise) {

@@ -215,6 +215,17 @@ export function showJob(ctx, box, what, path) {
     });
 }
 
+// Asks in `box` (a hidden .mv-confirm element whose id is ID) before a step that loses
+// data: `text`, a button `yes` (id ID-yes) that runs `action`, and `no` (id ID-no).
+export function confirmIn(box, text, yes, action, no) {
+    const id = box.id;
+    replace(box, h("p", { id: id + "-text" }, text),
+            button(yes, () => { box.hidden = true; action(); }, { id: id + "-yes", class: "mv-btn mv-danger" }),
+            button(no || "Cancel", () => { box.hidden = true; }, { id: id + "-no" }));
+    box.hidden = false;
+    document.getElementById(id + "-yes").focus();
+}
+
 export function button(label, onclick, extra) {
     return h("button", Object.assign({ type: "button", class: "mv-btn", onclick }, extra || {}), label);
 }

@@ -2,12 +2,12 @@
 // remove) and its snapshots (create, revert, delete). Live: the VM's Disks and Shares
 // properties, and its managed disks' Snapshots, which ListSnapshots is read again from.
 
-import { IFACE, h, replace, formatTime, lastSegment, variants, attempt, button, whenJobEnds } from "./util.js";
+import { IFACE, h, replace, formatTime, variants, attempt, button, showJob, confirmIn } from "./util.js";
 
 const TARGET = /^(vd|sd|hd)[a-z]{1,2}$/;
 
 export function vmDetails(ctx) {
-    const { client, vms, jobs, disks } = ctx;
+    const { client, vms, disks } = ctx;
     let path = null; // the VM shown
     let snapshots = [];
 
@@ -192,17 +192,11 @@ export function vmDetails(ctx) {
         vmCall("RemoveShare", [tag, {}], "sa{sv}", "RemoveShare " + tag);
     }
 
-    // Create and Revert are jobs: their state shows under the table until they end.
+    // Create and Revert are jobs: their progress, state and Cancel show under the table.
     function runJob(method, name) {
         vmCall(method, [name, {}], "sa{sv}", method + " " + name).then(reply => {
-            if (!reply)
-                return;
-            const job = reply[0];
-            whenJobEnds(jobs, job, j => {
-                replace(snapshotStatus, h("span", { "data-job-state": j.State },
-                                          method + " " + name + " (job " + lastSegment(job) + "): " + j.State),
-                        j.Error ? h("div", { class: "mv-no" }, j.Error) : null);
-            }).then(loadSnapshots);
+            if (reply)
+                showJob(ctx, snapshotStatus, method + " " + name, reply[0]).then(loadSnapshots);
         });
     }
 
@@ -213,16 +207,9 @@ export function vmDetails(ctx) {
     }
 
     function confirmRevert(name) {
-        replace(confirmBox,
-                h("p", { id: "mv-snapshot-confirm-text" },
-                  "Revert every managed disk of the VM to snapshot " + name + "? What was written to them " +
-                  "since that snapshot is lost."),
-                button("Revert to " + name, () => { confirmBox.hidden = true; runJob("RevertSnapshot", name); },
-                       { id: "mv-snapshot-confirm-yes", class: "mv-btn mv-danger" }),
-                button("Keep the disks as they are", () => { confirmBox.hidden = true; },
-                       { id: "mv-snapshot-confirm-no" }));
-        confirmBox.hidden = false;
-        document.getElementById("mv-snapshot-confirm-yes").focus();
+        confirmIn(confirmBox, "Revert every managed disk of the VM to snapshot " + name + "? What was written " +
+                  "to them since that snapshot is lost.", "Revert to " + name, () => runJob("RevertSnapshot", name),
+                  "Keep the disks as they are");
     }
 
     function deleteSnapshot(name) {
