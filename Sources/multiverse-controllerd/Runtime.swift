@@ -21,7 +21,7 @@ struct Runtime {
         let signals = SignalWaiter([SIGTERM, SIGINT])
 
         let disks = DiskStore(directory: config.imageDirectory, qemuImg: QemuImg(path: config.qemuImgPath),
-                              logger: Logger(label: "disks"))
+                              copyRate: config.copyRate, logger: Logger(label: "disks"))
         try await disks.scan()
 
         let polkit = PolkitAuthority(
@@ -49,7 +49,7 @@ struct Runtime {
         let jobs = JobManager(maxConcurrent: config.maxConcurrentJobs, retention: .seconds(config.jobRetentionSeconds),
                               logger: Logger(label: "jobs"))
         let backups = BackupStore(directory: config.backupDirectory, qemuImg: QemuImg(path: config.qemuImgPath),
-                                  logger: Logger(label: "backups"))
+                                  copyRate: config.copyRate, logger: Logger(label: "backups"))
         do { try await backups.scan() } catch { throw ControllerError.io("backup directory \(config.backupDirectory): \(error)") }
         let trimmer = MemoryTrimmer()
         let guestfsLog = Logger(label: "guestfs")

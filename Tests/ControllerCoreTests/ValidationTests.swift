@@ -49,12 +49,18 @@ final class ValidationTests: XCTestCase {
             workers = 2
             [disks]
             max_size = 1048576
+            copy_rate_mib_s = 40
             """))
         XCTAssertEqual(config.libvirtURI, "test:///default")
         XCTAssertEqual(config.imageDirectory, "/srv/images")
         XCTAssertEqual(config.backupDirectory, "/var/lib/multiverse/backups")
         XCTAssertEqual(config.polkitWorkers, 2)
         XCTAssertEqual(config.maxDiskSize, 1 << 20)
+        XCTAssertEqual(config.copyRate, CopyRate(bytesPerSecond: 40 << 20))
+        XCTAssertEqual(ControllerConfig().copyRate, .unlimited)
+        var unlimited = ControllerConfig()
+        try unlimited.apply(ConfigDocument(file: "u.toml", text: "[disks]\ncopy_rate_mib_s = 0\n"))
+        XCTAssertNil(unlimited.copyRate.bytesPerSecond, "0 is no limit")
     }
 
     func testConfigErrorsNameFileLineAndKey() {
@@ -68,6 +74,7 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(problem("[daemon]\n\nimage_dir = 5\n"), "c.toml:3: [daemon] image_dir: expected a string, found integer")
         XCTAssertEqual(problem("[daemon]\nimage_dir = \"relative\"\n"), "c.toml:2: [daemon] image_dir: 'relative' must be an absolute path without '..'")
         XCTAssertEqual(problem("[polkit]\nworkers = 0\n"), "c.toml:2: [polkit] workers: 0 is out of range 1...64")
+        XCTAssertEqual(problem("[disks]\ncopy_rate_mib_s = -1\n"), "c.toml:2: [disks] copy_rate_mib_s: -1 is out of range 0...1048576")
         XCTAssertEqual(problem("[daemon]\nlog_level = \"loud\"\n").hasPrefix("c.toml:2: [daemon] log_level: 'loud' is not one of"), true)
         XCTAssertEqual(problem("[nonsense]\nx = 1\n"), "c.toml:1: nonsense: unknown section or key")
         XCTAssertTrue(problem("[daemon\n").hasPrefix("c.toml:1: syntax error"), problem("[daemon\n"))

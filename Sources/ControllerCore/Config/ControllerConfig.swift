@@ -31,6 +31,8 @@ public struct ControllerConfig: Sendable, Equatable {
     public var qemuImgPath = "/usr/bin/qemu-img"
     /// Largest virtual size CreateDisk accepts.
     public var maxDiskSize: UInt64 = 64 << 40
+    /// The limit on the daemon's bulk copies of images (`copy_rate_mib_s`).
+    public var copyRate = CopyRate.unlimited
 
     // [settings]
     public var settings = SettingsConfig()
@@ -99,6 +101,7 @@ public struct ControllerConfig: Sendable, Equatable {
         var disks = try doc.section("disks")
         if let v = try disks.absolutePath("qemu_img") { qemuImgPath = v }
         if let v = try disks.int("max_size", in: 1...Int.max) { maxDiskSize = UInt64(v) }
+        if let v = try disks.int("copy_rate_mib_s", in: 0...1_048_576) { copyRate = CopyRate(bytesPerSecond: UInt64(v) << 20) }
         try disks.finish()
 
         var vmsSection = try doc.section("vms")

@@ -26,11 +26,14 @@ public actor BackupStore {
     public nonisolated let directory: String
     private let qemuImg: QemuImg
     private let logger: Logger
+    /// The limit on a backup's copy.
+    private let copyRate: CopyRate
     private var backups: [String: BackupInfo] = [:]
 
-    public init(directory: String, qemuImg: QemuImg, logger: Logger) {
+    public init(directory: String, qemuImg: QemuImg, copyRate: CopyRate = .unlimited, logger: Logger) {
         self.directory = directory
         self.qemuImg = qemuImg
+        self.copyRate = copyRate
         self.logger = logger
     }
 
@@ -89,11 +92,12 @@ public actor BackupStore {
         do {
             let sum: String
             if byteCopy {
-                sum = try await Self.copyAndChecksum(disk.path, to: temporary, progress: progress)
+                sum = try await Self.copyAndChecksum(disk.path, to: temporary, rate: copyRate, progress: progress)
             } else {
                 let poller = DiskStore.pollAllocation(of: temporary, against: disk.allocatedSize) { progress($0 * 0.9) }
                 defer { poller.cancel() }
-                try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress, to: temporary)
+                try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress,
+                                          rate: copyRate, to: temporary)
                 poller.cancel()
                 try FileSync.file(temporary)
                 sum = try await FileDigest.sha256(temporary) { progress(0.9 + $0 * 0.1) }
@@ -140,10 +144,10 @@ public actor BackupStore {
     /// A sparse copy of `source` to the new file `destination`, hashed on the way
     /// (`FileDigest`); returns the hash. Throws `Busy` if the source changed during the copy
     /// (then neither the copy nor the hash could be trusted).
-    static func copyAndChecksum(_ source: String, to destination: String,
+    static func copyAndChecksum(_ source: String, to destination: String, rate: CopyRate,
                                 progress: @escaping @Sendable (Double?) -> Void) async throws -> String {
         guard let before = FileStamp(source) else { throw ControllerError.io("cannot stat \(source): \(String(cString: strerror(errno)))") }
-        let hash = try await FileDigest.sha256(source, copyingTo: destination) { progress($0) }
+        let hash = try await FileDigest.sha256(source, copyingTo: destination, rate: rate) { progress($0) }
         guard FileStamp(source) == before else {
             throw ControllerError.busy("\(source) changed while it was being backed up (did a VM start on it?); the backup was discarded")
         }

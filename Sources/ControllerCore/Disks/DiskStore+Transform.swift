@@ -36,7 +36,7 @@ extension DiskStore {
         do {
             switch start {
             case .copy:
-                try await Self.sparseCopy(disk.path, to: temporary, progress: { progress($0 * copyShare) })
+                try await Self.sparseCopy(disk.path, to: temporary, rate: copyRate, progress: { progress($0 * copyShare) })
             case .fresh:
                 var backing: (path: String, format: String)?
                 if let b = disk.backingFile { backing = (b, disks.values.first { $0.path == b }?.format ?? "qcow2") }
@@ -68,13 +68,14 @@ extension DiskStore {
 
     /// A byte-identical copy of `source` (snapshots, backing reference and all) in the new
     /// file `destination` that keeps holes, reflinked where the file system can, on disk
-    /// when this returns (`FileDigest.copy`); progress by the bytes copied, up to 0.99.
+    /// when this returns (`FileDigest.copy`), read at most at `rate`; progress by the bytes
+    /// copied, up to 0.99.
     /// Cancellation stops it between two blocks (the caller removes what was written).
-    static func sparseCopy(_ source: String, to destination: String,
+    static func sparseCopy(_ source: String, to destination: String, rate: CopyRate,
                            progress: (@Sendable (Double) -> Void)? = nil) async throws {
         var capped: (@Sendable (Double) -> Void)?
         if let progress { capped = { progress(min(0.99, $0)) } }
-        try await FileDigest.copy(source, to: destination, progress: capped)
+        try await FileDigest.copy(source, to: destination, rate: rate, progress: capped)
         try Task.checkCancellation()
     }
 

@@ -76,12 +76,15 @@ public actor DiskStore {
     public nonisolated let directory: String
     let qemuImg: QemuImg
     let logger: Logger
+    /// The limit on Clone's, Restore's and the in-place changes' copies.
+    let copyRate: CopyRate
     var disks: [String: DiskInfo] = [:]
     var inProgress: Set<String> = []
 
-    public init(directory: String, qemuImg: QemuImg, logger: Logger) {
+    public init(directory: String, qemuImg: QemuImg, copyRate: CopyRate = .unlimited, logger: Logger) {
         self.directory = directory
         self.qemuImg = qemuImg
+        self.copyRate = copyRate
         self.logger = logger
     }
 
@@ -248,12 +251,12 @@ public actor DiskStore {
                 // A standalone image: a sparse byte copy (reflinked where the filesystem
                 // can, written back as it goes) is the fastest full copy and keeps its
                 // internal snapshots.
-                try await Self.sparseCopy(src.path, to: temporary, progress: { progress($0) })
+                try await Self.sparseCopy(src.path, to: temporary, rate: copyRate, progress: { progress($0) })
             } else {
                 // An overlay: qemu-img flattens the chain into a standalone image.
                 let poller = Self.pollAllocation(of: temporary, against: src.allocatedSize) { progress($0) }
                 defer { poller.cancel() }
-                try await qemuImg.convert(source: src.path, format: src.format, to: temporary)
+                try await qemuImg.convert(source: src.path, format: src.format, rate: copyRate, to: temporary)
             }
             try Task.checkCancellation()
             try linkIntoPlace(temporary, final, name: name)
@@ -275,12 +278,12 @@ public actor DiskStore {
     /// (cancelling after it is refused).
     public func restore(_ name: String, from source: String, format: String, compressed: Bool,
                         commit: @escaping @Sendable () -> Void) async throws -> DiskInfo {
-        let qemuImg = self.qemuImg
+        let (qemuImg, rate) = (self.qemuImg, copyRate)
         let (_, info) = try await transform(name, start: .nothing, progress: { _ in }, commit: commit) { temporary, disk in
             if format == disk.format && !compressed {
-                try await Self.sparseCopy(source, to: temporary)
+                try await Self.sparseCopy(source, to: temporary, rate: rate)
             } else {
-                try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, to: temporary)
+                try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, rate: rate, to: temporary)
             }
         }
         logger.notice("restored disk \(name) from \(source)")

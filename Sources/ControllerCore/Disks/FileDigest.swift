@@ -39,7 +39,7 @@ public enum FileDigest {
     /// `progress` gets the fraction of the file hashed so far, every 64 MiB and at the end,
     /// from a thread of `FileDigest`'s own.
     public static func sha256(_ path: String, progress: (@Sendable (Double) -> Void)? = nil) async throws -> String {
-        try await run { try digest(path, copyingTo: nil, hashing: true, progress: progress, stop: $0) }
+        try await run { try digest(path, copyingTo: nil, hashing: true, rate: .unlimited, progress: progress, stop: $0) }
     }
 
     /// Copies `source` to the new file `destination` (created with mode 0640; it must not
@@ -49,10 +49,11 @@ public enum FileDigest {
     /// 4 KiB page of zeros, stay holes. The copy is on disk when this returns (written back
     /// while it is made, `fdatasync` at the end: ~0.15 s more for 1 GiB here); on an error
     /// or cancellation it is left for the caller to remove.
-    /// `progress` as for `sha256(_:progress:)` (the copy keeps pace with the hash).
-    public static func sha256(_ source: String, copyingTo destination: String,
+    /// `progress` as for `sha256(_:progress:)` (the copy keeps pace with the hash); reads
+    /// are paced to `rate`.
+    public static func sha256(_ source: String, copyingTo destination: String, rate: CopyRate = .unlimited,
                               progress: (@Sendable (Double) -> Void)? = nil) async throws -> String {
-        try await run { try digest(source, copyingTo: destination, hashing: true, progress: progress, stop: $0) }
+        try await run { try digest(source, copyingTo: destination, hashing: true, rate: rate, progress: progress, stop: $0) }
     }
 
     /// Copies `source` to the new file `destination` (mode 0600) like
@@ -60,10 +61,11 @@ public enum FileDigest {
     /// on an error or cancellation left for the caller to remove), without the hash: the
     /// byte copy of Clone, Restore and the in-place changes. Against `cp --sparse=always`
     /// followed by `fsync`, the copy is written back while it is made rather than after.
-    /// `progress` gets the fraction of `source` copied, every 64 MiB and at the end.
-    public static func copy(_ source: String, to destination: String,
+    /// `progress` gets the fraction of `source` copied, every 64 MiB and at the end; reads
+    /// are paced to `rate`.
+    public static func copy(_ source: String, to destination: String, rate: CopyRate = .unlimited,
                             progress: (@Sendable (Double) -> Void)? = nil) async throws {
-        _ = try await run { try digest(source, copyingTo: destination, hashing: false, progress: progress, stop: $0) }
+        _ = try await run { try digest(source, copyingTo: destination, hashing: false, rate: rate, progress: progress, stop: $0) }
     }
 
     /// Runs `work` on a thread of its own; task cancellation sets the flag it polls.
@@ -110,7 +112,7 @@ public enum FileDigest {
     /// Reads `path` on the calling thread, hashes on a second one (`hashing`; otherwise that
     /// thread only reports progress and the result is "") and, with a destination, writes
     /// on a third (blocking).
-    static func digest(_ path: String, copyingTo destination: String?, hashing: Bool,
+    static func digest(_ path: String, copyingTo destination: String?, hashing: Bool, rate: CopyRate,
                        progress: (@Sendable (Double) -> Void)?, stop: Flag) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         let purpose = hashing ? "for its checksum" : "to copy it"
@@ -182,6 +184,7 @@ public enum FileDigest {
         var failure: Error?
         var offset: off_t = 0
         var slot = 0
+        var pacer = CopyPacer(rate)
         while true {
             for consumer in consumers { consumer.free.wait() }
             ring.offsets[slot] = offset
@@ -204,6 +207,7 @@ public enum FileDigest {
                 } else {
                     ring.lengths[slot] = count
                     offset += off_t(count)
+                    pacer.read(count) { stop.isSet }
                 }
             }
             let last = ring.lengths[slot] <= 0

@@ -50,10 +50,11 @@ public struct QemuImg: Sendable {
     }
 
     /// Full copy keeping sparseness (`-U`: the source may be in use by a running VM, the
-    /// copy is then crash-consistent). Task cancellation kills qemu-img.
+    /// copy is then crash-consistent), at most at `rate` (`-r`). Task cancellation kills
+    /// qemu-img.
     public func convert(source: String, format: String, outputFormat: String? = nil, compress: Bool = false,
-                        to destination: String) async throws {
-        var args = ["convert", "-U", "-f", format, "-O", outputFormat ?? format]
+                        rate: CopyRate = .unlimited, to destination: String) async throws {
+        var args = ["convert", "-U", "-f", format, "-O", outputFormat ?? format] + rate.qemuImgArguments
         if compress { args.append("-c") }
         let r = try await ChildProcess.run(path, args + [source, destination])
         try Task.checkCancellation()
