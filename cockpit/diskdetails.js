@@ -2,9 +2,11 @@
 // (run, list, restore), internal snapshots, the AutoGrow and versioning policies, and its
 // files (diskfiles.js). Jobs show a progress bar and Cancel while they run.
 
-import { IFACE, h, replace, formatBytes, formatTime, variants, attempt, button, showJob, confirmIn } from "./util.js";
+import { IFACE, h, replace, formatBytes, formatTime, attempt, button, showJob, confirmIn, variants } from "./util.js";
 import { sizeField, usageBars } from "./fields.js";
 import { diskFiles } from "./diskfiles.js";
+import { policyForms } from "./diskpolicies.js";
+import { explainDisk } from "./explain.js";
 
 export function diskDetails(ctx) {
     const { client, disks } = ctx;
@@ -20,12 +22,18 @@ export function diskDetails(ctx) {
     const backupBody = h("tbody", { id: "mv-disk-backups" });
     const snapshotBody = h("tbody", { id: "mv-disk-snapshots" });
     const newSize = sizeField("mv-resize-size", "New size");
+    const fstype = h("select", { id: "mv-format-fstype" },
+                     ["ext4", "ext3", "ext2", "xfs", "btrfs", "vfat"].map(t => h("option", { value: t }, t)));
+    const table = h("select", { id: "mv-format-table" },
+                    [["gpt", "GPT"], ["mbr", "MBR"], ["none", "none (filesystem on the whole disk)"]]
+                            .map(([v, t]) => h("option", { value: v }, t)));
+    const fsLabel = h("input", { type: "text", id: "mv-format-label", maxlength: 255 });
     const cloneName = h("input", { type: "text", id: "mv-clone-name", required: true, maxlength: 64 });
     const cloneLinked = h("input", { type: "checkbox", id: "mv-clone-linked" });
     const compress = h("input", { type: "checkbox", id: "mv-backup-compress" });
     const snapshotName = h("input", { type: "text", id: "mv-disk-snapshot-name", required: true, maxlength: 64 });
     const files = diskFiles(ctx);
-    const policies = policyForms();
+    const policies = policyForms(diskCall);
 
     const node = h("section", { id: "mv-disk-details", class: "mv-details", "aria-labelledby": "mv-disk-details-title",
                                 hidden: true },
@@ -36,6 +44,12 @@ export function diskDetails(ctx) {
           newSize.node, h("button", { type: "submit", class: "mv-btn mv-primary", id: "mv-resize" }, "Resize")),
         h("p", { class: "mv-note" }, "Growing grows the image, its last partition and its filesystem. Shrinking " +
           "shrinks the filesystem first (ext2/3/4 and btrfs) and asks before it starts."),
+        h("h3", {}, "Format"),
+        h("form", { class: "mv-form", id: "mv-format-form", "aria-label": "Format the disk", onsubmit: format },
+          h("label", { for: "mv-format-fstype" }, "Filesystem", fstype),
+          h("label", { for: "mv-format-table" }, "Partition table", table),
+          h("label", { for: "mv-format-label" }, "Label (optional)", fsLabel),
+          h("button", { type: "submit", class: "mv-btn mv-danger", id: "mv-format" }, "Format\u2026")),
         h("h3", {}, "Clone"),
         h("form", { class: "mv-form", id: "mv-clone-form", "aria-label": "Clone the disk", onsubmit: clone },
           h("label", { for: "mv-clone-name" }, "New disk's name", cloneName),
@@ -71,7 +85,8 @@ export function diskDetails(ctx) {
     function diskCall(method, args, type, what) {
         if (!disk())
             return Promise.resolve(undefined);
-        return attempt(what + " (" + label() + ")", client.call(path, IFACE.disk, method, args, { type }));
+        return attempt(what + " (" + label() + ")", client.call(path, IFACE.disk, method, args, { type }),
+                       explainDisk(ctx, path));
     }
 
     function show(newPath) {
@@ -175,6 +190,25 @@ export function diskDetails(ctx) {
                 () => go(true));
     }
 
+    function format(event) {
+        event.preventDefault();
+        const d = disk();
+        if (!d)
+            return;
+        const opts = { partition_table: ["s", table.value] };
+        if (fsLabel.value)
+            opts.label = ["s", fsLabel.value];
+        confirm("Format " + label() + " as " + fstype.value + "? Everything on it is erased: a new " +
+                (table.value === "none" ? "filesystem on the whole disk" : table.value.toUpperCase() +
+                 " partition table with one partition") + ". " +
+                ((d.Snapshots || []).length ? "Its snapshots are kept and can bring the old contents back. "
+                    : "It has no snapshots, so nothing brings the old contents back (take a backup first). ") +
+                "Until the job ends the disk stays as it is; Cancel leaves it untouched.",
+                "Erase and format as " + fstype.value,
+                () => runJob("Format as " + fstype.value,
+                             diskCall("Format", [fstype.value, variants(opts)], "sa{sv}", "Format")));
+    }
+
     function clone(event) {
         event.preventDefault();
         const opts = cloneLinked.checked ? { linked: ["b", true] } : {};
@@ -196,66 +230,6 @@ export function diskDetails(ctx) {
     }
     function snapshotCall(method, name) {
         return diskCall(method, [name, {}], "sa{sv}", method + " " + name);
-    }
-
-    function policyForms() {
-        const f = {
-            growEnabled: h("input", { type: "checkbox", id: "mv-autogrow-enabled" }),
-            threshold: h("input", { type: "number", id: "mv-autogrow-threshold", min: 1, max: 100 }),
-            step: sizeField("mv-autogrow-step", "Step"),
-            max: sizeField("mv-autogrow-max", "At most"),
-            verEnabled: h("input", { type: "checkbox", id: "mv-versioning-enabled" }),
-            interval: h("input", { type: "number", id: "mv-versioning-interval", min: 60 }),
-            keep: h("input", { type: "number", id: "mv-versioning-keep", min: 1 }),
-            onStop: h("input", { type: "checkbox", id: "mv-versioning-onstop" }),
-        };
-        const unwrap = v => (v && typeof v === "object" && "v" in v ? v.v : v);
-        function setSize(field, bytes) {
-            const gib = Number(bytes) / 2 ** 30;
-            field.node.querySelector("input").value = String(Math.round(gib * 1000) / 1000);
-            field.node.querySelector("select").value = "GiB";
-        }
-        function render(d) {
-            const g = d.AutoGrow || {};
-            const v = d.Versioning || {};
-            f.growEnabled.checked = Boolean(unwrap(g.enabled));
-            f.threshold.value = String(Math.round(Number(unwrap(g.threshold) || 0) * 100));
-            setSize(f.step, unwrap(g.step) || 0);
-            setSize(f.max, unwrap(g.max) || 0);
-            f.verEnabled.checked = Boolean(unwrap(v.enabled));
-            f.interval.value = String(unwrap(v.interval_s) || 0);
-            f.keep.value = String(unwrap(v.keep) || 0);
-            f.onStop.checked = Boolean(unwrap(v.on_stop));
-        }
-        function saveGrow(event) {
-            event.preventDefault();
-            diskCall("SetAutoGrow", [variants({ enabled: ["b", f.growEnabled.checked],
-                                                threshold: ["d", Number(f.threshold.value) / 100],
-                                                step: ["t", f.step.bytes()], max: ["t", f.max.bytes()] })],
-                     "a{sv}", "SetAutoGrow");
-        }
-        function saveVersioning(event) {
-            event.preventDefault();
-            diskCall("SetVersioning", [variants({ enabled: ["b", f.verEnabled.checked],
-                                                  interval_s: ["u", parseInt(f.interval.value, 10) || 0],
-                                                  keep: ["u", parseInt(f.keep.value, 10) || 0],
-                                                  on_stop: ["b", f.onStop.checked] })],
-                     "a{sv}", "SetVersioning");
-        }
-        const node = h("div", {},
-            h("form", { class: "mv-form", id: "mv-autogrow-form", "aria-label": "AutoGrow policy", onsubmit: saveGrow },
-              h("label", { class: "mv-check", for: "mv-autogrow-enabled" }, f.growEnabled, " AutoGrow"),
-              h("label", { for: "mv-autogrow-threshold" }, "When a filesystem is this full (%)", f.threshold),
-              f.step.node, f.max.node,
-              h("button", { type: "submit", class: "mv-btn mv-primary", id: "mv-autogrow-save" }, "Save AutoGrow")),
-            h("form", { class: "mv-form", id: "mv-versioning-form", "aria-label": "Versioning policy",
-                        onsubmit: saveVersioning },
-              h("label", { class: "mv-check", for: "mv-versioning-enabled" }, f.verEnabled, " Versioning"),
-              h("label", { for: "mv-versioning-interval" }, "Every (seconds)", f.interval),
-              h("label", { for: "mv-versioning-keep" }, "Keep (snapshots)", f.keep),
-              h("label", { class: "mv-check", for: "mv-versioning-onstop" }, f.onStop, " also at each stop of its VM"),
-              h("button", { type: "submit", class: "mv-btn mv-primary", id: "mv-versioning-save" }, "Save versioning")));
-        return { node, render };
     }
 
     disks.addEventListener("changed", (event, proxy) => { if (proxy.path === path) render(); });

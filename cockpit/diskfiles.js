@@ -4,6 +4,7 @@
 // text only.
 
 import { IFACE, h, replace, formatBytes, formatTime, attempt, button, showJob } from "./util.js";
+import { explainDisk } from "./explain.js";
 
 const MAX_UPLOAD = 16 * 1024 * 1024; // WriteFile's limit
 
@@ -58,7 +59,7 @@ export function diskFiles(ctx) {
         inspectBox, findings);
 
     function call(method, args, type, what) {
-        return attempt(what, client.call(path, IFACE.disk, method, args, { type }));
+        return attempt(what, client.call(path, IFACE.disk, method, args, { type }), explainDisk(ctx, path));
     }
 
     function show(diskPath) {

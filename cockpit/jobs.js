@@ -2,6 +2,7 @@
 // state and error, and Cancel.
 
 import { ROOT, IFACE, h, replace, formatTime, lastSegment, attempt, button, liveRows } from "./util.js";
+import { explainJob } from "./explain.js";
 
 export function jobsView(root, ctx) {
     const { client, jobs, vms } = ctx;
@@ -41,7 +42,7 @@ export function jobsView(root, ctx) {
             }
             const cancel = button("Cancel", () => {
                 attempt("Cancel job " + lastSegment(job.path),
-                        client.call(job.path, IFACE.job, "Cancel", [{}], { type: "a{sv}" }));
+                        client.call(job.path, IFACE.job, "Cancel", [{}], { type: "a{sv}" }), explainJob);
             }, { "data-action": "Cancel", "aria-label": "Cancel job " + lastSegment(job.path) });
             tr.appendChild(h("td", { class: "mv-actions" }, cancel));
             row = { tr, cells, cancel };

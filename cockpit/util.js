@@ -3,6 +3,8 @@
 
 /* global cockpit */
 
+import { explainJob } from "./explain.js";
+
 export const SERVICE = "org.multiverse.Controller";
 export const ROOT = "/org/multiverse/Controller";
 export const IFACE = {
@@ -126,8 +128,9 @@ const ACCESS_ERRORS = [
 ];
 
 // Shows a failed call: what was tried, the D-Bus error name and the service's message,
-// and for a refusal by polkit how to get access.
-export function showError(what, error) {
+// for a refusal by polkit how to get access, and `help(error)`'s text if it gives one
+// (explain.js: what stands in the way of a Busy or InvalidState call).
+export function showError(what, error, help) {
     const box = document.getElementById("mv-errors");
     const name = error && error.name ? error.name
         : error && error.problem ? "(Cockpit: " + error.problem + ")" : "(no D-Bus error name)";
@@ -150,14 +153,18 @@ export function showError(what, error) {
                            "sessions count as remote for polkit, so the rule must return " +
                            "polkit.Result.YES itself (allow_any), not rely on allow_active."));
     }
+    const extra = help ? help(error) : null;
+    if (extra)
+        item.appendChild(h("p", { class: "mv-error-help mv-error-explained" }, extra));
     box.prepend(item);
     return item;
 }
 
-// Runs a call and reports its failure; resolves to the reply or to undefined.
-export function attempt(what, promise) {
+// Runs a call and reports its failure (with `help` as for showError); resolves to the
+// reply or to undefined.
+export function attempt(what, promise, help) {
     return promise.catch(error => {
-        showError(what, error);
+        showError(what, error, help);
         return undefined;
     });
 }
@@ -190,7 +197,7 @@ export function whenJobEnds(jobs, path, onChange) {
 export function showJob(ctx, box, what, path) {
     const { client, jobs } = ctx;
     const cancel = button("Cancel", () => {
-        attempt("Cancel " + what, client.call(path, IFACE.job, "Cancel", [{}], { type: "a{sv}" }));
+        attempt("Cancel " + what, client.call(path, IFACE.job, "Cancel", [{}], { type: "a{sv}" }), explainJob);
     }, { class: "mv-btn mv-job-cancel", "aria-label": "Cancel " + what });
     const progress = h("progress", { max: 1, value: 0, "aria-label": "Progress of " + what });
     const pct = h("span", { class: "mv-job-pct" });

@@ -1,8 +1,11 @@
-// One VM's details under the VM list: its disks (attach, detach), its 9p shares (add,
-// remove) and its snapshots (create, revert, delete). Live: the VM's Disks and Shares
-// properties, and its managed disks' Snapshots, which ListSnapshots is read again from.
+// One VM's details under the VM list: its autostart settings (vmautostart.js), its disks
+// (attach, detach), its 9p shares (add, remove) and its snapshots (create, revert,
+// delete). Live: the VM's Disks and Shares properties, and its managed disks' Snapshots,
+// which ListSnapshots is read again from.
 
 import { IFACE, h, replace, formatTime, variants, attempt, button, showJob, confirmIn } from "./util.js";
+import { explainVM } from "./explain.js";
+import { autostartForm } from "./vmautostart.js";
 
 const TARGET = /^(vd|sd|hd)[a-z]{1,2}$/;
 
@@ -34,6 +37,7 @@ export function vmDetails(ctx) {
                                       pattern: "[A-Za-z0-9._\\-]+" });
     const snapshotCreate = h("button", { type: "submit", class: "mv-btn mv-primary", id: "mv-snapshot-create" },
                              "Create snapshot");
+    const autostart = autostartForm(ctx, vmCall);
     const shutoffNotes = [];
     function shutoffNote(what) {
         const note = h("p", { class: "mv-note mv-shutoff-only" }, what + " only while the VM is shut off.");
@@ -45,6 +49,7 @@ export function vmDetails(ctx) {
                                 hidden: true },
         button("Close details", () => show(null), { id: "mv-details-close", class: "mv-btn mv-close" }),
         title, stateNote,
+        h("h3", {}, "Autostart"), autostart.node,
         h("h3", {}, "Disks"),
         h("table", { "aria-label": "Disks of the VM" },
           h("thead", {}, h("tr", {}, ["Target", "Image", "Format", "Managed disk", ""]
@@ -91,7 +96,8 @@ export function vmDetails(ctx) {
         const v = vm();
         if (!v)
             return Promise.resolve(undefined);
-        return attempt(what + " (VM " + v.Name + ")", client.call(v.path, IFACE.vm, method, args, { type }));
+        return attempt(what + " (VM " + v.Name + ")", client.call(v.path, IFACE.vm, method, args, { type }),
+                       explainVM(ctx, v.path));
     }
 
     function show(newPath) {
@@ -114,6 +120,7 @@ export function vmDetails(ctx) {
         }
         node.dataset.path = v.path;
         replace(title, "Details: " + v.Name);
+        autostart.render(v);
         const shutoff = v.State === "shutoff";
         replace(stateNote, "State: " + v.State + (shutoff ? "" : " (shares and snapshots need it shut off)"));
         replace(diskBody, (v.Disks || []).map(([target, source, format, disk]) =>

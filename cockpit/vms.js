@@ -3,6 +3,7 @@
 
 import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button, liveRows } from "./util.js";
 import { vmDetails } from "./vmdetails.js";
+import { explainVM } from "./explain.js";
 
 const ACTIONS = [
     // [label, method, states it makes sense in]
@@ -50,7 +51,8 @@ export function vmsView(root, ctx) {
         ...defineForm());
 
     function call(vm, method, args, type, what) {
-        return attempt(what + " " + (vm.Name || vm.path), client.call(vm.path, IFACE.vm, method, args, { type }));
+        return attempt(what + " " + (vm.Name || vm.path), client.call(vm.path, IFACE.vm, method, args, { type }),
+                       explainVM(ctx, vm.path));
     }
 
     function act(path, method) {

@@ -70,6 +70,28 @@ def details_checks(d):
         assert details(d).get_attribute("data-path") == vm_path("det1")
     check(d, "Details opens the VM's disks, shares and snapshots", open_details)
 
+    def autostart():
+        define("det2")
+        wait(d, "det2 in the fallback list", lambda: d.find_elements(
+            By.CSS_SELECTOR, '#mv-autostart-fallback option[value="det2"]'))
+        d.find_element(By.ID, "mv-autostart-enabled").click()
+        d.find_element(By.CSS_SELECTOR, '#mv-autostart-fallback option[value="det2"]').click()
+        fill(d, "mv-autostart-timeout", "45")
+        d.find_element(By.ID, "mv-autostart-save").click()
+        prop = lambda p: busctl("get-property", SVC, vm_path("det1"), SVC + ".VM", p)
+        wait(d, "Autostart and Fallback set", lambda: prop("Autostart") == "b true" and prop("Fallback") == 's "det2"')
+        wait(d, "autostart yes in the list", lambda: row(d, "det1").find_element(
+            By.CSS_SELECTOR, ".mv-vm-autostart").text.startswith("yes"))
+        text = xml("det1")
+        assert "fallback>det2<" in text and "ready-timeout-s>45<" in text, "not in the metadata: " + text[:1500]
+        d.find_element(By.ID, "mv-autostart-enabled").click()
+        d.find_element(By.CSS_SELECTOR, '#mv-autostart-fallback option[value=""]').click()
+        d.find_element(By.ID, "mv-autostart-save").click()
+        wait(d, "Autostart off, no fallback", lambda: prop("Autostart") == "b false" and prop("Fallback") == 's ""')
+        vm_call("det2", "Undefine")
+    check(d, "the autostart form sets the service's flag, the fallback VM and the ready timeout (properties, "
+          "metadata) and clears them", autostart)
+
     def attach():
         fill(d, "mv-attach-disk", DISK)
         fill(d, "mv-attach-target", "vdb")

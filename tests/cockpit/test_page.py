@@ -17,6 +17,8 @@ from pagelib import (BUS, SVC, ROOT, HOSTROOT, HOSTILE, ADMIN_URL, USER_URL, bus
                      vm_state, define, browser, wait, shot, check, tab, row, shown_state, load, setting_events)
 from details_checks import details_checks
 from disk_checks import disk_checks, refused_disk_checks
+from disk_policy_checks import disk_policy_checks
+from disk_copy_checks import disk_copy_checks
 
 
 def admin_checks(d):
@@ -218,7 +220,8 @@ def user_checks(d):
 
 
 def main():
-    for checks in (admin_checks, details_checks, disk_checks, user_checks, refused_disk_checks):
+    for checks in (admin_checks, details_checks, disk_checks, disk_policy_checks, disk_copy_checks, user_checks,
+                   refused_disk_checks):
         d = browser()
         try:
             checks(d)
