@@ -223,6 +223,9 @@ final class GuestImageTests: XCTestCase {
         }
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         XCTAssertEqual(virtualSize(image), String(160 << 20))
+        // The grown filesystem is not the one measured: its sample is dropped, not kept stale.
+        XCTAssertEqual(s.diskProperty("debian", "FilesystemUsage"), "a(sttt) 0")
+        XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
         let check = Command.run("/usr/bin/qemu-img", ["check", image])
         XCTAssertTrue(check.ok, check.all)
         XCTAssertEqual(try readFile("debian", "/etc/hostname"), Array("debian-test\n".utf8))

@@ -112,6 +112,15 @@ public final class DiskContext: Sendable {
         await emit(.changed(await views(changedDisks, all: all)))
     }
 
+    /// Drops `name`'s FilesystemUsage sample once its filesystems are no longer the ones
+    /// measured (Format, a Resize that resized the filesystem): no sample until the next
+    /// Inspect or sampler run, rather than figures of a filesystem that is gone.
+    func forgetUsage(_ name: String) async {
+        if let record = try? await policies.update(name, { $0.usage = []; $0.sampled = 0 }) {
+            await emit(.policies(name, record))
+        }
+    }
+
     /// Announces a new disk, then the `Overlays` it changed.
     func added(_ disk: DiskInfo) async {
         let all = await store.list()

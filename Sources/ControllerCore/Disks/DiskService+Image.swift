@@ -83,9 +83,7 @@ extension DiskService {
                 try await request.apply(temporary, format: d.format, disk: name, appliances: appliances) { job.progress($0) }
             }
             await appliances.release(disk.path)
-            if let record = try? await context.policies.update(name, { $0.usage = []; $0.sampled = 0 }) {
-                await context.emit(.policies(name, record))
-            }
+            await context.forgetUsage(name)
             await context.publish(name)
             context.logger.notice("formatted disk \(name): \(request.partitionTable) \(request.fstype) on \(device)")
             return ["fstype": .string(request.fstype), "partition_table": .string(request.partitionTable),
@@ -190,6 +188,7 @@ extension DiskContext {
                                           filesystem: filesystem, progress: progress)
         }
         await guests.cache.release(disk.path)
+        if outcome.filesystemGrown || outcome.filesystemShrunk { await forgetUsage(name) }
         await publish(name)
         logger.notice("resized disk \(name) from \(outcome.oldSize) to \(info.virtualSize) bytes\(outcome.filesystem.isEmpty ? "" : " (\(outcome.filesystem))")\(outcome.note.isEmpty ? "" : ": \(outcome.note)")")
         return ["old_size": .uint64(outcome.oldSize), "new_size": .uint64(info.virtualSize),
