@@ -18,6 +18,7 @@ const ctx = {
     vms: client.proxies(IFACE.vm, ROOT),
     jobs: client.proxies(IFACE.job, ROOT),
     disks: client.proxies(IFACE.disk, ROOT),
+    networks: client.proxies(IFACE.network, ROOT),
 };
 
 const views = {

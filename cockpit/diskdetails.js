@@ -90,6 +90,12 @@ export function diskDetails(ctx) {
     }
 
     function show(newPath) {
+        if (newPath !== path) {
+            // What was typed or ticked for one disk is not carried over to the next.
+            for (const field of [cloneName, snapshotName, fsLabel])
+                field.value = "";
+            cloneLinked.checked = compress.checked = false;
+        }
         path = newPath;
         node.hidden = !disk();
         confirmBox.hidden = true;
@@ -184,7 +190,7 @@ export function diskDetails(ctx) {
         const used = (d.FilesystemUsage || []).reduce((sum, [, , u]) => sum + Number(u), 0);
         confirm("Shrink " + label() + " from " + formatBytes(d.VirtualSize) + " to " + formatBytes(size) + "? " +
                 (d.UsageSampled ? "Its filesystems hold " + formatBytes(used) + " (sampled " +
-                 formatTime(d.UsageSampled) + "). " : "Its filesystem usage has not been sampled yet. ") +
+                 formatTime(d.UsageSampled) + "). " : "Its filesystem usage has not been sampled since it last changed (Inspect, below, measures it). ") +
                 "The filesystem is checked and shrunk first, then the partition and the image; the service " +
                 "refuses a size below what the data needs plus a margin.", "Shrink to " + formatBytes(size),
                 () => go(true));

@@ -3,7 +3,7 @@
 // uploads (WriteFile) and Inspect's findings. Names and findings come from the guest:
 // text only.
 
-import { IFACE, h, replace, formatBytes, formatTime, attempt, button, showJob } from "./util.js";
+import { IFACE, h, replace, formatBytes, formatTime, attempt, attemptListing, button, showJob } from "./util.js";
 import { explainDisk } from "./explain.js";
 
 const MAX_UPLOAD = 16 * 1024 * 1024; // WriteFile's limit
@@ -78,7 +78,13 @@ export function diskFiles(ctx) {
 
     function list(directory) {
         const shown = path;
-        call("ListDirectory", [directory, {}], "sa{sv}", "ListDirectory " + directory).then(reply => {
+        // Opening a disk lists "/" by itself: a refusal of that shows in the table.
+        const request = client.call(path, IFACE.disk, "ListDirectory", [directory, {}], { type: "sa{sv}" });
+        const refused = text => {
+            if (path === shown)
+                replace(body, h("tr", {}, h("td", { colspan: 6, class: "mv-muted mv-refused" }, text)));
+        };
+        attemptListing("list " + directory + " inside the image", request, refused, explainDisk(ctx, path)).then(reply => {
             if (!reply || path !== shown)
                 return;
             dir = directory;

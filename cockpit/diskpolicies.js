@@ -17,18 +17,13 @@ export function policyForms(diskCall) {
         onStop: h("input", { type: "checkbox", id: "mv-versioning-onstop" }),
     };
     const unwrap = v => (v && typeof v === "object" && "v" in v ? v.v : v);
-    function setSize(field, bytes) {
-        const gib = Number(bytes) / 2 ** 30;
-        field.node.querySelector("input").value = String(Math.round(gib * 1000) / 1000);
-        field.node.querySelector("select").value = "GiB";
-    }
     function render(d) {
         const g = d.AutoGrow || {};
         const v = d.Versioning || {};
         f.growEnabled.checked = Boolean(unwrap(g.enabled));
         f.threshold.value = String(Math.round(Number(unwrap(g.threshold) || 0) * 100));
-        setSize(f.step, unwrap(g.step) || 0);
-        setSize(f.max, unwrap(g.max) || 0);
+        f.step.set(unwrap(g.step) || 0);
+        f.max.set(unwrap(g.max) || 0);
         f.verEnabled.checked = Boolean(unwrap(v.enabled));
         f.interval.value = String(unwrap(v.interval_s) || 0);
         f.keep.value = String(unwrap(v.keep) || 0);

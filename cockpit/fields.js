@@ -13,6 +13,13 @@ export function sizeField(id, label, unit) {
         node: h("label", { for: id }, label, h("span", { class: "mv-size" }, number, units)),
         bytes: () => Math.round(parseFloat(number.value) * factor[units.value] / 512) * 512,
         clear: () => { number.value = ""; },
+        // Shows `bytes` in the largest unit that holds it as a whole number (MiB at least).
+        set: bytes => {
+            const b = Number(bytes);
+            const unit = ["TiB", "GiB"].find(u => b >= factor[u] && b % factor[u] === 0) || "MiB";
+            number.value = String(Math.round(b / factor[unit] * 1000) / 1000);
+            units.value = unit;
+        },
     };
 }
 

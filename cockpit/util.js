@@ -13,6 +13,7 @@ export const IFACE = {
     job: SERVICE + ".Job",
     disk: SERVICE + ".Disk",
     settings: SERVICE + ".Settings",
+    network: SERVICE + ".Network",
 };
 
 // h("td", {class: "x", onclick: fn}, "text", node, ...): an element. Strings and numbers
@@ -165,6 +166,21 @@ export function showError(what, error, help) {
 export function attempt(what, promise, help) {
     return promise.catch(error => {
         showError(what, error, help);
+        return undefined;
+    });
+}
+
+// Runs a call the page makes by itself when a view opens (a listing). A refusal by polkit
+// is then no failure of the user's: `refused(text)` gets a sentence for the place the
+// listing would have filled, with the error's name, and no error box appears. Any other
+// failure is shown as by attempt. Resolves to the reply or to undefined.
+export function attemptListing(what, promise, refused, help) {
+    return promise.catch(error => {
+        if (error && ACCESS_ERRORS.includes(error.name))
+            refused("You may not " + what + " (" + error.name + "). Administrative access, or a polkit rule " +
+                    "for the group \u201cmultiverse\u201d, gives access; a refused action's message says more.");
+        else
+            showError(what, error, help);
         return undefined;
     });
 }

@@ -1,9 +1,12 @@
 // Virtual machines: the list (kept live by the ObjectManager), the lifecycle buttons,
-// one VM's details (vmdetails.js), defining a VM from a profile, and StartAll with its progress.
+// one VM's details (vmdetails.js), Start all and Stop all (vmgroups.js), the networks
+// (networks.js) and defining a VM from a profile.
 
 import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button, liveRows } from "./util.js";
 import { vmDetails } from "./vmdetails.js";
 import { explainVM } from "./explain.js";
+import { startStopAll } from "./vmgroups.js";
+import { networksTable } from "./networks.js";
 
 const ACTIONS = [
     // [label, method, states it makes sense in]
@@ -17,17 +20,14 @@ const ACTIONS = [
 ];
 
 export function vmsView(root, ctx) {
-    const { client, vms, jobs } = ctx;
+    const { client, vms, disks } = ctx;
     const rows = new Map(); // path -> {tr, cells, buttons}
 
     const body = h("tbody", { id: "mv-vm-body" });
     const empty = h("p", { class: "mv-muted", id: "mv-vm-empty" }, "No VMs are defined.");
     const timeout = h("input", { type: "number", id: "mv-shutdown-timeout", min: 0, max: 3600, value: 0 });
     const force = h("input", { type: "checkbox", id: "mv-shutdown-force" });
-    const startAllButton = button("Start all (autostart VMs, in order)", startAll,
-                                  { id: "mv-start-all", class: "mv-btn mv-primary" });
-    const startAllStatus = h("div", { id: "mv-start-all-status", "aria-live": "polite" });
-    let startAllJob = null;
+    const groups = startStopAll(ctx);
     const details = vmDetails(ctx);
 
     root.append(
@@ -36,7 +36,7 @@ export function vmsView(root, ctx) {
           "\u201cAutostart\u201d is the service's own flag, used by \u201cStart all\u201d (in order: " +
           "network controllers, interface controllers, the rest); it is not libvirt's autostart, " +
           "which the service does not use."),
-        h("div", { class: "mv-toolbar" }, startAllButton, startAllStatus),
+        groups.node,
         h("div", { class: "mv-form", role: "group", "aria-label": "Shutdown options" },
           h("label", { for: "mv-shutdown-timeout" }, "Shutdown: wait up to (seconds, 0: do not wait)", timeout),
           h("label", { class: "mv-check", for: "mv-shutdown-force" }, force,
@@ -48,7 +48,8 @@ export function vmsView(root, ctx) {
           body),
         empty,
         details.node,
-        ...defineForm());
+        ...defineForm(),
+        networksTable(ctx).node);
 
     function call(vm, method, args, type, what) {
         return attempt(what + " " + (vm.Name || vm.path), client.call(vm.path, IFACE.vm, method, args, { type }),
@@ -127,34 +128,6 @@ export function vmsView(root, ctx) {
     // Rows sorted by name (the service's own order for ListVMs).
     liveRows(vms, body, empty, rows, update, (a, b) => String(a.Name).localeCompare(String(b.Name)));
 
-    function startAll() {
-        attempt("Start all", client.call(ROOT, IFACE.manager, "StartAll", [{}], { type: "a{sv}" }))
-            .then(reply => {
-                if (reply) {
-                    startAllJob = reply[0];
-                    showStartAll();
-                }
-            });
-    }
-
-    function showStartAll() {
-        const job = startAllJob && jobs[startAllJob];
-        if (!job) {
-            if (startAllJob)
-                replace(startAllStatus, "Start all: waiting for its job\u2026");
-            return;
-        }
-        const pct = job.ProgressValid ? Math.round(job.Progress * 100) : null;
-        replace(startAllStatus,
-                h("label", { for: "mv-start-all-progress" }, "Start all: " + job.State + " "),
-                h("progress", { id: "mv-start-all-progress", max: 1, value: job.ProgressValid ? job.Progress : 0 }),
-                pct === null ? "" : " " + pct + " %",
-                job.Status ? h("div", { class: "mv-note" }, job.Status) : null,
-                job.Error ? h("div", { class: "mv-no" }, job.Error) : null);
-    }
-    jobs.addEventListener("added", showStartAll);
-    jobs.addEventListener("changed", showStartAll);
-
     function defineForm() {
         const name = h("input", { type: "text", id: "mv-define-name", required: true, maxlength: 64,
                                   pattern: "[A-Za-z0-9_][A-Za-z0-9._\\-]*" });
@@ -164,7 +137,20 @@ export function vmsView(root, ctx) {
         const vcpus = h("input", { type: "number", id: "mv-define-vcpus", min: 1, placeholder: "profile's" });
         const autostart = h("input", { type: "checkbox", id: "mv-define-autostart" });
         const ephemeral = h("input", { type: "checkbox", id: "mv-define-ephemeral" });
+        const diskChoice = h("select", { id: "mv-define-disks", multiple: true, size: 3 });
         const profiles = new Map();
+
+        // The managed disks to attach (vda, vdb, ... in the order chosen here: by name).
+        function fillDisks() {
+            const chosen = new Set(Array.from(diskChoice.selectedOptions, o => o.value));
+            const names = Object.values(disks).filter(d => d.valid).map(d => d.Name).sort();
+            replace(diskChoice, names.map(n => h("option", { value: n }, n)));
+            for (const option of diskChoice.options)
+                option.selected = chosen.has(option.value);
+        }
+        for (const kind of ["added", "removed"])
+            disks.addEventListener(kind, fillDisks);
+        disks.wait(fillDisks);
 
         attempt("ListProfiles", client.call(ROOT, IFACE.manager, "ListProfiles", [{}], { type: "a{sv}" }))
             .then(reply => {
@@ -193,10 +179,19 @@ export function vmsView(root, ctx) {
                 opts.autostart = ["b", true];
             if (ephemeral.checked)
                 opts.ephemeral = ["b", true];
+            const chosenDisks = Array.from(diskChoice.selectedOptions, o => o.value);
+            if (chosenDisks.length)
+                opts.disks = ["as", chosenDisks];
             attempt("DefineVM " + name.value,
                     client.call(ROOT, IFACE.manager, "DefineVM", [name.value, profile.value, variants(opts)],
                                 { type: "ssa{sv}" }))
-                .then(reply => { if (reply) name.value = ""; });
+                .then(reply => {
+                    if (reply) {
+                        name.value = "";
+                        for (const option of diskChoice.options)
+                            option.selected = false;
+                    }
+                });
         }
 
         const form = h("form", { class: "mv-form", id: "mv-define-form", "aria-label": "Define a VM from a profile",
@@ -205,6 +200,7 @@ export function vmsView(root, ctx) {
                        h("label", { for: "mv-define-profile" }, "Profile", profile),
                        h("label", { for: "mv-define-memory" }, "Memory (MiB)", memory),
                        h("label", { for: "mv-define-vcpus" }, "vCPUs", vcpus),
+                       h("label", { for: "mv-define-disks" }, "Managed disks (vda, vdb, \u2026 by name)", diskChoice),
                        h("label", { class: "mv-check", for: "mv-define-autostart" }, autostart,
                          " autostart (service flag)"),
                        h("label", { class: "mv-check", for: "mv-define-ephemeral" }, ephemeral,

@@ -70,6 +70,22 @@ def details_checks(d):
         assert details(d).get_attribute("data-path") == vm_path("det1")
     check(d, "Details opens the VM's disks, shares and snapshots", open_details)
 
+    def define_with_disk():
+        fill(d, "mv-define-name", "withdisk")
+        d.find_element(By.CSS_SELECTOR, '#mv-define-profile option[value="interface-controller"]').click()
+        wait(d, DISK + " offered", lambda: d.find_elements(By.CSS_SELECTOR, '#mv-define-disks option[value="%s"]' % DISK))
+        d.find_element(By.CSS_SELECTOR, '#mv-define-disks option[value="%s"]' % DISK).click()
+        d.find_element(By.ID, "mv-define").click()
+        wait(d, "withdisk listed", lambda: shown_state(d, "withdisk") == "shutoff")
+        text = xml("withdisk")
+        assert "<source file='%s'/>" % IMAGE in text or '<source file="%s"/>' % IMAGE in text, text[:3000]
+        assert "dev='vda'" in text or 'dev="vda"' in text, text[:3000]
+        assert row(d, "withdisk").find_element(By.CSS_SELECTOR, ".mv-vm-profile").text == "interface-controller"
+        vm_call("withdisk", "Undefine")
+        wait(d, "withdisk gone", lambda: row(d, "withdisk") is None)
+    check(d, "defining an interface controller with a managed disk on the page attaches it as vda (GetXML)",
+          define_with_disk)
+
     def autostart():
         define("det2")
         wait(d, "det2 in the fallback list", lambda: d.find_elements(

@@ -216,6 +216,15 @@ def disk_checks(d):
         wait_job(d, "Resize (grow)", before)
         assert image_info()["virtual-size"] == 512 << 20, image_info()
         wait(d, "512 MiB shown", lambda: disk_row(d, DISK).find_element(By.CSS_SELECTOR, ".mv-disk-virtual").text == "512 MiB")
+        # Inspect's sample was of the 256 MiB filesystem: dropped, not shown stale.
+        wait(d, "the old usage sample gone", lambda: disk_row(d, DISK).find_element(
+            By.CSS_SELECTOR, ".mv-disk-usage").text == "not sampled", 30)
+        assert not disk_row(d, DISK).find_elements(By.CSS_SELECTOR, ".mv-disk-usage meter")
+        # A new sample, so that the shrink's confirmation can state the data in use.
+        before = shown_job(d, "mv-inspect")
+        d.find_element(By.ID, "mv-inspect-run").click()
+        wait_job(d, "Inspect", before, "mv-inspect", timeout=300)
+        wait(d, "usage bars again", lambda: disk_row(d, DISK).find_elements(By.CSS_SELECTOR, ".mv-disk-usage meter"), 30)
         size(d, "mv-resize-size", 300, "MiB")
         d.find_element(By.ID, "mv-resize").click()
         confirm(d, "from 512 MiB to 300 MiB", "hold", "shrunk first")
@@ -226,7 +235,8 @@ def disk_checks(d):
         wait_job(d, "Resize (shrink)", before)
         assert image_info()["virtual-size"] == 300 << 20, image_info()
         assert read_file("/hello.txt") == "hello from the page\n"
-    check(d, "grow to 512 MiB, then shrink to 300 MiB after a confirmation naming sizes and data (qemu-img info)",
+    check(d, "grow to 512 MiB (the stale usage sample dropped), then shrink to 300 MiB after a confirmation naming "
+          "sizes and data (qemu-img info)",
           resize)
 
 
@@ -243,6 +253,16 @@ def refused_disk_checks(d):
         before = (image_info()["virtual-size"], sorted(os.listdir(BACKUPS)))
         disk_row(d, DISK).find_element(By.CSS_SELECTOR, 'button[data-action="Details"]').click()
         wait(d, "the disk's details", lambda: d.find_element(By.ID, "mv-disk-details").is_displayed())
+        # The backups are open to read (ListBackups needs no action); the file listing the
+        # page makes by itself on opening (disk.inspect) says in place that it was refused,
+        # naming the error, instead of raising an error box.
+        wait(d, "the backups listed", lambda: d.find_elements(By.CSS_SELECTOR, "#mv-disk-backups tr[data-backup]"), 60)
+        wait(d, "the refusal in the file table", lambda: any(
+            "You may not list / inside the image (org.freedesktop.DBus.Error." in e.text
+            for e in d.find_elements(By.CSS_SELECTOR, "#mv-files-body .mv-refused")), 60)
+        assert not d.find_elements(By.CSS_SELECTOR, "#mv-errors .mv-error"), \
+            [e.text for e in d.find_elements(By.CSS_SELECTOR, "#mv-errors .mv-error")]
+        shot(d, "user-disk-details-refused-listings")
         d.find_element(By.ID, "mv-backup").click()
         wait(d, "the refusal of Backup", lambda: refusal("Backup"), 60)
         dismiss_errors(d)
@@ -252,4 +272,5 @@ def refused_disk_checks(d):
         time.sleep(1)
         assert (image_info()["virtual-size"], sorted(os.listdir(BACKUPS))) == before, "the disk or the backups changed"
         shot(d, "user-disks-refused")
-    check(d, "the unprivileged user's Backup and Resize are refused and change nothing on disk", refused)
+    check(d, "the unprivileged user sees the backups, the file listing refused in place (no error box); "
+          "Backup and Resize are refused and change nothing on disk", refused)

@@ -61,6 +61,9 @@ def disk_copy_checks(d):
         subprocess.run(["dd", "if=/dev/urandom", "of=" + os.path.join(IMAGES, NOISE), "bs=4M", "count=64",
                         "conv=notrunc", "status=none"], check=True, timeout=300)
         open_details(d, NOISE)
+        # The linked box ticked for the other disk is not carried over.
+        assert not d.find_element(By.ID, "mv-clone-linked").is_selected(), "linked still ticked from another disk"
+        assert d.find_element(By.ID, "mv-clone-name").get_attribute("value") == ""
         fill(d, "mv-clone-name", "noise-copy.raw")
         d.find_element(By.ID, "mv-clone").click()
         bar = lambda: d.find_element(By.CSS_SELECTOR, "#mv-disk-job progress")

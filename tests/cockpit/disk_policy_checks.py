@@ -92,6 +92,11 @@ def disk_policy_checks(d):
              lambda: all(p in disk_property(GROWN, "AutoGrow") for p in
                          ('"enabled" b true', '"threshold" d 0.05', '"step" t %d' % (64 << 20),
                           '"max" t %d' % (1 << 30))), 30)
+        # Drawn again from the property, each size in the unit that holds it whole.
+        shown = lambda i: (d.find_element(By.ID, i).get_attribute("value"), d.find_element(By.ID, i + "-unit")
+                           .get_attribute("value"))
+        wait(d, "64 MiB and 1 GiB in the form", lambda: shown("mv-autogrow-step") == ("64", "MiB")
+             and shown("mv-autogrow-max") == ("1", "GiB"), 30)
         before = shown_job(d, "mv-inspect")
         assert GROWN not in d.find_element(By.ID, "mv-disk-events").text, "UsageHigh before any sample"
         d.find_element(By.ID, "mv-inspect-run").click()

@@ -124,6 +124,27 @@ def admin_checks(d):
         tab(d, "vms")
     check(d, "StartAll shows its progress and ends succeeded (Jobs view too)", start_all)
 
+    def networks():
+        def net(name):
+            rows = [tr for tr in d.find_elements(By.CSS_SELECTOR, "#mv-net-body > tr[data-path]")
+                    if tr.find_element(By.CSS_SELECTOR, ".mv-net-name").text == name]
+            return rows[0] if rows else None
+        cell = lambda name, key: net(name).find_element(By.CSS_SELECTOR, ".mv-net-" + key).text
+        wait(d, "the internal network listed", lambda: net("multiverse") is not None)
+        assert cell("default", "kind") == "nat" and cell("multiverse", "kind") == "isolated", \
+            (cell("default", "kind"), cell("multiverse", "kind"))
+        wait(d, "the internal network active, its VMs named", lambda: cell("multiverse", "active") == "yes"
+             and "auto1" in cell("multiverse", "vms") and "form1" in cell("multiverse", "vms"))
+        # Another client defines and undefines a VM on it: the page follows without a reload.
+        define("net1")
+        wait(d, "net1 among the network's VMs", lambda: "net1" in cell("multiverse", "vms"))
+        vm_call("net1", "Undefine")
+        wait(d, "net1 gone from the network's VMs", lambda: "net1" not in cell("multiverse", "vms"))
+        d.execute_script("arguments[0].scrollIntoView()", net("multiverse"))
+        shot(d, "vms-networks")
+    check(d, "the Networks table shows the NAT uplink and the isolated internal network with its VMs, live",
+          networks)
+
     def lifecycle():
         def click(name, action):
             row(d, name).find_element(By.CSS_SELECTOR, 'button[data-action="%s"]' % action).click()
@@ -145,6 +166,28 @@ def admin_checks(d):
                               "sa{sv}", "form1", "0"], env=env, capture_output=True, text=True, timeout=60)
         assert res.returncode != 0, "the service still has form1"
     check(d, "Suspend, Resume, Shutdown (timeout, force) and Undefine from the page", lifecycle)
+
+    def stop_all():
+        wait(d, "auto1 and test running", lambda: shown_state(d, "auto1") == "running"
+             and shown_state(d, "test") == "running")
+        timeout = d.find_element(By.ID, "mv-stop-all-timeout")
+        timeout.clear()
+        timeout.send_keys("20")
+        d.find_element(By.ID, "mv-stop-all").click()
+        wait(d, "the confirmation", lambda: d.find_element(By.ID, "mv-stop-all-confirm").is_displayed())
+        text = d.find_element(By.ID, "mv-stop-all-confirm").text
+        assert "auto1" in text and "test" in text and "20 s" in text, text
+        shot(d, "vms-stop-all-confirm")
+        assert vm_state("auto1") == "running", "stopped before the confirmation"
+        d.find_element(By.ID, "mv-stop-all-confirm-yes").click()
+        wait(d, "Stop all to succeed", lambda: "succeeded" in d.find_element(By.ID, "mv-stop-all-status").text, 60)
+        assert vm_state("auto1") == "shutoff" and vm_state("test") == "shutoff", (vm_state("auto1"), vm_state("test"))
+        wait(d, "both shown shut off", lambda: shown_state(d, "auto1") == "shutoff" and shown_state(d, "test") == "shutoff")
+        shot(d, "vms-stop-all")
+        vm_call("test", "Start")
+        wait(d, "test running again", lambda: shown_state(d, "test") == "running")
+    check(d, "Stop all asks first naming the running VMs and the timeout, then shuts them down (the service's "
+          "State) and shows its job succeeded", stop_all)
 
     def hostile():
         wait(d, "the hostile VM", lambda: row(d, HOSTILE) is not None)
