@@ -78,13 +78,13 @@ export function diskFiles(ctx) {
 
     function list(directory) {
         const shown = path;
-        // Opening a disk lists "/" by itself: a refusal of that shows in the table.
+        // Opening a disk lists "/" by itself: a failure shows in the table, not as an error.
         const request = client.call(path, IFACE.disk, "ListDirectory", [directory, {}], { type: "sa{sv}" });
-        const refused = text => {
+        const failed = text => {
             if (path === shown)
                 replace(body, h("tr", {}, h("td", { colspan: 6, class: "mv-muted mv-refused" }, text)));
         };
-        attemptListing("list " + directory + " inside the image", request, refused, explainDisk(ctx, path)).then(reply => {
+        attemptListing("list " + directory + " inside the image", request, failed).then(reply => {
             if (!reply || path !== shown)
                 return;
             dir = directory;

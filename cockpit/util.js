@@ -170,17 +170,19 @@ export function attempt(what, promise, help) {
     });
 }
 
-// Runs a call the page makes by itself when a view opens (a listing). A refusal by polkit
-// is then no failure of the user's: `refused(text)` gets a sentence for the place the
-// listing would have filled, with the error's name, and no error box appears. Any other
-// failure is shown as by attempt. Resolves to the reply or to undefined.
-export function attemptListing(what, promise, refused, help) {
+// Runs a listing whose answer fills a place in the page (a table), such as the one a view
+// makes by itself when it opens: a failure is said in that place, by `failed(text)`, rather
+// than in an error box, since it may be no fault of the user's (a refusal by polkit, a disk
+// with no filesystem yet). The text names the D-Bus error; a refusal says how to get
+// access. Resolves to the reply or to undefined.
+export function attemptListing(what, promise, failed) {
     return promise.catch(error => {
-        if (error && ACCESS_ERRORS.includes(error.name))
-            refused("You may not " + what + " (" + error.name + "). Administrative access, or a polkit rule " +
-                    "for the group \u201cmultiverse\u201d, gives access; a refused action's message says more.");
+        const name = error && error.name ? error.name : "(no D-Bus error name)";
+        if (ACCESS_ERRORS.includes(name))
+            failed("You may not " + what + " (" + name + "). Administrative access, or a polkit rule for the " +
+                   "group \u201cmultiverse\u201d, gives access; a refused action's message says more.");
         else
-            showError(what, error, help);
+            failed("Could not " + what + ": " + name + ": " + (error && error.message ? error.message : String(error)));
         return undefined;
     });
 }

@@ -75,7 +75,14 @@ def disk_copy_checks(d):
         time.sleep(1)
         assert not leftovers("noise-copy.raw"), "left in the image directory: %s" % leftovers("noise-copy.raw")
         assert disk_row(d, "noise-copy.raw") is None
-    check(d, "a running full clone's progress bar moves; Cancel on the page ends it cancelled, leaving no image",
+        # noise.raw holds no filesystem: the listing made on opening says so in its table.
+        wait(d, "the failed listing in the file table", lambda: any(
+            "Could not list / inside the image: org.multiverse.Controller.Error.Guestfs" in e.text
+            and "no filesystem" in e.text for e in d.find_elements(By.CSS_SELECTOR, "#mv-files-body .mv-refused")), 120)
+        boxes = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#mv-errors .mv-error") if "inside the image" in e.text]
+        assert not boxes, boxes
+    check(d, "a running full clone's progress bar moves; Cancel on the page ends it cancelled, leaving no image; "
+          "the disk's failed file listing (no filesystem) is said in its table",
           cancel_clone)
 
     def cancel_in_jobs_view():
