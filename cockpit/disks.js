@@ -2,7 +2,8 @@
 // format, sizes, filesystem usage, backing disk, overlays and the VMs using each; creating
 // one; UsageHigh as it arrives; one disk's details (diskdetails.js).
 
-import { ROOT, IFACE, h, replace, formatBytes, formatTime, variants, attempt, button, liveRows } from "./util.js";
+import { ROOT, IFACE, h, replace, formatBytes, formatTime, variants, attempt, button, liveRows, nameOf, cellRow }
+    from "./util.js";
 import { sizeField, usageBars } from "./fields.js";
 import { diskDetails } from "./diskdetails.js";
 
@@ -28,20 +29,11 @@ export function disksView(root, ctx) {
         details.node,
         ...createForm());
 
-    function name(path, proxies) {
-        const p = proxies[path];
-        return p && p.valid ? p.Name : String(path).split("/").pop();
-    }
-
     function update(disk) {
         let row = rows.get(disk.path);
         if (!row) {
-            const cells = {};
-            const tr = h("tr", { "data-path": disk.path });
-            for (const key of ["name", "format", "size", "usage", "backing", "overlays", "used"]) {
-                cells[key] = h("td", { class: "mv-disk-" + key });
-                tr.appendChild(cells[key]);
-            }
+            const { tr, cells } = cellRow(disk.path, "mv-disk-",
+                                          ["name", "format", "size", "usage", "backing", "overlays", "used"]);
             const open = button("Details", () => details.show(disk.path), { "data-action": "Details" });
             tr.appendChild(h("td", { class: "mv-actions" }, open));
             row = { tr, cells, open };
@@ -56,8 +48,8 @@ export function disksView(root, ctx) {
         replace(cells.usage, bars.length ? bars : h("span", { class: "mv-muted" }, "not sampled"),
                 disk.UsageSampled ? h("div", { class: "mv-note" }, "sampled " + formatTime(disk.UsageSampled)) : null);
         replace(cells.backing, disk.BackingDisk || h("span", { class: "mv-muted" }, "none"));
-        replace(cells.overlays, (disk.Overlays || []).map(p => h("div", {}, name(p, disks))));
-        replace(cells.used, (disk.AttachedTo || []).map(p => h("div", {}, "VM " + name(p, vms))));
+        replace(cells.overlays, (disk.Overlays || []).map(p => h("div", {}, nameOf(disks, p))));
+        replace(cells.used, (disk.AttachedTo || []).map(p => h("div", {}, "VM " + nameOf(vms, p))));
         open.setAttribute("aria-label", "Details of disk " + disk.Name);
     }
 
@@ -68,7 +60,7 @@ export function disksView(root, ctx) {
     client.subscribe({ interface: IFACE.disk, member: "UsageHigh" }, (path, iface, signal, args) => {
         const percent = Math.round(Number(args[0]) * 100);
         events.prepend(h("li", { class: "mv-no" }, new Date().toLocaleTimeString() + " UsageHigh: disk " +
-                         name(path, disks) + " is " + percent + " % full (its fullest filesystem)"));
+                         nameOf(disks, path) + " is " + percent + " % full (its fullest filesystem)"));
     });
 
     function createForm() {

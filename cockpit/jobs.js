@@ -1,7 +1,7 @@
 // Jobs: every running or recently finished job with its operation, target, progress,
 // state and error, and Cancel.
 
-import { ROOT, IFACE, h, replace, formatTime, lastSegment, attempt, button, liveRows } from "./util.js";
+import { ROOT, IFACE, h, replace, formatTime, lastSegment, attempt, button, liveRows, cellRow } from "./util.js";
 import { explainJob } from "./explain.js";
 
 export function jobsView(root, ctx) {
@@ -34,12 +34,8 @@ export function jobsView(root, ctx) {
     function update(job) {
         let row = rows.get(job.path);
         if (!row) {
-            const cells = {};
-            const tr = h("tr", { "data-path": job.path });
-            for (const key of ["id", "operation", "target", "started", "progress", "state", "error"]) {
-                cells[key] = h("td", { class: "mv-job-" + key });
-                tr.appendChild(cells[key]);
-            }
+            const { tr, cells } = cellRow(job.path, "mv-job-",
+                                          ["id", "operation", "target", "started", "progress", "state", "error"]);
             const cancel = button("Cancel", () => {
                 attempt("Cancel job " + lastSegment(job.path),
                         client.call(job.path, IFACE.job, "Cancel", [{}], { type: "a{sv}" }), explainJob);

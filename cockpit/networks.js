@@ -2,7 +2,7 @@
 // kept out of an isolated bridge (HostIsolated) and the VMs with a NIC on each. Live
 // through the ObjectManager and PropertiesChanged like the VM list.
 
-import { h, replace, liveRows } from "./util.js";
+import { h, replace, liveRows, nameOf, cellRow } from "./util.js";
 
 export function networksTable(ctx) {
     const { networks, vms } = ctx;
@@ -10,21 +10,10 @@ export function networksTable(ctx) {
     const body = h("tbody", { id: "mv-net-body" });
     const empty = h("p", { class: "mv-muted", id: "mv-net-empty" }, "No networks.");
 
-    function vmName(path) {
-        const vm = vms[path];
-        return vm && vm.valid ? vm.Name : String(path).split("/").pop();
-    }
-
     function update(net) {
         let row = rows.get(net.path);
         if (!row) {
-            const cells = {};
-            const tr = h("tr", { "data-path": net.path });
-            for (const key of ["name", "kind", "bridge", "active", "isolated", "vms"]) {
-                cells[key] = h("td", { class: "mv-net-" + key });
-                tr.appendChild(cells[key]);
-            }
-            row = { tr, cells };
+            row = cellRow(net.path, "mv-net-", ["name", "kind", "bridge", "active", "isolated", "vms"]);
             rows.set(net.path, row);
         }
         const { cells } = row;
@@ -35,7 +24,7 @@ export function networksTable(ctx) {
         replace(cells.isolated, net.Kind !== "isolated" ? h("span", { class: "mv-muted" }, "n/a")
             : net.HostIsolated ? h("span", { class: "mv-ok" }, "yes")
                 : h("span", { class: net.Active ? "mv-no" : "mv-muted" }, net.Active ? "no" : "not running"));
-        const names = (net.ConnectedVMs || []).map(vmName);
+        const names = (net.ConnectedVMs || []).map(path => nameOf(vms, path));
         replace(cells.vms, names.length ? names.join(", ") : h("span", { class: "mv-muted" }, "none"));
     }
     const place = liveRows(networks, body, empty, rows, update, (a, b) => String(a.Name).localeCompare(String(b.Name)));

@@ -82,6 +82,23 @@ export function lastSegment(path) {
     return String(path).split("/").pop();
 }
 
+// The Name of the object at `path` in a set of proxies, or the path's last segment while
+// the proxy is not (or no longer) there.
+export function nameOf(proxies, path) {
+    const p = proxies[path];
+    return p && p.valid ? p.Name : lastSegment(path);
+}
+
+// A table row for the object at `path` with one cell per key, each of class PREFIX-KEY:
+// {tr, cells}. The caller appends any further cells (actions).
+export function cellRow(path, prefix, keys) {
+    const tr = h("tr", { "data-path": path });
+    const cells = {};
+    for (const key of keys)
+        cells[key] = tr.appendChild(h("td", { class: prefix + key }));
+    return { tr, cells };
+}
+
 // Options for an a{sv} argument: {key: ["t", 5]} -> {key: {t: "t", v: 5}}.
 export function variants(options) {
     const out = {};

@@ -3,7 +3,7 @@
 // its job's state, progress bar, status line (which VM it starts or waits for) and error.
 // Stop all asks first.
 
-import { ROOT, IFACE, h, replace, attempt, button, confirmIn } from "./util.js";
+import { ROOT, IFACE, h, replace, variants, attempt, button, confirmIn } from "./util.js";
 
 // One of the two: `method` on the Manager, its status box `mv-ID-status`.
 function groupJob(ctx, id, label, method, options) {
@@ -49,7 +49,7 @@ export function startStopAll(ctx) {
     const startAll = groupJob(ctx, "start-all", "Start all", "StartAll", () => ({}));
     const stopAll = groupJob(ctx, "stop-all", "Stop all", "StopAll", () => {
         const secs = parseInt(timeout.value, 10);
-        return secs > 0 ? { timeout_s: { t: "u", v: secs } } : {};
+        return variants(secs > 0 ? { timeout_s: ["u", secs] } : {});
     });
     const confirmBox = h("div", { id: "mv-stop-all-confirm", class: "mv-confirm", role: "alertdialog",
                                   "aria-labelledby": "mv-stop-all-confirm-text", hidden: true });

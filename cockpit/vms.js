@@ -2,7 +2,7 @@
 // one VM's details (vmdetails.js), Start all and Stop all (vmgroups.js), the networks
 // (networks.js) and defining a VM from a profile.
 
-import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button, liveRows } from "./util.js";
+import { ROOT, IFACE, h, replace, formatMiB, variants, attempt, button, liveRows, cellRow } from "./util.js";
 import { vmDetails } from "./vmdetails.js";
 import { explainVM } from "./explain.js";
 import { startStopAll } from "./vmgroups.js";
@@ -77,12 +77,8 @@ export function vmsView(root, ctx) {
     }
 
     function makeRow(path) {
-        const cells = {};
-        const tr = h("tr", { "data-path": path });
-        for (const key of ["name", "state", "profile", "autostart", "ephemeral", "resources", "nics", "ready"]) {
-            cells[key] = h("td", { class: "mv-vm-" + key });
-            tr.appendChild(cells[key]);
-        }
+        const { tr, cells } = cellRow(path, "mv-vm-",
+                                      ["name", "state", "profile", "autostart", "ephemeral", "resources", "nics", "ready"]);
         const buttons = {};
         const actions = h("td", { class: "mv-actions" });
         for (const [label, method] of ACTIONS) {
