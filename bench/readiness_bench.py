@@ -50,13 +50,13 @@ def virsh(*args):
 
 
 def tiny_xml(name, guest_dir, cmdline, boot_order=2, autostart=False, memory_mib=96, ping=False):
+    """The tiny guest's domain XML and the DefineVMFromXML options that carry the service's
+    metadata (caller XML may not)."""
     extra = ("<channel type='unix'><source mode='bind'/><target type='virtio' name='bench.ping.0'/></channel>"
              if ping else "")
-    return f"""<domain type='qemu'>
+    options = {"boot_order": dbus.UInt32(boot_order), "autostart": dbus.Boolean(autostart)}
+    return options, f"""<domain type='qemu'>
   <name>{name}</name>
-  <metadata><mv:controller xmlns:mv="https://multiverse-os.org/controller/1">
-    <mv:profile></mv:profile><mv:autostart>{str(autostart).lower()}</mv:autostart><mv:boot-order>{boot_order}</mv:boot-order>
-  </mv:controller></metadata>
   <memory unit='MiB'>{memory_mib}</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{guest_dir}/vmlinuz</kernel><initrd>{guest_dir}/initrd.img</initrd>
@@ -81,8 +81,9 @@ class Client:
     def prop(self, path, iface, name):
         return self.conn.call_blocking(OURS, path, PROPS, "Get", "ss", (iface, name), timeout=60)
 
-    def define(self, xml):
-        return str(self.manager("DefineVMFromXML", "sa{sv}", xml, dbus.Dictionary({}, signature="sv")))
+    def define(self, options_and_xml):
+        options, xml = options_and_xml
+        return str(self.manager("DefineVMFromXML", "sa{sv}", xml, dbus.Dictionary(options, signature="sv")))
 
     def path(self, name):
         return str(self.manager("GetVMByName", "sa{sv}", name, dbus.Dictionary({}, signature="sv")))

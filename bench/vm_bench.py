@@ -61,11 +61,13 @@ def summary(ns):
     return {"n": len(ns), "p50_ms": pct(ns, 50) / 1e6, "p99_ms": pct(ns, 99) / 1e6}
 
 
-def domain_xml(name, autostart):
-    meta = ("<metadata><mv:controller xmlns:mv='https://multiverse-os.org/controller/1'>"
-            "<mv:profile>app</mv:profile><mv:autostart>true</mv:autostart></mv:controller></metadata>") if autostart else ""
-    return ("<domain type='test'><name>%s</name>%s<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
-            "<os><type>hvm</type></os></domain>" % (name, meta))
+def domain_xml(name):
+    return ("<domain type='test'><name>%s</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+            "<os><type>hvm</type></os></domain>" % name)
+
+
+# The service's metadata goes in DefineVMFromXML's options (caller XML may not carry it).
+DEFINE_OPTIONS = {"profile": "app", "autostart": True}
 
 
 def timed(fn):
@@ -106,8 +108,8 @@ def main():
     subject = ("system-bus-name", {"name": dbus.String(conn.get_unique_name())})
     for i in range(n):
         name = "bench-%04d" % i
-        ours_define.append(timed(lambda: call(conn, OURS, ROOT, MANAGER, "DefineVMFromXML", "sa{sv}", (domain_xml(name, True), {}))))
-        theirs_define.append(timed(lambda: call(conn, LIBVIRT, LIBVIRT_PATH, CONNECT, "DomainDefineXML", "s", (domain_xml(name, False),))))
+        ours_define.append(timed(lambda: call(conn, OURS, ROOT, MANAGER, "DefineVMFromXML", "sa{sv}", (domain_xml(name), DEFINE_OPTIONS))))
+        theirs_define.append(timed(lambda: call(conn, LIBVIRT, LIBVIRT_PATH, CONNECT, "DomainDefineXML", "s", (domain_xml(name),))))
         polkit_checks.append(timed(lambda: call(conn, POLKIT, POLKIT_PATH, POLKIT_AUTHORITY, "CheckAuthorization", "(sa{sv})sa{ss}us",
                                                 (subject, "org.multiverse.controller.vm.configure",
                                                  {"vm": name, "operation": "define-xml"}, 0, ""))))

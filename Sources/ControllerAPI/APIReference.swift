@@ -41,8 +41,10 @@ public enum APIReference {
         return lines
     }
 
-    /// The man page `org.multiverse.Controller(5)`.
-    public static func manPage() -> String {
+    /// The man page `org.multiverse.Controller(5)`; `appendix`: sections of the reference
+    /// that the service's rules produce (the daemon passes ControllerCore's domain XML
+    /// allowlist), placed after the interfaces.
+    public static func manPage(appendix: [APIConcepts.Section] = []) -> String {
         var out: [String] = [
             ".TH ORG.MULTIVERSE.CONTROLLER 5 \"\" \"multiverse-controller \(ControllerVersion.version)\" \"D-Bus interfaces\"",
             // No hyphenation: object paths, names and busctl lines are copied from this page.
@@ -101,6 +103,13 @@ public enum APIReference {
                     out.append("\\fB\(s.name)\\fR(\(roff(s.dbus.arguments.map { "\($0.signature) \($0.name)" }.joined(separator: ", "))))")
                     out += paragraphs(s.doc)
                 }
+            }
+        }
+        for section in appendix {
+            out.append(".SH \"\(section.title.uppercased())\"")
+            for (index, paragraph) in section.paragraphs.enumerated() {
+                if index > 0 { out.append(".PP") }
+                out += paragraphs(paragraph)
             }
         }
         out += [

@@ -77,9 +77,16 @@ final class ManagerObject: Sendable {
     }
 
     func defineVMFromXML(_ call: BusCall) async throws -> [DBusValue] {
-        let xml = call.string("xml")
-        try call.options().finish()
-        let plan = try await vms.checkDefine(xml: xml)
+        var request = VMService.ForeignDefineRequest(xml: call.string("xml"))
+        var options = try call.options()
+        request.profile = try options.string("profile") ?? ""
+        request.autostart = try options.bool("autostart") ?? false
+        request.bootOrder = try options.uint32("boot_order")
+        request.fallback = try options.string("fallback") ?? ""
+        request.readyTimeoutSeconds = try options.uint32("ready_timeout_s") ?? 0
+        request.consoleLog = try options.bool("console_log") ?? false
+        try options.finish()
+        let plan = try await vms.checkDefine(request)
         try await context.authorize(call, plan.details)
         return [.objectPath(ObjectPaths.vm(try await vms.runDefine(plan).uuid))]
     }

@@ -56,6 +56,7 @@ struct VMObject: Sendable {
         try options.finish()
         let plan = try await vms.checkUndefine(uuid, deleteDisks: deleteDisks)
         try await context.authorize(call, plan.details)
+        if !plan.deleteDisks.isEmpty { try await context.authorize(call, also: .diskManage, plan.diskDetails) }
         try await vms.runUndefine(plan)
         return []
     }

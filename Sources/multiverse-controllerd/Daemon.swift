@@ -86,7 +86,7 @@ struct Daemon: AsyncParsableCommand {
         if printApiReference {
             let missing = APIReference.undocumented()
             guard missing.isEmpty else { throw ValidationError("members without documentation: \(missing.joined(separator: ", "))") }
-            print(APIReference.manPage(), terminator: "")
+            print(APIReference.manPage(appendix: ControllerReference.appendix), terminator: "")
             return
         }
         if printIntrospection {
@@ -118,5 +118,13 @@ struct Daemon: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in SyslogLogHandler(label: label, logLevel: level) }
         let logger = Logger(label: "multiverse-controllerd")
         try await Runtime(config: config, logger: logger).run()
+    }
+}
+
+/// The parts of the API reference that Core's rules produce.
+enum ControllerReference {
+    static var appendix: [APIConcepts.Section] {
+        let allowlist = DomainAllowlist.documentation
+        return [APIConcepts.Section(title: allowlist.title, paragraphs: allowlist.paragraphs)]
     }
 }

@@ -1,3 +1,4 @@
+import ControllerCore
 import FoundationEssentials
 import Glibc
 import Logging
@@ -26,10 +27,12 @@ struct SyslogLogHandler: LogHandler {
         }
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
-        let meta = merged.isEmpty ? "" : " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let meta = merged.isEmpty ? "" : " " + merged.sorted { $0.key < $1.key }.map { "\($0.key)=\(LogText.quoted("\($0.value)"))" }.joined(separator: " ")
+        // Every message is one line, whatever a caller or a guest put in it: control
+        // characters (newlines, carriage returns, escapes) are written as code points, so
+        // no value can start a journal line of its own or a `<N>` priority prefix.
         // One write(2) per line keeps lines from different threads whole.
-        let text = "<\(priority)>\(label): \(event.message)\(meta)\n".replacing("\n", with: " ")
-        let line = String(text.dropLast()) + "\n"
+        let line = "<\(priority)>\(label): \(LogText.escapingControls("\(event.message)"))\(meta)\n"
         line.utf8CString.withUnsafeBufferPointer { buffer in
             _ = write(2, buffer.baseAddress, buffer.count - 1)
         }

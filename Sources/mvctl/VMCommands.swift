@@ -130,15 +130,35 @@ struct VM: AsyncParsableCommand {
     }
 
     struct DefineXML: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "define-xml", abstract: "Define a VM from a libvirt domain XML file ('-' reads stdin).")
+        static let configuration = CommandConfiguration(
+            commandName: "define-xml", abstract: "Define a VM from a libvirt domain XML file ('-' reads stdin).",
+            discussion: """
+                The document is checked against the service's allowlist (org.multiverse.Controller(5), DOMAIN XML \
+                ALLOWLIST): disks are managed disks, shares lie under [vms] share_roots, kernels under [vms] \
+                kernel_roots. The service's own metadata comes from the options below, never from the document: \
+                for the XML of a VM the service made (mvctl vm xml --inactive), remove its mv:controller element.
+                """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Domain XML file.") var file: String
+        @Option(help: "The profile whose role the topology rules use (default: none, an app VM).") var profile: String?
+        @Flag(help: "Set the service's autostart flag ('start-all' starts it).") var autostart = false
+        @Option(help: ArgumentHelp("Order for 'start-all', 0-9 (default: the profile's, else 3).", valueName: "N")) var bootOrder: UInt32?
+        @Option(help: "The VM 'start-all' starts in this one's place when it is not ready in time.") var fallback: String?
+        @Option(help: ArgumentHelp("How long 'start-all' waits for its READY=1 (default: [vms] ready_timeout_s).", valueName: "SECONDS")) var readyTimeout: UInt32?
+        @Flag(help: "Log the first serial console to [vms] console_log_dir/NAME-console.log.") var consoleLog = false
 
         func run() async throws {
             let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file))
             let xml = String(decoding: data, as: UTF8.self)
+            var options: [String: DBusValue] = [:]
+            if let profile { options["profile"] = .string(profile) }
+            if autostart { options["autostart"] = .boolean(true) }
+            if let bootOrder { options["boot_order"] = .uint32(bootOrder) }
+            if let fallback { options["fallback"] = .string(fallback) }
+            if let readyTimeout { options["ready_timeout_s"] = .uint32(readyTimeout) }
+            if consoleLog { options["console_log"] = .boolean(true) }
             try await Client.run(global) { client in
-                let reply = try await client.callManager(ManagerInterface.defineVMFromXML.name, [.string(xml), .emptyOptions], privileged: true)
+                let reply = try await client.callManager(ManagerInterface.defineVMFromXML.name, [.string(xml), .vardict(options)], privileged: true)
                 let path = reply.first?.string ?? ""
                 if global.json { Output.json(["ObjectPath": path]) } else { print("defined \(path)") }
             }

@@ -51,13 +51,23 @@ final class ReadinessProtocolTests: XCTestCase {
         XCTAssertEqual(channels.first?.first("target")?.attribute("name"), "org.multiverse.ready.0")
         let foreign = """
             <domain type='test'><name>f</name><memory>65536</memory><os><type>hvm</type></os><devices>
-            <channel type='unix'><source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-1-router/org.multiverse.ready.0'/>
+            <channel type='unix'><source mode='bind'/>
             <target type='virtio' name='org.multiverse.ready.0'/></channel></devices></domain>
             """
-        XCTAssertThrowsError(try DomainXML.validateForeign(foreign, allowPassthrough: true)) { error in
-            XCTAssertTrue("\(error)".contains("'org.multiverse.ready.0'"), "\(error)")
+        // The readiness channel as the service writes it passes (the service replaces it);
+        // another port name of the service's does not.
+        XCTAssertNoThrow(try DomainAllowlist.check(XElement.parse(foreign), allowPassthrough: false))
+        let reserved = foreign.replacingOccurrences(of: "org.multiverse.ready.0'/>", with: "org.multiverse.other.0'/>")
+        XCTAssertThrowsError(try DomainAllowlist.check(XElement.parse(reserved), allowPassthrough: true)) { error in
+            XCTAssertTrue("\(error)".contains("'org.multiverse.other.0'"), "\(error)")
         }
         let agent = foreign.replacingOccurrences(of: "org.multiverse.ready.0'/>", with: "org.qemu.guest_agent.0'/>")
-        XCTAssertEqual(try DomainXML.validateForeign(agent, allowPassthrough: false), "f")
+        XCTAssertNoThrow(try DomainAllowlist.check(XElement.parse(agent), allowPassthrough: false))
+        // A socket path of the caller's choosing (another VM's channel) is refused, named.
+        let placed = agent.replacingOccurrences(of: "<source mode='bind'/>",
+                                                with: "<source mode='bind' path='/var/lib/libvirt/qemu/channel/target/domain-1-router/org.multiverse.ready.0'/>")
+        XCTAssertThrowsError(try DomainAllowlist.check(XElement.parse(placed), allowPassthrough: true)) { error in
+            XCTAssertTrue("\(error)".contains("/domain/devices/channel[1]/source/@path="), "\(error)")
+        }
     }
 }

@@ -104,8 +104,8 @@ final class DiskServiceTests: XCTestCase {
         XCTAssertTrue(withoutFlag.stderr.contains("needs authentication"), withoutFlag.all)
         XCTAssertFalse(s.imageFiles().contains { $0.hasPrefix("other-") || $0.contains("creating") }, "\(s.imageFiles())")
         let audit = s.log(tail: 400)
-        XCTAssertTrue(audit.contains("action=org.multiverse.controller.disk.manage disk=other-2 operation=create decision=interactive-authorization-required"), audit)
-        XCTAssertTrue(audit.contains("disk=other-1 operation=create decision=denied"), audit)
+        XCTAssertTrue(audit.contains("action=\"org.multiverse.controller.disk.manage\" disk=\"other-2\" operation=\"create\" decision=interactive-authorization-required"), audit)
+        XCTAssertTrue(audit.contains("disk=\"other-1\" operation=\"create\" decision=denied"), audit)
     }
 
     func testErrorNamesThroughTypedClient() async throws {

@@ -120,7 +120,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertFalse(try networkCall("guarded-c", "SetAutostart", ["ba{sv}", "false", "0"], as: TestStack.otherUser).ok)
         XCTAssertEqual(try property("guarded-c", "Active"), "b true")
         XCTAssertEqual(try property("guarded-c", "Autostart"), "b true")
-        XCTAssertTrue(s.log(tail: 80).contains("action=org.multiverse.controller.network.manage"), s.log(tail: 80))
+        XCTAssertTrue(s.log(tail: 80).contains("action=\"org.multiverse.controller.network.manage\""), s.log(tail: 80))
 
         let hostile: [([String], String)] = [
             (["ssa{sv}", "../etc", "isolated", "0"], "invalid network name '../etc'"),
@@ -179,7 +179,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(try property("sleepy-e", "Active"), "b true")
         XCTAssertEqual(s.vmProperty("wakes-e", "State"), "s \"running\"")
         let log = s.log(tail: 40)
-        XCTAssertTrue(log.contains("action=org.multiverse.controller.network.manage network=sleepy-e operation=start vm=wakes-e decision=allowed"), log)
+        XCTAssertTrue(log.contains("action=\"org.multiverse.controller.network.manage\" network=\"sleepy-e\" operation=\"start\" vm=\"wakes-e\" decision=allowed"), log)
         XCTAssertTrue(log.contains("starting network sleepy-e for VM wakes-e"), log)
         XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         XCTAssertTrue(try networkCall("sleepy-e", "Stop").ok)
@@ -191,7 +191,7 @@ final class NetworkTests: XCTestCase {
         for _ in 0..<100 where s.vmProperty("wakes-e", "State") != "s \"running\"" { usleep(100_000) }
         XCTAssertEqual(s.vmProperty("wakes-e", "State"), "s \"running\"")
         XCTAssertEqual(try property("sleepy-e", "Active"), "b true")
-        XCTAssertTrue(s.log(tail: 40).contains("action=org.multiverse.controller.network.manage network=sleepy-e operation=start decision=allowed"),
+        XCTAssertTrue(s.log(tail: 40).contains("action=\"org.multiverse.controller.network.manage\" network=\"sleepy-e\" operation=\"start\" decision=allowed"),
                       s.log(tail: 40))
         XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "Undefine", ["a{sv}", "0"], as: TestStack.grantedUser).ok)

@@ -69,7 +69,9 @@ final class QemuSystemTests: XCTestCase {
         return ("/boot/vmlinuz-\(version)", "/boot/\(initrd)")
     }
 
-    func guestXML(_ name: String, consoleLog: String) throws -> String {
+    /// The guest's domain XML; its serial console logs where DefineVMFromXML's console_log
+    /// option places it (`/var/log/libvirt/qemu/NAME-console.log`).
+    func guestXML(_ name: String) throws -> String {
         let (kernel, initrd) = try bootFiles()
         return """
             <domain type='qemu'>
@@ -81,7 +83,7 @@ final class QemuSystemTests: XCTestCase {
               <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
               <on_poweroff>destroy</on_poweroff>
               <devices>
-                <serial type='pty'><log file='\(consoleLog)' append='off'/></serial>
+                <serial type='pty'/>
                 <console type='pty'/>
                 <memballoon model='none'/>
               </devices>
@@ -101,7 +103,7 @@ final class QemuSystemTests: XCTestCase {
         let name = "mvt-guest-\(UUID().uuidString.prefix(6))"
         let consoleLog = "/var/log/libvirt/qemu/\(name)-console.log"
         XCTAssertTrue(s.createDisk("hot.qcow2", size: 16 << 20, as: TestStack.grantedUser).ok)
-        let defined = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML(name, consoleLog: consoleLog), "0"], as: TestStack.grantedUser)
+        let defined = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML(name), "1", "console_log", "b", "true"], as: TestStack.grantedUser)
         XCTAssertTrue(defined.ok, defined.all)
         defer { Self.virsh(["destroy", name]); Self.virsh(["undefine", name]) }
         XCTAssertTrue(Self.virsh(["dominfo", name]).ok, "virsh does not see \(name)")
@@ -171,7 +173,7 @@ final class QemuSystemTests: XCTestCase {
         defer { Task { await signals.close() } }
         let name = "mvt-outside-\(UUID().uuidString.prefix(6))"
         let file = s.dir.appendingPathComponent("\(name).xml").path
-        try (try guestXML(name, consoleLog: "/var/log/libvirt/qemu/\(name)-console.log")).write(toFile: file, atomically: true, encoding: .utf8)
+        try (try guestXML(name)).write(toFile: file, atomically: true, encoding: .utf8)
         defer { Self.virsh(["destroy", name]); Self.virsh(["undefine", name]) }
         XCTAssertTrue(Self.virsh(["define", file]).ok)
         let added = await signals.wait(timeout: 10) { $0.member == "InterfacesAdded" && ($0.arguments.first?.string ?? "").hasPrefix("/org/multiverse/Controller/vm/") }
@@ -224,7 +226,7 @@ final class QemuSystemTests: XCTestCase {
     func testReconnectsAfterLibvirtdRestart() throws {
         let s = try stack
         let name = "mvt-survivor-\(UUID().uuidString.prefix(6))"
-        XCTAssertTrue(s.manager("DefineVMFromXML", ["sa{sv}", try guestXML(name, consoleLog: "/var/log/libvirt/qemu/\(name).log"), "0"],
+        XCTAssertTrue(s.manager("DefineVMFromXML", ["sa{sv}", try guestXML(name), "0"],
                                 as: TestStack.grantedUser).ok)
         defer { Self.virsh(["undefine", name]) }
         let connected = { s.property(TestStack.root, TestStack.managerInterface, "LibvirtConnected") }
@@ -233,7 +235,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(waitFor(30, interval: 0.2) { connected().contains("false") }, "timed out after 30 s waiting for LibvirtConnected to become false")
         // While disconnected, calls fail at once with a clear error.
         let t0 = Date()
-        let during = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML("mvt-never", consoleLog: "/tmp/x.log"), "0"], as: TestStack.grantedUser)
+        let during = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML("mvt-never"), "0"], as: TestStack.grantedUser)
         XCTAssertTrue(during.stderr.contains("not connected to libvirt at qemu:///system"), during.all)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
         try Self.startLibvirtd()
@@ -250,10 +252,13 @@ final class QemuSystemTests: XCTestCase {
     func testStartAllFailsNamingTheVMThatCannotStart() async throws {
         let s = try stack
         let name = "mvt-broken-\(UUID().uuidString.prefix(6))"
-        let xml = try guestXML(name, consoleLog: "/var/log/libvirt/qemu/\(name)-console.log")
-            .replacingOccurrences(of: try bootFiles().kernel, with: "/nonexistent/vmlinuz")
-        XCTAssertTrue(s.manager("DefineVMFromXML", ["sa{sv}", xml, "0"], as: TestStack.grantedUser).ok)
+        // Defined with virsh: the service refuses a kernel outside [vms] kernel_roots itself.
+        let xml = try guestXML(name).replacingOccurrences(of: try bootFiles().kernel, with: "/nonexistent/vmlinuz")
+        let file = s.dir.appendingPathComponent("\(name).xml").path
+        try xml.write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertTrue(Self.virsh(["define", file]).ok)
         defer { Self.virsh(["undefine", name]) }
+        XCTAssertTrue(waitFor(10, interval: 0.1) { s.vmPath(name) != nil }, "timed out after 10 s waiting for the service to see \(name)")
         XCTAssertTrue(try vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }

@@ -18,7 +18,7 @@ final class ReadinessSystemTests: XCTestCase {
             cleanup()
             let made = Command.run(TestStack.repo.appendingPathComponent("scripts/make-tiny-guest").path, [guestDir])
             guard made.ok else { throw StackError("scripts/make-tiny-guest: \(made.all)") }
-            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\nstop_timeout_s = 5\n", libvirtURI: uri)
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\nstop_timeout_s = 5\nkernel_roots = [\"\(guestDir)\"]\n", libvirtURI: uri)
         }
     }
 
@@ -36,18 +36,12 @@ final class ReadinessSystemTests: XCTestCase {
 
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    /// A tiny guest as caller XML with the service's metadata; `cmdline` carries the init's
-    /// mv.* words. The service adds the readiness channel itself.
-    static func tinyXML(_ name: String, bootOrder: Int, autostart: Bool, cmdline: String,
-                        fallback: String = "", readyTimeout: Int = 0) -> String {
+    /// A tiny guest as caller XML; `cmdline` carries the init's mv.* words. The service adds
+    /// the readiness channel itself.
+    static func tinyXML(_ name: String, cmdline: String) -> String {
         """
         <domain type='qemu'>
           <name>\(name)</name>
-          <metadata><mv:controller xmlns:mv="https://multiverse-os.org/controller/1">
-            <mv:profile></mv:profile><mv:autostart>\(autostart)</mv:autostart><mv:boot-order>\(bootOrder)</mv:boot-order>
-            \(fallback.isEmpty ? "" : "<mv:fallback>\(fallback)</mv:fallback>")
-            \(readyTimeout == 0 ? "" : "<mv:ready-timeout-s>\(readyTimeout)</mv:ready-timeout-s>")
-          </mv:controller></metadata>
           <memory unit='MiB'>160</memory>
           <vcpu>1</vcpu>
           <os><type arch='x86_64' machine='pc'>hvm</type><kernel>\(guestDir)/vmlinuz</kernel><initrd>\(guestDir)/initrd.img</initrd>
@@ -60,8 +54,14 @@ final class ReadinessSystemTests: XCTestCase {
         """
     }
 
-    func define(_ xml: String) throws {
-        let r = try stack.manager("DefineVMFromXML", ["sa{sv}", xml, "0"], as: TestStack.grantedUser)
+    /// Defines a tiny guest with the service's metadata given as DefineVMFromXML options (no
+    /// profile: boot order as given).
+    func define(_ name: String, bootOrder: Int, autostart: Bool, cmdline: String, fallback: String = "", readyTimeout: Int = 0) throws {
+        var options = ["boot_order", "u", String(bootOrder), "autostart", "b", String(autostart)]
+        if !fallback.isEmpty { options += ["fallback", "s", fallback] }
+        if readyTimeout != 0 { options += ["ready_timeout_s", "u", String(readyTimeout)] }
+        let r = try stack.manager("DefineVMFromXML", ["sa{sv}", Self.tinyXML(name, cmdline: cmdline), String(options.count / 3)] + options,
+                                  as: TestStack.grantedUser)
         XCTAssertTrue(r.ok, r.all)
     }
 
@@ -102,10 +102,11 @@ final class ReadinessSystemTests: XCTestCase {
     /// a reset guest is waited for again; StopAll stops in the reverse order.
     func testStartAllWaitsForReadyFallsBackRestartsAndStopsInReverse() async throws {
         let s = try stack
-        try define(Self.tinyXML("rdy-router", bootOrder: 0, autostart: true, cmdline: "mv.status=routing"))
-        try define(Self.tinyXML("rdy-desk", bootOrder: 1, autostart: true, cmdline: "mv.ready=no mv.status=stuck",
-                                fallback: "rdy-spare", readyTimeout: 25))
-        try define(Self.tinyXML("rdy-spare", bootOrder: 1, autostart: false, cmdline: "mv.status=spare_desk"))
+        try define("rdy-router", bootOrder: 0, autostart: true, cmdline: "mv.status=routing")
+        // The fallback first: DefineVMFromXML's fallback option must name an existing VM.
+        try define("rdy-spare", bootOrder: 1, autostart: false, cmdline: "mv.status=spare_desk")
+        try define("rdy-desk", bootOrder: 1, autostart: true, cmdline: "mv.ready=no mv.status=stuck",
+                   fallback: "rdy-spare", readyTimeout: 25)
         // Defined through the service, each carries the channel; not running: none.
         XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-router"]).stdout.contains("name='org.multiverse.ready.0'"))
         XCTAssertEqual(try property("rdy-router", "Readiness"), "s \"none\"")
@@ -192,8 +193,8 @@ final class ReadinessSystemTests: XCTestCase {
     /// StartAll test finds only its own, whichever runs first.)
     func testFallbackThatFailsTooFailsStartAllNamingBoth() throws {
         let s = try stack
-        try define(Self.tinyXML("rdy-lone", bootOrder: 0, autostart: false, cmdline: "mv.ready=no mv.status=lost"))
-        try define(Self.tinyXML("rdy-lone-spare", bootOrder: 0, autostart: false, cmdline: "mv.ready=no", readyTimeout: 8))
+        try define("rdy-lone", bootOrder: 0, autostart: false, cmdline: "mv.ready=no mv.status=lost")
+        try define("rdy-lone-spare", bootOrder: 0, autostart: false, cmdline: "mv.ready=no", readyTimeout: 8)
         defer { Self.cleanup() }
         let set = s.mvctl(["vm", "autostart", "rdy-lone", "on", "--fallback", "rdy-lone-spare", "--ready-timeout", "8"], as: TestStack.grantedUser)
         XCTAssertTrue(set.ok, set.all)
@@ -211,8 +212,8 @@ final class ReadinessSystemTests: XCTestCase {
     /// daemon answering other callers and the VM not ready; each kind of noise is logged once.
     func testHostileGuestCannotStallTheDaemonOrLookReady() async throws {
         let s = try stack
-        try define(Self.tinyXML("rdy-noisy", bootOrder: 2, autostart: false,
-                                cmdline: "mv.ready=no mv.flood=300 mv.long=1024 mv.status=flooded"))
+        try define("rdy-noisy", bootOrder: 2, autostart: false,
+                   cmdline: "mv.ready=no mv.flood=300 mv.long=1024 mv.status=flooded")
         guard let path = s.vmPath("rdy-noisy") else { return XCTFail("no VM rdy-noisy") }
         let start = s.busctl(["call", TestStack.busName, path, TestStack.vmInterface, "Start", "a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(start.ok, start.all)

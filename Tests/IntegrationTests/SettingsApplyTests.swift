@@ -79,7 +79,7 @@ final class SettingsApplyTests: XCTestCase {
         XCTAssertEqual(after.keys.sorted(), before.keys.sorted())
         for (path, entry) in before where after[path] != entry { XCTFail("\(path) changed") }
         XCTAssertEqual(rebuildCount(s), 0)
-        XCTAssertTrue(s.log(tail: 40).contains("action=org.multiverse.controller.settings.modify"), s.log(tail: 40))
+        XCTAssertTrue(s.log(tail: 40).contains("action=\"org.multiverse.controller.settings.modify\""), s.log(tail: 40))
     }
 
     func testApplyFixesEverySettingOnceAndIsIdempotent() throws {

@@ -41,7 +41,7 @@ extension QemuSystemTests {
         let defined = s.manager("DefineVM", ["ssa{sv}", router, "network-controller", "2"] + small, as: TestStack.grantedUser)
         XCTAssertTrue(defined.ok, defined.all)
         let log = s.log(tail: 40)
-        XCTAssertTrue(log.contains("action=org.multiverse.controller.network.manage kind=isolated network=\(inside) operation=define vm=\(router) decision=allowed"), log)
+        XCTAssertTrue(log.contains("action=\"org.multiverse.controller.network.manage\" kind=\"isolated\" network=\"\(inside)\" operation=\"define\" vm=\"\(router)\" decision=allowed"), log)
         let netXML = Self.virsh(["net-dumpxml", inside])
         XCTAssertTrue(netXML.ok, netXML.all)
         XCTAssertFalse(netXML.stdout.contains("<forward"), netXML.stdout)

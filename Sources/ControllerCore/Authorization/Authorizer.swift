@@ -15,12 +15,22 @@ public struct Authorizer: Sendable {
         self.audit = audit
     }
 
+    /// The audit line of one decision: `key=value` fields, every text value quoted with
+    /// ``LogText/quoted(_:)``, so a caller's value (a guest path, a name) can neither add a
+    /// field nor end the line.
+    public static func auditLine(caller: Caller, action: String, details: [String: String], decision: String) -> String {
+        var fields = ["caller=\(LogText.quoted(caller.busName))", "uid=\(caller.uid)", "pid=\(caller.pid)", "action=\(LogText.quoted(action))"]
+        for (key, value) in details.sorted(by: { $0.key < $1.key }) { fields.append("\(key)=\(LogText.quoted(value))") }
+        fields.append("decision=\(decision)")
+        return fields.joined(separator: " ")
+    }
+
     /// Returns when `caller` may perform `action`; throws the D-Bus error to send otherwise.
     /// `action` is a polkit action id (`org.multiverse.controller.disk.manage`).
     public func authorize(_ caller: Caller, action: String, details: [String: String]) async throws {
         var decision = "error"
         defer {
-            audit.notice("caller=\(caller.busName) uid=\(caller.uid) pid=\(caller.pid) action=\(action) \(details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")) decision=\(decision)")
+            audit.notice("\(Self.auditLine(caller: caller, action: action, details: details, decision: decision))")
         }
         do {
             switch try await polkit.check(busName: caller.busName, action: action, details: details,

@@ -252,30 +252,6 @@ public enum DomainXML {
         return domain.xmlString
     }
 
-    /// Checks a caller's domain XML: a `<domain>` with a valid name, and (unless allowed) no
-    /// `<qemu:commandline>` and no host device passthrough. Returns the VM name.
-    public static func validateForeign(_ xml: String, allowPassthrough: Bool) throws -> String {
-        guard xml.utf8.count <= 1 << 20 else { throw ControllerError.limitsExceeded("domain XML larger than 1 MiB") }
-        let domain = try XElement.parse(xml)
-        guard domain.name == "domain" else { throw ControllerError.invalidArgs("the document's root element is not <domain>") }
-        guard let name = domain.first("name")?.text else { throw ControllerError.invalidArgs("the domain has no <name>") }
-        try VMName.validate(name)
-        try refuseReservedChannels(domain)
-        if !allowPassthrough {
-            var stack: [XElement] = [domain]
-            while let e = stack.popLast() {
-                if e.namespaceURI == qemuNamespace || e.name.hasPrefix("qemu:") {
-                    throw ControllerError.invalidArgs("<\(e.name)> (qemu command-line passthrough) is not allowed (vms.allow_passthrough)")
-                }
-                if ["hostdev", "redirdev"].contains(e.name) {
-                    throw ControllerError.invalidArgs("<\(e.name)> (host device passthrough) is not allowed (vms.allow_passthrough)")
-                }
-                stack.append(contentsOf: e.elements())
-            }
-        }
-        return name
-    }
-
     /// The domain types the connection's capabilities offer for its guests.
     public static func domainTypes(capabilities: String) -> [String] {
         guard let root = try? XElement.parse(capabilities) else { return [] }
@@ -288,6 +264,19 @@ public enum DomainXML {
             }
         }
         return types
+    }
+
+    /// The emulator paths the connection's capabilities name (per guest arch and domain type).
+    public static func emulators(capabilities: String) -> [String] {
+        guard let root = try? XElement.parse(capabilities) else { return [] }
+        var paths: [String] = []
+        for arch in root.elements("guest").flatMap({ $0.elements("arch") }) {
+            for e in arch.elements("emulator") + arch.elements("domain").flatMap({ $0.elements("emulator") }) {
+                let path = e.text.trimmed
+                if !path.isEmpty, !paths.contains(path) { paths.append(path) }
+            }
+        }
+        return paths
     }
 
     // MARK: devices

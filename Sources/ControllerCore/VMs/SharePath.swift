@@ -4,13 +4,28 @@ import Glibc
 /// Host paths callers give (9p share sources, image paths): absolute, no `..`, resolved
 /// with realpath (so a symlink cannot lead out) and required to lie under an allowed root.
 enum RootedPath {
+    /// The syntax check made before authorization: absolute, no `..`, no NUL, and under one
+    /// of `roots` as written. It looks at nothing on the host, so its answer is the same
+    /// whether the path exists or not; ``resolve`` follows links after authorization.
+    static func lexical(_ path: String, what: String, roots: [String], rootsName: String) throws -> String {
+        guard path.hasPrefix("/"), !path.split(separator: "/").contains(".."), !path.utf8.contains(0) else {
+            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) must be absolute, without '..'")
+        }
+        let within = roots.contains { root in
+            let r = root.hasSuffix("/") ? String(root.dropLast()) : root
+            return path == r || path.hasPrefix(r + "/")
+        }
+        guard within else {
+            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) is not under an allowed \(rootsName) (\(roots.joined(separator: ", ")))")
+        }
+        return path
+    }
+
     /// The real path of `path` when it is a `kind` under one of `roots` (`equalRootAllowed`:
     /// the root itself counts); `InvalidArgs` naming the value otherwise.
     static func resolve(_ path: String, what: String, roots: [String], rootsName: String, equalRootAllowed: Bool,
                         isKind: (mode_t) -> Bool, kindName: String) throws -> String {
-        guard path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
-            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) must be absolute, without '..'")
-        }
+        _ = try lexical(path, what: what, roots: roots, rootsName: rootsName)
         guard let resolved = realpath(path, nil) else {
             throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) does not exist")
         }
@@ -33,6 +48,12 @@ enum RootedPath {
 
 /// Host directories given for 9p shares: existing directories under the share roots.
 public enum SharePath {
+    /// The check before authorization (``RootedPath/lexical``).
+    public static func checkSyntax(_ path: String, roots: [String]) throws {
+        _ = try RootedPath.lexical(path, what: "share path", roots: roots, rootsName: "share root")
+    }
+
+    /// The real directory, after authorization.
     public static func validate(_ path: String, roots: [String]) throws -> String {
         try RootedPath.resolve(path, what: "share path", roots: roots, rootsName: "share root", equalRootAllowed: true,
                                isKind: { $0 == S_IFDIR }, kindName: "a directory")
@@ -41,8 +62,36 @@ public enum SharePath {
 
 /// Image paths given to AttachDisk: regular files under the image roots.
 public enum ImagePath {
+    /// The check before authorization (``RootedPath/lexical``).
+    public static func checkSyntax(_ path: String, roots: [String]) throws {
+        _ = try RootedPath.lexical(path, what: "disk path", roots: roots, rootsName: "image root")
+    }
+
+    /// The real file, after authorization.
     public static func validate(_ path: String, roots: [String]) throws -> String {
         try RootedPath.resolve(path, what: "disk path", roots: roots, rootsName: "image root", equalRootAllowed: false,
                                isKind: { $0 == S_IFREG }, kindName: "a regular file")
+    }
+}
+
+/// A caller's `<os><kernel>` or `<initrd>`: a regular file under the kernel roots, owned by
+/// root (or lent by libvirt to qemu's user), writable by no one else and readable by everyone (so naming it reveals nothing a user could not read), and
+/// not a managed disk (a guest writes those).
+public enum KernelPath {
+    public static func validate(_ path: String, roots: [String], imageDirectory: String) throws -> String {
+        let real = try RootedPath.resolve(path, what: "kernel file", roots: roots, rootsName: "kernel root", equalRootAllowed: false,
+                                          isKind: { $0 == S_IFREG }, kindName: "a regular file")
+        var st = stat()
+        // libvirt's DAC driver lends the file to qemu's user while a VM boots from it (and
+        // gives it back to root after): that owner counts as root's.
+        let qemuUser = getpwnam("libvirt-qemu")?.pointee.pw_uid
+        guard stat(real, &st) == 0, st.st_uid == 0 || st.st_uid == qemuUser, st.st_mode & S_IROTH != 0, st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
+            throw ControllerError.invalidArgs("kernel file \(DiskName.quoted(path)) must be owned by root, readable by everyone and writable by no one else")
+        }
+        let images = imageDirectory.hasSuffix("/") ? imageDirectory : imageDirectory + "/"
+        guard !real.hasPrefix(images) else {
+            throw ControllerError.invalidArgs("kernel file \(DiskName.quoted(path)) is in the image directory; a guest-written file is no kernel")
+        }
+        return real
     }
 }

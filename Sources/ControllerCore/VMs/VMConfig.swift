@@ -13,6 +13,14 @@ public struct VMConfig: Sendable, Equatable {
     public var shareRoots = ["/var/multiverse", "/home", "/srv"]
     /// Directories (besides the image directory) under which AttachDisk accepts image paths.
     public var imageRoots: [String] = []
+    /// Directories under which a caller's `<os><kernel>` and `<initrd>` may live (each a
+    /// regular file owned by root and readable by everyone, and not a managed disk).
+    public var kernelRoots = ["/boot"]
+    /// Where DefineVMFromXML's `console_log` option places a VM's serial log
+    /// (`DIR/NAME-console.log`); libvirt's own log directory for qemu by default.
+    public var consoleLogDirectory = "/var/log/libvirt/qemu"
+    /// Let DefineVM's `seclabel = "none"` turn libvirt's confinement of a VM off.
+    public var allowUnconfined = false
     /// How long DetachDisk waits for a running guest to release a disk.
     public var detachTimeoutSeconds = 30
     /// Run StartAll once when the daemon first reaches libvirt.
@@ -52,18 +60,11 @@ public struct VMConfig: Sendable, Equatable {
             cpuMode = v
         }
         if let v = try section.bool("allow_passthrough") { allowPassthrough = v }
-        if let v = try section.stringArray("share_roots") {
-            for root in v where !root.hasPrefix("/") || root.split(separator: "/").contains("..") {
-                throw section.error("share_roots", "'\(root)' must be an absolute path without '..'")
-            }
-            shareRoots = v
-        }
-        if let v = try section.stringArray("image_roots") {
-            for root in v where !root.hasPrefix("/") || root.split(separator: "/").contains("..") {
-                throw section.error("image_roots", "'\(root)' must be an absolute path without '..'")
-            }
-            imageRoots = v
-        }
+        if let v = try Self.roots(&section, "share_roots") { shareRoots = v }
+        if let v = try Self.roots(&section, "image_roots") { imageRoots = v }
+        if let v = try Self.roots(&section, "kernel_roots") { kernelRoots = v }
+        if let v = try section.absolutePath("console_log_dir") { consoleLogDirectory = v }
+        if let v = try section.bool("allow_unconfined") { allowUnconfined = v }
         if let v = try section.int("detach_timeout_s", in: 1...600) { detachTimeoutSeconds = v }
         if let v = try section.bool("start_all_on_boot") { startAllOnBoot = v }
         if let v = try section.int("start_timeout_s", in: 1...3600) { startTimeoutSeconds = v }
@@ -83,5 +84,14 @@ public struct VMConfig: Sendable, Equatable {
         if uplink == .network(internalNetwork) {
             throw section.error("uplink", "the uplink cannot be the internal network \(internalNetwork)")
         }
+    }
+
+    /// A list of root directories: each absolute, without `..`.
+    static func roots(_ section: inout ConfigSectionReader, _ key: String) throws -> [String]? {
+        guard let v = try section.stringArray(key) else { return nil }
+        for root in v where !root.hasPrefix("/") || root.split(separator: "/").contains("..") {
+            throw section.error(key, "'\(root)' must be an absolute path without '..'")
+        }
+        return v
     }
 }

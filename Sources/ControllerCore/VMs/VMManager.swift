@@ -33,6 +33,8 @@ public actor VMManager {
     private var eventTask: Task<Void, Never>?
     /// Domain type for new VMs, from the configuration or the connection's capabilities.
     public private(set) var domainType = "qemu"
+    /// The emulators the connection's capabilities name: the only `<emulator>` caller XML may give.
+    public private(set) var emulators: [String] = []
     /// The host's memory and CPUs as libvirt reports them (0 until first connected).
     public private(set) var host = HostResources(memoryMiB: 0, cpus: 0)
     /// VMs being started now, counted against the host's budget until they run.
@@ -126,7 +128,9 @@ public actor VMManager {
                 logger.error("cannot register for libvirt domain events: \(error)")
             }
             let configured = config.domainType
-            let (types, node) = (try? await pool.run { (DomainXML.domainTypes(capabilities: try connection.capabilities()), try connection.nodeResources()) }) ?? ([], (memoryKiB: 0, cpus: 0))
+            let (capabilities, node) = (try? await pool.run { (try connection.capabilities(), try connection.nodeResources()) }) ?? ("", (memoryKiB: 0, cpus: 0))
+            let types = DomainXML.domainTypes(capabilities: capabilities)
+            emulators = DomainXML.emulators(capabilities: capabilities)
             host = HostResources(memoryMiB: node.memoryKiB >> 10, cpus: node.cpus)
             domainType = !configured.isEmpty ? configured
                 : types.contains("kvm") && FileManager.default.fileExists(atPath: "/dev/kvm") ? "kvm"

@@ -8,14 +8,25 @@ extension VMService {
     public struct ConfigurePlan: Sendable {
         public let vm: VMInfo
         public let operation: String
+        /// What the change names besides the VM (the disk, the share), for polkit rules.
+        public var extraDetails: [String: String] = [:]
         fileprivate let change: Change
-        public var details: [String: String] { ["vm": vm.name, "operation": operation] }
+        public var details: [String: String] { extraDetails.merging(["vm": vm.name, "operation": operation]) { _, ours in ours } }
+
+        fileprivate init(vm: VMInfo, operation: String, details: [String: String] = [:], change: Change) {
+            self.vm = vm
+            self.operation = operation
+            extraDetails = details
+            self.change = change
+        }
     }
 
     fileprivate enum Change: Sendable {
         case autostart(Bool, fallback: String?, readyTimeoutSeconds: UInt32?)
         case resources(memoryMiB: UInt64?, vcpus: UInt32?)
         case attach(device: String, live: Bool, config: Bool, what: String)
+        /// An image named by its host path: looked at only in ``runConfigure(_:)``, after authorization.
+        case attachPath(path: String, target: String, bus: String, readonly: Bool, live: Bool, config: Bool)
         case detachDisk(target: String, live: Bool, config: Bool, timeout: Int)
         case addShare(VMShare)
         case removeShare(String)
@@ -89,30 +100,30 @@ extension VMService {
         guard Self.diskBuses.contains(bus) else {
             throw ControllerError.invalidArgs("invalid bus \(DiskName.quoted(bus)) (\(Self.diskBuses.joined(separator: ", ")))")
         }
-        let (path, format) = try await resolveImage(request.disk)
         if let used = info.disks.first(where: { $0.target == target }) {
             throw ControllerError.alreadyExists("target \(target) of \(info.name) is already used by \(used.source)")
         }
+        guard !request.disk.hasPrefix("/") else {
+            // A host path: its syntax now, the file itself after authorization.
+            try ImagePath.checkSyntax(request.disk, roots: [imageDirectory] + vms.config.imageRoots)
+            return ConfigurePlan(vm: info, operation: "attach-disk", details: ["disk": request.disk, "target": target],
+                                 change: .attachPath(path: request.disk, target: target, bus: bus, readonly: request.readonly, live: live, config: config))
+        }
+        let managed = try await disks.find(request.disk)
+        try await checkAttachable(managed.path, to: info, readonly: request.readonly)
+        let device = DomainXML.diskDevice(path: managed.path, format: managed.format, target: target, bus: bus, readonly: request.readonly)
+        return ConfigurePlan(vm: info, operation: "attach-disk", details: ["disk": managed.name, "target": target],
+                             change: .attach(device: device, live: live, config: config, what: "attach \(managed.path) as \(target) to"))
+    }
+
+    /// `path` is not attached to `info` yet, nor writable by another VM when attached writable.
+    func checkAttachable(_ path: String, to info: VMInfo, readonly: Bool) async throws {
         if info.disks.contains(where: { $0.source == path }) {
             throw ControllerError.alreadyExists("\(path) is already attached to \(info.name)")
         }
-        if !request.readonly, let other = await vms.list().first(where: { $0.uuid != info.uuid && $0.disks.contains { $0.source == path } }) {
+        if !readonly, let other = await vms.list().first(where: { $0.uuid != info.uuid && $0.disks.contains { $0.source == path } }) {
             throw ControllerError.busy("\(path) is attached to VM \(other.name); attach it readonly or detach it there first")
         }
-        let device = DomainXML.diskDevice(path: path, format: format, target: target, bus: bus, readonly: request.readonly)
-        return ConfigurePlan(vm: info, operation: "attach-disk",
-                             change: .attach(device: device, live: live, config: config, what: "attach \(path) as \(target) to"))
-    }
-
-    /// A managed disk name or an absolute path under an allowed image root → (path, format).
-    func resolveImage(_ disk: String) async throws -> (String, String) {
-        if !disk.hasPrefix("/") {
-            let managed = try await disks.find(disk)
-            return (managed.path, managed.format)
-        }
-        let path = try ImagePath.validate(disk, roots: [imageDirectory] + vms.config.imageRoots)
-        let info = try await qemuImg.info(path: path)
-        return (path, info.format)
     }
 
     public func checkDetach(_ uuid: String, target: String, live: Bool?, persistent: Bool?, timeoutSeconds: UInt32?) async throws -> ConfigurePlan {
@@ -129,12 +140,13 @@ extension VMService {
     public func checkAddShare(_ uuid: String, hostPath: String, tag: String, readonly: Bool) async throws -> ConfigurePlan {
         let info = try await existing(uuid)
         try VMName.validateTag(tag)
-        let real = try SharePath.validate(hostPath, roots: vms.config.shareRoots)
+        try SharePath.checkSyntax(hostPath, roots: vms.config.shareRoots)   // resolved after authorization
         guard !info.state.acceptsLiveChanges else {
             throw ControllerError.invalidState("9p shares cannot be hot-plugged; stop \(info.name) first (it is \(info.state.rawValue))")
         }
         if info.shares.contains(where: { $0.tag == tag }) { throw ControllerError.alreadyExists("\(info.name) already has a share tagged \(tag)") }
-        return ConfigurePlan(vm: info, operation: "add-share", change: .addShare(VMShare(hostPath: real, tag: tag, readonly: readonly)))
+        return ConfigurePlan(vm: info, operation: "add-share", details: ["share": hostPath, "tag": tag],
+                             change: .addShare(VMShare(hostPath: hostPath, tag: tag, readonly: readonly)))
     }
 
     public func checkRemoveShare(_ uuid: String, tag: String) async throws -> ConfigurePlan {
@@ -164,7 +176,14 @@ extension VMService {
             try await vms.attach(uuid, device: device, live: live, config: config, what: what)
         case .detachDisk(let target, let live, let config, let timeout):
             try await vms.detach(uuid, disk: target, live: live, config: config, timeout: .seconds(timeout), what: "detach \(target) from")
-        case .addShare(let share):
+        case .attachPath(let given, let target, let bus, let readonly, let live, let config):
+            let path = try ImagePath.validate(given, roots: [imageDirectory] + vms.config.imageRoots)
+            try await checkAttachable(path, to: plan.vm, readonly: readonly)
+            let format = try await qemuImg.info(path: path).format
+            try await vms.attach(uuid, device: DomainXML.diskDevice(path: path, format: format, target: target, bus: bus, readonly: readonly),
+                                 live: live, config: config, what: "attach \(path) as \(target) to")
+        case .addShare(var share):
+            share.hostPath = try SharePath.validate(share.hostPath, roots: vms.config.shareRoots)
             try await vms.attach(uuid, device: DomainXML.shareDevice(share), live: false, config: true,
                                  what: "share \(share.hostPath) as \(share.tag) with")
         case .removeShare(let tag):

@@ -96,7 +96,13 @@ public final class VMService: Sendable {
         public let spec: DomainXML.Spec
         public let overlay: DiskService.CreatePlan?
         public let internalNetwork: NetworkService.DefinePlan?
-        public var details: [String: String] { ["vm": spec.name, "operation": "define", "profile": spec.profile.name] }
+        /// The shares are the caller's (the shares option), resolved by ``runDefine(_:)``.
+        public var sharesFromCaller = false
+        public var details: [String: String] {
+            ["vm": spec.name, "operation": "define", "profile": spec.profile.name, "seclabel": spec.seclabel,
+             "disks": spec.disks.map(\.path).joined(separator: ","), "shares": spec.shares.map(\.hostPath).joined(separator: ","),
+             "networks": spec.nics.map(\.source.description).joined(separator: ","), "base_disk": spec.baseDisk]
+        }
         /// The details of the network.manage check for ``internalNetwork``.
         public var networkDetails: [String: String] { internalNetwork.map { $0.details.merging(["vm": spec.name]) { a, _ in a } } ?? [:] }
     }
@@ -121,6 +127,9 @@ public final class VMService: Sendable {
         guard ["dynamic", "none"].contains(request.seclabel) else {
             throw ControllerError.invalidArgs("seclabel \(DiskName.quoted(request.seclabel)) is not 'dynamic' or 'none'")
         }
+        guard request.seclabel == "dynamic" || vms.config.allowUnconfined else {
+            throw ControllerError.invalidArgs("seclabel 'none' turns libvirt's confinement of the VM off; it needs [vms] allow_unconfined = true")
+        }
         let topology = VMTopology(vms.config)
         let sources = try topology.sources(role: profile.role, profileNetworks: profile.networks, requested: request.networks)
         let macs = try VMTopology.checkMACs(request.macs, nics: sources.count, others: await vms.list())
@@ -133,7 +142,8 @@ public final class VMService: Sendable {
         if let requested = request.shares {
             shares = try requested.map { hostPath, tag in
                 try VMName.validateTag(tag)
-                return VMShare(hostPath: try SharePath.validate(hostPath, roots: vms.config.shareRoots), tag: tag, readonly: false)
+                try SharePath.checkSyntax(hostPath, roots: vms.config.shareRoots)   // resolved after authorization
+                return VMShare(hostPath: hostPath, tag: tag, readonly: false)
             }
             let tags = shares.map(\.tag)
             if Set(tags).count != tags.count { throw ControllerError.invalidArgs("share tags must be unique: \(tags.joined(separator: ", "))") }
@@ -154,7 +164,9 @@ public final class VMService: Sendable {
         spec.seclabel = request.seclabel
         spec.ephemeral = request.ephemeral ?? false
         spec.baseDisk = request.baseDisk ?? ""
-        return DefinePlan(spec: spec, overlay: overlay, internalNetwork: internalNetwork)
+        var plan = DefinePlan(spec: spec, overlay: overlay, internalNetwork: internalNetwork)
+        plan.sharesFromCaller = request.shares != nil
+        return plan
     }
 
     /// The topology rules for `sources`, and the networks they name must exist, but for the
@@ -183,6 +195,15 @@ public final class VMService: Sendable {
             }
         }
         var spec = plan.spec
+        // Only now, authorized, is a caller's share path looked at on the host (a profile's
+        // are the administrator's).
+        if plan.sharesFromCaller {
+            spec.shares = try spec.shares.map { share in
+                var resolved = share
+                resolved.hostPath = try SharePath.validate(share.hostPath, roots: vms.config.shareRoots)
+                return resolved
+            }
+        }
         if let overlayPlan = plan.overlay {
             // The VM boots from a copy-on-write overlay of the base disk, attached first (vda).
             let overlay = try await disks.createOverlay(overlayPlan)
@@ -199,44 +220,15 @@ public final class VMService: Sendable {
         }
     }
 
-    /// A checked DefineVMFromXML.
-    public struct ForeignDefinePlan: Sendable {
-        public let xml: String
-        public let name: String
-        public var details: [String: String] { ["vm": name, "operation": "define-xml"] }
-    }
-
-    public func checkDefine(xml: String) async throws -> ForeignDefinePlan {
-        let name = try DomainXML.validateForeign(xml, allowPassthrough: vms.config.allowPassthrough)
-        let (profile, interfaces) = try DomainXML.foreignTopology(xml)
-        let role = VMRole.of(profile: profile, in: await vms.profiles)
-        let topology = VMTopology(vms.config)
-        var sources: [NICSource] = []
-        for (index, nic) in interfaces.enumerated() {
-            guard let source = NICSource(nic) else {
-                guard !topology.enforce || role == .router else {
-                    throw ControllerError.invalidArgs("NIC \(index + 1) of \(role.rawValue) VM \(name) is of type \(DiskName.quoted(nic.type)); an interface controller or app VM may only have network interfaces ([vms] enforce_topology)")
-                }
-                continue
-            }
-            sources.append(source)
-        }
-        try topology.check(sources, role: role, vm: name, kinds: try await vms.networkKinds(sources.compactMap(\.networkName)))
-        try await vms.precheckName(name)
-        return ForeignDefinePlan(xml: try DomainXML.withReadinessChannel(xml), name: name)
-    }
-
-    public func runDefine(_ plan: ForeignDefinePlan) async throws -> VMInfo {
-        try await vms.define(xml: plan.xml, name: plan.name)
-    }
-
     // MARK: undefine
 
     /// A checked Undefine, with the managed disks to delete after it.
     public struct UndefinePlan: Sendable {
         public let vm: VMInfo
         public let deleteDisks: [String]
-        public var details: [String: String] { ["vm": vm.name, "operation": "undefine"] }
+        public var details: [String: String] { ["vm": vm.name, "operation": "undefine", "disks": deleteDisks.joined(separator: ",")] }
+        /// The details of the disk.manage check that deleting disks needs too.
+        public var diskDetails: [String: String] { ["vm": vm.name, "operation": "delete", "disk": deleteDisks.joined(separator: ",")] }
     }
 
     public func checkUndefine(_ uuid: String, deleteDisks: Bool) async throws -> UndefinePlan {
@@ -315,6 +307,7 @@ public final class VMService: Sendable {
         let uuid = plan.vm.uuid
         switch action {
         case .start:
+            try checkShares(of: plan.vm)
             try await vms.startNetworks(plan.networksToStart, for: plan.vm)
             await disks.releaseAppliances(of: plan.vm)
             try await vms.startWithinBudget(uuid)
@@ -322,6 +315,21 @@ public final class VMService: Sendable {
         case .reboot: try await vms.perform(uuid, "reboot") { try $0.reboot() }
         case .suspend: try await vms.perform(uuid, "suspend") { try $0.suspend() }
         case .resume: try await vms.perform(uuid, "resume") { try $0.resume() }
+        }
+    }
+
+    /// Each 9p share still leads where it was defined (its path was resolved then): a
+    /// folder swapped for a symlink since is refused, naming it. A missing folder is left to
+    /// libvirt's own error. What remains open is the window between this check and qemu's
+    /// own open of the directory (README, Security model).
+    func checkShares(of info: VMInfo) throws {
+        for share in info.shares {
+            guard let resolved = realpath(share.hostPath, nil) else { continue }
+            let real = String(cString: resolved)
+            free(resolved)
+            guard real == share.hostPath else {
+                throw ControllerError.invalidState("cannot start \(info.name): share \(share.tag) \(DiskName.quoted(share.hostPath)) now leads to \(real) (a link was put in its way)")
+            }
         }
     }
 

@@ -109,13 +109,24 @@ public struct VMTopology: Sendable {
     /// the uplink or a bridge/direct interface. `kinds` has each libvirt network's kind
     /// (``NetworkInfo/kind``); the internal network may be missing (it is created isolated).
     public func check(_ nics: [NICSource], role: VMRole, vm: String, kinds: [String: String]) throws {
+        // A bridge or macvtap names a host device: only a router's uplink may, whatever
+        // enforce_topology says (a grant of vm.configure is not a grant of the host's NICs).
+        for (index, nic) in nics.enumerated() {
+            switch nic {
+            case .bridge, .direct:
+                guard role == .router, nic == uplink else {
+                    throw ControllerError.invalidArgs("NIC \(index + 1) (\(nic)) of \(role.rawValue) VM \(vm): cannot have a bridge or direct interface (it names a host device) but a network-controller's uplink ([vms] uplink = \(uplink)) may")
+                }
+            case .network: continue
+            }
+        }
         guard enforce, role != .router else { return }
         for (index, nic) in nics.enumerated() {
             let what = "NIC \(index + 1) (\(nic)) of \(role.rawValue) VM \(vm)"
             let rule = "[vms] enforce_topology: only a network-controller reaches outside"
             switch nic {
             case .bridge, .direct:
-                throw ControllerError.invalidArgs("\(what): an interface controller or app VM cannot have a bridge or direct interface (\(rule))")
+                continue   // refused above
             case .network(let name):
                 if nic == uplink {
                     throw ControllerError.invalidArgs("\(what): \(name) is the uplink ([vms] uplink); \(rule)")

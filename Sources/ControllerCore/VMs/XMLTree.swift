@@ -84,6 +84,11 @@ public final class XElement {
             throw ControllerError.invalidArgs("the XML does not parse\(detail.map { ": \($0)" } ?? "")")
         }
         defer { xmlFreeDoc(doc) }
+        // No document type: its entities could expand or name files; no XML the service
+        // reads (libvirt's, a caller's) has one.
+        guard doc.pointee.intSubset == nil, doc.pointee.extSubset == nil else {
+            throw ControllerError.invalidArgs("the XML has a DOCTYPE declaration; DOCTYPE and entities are not accepted")
+        }
         guard let root = xmlDocGetRootElement(doc) else { throw ControllerError.invalidArgs("the XML has no root element") }
         return convert(root, doc)
     }

@@ -69,9 +69,12 @@ final class TopologyCoreTests: XCTestCase {
         }
         // The DefineVM option beats the profile file.
         var request = VMService.DefineRequest(name: "e", profile: "edge")
-        request.networks = ["default", "direct:eth0"]
+        request.networks = ["default", "bridge:br-up"]
         let edge = try await core.vms.checkDefine(request)
-        XCTAssertEqual(edge.spec.nics.map(\.source), [.network("default"), .direct("eth0")])
+        XCTAssertEqual(edge.spec.nics.map(\.source), [.network("default"), .bridge("br-up")])
+        // A host device other than the uplink is refused, to a router too.
+        request.networks = ["default", "direct:eth0"]
+        await assertError("InvalidArgs", naming: "direct:eth0") { try await self.core.vms.checkDefine(request) }
         let kiosk = try await core.vms.checkDefine(VMService.DefineRequest(name: "k", profile: "kiosk"))
         XCTAssertEqual(kiosk.spec.nics.map(\.source), [.network("inside")])
     }
@@ -99,24 +102,27 @@ final class TopologyCoreTests: XCTestCase {
             r.networks = ["bogus:x"]
             return try await self.core.vms.checkDefine(r)
         }
-        // Caller XML: by the role its metadata names; no metadata is an app VM.
-        let foreign = { (metadata: String, nic: String) in
-            "<domain type='test'><name>f</name><memory>65536</memory><os><type>hvm</type></os>\(metadata)<devices>\(nic)</devices></domain>"
+        // Caller XML: by the role of its profile option; none is an app VM.
+        let foreign = { (profile: String, nic: String) in
+            var r = VMService.ForeignDefineRequest(xml: "<domain type='test'><name>f</name><memory>65536</memory><os><type>hvm</type></os><devices>\(nic)</devices></domain>")
+            r.profile = profile
+            return r
         }
         let onDefault = "<interface type='network'><source network='default'/></interface>"
-        await assertError("InvalidArgs", naming: "default is the uplink") { try await self.core.vms.checkDefine(xml: foreign("", onDefault)) }
+        await assertError("InvalidArgs", naming: "default is the uplink") { try await self.core.vms.checkDefine(foreign("", onDefault)) }
         await assertError("InvalidArgs", naming: "'user'") {
-            try await self.core.vms.checkDefine(xml: foreign("", "<interface type='user'/>"))
+            try await self.core.vms.checkDefine(foreign("", "<interface type='user'/>"))
         }
         await assertError("InvalidArgs", naming: "'ethernet'") {
-            try await self.core.vms.checkDefine(xml: foreign("", "<interface type='ethernet'><target dev='tap9'/></interface>"))
+            try await self.core.vms.checkDefine(foreign("", "<interface type='ethernet'><target dev='tap9'/></interface>"))
         }
-        let routerMetadata = "<metadata><mv:controller xmlns:mv='\(DomainXML.namespace)'><mv:profile>network-controller</mv:profile></mv:controller></metadata>"
-        _ = try await core.vms.checkDefine(xml: foreign(routerMetadata, onDefault))
-        // A router may be anywhere.
+        _ = try await core.vms.checkDefine(foreign("network-controller", onDefault))
+        // A router may be on any network, but on no host device other than the uplink.
         var router = VMService.DefineRequest(name: "r", profile: "network-controller")
-        router.networks = ["outside", "bridge:br0"]
+        router.networks = ["outside", "default"]
         _ = try await core.vms.checkDefine(router)
+        router.networks = ["outside", "bridge:br0"]
+        await assertError("InvalidArgs", naming: "bridge:br0") { try await self.core.vms.checkDefine(router) }
         let left = await core.vmManager.list().map(\.name)
         XCTAssertEqual(left, ["test"], "a refused define left a VM behind")
 

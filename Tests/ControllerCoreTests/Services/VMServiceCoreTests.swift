@@ -30,7 +30,8 @@ final class VMServiceCoreTests: XCTestCase {
         var request = VMService.DefineRequest(name: "web", profile: "app")
         request.baseDisk = "debian"
         let plan = try await core.vms.checkDefine(request)
-        XCTAssertEqual(plan.details, ["vm": "web", "operation": "define", "profile": "app"])
+        XCTAssertEqual(plan.details, ["vm": "web", "operation": "define", "profile": "app", "seclabel": "dynamic", "disks": "",
+                                      "shares": "", "networks": "network:multiverse", "base_disk": "debian"])
         XCTAssertEqual(plan.overlay?.request.name, "web-root.qcow2")
         XCTAssertTrue(core.added.isEmpty, "the check made a disk")
         let vm = try await core.vms.runDefine(plan)
@@ -85,7 +86,7 @@ final class VMServiceCoreTests: XCTestCase {
             return try await self.core.vms.checkAttach(vm.uuid, r)
         }
         let plan = try await core.vms.checkAttach(vm.uuid, VMService.AttachRequest(disk: "extra", target: "vdb"))
-        XCTAssertEqual(plan.details, ["vm": "dev", "operation": "attach-disk"])
+        XCTAssertEqual(plan.details, ["vm": "dev", "operation": "attach-disk", "disk": "extra", "target": "vdb"])
         try await core.vms.runConfigure(plan)
         let sources = try await core.vms.existing(vm.uuid).disks.map(\.source)
         XCTAssertEqual(sources, [disk.path])
