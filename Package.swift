@@ -52,7 +52,6 @@ let package = Package(
         .target(name: "CLinux"),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .systemLibrary(name: "CGuestfs", pkgConfig: "libguestfs", providers: [.apt(["libguestfs-dev"])]),
-        .systemLibrary(name: "CPolkit", pkgConfig: "polkit-gobject-1", providers: [.apt(["libpolkit-gobject-1-dev"])]),
         .systemLibrary(name: "CLibxml2", pkgConfig: "libxml-2.0", providers: [.apt(["libxml2-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
@@ -61,7 +60,8 @@ let package = Package(
         .target(name: "ControllerAPI", dependencies: ["SDBus"], swiftSettings: strict),
         .target(name: "BlockingThreads", dependencies: ["CLinux"], swiftSettings: strict),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
-        .target(name: "Polkit", dependencies: ["CPolkit", "BlockingThreads"], swiftSettings: strict),
+        // polkit's D-Bus API, asked on the service's own connection (no libpolkit, no thread per check).
+        .target(name: "Polkit", dependencies: ["SDBus"], swiftSettings: strict),
         .target(name: "Guestfs", dependencies: ["CGuestfs", "CLinux", "BlockingThreads"], swiftSettings: strict),
         .target(
             name: "ControllerCore",

@@ -1,6 +1,4 @@
-import BlockingThreads
-import CPolkit
-import Dispatch
+import SDBus
 import Synchronization
 
 /// What polkit answered.
@@ -17,197 +15,128 @@ public enum PolkitDecision: Sendable, Equatable {
 /// polkit could not be asked (not running, timed out, protocol error). Callers deny.
 public struct PolkitUnavailable: Error, Sendable, CustomStringConvertible {
     public let message: String
-    /// The check never reached a polkitd (no owner of its name, or a gone one).
-    let undelivered: Bool
     public var description: String { message }
-
-    init(message: String, undelivered: Bool = false) {
-        self.message = message
-        self.undelivered = undelivered
-    }
 }
 
-/// Too many checks are waiting.
+/// Too many checks are waiting: all of them (`perUser` false), or one user's interactive
+/// ones (`perUser` true).
 public struct PolkitBusy: Error, Sendable {
     public let limit: Int
+    public let perUser: Bool
 }
 
-/// Asks polkitd over the system bus whether a D-Bus caller may perform an action.
-///
-/// Checks run on a small pool of dedicated threads; each pushes its own GLib main context,
-/// so nothing runs on (or needs) GLib's global default context, which libvirt's event loop
-/// may use. All checks share one `PolkitAuthority` object (``SharedAuthority``): it keeps
-/// the system bus connection open between checks (taking a fresh object per check, as
-/// before, opened a new connection each time — authentication, Hello, match rules, property
-/// load: measured 3.1 ms of a 4.8 ms DefineVMFromXML, against 1.0–1.7 ms for the check
-/// itself), and its cancellation ids ("cancellation-id-N", counted per object, sent from
-/// the one shared connection) stay unique: polkitd refuses a second check in flight with
-/// the same id from the same sender, which per-thread objects would send.
+/// The caller went away while polkit was deciding: the check was cancelled.
+public struct PolkitCancelled: Error, Sendable {}
+
+/// Asks polkitd whether a D-Bus caller may perform an action, as systemd's daemons do
+/// (`bus_verify_polkit_async`): `CheckAuthorization` is sent on the service's own bus
+/// connection and the method resumes when polkitd answers. No thread waits, so checks
+/// held open by an authentication dialog cost nothing but a slot: at most `maxPending` in
+/// all and `maxInteractivePerUser` interactive ones per uid (one user's unanswered dialogs
+/// cannot hold everyone else's calls). When the caller disconnects first, the check is
+/// cancelled (`CancelCheckAuthorization`).
 public final class PolkitAuthority: Sendable {
-    private let pool: ThreadPool
-    private let shared = SharedAuthority()
+    static let service = "org.freedesktop.PolicyKit1"
+    static let path = "/org/freedesktop/PolicyKit1/Authority"
+    static let interface = "org.freedesktop.PolicyKit1.Authority"
+
+    private let bus: BusConnection
     private let timeout: Duration
     private let interactiveTimeout: Duration
+    private let maxPending: Int
+    private let maxInteractivePerUser: Int
+
+    private struct State {
+        var pending = 0
+        var interactive: [UInt32: Int] = [:]
+        var nextID: UInt64 = 0
+    }
+    private let state = Mutex(State())
 
     /// - Parameters:
-    ///   - workers: threads doing checks in parallel.
-    ///   - maxPending: checks allowed to wait for a thread; more fail with ``PolkitBusy``.
+    ///   - bus: the service's connection (to the bus whose polkitd decides).
+    ///   - maxPending: checks waiting at once; more fail with ``PolkitBusy``.
+    ///   - maxInteractivePerUser: interactive checks (which may wait for a password) one uid
+    ///     may have waiting at once.
     ///   - timeout: limit for a check without user interaction.
     ///   - interactiveTimeout: limit when the user may be asked for a password.
-    public init(workers: Int = 4, maxPending: Int = 64, timeout: Duration = .seconds(25), interactiveTimeout: Duration = .seconds(300)) {
-        pool = ThreadPool(name: "polkit", threads: workers, maxQueued: maxPending) {
-            // A private thread-default context: the check's reply is dispatched here, never
-            // to the global default context.
-            let context = g_main_context_new()
-            g_main_context_push_thread_default(context)
-        }
+    public init(bus: BusConnection, maxPending: Int = 64, maxInteractivePerUser: Int = 4,
+                timeout: Duration = .seconds(25), interactiveTimeout: Duration = .seconds(300)) {
+        self.bus = bus
+        self.maxPending = maxPending
+        self.maxInteractivePerUser = maxInteractivePerUser
         self.timeout = timeout
         self.interactiveTimeout = interactiveTimeout
     }
 
-    /// Checks `action` for the caller with unique bus name `busName`.
+    /// Checks `action` for the caller with unique bus name `busName` (whose uid is `uid`).
     /// - Parameter details: key/value pairs rules can read with `action.lookup(key)`.
-    public func check(busName: String, action: String, details: [String: String], allowInteraction: Bool) async throws -> PolkitDecision {
-        let limit = allowInteraction ? interactiveTimeout : timeout
-        let shared = self.shared
+    public func check(busName: String, uid: UInt32, action: String, details: [String: String],
+                      allowInteraction: Bool) async throws -> PolkitDecision {
+        let id = try reserve(uid: uid, interactive: allowInteraction)
+        defer { release(uid: uid, interactive: allowInteraction) }
+        // Cancelled when the caller leaves the bus before polkit answers.
+        let cancellation = "mv-\(id)"
+        let callerGone = Atomic<Bool>(false)
+        let watch = try? await bus.subscribe(match: Self.ownerLost(busName)) { [bus] signal in
+            guard signal.arguments.count == 3, signal.arguments[2].string == "" else { return }
+            callerGone.store(true, ordering: .releasing)
+            Task { try? await bus.call(destination: Self.service, path: Self.path, interface: Self.interface,
+                                       member: "CancelCheckAuthorization", [.string(cancellation)], timeout: .seconds(5)) }
+        }
+        defer { if let watch { Task { await bus.unsubscribe(watch) } } }
+        let subject = DBusValue.structure([.string("system-bus-name"), .vardict(["name": .string(busName)])])
+        let pairs = details.keys.sorted().map { DBusDictEntry(.string($0), .string(details[$0]!)) }
+        let reply: [DBusValue]
         do {
-            return try await pool.run {
-                defer { Self.drainThreadContext() }
-                return try Self.checkSync(shared, busName: busName, action: action, details: details,
-                                          allowInteraction: allowInteraction, timeout: limit)
+            reply = try await bus.call(destination: Self.service, path: Self.path, interface: Self.interface, member: "CheckAuthorization",
+                                       [subject, .string(action), .dictionary(keySignature: "s", valueSignature: "s", pairs),
+                                        .uint32(allowInteraction ? 1 : 0), .string(cancellation)],
+                                       timeout: allowInteraction ? interactiveTimeout : timeout)
+        } catch let error as DBusError {
+            if callerGone.load(ordering: .acquiring) { throw PolkitCancelled() }
+            switch error.name {
+            case "org.freedesktop.PolicyKit1.Error.Cancelled": throw PolkitCancelled()
+            case "org.freedesktop.DBus.Error.Timeout", "org.freedesktop.DBus.Error.NoReply":
+                throw PolkitUnavailable(message: "polkit did not answer within \(allowInteraction ? interactiveTimeout : timeout)")
+            default: throw PolkitUnavailable(message: "polkit check failed: \(error.name): \(error.message)")
             }
-        } catch let full as ThreadPoolFull {
-            throw PolkitBusy(limit: full.limit)
+        }
+        // Whatever polkit says once the caller has gone (a cancelled check answers "not
+        // authorized"), nobody is there to act for.
+        if callerGone.load(ordering: .acquiring) { throw PolkitCancelled() }
+        guard case .structure(let fields)? = reply.first, fields.count == 3, let authorized = fields[0].bool, let challenge = fields[1].bool else {
+            throw PolkitUnavailable(message: "polkit sent an unexpected reply to CheckAuthorization")
+        }
+        return authorized ? .authorized : challenge ? .challenge : .notAuthorized
+    }
+
+    /// The match for `NameOwnerChanged` of `busName` (a unique name: `:1.42`, which needs
+    /// no quoting in a match rule).
+    static func ownerLost(_ busName: String) -> String {
+        "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='\(busName)'"
+    }
+
+    private func reserve(uid: UInt32, interactive: Bool) throws -> UInt64 {
+        try state.withLock { s in
+            guard s.pending < maxPending else { throw PolkitBusy(limit: maxPending, perUser: false) }
+            if interactive {
+                guard s.interactive[uid, default: 0] < maxInteractivePerUser else { throw PolkitBusy(limit: maxInteractivePerUser, perUser: true) }
+                s.interactive[uid, default: 0] += 1
+            }
+            s.pending += 1
+            s.nextID += 1
+            return s.nextID
         }
     }
 
-    /// One check; when it never reached polkitd because the proxy still named a polkitd
-    /// that has gone (restarted a moment ago, its name-owner change not yet applied), once
-    /// more after 100 ms. Such a failure happens before anything is shown to the user, so
-    /// the retry cannot ask for a password twice.
-    private static func checkSync(_ shared: SharedAuthority, busName: String, action: String, details: [String: String],
-                                  allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
-        do {
-            return try checkOnce(shared, busName: busName, action: action, details: details,
-                                 allowInteraction: allowInteraction, timeout: timeout)
-        } catch let failure as PolkitUnavailable where failure.undelivered {
-            usleep(100_000)
-            return try checkOnce(shared, busName: busName, action: action, details: details,
-                                 allowInteraction: allowInteraction, timeout: timeout)
+    private func release(uid: UInt32, interactive: Bool) {
+        state.withLock { s in
+            s.pending -= 1
+            if interactive {
+                s.interactive[uid, default: 1] -= 1
+                if s.interactive[uid] == 0 { s.interactive[uid] = nil }
+            }
         }
-    }
-
-    private static func checkOnce(_ shared: SharedAuthority, busName: String, action: String, details: [String: String],
-                                  allowInteraction: Bool, timeout: Duration) throws -> PolkitDecision {
-        let authority = try shared.authority()
-        guard let subject = polkit_system_bus_name_new(busName) else {
-            throw PolkitUnavailable(message: "invalid bus name \(busName)")
-        }
-        defer { unref(subject) }
-        let polkitDetails = polkit_details_new()
-        defer { unref(polkitDetails) }
-        for (key, value) in details.sorted(by: { $0.key < $1.key }) {
-            polkit_details_insert(polkitDetails, key, value)
-        }
-        let cancellable = g_cancellable_new()
-        defer { g_object_unref(cancellable) }
-        let canceller = CancelOnTimeout(cancellable: cancellable)
-        // A timer source, cancelled when the check ends: it is freed at once instead of
-        // staying queued for the whole timeout (an asyncAfter per check piles up under load).
-        let timer = DispatchSource.makeTimerSource(queue: .global())
-        timer.schedule(deadline: .now() + timeout.timeInterval)
-        timer.setEventHandler { canceller.fire() }
-        timer.resume()
-        defer {
-            timer.cancel()
-            canceller.disarm()
-        }
-
-        let flags = allowInteraction ? POLKIT_CHECK_AUTHORIZATION_FLAGS_ALLOW_USER_INTERACTION : POLKIT_CHECK_AUTHORIZATION_FLAGS_NONE
-        let pending = PendingCheck()
-        let box = Unmanaged.passRetained(pending).toOpaque()
-        // Started under the lock: polkit numbers the cancellation ids of an object with an
-        // unguarded counter. The reply comes to this thread's context, run until it is in.
-        shared.startLock.withLock { _ in
-            polkit_authority_check_authorization(authority, subject, action, polkitDetails, flags, cancellable,
-                                                 { polkitCheckFinished($0, $1, $2) }, box)
-        }
-        let context = g_main_context_get_thread_default()
-        while !pending.finished { g_main_context_iteration(context, 1) }
-        guard let result = pending.result else {
-            let message = Self.take(pending.error)
-            if canceller.fired { throw PolkitUnavailable(message: "polkit did not answer within \(timeout)") }
-            throw PolkitUnavailable(message: "polkit check failed: \(message)", undelivered: pending.undelivered)
-        }
-        defer { unref(result) }
-        if polkit_authorization_result_get_is_authorized(result) != 0 { return .authorized }
-        if polkit_authorization_result_get_is_challenge(result) != 0 { return .challenge }
-        return .notAuthorized
-    }
-
-    /// Runs what a check left on this thread's private main context (the idle callbacks of
-    /// its finished call and cancellable, a late reply to a timed-out one). Nothing else
-    /// iterates that context between checks, so without this they would pile up.
-    private static func drainThreadContext() {
-        let context = g_main_context_get_thread_default()
-        while g_main_context_iteration(context, 0) != 0 {}
-    }
-
-    /// The message of `error` ("unknown error" without one); frees it.
-    static func take(_ error: UnsafeMutablePointer<GError>?) -> String {
-        guard let error else { return "unknown error" }
-        defer { g_error_free(error) }
-        return error.pointee.message.map { String(cString: $0) } ?? "unknown error"
-    }
-}
-
-/// Cancels a polkit check from a timer thread.
-///
-/// The `GCancellable` is held as its address so the state is plain `Sendable` data behind
-/// a `Mutex`: `g_cancellable_cancel` is documented as thread-safe; `disarm` (called before
-/// the check's own reference is dropped) makes a late timer a no-op, and this object holds
-/// a reference of its own until then.
-private final class CancelOnTimeout: Sendable {
-    private struct State {
-        var cancellable: UInt = 0
-        var didFire = false
-    }
-    private let state = Mutex(State())
-
-    init(cancellable: UnsafeMutablePointer<GCancellable>?) {
-        guard let cancellable else { return }
-        g_object_ref(cancellable)
-        let address = UInt(bitPattern: cancellable)
-        state.withLock { $0.cancellable = address }
-    }
-
-    var fired: Bool { state.withLock { $0.didFire } }
-
-    func fire() {
-        state.withLock {
-            guard let c = UnsafeMutablePointer<GCancellable>(bitPattern: $0.cancellable) else { return }
-            $0.didFire = true
-            g_cancellable_cancel(c)
-        }
-    }
-
-    func disarm() {
-        state.withLock {
-            if let c = UnsafeMutableRawPointer(bitPattern: $0.cancellable) { g_object_unref(c) }
-            $0.cancellable = 0
-        }
-    }
-
-    deinit { disarm() }
-}
-
-/// Drops a reference to a GObject that Swift sees as an opaque pointer.
-private func unref(_ object: OpaquePointer?) {
-    if let object { g_object_unref(UnsafeMutableRawPointer(object)) }
-}
-
-extension Duration {
-    var timeInterval: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

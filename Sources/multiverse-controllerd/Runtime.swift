@@ -24,11 +24,6 @@ struct Runtime {
                               copyRate: config.copyRate, logger: Logger(label: "disks"))
         try await disks.scan()
 
-        let polkit = PolkitAuthority(
-            workers: config.polkitWorkers, maxPending: config.polkitMaxPending,
-            timeout: .seconds(config.polkitTimeoutSeconds), interactiveTimeout: .seconds(config.polkitInteractiveTimeoutSeconds))
-        let authorizer = Authorizer(polkit: polkit, audit: Logger(label: "audit"))
-
         let bus: BusConnection
         do {
             let log = logger
@@ -40,6 +35,11 @@ struct Runtime {
         } catch {
             throw ControllerError.io("cannot connect to the system bus: \(error)")
         }
+        // polkit is asked on the service's own connection: checks hold no thread.
+        let polkit = PolkitAuthority(
+            bus: bus, maxPending: config.polkitMaxPending, maxInteractivePerUser: config.polkitMaxInteractivePerUser,
+            timeout: .seconds(config.polkitTimeoutSeconds), interactiveTimeout: .seconds(config.polkitInteractiveTimeoutSeconds))
+        let authorizer = Authorizer(polkit: polkit, audit: Logger(label: "audit"))
         let settings = SettingsAgent(config: config.settings, root: HostRoot(config.hostRoot),
                                      stateDirectory: config.stateDirectory, logger: Logger(label: "settings"))
         let libvirt = LibvirtMonitor(uri: config.libvirtURI, logger: Logger(label: "libvirt"))

@@ -47,6 +47,7 @@ final class ValidationTests: XCTestCase {
             log_level = "debug"
             [polkit]
             workers = 2
+            max_interactive_per_user = 2
             [disks]
             max_size = 1048576
             copy_rate_mib_s = 40
@@ -54,7 +55,7 @@ final class ValidationTests: XCTestCase {
         XCTAssertEqual(config.libvirtURI, "test:///default")
         XCTAssertEqual(config.imageDirectory, "/srv/images")
         XCTAssertEqual(config.backupDirectory, "/var/lib/multiverse/backups")
-        XCTAssertEqual(config.polkitWorkers, 2)
+        XCTAssertEqual(config.polkitMaxInteractivePerUser, 2)
         XCTAssertEqual(config.maxDiskSize, 1 << 20)
         XCTAssertEqual(config.copyRate, CopyRate(bytesPerSecond: 40 << 20))
         XCTAssertEqual(ControllerConfig().copyRate, .unlimited)

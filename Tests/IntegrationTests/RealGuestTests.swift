@@ -14,7 +14,8 @@ final class RealGuestTests: XCTestCase {
     override class func setUp() {
         SharedStacks.start(self) {
             try QemuSystemTests.startLibvirtd()
-            let made = Command.run(TestStack.repo.appendingPathComponent("scripts/make-guest-image").path, [])
+            // On a machine without the cached Debian root, debootstrap alone takes minutes.
+            let made = Command.run(TestStack.repo.appendingPathComponent("scripts/make-guest-image").path, [], timeout: 1800)
             guard made.ok, let image = made.stdout.split(separator: "\n").last.map(String.init) else {
                 throw StackError("scripts/make-guest-image: \(made.all)")
             }

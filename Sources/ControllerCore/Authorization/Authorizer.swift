@@ -33,7 +33,7 @@ public struct Authorizer: Sendable {
             audit.notice("\(Self.auditLine(caller: caller, action: action, details: details, decision: decision))")
         }
         do {
-            switch try await polkit.check(busName: caller.busName, action: action, details: details,
+            switch try await polkit.check(busName: caller.busName, uid: caller.uid, action: action, details: details,
                                           allowInteraction: caller.allowInteraction) {
             case .authorized:
                 decision = "allowed"
@@ -48,7 +48,13 @@ public struct Authorizer: Sendable {
             }
         } catch let busy as PolkitBusy {
             decision = "refused-busy"
-            throw ControllerError.limitsExceeded("too many authorization checks pending (limit \(busy.limit)); try again")
+            if busy.perUser {
+                throw ControllerError.limitsExceeded("uid \(caller.uid) has \(busy.limit) authorization checks waiting for authentication ([polkit] max_interactive_per_user = \(busy.limit)); answer or cancel them first")
+            }
+            throw ControllerError.limitsExceeded("too many authorization checks pending ([polkit] max_pending = \(busy.limit)); try again")
+        } catch is PolkitCancelled {
+            decision = "cancelled-caller-gone"
+            throw ControllerError.accessDenied("the authorization check was cancelled: the caller left the bus")
         } catch let unavailable as PolkitUnavailable {
             decision = "denied-polkit-unavailable"
             throw ControllerError.accessDenied("authorization failed, polkit unavailable: \(unavailable.message)")

@@ -22,7 +22,8 @@ public struct ControllerConfig: Sendable, Equatable {
     public var shutdownTimeoutSeconds = 30
 
     // [polkit]
-    public var polkitWorkers = 4
+    /// Interactive checks one uid may have waiting at once.
+    public var polkitMaxInteractivePerUser = 4
     public var polkitMaxPending = 64
     public var polkitTimeoutSeconds = 25
     public var polkitInteractiveTimeoutSeconds = 300
@@ -92,7 +93,9 @@ public struct ControllerConfig: Sendable, Equatable {
         try daemon.finish()
 
         var polkit = try doc.section("polkit")
-        if let v = try polkit.int("workers", in: 1...64) { polkitWorkers = v }
+        // workers: read for old files' sake; checks no longer run on threads of their own.
+        _ = try polkit.int("workers", in: 1...64)
+        if let v = try polkit.int("max_interactive_per_user", in: 1...1000) { polkitMaxInteractivePerUser = v }
         if let v = try polkit.int("max_pending", in: 1...10_000) { polkitMaxPending = v }
         if let v = try polkit.int("timeout_s", in: 1...600) { polkitTimeoutSeconds = v }
         if let v = try polkit.int("interactive_timeout_s", in: 1...3600) { polkitInteractiveTimeoutSeconds = v }
