@@ -122,6 +122,8 @@ public enum APIReference {
             out.append("\\fB\(roff(action.rawValue))\\fR")
             let guarded = methods(guardedBy: action)
             out.append(roff(guarded.joined(separator: ", ")))
+            out.append(".br")
+            out.append(roff("Host reach: " + action.hostReach))
         }
         out += [".SH SEE ALSO", "\\fBmultiverse\\-controllerd\\fR(8), \\fBmvctl\\fR(1), \\fBbusctl\\fR(1), \\fBpolkit\\fR(8)"]
         return out.joined(separator: "\n") + "\n"

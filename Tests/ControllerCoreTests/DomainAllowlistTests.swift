@@ -26,6 +26,10 @@ final class DomainAllowlistTests: XCTestCase {
         refused(Self.domain("", extra: "<seclabel type='static' model='dac'><label>+0:+0</label></seclabel>"),
                 naming: "/domain/seclabel[1]/@type='static'")
         refused(Self.domain("", extra: "<seclabel type='dynamic' model='dac' relabel='no'/>"), naming: "/domain/seclabel[1]/@relabel='no'")
+        refused(Self.domain("", extra: "<seclabel type='none'/>"), naming: "only the stub model 'none' may have type 'none'")
+        refused(Self.domain("", extra: "<seclabel type='none' model='dac'/>"), naming: "/domain/seclabel[1]: type='none' with model='dac'")
+        XCTAssertNoThrow(try DomainAllowlist.check(XElement.parse(Self.domain("", extra: "<seclabel type='none' model='none'/><seclabel type='dynamic' model='dac' relabel='yes'/>")),
+                                                   allowPassthrough: false), "what libvirt writes on a host without AppArmor or SELinux")
         refused(Self.domain("<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/var/lib/x.img'><seclabel model='dac' relabel='no'/></source><target dev='vda'/></disk>"),
                 naming: "/domain/devices/disk[1]/source/seclabel")
         refused(Self.domain("", os: "<os><type>hvm</type><loader>/root/evil.fd</loader></os>"), naming: "/domain/os/loader")

@@ -187,24 +187,26 @@ final class ReadinessSystemTests: XCTestCase {
         XCTAssertLessThan(spareStopped, routerStopped, "the router stopped before the controller")
     }
 
-    /// A fallback set with `mvctl vm autostart --fallback` that is not ready in time either:
+    /// A fallback set with `mvctl vm autostart --fallback` that is not ready in time either
+    /// (15 s each: enough for the tiny guest to boot and say its status under TCG on a busy
+    /// 2-core machine; 8 s was not):
     /// the job fails naming both VMs, mvctl says on stderr what it waited for, and the VM
     /// StartAll started and gave up on is destroyed. (It leaves no VM behind, so the other
     /// StartAll test finds only its own, whichever runs first.)
     func testFallbackThatFailsTooFailsStartAllNamingBoth() throws {
         let s = try stack
         try define("rdy-lone", bootOrder: 0, autostart: false, cmdline: "mv.ready=no mv.status=lost")
-        try define("rdy-lone-spare", bootOrder: 0, autostart: false, cmdline: "mv.ready=no", readyTimeout: 8)
+        try define("rdy-lone-spare", bootOrder: 0, autostart: false, cmdline: "mv.ready=no", readyTimeout: 15)
         defer { Self.cleanup() }
-        let set = s.mvctl(["vm", "autostart", "rdy-lone", "on", "--fallback", "rdy-lone-spare", "--ready-timeout", "8"], as: TestStack.grantedUser)
+        let set = s.mvctl(["vm", "autostart", "rdy-lone", "on", "--fallback", "rdy-lone-spare", "--ready-timeout", "15"], as: TestStack.grantedUser)
         XCTAssertTrue(set.ok, set.all)
         XCTAssertEqual(try property("rdy-lone", "Fallback"), "s \"rdy-lone-spare\"")
-        XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-lone"]).stdout.contains("ready-timeout-s>8<"))
+        XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-lone"]).stdout.contains("ready-timeout-s>15<"))
 
         let r = s.mvctl(["vm", "start-all"], as: TestStack.grantedUser)
         XCTAssertFalse(r.ok, r.all)
-        XCTAssertTrue(r.stderr.contains("StartAll: waiting up to 8 s for rdy-lone's guest to send READY=1 before the next VM; its status: lost"), r.all)
-        XCTAssertTrue(r.stderr.contains("rdy-lone did not become ready within 8 s (its last status: lost), and its fallback rdy-lone-spare failed too: rdy-lone-spare did not become ready within 8 s"), r.all)
+        XCTAssertTrue(r.stderr.contains("StartAll: waiting up to 15 s for rdy-lone's guest to send READY=1 before the next VM; its status: lost"), r.all)
+        XCTAssertTrue(r.stderr.contains("rdy-lone did not become ready within 15 s (its last status: lost), and its fallback rdy-lone-spare failed too: rdy-lone-spare did not become ready within 15 s"), r.all)
         XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-lone"]).stdout.contains("shut off"), "StartAll started rdy-lone and gave up on it: destroyed")
     }
 

@@ -93,3 +93,32 @@ extension QemuSystemTests {
         XCTAssertTrue(try vmCall(router, "Destroy").ok)
     }
 }
+
+/// What qemu's libvirt driver writes for a VM the service made passes DefineVMFromXML's
+/// allowlist again: `virsh dumpxml --inactive`, the service's metadata element removed, a
+/// new name (and no uuid or MACs: those belong to the first VM).
+extension QemuSystemTests {
+    func testLibvirtsOwnXMLOfEachProfileDefinesAgain() throws {
+        let s = try stack
+        XCTAssertTrue(s.createDisk("rt-q.qcow2", size: 1 << 20, as: TestStack.grantedUser).ok)
+        defer { _ = s.call(TestStack.diskPath("rt-q.qcow2"), TestStack.diskInterface, "Delete", ["a{sv}", "0"]) }
+        for profile in ["network-controller", "interface-controller", "app"] {
+            let (first, second) = ("mvt-rt-\(profile)", "mvt-rt-\(profile)-2")
+            defer { for vm in [first, second] { Self.virsh(["undefine", vm]) } }
+            let made = s.manager("DefineVM", ["ssa{sv}", first, profile, "3", "disks", "as", "1", "rt-q.qcow2",
+                                              "memory_mib", "t", "128", "networks", "as", "0"], as: TestStack.grantedUser)
+            XCTAssertTrue(made.ok, made.all)
+            var xml = Self.virsh(["dumpxml", "--inactive", first]).stdout
+            XCTAssertTrue(xml.contains("<emulator>"), "libvirt names its emulator: \(xml)")
+            xml = xml.replacingOccurrences(of: #"<mv:controller[\s\S]*</mv:controller>"#, with: "", options: .regularExpression)
+                .replacingOccurrences(of: #"<uuid>[^<]*</uuid>"#, with: "", options: .regularExpression)
+                .replacingOccurrences(of: #"<mac address=['"][^'"]*['"]/>"#, with: "", options: .regularExpression)
+                .replacingOccurrences(of: "<name>\(first)</name>", with: "<name>\(second)</name>")
+                // The interface controller's /var/multiverse share does not exist on these machines.
+                .replacingOccurrences(of: #"<filesystem[\s\S]*</filesystem>"#, with: "", options: .regularExpression)
+            let again = s.manager("DefineVMFromXML", ["sa{sv}", xml, "1", "profile", "s", profile], as: TestStack.grantedUser)
+            XCTAssertTrue(again.ok, "\(profile): \(again.stderr)\n\(xml)")
+            XCTAssertTrue(Self.virsh(["dominfo", second]).ok, "virsh does not see \(second)")
+        }
+    }
+}

@@ -88,6 +88,11 @@ extension DomainAllowlist {
                 throw refusal("\(shown) has no <driver type=…>; say the managed disk's format (raw or qcow2)")
             }
             refs.managedDisks.append((file, format))
+        case "domain/seclabel":
+            let (type, model) = (e.attribute("type") ?? "dynamic", e.attribute("model"))
+            guard (type == "none") == (model == "none") else {
+                throw refusal("\(shown): type=\(quote(type)) with model=\(quote(model ?? "")): only the stub model 'none' may have type 'none' (confinement stays on; DefineVM's seclabel option and [vms] allow_unconfined are the way to turn it off)")
+            }
         case "domain/devices/filesystem":
             guard let dir = e.first("source")?.attribute("dir") else { throw refusal("\(shown) has no <source dir=…>") }
             refs.shareDirectories.append(dir)

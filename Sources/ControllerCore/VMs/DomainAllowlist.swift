@@ -129,9 +129,11 @@ public enum DomainAllowlist {
             "domain/pm": Rule(),
             "domain/pm/suspend-to-mem": Rule([("enabled", yesNo)]),
             "domain/pm/suspend-to-disk": Rule([("enabled", yesNo)]),
-            // `type='dynamic'` only: libvirt picks the label; no label, no relabel='no'.
-            "domain/seclabel": Rule([("type", .oneOf(["dynamic"])), ("model", .oneOf(["dac", "apparmor", "selinux"])), ("relabel", .oneOf(["yes"]))],
-                                    repeats: true),
+            // `type='dynamic'`: libvirt picks the label; no label, no relabel='no'. `type='none'`
+            // only for the model 'none' (the stub libvirt writes on hosts without AppArmor or
+            // SELinux), never to turn DAC or a real model off.
+            "domain/seclabel": Rule([("type", .oneOf(["dynamic", "none"])), ("model", .oneOf(["dac", "apparmor", "selinux", "none"])),
+                                     ("relabel", .oneOf(["yes"]))], repeats: true),
             "domain/devices": Rule(),
             "domain/devices/emulator": Rule(text: .reference(.emulator)),
 
