@@ -85,6 +85,8 @@ final class ManagerObject: Sendable {
         request.fallback = try options.string("fallback") ?? ""
         request.readyTimeoutSeconds = try options.uint32("ready_timeout_s") ?? 0
         request.consoleLog = try options.bool("console_log") ?? false
+        request.baseDisk = try options.string("base_disk")
+        request.ephemeral = try options.bool("ephemeral") ?? false
         try options.finish()
         let plan = try await vms.checkDefine(request)
         try await context.authorize(call, plan.details)

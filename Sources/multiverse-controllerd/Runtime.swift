@@ -71,8 +71,10 @@ struct Runtime {
             logger: Logger(label: "disks")))
         let networks = NetworkManager(monitor: libvirt, logger: Logger(label: "networks"))
         let networkService = NetworkService(networks: networks, vms: vms, logger: Logger(label: "networks"))
+        let overlays = OverlayOwners(stateDirectory: config.stateDirectory)
+        do { try await overlays.load() } catch { logger.error("\(error); no overlay will be deleted with its ephemeral VM until it is fixed") }
         let vmService = VMService(vms: vms, disks: diskService, networks: networkService, jobs: jobs, qemuImg: qemuImg,
-                                  imageDirectory: config.imageDirectory, logger: Logger(label: "vms"))
+                                  imageDirectory: config.imageDirectory, overlays: overlays, logger: Logger(label: "vms"))
         let objects = ControllerObjects(bus: bus, authorizer: authorizer, disks: diskService, vms: vmService,
                                         networks: networkService, jobs: jobs,
                                         settings: settings, libvirtURI: config.libvirtURI, imageDirectory: config.imageDirectory,

@@ -146,6 +146,8 @@ struct VM: AsyncParsableCommand {
         @Option(help: "The VM 'start-all' starts in this one's place when it is not ready in time.") var fallback: String?
         @Option(help: ArgumentHelp("How long 'start-all' waits for its READY=1 (default: [vms] ready_timeout_s).", valueName: "SECONDS")) var readyTimeout: UInt32?
         @Flag(help: "Log the first serial console to [vms] console_log_dir/NAME-console.log.") var consoleLog = false
+        @Option(help: "Boot from a new copy-on-write overlay of this managed disk, attached as vda.") var baseDisk: String?
+        @Flag(help: "Undefine the VM and delete its overlay when it stops.") var ephemeral = false
 
         func run() async throws {
             let data = file == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: file))
@@ -157,6 +159,8 @@ struct VM: AsyncParsableCommand {
             if let fallback { options["fallback"] = .string(fallback) }
             if let readyTimeout { options["ready_timeout_s"] = .uint32(readyTimeout) }
             if consoleLog { options["console_log"] = .boolean(true) }
+            if let baseDisk { options["base_disk"] = .string(baseDisk) }
+            if ephemeral { options["ephemeral"] = .boolean(true) }
             try await Client.run(global) { client in
                 let reply = try await client.callManager(ManagerInterface.defineVMFromXML.name, [.string(xml), .vardict(options)], privileged: true)
                 let path = reply.first?.string ?? ""

@@ -17,6 +17,10 @@ extension VMService {
         public var readyTimeoutSeconds: UInt32 = 0
         /// Log the first serial console to `[vms] console_log_dir/NAME-console.log`.
         public var consoleLog = false
+        /// Boot from a new copy-on-write overlay of this managed disk, attached as vda.
+        public var baseDisk: String?
+        /// Undefine the VM and delete its overlay when it stops.
+        public var ephemeral = false
         public init(xml: String) { self.xml = xml }
     }
 
@@ -28,12 +32,14 @@ extension VMService {
         let xml: String
         public let references: DomainAllowlist.References
         public let networks: [String]
+        /// The overlay to make first (base_disk).
+        public let overlay: DiskService.CreatePlan?
         public var details: [String: String] {
             ["vm": name, "operation": "define-xml", "profile": profile,
              "disks": references.managedDisks.map(\.path).joined(separator: ","),
              "shares": references.shareDirectories.joined(separator: ","),
              "kernel": references.kernelFiles.joined(separator: ","),
-             "networks": networks.joined(separator: ",")]
+             "networks": networks.joined(separator: ","), "base_disk": overlay?.request.backing ?? ""]
         }
     }
 
@@ -69,15 +75,24 @@ extension VMService {
         try Self.checkReadyTimeout(request.readyTimeoutSeconds)
         if let order = request.bootOrder, order > 9 { throw ControllerError.invalidArgs("boot_order \(order) is above 9") }
         try await vms.precheckName(name)
+        let overlay = try await request.baseDisk.asyncMap { try await checkOverlay(of: $0, for: name) }
+        if overlay != nil, domain.first("devices")?.elements("disk").contains(where: { $0.first("target")?.attribute("dev") == "vda" }) == true {
+            throw ControllerError.invalidArgs("base_disk: the overlay is attached as vda, which a <disk> of the document already uses")
+        }
 
         let bootOrder = request.bootOrder.map(Int.init) ?? profiles.first { $0.name == request.profile }?.bootOrder ?? 3
-        let metadata = VMMetadata(profile: request.profile, autostart: request.autostart, bootOrder: bootOrder,
+        let metadata = VMMetadata(profile: request.profile, autostart: request.autostart, ephemeral: request.ephemeral,
+                                  baseDisk: request.baseDisk ?? "", overlay: overlay?.request.name ?? "", bootOrder: bootOrder,
                                   fallback: request.fallback, readyTimeoutSeconds: request.readyTimeoutSeconds)
         let devices = domain.first("devices") ?? {
             let d = DomainXML.element("devices")
             domain.append(d)
             return d
         }()
+        if let overlay {
+            let path = (imageDirectory.hasSuffix("/") ? imageDirectory : imageDirectory + "/") + overlay.request.name
+            devices.children.insert(.element(DomainXML.diskElement(path: path, format: "qcow2", target: "vda", bus: "virtio", readonly: false)), at: 0)
+        }
         devices.removeElements { $0.name == "channel" && $0.first("target")?.attribute("name") == DomainXML.readinessChannel }
         devices.append(DomainXML.readinessChannelElement())
         if request.consoleLog { addConsoleLog(devices, name: name) }
@@ -88,7 +103,7 @@ extension VMService {
         }()
         metadataElement.append(DomainXML.metadata(metadata))
         return ForeignDefinePlan(name: name, profile: request.profile, xml: domain.xmlString, references: references,
-                                 networks: sources.map(\.description))
+                                 networks: sources.map(\.description), overlay: overlay)
     }
 
     /// Resolves the shares and kernel files the caller named (now that the caller is
@@ -103,7 +118,16 @@ extension VMService {
             guard let e = domain.path("os/\(file)") else { continue }
             e.setText(try KernelPath.validate(e.text.trimmed, roots: config.kernelRoots, imageDirectory: imageDirectory))
         }
-        return try await vms.define(xml: domain.xmlString, name: plan.name)
+        guard let overlayPlan = plan.overlay else { return try await vms.define(xml: domain.xmlString, name: plan.name) }
+        let overlay = try await disks.createOverlay(overlayPlan)
+        do {
+            let info = try await vms.define(xml: domain.xmlString, name: plan.name)
+            await recordOverlay(overlay.name, of: info)
+            return info
+        } catch {
+            try? await disks.deleteForVM(overlay.name)   // nothing half-made stays behind
+            throw error
+        }
     }
 
     /// A caller's disk source: the path of a managed disk, with that disk's format.

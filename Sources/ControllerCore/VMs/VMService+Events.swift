@@ -18,6 +18,7 @@ extension VMService {
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
         case .removed(let uuid):
             await disks.vmDisksChanged(uuid: uuid, sources: nil)
+            try? await overlays.forget(uuid)
         case .ephemeralStopped(let info):
             await discardEphemeral(info)
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
@@ -28,14 +29,23 @@ extension VMService {
 
     /// Undefines a stopped ephemeral VM and deletes its overlay, leaving nothing behind.
     func discardEphemeral(_ info: VMInfo) async {
+        // Read before the undefine, whose removal event forgets the record.
+        let recorded = await overlays.overlay(of: info.uuid)
         do {
             if info.persistent { try await vms.undefine(info.uuid) }
         } catch {
             logger.error("cannot undefine ephemeral VM \(info.name): \(error)")
             return
         }
-        let overlay = info.metadata.overlay
-        guard !overlay.isEmpty, DiskName.isValid(overlay), (try? await disks.existing(overlay)) != nil else { return }
+        // The service's own record, never the metadata (which libvirt lets others rewrite).
+        guard let overlay = recorded else {
+            if !info.metadata.overlay.isEmpty {
+                logger.warning("ephemeral VM \(info.name) names overlay \(DiskName.quoted(info.metadata.overlay)) in its metadata, but the service has no record of making it: kept")
+            }
+            return
+        }
+        try? await overlays.forget(info.uuid)
+        guard DiskName.isValid(overlay), (try? await disks.existing(overlay)) != nil else { return }
         do {
             try await disks.deleteForVM(overlay)
             logger.notice("deleted overlay \(overlay) of ephemeral VM \(info.name)")

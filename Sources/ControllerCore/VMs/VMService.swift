@@ -12,10 +12,13 @@ public final class VMService: Sendable {
     let jobs: JobManager
     let qemuImg: QemuImg
     let imageDirectory: String
+    /// The overlays the service made, per VM: what discarding an ephemeral VM may delete.
+    let overlays: OverlayOwners
     let logger: Logger
 
     public init(vms: VMManager, disks: DiskService, networks: NetworkService, jobs: JobManager, qemuImg: QemuImg,
-                imageDirectory: String, logger: Logger) {
+                imageDirectory: String, overlays: OverlayOwners = OverlayOwners(stateDirectory: nil), logger: Logger) {
+        self.overlays = overlays
         self.vms = vms
         self.disks = disks
         self.networks = networks
@@ -113,16 +116,7 @@ public final class VMService: Sendable {
         guard let profile = await vms.profile(named: request.profile) else {
             throw ControllerError.invalidArgs("unknown profile \(DiskName.quoted(request.profile)) (known: \(await vms.profiles.map(\.name).joined(separator: ", ")))")
         }
-        var overlay: DiskService.CreatePlan?
-        if let baseDisk = request.baseDisk {
-            let base = try await disks.find(baseDisk)
-            let overlayName = "\(name)-root.qcow2"
-            guard DiskName.isValid(overlayName) else {
-                throw ControllerError.invalidArgs("VM name \(name) is too long for its overlay disk name \(overlayName) (64 characters at most)")
-            }
-            let create = CreateDiskRequest(name: overlayName, size: base.virtualSize, format: "qcow2", backing: baseDisk, preallocation: nil)
-            overlay = try await disks.checkCreate(create, maxSize: .max)
-        }
+        let overlay = try await request.baseDisk.asyncMap { try await checkOverlay(of: $0, for: name) }
         try await vms.precheckResources(memoryMiB: request.memoryMiB, vcpus: request.vcpus)
         guard ["dynamic", "none"].contains(request.seclabel) else {
             throw ControllerError.invalidArgs("seclabel \(DiskName.quoted(request.seclabel)) is not 'dynamic' or 'none'")
@@ -169,6 +163,17 @@ public final class VMService: Sendable {
         return plan
     }
 
+    /// The plan of the copy-on-write overlay `NAME-root.qcow2` of `baseDisk` a VM boots from.
+    func checkOverlay(of baseDisk: String, for name: String) async throws -> DiskService.CreatePlan {
+        let base = try await disks.find(baseDisk)
+        let overlayName = "\(name)-root.qcow2"
+        guard DiskName.isValid(overlayName) else {
+            throw ControllerError.invalidArgs("VM name \(name) is too long for its overlay disk name \(overlayName) (64 characters at most)")
+        }
+        let create = CreateDiskRequest(name: overlayName, size: base.virtualSize, format: "qcow2", backing: baseDisk, preallocation: nil)
+        return try await disks.checkCreate(create, maxSize: .max)
+    }
+
     /// The topology rules for `sources`, and the networks they name must exist, but for the
     /// internal network: when missing, the plan to create it (isolated) is returned.
     func checkNetworks(_ sources: [NICSource], role: VMRole, vm: String, topology: VMTopology) async throws -> NetworkService.DefinePlan? {
@@ -211,12 +216,23 @@ public final class VMService: Sendable {
             spec.overlay = overlay.name
         }
         do {
-            return try await vms.define(xml: DomainXML.build(spec), name: spec.name)
+            let info = try await vms.define(xml: DomainXML.build(spec), name: spec.name)
+            await recordOverlay(spec.overlay, of: info)
+            return info
         } catch {
             if let overlay = plan.overlay {   // nothing half-made stays behind
                 try? await disks.deleteForVM(overlay.request.name)
             }
             throw error
+        }
+    }
+
+    /// Records the overlay made for `info` (a failure to write the record is logged: the
+    /// overlay is then kept when the VM goes, never deleted by mistake).
+    func recordOverlay(_ overlay: String, of info: VMInfo) async {
+        guard !overlay.isEmpty else { return }
+        do { try await overlays.record(overlay, for: info.uuid) } catch {
+            logger.error("VM \(info.name): cannot record its overlay \(overlay) (it will be kept when the VM goes): \(error)")
         }
     }
 
@@ -357,5 +373,13 @@ public final class VMService: Sendable {
         guard states.contains(info.state) else {
             throw ControllerError.invalidState("cannot \(operation) \(info.name): it is \(info.state.rawValue)")
         }
+    }
+}
+
+extension Optional {
+    /// `map` with an asynchronous transform.
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
     }
 }

@@ -49,6 +49,45 @@ final class VMServiceCoreTests: XCTestCase {
         await assertError("NoSuchVM", naming: "web") { try await self.core.vms.find("web") }
     }
 
+    /// Which overlay an ephemeral VM owns is the service's record, not the domain's metadata:
+    /// metadata rewritten through libvirt (by anyone with libvirt access) to name another disk
+    /// makes the service delete nothing but the overlay it made.
+    func testMetadataRewrittenThroughLibvirtCannotMakeTheServiceDeleteADisk() async throws {
+        try await core.create("debian")
+        try await core.create("victim")
+        var request = VMService.ForeignDefineRequest(xml: "<domain type='test'><name>eph</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>")
+        request.baseDisk = "debian"
+        request.ephemeral = true
+        let plan = try await core.vms.checkDefine(request)
+        XCTAssertEqual(plan.details["base_disk"], "debian")
+        let vm = try await core.vms.runDefine(plan)
+        XCTAssertEqual(vm.disks.first?.source, core.store.path(of: "eph-root.qcow2"))
+        XCTAssertEqual(vm.disks.first?.target, "vda")
+        // Someone with libvirt access rewrites the metadata: its overlay is now "victim".
+        _ = try await core.vmManager.redefine(vm.uuid, "forge") { xml in
+            try DomainXML.withMetadata(xml, VMMetadata(ephemeral: true, baseDisk: "debian", overlay: "victim"))
+        }
+        // And defines a second ephemeral VM naming "victim" too, outside the service.
+        let outside = try await core.vmManager.define(xml: DomainXML.withMetadata(
+            "<domain type='test'><name>outside</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>",
+            VMMetadata(ephemeral: true, overlay: "victim")), name: "outside")
+        for info in [vm, outside] {
+            try await core.vms.runLifecycle(try await core.vms.checkLifecycle(info.uuid, .start), .start)
+            try await core.vms.runLifecycle(try await core.vms.checkLifecycle(info.uuid, .destroy), .destroy)
+        }
+        for _ in 0..<100 where await core.vmManager.list().contains(where: { ["eph", "outside"].contains($0.name) }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let left = await core.vmManager.list().map(\.name)
+        XCTAssertFalse(left.contains("eph") || left.contains("outside"), "the stopped ephemeral VMs were not discarded: \(left)")
+        for _ in 0..<100 where FileManager.default.fileExists(atPath: core.store.path(of: "eph-root.qcow2")) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: core.store.path(of: "eph-root.qcow2")), "the overlay the service made stayed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: core.store.path(of: "victim")), "the service deleted a disk named by forged metadata")
+        XCTAssertEqual(try core.qemuInfo(core.store.path(of: "victim"))["virtual-size"] as? Int, 64 << 20)
+    }
+
     func testLifecycleFollowsTheStateAndTheStateIsAnEnum() async throws {
         let vm = try await core.vms.runDefine(try await core.vms.checkDefine(VMService.DefineRequest(name: "life", profile: "app")))
         XCTAssertEqual(vm.state, .shutoff)
