@@ -109,10 +109,13 @@ struct DiskObject: Sendable {
     /// ListFiles (a(ssttt)) or ListDirectory (a(ssttts), with each symlink's target).
     private func entries(_ call: BusCall, targets: Bool) async throws -> [DBusValue] {
         let path = call.string("guest_path")
-        try call.options().finish()
+        var options = try call.options()
+        let page = ListingPage(after: try options.string("after"), limit: try options.uint32("limit"))
+        try options.finish()
+        try page.validate()
         let plan = try await disks.checkRead(name, path, listing: true)
         try await context.authorize(call, plan.details)
-        return [.array(elementSignature: targets ? "(ssttts)" : "(ssttt)", try await disks.runListFiles(plan).map {
+        return [.array(elementSignature: targets ? "(ssttts)" : "(ssttt)", try await disks.runListFiles(plan, page: page).map {
             .structure([.string($0.name), .string($0.type), .uint64($0.size), .uint64(UInt64($0.mode)), .uint64($0.mtime)]
                        + (targets ? [.string($0.target)] : []))
         })]

@@ -20,9 +20,8 @@ struct SettingsObject: Sendable {
     }
 
     func apply(_ call: BusCall) async throws -> [DBusValue] {
-        let ids = call.strings("ids")
         try call.options().finish()
-        try settings.checkApply(ids)
+        let ids = try settings.checkApply(call.strings("ids"))
         let caller = try await context.authorize(call, ["setting": ids.isEmpty ? "all" : ids.joined(separator: ",")])
         let results = try await settings.apply(ids, requester: Self.requester(caller))
         return [.array(elementSignature: "(sbs)", results.map { .structure([.string($0.id), .boolean($0.changed), .string($0.detail)]) })]

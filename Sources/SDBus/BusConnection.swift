@@ -20,6 +20,9 @@ public actor BusConnection {
     /// Subtrees served by fallback vtables (``serveSubtree(_:)``): prefix → its state.
     private var subtrees: [String: Subtree] = [:]
     private var pending: [UInt64: PendingCall] = [:]
+    /// Calls in flight per sender, and the most one sender may have (0: no limit).
+    private var inFlightBySender: [String: Int] = [:]
+    private var maxInFlightPerSender = 0
     var nextToken: UInt64 = 1
     private var draining = false
     /// The reply to calls that arrive while draining (see ``drainAndClose(timeout:reply:)``).
@@ -226,6 +229,10 @@ public actor BusConnection {
 
     // MARK: Incoming calls
 
+    /// At most `limit` method calls of one sender (unique name) in flight at once; one
+    /// more is answered `LimitsExceeded` before its handler runs (0: no limit).
+    public func limitCallsInFlight(perSender limit: Int) { maxInFlightPerSender = limit }
+
     /// Called on the bus thread by the vtable trampoline.
     func handleMethod(_ m: OpaquePointer, _ reg: InterfaceRegistration) -> Int32 {
         if draining {
@@ -242,14 +249,20 @@ public actor BusConnection {
             replyError(m, DBusError.from(error))
             return 1
         }
+        let sender = sd_bus_message_get_sender(m).map { String(cString: $0) } ?? ""
+        if maxInFlightPerSender > 0, inFlightBySender[sender, default: 0] >= maxInFlightPerSender {
+            replyError(m, .limitsExceeded("\(sender) has \(maxInFlightPerSender) calls in flight, the most one connection may have; wait for their replies"))
+            return 1
+        }
+        inFlightBySender[sender, default: 0] += 1
         let call = MethodCall(
-            sender: sd_bus_message_get_sender(m).map { String(cString: $0) } ?? "",
+            sender: sender,
             path: reg.path, interface: reg.interface.name, member: member, arguments: arguments,
             allowInteractiveAuthorization: sd_bus_message_get_allow_interactive_authorization(m) > 0)
         sd_bus_message_ref(m)
         let token = nextToken
         nextToken += 1
-        pending[token] = PendingCall(message: m, outSignature: method.outSignature, description: "\(reg.interface.name).\(member)")
+        pending[token] = PendingCall(message: m, sender: sender, outSignature: method.outSignature, description: "\(reg.interface.name).\(member)")
         Task.detached { [self] in
             let result: Result<[DBusValue], DBusError>
             do { result = .success(try await handler(call)) } catch { result = .failure(DBusError.from(error)) }
@@ -261,6 +274,7 @@ public actor BusConnection {
     private func complete(_ token: UInt64, _ result: Result<[DBusValue], DBusError>) {
         guard let call = pending.removeValue(forKey: token) else { return }
         defer { sd_bus_message_unref(call.message) }
+        if let n = inFlightBySender[call.sender] { inFlightBySender[call.sender] = n > 1 ? n - 1 : nil }
         guard sd_bus_message_get_expect_reply(call.message) > 0 else { return }
         switch result {
         case .success(let values):
@@ -336,6 +350,7 @@ public actor BusConnection {
 /// A call waiting for its reply.
 struct PendingCall {
     let message: OpaquePointer
+    let sender: String
     let outSignature: String
     let description: String
 }

@@ -35,6 +35,7 @@ struct Runtime {
         } catch {
             throw ControllerError.io("cannot connect to the system bus: \(error)")
         }
+        await bus.limitCallsInFlight(perSender: config.maxCallsPerClient)
         // polkit is asked on the service's own connection: checks hold no thread.
         let polkit = PolkitAuthority(
             bus: bus, maxPending: config.polkitMaxPending, maxInteractivePerUser: config.polkitMaxInteractivePerUser,

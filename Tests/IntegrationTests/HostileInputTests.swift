@@ -67,4 +67,46 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(s.imageFiles(), [])
         XCTAssertTrue(s.daemon?.isRunning ?? false)
     }
+
+    /// One connection may have [daemon] max_calls_per_client calls in flight; more are
+    /// LimitsExceeded before anything is looked at, while other connections are served.
+    /// Settings.Apply's ids are deduplicated before they reach the authorization's details.
+    func testOneConnectionCannotQueueUnboundedWork() async throws {
+        let s = try TestStack(config: "[daemon]\nmax_calls_per_client = 2\n")
+        defer { s.stop() }
+        let client = try await s.client()
+        defer { Task { await client.drainAndClose(timeout: .seconds(1)) } }
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for i in 0..<40 {
+                group.addTask {
+                    do {
+                        _ = try await client.call(destination: TestStack.busName, path: TestStack.root, interface: TestStack.managerInterface,
+                                                  member: "CreateDisk", [.string("burst\(i)"), .uint64(1 << 20), .string("raw"), .emptyOptions])
+                        return "ok"
+                    } catch let error as DBusError {
+                        return error.name + ": " + error.message
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            var all: [String] = []
+            for await outcome in group { all.append(outcome) }
+            return all
+        }
+        let refused = outcomes.filter { $0.hasPrefix("org.freedesktop.DBus.Error.LimitsExceeded") }
+        XCTAssertFalse(refused.isEmpty, "40 calls at once from one connection, none refused: \(Set(outcomes))")
+        XCTAssertTrue(refused.allSatisfy { $0.contains("calls in flight, the most one connection may have") }, "\(Set(refused))")
+        XCTAssertEqual(outcomes.filter { $0 == "ok" }.count + refused.count, 40, "\(Set(outcomes))")
+        XCTAssertEqual(s.imageFiles().count, outcomes.filter { $0 == "ok" }.count, "a refused call made a disk")
+        // Another connection is served meanwhile and after.
+        XCTAssertTrue(s.manager("ListDisks", ["a{sv}", "0"], as: TestStack.otherUser).ok)
+
+        // 10000 copies of one setting id: one id in the audit's details.
+        let ids = Array(repeating: "entropy-rngd", count: 10_000)
+        let apply = try? await client.call(destination: TestStack.busName, path: TestStack.root + "/settings", interface: SettingsInterface.name,
+                                           member: "Apply", [.strings(ids), .emptyOptions], timeout: .seconds(60))
+        XCTAssertNotNil(apply, s.log(tail: 10))
+        XCTAssertTrue(s.log(tail: 50).contains(#"action="org.multiverse.controller.settings.modify" setting="entropy-rngd" decision=allowed"#), s.log(tail: 20))
+    }
 }

@@ -20,6 +20,8 @@ public struct ControllerConfig: Sendable, Equatable {
     public var logLevel = "info"
     /// How long SIGTERM waits for in-flight calls before closing the bus.
     public var shutdownTimeoutSeconds = 30
+    /// Method calls one bus connection may have in flight at once.
+    public var maxCallsPerClient = 64
 
     // [polkit]
     /// Interactive checks one uid may have waiting at once.
@@ -90,6 +92,7 @@ public struct ControllerConfig: Sendable, Equatable {
             logLevel = v
         }
         if let v = try daemon.int("shutdown_timeout_s", in: 1...3600) { shutdownTimeoutSeconds = v }
+        if let v = try daemon.int("max_calls_per_client", in: 1...100_000) { maxCallsPerClient = v }
         try daemon.finish()
 
         var polkit = try doc.section("polkit")

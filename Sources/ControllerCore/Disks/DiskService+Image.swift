@@ -135,8 +135,8 @@ extension DiskService {
         return ReadPlan(disk: disk, operation: listing ? "list-files" : "read-file", path: path)
     }
 
-    public func runListFiles(_ plan: ReadPlan) async throws -> [GuestFileEntry] {
-        try await context.guests.listFiles(plan.disk, plan.path, readonly: true)
+    public func runListFiles(_ plan: ReadPlan, page: ListingPage = ListingPage()) async throws -> [GuestFileEntry] {
+        try page.apply(to: try await context.guests.listFiles(plan.disk, plan.path, readonly: true))
     }
 
     public func runReadFile(_ plan: ReadPlan) async throws -> [UInt8] {

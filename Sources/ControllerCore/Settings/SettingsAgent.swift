@@ -125,11 +125,20 @@ public actor SettingsAgent {
     /// Applies `ids` (all when empty) for `requester`; re-arms flapping ones. Returns what
     /// changed; throws when a setting could not be applied (the others are still applied).
     /// Every id of an Apply names a known setting (`InvalidArgs` naming the first that does not).
-    public nonisolated func checkApply(_ ids: [String]) throws {
+    /// The ids Apply is to fix, each once and in the order given: every id must be known
+    /// (`InvalidArgs` naming the first that is not), so what reaches the authorization's
+    /// details is at most the list of settings, whatever the caller sent.
+    public nonisolated func checkApply(_ ids: [String]) throws -> [String] {
         let known = settings.map(\.id)
-        for id in ids where !known.contains(id) {
-            throw ControllerError.invalidArgs("unknown setting \(DiskName.quoted(id)) (known: \(known.joined(separator: ", ")))")
+        var seen = Set<String>()
+        var unique: [String] = []
+        for id in ids where seen.insert(id).inserted {
+            guard known.contains(id) else {
+                throw ControllerError.invalidArgs("unknown setting \(DiskName.quoted(id)) (known: \(known.joined(separator: ", ")))")
+            }
+            unique.append(id)
         }
+        return unique
     }
 
     public func apply(_ ids: [String], requester: String) async throws -> [ApplyResult] {

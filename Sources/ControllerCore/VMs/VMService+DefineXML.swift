@@ -62,6 +62,7 @@ extension VMService {
         }
         var info = VMInfo(uuid: "", name: name)
         try DomainXML.read(request.xml, into: &info)
+        try VMTopology.checkNICCount(info.interfaces.count)
         let role = VMRole.of(profile: request.profile, in: profiles)
         let sources = try info.interfaces.enumerated().map { index, nic in
             guard let source = NICSource(nic) else {

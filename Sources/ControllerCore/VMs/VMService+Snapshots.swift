@@ -22,7 +22,7 @@ extension VMService {
         let all = await disks.list()
         let byPath = Set(all.map(\.path))
         let managed = all.filter { d in info.disks.contains { $0.source == d.path } && byPath.contains(d.path) && d.format == "qcow2" }
-        return managed.isEmpty ? [] : try await snapshots.list(managed)
+        return snapshots.list(managed)
     }
 
     public func checkSnapshot(_ uuid: String, _ action: SnapshotAction, _ name: String) async throws -> SnapshotPlan {

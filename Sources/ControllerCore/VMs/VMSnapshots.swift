@@ -24,11 +24,13 @@ public struct VMSnapshots: Sendable {
     }
 
     /// Snapshot names present on every disk, with the earliest creation time.
-    public func list(_ disks: [DiskInfo]) async throws -> [(name: String, created: UInt64)] {
+    /// From the disks' cached snapshot lists (kept current by every snapshot call and the
+    /// disk store's rescans): a read that anyone may make starts no child process.
+    public func list(_ disks: [DiskInfo]) -> [(name: String, created: UInt64)] {
         var common: [String: UInt64]?
         for disk in disks {
             var mine: [String: UInt64] = [:]
-            for s in try await qemuImg.info(path: disk.path).snapshots where s.name.hasPrefix("vm-") {
+            for s in disk.snapshots where s.name.hasPrefix("vm-") {
                 mine[String(s.name.dropFirst(3))] = s.created
             }
             if let current = common {

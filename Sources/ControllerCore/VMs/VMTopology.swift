@@ -96,7 +96,10 @@ public struct VMTopology: Sendable {
     /// the role's wiring from `[vms]` (a router: uplink, then the internal network; the
     /// others: the internal network).
     public func sources(role: VMRole, profileNetworks: [String]?, requested: [String]?) throws -> [NICSource] {
-        if let given = requested ?? profileNetworks { return try given.map(NICSource.init(parsing:)) }
+        if let given = requested ?? profileNetworks {
+            try Self.checkNICCount(given.count)
+            return try given.map(NICSource.init(parsing:))
+        }
         switch role {
         case .router: return [uplink, .network(internalNetwork)]
         case .interfaceController, .app: return [.network(internalNetwork)]
@@ -136,6 +139,13 @@ public struct VMTopology: Sendable {
                 }
             }
         }
+    }
+
+    /// The most NICs a VM may have: bounds the networks looked up for one define.
+    public static let maxNICs = 16
+
+    static func checkNICCount(_ count: Int) throws {
+        guard count <= maxNICs else { throw ControllerError.limitsExceeded("\(count) NICs given; a VM has at most \(maxNICs)") }
     }
 
     /// `InvalidArgs` naming the value unless each of `macs` is a unicast MAC `xx:xx:xx:xx:xx:xx`
