@@ -78,6 +78,9 @@ public enum APIReference {
                     let action = m.action.map { " Polkit action: \\fB\(roff($0.rawValue))\\fR." } ?? ""
                     // The action goes with the first paragraph, where readers look for it.
                     out += paragraphs(m.doc, appendingToFirst: action)
+                    if m.action != nil, let details = PolkitDetails.of(interface.shortName, m.name) {
+                        out += [".IP", roff(PolkitDetails.line(details))]
+                    }
                 }
             }
             if !interface.properties.isEmpty {
