@@ -67,6 +67,18 @@ final class DomainAllowlistTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("DOCTYPE"), "\(error)")
         }
         refused(Self.domain("", extra: "<currentMemory>x</currentMemory>"), naming: "/domain/currentMemory/text()='x' is not a number")
+        // What a review found: an interface whose checked and used sources differ, a channel
+        // name that is a relative path, a timezone or keymap naming a file, 9p passthrough.
+        refused(Self.domain("<interface type='direct'><source network='eth0' dev='eth1' mode='bridge'/></interface>"),
+                naming: "/domain/devices/interface[1]/source/@network='eth0' does not belong to an interface of type 'direct'")
+        refused(Self.domain("<interface type='bridge'><source network='br-up' bridge='br-mgmt'/></interface>"), naming: "@network='br-up' does not belong")
+        refused(Self.domain("<channel type='unix'><source mode='bind'/><target type='virtio' name='../domain-7-x/org.multiverse.ready.0'/></channel>"),
+                naming: "/domain/devices/channel[1]/target/@name='../domain-7-x/org.multiverse.ready.0' is not a name")
+        refused(Self.domain("", extra: "<clock offset='timezone' timezone=':/etc/shadow'/>"), naming: "/domain/clock/@offset='timezone' is not accepted")
+        refused(Self.domain("<graphics type='vnc' keymap='/root/keys'/>"), naming: "/domain/devices/graphics[1]/@keymap='/root/keys' is not a name")
+        refused(Self.domain("<filesystem type='mount' accessmode='passthrough'><source dir='/srv/s'/><target dir='s'/></filesystem>"),
+                naming: "/domain/devices/filesystem[1]/@accessmode='passthrough' is not accepted")
+        refused(Self.domain("<filesystem type='mount' accessmode='squash'><source dir='/srv/s'/><target dir='s'/></filesystem>"), naming: "@accessmode='squash'")
     }
 
     func testHostPathsAreCollectedForTheServiceToCheck() throws {

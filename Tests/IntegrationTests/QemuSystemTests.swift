@@ -14,7 +14,8 @@ final class QemuSystemTests: XCTestCase {
     override class func setUp() {
         SharedStacks.start(self) {
             try startLibvirtd()
-            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"\(internalNetwork)\"\n", libvirtURI: uri)
+            // The host's kernel boots the test guests (a test machine only: never a kernel root on a real host).
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"\(internalNetwork)\"\nkernel_roots = [\"/boot\"]\n", libvirtURI: uri)
         }
     }
 

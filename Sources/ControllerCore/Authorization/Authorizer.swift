@@ -20,7 +20,11 @@ public struct Authorizer: Sendable {
     /// field nor end the line.
     public static func auditLine(caller: Caller, action: String, details: [String: String], decision: String) -> String {
         var fields = ["caller=\(LogText.quoted(caller.busName))", "uid=\(caller.uid)", "pid=\(caller.pid)", "action=\(LogText.quoted(action))"]
-        for (key, value) in details.sorted(by: { $0.key < $1.key }) { fields.append("\(key)=\(LogText.quoted(value))") }
+        for (key, value) in details.sorted(by: { $0.key < $1.key }) {
+            // Cut long values (journald splits lines past its LineMax into entries of their own).
+            let shown = value.utf8.count <= 1024 ? value : String(decoding: value.utf8.prefix(1024), as: UTF8.self) + "…(\(value.utf8.count) bytes)"
+            fields.append("\(key)=\(LogText.quoted(shown))")
+        }
         fields.append("decision=\(decision)")
         return fields.joined(separator: " ")
     }

@@ -96,6 +96,19 @@ extension DomainAllowlist {
         case "domain/devices/filesystem":
             guard let dir = e.first("source")?.attribute("dir") else { throw refusal("\(shown) has no <source dir=…>") }
             refs.shareDirectories.append(dir)
+        case "domain/devices/interface":
+            // Only the source attribute of the NIC's type, so what the topology rules check
+            // is what libvirt connects.
+            let type = e.attribute("type") ?? "network"
+            let allowed: Set<String> = switch type {
+            case "network": ["network", "portgroup", "portid"]
+            case "bridge": ["bridge"]
+            default: ["dev", "mode"]
+            }
+            if let source = e.first("source"), let extra = source.attributes.first(where: { !allowed.contains($0.name) }) {
+                throw refusal("\(shown)/source/@\(extra.name)=\(quote(extra.value)) does not belong to an interface of type \(quote(type))")
+            }
+            guard e.first("source") != nil else { throw refusal("\(shown) has no <source>") }
         case "domain/devices/channel":
             // The readiness channel as the service writes it (a dumpxml of its VM) is taken
             // and replaced by the service's own; other names of the service's are refused.
@@ -123,6 +136,10 @@ extension DomainAllowlist {
             guard words.contains(value) else {
                 throw refusal("\(shown)=\(quote(value)) is not accepted (one of: \(words.joined(separator: ", ")))")
             }
+        case .name:
+            let ok = (1...128).contains(value.utf8.count) && !value.hasPrefix(".") && !value.hasPrefix("-")
+                && value.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2e || $0 == 0x5f || $0 == 0x2d }
+            guard ok else { throw refusal("\(shown)=\(quote(value)) is not a name (1-128 of A-Z a-z 0-9 . _ -, not starting with '.' or '-')") }
         case .generated(let prefixes):
             let number = prefixes.first { value.hasPrefix($0) }.map { value.dropFirst($0.count) } ?? ""
             guard !number.isEmpty, number.utf8.count <= 6, number.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else {

@@ -16,6 +16,9 @@ public enum DomainAllowlist {
         case number
         /// One of these words.
         case oneOf([String])
+        /// A name that cannot be a path: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.`
+        /// or `-` (libvirt builds socket paths from channel names).
+        case name
         /// A name libvirt generated itself: one of these prefixes and a number (libvirt drops
         /// such a name at define and picks a new one).
         case generated([String])
@@ -116,8 +119,9 @@ public enum DomainAllowlist {
             "domain/cpu/topology": Rule([("sockets", .number), ("dies", .number), ("cores", .number), ("threads", .number)]),
             "domain/cpu/feature": Rule([("policy", .oneOf(["force", "require", "optional", "disable", "forbid"])), ("name", .text)], repeats: true),
             "domain/cpu/cache": Rule([("mode", .oneOf(["emulate", "passthrough", "disable"])), ("level", .number)]),
-            "domain/clock": Rule([("offset", .oneOf(["utc", "localtime", "timezone", "variable"])), ("adjustment", .text),
-                                  ("basis", .oneOf(["utc", "localtime"])), ("timezone", .text)]),
+            // No timezone: qemu gets it as TZ, and glibc reads a file named by ":path".
+            "domain/clock": Rule([("offset", .oneOf(["utc", "localtime", "variable"])), ("adjustment", .text),
+                                  ("basis", .oneOf(["utc", "localtime"]))]),
             "domain/clock/timer": Rule([("name", .oneOf(["platform", "pit", "rtc", "hpet", "kvmclock", "hypervclock", "tsc", "armvtimer"])),
                                         ("tickpolicy", .oneOf(["delay", "catchup", "merge", "discard"])), ("track", .oneOf(["boot", "guest", "wall", "realtime"])),
                                         ("present", yesNo), ("frequency", .number), ("mode", .oneOf(["auto", "native", "emulate", "paravirt", "smpsafe"]))],
@@ -158,7 +162,9 @@ public enum DomainAllowlist {
             "domain/devices/disk/product": Rule(text: .text),
             "domain/devices/disk/blockio": Rule([("logical_block_size", .number), ("physical_block_size", .number)]),
 
-            "domain/devices/filesystem": Rule([("type", .oneOf(["mount"])), ("accessmode", .oneOf(["mapped", "squash"])),
+            // mapped only (the service sets it when absent): libvirt's default, passthrough,
+            // and squash let a guest create host files with its modes (setuid for qemu's user).
+            "domain/devices/filesystem": Rule([("type", .oneOf(["mount"])), ("accessmode", .oneOf(["mapped"])),
                                                ("multidevs", .oneOf(["default", "remap", "forbid", "warn"])), ("fmode", .text), ("dmode", .text)],
                                               repeats: true),
             "domain/devices/filesystem/driver": Rule([("type", .oneOf(["path"])), ("wrpolicy", .oneOf(["immediate"]))]),
@@ -190,11 +196,11 @@ public enum DomainAllowlist {
             "domain/devices/console/target": Rule([("type", .oneOf(["serial", "virtio"])), ("port", .number)]),
             "domain/devices/channel": Rule([("type", .oneOf(["unix", "pty", "spicevmc"]))], repeats: true),
             "domain/devices/channel/source": Rule([("mode", .oneOf(["bind"]))]),
-            "domain/devices/channel/target": Rule([("type", .oneOf(["virtio"])), ("name", .text), ("state", .oneOf(["connected", "disconnected"]))]),
+            "domain/devices/channel/target": Rule([("type", .oneOf(["virtio"])), ("name", .name), ("state", .oneOf(["connected", "disconnected"]))]),
 
             // Graphics on no listener, a socket libvirt places, or loopback.
             "domain/devices/graphics": Rule([("type", .oneOf(["spice", "vnc"])), ("autoport", yesNo), ("port", .text), ("tlsPort", .text),
-                                             ("listen", .oneOf(["127.0.0.1", "::1", "localhost"])), ("keymap", .text),
+                                             ("listen", .oneOf(["127.0.0.1", "::1", "localhost"])), ("keymap", .name),
                                              ("sharePolicy", .oneOf(["allow-exclusive", "force-shared", "ignore"])),
                                              ("defaultMode", .oneOf(["any", "secure", "insecure"]))], repeats: true),
             "domain/devices/graphics/listen": Rule([("type", .oneOf(["none", "address", "socket"])), ("address", .oneOf(["127.0.0.1", "::1", "localhost"]))]),
@@ -274,6 +280,7 @@ public enum DomainAllowlist {
         case .text: return nil
         case .number: return "a number"
         case .oneOf(let words): return words.joined(separator: ", ")
+        case .name: return "a name of A-Z a-z 0-9 . _ -"
         case .generated(let prefixes): return "as libvirt names it: " + prefixes.map { $0 + "N" }.joined(separator: ", ")
         case .reference(let kind): return kind.rawValue
         }

@@ -14,8 +14,10 @@ public struct VMConfig: Sendable, Equatable {
     /// Directories (besides the image directory) under which AttachDisk accepts image paths.
     public var imageRoots: [String] = []
     /// Directories under which a caller's `<os><kernel>` and `<initrd>` may live (each a
-    /// regular file owned by root and readable by everyone, and not a managed disk).
-    public var kernelRoots = ["/boot"]
+    /// regular file owned by root and readable by everyone, and not a managed disk). None by
+    /// default: libvirt's DAC driver lends the file to qemu's user while a VM boots from it,
+    /// so the host's own /boot must never be one.
+    public var kernelRoots: [String] = []
     /// Where DefineVMFromXML's `console_log` option places a VM's serial log
     /// (`DIR/NAME-console.log`); libvirt's own log directory for qemu by default.
     public var consoleLogDirectory = "/var/log/libvirt/qemu"

@@ -63,6 +63,8 @@ extension VMService {
         var info = VMInfo(uuid: "", name: name)
         try DomainXML.read(request.xml, into: &info)
         try VMTopology.checkNICCount(info.interfaces.count)
+        let macs = info.interfaces.map(\.mac).filter { !$0.isEmpty }
+        _ = try VMTopology.checkMACs(macs, nics: macs.count, others: await vms.list())
         let role = VMRole.of(profile: request.profile, in: profiles)
         let sources = try info.interfaces.enumerated().map { index, nic in
             guard let source = NICSource(nic) else {
@@ -97,6 +99,7 @@ extension VMService {
         devices.removeElements { $0.name == "channel" && $0.first("target")?.attribute("name") == DomainXML.readinessChannel }
         devices.append(DomainXML.readinessChannelElement())
         if request.consoleLog { addConsoleLog(devices, name: name) }
+        for fs in devices.elements("filesystem") where fs.attribute("accessmode") == nil { fs.setAttribute("accessmode", "mapped") }
         let metadataElement = domain.first("metadata") ?? {
             let m = DomainXML.element("metadata")
             domain.append(m)
@@ -119,7 +122,11 @@ extension VMService {
             guard let e = domain.path("os/\(file)") else { continue }
             e.setText(try KernelPath.validate(e.text.trimmed, roots: config.kernelRoots, imageDirectory: imageDirectory))
         }
-        guard let overlayPlan = plan.overlay else { return try await vms.define(xml: domain.xmlString, name: plan.name) }
+        guard let overlayPlan = plan.overlay else {
+            let info = try await vms.define(xml: domain.xmlString, name: plan.name)
+            await recordOverlay("", of: info)
+            return info
+        }
         let overlay = try await disks.createOverlay(overlayPlan)
         do {
             let info = try await vms.define(xml: domain.xmlString, name: plan.name)

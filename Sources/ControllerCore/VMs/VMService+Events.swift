@@ -45,7 +45,11 @@ extension VMService {
             return
         }
         try? await overlays.forget(info.uuid)
-        guard DiskName.isValid(overlay), (try? await disks.existing(overlay)) != nil else { return }
+        // And only a disk this VM used.
+        guard DiskName.isValid(overlay), let disk = try? await disks.existing(overlay), info.disks.contains(where: { $0.source == disk.path }) else {
+            logger.warning("ephemeral VM \(info.name): its recorded overlay \(overlay) is not one of its disks: kept")
+            return
+        }
         do {
             try await disks.deleteForVM(overlay)
             logger.notice("deleted overlay \(overlay) of ephemeral VM \(info.name)")

@@ -86,6 +86,7 @@ extension VMService {
     private func startForStartAll(_ vm: VMInfo) async throws {
         let timeout = Duration.seconds(vms.config.startTimeoutSeconds)
         do {
+            try checkShares(of: vm)
             try await vms.startNetworks(try await vms.inactiveNetworks(of: vm), for: vm)
             await disks.releaseAppliances(of: vm)
             try await vms.startWithinBudget(vm.uuid)

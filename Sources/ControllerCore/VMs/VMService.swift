@@ -230,7 +230,12 @@ public final class VMService: Sendable {
     /// Records the overlay made for `info` (a failure to write the record is logged: the
     /// overlay is then kept when the VM goes, never deleted by mistake).
     func recordOverlay(_ overlay: String, of info: VMInfo) async {
-        guard !overlay.isEmpty else { return }
+        // A record left for this UUID (a VM undefined while the daemon was down, its UUID
+        // given again by a caller) belongs to no one now.
+        guard !overlay.isEmpty else {
+            do { try await overlays.forget(info.uuid) } catch { logger.error("VM \(info.name): cannot drop a stale overlay record: \(error)") }
+            return
+        }
         do { try await overlays.record(overlay, for: info.uuid) } catch {
             logger.error("VM \(info.name): cannot record its overlay \(overlay) (it will be kept when the VM goes): \(error)")
         }
