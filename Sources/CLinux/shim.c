@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/xattr.h>
 #include "CLinux.h"
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -34,3 +35,15 @@ int mv_set_thread_name(const char *name) {
 }
 
 pid_t mv_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+ssize_t mv_get_xattr(const char *path, const char *name, void *value, size_t size) {
+    return lgetxattr(path, name, value, size);
+}
+
+int mv_set_xattr(const char *path, const char *name, const void *value, size_t size) {
+    return lsetxattr(path, name, value, size, 0);
+}
+
+int mv_remove_xattr(const char *path, const char *name) {
+    return lremovexattr(path, name);
+}

@@ -52,7 +52,8 @@ public enum DiskInterface {
         properties: [
             APIProperty("Name", "s", change: .const, doc: "The disk's name (its file name in the image directory)."),
             APIProperty("Path", "s", change: .const, doc: "The image's absolute path."),
-            APIProperty("ImageFormat", "s", doc: "qcow2 or raw."),
+            APIProperty("ImageFormat", "s", doc: "qcow2 or raw: the format the service recorded when it made or adopted the image (never probed). Empty for an image of the image directory without a record; adopt it with Manager.AdoptDisk."),
+            APIProperty("Problems", "as", doc: "Why the disk cannot be used, one sentence each; empty when it can. An image without a format record, a backing file that is not a managed disk of the image directory (a json: or protocol name, a path elsewhere, a disk without a record), a header without its backing disk's format or with another one than recorded, a backing chain deeper than 8, and a qcow2 external data file are problems. Every call on such a disk but Delete (and AdoptDisk) answers InvalidState naming them."),
             APIProperty("VirtualSize", "t", doc: "Virtual size in bytes."),
             APIProperty("AllocatedSize", "t", doc: "Bytes allocated on the host."),
             APIProperty("BackingDisk", "s", doc: "Name of the backing disk, or empty."),

@@ -28,6 +28,9 @@ public enum ManagerInterface {
     public static let createDisk = APIMethod("CreateDisk", in: [A.a("name", "s"), A.a("size", "t"), A.a("format", "s"), A.options],
         out: [A.a("disk", "o")], action: .diskManage,
         doc: "Creates a qcow2 or raw image of size bytes.\n\nname follows the disk name rules; the disk is the file ImageDirectory/NAME, which appears under its name only once it is complete. size is in bytes, a multiple of 512 and at most [disks] max_size. format is qcow2 or raw.\n\nOptions: backing s (a managed disk to overlay; qcow2 only), preallocation s (off, metadata (qcow2 only), falloc or full).")
+    public static let adoptDisk = APIMethod("AdoptDisk", in: [A.a("name", "s"), A.a("format", "s"), A.options],
+        out: [A.a("disk", "o")], action: .diskManage,
+        doc: "Records the format of an image that is in the image directory without one (placed there by hand, or a copy that lost its record), so the service uses it. Options: force b.\n\nThe service records each disk's format when it makes an image and never probes it: a guest can write any header into a raw disk. An image without a record is a disk whose ImageFormat is empty and whose Problems say so; only Delete and AdoptDisk work on it. format is raw or qcow2. A raw adoption of an image whose first bytes are another format's header (qcow2, vmdk, vdi, vhdx, vpc, qed, luks, ...) is InvalidArgs naming it unless force is true; a qcow2 adoption needs a qcow2 header, and the image's backing chain must meet the rules of Disk.Problems (a header without its backing disk's format gets it written). Adopting a disk with its recorded format again changes nothing; another format is InvalidState. The record is the extended attribute trusted.multiverse.format of the image, which only root with CAP_SYS_ADMIN can write.")
     public static let listNetworks = APIMethod("ListNetworks", in: [A.options], out: [A.a("networks", "ao")],
         doc: "Object paths of every libvirt network of the connection, sorted by name.")
     public static let getNetworkByName = APIMethod("GetNetworkByName", in: [A.a("name", "s"), A.options], out: [A.a("network", "o")],
@@ -39,7 +42,7 @@ public enum ManagerInterface {
         doc: "Object paths of running and recently finished jobs.")
 
     public static let declaration = APIInterface(name,
-        methods: [listVMs, getVMByName, listProfiles, defineVM, defineVMFromXML, startAll, stopAll, listDisks, getDiskByName, createDisk, listJobs,
+        methods: [listVMs, getVMByName, listProfiles, defineVM, defineVMFromXML, startAll, stopAll, listDisks, getDiskByName, createDisk, adoptDisk, listJobs,
                   listNetworks, getNetworkByName, defineNetwork],
         properties: [
             APIProperty("Version", "s", change: .const, doc: "The service's version."),

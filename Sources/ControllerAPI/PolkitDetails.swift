@@ -27,6 +27,7 @@ public enum PolkitDetails {
         "Manager.StartAll": Entry(["operation"], also: [(.networkManage, ["network", "operation"], "when inactive networks must be started first")]),
         "Manager.StopAll": Entry(["operation"]),
         "Manager.CreateDisk": Entry(disk),
+        "Manager.AdoptDisk": Entry(disk + ["format"]),
         "Manager.DefineNetwork": Entry(["network", "operation", "kind"]),
         "VM.Start": Entry(vm, also: [networkStart]),
         "VM.Shutdown": Entry(vm), "VM.Destroy": Entry(vm), "VM.Reboot": Entry(vm), "VM.Suspend": Entry(vm), "VM.Resume": Entry(vm),

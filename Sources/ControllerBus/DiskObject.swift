@@ -211,6 +211,7 @@ extension DiskObject {
             "Name": .string(disk.name),
             "Path": .string(disk.path),
             "ImageFormat": .string(disk.format),
+            "Problems": .array(elementSignature: "s", disk.problems.map { .string($0) }),
             "VirtualSize": .uint64(disk.virtualSize),
             "AllocatedSize": .uint64(disk.allocatedSize),
             "BackingDisk": .string(view.backingDisk),

@@ -25,6 +25,7 @@ final class ManagerObject: Sendable {
         .init(ManagerInterface.listDisks) { try await $0.listDisks($1) },
         .init(ManagerInterface.getDiskByName) { try await $0.getDiskByName($1) },
         .init(ManagerInterface.createDisk) { try await $0.createDisk($1) },
+        .init(ManagerInterface.adoptDisk) { try await $0.adoptDisk($1) },
         .init(ManagerInterface.listJobs) { try await $0.listJobs($1) },
         .init(ManagerInterface.listNetworks) { try await $0.listNetworks($1) },
         .init(ManagerInterface.getNetworkByName) { try await $0.getNetworkByName($1) },
@@ -118,7 +119,7 @@ final class ManagerObject: Sendable {
     func getDiskByName(_ call: BusCall) async throws -> [DBusValue] {
         let name = call.string("name")
         try call.options().finish()
-        return [.objectPath(ObjectPaths.disk(try await disks.find(name).name))]
+        return [.objectPath(ObjectPaths.disk(try await disks.lookup(name).name))]
     }
 
     func createDisk(_ call: BusCall) async throws -> [DBusValue] {
@@ -129,6 +130,18 @@ final class ManagerObject: Sendable {
         let plan = try await disks.checkCreate(request)
         try await context.authorize(call, plan.details)
         return [.objectPath(ObjectPaths.disk(try await disks.runCreate(plan).name))]
+    }
+
+    func adoptDisk(_ call: BusCall) async throws -> [DBusValue] {
+        let name = call.string("name")
+        var options = try call.options()
+        let force = try options.bool("force") ?? false
+        try options.finish()
+        guard let plan = try await disks.checkAdopt(name, format: call.string("format"), force: force) else {
+            return [.objectPath(ObjectPaths.disk(name))]
+        }
+        try await context.authorize(call, plan.details)
+        return [.objectPath(ObjectPaths.disk(try await disks.runAdopt(plan).name))]
     }
 
     func listJobs(_ call: BusCall) async throws -> [DBusValue] {

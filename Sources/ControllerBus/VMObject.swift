@@ -75,6 +75,7 @@ struct VMObject: Sendable {
         request.bus = try options.string("bus")
         request.live = try options.bool("live")
         request.persistent = try options.bool("persistent")
+        request.format = try options.string("format")
         try options.finish()
         return try await configure(call, try await vms.checkAttach(uuid, request))
     }

@@ -103,6 +103,8 @@ struct Runtime {
             if connected {
                 await vms.resync()
                 await networks.resync()
+                // Images of an older version have no format record: take what libvirt knew.
+                await vmService.recordKnownFormats()
             }
             await objects.setLibvirtConnected(connected)
             // The service's ordered start, once per host boot, when libvirt is first reachable.

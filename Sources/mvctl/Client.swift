@@ -21,7 +21,7 @@ struct Client {
         do {
             bus = try await BusConnection.openSystemBus(address: global.busAddress)
         } catch {
-            FileHandle.standardError.write(Data("mvctl: cannot connect to the system bus: \(error)\n".utf8))
+            printError("mvctl: cannot connect to the system bus: \(error)")
             throw ExitCode(5)
         }
         let client = Client(bus: bus, global: global, interactive: !global.noAskPassword && isatty(0) == 1)
@@ -29,7 +29,7 @@ struct Client {
             try await body(client)
             await bus.drainAndClose(timeout: .seconds(1))
         } catch let error as DBusError {
-            FileHandle.standardError.write(Data("mvctl: \(error.name): \(error.message)\n".utf8))
+            printError("mvctl: \(error.name): \(error.message)")
             throw ExitCode(exitCode(for: error))
         }
     }
@@ -76,7 +76,7 @@ struct Client {
             }
             if state != "running" {
                 guard state == "succeeded" else {
-                    FileHandle.standardError.write(Data("mvctl: job \(state): \(props["Error"]?.string ?? "")\n".utf8))
+                    printError("mvctl: job \(state): \(props["Error"]?.string ?? "")")
                     throw ExitCode(1)
                 }
                 return props["Result"]?.stringKeyedDictionary ?? [:]

@@ -9,7 +9,7 @@ let diskNameCompletion = CompletionKind.shellCommand("mvctl disk list --names 2>
 struct Disk: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage disk images in the service's image directory.",
-        subcommands: [List.self, Show.self, Create.self, Delete.self, Resize.self, Clone.self, Backup.self, Backups.self, Restore.self,
+        subcommands: [List.self, Show.self, Create.self, Adopt.self, Delete.self, Resize.self, Clone.self, Backup.self, Backups.self, Restore.self,
                       Snapshot.self, Format.self, Inspect.self, Ls.self, Cat.self, Put.self, Autogrow.self, Versioning.self,
                       Jobs.self, JobCancel.self])
 
@@ -27,9 +27,12 @@ struct Disk: AsyncParsableCommand {
                     Output.json(disks.map { $0.mapValues(Output.plain) })
                     return
                 }
-                Output.table(["NAME", "FORMAT", "VIRTUAL", "ALLOCATED", "BACKING"], disks.map { d in
-                    [d["Name"]?.string ?? "", d["ImageFormat"]?.string ?? "", Output.size(d["VirtualSize"]?.uint64 ?? 0),
-                     Output.size(d["AllocatedSize"]?.uint64 ?? 0), d["BackingDisk"]?.string ?? ""]
+                Output.table(["NAME", "FORMAT", "VIRTUAL", "ALLOCATED", "BACKING", "PROBLEMS"], disks.map { d in
+                    let format = d["ImageFormat"]?.string ?? ""
+                    let problems = (d["Problems"]?.arrayElements ?? []).compactMap(\.string)
+                    return [d["Name"]?.string ?? "", format.isEmpty ? "-" : format, Output.size(d["VirtualSize"]?.uint64 ?? 0),
+                            Output.size(d["AllocatedSize"]?.uint64 ?? 0), d["BackingDisk"]?.string ?? "",
+                            problems.isEmpty ? "" : "\(problems.count) (mvctl disk show)"]
                 })
             }
         }
@@ -74,6 +77,32 @@ struct Disk: AsyncParsableCommand {
                 let reply = try await client.callManager(ManagerInterface.createDisk.name, [.string(name), .uint64(bytes), .string(format), .vardict(options)], privileged: true)
                 let path = reply.first?.string ?? ""
                 if global.json { Output.json(["ObjectPath": path, "Name": name]) } else { print("created disk \(name) (\(path))") }
+            }
+        }
+    }
+
+    struct Adopt: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record the format of an image placed in the image directory by hand, so the service uses it.",
+            discussion: """
+                The service records each disk's format when it makes an image and never guesses it from the \
+                image's bytes (a guest can write any header into its raw disk). An image copied in by hand has \
+                no record: it is listed with FORMAT '-' and a problem, and nothing but delete works on it until \
+                it is adopted. A raw image whose first bytes are another format's header is refused unless \
+                --force; a qcow2 image's backing file must be a managed disk.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Disk name (the image's file name in the image directory).", completion: diskNameCompletion) var name: String
+        @Argument(help: "Its format: raw or qcow2.") var format: String
+        @Flag(help: "Adopt as raw even though the image starts with another format's header.") var force = false
+
+        func run() async throws {
+            var options: [String: DBusValue] = [:]
+            if force { options["force"] = .boolean(true) }
+            try await Client.run(global) { client in
+                let reply = try await client.callManager(ManagerInterface.adoptDisk.name, [.string(name), .string(format), .vardict(options)], privileged: true)
+                let path = reply.first?.string ?? ""
+                if global.json { Output.json(["ObjectPath": path, "Name": name, "ImageFormat": format]) } else { print("adopted disk \(name) as \(format) (\(path))") }
             }
         }
     }

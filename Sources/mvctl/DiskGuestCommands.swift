@@ -124,13 +124,20 @@ extension Disk {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         @Argument(help: "Absolute path of the file inside the image.") var guestPath: String
+        @Flag(help: "Write control characters to a terminal as they are (by default they are shown escaped there).") var raw = false
 
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
                 let bytes = try await client.call(path, Client.disk, DiskInterface.readFile.name, [.string(guestPath), .emptyOptions], privileged: true)
                     .first?.byteArray ?? []
-                FileHandle.standardOutput.write(Data(bytes))
+                // To a terminal the bytes are shown, not obeyed (escape sequences a guest
+                // wrote into the file); to a pipe or file they are written exactly.
+                if isatty(STDOUT_FILENO) == 1 && !raw {
+                    FileHandle.standardOutput.write(Data(TerminalText.escapeContent(bytes).utf8))
+                } else {
+                    FileHandle.standardOutput.write(Data(bytes))
+                }
             }
         }
     }

@@ -4,6 +4,7 @@ import SDBus
 /// Human-readable tables, sizes and JSON.
 enum Output {
     static func table(_ header: [String], _ rows: [[String]]) {
+        let rows = rows.map { $0.map(TerminalText.escape) }   // widths of what is printed
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
         func line(_ cells: [String]) -> String {
@@ -87,9 +88,11 @@ enum Output {
         return "\(p)"
     }
 
+    /// JSON, exact: JSON escapes control characters itself, and other text (bidi marks)
+    /// stays as the service sent it, so this bypasses the module's escaping `print`.
     static func json(_ object: Any) {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) else { return }
-        print(String(decoding: data, as: UTF8.self))
+        Swift.print(String(decoding: data, as: UTF8.self))
     }
 
     /// One object's properties: JSON (with its object path) or aligned `Key  value` lines;

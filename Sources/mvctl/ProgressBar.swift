@@ -26,12 +26,12 @@ struct ProgressBar {
                 line = "\(operation) [" + String(repeating: " ", count: width) + "] " + frames[spin % 4]
             }
             // The status after the bar, cut so the line does not wrap on a narrow terminal.
-            let tail = status.isEmpty ? "" : "  " + String(status.prefix(max(0, 100 - line.count)))
+            let tail = status.isEmpty ? "" : "  " + String(TerminalText.escape(status).prefix(max(0, 100 - line.count)))
             FileHandle.standardError.write(Data(("\r\u{1B}[K" + line + tail + (done ? "\n" : "")).utf8))
             return
         }
         if status != lastStatus {
-            if !status.isEmpty { FileHandle.standardError.write(Data("\(operation): \(status)\n".utf8)) }
+            if !status.isEmpty { printError("\(operation): \(status)") }
             lastStatus = status
         }
         guard let fraction else { return }

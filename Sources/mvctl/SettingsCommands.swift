@@ -139,7 +139,7 @@ struct Settings: AsyncParsableCommand {
                             line["detail"] = a.count > 1 ? (a[1].string ?? "") : ""
                         }
                         if let data = try? JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) {
-                            print(String(decoding: data, as: UTF8.self))
+                            Swift.print(String(decoding: data, as: UTF8.self))   // JSON lines stay exact
                         }
                     } else if signal.member == "Drifted" {
                         print("\(time) drifted  \(a.first?.string ?? ""): \(a.count > 1 ? a[1].string ?? "" : "")")

@@ -16,6 +16,7 @@ extension VM {
         @Argument(help: "Target device: vdX (virtio), sdX (sata) or hdX (ide).") var target: String
         @Flag(help: "Attach read-only.") var readonly = false
         @Option(help: "Bus: virtio, scsi, sata, ide or usb.") var bus: String?
+        @Option(help: "Image format, raw or qcow2 (needed for a path; the service never guesses it).") var format: String?
         @Flag(help: "Only the running VM, not its definition.") var liveOnly = false
         @Flag(help: "Only the definition, not the running VM.") var configOnly = false
 
@@ -23,6 +24,7 @@ extension VM {
             var options: [String: DBusValue] = [:]
             if readonly { options["readonly"] = .boolean(true) }
             if let bus { options["bus"] = .string(bus) }
+            if let format { options["format"] = .string(format) }
             if liveOnly { options["persistent"] = .boolean(false) }
             if configOnly { options["live"] = .boolean(false) }
             try await VM.call(global, name, VMInterface.attachDisk.name, [.string(disk), .string(target), .vardict(options)], done: "attached \(disk) to \(name) as \(target)")

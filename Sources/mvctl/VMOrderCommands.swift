@@ -112,7 +112,7 @@ extension VM {
                     let time = ISO8601DateFormatter().string(from: Date())
                     if global.json {
                         if let data = try? JSONSerialization.data(withJSONObject: ["time": time, "vm": name, "state": state, "reason": reason], options: [.sortedKeys]) {
-                            print(String(decoding: data, as: UTF8.self))
+                            Swift.print(String(decoding: data, as: UTF8.self))   // JSON lines stay exact
                         }
                     } else {
                         print("\(time) \(name) \(state)\(reason.isEmpty ? "" : " (\(reason))")")

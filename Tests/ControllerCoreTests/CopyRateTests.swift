@@ -70,7 +70,8 @@ final class CopyRateTests: XCTestCase {
         let store = DiskStore(directory: images, qemuImg: QemuImg(path: "/usr/bin/qemu-img"),
                               copyRate: CopyRate(bytesPerSecond: 4 << 20), logger: .init(label: "test"))
         try await store.scan()
-        _ = try randomFile("images/base.img", mib: 24)
+        let base = try randomFile("images/base.img", mib: 24)
+        try ImageFormatRecord.write(base, format: "raw")   // what AdoptDisk records
         try await store.scan()
         let clock = ContinuousClock()
         let started = clock.now

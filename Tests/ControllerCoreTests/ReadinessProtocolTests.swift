@@ -71,3 +71,35 @@ final class ReadinessProtocolTests: XCTestCase {
         }
     }
 }
+
+/// The per-boot noise filter: a guest flooding distinct keys, long lines or ERRNO= changes
+/// gets a bounded number of messages through, and the filter's memory stays bounded.
+final class ReadinessNoiseFilterTests: XCTestCase {
+    func testAFloodOfDistinctKeysIsBoundedAndSaidOnce() {
+        var filter = ReadinessNoiseFilter()
+        let now = ContinuousClock.now
+        var passed: [ReadinessMessage] = []
+        for n in 0..<100_000 {
+            if let m = filter.admit(.unknownKey("K\(n)"), at: now) { passed.append(m) }
+            if let m = filter.admit(.oversizedLine, at: now) { passed.append(m) }
+        }
+        XCTAssertEqual(passed.count, ReadinessNoiseFilter.maxUnknownKeys + 2)
+        XCTAssertEqual(passed.filter { $0 == .unknownKeysCapped }.count, 1)
+        XCTAssertEqual(passed.filter { $0 == .oversizedLine }.count, 1)
+        XCTAssertEqual(filter.unknownKeys.count, ReadinessNoiseFilter.maxUnknownKeys)
+        // What matters still passes, however much noise came before.
+        XCTAssertEqual(filter.admit(.ready, at: now), .ready)
+        XCTAssertEqual(filter.admit(.status("up"), at: now), .status("up"))
+        XCTAssertEqual(filter.admit(.stopping, at: now), .stopping)
+    }
+
+    func testErrnoChangesAreRateLimited() {
+        var filter = ReadinessNoiseFilter()
+        let start = ContinuousClock.now
+        XCTAssertNil(filter.admit(.errno(5), at: start).flatMap { _ in filter.admit(.errno(5), at: start) }, "a repeated value passes once")
+        var passed = 1
+        for n in 0..<1000 where filter.admit(.errno(Int32(n % 2 == 0 ? 7 : 8)), at: start) != nil { passed += 1 }
+        XCTAssertEqual(passed, Int(ReadinessNoiseFilter.errnoBurst))
+        XCTAssertEqual(filter.admit(.errno(9), at: start + .seconds(ReadinessNoiseFilter.errnoIntervalSeconds)), .errno(9))
+    }
+}

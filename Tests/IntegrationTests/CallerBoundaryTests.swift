@@ -169,8 +169,8 @@ final class CallerBoundaryTests: XCTestCase {
         for (present, absent) in [("\(s.imageDir.path)/x.img", "\(s.imageDir.path)/missing.img")] {
             FileManager.default.createFile(atPath: present, contents: Data(count: 4096))
             defer { try? FileManager.default.removeItem(atPath: present) }
-            let a = try vmCall("oracle1", "AttachDisk", ["ssa{sv}", present, "vdb", "0"], as: TestStack.otherUser)
-            let b = try vmCall("oracle1", "AttachDisk", ["ssa{sv}", absent, "vdb", "0"], as: TestStack.otherUser)
+            let a = try vmCall("oracle1", "AttachDisk", ["ssa{sv}", present, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
+            let b = try vmCall("oracle1", "AttachDisk", ["ssa{sv}", absent, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
             XCTAssertEqual(answer(a, present), answer(b, absent))
             XCTAssertTrue(a.stderr.contains("Access denied"), a.stderr)
         }

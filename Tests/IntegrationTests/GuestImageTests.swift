@@ -8,7 +8,7 @@ import XCTest
 /// one suite stack, few launches.
 final class GuestImageTests: XCTestCase {
     override class func setUp() {
-        SharedStacks.start(self) { try TestStack(prepareImages: GuestImageTests.buildDebianRoot) }
+        SharedStacks.start(self) { try TestStack(adopt: ["debian": "qcow2"], prepareImages: GuestImageTests.buildDebianRoot) }
     }
     override class func tearDown() { SharedStacks.stop(self) }
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
@@ -52,6 +52,9 @@ final class GuestImageTests: XCTestCase {
 
     func temporaries() throws -> [String] { try stack.imageFiles().filter { $0.hasPrefix(".") } }
 
+    /// A file name with an OSC title, a screen clear and a bidi override in it.
+    static let evilName = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J\u{202e}txt.exe"
+
     /// A 96 MiB ext4 image (no partition table) holding a minimal Debian root made of the
     /// host's own files, plus 60 MiB of data so AutoGrow has a reason to act.
     static func buildDebianRoot(_ images: URL) throws {
@@ -66,6 +69,10 @@ final class GuestImageTests: XCTestCase {
         }
         try fm.createSymbolicLink(atPath: root.appendingPathComponent("etc/os-release").path, withDestinationPath: "../usr/lib/os-release")
         try "debian-test\n".write(to: root.appendingPathComponent("etc/hostname"), atomically: true, encoding: .utf8)
+        // A name a hostile guest chose: it retitles the terminal, clears it, and hides by a
+        // right-to-left override; a link whose target does the same.
+        try "x".write(to: root.appendingPathComponent("etc/\(evilName)"), atomically: false, encoding: .utf8)
+        try fm.createSymbolicLink(atPath: root.appendingPathComponent("etc/evil-link").path, withDestinationPath: evilName)
         try "/dev/sda / ext4 defaults 0 1\n".write(to: root.appendingPathComponent("etc/fstab"), atomically: true, encoding: .utf8)
         let filler = Command.run("/usr/bin/dd", ["if=/dev/urandom", "of=\(root.appendingPathComponent("data/filler").path)", "bs=1M", "count=60", "status=none"])
         guard filler.ok else { throw StackError("dd: \(filler.all)") }
@@ -232,6 +239,12 @@ final class GuestImageTests: XCTestCase {
         // mvctl: ls, cat, autogrow (the same appliance serves them).
         let ls = s.mvctl(["disk", "ls", "debian", "/etc"], as: TestStack.grantedUser)
         XCTAssertTrue(ls.ok && ls.stdout.contains("hostname") && ls.stdout.contains("symlink"), ls.all)
+        // Guest names reach the terminal escaped; --json keeps them exact.
+        XCTAssertTrue(ls.stdout.contains("evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{202e}txt.exe"), ls.stdout)
+        XCTAssertFalse(ls.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x7 || $0.value == 0x202e }, ls.stdout)
+        let lsJSON = s.mvctl(["disk", "ls", "debian", "/etc", "--json"], as: TestStack.grantedUser)
+        let names = ((try? JSONSerialization.jsonObject(with: Data(lsJSON.stdout.utf8))) as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        XCTAssertTrue(names.contains(Self.evilName), lsJSON.all)
         let cat = s.mvctl(["disk", "cat", "debian", "/etc/hostname"], as: TestStack.grantedUser)
         XCTAssertEqual(cat.stdout, "debian-test\n", cat.all)
         let denied = s.mvctl(["disk", "cat", "debian", "/etc/hostname"], as: TestStack.otherUser)

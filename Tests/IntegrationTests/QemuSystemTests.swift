@@ -214,10 +214,27 @@ final class QemuSystemTests: XCTestCase {
                                              "networks", "as", "0", "memory_mib", "t", "128"], as: TestStack.grantedUser).ok)
         defer { Self.virsh(["destroy", late]); Self.virsh(["undefine", late]) }
         XCTAssertTrue(try vmCall(late, "Start").ok)
+        // An upgrade from a version without format records: the images lose theirs; the
+        // VMs' definitions say what they are, and an ephemeral overlay whose VM is gone goes.
+        XCTAssertTrue(s.createDisk("legacy.qcow2", size: 1 << 20, as: TestStack.grantedUser).ok)
+        let legacyVM = "mvt-legacy-\(UUID().uuidString.prefix(6))", gone = "mvt-gone-\(UUID().uuidString.prefix(6))"
+        XCTAssertTrue(s.manager("DefineVM", ["ssa{sv}", legacyVM, "app", "3", "disks", "as", "1", "legacy.qcow2", "networks", "as", "0",
+                                             "memory_mib", "t", "128"], as: TestStack.grantedUser).ok)
+        defer { Self.virsh(["undefine", legacyVM]) }
+        XCTAssertTrue(s.manager("DefineVM", ["ssa{sv}", gone, "app", "4", "base_disk", "s", "qbase.qcow2", "ephemeral", "b", "true",
+                                             "networks", "as", "0", "memory_mib", "t", "128"], as: TestStack.grantedUser).ok)
         XCTAssertEqual(s.stopDaemon(), 0)
         XCTAssertTrue(Self.virsh(["destroy", late]).ok)
+        XCTAssertTrue(Self.virsh(["undefine", gone]).ok)
         XCTAssertTrue(s.imageFiles().contains("\(late)-root.qcow2"))
+        for image in ["legacy.qcow2", "\(gone)-root.qcow2"] {
+            XCTAssertTrue(Command.run("/usr/bin/setfattr", ["-x", "trusted.multiverse.format", s.imageDir.appendingPathComponent(image).path]).ok)
+        }
         try s.startDaemon()
+        XCTAssertTrue(waitFor(15, interval: 0.2) { s.diskProperty("legacy.qcow2", "ImageFormat") == "s \"qcow2\"" }, s.log(tail: 20))
+        XCTAssertEqual(s.diskProperty("legacy.qcow2", "Problems"), "as 0")
+        XCTAssertTrue(s.log(tail: 200).contains("recorded format qcow2 of disk legacy.qcow2 from the definition of VM \(legacyVM)"), s.log(tail: 30))
+        XCTAssertTrue(waitFor(15, interval: 0.2) { !s.imageFiles().contains("\(gone)-root.qcow2") }, s.log(tail: 30))
         XCTAssertTrue(waitFor(15, interval: 0.2) {
             Self.domainIsGone(late) && !s.imageFiles().contains("\(late)-root.qcow2")
         }, "timed out after 15 s waiting for the stopped ephemeral VM to be discarded at start-up")
@@ -294,10 +311,25 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(dump.stdout.contains("<bridge name='mvbr-iso0'"), dump.stdout)
         XCTAssertTrue(Self.virsh(["net-info", name]).stdout.contains("Active:         yes"), Self.virsh(["net-info", name]).all)
         XCTAssertEqual(s.property(path, iface, "Active"), "b true")
+        // The host is kept out of the bridge: its sysctls and the service's nftables tables
+        // (input and ARP dropped from the bridge, forwarding only within it).
+        XCTAssertEqual(s.property(path, iface, "HostIsolated"), "b true")
+        let nft = { (family: String) in Command.run("/usr/sbin/nft", ["list", "table", family, "multiverse_isolation"]) }
+        XCTAssertTrue(nft("inet").stdout.contains("iifname \"mvbr-iso0\" drop"), nft("inet").all)
+        XCTAssertTrue(nft("inet").stdout.contains("iifname \"mvbr-iso0\" oifname != \"mvbr-iso0\" drop"), nft("inet").all)
+        XCTAssertTrue(nft("arp").stdout.contains("iifname \"mvbr-iso0\" drop"), nft("arp").all)
+        // Removed behind the service's back (what `systemctl restart nftables` does): written again.
+        XCTAssertTrue(Command.run("/usr/sbin/nft", ["delete", "table", "inet", "multiverse_isolation"]).ok)
+        XCTAssertTrue(waitFor(25, interval: 0.5) { nft("inet").stdout.contains("iifname \"mvbr-iso0\" drop") },
+                      "the table was not written again: \(s.log(tail: 10))")
+        XCTAssertTrue(s.log(tail: 100).contains("was changed behind the service's back; written again for mvbr-iso0"), s.log(tail: 20))
 
         XCTAssertTrue(Self.virsh(["net-destroy", name]).ok)
         for _ in 0..<100 where s.property(path, iface, "Active") != "b false" { usleep(100_000) }
         XCTAssertEqual(s.property(path, iface, "Active"), "b false")
+        // Its rules go with it (the tables stay while another isolated network runs).
+        XCTAssertTrue(waitFor(10, interval: 0.2) { !nft("inet").stdout.contains("mvbr-iso0") && !nft("arp").stdout.contains("mvbr-iso0") },
+                      "the rules stayed after the network stopped: \(nft("inet").all)")
         XCTAssertTrue(Self.virsh(["net-undefine", name]).ok)
         for _ in 0..<100 where s.manager("GetNetworkByName", ["sa{sv}", name, "0"]).ok { usleep(100_000) }
         XCTAssertFalse(s.manager("GetNetworkByName", ["sa{sv}", name, "0"]).ok)

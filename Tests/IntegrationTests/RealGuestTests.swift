@@ -20,7 +20,8 @@ final class RealGuestTests: XCTestCase {
                 throw StackError("scripts/make-guest-image: \(made.all)")
             }
             // The image becomes a managed disk, copied in before the daemon reads its directory.
-            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\n", libvirtURI: uri) { images in
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\n", libvirtURI: uri,
+                                 adopt: [base: "qcow2"]) { images in
                 let copy = Command.run("/bin/cp", ["--reflink=auto", image, images.appendingPathComponent(base).path])
                 guard copy.ok else { throw StackError("copying \(image): \(copy.all)") }
             }

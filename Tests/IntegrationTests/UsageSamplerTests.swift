@@ -8,7 +8,7 @@ import XCTest
 final class UsageSamplerTests: XCTestCase {
     func testSamplerSignalsUsageHighAndAutoGrowGrowsTheDisk() async throws {
         let s = try TestStack(config: "[guestfs]\nbackend_settings = [\"force_tcg\"]\nusage_interval_s = 5\n",
-                              prepareImages: GuestImageTests.buildDebianRoot)
+                              adopt: ["debian": "qcow2"], prepareImages: GuestImageTests.buildDebianRoot)
         defer { s.stop() }
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
         defer { Task { await signals.close() } }

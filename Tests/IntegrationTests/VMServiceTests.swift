@@ -291,7 +291,7 @@ final class VMServiceTests: XCTestCase {
         }
         // A symlink in the image directory cannot lead out of it.
         XCTAssertEqual(symlink("/etc/shadow", s.imageDir.appendingPathComponent("sneaky").path), 0)
-        let sneaky = try vmCall("dev1", "AttachDisk", ["ssa{sv}", s.imageDir.appendingPathComponent("sneaky").path, "vdc", "0"])
+        let sneaky = try vmCall("dev1", "AttachDisk", ["ssa{sv}", s.imageDir.appendingPathComponent("sneaky").path, "vdc", "1", "format", "s", "raw"])
         XCTAssertTrue(sneaky.stderr.contains("(/etc/shadow) is not under an allowed image root"), sneaky.all)
         unlink(s.imageDir.appendingPathComponent("sneaky").path)
         // Live on a shut-off VM is InvalidState; denied for the other user, nothing changed.

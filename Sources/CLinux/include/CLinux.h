@@ -35,6 +35,12 @@ int mv_start_writeback(int fd, long long offset, long long count);
  * ERANGE). A GNU extension Swift's Glibc module does not show. */
 int mv_set_thread_name(const char *name);
 
+/* lgetxattr(2), lsetxattr(2) (flags 0) and lremovexattr(2) on a path, never following a
+ * symlink: <sys/xattr.h> is not part of Swift's Glibc module. As the calls return. */
+ssize_t mv_get_xattr(const char *path, const char *name, void *value, size_t size);
+int mv_set_xattr(const char *path, const char *name, const void *value, size_t size);
+int mv_remove_xattr(const char *path, const char *name);
+
 /* The calling thread's kernel id (glibc's gettid() needs _GNU_SOURCE). */
 pid_t mv_gettid(void);
 

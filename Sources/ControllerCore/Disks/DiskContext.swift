@@ -162,8 +162,17 @@ public final class DiskContext: Sendable {
         if await store.isBusy(name) { throw ControllerError.busy("disk \(name) is busy with another operation") }
     }
 
-    /// The disk named `name` (already validated), or `NoSuchDisk`.
+    /// The disk named `name` (already validated), or `NoSuchDisk`; `InvalidState` naming
+    /// its problems when it cannot be used (no format record, a broken backing chain).
     func disk(_ name: String) async throws -> DiskInfo {
+        let disk = try await anyDisk(name)
+        try disk.requireUsable()
+        return disk
+    }
+
+    /// The disk named `name` (already validated) even when it cannot be used (Delete,
+    /// AdoptDisk), or `NoSuchDisk`.
+    func anyDisk(_ name: String) async throws -> DiskInfo {
         guard let disk = await store.disk(named: name) else { throw ControllerError.noSuchDisk("disk \(name) no longer exists") }
         return disk
     }

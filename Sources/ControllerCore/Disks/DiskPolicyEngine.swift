@@ -131,7 +131,7 @@ public final class DiskPolicyEngine: Sendable {
 
     /// Starts an AutoGrow job: `step` more, never past `max`, with the filesystem.
     func startAutoGrow(_ name: String) async {
-        guard let disk = await store.disk(named: name) else { return }
+        guard let disk = await store.disk(named: name), disk.problems.isEmpty else { return }
         let policy = await records.record(name).autoGrow
         _ = try? await records.update(name) { $0.growPending = false }
         let size = min(disk.virtualSize + policy.step, policy.max) / 512 * 512
@@ -188,7 +188,7 @@ public final class DiskPolicyEngine: Sendable {
 
     /// One appliance at a time, read-only, disks busy with other work skipped.
     func sampleAll() async {
-        for disk in await store.list() {
+        for disk in await store.list() where disk.problems.isEmpty {
             guard await !store.isBusy(disk.name) else { continue }
             do {
                 let usage = try await context.guests.sampleUsage(disk)
@@ -217,7 +217,7 @@ public final class DiskPolicyEngine: Sendable {
 
     /// Takes `auto-<UTC time>` and prunes the oldest `auto-*` beyond `keep`.
     func autoSnapshot(_ name: String, reason: String) async {
-        guard let disk = await store.disk(named: name), disk.format == "qcow2" else { return }
+        guard let disk = await store.disk(named: name), disk.format == "qcow2", disk.problems.isEmpty else { return }
         let keep = Int(await records.record(name).versioning.keep)
         var snapshot = "auto-" + TextFormat.compactUTCNow()
         var n = 2
@@ -232,7 +232,7 @@ public final class DiskPolicyEngine: Sendable {
         do {
             try await store.exclusive(name) {
                 try await qemuImg.snapshot(.create, target, path: path)
-                let autos = try await qemuImg.info(path: path).snapshots.filter { $0.name.hasPrefix("auto-") }
+                let autos = try await qemuImg.info(path: path, format: "qcow2").snapshots.filter { $0.name.hasPrefix("auto-") }
                     .sorted { ($0.created, $0.name) < ($1.created, $1.name) }
                 for old in autos.dropLast(keep) { try await qemuImg.snapshot(.delete, old.name, path: path) }
             }

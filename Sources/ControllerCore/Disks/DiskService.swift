@@ -32,15 +32,28 @@ public final class DiskService: Sendable {
         return await context.views(all, all: all)
     }
 
-    /// The disk named `name`: `InvalidArgs` for a bad name, `NoSuchDisk` when absent.
-    public func find(_ name: String) async throws -> DiskInfo {
+    /// The disk named `name`, usable or not (GetDiskByName): `InvalidArgs` for a bad name,
+    /// `NoSuchDisk` when absent.
+    public func lookup(_ name: String) async throws -> DiskInfo {
         try DiskName.validate(name)
         guard let disk = await store.disk(named: name) else { throw ControllerError.noSuchDisk("no disk named \(name)") }
         return disk
     }
 
+    /// The usable disk named `name`: `InvalidArgs` for a bad name, `NoSuchDisk` when
+    /// absent, `InvalidState` naming its problems (see ``DiskChain``).
+    public func find(_ name: String) async throws -> DiskInfo {
+        try DiskName.validate(name)
+        guard let disk = await store.disk(named: name) else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        try disk.requireUsable()
+        return disk
+    }
+
     /// The disk `name` of an exported object (`NoSuchDisk` when it went away meanwhile).
     public func existing(_ name: String) async throws -> DiskInfo { try await context.disk(name) }
+
+    /// The disk `name` even when it cannot be used (its ``DiskInfo/problems`` say why).
+    public func existingAny(_ name: String) async throws -> DiskInfo { try await context.anyDisk(name) }
 
     /// The backups of a disk, oldest first.
     public func backups(of name: String) async throws -> [BackupInfo] {
@@ -76,7 +89,7 @@ public final class DiskService: Sendable {
     }
 
     public func checkDelete(_ name: String) async throws -> DeletePlan {
-        let disk = try await context.disk(name)
+        let disk = try await context.anyDisk(name)
         try await store.precheckDelete(name)
         if let user = await context.vms.list().first(where: { vm in vm.disks.contains { $0.source == disk.path } }) {
             throw ControllerError.busy("disk \(name) is used by VM \(user.name); detach it first")

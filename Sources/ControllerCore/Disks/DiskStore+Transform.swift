@@ -27,7 +27,8 @@ extension DiskStore {
                                        progress: @escaping @Sendable (Double) -> Void,
                                        commit: @escaping @Sendable () -> Void,
                                        _ body: @escaping @Sendable (_ temporary: String, _ disk: DiskInfo) async throws -> T) async throws -> (T, DiskInfo) {
-        guard let disk = disks[name] else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        guard let disk = disk(named: name) else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        try disk.requireUsable()
         guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
         inProgress.insert(name)
         defer { inProgress.remove(name) }
@@ -39,7 +40,7 @@ extension DiskStore {
                 try await Self.sparseCopy(disk.path, to: temporary, rate: copyRate, progress: { progress($0 * copyShare) })
             case .fresh:
                 var backing: (path: String, format: String)?
-                if let b = disk.backingFile { backing = (b, disks.values.first { $0.path == b }?.format ?? "qcow2") }
+                if let b = disk.backingFile, let base = disks.values.first(where: { $0.path == b }) { backing = (b, base.format) }
                 try await qemuImg.create(path: temporary, format: disk.format, size: disk.virtualSize, backing: backing)
             case .nothing:
                 break
@@ -49,6 +50,7 @@ extension DiskStore {
             result = try await body(temporary, disk)
             try Task.checkCancellation()
             chmod(temporary, 0o600)
+            try ImageFormatRecord.write(temporary, format: disk.format)
             try FileSync.file(temporary)
             commit()
             guard rename(temporary, disk.path) == 0 else {

@@ -6,6 +6,7 @@ import Logging
 public struct DiskInfo: Sendable, Equatable {
     public var name: String
     public var path: String
+    /// The recorded format (``ImageFormatRecord``); "" when the image has no record yet.
     public var format: String
     public var virtualSize: UInt64
     public var allocatedSize: UInt64
@@ -13,6 +14,21 @@ public struct DiskInfo: Sendable, Equatable {
     public var backingFile: String?
     /// Internal snapshots (qcow2).
     public var snapshots: [DiskSnapshot] = []
+    /// The backing file name exactly as the header has it.
+    public var backingHeader: String?
+    /// The backing file's format as the header names it.
+    public var backingFormat: String?
+    /// A qcow2 image's external data file.
+    public var dataFile: String?
+    /// Why the disk cannot be used (``DiskChain``); empty when it can.
+    public var problems: [String] = []
+
+    /// `InvalidState` naming the problems, unless there are none.
+    public func requireUsable() throws {
+        guard problems.isEmpty else {
+            throw ControllerError.invalidState(problems.joined(separator: "; ") + " (only Delete works on it)")
+        }
+    }
 }
 
 /// An internal snapshot of a disk image.
@@ -138,18 +154,27 @@ public actor DiskStore {
         return list()
     }
 
-    /// Every disk, sorted by name.
-    public func list() -> [DiskInfo] { disks.values.sorted { $0.name < $1.name } }
+    /// Every disk, sorted by name, with its ``DiskInfo/problems``.
+    public func list() -> [DiskInfo] { disks.keys.sorted().compactMap { disk(named: $0) } }
 
-    public func disk(named name: String) -> DiskInfo? { disks[name] }
+    /// Disk `name` with its ``DiskInfo/problems``.
+    public func disk(named name: String) -> DiskInfo? {
+        guard var disk = disks[name] else { return nil }
+        disk.problems = DiskChain.problems(of: name, in: disks, directory: directory)
+        return disk
+    }
 
     /// Throws the error CreateDisk would hit on existing state (before authorization).
     public func precheckCreate(_ request: CreateDiskRequest) throws {
         if disks[request.name] != nil || inProgress.contains(request.name) {
             throw ControllerError.alreadyExists("disk \(request.name) already exists")
         }
-        if let backing = request.backing, disks[backing] == nil {
-            throw ControllerError.noSuchDisk("backing disk \(backing) does not exist")
+        if let backing = request.backing {
+            guard let base = disk(named: backing) else { throw ControllerError.noSuchDisk("backing disk \(backing) does not exist") }
+            try base.requireUsable()
+            guard DiskChain.depth(of: backing, in: disks, directory: directory) < DiskChain.maxDepth else {
+                throw ControllerError.invalidArgs("disk \(backing) already has \(DiskChain.maxDepth) images below it; an overlay on it would exceed the backing chain limit")
+            }
         }
     }
 
@@ -169,6 +194,7 @@ public actor DiskStore {
             try await qemuImg.create(path: temporary, format: request.format, size: request.size,
                                      backing: backing, options: options)
             try Task.checkCancellation()
+            try ImageFormatRecord.write(temporary, format: request.format)
             try linkIntoPlace(temporary, final, name: request.name)
         } catch {
             unlink(temporary)
@@ -210,11 +236,52 @@ public actor DiskStore {
         logger.info("deleted disk \(name)")
     }
 
+    /// Reads disk `name` as its format record says (qemu-img never probes it). An image
+    /// without a record, or with a format the service does not manage, is described from
+    /// its file alone (sizes of the file) and is not opened.
     func describe(_ name: String) async throws -> DiskInfo {
-        let info = try await qemuImg.info(path: path(of: name))
-        return DiskInfo(name: name, path: path(of: name), format: info.format, virtualSize: info.virtualSize,
-                        allocatedSize: info.allocatedSize, backingFile: info.backingFile,
-                        snapshots: info.snapshots.map { DiskSnapshot(name: $0.name, created: $0.created) })
+        let p = path(of: name)
+        guard let format = ImageFormatRecord.read(p), ImageFormatRecord.managed.contains(format) else {
+            var st = stat()
+            guard lstat(p, &st) == 0 else { throw ControllerError.io("cannot stat \(p): \(String(cString: strerror(errno)))") }
+            return DiskInfo(name: name, path: p, format: ImageFormatRecord.read(p) ?? "", virtualSize: UInt64(st.st_size),
+                            allocatedSize: UInt64(st.st_blocks) * 512)
+        }
+        let info = try await qemuImg.info(path: p, format: format)
+        var backingFile = info.backingFile
+        if let b = backingFile, case .success(let n) = DiskChain.backingName(b, directory: directory) { backingFile = path(of: n) }
+        return DiskInfo(name: name, path: p, format: format, virtualSize: info.virtualSize,
+                        allocatedSize: info.allocatedSize, backingFile: backingFile,
+                        snapshots: info.snapshots.map { DiskSnapshot(name: $0.name, created: $0.created) },
+                        backingHeader: info.backingFile, backingFormat: info.backingFormat, dataFile: info.dataFile)
+    }
+
+    /// Records `format` for disk `name` (AdoptDisk, or what the service already knew at an
+    /// upgrade) and re-reads it. A qcow2 image whose header names its backing disk without
+    /// a format gets that disk's recorded format written into the header (`qemu-img rebase
+    /// -u -F`), so qemu never probes it.
+    @discardableResult
+    public func record(_ name: String, format: String) async throws -> DiskInfo {
+        guard disks[name] != nil else { throw ControllerError.noSuchDisk("no disk named \(name)") }
+        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
+        inProgress.insert(name)
+        defer { inProgress.remove(name) }
+        try ImageFormatRecord.write(path(of: name), format: format)
+        var info = try await describe(name)
+        if format == "qcow2", let header = info.backingHeader, info.backingFormat == nil,
+           case .success(let below) = DiskChain.backingName(header, directory: directory),
+           let base = disks[below], ImageFormatRecord.managed.contains(base.format) {
+            try await qemuImg.rebaseUnsafe(path(of: name), backing: header, backingFormat: base.format)
+            info = try await describe(name)
+        }
+        disks[name] = info
+        return disk(named: name) ?? info
+    }
+
+    /// Removes the format record of disk `name` (an adoption that failed its checks).
+    func unrecord(_ name: String) async throws {
+        ImageFormatRecord.remove(path(of: name))
+        disks[name] = try await describe(name)
     }
 
     /// Re-reads a disk after it changed (snapshots, revert, resize) and returns it.
@@ -238,13 +305,14 @@ public actor DiskStore {
     /// overlay on it. Progress is the bytes copied so far. The new image
     /// appears only when complete; cancellation kills the copy and leaves nothing behind.
     public func clone(_ source: String, to name: String, linked: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> DiskInfo {
-        guard let src = disks[source] else { throw ControllerError.noSuchDisk("no disk named \(source)") }
+        guard let src = disk(named: source) else { throw ControllerError.noSuchDisk("no disk named \(source)") }
         if disks[name] != nil || inProgress.contains(name) { throw ControllerError.alreadyExists("disk \(name) already exists") }
         inProgress.insert(name)
         defer { inProgress.remove(name) }
         let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
         let final = path(of: name)
         do {
+            try src.requireUsable()
             if linked {
                 try await qemuImg.create(path: temporary, format: "qcow2", size: src.virtualSize, backing: (src.path, src.format))
             } else if src.backingFile == nil {
@@ -259,6 +327,7 @@ public actor DiskStore {
                 try await qemuImg.convert(source: src.path, format: src.format, rate: copyRate, to: temporary)
             }
             try Task.checkCancellation()
+            try ImageFormatRecord.write(temporary, format: linked ? "qcow2" : src.format)
             try linkIntoPlace(temporary, final, name: name)
         } catch {
             unlink(temporary)

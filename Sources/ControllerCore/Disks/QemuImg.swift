@@ -6,13 +6,19 @@ public struct ImageInfo: Sendable, Equatable {
     public var format: String
     public var virtualSize: UInt64
     public var allocatedSize: UInt64
+    /// The backing file name as the image's header has it (may be relative).
     public var backingFile: String?
+    /// The backing file's format as the header has it (nil: qemu would probe it).
+    public var backingFormat: String?
+    /// A qcow2 image's external data file (`data-file`), if it has one.
+    public var dataFile: String?
     /// Internal snapshots (qcow2): name and creation time (seconds since the epoch).
     public var snapshots: [(name: String, created: UInt64)] = []
 
     public static func == (a: ImageInfo, b: ImageInfo) -> Bool {
         a.format == b.format && a.virtualSize == b.virtualSize && a.allocatedSize == b.allocatedSize
-            && a.backingFile == b.backingFile && a.snapshots.map(\.name) == b.snapshots.map(\.name)
+            && a.backingFile == b.backingFile && a.backingFormat == b.backingFormat && a.dataFile == b.dataFile
+            && a.snapshots.map(\.name) == b.snapshots.map(\.name)
     }
 }
 
@@ -35,9 +41,11 @@ public struct QemuImg: Sendable {
         }
     }
 
-    /// Reads an image's format and sizes. `-U` lets it read images a running VM holds locked.
-    public func info(path imagePath: String) async throws -> ImageInfo {
-        let r = try await ChildProcess.run(path, ["info", "-U", "--output=json", imagePath])
+    /// Reads the header of an image of the known `format` (never probed): sizes, backing
+    /// file, data file, snapshots. qemu-img opens neither the backing file nor the data
+    /// file for this. `-U` lets it read images a running VM holds locked.
+    public func info(path imagePath: String, format: String) async throws -> ImageInfo {
+        let r = try await ChildProcess.run(path, ["info", "-U", "-f", format, "--output=json", imagePath])
         guard r.status == 0 else {
             throw ControllerError.io("qemu-img info of \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
         }
@@ -45,7 +53,8 @@ public struct QemuImg: Sendable {
             throw ControllerError.io("qemu-img info of \(imagePath) printed unexpected output")
         }
         return ImageInfo(format: json.format, virtualSize: json.virtualSize, allocatedSize: json.actualSize ?? 0,
-                         backingFile: json.fullBackingFilename ?? json.backingFilename,
+                         backingFile: json.backingFilename, backingFormat: json.backingFilenameFormat,
+                         dataFile: json.formatSpecific?.data?.dataFile,
                          snapshots: (json.snapshots ?? []).map { (name: $0.name, created: $0.dateSec ?? 0) })
     }
 
@@ -63,12 +72,19 @@ public struct QemuImg: Sendable {
         }
     }
 
-    /// `qemu-img snapshot -c|-a|-d NAME IMAGE` (create, apply, delete an internal snapshot).
+    /// `qemu-img snapshot -c|-a|-d NAME` (create, apply, delete an internal snapshot) of
+    /// the qcow2 image at `imagePath`, opened as qcow2 (`snapshot` has no `-f`: the format
+    /// goes in `--image-opts`).
     public func snapshot(_ action: SnapshotAction, _ name: String, path imagePath: String) async throws {
-        let r = try await ChildProcess.run(path, ["snapshot", action.rawValue, name, imagePath])
+        let r = try await ChildProcess.run(path, ["snapshot", "--image-opts", action.rawValue, name, Self.imageOptions(imagePath, format: "qcow2")])
         guard r.status == 0 else {
             throw ControllerError.io("qemu-img snapshot \(action.rawValue) \(name) on \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
         }
+    }
+
+    /// `driver=FORMAT,file.filename=PATH` for `--image-opts`, commas in the path doubled.
+    static func imageOptions(_ imagePath: String, format: String) -> String {
+        "driver=\(format),file.filename=" + imagePath.split(separator: ",", omittingEmptySubsequences: false).joined(separator: ",,")
     }
 
     public enum SnapshotAction: String, Sendable {
@@ -77,6 +93,15 @@ public struct QemuImg: Sendable {
 }
 
 extension QemuImg {
+    /// `qemu-img rebase -u -f qcow2 -b BACKING -F FORMAT IMAGE`: rewrites the header's
+    /// backing reference only (the backing file keeps its contents).
+    public func rebaseUnsafe(_ imagePath: String, backing: String, backingFormat: String) async throws {
+        let r = try await ChildProcess.run(path, ["rebase", "-u", "-f", "qcow2", "-b", backing, "-F", backingFormat, imagePath])
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img rebase of \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
     /// `qemu-img resize [--shrink] -f FORMAT IMAGE SIZE`.
     public func resize(_ imagePath: String, format: String, size: UInt64, shrink: Bool) async throws {
         var args = ["resize", "-q", "-f", format]
@@ -100,11 +125,20 @@ private struct InfoOutput: Decodable {
     let virtualSize: UInt64
     let actualSize: UInt64?
     let backingFilename: String?
-    let fullBackingFilename: String?
+    let backingFilenameFormat: String?
+    let formatSpecific: FormatSpecific?
     let snapshots: [Snapshot]?
+    struct FormatSpecific: Decodable {
+        struct Data: Decodable {
+            let dataFile: String?
+            enum CodingKeys: String, CodingKey { case dataFile = "data-file" }
+        }
+        let data: Data?
+    }
     enum CodingKeys: String, CodingKey {
         case format, snapshots
         case virtualSize = "virtual-size", actualSize = "actual-size"
-        case backingFilename = "backing-filename", fullBackingFilename = "full-backing-filename"
+        case backingFilename = "backing-filename", backingFilenameFormat = "backing-filename-format"
+        case formatSpecific = "format-specific"
     }
 }

@@ -15,14 +15,21 @@ public actor NetworkManager {
     private var events: AsyncStream<NetworkLifecycleEvent>.Continuation?
     private var eventTask: Task<Void, Never>?
     private let seal: HostBridgeSeal
+    private let firewall: HostBridgeFirewall
     /// "network bridge" pairs whose seal failure was logged (once each).
     private var sealWarned: Set<String> = []
+    /// The bridges the firewall tables were last written for (nil: not written yet).
+    private var firewalled: [String]?
+    /// Whether the firewall's last apply or check failed (logged once until it holds again).
+    private var firewallWarned = false
+    private var checkTask: Task<Void, Never>?
 
     /// `sysctl` is where the host's sysctl tree is (tests may point elsewhere).
-    public init(monitor: LibvirtMonitor, logger: Logger, sysctl: String = "/proc/sys") {
+    public init(monitor: LibvirtMonitor, logger: Logger, sysctl: String = "/proc/sys", firewall: HostBridgeFirewall = HostBridgeFirewall()) {
         self.monitor = monitor
         self.logger = logger
         self.seal = HostBridgeSeal(root: sysctl)
+        self.firewall = firewall
     }
 
     public func setObserver(_ observer: @escaping @Sendable (NetworkChange) async -> Void) {
@@ -32,10 +39,19 @@ public actor NetworkManager {
         eventTask = Task { [weak self] in
             for await event in stream { await self?.refresh(event.name) }
         }
+        // Sysctls and firewall tables can be changed behind the service's back (sysctl -w,
+        // `systemctl restart nftables`, whose nftables.conf flushes the ruleset): re-checked.
+        checkTask = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: HostBridgeFirewall.checkInterval)
+                await self?.recheckIsolation()
+            }
+        }
     }
 
     public func stop() {
         eventTask?.cancel()
+        checkTask?.cancel()
         events?.finish()
     }
 
@@ -67,6 +83,7 @@ public actor NetworkManager {
             networks[name] = nil
             await observer?(.removed(name: name))
         }
+        _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
         logger.info("libvirt: \(fresh.count) network(s)")
     }
 
@@ -79,19 +96,63 @@ public actor NetworkManager {
 
     private func upsert(_ fresh: NetworkInfo) async {
         var info = fresh
-        info.hostIsolated = sealIfIsolated(info)
+        let sealed = sealIfIsolated(info)
+        var bridges = Set(networks.values.filter { $0.name != info.name && isIsolatedHostBridge($0) }.map(\.bridge))
+        if isIsolatedHostBridge(info) { bridges.insert(info.bridge) }
+        let walled = await syncFirewall(bridges.sorted())
+        info.hostIsolated = sealed && walled
         let old = networks[info.name]
         guard old != info else { return }
         networks[info.name] = info
         await observer?(old == nil ? .added(info) : .updated(info))
     }
 
+    /// A running isolated network whose bridge is a bridge of this host (libvirt's test
+    /// driver names bridges that do not exist here).
+    private func isIsolatedHostBridge(_ info: NetworkInfo) -> Bool {
+        info.kind == "isolated" && info.active && !monitor.uri.hasPrefix("test:") && HostBridgeSeal.isHostBridge(info.bridge)
+    }
+
+    /// Makes the firewall tables hold the rules for `bridges` (written when the set changed
+    /// or the tables differ); whether they hold now.
+    private func syncFirewall(_ bridges: [String]) async -> Bool {
+        if bridges.isEmpty && (firewalled == nil || firewalled == []) { return true }
+        if firewalled == bridges, await firewall.holds(bridges) { return true }
+        do {
+            try await firewall.apply(bridges)
+            let changedBehind = firewalled == bridges
+            firewalled = bridges
+            if changedBehind {
+                logger.warning("nftables table \(HostBridgeFirewall.table) was changed behind the service's back; written again for \(bridges.joined(separator: ", "))")
+            } else {
+                logger.info("nftables table \(HostBridgeFirewall.table): \(bridges.isEmpty ? "removed (no isolated network runs)" : "drops what the host would receive from \(bridges.joined(separator: ", "))")")
+            }
+            firewallWarned = false
+            return true
+        } catch {
+            if !firewallWarned {
+                logger.warning("cannot keep the host out of \(bridges.joined(separator: ", ")) with nftables: \(error); the host may answer guests there")
+                firewallWarned = true
+            }
+            firewalled = nil
+            return false
+        }
+    }
+
+    /// Checks every running isolated network's sysctls and the firewall again (see
+    /// ``HostBridgeFirewall/checkInterval``), restoring what changed.
+    func recheckIsolation() async {
+        let isolated = networks.values.filter(isIsolatedHostBridge)
+        guard !isolated.isEmpty || !(firewalled ?? []).isEmpty else { return }
+        for info in isolated.sorted(by: { $0.name < $1.name }) { await upsert(info) }
+        if isolated.isEmpty { _ = await syncFirewall([]) }
+    }
+
     /// Keeps the host out of a running isolated network's bridge (``HostBridgeSeal``), on
     /// every re-read of the network, so a bridge libvirt made again is sealed again. Only
     /// bridges of this host: libvirt's test driver names bridges that do not exist here.
     private func sealIfIsolated(_ info: NetworkInfo) -> Bool {
-        guard info.kind == "isolated", info.active, !monitor.uri.hasPrefix("test:"),
-              HostBridgeSeal.isHostBridge(info.bridge) else { return false }
+        guard isIsolatedHostBridge(info) else { return false }
         let outcome = seal.apply(info.bridge)
         if !outcome.changed.isEmpty {
             logger.info("network \(info.name): the host takes no part in bridge \(info.bridge) (\(outcome.changed.joined(separator: ", ")))")
@@ -112,7 +173,10 @@ public actor NetworkManager {
         guard let connection = await monitor.current else { return networks[name] }
         do {
             guard let network = try await pool.run({ try connection.network(named: name) }) else {
-                if networks.removeValue(forKey: name) != nil { await observer?(.removed(name: name)) }
+                if networks.removeValue(forKey: name) != nil {
+                    await observer?(.removed(name: name))
+                    _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
+                }
                 return nil
             }
             let info = try await pool.run { try Self.describe(network) }

@@ -48,7 +48,7 @@ public struct GuestReadiness: Sendable, Equatable, Codable {
             status = text
         case .errno(let n):
             errno = n
-        case .unknownKey, .oversizedLine:
+        case .unknownKey, .oversizedLine, .unknownKeysCapped:
             break
         }
         return false

@@ -9,7 +9,8 @@ import Synchronization
 /// writes — no polling, no cost for idle channels.
 ///
 /// The guest is untrusted. Each channel decodes at most ``ReadinessDecoder/maxLineBytes`` per
-/// line, handles at most `lines` per second and reads at most `chunks` × 4 KiB per second;
+/// line, passes on only what ``ReadinessNoiseFilter`` admits (bounded per boot), handles at
+/// most `lines` per second and reads at most `chunks` × 4 KiB per second;
 /// past either budget the channel is not read for a second, so the guest's own writes block
 /// (back-pressure) and a flood costs the daemon a bounded, small amount of work.
 public final class ReadinessChannels: Sendable {
@@ -36,6 +37,7 @@ public final class ReadinessChannels: Sendable {
     private struct Channel {
         let key: Key
         var decoder = ReadinessDecoder()
+        var noise = ReadinessNoiseFilter()
         var lines: ReadinessRateLimit
         var chunks: ReadinessRateLimit
         var pausedUntil: ContinuousClock.Instant?
@@ -155,8 +157,10 @@ public final class ReadinessChannels: Sendable {
                     let at = ContinuousClock.now
                     var pause = !c.chunks.allow(at: at)
                     for message in c.decoder.feed(buffer[..<count]) {
+                        // Noise already reported costs nothing more; what passes spends the line budget.
+                        guard let passed = c.noise.admit(message, at: at) else { continue }
                         if c.lines.allow(at: at) {
-                            out.append(.message(c.key, message))
+                            out.append(.message(c.key, passed))
                         } else {
                             pause = true
                         }

@@ -12,6 +12,57 @@ public enum ReadinessMessage: Sendable, Equatable {
     case unknownKey(String)
     /// A line longer than ``ReadinessDecoder/maxLineBytes``, dropped whole.
     case oversizedLine
+    /// The guest sent more distinct unknown keys than ``ReadinessNoiseFilter/maxUnknownKeys``;
+    /// further ones are not reported (said once per boot).
+    case unknownKeysCapped
+}
+
+/// What of a guest's noise reaches the daemon, per boot of a VM: each unknown key once, up
+/// to ``maxUnknownKeys`` keys, then one ``ReadinessMessage/unknownKeysCapped``; one
+/// ``ReadinessMessage/oversizedLine``; `ERRNO=` only when its value changes, at most
+/// ``errnoBurst`` at once and then one per ``errnoIntervalSeconds`` (its log lines with it).
+/// Its memory is bounded (at most `maxUnknownKeys` keys of at most 32 characters) and goes
+/// with the boot's channel, so a guest that floods distinct keys costs a fixed amount, and
+/// its noise never crowds out another VM's `READY=1` on the way to the service.
+public struct ReadinessNoiseFilter: Sendable {
+    public static let maxUnknownKeys = 16
+    public static let errnoBurst = 3.0
+    public static let errnoIntervalSeconds = 10.0
+
+    public private(set) var unknownKeys: Set<String> = []
+    private var capped = false
+    private var oversized = false
+    private var lastErrno: Int32?
+    private var errnoBudget = ReadinessRateLimit(perSecond: 1 / errnoIntervalSeconds, burst: errnoBurst)
+
+    public init() {}
+
+    /// The message to pass on for `message` at `now`, or nil to drop it.
+    public mutating func admit(_ message: ReadinessMessage, at now: ContinuousClock.Instant) -> ReadinessMessage? {
+        switch message {
+        case .unknownKey(let key):
+            if unknownKeys.contains(key) { return nil }
+            guard unknownKeys.count < Self.maxUnknownKeys else {
+                if capped { return nil }
+                capped = true
+                return .unknownKeysCapped
+            }
+            unknownKeys.insert(key)
+            return message
+        case .oversizedLine:
+            if oversized { return nil }
+            oversized = true
+            return message
+        case .errno(let n):
+            guard n != lastErrno, errnoBudget.allow(at: now) else { return nil }
+            lastErrno = n
+            return message
+        case .unknownKeysCapped:
+            return nil
+        case .ready, .stopping, .status:
+            return message
+        }
+    }
 }
 
 /// Turns the bytes a guest writes into messages. The guest is untrusted: lines are

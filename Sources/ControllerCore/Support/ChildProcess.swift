@@ -25,11 +25,23 @@ public enum ChildProcess {
         let result = try await Subprocess.run(
             .path(FilePath(path)), arguments: Arguments(arguments),
             output: .string(limit: limit), error: .string(limit: limit))
-        let status: Int32
-        switch result.terminationStatus {
-        case .exited(let code): status = Int32(code)
-        case .signaled(let signal): status = 128 + Int32(signal)
+        return ChildResult(status: exitStatus(result.terminationStatus), stdout: result.standardOutput, stderr: result.standardError)
+    }
+
+    /// The exit code, or 128 + the signal that ended the child (as a shell reports it).
+    static func exitStatus(_ status: TerminationStatus) -> Int32 {
+        switch status {
+        case .exited(let code): Int32(code)
+        case .signaled(let signal): 128 + Int32(signal)
         }
-        return ChildResult(status: status, stdout: result.standardOutput, stderr: result.standardError)
+    }
+
+    /// Runs `path` with `arguments`, `input` on its standard input, and collects its output.
+    public static func run(_ path: String, _ arguments: [String], input: String, limit: Int = 1 << 20) async throws -> ChildResult {
+        precondition(path.hasPrefix("/"), "child processes are started by absolute path")
+        let result = try await Subprocess.run(
+            .path(FilePath(path)), arguments: Arguments(arguments), input: .string(input),
+            output: .string(limit: limit), error: .string(limit: limit))
+        return ChildResult(status: exitStatus(result.terminationStatus), stdout: result.standardOutput, stderr: result.standardError)
     }
 }

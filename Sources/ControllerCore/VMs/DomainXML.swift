@@ -133,12 +133,13 @@ public enum DomainXML {
         return index < 26 ? "vd\(letters[index])" : "vd\(letters[index / 26 - 1])\(letters[index % 26])"
     }
 
+    /// A file disk opened as `format`; a raw one with an empty `<backingStore/>`, so
+    /// libvirt looks for no backing chain in bytes a guest writes.
     static func diskElement(path: String, format: String, target: String, bus: String, readonly: Bool) -> XElement {
-        let disk = element("disk", nil, [("type", "file"), ("device", "disk")], [
-            element("driver", nil, [("name", "qemu"), ("type", format)]),
-            element("source", nil, [("file", path)]),
-            element("target", nil, [("dev", target), ("bus", bus)]),
-        ])
+        var children = [element("driver", nil, [("name", "qemu"), ("type", format)]), element("source", nil, [("file", path)])]
+        if format == "raw" { children.append(element("backingStore")) }
+        children.append(element("target", nil, [("dev", target), ("bus", bus)]))
+        let disk = element("disk", nil, [("type", "file"), ("device", "disk")], children)
         if readonly { disk.append(element("readonly")) }
         return disk
     }

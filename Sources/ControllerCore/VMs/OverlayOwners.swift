@@ -27,6 +27,9 @@ public actor OverlayOwners {
     /// The overlay the service made for the VM `uuid`, if any.
     public func overlay(of uuid: String) -> String? { owners[uuid] }
 
+    /// Every VM UUID with the overlay made for it.
+    public func all() -> [String: String] { owners }
+
     /// Records that `overlay` was made for the VM `uuid`.
     public func record(_ overlay: String, for uuid: String) throws {
         owners[uuid] = overlay

@@ -67,15 +67,15 @@ extension VMManager {
             guard var info = vms[key.uuid], info.domainID == key.domainID, var guest = guests[key.uuid],
                   guest.domainID == key.domainID else { return }
             switch message {
+            // The channel passes each kind of noise on once per boot (ReadinessNoiseFilter).
             case .unknownKey(let name):
-                if loggedGuestNoise.insert(key.uuid + " key " + name).inserted {
-                    logger.notice("VM \(info.name): its guest sent the unknown key \(name) on the readiness channel; ignored (logged once)")
-                }
+                logger.notice("VM \(info.name): its guest sent the unknown key \(name) on the readiness channel; ignored (logged once)")
+                return
+            case .unknownKeysCapped:
+                logger.notice("VM \(info.name): its guest sent more than \(ReadinessNoiseFilter.maxUnknownKeys) unknown keys on the readiness channel; no more are logged until it boots again")
                 return
             case .oversizedLine:
-                if loggedGuestNoise.insert(key.uuid + " long").inserted {
-                    logger.warning("VM \(info.name): its guest sent a line over \(ReadinessDecoder.maxLineBytes) bytes on the readiness channel; dropped (logged once)")
-                }
+                logger.warning("VM \(info.name): its guest sent a line over \(ReadinessDecoder.maxLineBytes) bytes on the readiness channel; dropped (logged once)")
                 return
             case .errno(let n):
                 logger.warning("VM \(info.name): its guest reports ERRNO=\(n)")

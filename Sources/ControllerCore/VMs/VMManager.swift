@@ -46,8 +46,6 @@ public actor VMManager {
     var guests: [String: GuestReadiness] = [:]
     /// Where `guests` is saved, off this actor (nil: not saved).
     let readinessFile: ReadinessFile?
-    /// Unknown keys and oversized lines already logged, per VM (logged once each).
-    var loggedGuestNoise: Set<String> = []
     /// The boots (UUID and domain ID) whose channel is being retried.
     var channelRetries: Set<ReadinessChannels.Key> = []
     private var channelTask: Task<Void, Never>?

@@ -26,7 +26,7 @@ extension VMService {
         case resources(memoryMiB: UInt64?, vcpus: UInt32?)
         case attach(device: String, live: Bool, config: Bool, what: String)
         /// An image named by its host path: looked at only in ``runConfigure(_:)``, after authorization.
-        case attachPath(path: String, target: String, bus: String, readonly: Bool, live: Bool, config: Bool)
+        case attachPath(path: String, format: String, target: String, bus: String, readonly: Bool, live: Bool, config: Bool)
         case detachDisk(target: String, live: Bool, config: Bool, timeout: Int)
         case addShare(VMShare)
         case removeShare(String)
@@ -86,6 +86,9 @@ extension VMService {
     /// What AttachDisk asks for.
     public struct AttachRequest: Sendable {
         public var disk: String, target: String, readonly = false, bus: String?, live: Bool?, persistent: Bool?
+        /// The image's format (raw or qcow2): required for a path, checked against the
+        /// record for a managed disk. The service never probes it.
+        public var format: String?
         public init(disk: String, target: String) { self.disk = disk; self.target = target }
     }
 
@@ -103,17 +106,51 @@ extension VMService {
         if let used = info.disks.first(where: { $0.target == target }) {
             throw ControllerError.alreadyExists("target \(target) of \(info.name) is already used by \(used.source)")
         }
+        if let format = request.format, !ImageFormatRecord.managed.contains(format) {
+            throw ControllerError.invalidArgs("invalid format \(DiskName.quoted(format)): use raw or qcow2")
+        }
         guard !request.disk.hasPrefix("/") else {
             // A host path: its syntax now, the file itself after authorization.
             try ImagePath.checkSyntax(request.disk, roots: [imageDirectory] + vms.config.imageRoots)
+            guard let format = request.format else {
+                throw ControllerError.invalidArgs("attaching the path \(DiskName.quoted(request.disk)) needs the option format (raw or qcow2): the service never guesses an image's format")
+            }
             return ConfigurePlan(vm: info, operation: "attach-disk", details: ["disk": request.disk, "target": target],
-                                 change: .attachPath(path: request.disk, target: target, bus: bus, readonly: request.readonly, live: live, config: config))
+                                 change: .attachPath(path: request.disk, format: format, target: target, bus: bus,
+                                                     readonly: request.readonly, live: live, config: config))
         }
         let managed = try await disks.find(request.disk)
+        if let format = request.format, format != managed.format {
+            throw ControllerError.invalidArgs("format \(format) does not match disk \(managed.name), which is recorded as \(managed.format)")
+        }
         try await checkAttachable(managed.path, to: info, readonly: request.readonly)
         let device = DomainXML.diskDevice(path: managed.path, format: managed.format, target: target, bus: bus, readonly: request.readonly)
         return ConfigurePlan(vm: info, operation: "attach-disk", details: ["disk": managed.name, "target": target],
                              change: .attach(device: device, live: live, config: config, what: "attach \(managed.path) as \(target) to"))
+    }
+
+    /// An image attached by path: a managed disk's path needs that disk usable and `format`
+    /// its record; any other image is opened only as `format`, and a qcow2 one may have
+    /// neither a backing file nor a data file (libvirt would follow them).
+    func checkImage(_ path: String, format: String) async throws {
+        if path.hasPrefix(imageDirectory + "/") {
+            let name = String(path.dropFirst(imageDirectory.count + 1))
+            if DiskName.isValid(name), let managed = try? await disks.existingAny(name) {
+                try managed.requireUsable()
+                guard managed.format == format else {
+                    throw ControllerError.invalidArgs("format \(format) does not match disk \(name), which is recorded as \(managed.format)")
+                }
+                return
+            }
+        }
+        guard format == "qcow2" else { return }
+        let image = try await qemuImg.info(path: path, format: format)
+        if let backing = image.backingFile {
+            throw ControllerError.invalidArgs("image \(path) has the backing file \(DiskName.quoted(backing)); only managed disks may have one")
+        }
+        if let dataFile = image.dataFile {
+            throw ControllerError.invalidArgs("image \(path) has an external data file \(DiskName.quoted(dataFile)); such qcow2 images are refused")
+        }
     }
 
     /// `path` is not attached to `info` yet, nor writable by another VM when attached writable.
@@ -176,10 +213,10 @@ extension VMService {
             try await vms.attach(uuid, device: device, live: live, config: config, what: what)
         case .detachDisk(let target, let live, let config, let timeout):
             try await vms.detach(uuid, disk: target, live: live, config: config, timeout: .seconds(timeout), what: "detach \(target) from")
-        case .attachPath(let given, let target, let bus, let readonly, let live, let config):
+        case .attachPath(let given, let format, let target, let bus, let readonly, let live, let config):
             let path = try ImagePath.validate(given, roots: [imageDirectory] + vms.config.imageRoots)
             try await checkAttachable(path, to: plan.vm, readonly: readonly)
-            let format = try await qemuImg.info(path: path).format
+            try await checkImage(path, format: format)
             try await vms.attach(uuid, device: DomainXML.diskDevice(path: path, format: format, target: target, bus: bus, readonly: readonly),
                                  live: live, config: config, what: "attach \(path) as \(target) to")
         case .addShare(var share):

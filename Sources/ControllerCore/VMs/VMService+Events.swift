@@ -46,7 +46,7 @@ extension VMService {
         }
         try? await overlays.forget(info.uuid)
         // And only a disk this VM used.
-        guard DiskName.isValid(overlay), let disk = try? await disks.existing(overlay), info.disks.contains(where: { $0.source == disk.path }) else {
+        guard DiskName.isValid(overlay), let disk = try? await disks.existingAny(overlay), info.disks.contains(where: { $0.source == disk.path }) else {
             logger.warning("ephemeral VM \(info.name): its recorded overlay \(overlay) is not one of its disks: kept")
             return
         }
@@ -55,6 +55,35 @@ extension VMService {
             logger.notice("deleted overlay \(overlay) of ephemeral VM \(info.name)")
         } catch {
             logger.error("cannot delete overlay \(overlay) of ephemeral VM \(info.name): \(error)")
+        }
+    }
+
+    /// Records the format of each image without a record from what the service already
+    /// knew, never from a probe (run when libvirt is reached, before StartAll): the
+    /// `<driver type>` of the VMs that use it, else its backups' manifests. An overlay the
+    /// service made for an ephemeral VM that no longer exists (left by a crash) is deleted
+    /// instead. Images known nowhere stay unadopted (see Manager.AdoptDisk).
+    public func recordKnownFormats() async {
+        let unrecorded = await disks.list().filter { $0.format.isEmpty }
+        guard !unrecorded.isEmpty else { return }
+        let all = await vms.list()
+        let owners = await overlays.all()
+        for disk in unrecorded {
+            if let (uuid, _) = owners.first(where: { $0.value == disk.name }), !all.contains(where: { $0.uuid == uuid }) {
+                do {
+                    try await disks.deleteForVM(disk.name)
+                    try? await overlays.forget(uuid)
+                    logger.notice("deleted \(disk.name), the overlay of ephemeral VM \(uuid), which no longer exists")
+                } catch {
+                    logger.error("cannot delete \(disk.name), the overlay of a VM that no longer exists: \(error)")
+                }
+                continue
+            }
+            var known: [(format: String, from: String)] = []
+            for vm in all {
+                for used in vm.disks where used.source == disk.path { known.append((used.format, "the definition of VM \(vm.name)")) }
+            }
+            await disks.recordKnownFormat(disk.name, known: known)
         }
     }
 }

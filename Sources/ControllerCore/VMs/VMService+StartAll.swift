@@ -87,6 +87,7 @@ extension VMService {
         let timeout = Duration.seconds(vms.config.startTimeoutSeconds)
         do {
             try checkShares(of: vm)
+            try await checkDisks(of: vm)
             try await vms.startNetworks(try await vms.inactiveNetworks(of: vm), for: vm)
             await disks.releaseAppliances(of: vm)
             try await vms.startWithinBudget(vm.uuid)

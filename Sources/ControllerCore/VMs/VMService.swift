@@ -318,6 +318,7 @@ public final class VMService: Sendable {
         }
         var plan = LifecyclePlan(vm: info, operation: action.rawValue)
         if action == .start {
+            try await checkDisks(of: info)
             try await vms.checkBudget(uuid)
             plan.networksToStart = try await vms.inactiveNetworks(of: info)
         }
@@ -329,6 +330,7 @@ public final class VMService: Sendable {
         switch action {
         case .start:
             try checkShares(of: plan.vm)
+            try await checkDisks(of: plan.vm)
             try await vms.startNetworks(plan.networksToStart, for: plan.vm)
             await disks.releaseAppliances(of: plan.vm)
             try await vms.startWithinBudget(uuid)
@@ -336,6 +338,22 @@ public final class VMService: Sendable {
         case .reboot: try await vms.perform(uuid, "reboot") { try $0.reboot() }
         case .suspend: try await vms.perform(uuid, "suspend") { try $0.suspend() }
         case .resume: try await vms.perform(uuid, "resume") { try $0.resume() }
+        }
+    }
+
+    /// Each managed disk of the VM (a file of the image directory) is usable and opened as
+    /// its recorded format: a disk without a record, with a broken backing chain, or whose
+    /// `<driver type>` differs from the record is `InvalidState` naming it.
+    func checkDisks(of info: VMInfo) async throws {
+        for used in info.disks where used.source.hasPrefix(imageDirectory + "/") {
+            let name = String(used.source.dropFirst(imageDirectory.count + 1))
+            guard DiskName.isValid(name), let disk = try? await disks.existingAny(name) else { continue }
+            guard disk.problems.isEmpty else {
+                throw ControllerError.invalidState("cannot start \(info.name): \(disk.problems.joined(separator: "; "))")
+            }
+            guard used.format == disk.format else {
+                throw ControllerError.invalidState("cannot start \(info.name): it opens disk \(name) as \(DiskName.quoted(used.format)), but \(name) is recorded as \(disk.format)")
+            }
         }
     }
 

@@ -17,6 +17,7 @@ public struct VMSnapshots: Sendable {
         let byPath = Dictionary(managed.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         let disks = vm.disks.compactMap { byPath[$0.source] }
         guard !disks.isEmpty else { throw ControllerError.invalidState("\(vm.name) has no managed disks to snapshot") }
+        for disk in disks { try disk.requireUsable() }
         if let raw = disks.first(where: { $0.format != "qcow2" }) {
             throw ControllerError.notSupported("disk \(raw.name) of \(vm.name) is \(raw.format); internal snapshots need qcow2")
         }
@@ -47,7 +48,7 @@ public struct VMSnapshots: Sendable {
     /// Checks no disk has `vm-NAME` yet (`AlreadyExists` naming the disk).
     public func requireAbsent(_ name: String, on disks: [DiskInfo]) async throws {
         let tag = Self.internalName(name)
-        for disk in disks where try await qemuImg.info(path: disk.path).snapshots.contains(where: { $0.name == tag }) {
+        for disk in disks where try await qemuImg.info(path: disk.path, format: disk.format).snapshots.contains(where: { $0.name == tag }) {
             throw ControllerError.alreadyExists("disk \(disk.name) already has a snapshot \(tag)")
         }
     }
@@ -73,7 +74,7 @@ public struct VMSnapshots: Sendable {
     /// Checks every disk has `vm-NAME`.
     public func require(_ name: String, on disks: [DiskInfo]) async throws {
         let tag = Self.internalName(name)
-        for disk in disks where !(try await qemuImg.info(path: disk.path).snapshots.contains { $0.name == tag }) {
+        for disk in disks where !(try await qemuImg.info(path: disk.path, format: disk.format).snapshots.contains { $0.name == tag }) {
             throw ControllerError.noSuchSnapshot("disk \(disk.name) has no snapshot \(tag)")
         }
     }

@@ -58,10 +58,13 @@ final class TestStack {
     private(set) var daemon: Child?
     var logPath: String { dir.appendingPathComponent("daemon.log").path }
 
-    /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts.
+    /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts;
+    /// the images it placed that `adopt` names (name: format) are adopted with
+    /// Manager.AdoptDisk once the daemon runs (an image placed by hand has no format record).
     /// `rebuildSeconds`: how long the initramfs rebuild stand-in takes.
     init(settings: String = "", config: String = "", hostRootOptions: [String] = [], rebuildSeconds: Double = 0,
-         libvirtURI: String = TestStack.testHostURI, prepareImages: (URL) throws -> Void = { _ in }) throws {
+         libvirtURI: String = TestStack.testHostURI, adopt: [String: String] = [:],
+         prepareImages: (URL) throws -> Void = { _ in }) throws {
         self.libvirtURI = libvirtURI
         settingsConfig = settings
         extraConfig = config
@@ -103,6 +106,10 @@ final class TestStack {
         do {
             try prepareImages(imageDir)
             try startDaemon()
+            for (name, format) in adopt.sorted(by: { $0.key < $1.key }) {
+                let r = manager("AdoptDisk", ["ssa{sv}", name, format, "0"])
+                guard r.ok else { throw StackError("AdoptDisk \(name) \(format): \(r.all)") }
+            }
         } catch {
             stop()
             throw error
