@@ -33,6 +33,7 @@ let package = Package(
     products: [
         .executable(name: "multiverse-controllerd", targets: ["multiverse-controllerd"]),
         .executable(name: "mvctl", targets: ["mvctl"]),
+        .executable(name: "multiverse-guestfs", targets: ["multiverse-guestfs"]),
         .library(name: "SDBus", targets: ["SDBus"]),
     ],
     dependencies: [
@@ -62,7 +63,13 @@ let package = Package(
         .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
         // polkit's D-Bus API, asked on the service's own connection (no libpolkit, no thread per check).
         .target(name: "Polkit", dependencies: ["SDBus"], swiftSettings: strict),
-        .target(name: "Guestfs", dependencies: ["CGuestfs", "CLinux", "BlockingThreads"], swiftSettings: strict),
+        // The daemon's side of libguestfs: appliance helpers started as the unprivileged
+        // appliance user, the images served to them over NBD, and the cache of appliances.
+        .target(
+            name: "Guestfs",
+            dependencies: ["CLinux", "BlockingThreads", .product(name: "Subprocess", package: "swift-subprocess")],
+            swiftSettings: strict
+        ),
         .target(
             name: "ControllerCore",
             dependencies: [
@@ -87,6 +94,12 @@ let package = Package(
             exclude: ["link.order"],
             swiftSettings: strict,
             linkerSettings: releaseLinking
+        ),
+        // The appliance helper: the only program that links libguestfs; it runs unprivileged.
+        .executableTarget(
+            name: "multiverse-guestfs",
+            dependencies: ["Guestfs", "CGuestfs", "CLinux", "BlockingThreads"],
+            swiftSettings: strict
         ),
         .executableTarget(
             name: "mvctl",

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -35,6 +36,10 @@ int mv_set_thread_name(const char *name) {
 }
 
 pid_t mv_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+
+int mv_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int mv_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 
 ssize_t mv_get_xattr(const char *path, const char *name, void *value, size_t size) {
     return lgetxattr(path, name, value, size);

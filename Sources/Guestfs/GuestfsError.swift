@@ -1,3 +1,5 @@
+import Glibc
+
 /// A failed libguestfs call: the function and libguestfs' own message.
 public struct GuestfsError: Error, Sendable, CustomStringConvertible {
     /// The libguestfs function that failed (`mount`, `launch`, …).
@@ -25,10 +27,32 @@ public struct GuestfsSettings: Sendable, Equatable {
     public var backendSettings: [String]
     /// Appliance memory in MiB; nil keeps libguestfs' default.
     public var memoryMiB: Int?
+    /// The unprivileged user the appliance helper runs as (never root).
+    public var user: String
+    /// The appliance helper's absolute path.
+    public var helper: String
 
-    public init(backend: String = "direct", backendSettings: [String] = [], memoryMiB: Int? = nil) {
+    /// The helper's name: installed beside the daemon (`/usr/libexec`), built beside it.
+    public static let helperName = "multiverse-guestfs"
+    /// The user the package creates for the appliances.
+    public static let defaultUser = "multiverse-guestfs"
+
+    public init(backend: String = "direct", backendSettings: [String] = [], memoryMiB: Int? = nil,
+                user: String = GuestfsSettings.defaultUser, helper: String = GuestfsSettings.besideExecutable()) {
         self.backend = backend
         self.backendSettings = backendSettings
         self.memoryMiB = memoryMiB
+        self.user = user
+        self.helper = helper
+    }
+
+    /// The helper's path in the directory of the running executable (`/proc/self/exe`).
+    public static func besideExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return "/usr/libexec/\(helperName)" }
+        let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let directory = exe.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return "\(directory)/\(helperName)"
     }
 }

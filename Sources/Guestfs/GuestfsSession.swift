@@ -1,134 +1,122 @@
-import CGuestfs
-import FoundationEssentials
 import Glibc
 
 /// The libguestfs calls, valid only inside ``GuestfsHandle/run(_:)`` on the handle's
-/// thread (the type is not `Sendable`, so it cannot escape to another one). Each failing
-/// call throws a ``GuestfsError`` carrying libguestfs' message.
+/// thread (the type is not `Sendable`, so it cannot escape to another one). Each call is a
+/// request to the handle's helper process, which makes the libguestfs call as the
+/// unprivileged appliance user; a failing call throws a ``GuestfsError`` carrying
+/// libguestfs' message.
 public final class GuestfsSession {
-    private var g: OpaquePointer?
     private unowned let owner: GuestfsHandle
-    private let progressBox = ProgressBox()
+    private let socket: Int32
+    private var progress: ((UInt64, UInt64) -> Void)?
+    /// The images this session serves to its helper; stopped at ``shutdown()``.
+    private var exports: [NBDExport] = []
     /// Whether the last drive was added read-only (behind a throw-away overlay).
     public private(set) var driveReadonly = false
 
-    init(_ g: OpaquePointer, owner: GuestfsHandle) {
-        self.g = g
+    init(socket: Int32, owner: GuestfsHandle) {
+        self.socket = socket
         self.owner = owner
-        let opaque = Unmanaged.passUnretained(progressBox).toOpaque()
-        _ = guestfs_set_event_callback(g, guestfsProgressCallback, UInt64(GUESTFS_EVENT_PROGRESS), 0, opaque)
     }
 
-    func invalidate() { g = nil }
-
-    private func handle(_ function: String) throws -> OpaquePointer {
-        guard let g else { throw GuestfsError(function: function, message: "the handle is closed") }
-        return g
-    }
-
-    private func failure(_ function: String) -> GuestfsError {
-        guard let g else { return GuestfsError(function: function, message: "the handle is closed") }
-        if owner.wasKilled { return GuestfsError(function: function, message: "the appliance was stopped (cancelled)") }
-        let text = guestfs_last_error(g).map { String(cString: $0) } ?? "unknown libguestfs error"
-        return GuestfsError(function: function, message: text, errno: guestfs_last_errno(g))
-    }
-
-    private func check(_ result: Int32, _ function: String) throws {
-        if result == -1 { throw failure(function) }
-    }
-
-    private func string(_ result: UnsafeMutablePointer<CChar>?, _ function: String) throws -> String {
-        guard let result else { throw failure(function) }
-        defer { free(result) }
-        return String(cString: result)
-    }
-
-    private func strings(_ result: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ function: String) throws -> [String] {
-        guard let result else { throw failure(function) }
-        var out: [String] = []
-        var i = 0
-        while let s = result[i] {
-            out.append(String(cString: s))
-            free(s)
-            i += 1
+    /// Sends one request and waits for its reply, passing progress frames on.
+    private func call(_ call: GuestfsCall, _ arguments: (inout WireWriter) -> Void = { _ in }) throws -> WireReader {
+        var w = WireWriter()
+        w.string(call.rawValue)
+        arguments(&w)
+        guard GuestfsWire.send(socket, w.bytes) else { throw stopped(call) }
+        while true {
+            guard let frame = GuestfsWire.receive(socket), !frame.isEmpty else { throw stopped(call) }
+            var r = WireReader(Array(frame.dropFirst()))
+            switch GuestfsWire.ReplyKind(rawValue: frame[0]) {
+            case .result: return r
+            case .progress:
+                let position = try r.uint64(), total = try r.uint64()
+                progress?(position, total)
+            case .error:
+                throw GuestfsError(function: try r.string(), message: try r.string(), errno: try r.int32())
+            case nil: throw GuestfsError(function: call.rawValue, message: "the appliance helper sent a malformed reply")
+            }
         }
-        free(result)
-        return out
+    }
+
+    private func stopped(_ call: GuestfsCall) -> GuestfsError {
+        if owner.wasKilled { return GuestfsError(function: call.rawValue, message: "the appliance was stopped (cancelled)") }
+        return GuestfsError(function: call.rawValue, message: "the appliance helper \(owner.settings.helper) stopped (see the service's log)")
     }
 
     /// Called with (position, total) while long calls run; nil stops reporting.
-    public func onProgress(_ handler: ((UInt64, UInt64) -> Void)?) { progressBox.handler = handler }
+    public func onProgress(_ handler: ((UInt64, UInt64) -> Void)?) { progress = handler }
 
     // MARK: appliance
 
-    /// Adds a disk image; `readonly` puts a throw-away overlay in front of it.
+    /// Adds a disk image, opened by the daemon with its recorded `format` and served to the
+    /// helper over NBD; `readonly` opens it read-only, sharing it with a VM that runs on it,
+    /// and puts a throw-away overlay in front of it in the appliance.
     public func addDrive(_ path: String, format: String, readonly: Bool) throws {
-        let g = try handle("add_drive")
-        try format.withCString { fmt in
-            var opts = guestfs_add_drive_opts_argv()
-            opts.bitmask = mv_add_drive_readonly | mv_add_drive_format
-            opts.readonly = readonly ? 1 : 0
-            opts.format = fmt
-            try check(guestfs_add_drive_opts_argv(g, path, &opts), "add_drive")
+        guard let user = owner.user else { throw GuestfsError(function: "add_drive", message: "the appliance helper is not running") }
+        let export = try NBDExport.start(path: path, format: format, readonly: readonly, for: user)
+        exports.append(export)
+        _ = try call(.addDrive) { w in
+            w.string(export.socket)
+            w.string(NBDExport.exportName)
+            w.bool(readonly)
         }
         driveReadonly = readonly
     }
 
     /// Starts the appliance (seconds; tens of seconds under TCG).
     public func launch() throws {
-        let g = try handle("launch")
-        try check(guestfs_launch(g), "launch")
-        owner.noteLaunched(pid: guestfs_get_pid(g))
+        _ = try call(.launch)
     }
 
-    /// Syncs and stops the appliance; errors are ignored (used on close).
+    /// Syncs and stops the appliance (errors are ignored: used on close), then stops
+    /// serving its images.
     public func shutdown() {
-        guard let g else { return }
-        if !owner.wasKilled { _ = guestfs_sync(g) }
-        _ = guestfs_shutdown(g)
+        if !owner.wasKilled { _ = try? call(.shutdown) }
+        for export in exports { export.stop() }
+        exports.removeAll()
     }
 
-    public func sync() throws { try check(guestfs_sync(try handle("sync")), "sync") }
+    public func sync() throws { _ = try call(.sync) }
 
     // MARK: devices and filesystems
 
-    public func listDevices() throws -> [String] { try strings(guestfs_list_devices(try handle("list_devices")), "list_devices") }
+    public func listDevices() throws -> [String] {
+        var r = try call(.listDevices)
+        return try r.strings()
+    }
 
     /// (device, filesystem type) of everything that looks like a filesystem.
     public func listFilesystems() throws -> [(device: String, type: String)] {
-        let flat = try strings(guestfs_list_filesystems(try handle("list_filesystems")), "list_filesystems")
-        return stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+        var r = try call(.listFilesystems)
+        return pairs(try r.strings()).map { (device: $0.0, type: $0.1) }
     }
 
     /// Partitions of a whole device, in table order.
     public func partList(_ device: String) throws -> [Partition] {
-        let g = try handle("part_list")
-        guard let list = guestfs_part_list(g, device) else { throw failure("part_list") }
-        defer { guestfs_free_partition_list(list) }
-        return (0..<Int(list.pointee.len)).map { i in
-            let p = list.pointee.val[i]
-            return Partition(number: p.part_num, start: p.part_start, end: p.part_end, size: p.part_size)
-        }
+        var r = try call(.partList) { $0.string(device) }
+        let n = try r.int()
+        return try (0..<max(0, n)).map { _ in try Partition(from: &r) }
     }
 
     /// `gpt`, `msdos`, … (`unknown` when there is no table).
     public func partGetParttype(_ device: String) throws -> String {
-        try string(guestfs_part_get_parttype(try handle("part_get_parttype"), device), "part_get_parttype")
+        var r = try call(.partGetParttype) { $0.string(device) }
+        return try r.string()
     }
 
     /// Writes a new partition table with one partition over the whole device.
     public func partDisk(_ device: String, type: String) throws {
-        try check(guestfs_part_disk(try handle("part_disk"), device, type), "part_disk")
+        _ = try call(.partDisk) { $0.string(device); $0.string(type) }
     }
 
     /// Moves the GPT backup header to the end of a grown device.
-    public func partExpandGPT(_ device: String) throws {
-        try check(guestfs_part_expand_gpt(try handle("part_expand_gpt"), device), "part_expand_gpt")
-    }
+    public func partExpandGPT(_ device: String) throws { _ = try call(.partExpandGPT) { $0.string(device) } }
 
     /// Moves the end of partition `number` to sector `endSector` (start unchanged).
     public func partResize(_ device: String, number: Int32, endSector: Int64) throws {
-        try check(guestfs_part_resize(try handle("part_resize"), device, number, endSector), "part_resize")
+        _ = try call(.partResize) { $0.string(device); $0.int(number); $0.int(endSector) }
     }
 
     /// Moves the end of partition `number` inwards. parted refuses to shrink in script
@@ -137,181 +125,142 @@ public final class GuestfsSession {
     /// the partition is not touched. Returns the partition's number afterwards.
     @discardableResult
     public func partShrink(_ device: String, _ part: Partition, table: String, endSector: Int64, sectorSize: UInt64) throws -> Int32 {
-        let g = try handle("part_shrink")
-        let n = part.number
-        var gptType: String?, gptGUID: String?, name: String?, attributes: Int64 = -1
-        var bootable: Int32 = -1, mbrID: Int32 = -1
-        if table == "gpt" {
-            gptType = try string(guestfs_part_get_gpt_type(g, device, n), "part_get_gpt_type")
-            gptGUID = try string(guestfs_part_get_gpt_guid(g, device, n), "part_get_gpt_guid")
-            name = try? string(guestfs_part_get_name(g, device, n), "part_get_name")
-            attributes = guestfs_part_get_gpt_attributes(g, device, n)
-        } else {
-            bootable = guestfs_part_get_bootable(g, device, n)
-            mbrID = guestfs_part_get_mbr_id(g, device, n)
+        var r = try call(.partShrink) { w in
+            w.string(device)
+            part.write(to: &w)
+            w.string(table)
+            w.int(endSector)
+            w.int(sectorSize)
         }
-        try check(guestfs_part_del(g, device, n), "part_del")
-        try check(guestfs_part_add(g, device, "p", Int64(part.start / sectorSize), endSector), "part_add")
-        guard let added = try partList(device).first(where: { $0.start == part.start }) else {
-            throw GuestfsError(function: "part_add", message: "the re-added partition at \(part.start) is missing")
-        }
-        let m = added.number
-        if let gptType { try check(guestfs_part_set_gpt_type(g, device, m, gptType), "part_set_gpt_type") }
-        if let gptGUID { try check(guestfs_part_set_gpt_guid(g, device, m, gptGUID), "part_set_gpt_guid") }
-        if let name, !name.isEmpty { try check(guestfs_part_set_name(g, device, m, name), "part_set_name") }
-        if attributes >= 0 { try check(guestfs_part_set_gpt_attributes(g, device, m, attributes), "part_set_gpt_attributes") }
-        if mbrID >= 0 { try check(guestfs_part_set_mbr_id(g, device, m, mbrID), "part_set_mbr_id") }
-        if bootable == 1 { try check(guestfs_part_set_bootable(g, device, m, 1), "part_set_bootable") }
-        return m
+        return try r.int32()
     }
 
     public func blockdevSize(_ device: String) throws -> UInt64 {
-        let v = guestfs_blockdev_getsize64(try handle("blockdev_getsize64"), device)
-        if v < 0 { throw failure("blockdev_getsize64") }
-        return UInt64(v)
+        var r = try call(.blockdevSize) { $0.string(device) }
+        return try r.uint64()
     }
 
     public func blockdevSectorSize(_ device: String) throws -> UInt64 {
-        let v = guestfs_blockdev_getss(try handle("blockdev_getss"), device)
-        if v < 0 { throw failure("blockdev_getss") }
-        return UInt64(v)
+        var r = try call(.blockdevSectorSize) { $0.string(device) }
+        return try r.uint64()
     }
 
     /// Filesystem type on `device` (`ext4`, `xfs`, …; empty when none).
     public func vfsType(_ device: String) throws -> String {
-        try string(guestfs_vfs_type(try handle("vfs_type"), device), "vfs_type")
+        var r = try call(.vfsType) { $0.string(device) }
+        return try r.string()
     }
 
     /// Smallest size the filesystem on `device` can be shrunk to (ext*, btrfs, ntfs).
     public func vfsMinimumSize(_ device: String) throws -> UInt64 {
-        let v = guestfs_vfs_minimum_size(try handle("vfs_minimum_size"), device)
-        if v < 0 { throw failure("vfs_minimum_size") }
-        return UInt64(v)
+        var r = try call(.vfsMinimumSize) { $0.string(device) }
+        return try r.uint64()
     }
 
     public func mkfs(_ fstype: String, device: String, label: String?) throws {
-        let g = try handle("mkfs")
-        var opts = guestfs_mkfs_opts_argv()
-        if let label {
-            try label.withCString { l in
-                opts.bitmask = mv_mkfs_label
-                opts.label = l
-                try check(guestfs_mkfs_opts_argv(g, fstype, device, &opts), "mkfs")
-            }
-        } else {
-            try check(guestfs_mkfs_opts_argv(g, fstype, device, &opts), "mkfs")
+        _ = try call(.mkfs) { w in
+            w.string(fstype)
+            w.string(device)
+            w.bool(label != nil)
+            w.string(label ?? "")
         }
     }
 
-    public func e2fsckForce(_ device: String) throws { try check(guestfs_e2fsck_f(try handle("e2fsck_f"), device), "e2fsck_f") }
+    public func e2fsckForce(_ device: String) throws { _ = try call(.e2fsckForce) { $0.string(device) } }
     /// Grows an ext2/3/4 filesystem to fill its device.
-    public func resize2fs(_ device: String) throws { try check(guestfs_resize2fs(try handle("resize2fs"), device), "resize2fs") }
+    public func resize2fs(_ device: String) throws { _ = try call(.resize2fs) { $0.string(device) } }
     /// Resizes an ext2/3/4 filesystem to `size` bytes.
     public func resize2fs(_ device: String, size: UInt64) throws {
-        try check(guestfs_resize2fs_size(try handle("resize2fs_size"), device, Int64(size)), "resize2fs_size")
+        _ = try call(.resize2fsSize) { $0.string(device); $0.int(size) }
     }
     /// Grows a mounted XFS filesystem to fill its device.
-    public func xfsGrow(_ mountpoint: String) throws {
-        let g = try handle("xfs_growfs")
-        var opts = guestfs_xfs_growfs_argv()
-        opts.bitmask = mv_xfs_growfs_datasec
-        opts.datasec = 1
-        try check(guestfs_xfs_growfs_argv(g, mountpoint, &opts), "xfs_growfs")
-    }
+    public func xfsGrow(_ mountpoint: String) throws { _ = try call(.xfsGrow) { $0.string(mountpoint) } }
     /// Resizes a mounted btrfs filesystem to `size` bytes, or to fill its device.
     public func btrfsResize(_ mountpoint: String, size: UInt64?) throws {
-        let g = try handle("btrfs_filesystem_resize")
-        var opts = guestfs_btrfs_filesystem_resize_argv()
-        if let size {
-            opts.bitmask = mv_btrfs_resize_size
-            opts.size = Int64(size)
+        _ = try call(.btrfsResize) { w in
+            w.string(mountpoint)
+            w.bool(size != nil)
+            w.int(size ?? 0)
         }
-        try check(guestfs_btrfs_filesystem_resize_argv(g, mountpoint, &opts), "btrfs_filesystem_resize")
     }
 
     // MARK: inspection
 
     /// Root filesystems of operating systems found on the disks. Unmounts everything.
-    public func inspectOS() throws -> [String] { try strings(guestfs_inspect_os(try handle("inspect_os")), "inspect_os") }
+    public func inspectOS() throws -> [String] {
+        var r = try call(.inspectOS)
+        return try r.strings()
+    }
 
     public func inspectInfo(_ root: String) throws -> OSInfo {
-        let g = try handle("inspect")
-        return OSInfo(
-            type: try string(guestfs_inspect_get_type(g, root), "inspect_get_type"),
-            distro: try string(guestfs_inspect_get_distro(g, root), "inspect_get_distro"),
-            majorVersion: guestfs_inspect_get_major_version(g, root),
-            minorVersion: guestfs_inspect_get_minor_version(g, root),
-            productName: try string(guestfs_inspect_get_product_name(g, root), "inspect_get_product_name"),
-            hostname: (try? string(guestfs_inspect_get_hostname(g, root), "inspect_get_hostname")) ?? "unknown")
+        var r = try call(.inspectInfo) { $0.string(root) }
+        let s = try r.strings()
+        guard s.count == 4 else { throw GuestfsError(function: "inspect", message: "the appliance helper sent a malformed reply") }
+        return OSInfo(type: s[0], distro: s[1], majorVersion: try r.int32(), minorVersion: try r.int32(),
+                      productName: s[2], hostname: s[3])
     }
 
     /// (mountpoint, device) pairs of an inspected OS.
     public func inspectMountpoints(_ root: String) throws -> [(mountpoint: String, device: String)] {
-        let flat = try strings(guestfs_inspect_get_mountpoints(try handle("inspect_get_mountpoints"), root), "inspect_get_mountpoints")
-        return stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+        var r = try call(.inspectMountpoints) { $0.string(root) }
+        return pairs(try r.strings()).map { (mountpoint: $0.0, device: $0.1) }
     }
 
     // MARK: mounting
 
     public func mount(_ device: String, at mountpoint: String, readonly: Bool) throws {
-        let g = try handle("mount")
-        if readonly {
-            try check(guestfs_mount_ro(g, device, mountpoint), "mount_ro")
-        } else {
-            try check(guestfs_mount(g, device, mountpoint), "mount")
-        }
+        _ = try call(.mount) { $0.string(device); $0.string(mountpoint); $0.bool(readonly) }
     }
 
-    public func umountAll() throws { try check(guestfs_umount_all(try handle("umount_all")), "umount_all") }
+    public func umountAll() throws { _ = try call(.umountAll) }
 
     /// Mounted filesystems as (device, mountpoint).
     public func mounts() throws -> [(device: String, mountpoint: String)] {
-        let flat = try strings(guestfs_mountpoints(try handle("mountpoints")), "mountpoints")
-        return stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+        var r = try call(.mounts)
+        return pairs(try r.strings()).map { (device: $0.0, mountpoint: $0.1) }
     }
 
     public func statvfs(_ path: String) throws -> FilesystemStats {
-        let g = try handle("statvfs")
-        guard let s = guestfs_statvfs(g, path) else { throw failure("statvfs") }
-        defer { guestfs_free_statvfs(s) }
-        let unit = UInt64(max(s.pointee.frsize, 1))
-        return FilesystemStats(size: UInt64(s.pointee.blocks) * unit, free: UInt64(s.pointee.bfree) * unit,
-                               available: UInt64(max(0, s.pointee.bavail)) * unit)
+        var r = try call(.statvfs) { $0.string(path) }
+        return FilesystemStats(size: try r.uint64(), free: try r.uint64(), available: try r.uint64())
     }
 
     // MARK: files
 
     public func lstat(_ path: String) throws -> FileStat {
-        let g = try handle("lstatns")
-        guard let s = guestfs_lstatns(g, path) else { throw failure("lstatns") }
-        defer { guestfs_free_statns(s) }
-        return FileStat(s.pointee)
+        var r = try call(.lstat) { $0.string(path) }
+        return try FileStat(from: &r)
     }
 
     /// The canonical form of `path` inside the guest: every symlink followed, as the guest
     /// would, within the guest's root (the appliance resolves it chrooted into the guest's
     /// filesystem, so an absolute or `../..` link never leads out of it).
-    public func realpath(_ path: String) throws -> String { try string(guestfs_realpath(try handle("realpath"), path), "realpath") }
+    public func realpath(_ path: String) throws -> String {
+        var r = try call(.realpath) { $0.string(path) }
+        return try r.string()
+    }
 
     /// Names in a directory (without `.` and `..`).
-    public func ls(_ directory: String) throws -> [String] { try strings(guestfs_ls(try handle("ls"), directory), "ls") }
+    public func ls(_ directory: String) throws -> [String] {
+        var r = try call(.ls) { $0.string(directory) }
+        return try r.strings()
+    }
 
-    /// `lstat` of many names in one directory (one round trip per chunk).
+    /// `lstat` of many names in one directory.
     public func lstatList(_ directory: String, names: [String]) throws -> [FileStat] {
-        let g = try handle("lstatnslist")
-        return try Self.inChunks(names) { chunk in
-            guard let list = withCStringArray(chunk, { guestfs_lstatnslist(g, directory, $0) }) else { throw failure("lstatnslist") }
-            defer { guestfs_free_statns_list(list) }
-            return (0..<Int(list.pointee.len)).map { FileStat(list.pointee.val[$0]) }
+        try Self.inChunks(names) { chunk in
+            var r = try call(.lstatList) { $0.string(directory); $0.strings(chunk) }
+            let n = try r.int()
+            return try (0..<max(0, n)).map { _ in try FileStat(from: &r) }
         }
     }
 
     /// The targets of many symlinks in one directory, in the order of `names` (a name that
     /// is not a link reads as an empty string).
     public func readlinkList(_ directory: String, names: [String]) throws -> [String] {
-        let g = try handle("readlinklist")
-        return try Self.inChunks(names) { chunk in
-            try strings(withCStringArray(chunk) { guestfs_readlinklist(g, directory, $0) }, "readlinklist")
+        try Self.inChunks(names) { chunk in
+            var r = try call(.readlinkList) { $0.string(directory); $0.strings(chunk) }
+            return try r.strings()
         }
     }
 
@@ -329,51 +278,31 @@ public final class GuestfsSession {
 
     /// Reads up to `count` bytes at `offset` (one message; keep `count` ≤ 2 MiB).
     public func pread(_ path: String, count: Int, offset: Int64) throws -> [UInt8] {
-        let g = try handle("pread")
-        var size = 0
-        guard let buffer = guestfs_pread(g, path, Int32(count), offset, &size) else { throw failure("pread") }
-        defer { free(buffer) }
-        return buffer.withMemoryRebound(to: UInt8.self, capacity: size) { Array(UnsafeBufferPointer(start: $0, count: size)) }
+        var r = try call(.pread) { $0.string(path); $0.int(count); $0.int(offset) }
+        return try r.bytes()
     }
 
     /// Creates or truncates `path` with `bytes`.
     public func write(_ path: String, _ bytes: ArraySlice<UInt8>) throws {
-        let g = try handle("write")
-        let r = bytes.withUnsafeBufferPointer { b in
-            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { guestfs_write(g, path, $0, b.count) }
-        }
-        try check(r, "write")
+        _ = try call(.write) { $0.string(path); $0.bytes(bytes) }
     }
 
     public func writeAppend(_ path: String, _ bytes: ArraySlice<UInt8>) throws {
-        let g = try handle("write_append")
-        let r = bytes.withUnsafeBufferPointer { b in
-            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { guestfs_write_append(g, path, $0, b.count) }
-        }
-        try check(r, "write_append")
+        _ = try call(.writeAppend) { $0.string(path); $0.bytes(bytes) }
     }
 
-    public func rename(_ from: String, to: String) throws { try check(guestfs_rename(try handle("rename"), from, to), "rename") }
-    public func rm(_ path: String) throws { try check(guestfs_rm(try handle("rm"), path), "rm") }
-    public func chmod(_ mode: Int32, _ path: String) throws { try check(guestfs_chmod(try handle("chmod"), mode, path), "chmod") }
+    public func rename(_ from: String, to: String) throws { _ = try call(.rename) { $0.string(from); $0.string(to) } }
+    public func rm(_ path: String) throws { _ = try call(.rm) { $0.string(path) } }
+    public func chmod(_ mode: Int32, _ path: String) throws { _ = try call(.chmod) { $0.int(mode); $0.string(path) } }
     public func lchown(_ uid: Int32, _ gid: Int32, _ path: String) throws {
-        try check(guestfs_lchown(try handle("lchown"), uid, gid, path), "lchown")
+        _ = try call(.lchown) { $0.int(uid); $0.int(gid); $0.string(path) }
     }
     public func isDir(_ path: String) throws -> Bool {
-        let v = guestfs_is_dir(try handle("is_dir"), path)
-        if v < 0 { throw failure("is_dir") }
-        return v == 1
+        var r = try call(.isDir) { $0.string(path) }
+        return try r.bool()
     }
-}
 
-/// Holds the progress closure for the C callback; touched only on the handle's thread.
-final class ProgressBox {
-    var handler: ((UInt64, UInt64) -> Void)?
-}
-
-/// libguestfs progress events: array = [proc, serial, position, total].
-private let guestfsProgressCallback: guestfs_event_callback = { _, opaque, _, _, _, _, _, array, count in
-    guard let opaque, let array, count >= 4 else { return }
-    let box = Unmanaged<ProgressBox>.fromOpaque(opaque).takeUnretainedValue()
-    box.handler?(array[2], array[3])
+    private func pairs(_ flat: [String]) -> [(String, String)] {
+        stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0], flat[$0 + 1]) }
+    }
 }

@@ -1,5 +1,3 @@
-import CGuestfs
-import FoundationEssentials
 
 /// A partition as `part_list` reports it (bytes).
 public struct Partition: Sendable, Equatable {
@@ -7,6 +5,13 @@ public struct Partition: Sendable, Equatable {
     public let start: UInt64
     public let end: UInt64
     public let size: UInt64
+
+    public init(number: Int32, start: UInt64, end: UInt64, size: UInt64) {
+        self.number = number
+        self.start = start
+        self.end = end
+        self.size = size
+    }
 }
 
 /// What inspection says about an operating system.
@@ -17,6 +22,15 @@ public struct OSInfo: Sendable, Equatable {
     public let minorVersion: Int32
     public let productName: String
     public let hostname: String
+
+    public init(type: String, distro: String, majorVersion: Int32, minorVersion: Int32, productName: String, hostname: String) {
+        self.type = type
+        self.distro = distro
+        self.majorVersion = majorVersion
+        self.minorVersion = minorVersion
+        self.productName = productName
+        self.hostname = hostname
+    }
 }
 
 /// Size, free and available bytes of a mounted filesystem.
@@ -25,6 +39,12 @@ public struct FilesystemStats: Sendable, Equatable {
     public let free: UInt64
     public let available: UInt64
     public var used: UInt64 { size - free }
+
+    public init(size: UInt64, free: UInt64, available: UInt64) {
+        self.size = size
+        self.free = free
+        self.available = available
+    }
 }
 
 /// The part of `lstat` the service reports.
@@ -35,12 +55,12 @@ public struct FileStat: Sendable, Equatable {
     public let size: UInt64
     public let mtime: Int64
 
-    init(_ s: guestfs_statns) {
-        mode = UInt32(truncatingIfNeeded: s.st_mode)
-        uid = s.st_uid
-        gid = s.st_gid
-        size = UInt64(max(0, s.st_size))
-        mtime = s.st_mtime_sec
+    public init(mode: UInt32, uid: Int64, gid: Int64, size: UInt64, mtime: Int64) {
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.mtime = mtime
     }
 
     /// `file`, `directory`, `symlink`, `fifo`, `socket`, `char`, `block`.

@@ -56,7 +56,7 @@ struct Runtime {
         let guestfsLog = Logger(label: "guestfs")
         let g = config.guestfs
         let appliances = ApplianceCache(
-            settings: GuestfsSettings(backend: g.backend, backendSettings: g.backendSettings, memoryMiB: g.memoryMiB),
+            settings: GuestfsSettings(backend: g.backend, backendSettings: g.backendSettings, memoryMiB: g.memoryMiB, user: g.user),
             maxAppliances: g.maxAppliances, idle: .seconds(g.idleSeconds)) {
             // The cache reports each launch and close: a closed handle's buffers can go back.
             guestfsLog.info("\($0)")

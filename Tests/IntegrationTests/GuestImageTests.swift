@@ -281,6 +281,10 @@ final class GuestImageTests: XCTestCase {
         XCTAssertEqual(sha256(image), before)
         XCTAssertEqual(virtualSize(image), String(64 << 20))
         XCTAssertEqual(try temporaries(), [])
-        XCTAssertEqual(Command.run("/usr/bin/pgrep", ["-f", "qemu-system.*\(s.dir.path)"]).stdout, "", "appliance left running")
+        // The image is served to the appliance by a qemu-storage-daemon whose command line
+        // names it; the appliance's qemu (the appliance user's) names only the NBD socket.
+        XCTAssertEqual(Command.run("/usr/bin/pgrep", ["-f", "qemu-storage-daemon.*\(s.dir.path)"]).stdout, "", "image still served")
+        let served = "multiverse-nbd-\(s.daemon?.pid ?? 0)-"
+        XCTAssertEqual(Command.run("/usr/bin/pgrep", ["-f", "qemu-system.*\(served)"]).stdout, "", "appliance left running")
     }
 }

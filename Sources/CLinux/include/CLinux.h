@@ -44,4 +44,12 @@ int mv_remove_xattr(const char *path, const char *name);
 /* The calling thread's kernel id (glibc's gettid() needs _GNU_SOURCE). */
 pid_t mv_gettid(void);
 
+/* pidfd_open(2) (glibc 2.36 has no wrapper): a descriptor that polls readable once the
+ * process has exited, for a process that is not our child. -1 and errno on failure. */
+int mv_pidfd_open(pid_t pid);
+
+/* prctl(PR_SET_NO_NEW_PRIVS, 1): nothing this process executes gains privileges (setuid
+ * bits, file capabilities). prctl is variadic, which Swift cannot call. 0 or -1. */
+int mv_set_no_new_privs(void);
+
 #endif

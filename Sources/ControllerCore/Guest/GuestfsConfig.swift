@@ -1,3 +1,5 @@
+import Guestfs
+
 /// The `[guestfs]` section: how libguestfs appliances are started and kept.
 public struct GuestfsConfig: Sendable, Equatable {
     /// libguestfs backend: `direct` (qemu run by the daemon) or `libvirt`.
@@ -12,6 +14,8 @@ public struct GuestfsConfig: Sendable, Equatable {
     public var idleSeconds = 30
     /// How often the usage sampler inspects every disk; 0 turns it off.
     public var usageIntervalSeconds = 600
+    /// The unprivileged user the appliances run as (never root).
+    public var user = GuestfsSettings.defaultUser
 
     public init() {}
 
@@ -34,5 +38,11 @@ public struct GuestfsConfig: Sendable, Equatable {
         if let v = try section.int("max_appliances", in: 1...32) { maxAppliances = v }
         if let v = try section.int("idle_s", in: 1...3600) { idleSeconds = v }
         if let v = try section.int("usage_interval_s", in: 0...604_800) { usageIntervalSeconds = v }
+        if let v = try section.string("user") {
+            guard !v.isEmpty, v != "root", v.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                throw section.error("user", "'\(v)' is not an unprivileged user name (the appliances never run as root)")
+            }
+            user = v
+        }
     }
 }

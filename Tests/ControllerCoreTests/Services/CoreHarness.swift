@@ -47,6 +47,7 @@ final class CoreHarness: Sendable {
         let (profiles, _) = ProfileStore.load(directory: config.profilesDirectory, logger: logger)
         vmManager = VMManager(monitor: libvirt, config: config, profiles: profiles, logger: logger)
         jobs = JobManager(maxConcurrent: 4, retention: .seconds(60), logger: logger)
+        Self.ensureApplianceUser()
         let appliances = ApplianceCache(settings: GuestfsSettings(backend: "direct", backendSettings: [], memoryMiB: 256),
                                         maxAppliances: 1, idle: .seconds(5))
         let policies = DiskPolicyStore(stateDirectory: dir.appendingPathComponent("state").path)
@@ -99,6 +100,17 @@ final class CoreHarness: Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw NSError(domain: "job", code: 1, userInfo: [NSLocalizedDescriptionKey: "job \(job.id) \(job.operation) still running after \(timeout)"])
+    }
+
+    /// Run as root, the appliances run as the package's appliance user: made here if missing
+    /// (as an unprivileged user they run as that user).
+    static func ensureApplianceUser() {
+        guard getuid() == 0, ApplianceUser.lookUp(GuestfsSettings.defaultUser) == nil else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/useradd")
+        p.arguments = ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", "kvm", GuestfsSettings.defaultUser]
+        try? p.run()
+        p.waitUntilExit()
     }
 
     /// `qemu-img info --output=json` of an image, as its own tool reports it.

@@ -12,6 +12,8 @@ final class TestStack {
     static let otherUser = "mvtest-other"
     /// Granted the VM actions (org.multiverse.controller.vm.*) only, not network.manage.
     static let vmOnlyUser = "mvtest-vmonly"
+    /// The package's appliance user (sysusers): the daemon runs libguestfs' helper as it.
+    static let applianceUser = "multiverse-guestfs"
     static let busName = ControllerNames.busName
     static let root = ObjectPaths.root
     static let managerInterface = ManagerInterface.name
@@ -69,8 +71,9 @@ final class TestStack {
         settingsConfig = settings
         extraConfig = config
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
-        for user in [Self.grantedUser, Self.otherUser, Self.vmOnlyUser] where Command.run("id", ["-u", user]).status != 0 {
-            let r = Command.run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
+        // The appliance user is the package's (sysusers); the daemon starts libguestfs' helper as it.
+        for user in [Self.grantedUser, Self.otherUser, Self.vmOnlyUser, Self.applianceUser] where Command.run("id", ["-u", user]).status != 0 {
+            let r = Command.run("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "-G", "kvm", user])
             guard r.ok else { throw StackError("useradd \(user): \(r.all)") }
         }
         dir = URL(fileURLWithPath: "/tmp/mvtest-\(UUID().uuidString.prefix(8))")
