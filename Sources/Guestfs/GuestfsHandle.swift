@@ -26,6 +26,9 @@ public final class GuestfsHandle: Sendable {
     private let killed = Mutex(false)
     /// The daemon's end of the helper's socket (-1 when the helper could not start).
     private let socket: Int32
+    /// Whether `socket` is still open: `kill()` and `close()` shut it down only then, so
+    /// they never touch a descriptor number the thread has closed and the process reused.
+    private let socketOpen = Mutex(false)
     private let startFailure: String?
     /// Ends when the helper process has exited.
     private let helperExited: Task<Void, Never>?
@@ -52,6 +55,7 @@ public final class GuestfsHandle: Sendable {
         self.user = failure == nil ? user : nil
         self.socket = failure == nil ? fds[0] : -1
         self.startFailure = failure
+        socketOpen.withLock { $0 = failure == nil }
         if failure == nil, let user {
             helperExited = Self.startHelper(settings, user: user, end: fds[1], ours: fds[0])
         } else {
@@ -101,7 +105,11 @@ public final class GuestfsHandle: Sendable {
     /// call in progress fails; the handle is useless afterwards and should be closed.
     public func kill() {
         killed.withLock { $0 = true }
-        if socket >= 0 { Glibc.shutdown(socket, Int32(SHUT_RDWR)) }
+        shutdownSocket()
+    }
+
+    private func shutdownSocket() {
+        socketOpen.withLock { open in if open { Glibc.shutdown(socket, Int32(SHUT_RDWR)) } }
     }
 
     /// Shuts the appliance down (syncing the disks unless it was killed), stops serving its
@@ -109,8 +117,8 @@ public final class GuestfsHandle: Sendable {
     public func close() async {
         _ = try? await run { session in session.shutdown() }
         closing.withLock { $0 = true }
+        shutdownSocket()
         wake.signal()
-        if socket >= 0 { Glibc.shutdown(socket, Int32(SHUT_RDWR)) }
         await helperExited?.value
     }
 
@@ -125,7 +133,10 @@ public final class GuestfsHandle: Sendable {
         // Anything queued after close was requested fails rather than hangs.
         for job in queue.withLock({ q in defer { q.removeAll() }; return q }) { job(nil) }
         session?.shutdown()
-        if socket >= 0 { Glibc.close(socket) }
+        socketOpen.withLock { open in
+            if open { Glibc.close(socket) }
+            open = false
+        }
     }
 
     /// Starts the helper as `user` with `end` as its standard input and output; the task
