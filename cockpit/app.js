@@ -8,6 +8,7 @@ import { overviewView } from "./overview.js";
 import { vmsView } from "./vms.js";
 import { disksView } from "./disks.js";
 import { jobsView } from "./jobs.js";
+import { usageSource } from "./usage.js";
 
 const client = cockpit.dbus(SERVICE, { bus: "system", superuser: "try" });
 
@@ -19,6 +20,7 @@ const ctx = {
     jobs: client.proxies(IFACE.job, ROOT),
     disks: client.proxies(IFACE.disk, ROOT),
     networks: client.proxies(IFACE.network, ROOT),
+    usage: usageSource(client),
 };
 
 const views = {

@@ -9,7 +9,7 @@ import { policyForms } from "./diskpolicies.js";
 import { explainDisk } from "./explain.js";
 
 export function diskDetails(ctx) {
-    const { client, disks } = ctx;
+    const { client, disks, usage } = ctx;
     let path = null;
     let backups = [];
     let shownPolicies = null; // the policies the forms show, so another disk change keeps edits
@@ -118,7 +118,7 @@ export function diskDetails(ctx) {
         node.dataset.path = d.path;
         replace(title, "Disk " + d.Name);
         replace(facts, d.ImageFormat + ", " + formatBytes(d.VirtualSize) + " (" + formatBytes(d.AllocatedSize) +
-                " allocated)" + (d.BackingDisk ? ", built on " + d.BackingDisk : ""), usageBars(d.FilesystemUsage));
+                " allocated)" + (d.BackingDisk ? ", built on " + d.BackingDisk : ""), usageBars(usage.rows(d)));
         replace(snapshotBody, (d.Snapshots || []).map(([name, created]) => {
             const kind = name.startsWith("vm-") ? "the VM's" : name.startsWith("auto-") ? "versioning's" : "this disk's";
             return h("tr", { "data-snapshot": name },
@@ -187,10 +187,11 @@ export function diskDetails(ctx) {
             go(false);
             return;
         }
-        const used = (d.FilesystemUsage || []).reduce((sum, [, , u]) => sum + Number(u), 0);
-        confirm("Shrink " + label() + " from " + formatBytes(d.VirtualSize) + " to " + formatBytes(size) + "? " +
-                (d.UsageSampled ? "Its filesystems hold " + formatBytes(used) + " (sampled " +
-                 formatTime(d.UsageSampled) + "). " : "Its filesystem usage has not been sampled since it last changed (Inspect, below, measures it). ") +
+        const used = usage.rows(d).reduce((sum, [, , u]) => sum + Number(u), 0);
+        const held = !d.UsageSampled ? "Its filesystem usage has not been sampled since it last changed (Inspect, below, measures it). "
+            : usage.refused(d) ? "Its filesystem usage is not shown to you (it needs the disk.inspect action). "
+                : "Its filesystems hold " + formatBytes(used) + " (sampled " + formatTime(d.UsageSampled) + "). ";
+        confirm("Shrink " + label() + " from " + formatBytes(d.VirtualSize) + " to " + formatBytes(size) + "? " + held +
                 "The filesystem is checked and shrunk first, then the partition and the image; the service " +
                 "refuses a size below what the data needs plus a margin.", "Shrink to " + formatBytes(size),
                 () => go(true));
@@ -239,6 +240,7 @@ export function diskDetails(ctx) {
     }
 
     disks.addEventListener("changed", (event, proxy) => { if (proxy.path === path) render(); });
+    usage.onChange(changed => { if (changed === path) render(); });
     disks.addEventListener("removed", (event, proxy) => { if (proxy.path === path) show(null); });
     return { node, show };
 }

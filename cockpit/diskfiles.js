@@ -67,8 +67,10 @@ export function diskFiles(ctx) {
         replace(body);
         replace(inspectBox);
         replace(findings);
-        if (path)
+        if (path) {
             list("/");
+            loadFindings();
+        }
     }
 
     function go(event) {
@@ -146,19 +148,44 @@ export function diskFiles(ctx) {
         });
     }
 
+    // Inspect's findings are the guest's: the job's Result only says when it ended, and
+    // GetInspection (disk.inspect) gives what it found. Loaded when the disk opens too.
     function inspect() {
         call("Inspect", [{}], "a{sv}", "Inspect").then(reply => {
             if (!reply)
                 return;
             showJob(ctx, inspectBox, "Inspect", reply[0]).then(job => {
-                const result = job.Result || {};
-                replace(findings, Object.keys(result).sort().map(key => {
-                    const value = result[key] && typeof result[key] === "object" && "v" in result[key]
-                        ? result[key].v : result[key];
-                    return [h("dt", {}, key), h("dd", {}, Array.isArray(value) ? value.join(", ") : String(value))];
-                }));
+                if (job.State === "succeeded")
+                    loadFindings();
             });
         });
+    }
+
+    function loadFindings() {
+        const shown = path;
+        const failed = text => { if (path === shown) replace(findings, h("div", { class: "mv-muted mv-refused" }, text)); };
+        attemptListing("read the last inspection", client.call(shown, IFACE.disk, "GetInspection", [{}], { type: "a{sv}" }), failed)
+            .then(reply => {
+                if (reply && path === shown)
+                    renderFindings(reply[0]);
+            });
+    }
+
+    function renderFindings(found) {
+        const v = key => found[key] ? found[key].v : undefined;
+        if (v("inspected") === undefined) {
+            replace(findings, h("div", { class: "mv-muted", id: "mv-inspect-none" }, "Not inspected yet (or formatted since)."));
+            return;
+        }
+        const os = v("os_type") ? v("product_name") + " (" + [v("os_type"), v("distro"), "version " + v("version")].join(", ") + ")"
+            : "none recognised";
+        const fact = (term, value, key) => [h("dt", {}, term), h("dd", { "data-finding": key }, value)];
+        replace(findings,
+                fact("Operating system", os, "os"),
+                v("os_type") ? fact("Hostname", v("hostname"), "hostname") : [],
+                fact("Filesystems", (v("filesystems") || []).map(([device, type]) => device + " (" + type + ")").join(", ") || "none",
+                     "filesystems"),
+                fact("Inspected", formatTime(v("inspected")), "inspected"));
     }
 
     return { node, show };

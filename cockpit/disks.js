@@ -4,11 +4,11 @@
 
 import { ROOT, IFACE, h, replace, formatBytes, formatTime, variants, attempt, button, liveRows, nameOf, cellRow }
     from "./util.js";
-import { sizeField, usageBars } from "./fields.js";
+import { sizeField } from "./fields.js";
 import { diskDetails } from "./diskdetails.js";
 
 export function disksView(root, ctx) {
-    const { client, disks, vms } = ctx;
+    const { client, disks, vms, usage } = ctx;
     const rows = new Map();
     const body = h("tbody", { id: "mv-disk-body" });
     const empty = h("p", { class: "mv-muted", id: "mv-disk-empty" }, "No managed disks.");
@@ -19,7 +19,8 @@ export function disksView(root, ctx) {
         h("h2", {}, "Disks"),
         h("p", { class: "mv-note" },
           "The images in the service's image directory. Filesystem usage is the last sample " +
-          "(the service measures each disk read-only every few minutes, and when it is inspected)."),
+          "(the service measures each disk read-only every few minutes, and when it is inspected); " +
+          "it comes from inside the image, so only those allowed to inspect disks see it."),
         h("table", { "aria-label": "Disks" },
           h("thead", {}, h("tr", {}, ["Name", "Format", "Size", "Filesystems", "Backing disk", "Overlays",
                                       "Used by", ""].map(t => h("th", { scope: "col" }, t)))),
@@ -44,8 +45,7 @@ export function disksView(root, ctx) {
         replace(cells.format, disk.ImageFormat);
         replace(cells.size, h("span", { class: "mv-disk-virtual" }, formatBytes(disk.VirtualSize)),
                 h("div", { class: "mv-note" }, formatBytes(disk.AllocatedSize) + " allocated"));
-        const bars = usageBars(disk.FilesystemUsage);
-        replace(cells.usage, bars.length ? bars : h("span", { class: "mv-muted" }, "not sampled"),
+        replace(cells.usage, ...usage.view(disk),
                 disk.UsageSampled ? h("div", { class: "mv-note" }, "sampled " + formatTime(disk.UsageSampled)) : null);
         replace(cells.backing, disk.BackingDisk || h("span", { class: "mv-muted" }, "none"));
         replace(cells.overlays, (disk.Overlays || []).map(p => h("div", {}, nameOf(disks, p))));
@@ -56,11 +56,14 @@ export function disksView(root, ctx) {
     liveRows(disks, body, empty, rows, update, (a, b) => String(a.Name).localeCompare(String(b.Name)));
     // VM names can arrive after the disks that name them.
     vms.addEventListener("added", () => { for (const d of Object.values(disks)) update(d); });
+    usage.onChange(path => { if (disks[path]) update(disks[path]); });
 
+    // The signal carries the AutoGrow threshold that was reached, not the measured figure.
     client.subscribe({ interface: IFACE.disk, member: "UsageHigh" }, (path, iface, signal, args) => {
         const percent = Math.round(Number(args[0]) * 100);
         events.prepend(h("li", { class: "mv-no" }, new Date().toLocaleTimeString() + " UsageHigh: disk " +
-                         nameOf(disks, path) + " is " + percent + " % full (its fullest filesystem)"));
+                         nameOf(disks, path) + " reached its AutoGrow threshold of " + percent +
+                         " % (its fullest filesystem)"));
     });
 
     function createForm() {

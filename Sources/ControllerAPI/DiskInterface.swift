@@ -6,7 +6,7 @@ public enum DiskInterface {
     typealias A = Arg
 
     public static let resize = APIMethod("Resize", in: [A.a("size", "t"), A.options], out: [A.job], action: .diskManage,
-        doc: "A job resizing the image to size bytes with its last partition and filesystem (ext2/3/4, xfs, btrfs).\n\nsize is a multiple of 512, at most [disks] max_size and not the current virtual size (InvalidArgs otherwise). Options: shrink b (required to shrink), filesystem b (default true; false: the image only).\n\nGrowing grows the image, then the last partition (moving a GPT's backup header) and its ext2/3/4, xfs or btrfs filesystem. Shrinking (ext* and btrfs only) runs e2fsck -f and is refused below the filesystem's minimum size plus a margin (the larger of 64 MiB and 10 %), with the numbers in the job's Error; XFS cannot shrink (NotSupported).\n\nThe work is done on a private copy that is renamed over the disk at the end (the commit point): Cancel before it kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is InvalidState.\n\nWhen the filesystem was grown or shrunk, the disk's FilesystemUsage is cleared (the next Inspect or sample measures it again).\n\nA disk a running VM uses is grown live through libvirt's block resize, image only (filesystem_grown false: the guest grows its partition and filesystem); shrinking it is Busy.\n\nResult: old_size, new_size, filesystem_grown, filesystem_shrunk, filesystem, live, note.")
+        doc: "A job resizing the image to size bytes with its last partition and filesystem (ext2/3/4, xfs, btrfs).\n\nsize is a multiple of 512, at most [disks] max_size and not the current virtual size (InvalidArgs otherwise). Options: shrink b (required to shrink), filesystem b (default true; false: the image only).\n\nGrowing grows the image, then the last partition (moving a GPT's backup header) and its ext2/3/4, xfs or btrfs filesystem. Shrinking (ext* and btrfs only) runs e2fsck -f and is refused below the filesystem's minimum size plus a margin (the larger of 64 MiB and 10 %), with the numbers in the job's Error; XFS cannot shrink (NotSupported).\n\nThe work is done on a private copy that is renamed over the disk at the end (the commit point): Cancel before it kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is InvalidState.\n\nWhen the filesystem was grown or shrunk, the disk's usage sample is dropped (UsageSampled 0; the next Inspect or sample measures it again).\n\nA disk a running VM uses is grown live through libvirt's block resize, image only (filesystem_grown false: the guest grows its partition and filesystem); shrinking it is Busy.\n\nResult: old_size, new_size, filesystem_grown, filesystem_shrunk, filesystem, live, note.")
     public static let clone = APIMethod("Clone", in: [A.a("new_name", "s"), A.options], out: [A.job], action: .diskManage,
         doc: "A job copying the disk to new_name (sparse), or with linked b a qcow2 overlay on it.\n\nA full copy of a standalone image is a byte copy by the daemon, internal snapshots included: sparse like cp --sparse=always, a reflink clone on xfs and btrfs, written back to disk while it is made. An overlay is flattened by qemu-img convert -U.\n\nThe new disk appears only when it is complete and synced to disk; Cancel stops the copy and leaves nothing. Progress follows the bytes copied. [disks] copy_rate_mib_s in controller.toml(5) limits how fast a copy reads, here and in Backup, Restore and the copies of Resize and Format. Result: disk, linked, size.")
     public static let backup = APIMethod("Backup", in: [A.options], out: [A.job], action: .diskManage,
@@ -22,9 +22,14 @@ public enum DiskInterface {
     public static let deleteSnapshot = APIMethod("DeleteSnapshot", in: [A.a("name", "s"), A.options], action: .diskManage,
         doc: "Deletes a snapshot.")
     public static let format = APIMethod("Format", in: [A.a("fstype", "s"), A.options], out: [A.job], action: .diskManage,
-        doc: "A job writing a partition table and a filesystem (ext2, ext3, ext4, xfs, btrfs, vfat). Options: partition_table s (gpt, mbr, none; default gpt), label s.\n\nFormat works on a private image (a fresh empty one when the disk has no snapshots, else a copy) that is renamed over the disk at the end: Cancel before that point kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is InvalidState. The disk's FilesystemUsage is cleared. Result: fstype, partition_table, device, label.")
+        doc: "A job writing a partition table and a filesystem (ext2, ext3, ext4, xfs, btrfs, vfat). Options: partition_table s (gpt, mbr, none; default gpt), label s.\n\nFormat works on a private image (a fresh empty one when the disk has no snapshots, else a copy) that is renamed over the disk at the end: Cancel before that point kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is InvalidState. The disk's usage sample and last inspection are dropped. Result: fstype, partition_table, device, label.")
     public static let inspect = APIMethod("Inspect", in: [A.options], out: [A.job], action: .diskInspect,
-        doc: "A job recognising the operating system and measuring the filesystems; updates FilesystemUsage. Result: os_type, distro, version, product_name, hostname, filesystems a(ss), usage a(sttt).")
+        doc: "A job recognising the operating system and measuring the filesystems. Result: inspected t (when it ended); what it found is GetInspection's and its usage GetFilesystemUsage's.\n\nWhat Inspect reads comes from inside the image, which the guest wrote: it never reaches a property or a signal, which every bus client receives, only callers allowed disk.inspect.")
+    public static let getInspection = APIMethod("GetInspection", in: [A.options], out: [A.a("inspection", "a{sv}")], action: .diskInspect,
+        doc: "What the last Inspect found: os_type, distro, version, product_name, hostname (empty when no operating system was recognised), filesystems a(ss) (device, type), usage a(sttt) (device, size, used, available of the mounted ones) and inspected t (when). Empty when the disk was never inspected or has been formatted since.\n\nThese values were read from inside the image, so they are served to callers allowed disk.inspect only (the Inspect job's Result carries none of them); the strings are the guest's and may hold any character.")
+    public static let getFilesystemUsage = APIMethod("GetFilesystemUsage", in: [A.options], out: [A.a("sampled", "t"), A.a("usage", "a(sttt)")],
+        action: .diskInspect,
+        doc: "The last usage sample: when it was taken (seconds since the epoch; 0 = none yet) and the mounted filesystems' device, size, used and available bytes.\n\nA sampler measures the filesystems of every disk read-only, one disk at a time, every [guestfs] usage_interval_s (600 s; 0 turns it off); Inspect takes a sample too. The property UsageSampled changes with each sample (watch it, then call this); the figures are for callers allowed disk.inspect only, since they come from inside the image.")
     public static let listFiles = APIMethod("ListFiles", in: [A.a("guest_path", "s"), A.options], out: [A.a("entries", "a(ssttt)")],
         action: .diskInspect,
         doc: "Entries of a directory inside the image: name, type, size, mode, mtime. guest_path absolute, no '..'. ListDirectory gives the same entries with each symlink's target. Options as for ListDirectory (after s, limit u).")
@@ -44,11 +49,11 @@ public enum DiskInterface {
         doc: "Deletes the image (Busy while other disks or a VM use it).")
 
     public static let usageHigh = APISignal("UsageHigh", [A.a("fraction", "d")],
-        doc: "A usage sample reached the AutoGrow threshold (fraction used of the fullest filesystem).")
+        doc: "A usage sample reached the AutoGrow threshold: fraction is that threshold (the policy's, not the fraction measured, which GetFilesystemUsage serves to callers allowed disk.inspect).")
 
     public static let declaration = APIInterface(name,
         methods: [resize, clone, backup, listBackups, restore, createSnapshot, revertSnapshot, deleteSnapshot, format, inspect,
-                  listFiles, listDirectory, readFile, writeFile, setAutoGrow, setVersioning, delete],
+                  listFiles, listDirectory, readFile, getInspection, getFilesystemUsage, writeFile, setAutoGrow, setVersioning, delete],
         properties: [
             APIProperty("Name", "s", change: .const, doc: "The disk's name (its file name in the image directory)."),
             APIProperty("Path", "s", change: .const, doc: "The image's absolute path."),
@@ -60,8 +65,8 @@ public enum DiskInterface {
             APIProperty("Overlays", "ao", doc: "Disks built on this one."),
             APIProperty("AttachedTo", "ao", doc: "VMs whose definition or running configuration uses this disk."),
             APIProperty("Snapshots", "a(st)", doc: "Internal snapshots: name and creation time."),
-            APIProperty("FilesystemUsage", "a(sttt)", doc: "Mounted filesystems from the last sample: device, size, used, available (bytes).\n\nA sampler measures the filesystems of every disk read-only, one disk at a time, every [guestfs] usage_interval_s (600 s; 0 turns it off); Inspect updates it too."),
-            APIProperty("UsageSampled", "t", doc: "When FilesystemUsage was sampled (seconds since the epoch; 0 = never)."),
+            APIProperty("FilesystemUsage", "a(sttt)", doc: "Always empty; kept for its signature. The usage figures come from inside the image, and a property reaches every bus client: GetFilesystemUsage serves them to callers allowed disk.inspect."),
+            APIProperty("UsageSampled", "t", doc: "When the last usage sample was taken (seconds since the epoch; 0 = none, or dropped after Format or a filesystem resize). Its change tells clients to call GetFilesystemUsage again."),
             APIProperty("AutoGrow", "a{sv}", doc: "The AutoGrow policy: enabled, threshold, step, max."),
             APIProperty("Versioning", "a{sv}", doc: "The versioning policy: enabled, interval_s, keep, on_stop."),
         ],

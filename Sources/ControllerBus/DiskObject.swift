@@ -24,6 +24,8 @@ struct DiskObject: Sendable {
         .init(DiskInterface.listFiles) { try await $0.listFiles($1) },
         .init(DiskInterface.listDirectory) { try await $0.listDirectory($1) },
         .init(DiskInterface.readFile) { try await $0.readFile($1) },
+        .init(DiskInterface.getInspection) { try await $0.getInspection($1) },
+        .init(DiskInterface.getFilesystemUsage) { try await $0.getFilesystemUsage($1) },
         .init(DiskInterface.writeFile) { try await $0.writeFile($1) },
         .init(DiskInterface.setAutoGrow) { try await $0.setAutoGrow($1) },
         .init(DiskInterface.setVersioning) { try await $0.setVersioning($1) },
@@ -129,6 +131,21 @@ struct DiskObject: Sendable {
         return [.bytes(try await disks.runReadFile(plan))]
     }
 
+    func getInspection(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        let plan = try await disks.checkGuestValues(name, inspection: true)
+        try await context.authorize(call, plan.details)
+        return [.result(await disks.runGetInspection(plan))]
+    }
+
+    func getFilesystemUsage(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        let plan = try await disks.checkGuestValues(name, inspection: false)
+        try await context.authorize(call, plan.details)
+        let (sampled, usage) = await disks.runGetFilesystemUsage(plan)
+        return [.uint64(sampled), .usage(usage)]
+    }
+
     func writeFile(_ call: BusCall) async throws -> [DBusValue] {
         let path = call.string("guest_path")
         let content = call.bytes("content")
@@ -223,7 +240,9 @@ extension DiskObject {
 
     static func policyProperties(_ r: DiskRecord) -> [String: DBusValue] {
         [
-            "FilesystemUsage": .usage(r.usage),
+            // Kept for its signature, always empty: the figures are guest values, which
+            // PropertiesChanged would send to every bus client (GetFilesystemUsage serves them).
+            "FilesystemUsage": .usage([]),
             "UsageSampled": .uint64(r.sampled),
             "AutoGrow": .vardict(["enabled": .boolean(r.autoGrow.enabled), "threshold": .double(r.autoGrow.threshold),
                                   "step": .uint64(r.autoGrow.step), "max": .uint64(r.autoGrow.max)]),
@@ -237,5 +256,20 @@ extension DBusValue {
     /// Filesystem usage rows as `a(sttt)`: device, size, used, available.
     static func usage(_ rows: [FilesystemUsage]) -> DBusValue {
         .array(elementSignature: "(sttt)", rows.map { .structure([.string($0.device), .uint64($0.size), .uint64($0.used), .uint64($0.available)]) })
+    }
+
+    /// A job's result (or an inspection) as `a{sv}`.
+    static func result(_ values: [String: JobValue]) -> DBusValue {
+        .vardict(values.mapValues { value in
+            switch value {
+            case .string(let s): return .string(s)
+            case .strings(let a): return .strings(a)
+            case .bool(let b): return .boolean(b)
+            case .uint64(let n): return .uint64(n)
+            case .double(let d): return .double(d)
+            case .usage(let rows): return .usage(rows)
+            case .pairs(let rows): return .array(elementSignature: "(ss)", rows.map { .structure($0.prefix(2).map { .string($0) }) })
+            }
+        })
     }
 }

@@ -60,18 +60,6 @@ struct JobObject: Sendable {
     }
 
     static func properties(_ job: JobSnapshot) -> [String: DBusValue] {
-        var result: [String: DBusValue] = [:]
-        for (key, value) in job.result {
-            switch value {
-            case .string(let s): result[key] = .string(s)
-            case .strings(let a): result[key] = .strings(a)
-            case .bool(let b): result[key] = .boolean(b)
-            case .uint64(let n): result[key] = .uint64(n)
-            case .double(let d): result[key] = .double(d)
-            case .usage(let rows): result[key] = .usage(rows)
-            case .pairs(let rows): result[key] = .array(elementSignature: "(ss)", rows.map { .structure($0.prefix(2).map { .string($0) }) })
-            }
-        }
         return [
             "Operation": .string(job.operation),
             "Target": .objectPath(path(of: job.target)),
@@ -82,7 +70,7 @@ struct JobObject: Sendable {
             "ProgressValid": .boolean(job.progressValid),
             "Error": .string(job.error),
             "Status": .string(job.status),
-            "Result": .vardict(result),
+            "Result": .result(job.result),
         ]
     }
 }

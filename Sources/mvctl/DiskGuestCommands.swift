@@ -68,27 +68,35 @@ extension Disk {
 
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Recognise the operating system on a disk and measure its filesystems (a job).")
+            abstract: "Recognise the operating system on a disk and measure its filesystems (a job).",
+            discussion: """
+                Runs an Inspect job, then prints what it found (GetInspection): the operating \
+                system and the filesystems with their usage. --last prints the last inspection \
+                without a new one. Both need the disk.inspect action: what a guest wrote is shown \
+                only to those allowed to look inside its disk, and escaped on a terminal.
+                """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
+        @Flag(help: "Show the last inspection instead of inspecting again.") var last = false
 
         func run() async throws {
             try await Client.run(global) { client in
                 let path = try await client.diskPath(name)
-                let job = try await client.call(path, Client.disk, DiskInterface.inspect.name, [.emptyOptions], privileged: true).first?.string ?? ""
-                let result = try await client.follow(job: job, quiet: global.json)
-                if global.json { Output.json(result.mapValues(Output.plain)); return }
-                let os = result["os_type"]?.string ?? ""
+                if !last {
+                    let job = try await client.call(path, Client.disk, DiskInterface.inspect.name, [.emptyOptions], privileged: true).first?.string ?? ""
+                    _ = try await client.follow(job: job, quiet: global.json)
+                }
+                let found = try await client.call(path, Client.disk, DiskInterface.getInspection.name, [.emptyOptions], privileged: true)
+                    .first?.stringKeyedDictionary ?? [:]
+                if global.json { Output.json(found.mapValues(Output.plain)); return }
+                guard let when = found["inspected"]?.uint64 else { print("\(name) was never inspected (or was formatted since)"); return }
+                let os = found["os_type"]?.string ?? ""
                 if os.isEmpty { print("operating system: none recognised") } else {
-                    print("operating system: \(result["product_name"]?.string ?? "") (\(os), \(result["distro"]?.string ?? ""), version \(result["version"]?.string ?? ""), hostname \(result["hostname"]?.string ?? ""))")
+                    let text = "\(found["product_name"]?.string ?? "") (\(os), \(found["distro"]?.string ?? ""), version \(found["version"]?.string ?? ""), hostname \(found["hostname"]?.string ?? ""))"
+                    print("operating system: " + TerminalText.escape(text))
                 }
-                let rows = (result["usage"]?.arrayElements ?? []).compactMap { row -> [String]? in
-                    guard case .structure(let f) = row, f.count == 4 else { return nil }
-                    let size = f[1].uint64 ?? 0, used = f[2].uint64 ?? 0
-                    return [f[0].string ?? "", Output.size(size), Output.size(used), Output.size(f[3].uint64 ?? 0),
-                            size == 0 ? "-" : "\(used * 100 / size)%"]
-                }
-                Output.table(["FILESYSTEM", "SIZE", "USED", "AVAILABLE", "USE"], rows)
+                if last { print("inspected: \(Output.date(when))") }
+                Output.table(["FILESYSTEM", "SIZE", "USED", "AVAILABLE", "USE"], usageRows(found["usage"]))
             }
         }
     }
@@ -178,7 +186,8 @@ extension Disk {
                 When a usage sample (or Inspect) finds a filesystem fuller than --threshold, the \
                 service signals UsageHigh and, if enabled, grows the disk and its filesystem by \
                 --step, never past --max: at once when no VM runs on the disk, otherwise when the \
-                VM stops. Without options: shows the policy and the last usage sample.
+                VM stops. Without options: shows the policy and the last usage sample (the sample \
+                only to those allowed the disk.inspect action: it comes from inside the image).
                 """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
@@ -196,7 +205,7 @@ extension Disk {
                 guard let bytes = Output.parseSize(text) else { throw ValidationError("invalid --\(key) '\(text)'") }
                 policy[key] = .uint64(bytes)
             }
-            try await setPolicy(global, disk: name, DiskInterface.setAutoGrow.name, policy, show: ["AutoGrow", "FilesystemUsage", "UsageSampled"])
+            try await setPolicy(global, disk: name, DiskInterface.setAutoGrow.name, policy, show: ["AutoGrow", "UsageSampled"], usage: true)
         }
     }
 
@@ -234,11 +243,32 @@ func onOff(_ value: String, _ flag: String) throws -> Bool {
 }
 
 /// Sends a policy (if any key was given) and shows the resulting properties `show`.
-func setPolicy(_ global: GlobalOptions, disk name: String, _ method: String, _ policy: [String: DBusValue], show: [String]) async throws {
+/// Sets a disk policy (when `policy` has keys) and shows the properties named in `show`;
+/// `usage` adds the last usage sample as FilesystemUsage, when the caller may read it
+/// (GetFilesystemUsage, disk.inspect; without it the figures are left out, said on stderr).
+func setPolicy(_ global: GlobalOptions, disk name: String, _ method: String, _ policy: [String: DBusValue], show: [String],
+               usage: Bool = false) async throws {
     try await Client.run(global) { client in
         let path = try await client.diskPath(name)
         if !policy.isEmpty { _ = try await client.call(path, Client.disk, method, [.vardict(policy)], privileged: true) }
-        let props = try await client.properties(path, Client.disk)
-        Output.object(path: path, props.filter { show.contains($0.key) }, json: global.json) { _, _ in nil }
+        var props = try await client.properties(path, Client.disk).filter { show.contains($0.key) }
+        if usage {
+            do {
+                let reply = try await client.call(path, Client.disk, DiskInterface.getFilesystemUsage.name, [.emptyOptions], privileged: true)
+                props["FilesystemUsage"] = reply.count == 2 ? reply[1] : nil
+            } catch let error as DBusError where Client.exitCode(for: error) == 4 {
+                FileHandle.standardError.write(Data("filesystem usage not shown: \(error.message)\n".utf8))
+            }
+        }
+        Output.object(path: path, props, json: global.json) { _, _ in nil }
+    }
+}
+
+/// `a(sttt)` usage rows as table rows: device (escaped), size, used, available, use %.
+func usageRows(_ value: DBusValue?) -> [[String]] {
+    (value?.arrayElements ?? []).compactMap { row -> [String]? in
+        guard case .structure(let f) = row, f.count == 4 else { return nil }
+        let size = f[1].uint64 ?? 0, used = f[2].uint64 ?? 0
+        return [f[0].string ?? "", Output.size(size), Output.size(used), Output.size(f[3].uint64 ?? 0), size == 0 ? "-" : "\(used * 100 / size)%"]
     }
 }

@@ -207,31 +207,48 @@ final class GuestImageTests: XCTestCase {
         let inspect = try guest("debian", "Inspect", ["a{sv}", "0"])
         let (inspected, inspectMessage) = await finish(inspect, signals)
         XCTAssertTrue(inspected, inspectMessage)
+        // What the guest's image holds stays out of what every bus client receives: the
+        // job's Result says when, GetInspection (disk.inspect) says what.
         let result = s.jobProperty(inspect.replyPath, "Result")
-        XCTAssertTrue(result.contains("\"distro\" s \"debian\""), result)
-        XCTAssertTrue(result.contains("\"os_type\" s \"linux\""), result)
-        XCTAssertTrue(result.contains("\"hostname\" s \"debian-test\""), result)
+        XCTAssertTrue(result.hasPrefix("a{sv} 1 \"inspected\" t "), result)
+        let found = try guest("debian", "GetInspection", ["a{sv}", "0"])
+        XCTAssertTrue(found.ok, found.all)
+        XCTAssertTrue(found.stdout.contains("\"distro\" s \"debian\""), found.stdout)
+        XCTAssertTrue(found.stdout.contains("\"os_type\" s \"linux\""), found.stdout)
+        XCTAssertTrue(found.stdout.contains("\"hostname\" s \"debian-test\""), found.stdout)
         let major = (try? String(contentsOfFile: "/etc/debian_version", encoding: .utf8))?.split(separator: ".").first.map(String.init) ?? "?"
-        XCTAssertTrue(result.contains("\"version\" s \"\(major)"), result)
+        XCTAssertTrue(found.stdout.contains("\"version\" s \"\(major)"), found.stdout)
         // Usage sampled: /dev/sda about 2/3 full, the threshold 0.5 crossed → UsageHigh and
         // an AutoGrow job that grows image and filesystem by one step.
-        XCTAssertTrue(s.diskProperty("debian", "FilesystemUsage").hasPrefix("a(sttt) 1 \"/dev/sda\""))
+        let usage = try guest("debian", "GetFilesystemUsage", ["a{sv}", "0"])
+        XCTAssertTrue(usage.stdout.hasPrefix("ta(sttt) \(s.diskProperty("debian", "UsageSampled").dropFirst(2)) 1 \"/dev/sda\""), usage.all)
         XCTAssertNotEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
+        XCTAssertEqual(s.diskProperty("debian", "FilesystemUsage"), "a(sttt) 0")
+        // A caller without disk.inspect gets neither, and nothing else shows the values.
+        for method in ["GetInspection", "GetFilesystemUsage"] {
+            let denied = try guest("debian", method, ["a{sv}", "0"], as: TestStack.otherUser)
+            XCTAssertFalse(denied.ok, denied.all)
+            XCTAssertTrue(["Access denied", "not authorized", "needs authentication"].contains { denied.stderr.contains($0) }, denied.all)
+            XCTAssertFalse(denied.all.contains("debian-test") || denied.all.contains("/dev/sda"), denied.all)
+        }
+        let introspected = s.busctl(["introspect", TestStack.busName, TestStack.diskPath("debian"), TestStack.diskInterface])
+        XCTAssertFalse(introspected.stdout.contains("/dev/sda") || introspected.stdout.contains("debian-test"), introspected.stdout)
         let high = await signals.wait(timeout: 10) { $0.member == "UsageHigh" && $0.path == TestStack.diskPath("debian") }
         XCTAssertNotNil(high, signals.summary)
-        // UsageHigh(d fraction): a signal without it, or with another type, is a failure too.
-        if case .double(let fraction)? = high?.arguments.first {
-            XCTAssertGreaterThan(fraction, 0.5)
-        } else {
-            XCTFail("UsageHigh carries no double fraction: \(high.map { "\($0.arguments)" } ?? "no signal")")
-        }
+        // UsageHigh(d fraction) carries the threshold reached, not the figure measured.
+        XCTAssertEqual(high?.arguments.first, .double(0.5), signals.summary)
+        let otherView = s.mvctl(["disk", "autogrow", "debian", "--json"], as: TestStack.otherUser)
+        XCTAssertTrue(otherView.ok && otherView.stderr.contains("filesystem usage not shown") && !otherView.stdout.contains("/dev/sda"),
+                      otherView.all)
+        let last = s.mvctl(["disk", "inspect", "debian", "--last"], as: TestStack.grantedUser)
+        XCTAssertTrue(last.ok && last.stdout.contains("(linux, debian, version \(major)") && last.stdout.contains("/dev/sda"), last.all)
         let grown = await signals.wait(timeout: 240) { signal in
             signal.member == "Completed" && s.jobProperty(signal.path, "Operation") == "s \"AutoGrow\""
         }
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         XCTAssertEqual(virtualSize(image), String(160 << 20))
         // The grown filesystem is not the one measured: its sample is dropped, not kept stale.
-        XCTAssertEqual(s.diskProperty("debian", "FilesystemUsage"), "a(sttt) 0")
+        XCTAssertEqual(try guest("debian", "GetFilesystemUsage", ["a{sv}", "0"]).stdout, "ta(sttt) 0 0\n")
         XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
         let check = Command.run("/usr/bin/qemu-img", ["check", image])
         XCTAssertTrue(check.ok, check.all)

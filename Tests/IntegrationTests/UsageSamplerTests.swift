@@ -26,8 +26,9 @@ final class UsageSamplerTests: XCTestCase {
         // busctl, or `t 0`, fails here).
         let when = sampled.hasPrefix("t ") ? UInt64(sampled.dropFirst(2).trimmingCharacters(in: .whitespacesAndNewlines)) : nil
         XCTAssertGreaterThan(when ?? 0, 1_700_000_000, sampled)
-        let usage = s.property(disk, TestStack.diskInterface, "FilesystemUsage")
-        XCTAssertTrue(usage.hasPrefix("a(sttt) 1 \"/dev/sda\""), usage)
+        let usage = s.call(disk, TestStack.diskInterface, "GetFilesystemUsage", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(usage.stdout.hasPrefix("ta(sttt) \(when ?? 0) 1 \"/dev/sda\""), usage.all)
+        XCTAssertEqual(high?.arguments.first, .double(0.5), "UsageHigh carries the threshold")
         XCTAssertTrue(s.log(tail: 200).contains("launching read-only appliance for \(s.imageDir.path)/debian"), s.log(tail: 30))
 
         let grown = await signals.wait(timeout: 240) { signal in

@@ -12,7 +12,7 @@ import time
 
 from selenium.webdriver.common.by import By
 
-from pagelib import ADMIN_URL, USER_URL, BUS, OUT, wait, shot, check, tab, load
+from pagelib import ADMIN_URL, USER_URL, BUS, OUT, SVC, ROOT, busctl, wait, shot, check, tab, load
 
 IMAGES = os.environ["MV_IMAGES"]
 BACKUPS = os.environ["MV_BACKUPS"]
@@ -179,8 +179,19 @@ def disk_checks(d):
         before = shown_job(d, "mv-inspect")
         d.find_element(By.ID, "mv-inspect-run").click()
         wait_job(d, "Inspect", before, "mv-inspect", timeout=300)
+        # The findings come from GetInspection: the formatted ext4 on /dev/sda1, no system.
+        wait(d, "the findings", lambda: "/dev/sda1 (ext4)" in d.find_element(By.ID, "mv-inspect-results").text, 60)
+        assert "none recognised" in d.find_element(By.CSS_SELECTOR, '#mv-inspect-results dd[data-finding="os"]').text
+        # The bars come from GetFilesystemUsage; the property every client sees stays empty,
+        # and the job's Result holds when, not what.
         wait(d, "usage bars", lambda: disk_row(d, DISK).find_elements(By.CSS_SELECTOR, ".mv-disk-usage meter"), 30)
-    check(d, "Inspect on the page is a job; the filesystem usage bar appears in the list", inspect)
+        path = busctl("call", SVC, ROOT, SVC + ".Manager", "GetDiskByName", "sa{sv}", DISK, "0").split('"')[1]
+        assert busctl("get-property", SVC, path, SVC + ".Disk", "FilesystemUsage") == "a(sttt) 0"
+        job = d.find_element(By.CSS_SELECTOR, "#mv-inspect [data-job]").get_attribute("data-job")
+        result = busctl("get-property", SVC, job, SVC + ".Job", "Result")
+        assert result.startswith('a{sv} 1 "inspected" t '), result
+    check(d, "Inspect on the page is a job; its findings (GetInspection) and the usage bar (GetFilesystemUsage) "
+          "are shown, while the property and the job's Result carry none", inspect)
 
     def backup_restore():
         before = shown_job(d)
@@ -260,6 +271,16 @@ def refused_disk_checks(d):
         wait(d, "the refusal in the file table", lambda: any(
             "You may not list / inside the image (org.freedesktop.DBus.Error." in e.text
             for e in d.find_elements(By.CSS_SELECTOR, "#mv-files-body .mv-refused")), 60)
+        # Inspect's findings and the usage sample (disk.inspect) are refused in place too:
+        # the row says the usage is hidden, no bar.
+        wait(d, "the findings refused", lambda: "You may not read the last inspection" in
+             d.find_element(By.ID, "mv-inspect-results").text, 60)
+        # The shrink above dropped the disk's sample: an administrator's Inspect takes a new
+        # one, and the page, told by UsageSampled, asks for it and is refused.
+        assert disk_row(d, DISK).find_element(By.CSS_SELECTOR, ".mv-disk-usage").text == "not sampled"
+        mvctl("disk", "inspect", DISK)
+        wait(d, "the usage hidden", lambda: disk_row(d, DISK).find_elements(By.CSS_SELECTOR, ".mv-disk-usage .mv-refused"), 60)
+        assert not disk_row(d, DISK).find_elements(By.CSS_SELECTOR, ".mv-disk-usage meter")
         assert not d.find_elements(By.CSS_SELECTOR, "#mv-errors .mv-error"), \
             [e.text for e in d.find_elements(By.CSS_SELECTOR, "#mv-errors .mv-error")]
         shot(d, "user-disk-details-refused-listings")
@@ -272,5 +293,6 @@ def refused_disk_checks(d):
         time.sleep(1)
         assert (image_info()["virtual-size"], sorted(os.listdir(BACKUPS))) == before, "the disk or the backups changed"
         shot(d, "user-disks-refused")
-    check(d, "the unprivileged user sees the backups, the file listing refused in place (no error box); "
+    check(d, "the unprivileged user sees the backups, the file listing, the findings and the usage refused in place "
+          "(no error box); "
           "Backup and Resize are refused and change nothing on disk", refused)

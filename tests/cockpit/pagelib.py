@@ -78,12 +78,14 @@ def shot(driver, name):
 def check(driver, name, fn):
     """Runs one check: prints ok/FAIL, and on failure a screenshot and the traceback."""
     global failures
+    start = time.time()
     try:
         fn()
-        print("ok: " + name, flush=True)
+        print("ok: %s (%.0f s)" % (name, time.time() - start), flush=True)
     except Exception as e:
         failures += 1
-        print("FAIL: %s: %s" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__), flush=True)
+        print("FAIL: %s: %s (%.0f s)" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__, time.time() - start),
+              flush=True)
         traceback.print_exc(file=sys.stderr)
         try:
             shot(driver, "FAIL-" + "".join(c if c.isalnum() else "-" for c in name)[:60])

@@ -29,7 +29,8 @@ public enum DiskEvent: Sendable {
     case policies(String, DiskRecord)
     /// The VMs that use a disk changed (UUIDs).
     case attachedTo(String, [String])
-    /// A usage sample reached the AutoGrow threshold (fraction used of the fullest filesystem).
+    /// A usage sample reached the AutoGrow threshold (the threshold: what the guest's
+    /// filesystems hold is for `disk.inspect` callers only).
     case usageHigh(String, Double)
 }
 
@@ -112,11 +113,17 @@ public final class DiskContext: Sendable {
         await emit(.changed(await views(changedDisks, all: all)))
     }
 
-    /// Drops `name`'s FilesystemUsage sample once its filesystems are no longer the ones
-    /// measured (Format, a Resize that resized the filesystem): no sample until the next
-    /// Inspect or sampler run, rather than figures of a filesystem that is gone.
-    func forgetUsage(_ name: String) async {
-        if let record = try? await policies.update(name, { $0.usage = []; $0.sampled = 0 }) {
+    /// Drops `name`'s usage sample once its filesystems are no longer the ones measured
+    /// (Format, a Resize that resized the filesystem): no sample until the next Inspect or
+    /// sampler run, rather than figures of a filesystem that is gone. `inspection` drops the
+    /// last Inspect's findings too (Format: the system it found is gone).
+    func forgetUsage(_ name: String, inspection: Bool = false) async {
+        let change: (inout DiskRecord) -> Void = { r in
+            r.usage = []
+            r.sampled = 0
+            if inspection { r.inspection = nil }
+        }
+        if let record = try? await policies.update(name, change) {
             await emit(.policies(name, record))
         }
     }

@@ -104,13 +104,29 @@ public final class DiskPolicyEngine: Sendable {
 
     // MARK: usage and AutoGrow
 
-    /// Records a usage sample (from the sampler or Inspect): publishes it, signals
-    /// `UsageHigh` when the highest fraction crosses the AutoGrow threshold, and grows the
-    /// disk (now if no VM runs on it, else when that VM stops) when AutoGrow is enabled.
-    func usageSampled(_ name: String, _ usage: [FilesystemUsage]) async {
+    /// Records what Inspect found (kept for GetInspection) and its usage as a sample;
+    /// returns when it was inspected.
+    func inspected(_ name: String, _ report: InspectionReport) async -> UInt64 {
+        var report = report
+        report.inspected = UInt64(Date().timeIntervalSince1970)
+        await usageSampled(name, report.usage, inspection: report)
+        return report.inspected
+    }
+
+    /// Records a usage sample (from the sampler or Inspect): publishes when it was taken
+    /// (`UsageSampled`; the figures only through GetFilesystemUsage), signals `UsageHigh`
+    /// with the threshold when the highest fraction crosses the AutoGrow threshold, and
+    /// grows the disk (now if no VM runs on it, else when that VM stops) when AutoGrow is
+    /// enabled.
+    func usageSampled(_ name: String, _ usage: [FilesystemUsage], inspection: InspectionReport? = nil) async {
         let previous = await records.record(name)
-        let now = UInt64(Date().timeIntervalSince1970)
-        guard let record = try? await records.update(name, { $0.usage = usage; $0.sampled = now }) else { return }
+        let now = inspection?.inspected ?? UInt64(Date().timeIntervalSince1970)
+        let change: (inout DiskRecord) -> Void = { r in
+            r.usage = usage
+            r.sampled = now
+            if let inspection { r.inspection = inspection }
+        }
+        guard let record = try? await records.update(name, change) else { return }
         await context.emit(.policies(name, record))
         let threshold = record.autoGrow.threshold
         let fraction = usage.map(\.fraction).max() ?? 0
@@ -118,7 +134,8 @@ public final class DiskPolicyEngine: Sendable {
         guard fraction >= threshold else { return }
         if before < threshold || previous.sampled == 0 {
             context.logger.notice("disk \(name): filesystem usage \(Int(fraction * 100))% reached the threshold \(Int(threshold * 100))%")
-            await context.emit(.usageHigh(name, fraction))
+            // The threshold, not the fraction measured: signals reach every bus client.
+            await context.emit(.usageHigh(name, threshold))
         }
         guard record.autoGrow.enabled, let disk = await store.disk(named: name) else { return }
         if let user = await context.activeUser(of: disk) {

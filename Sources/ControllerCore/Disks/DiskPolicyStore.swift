@@ -31,6 +31,9 @@ public struct DiskRecord: Codable, Sendable, Equatable {
     /// The last usage sample and when it was taken (seconds since the epoch; 0 = never).
     public var usage: [FilesystemUsage] = []
     public var sampled: UInt64 = 0
+    /// The last Inspect's findings (nil: never inspected, or formatted since). Like `usage`,
+    /// guest-written values: served only through `disk.inspect`-gated methods.
+    public var inspection: InspectionReport?
     /// When the last automatic snapshot was taken, and the image's size+mtime right after:
     /// an unchanged image gets no new version.
     public var lastAutoSnapshot: UInt64 = 0

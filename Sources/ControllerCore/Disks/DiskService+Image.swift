@@ -83,7 +83,7 @@ extension DiskService {
                 try await request.apply(temporary, format: d.format, disk: name, appliances: appliances) { job.progress($0) }
             }
             await appliances.release(disk.path)
-            await context.forgetUsage(name)
+            await context.forgetUsage(name, inspection: true)
             await context.publish(name)
             context.logger.notice("formatted disk \(name): \(request.partitionTable) \(request.fstype) on \(device)")
             return ["fstype": .string(request.fstype), "partition_table": .string(request.partitionTable),
@@ -121,11 +121,28 @@ extension DiskService {
                 Task { await context.guests.cache.kill(disk.path) }
             }
             try Task.checkCancellation()
-            await policies.usageSampled(disk.name, report.usage)
-            return ["os_type": .string(report.osType), "distro": .string(report.distro), "version": .string(report.version),
-                    "product_name": .string(report.productName), "hostname": .string(report.hostname),
-                    "filesystems": .pairs(report.filesystems.map { [$0.device, $0.type] }), "usage": .usage(report.usage)]
+            let inspected = await policies.inspected(disk.name, report)
+            // What the guest's image holds stays out of the Result property, which every
+            // bus client reads: GetInspection serves it to callers allowed disk.inspect.
+            return ["inspected": .uint64(inspected)]
         }
+    }
+
+    /// Checks a GetInspection (`inspection`) or GetFilesystemUsage: values read from inside
+    /// the image, for callers allowed `disk.inspect`.
+    public func checkGuestValues(_ name: String, inspection: Bool) async throws -> ReadPlan {
+        ReadPlan(disk: try await context.disk(name), operation: inspection ? "get-inspection" : "get-filesystem-usage", path: "")
+    }
+
+    /// The last Inspect's findings (empty when the disk was never inspected, or formatted since).
+    public func runGetInspection(_ plan: ReadPlan) async -> [String: JobValue] {
+        await policies.records.record(plan.disk.name).inspection?.values ?? [:]
+    }
+
+    /// The last usage sample and when it was taken (0 and no rows: none yet).
+    public func runGetFilesystemUsage(_ plan: ReadPlan) async -> (sampled: UInt64, usage: [FilesystemUsage]) {
+        let record = await policies.records.record(plan.disk.name)
+        return (record.sampled, record.usage)
     }
 
     /// Checks a ListFiles (`listing`) or ReadFile of `guestPath`.

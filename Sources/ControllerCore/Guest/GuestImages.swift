@@ -34,22 +34,40 @@ public struct FilesystemUsage: Sendable, Equatable, Codable {
     public var fraction: Double { size == 0 ? 0 : Double(used) / Double(size) }
 }
 
-/// What Inspect found.
-public struct InspectionReport: Sendable, Equatable {
+/// A filesystem Inspect found: its device and type (as libguestfs names them).
+public struct GuestFilesystem: Sendable, Equatable, Codable {
+    public let device: String
+    public let type: String
+
+    public init(device: String, type: String) {
+        self.device = device
+        self.type = type
+    }
+}
+
+/// What Inspect found: values read from inside a guest image, kept with the disk's record
+/// and served only to callers allowed `disk.inspect` (`Disk.GetInspection`).
+public struct InspectionReport: Sendable, Equatable, Codable {
     /// Empty when no operating system was recognised.
     public var osType = ""
     public var distro = ""
     public var version = ""
     public var productName = ""
     public var hostname = ""
-    /// Every filesystem: (device, type).
-    public var filesystems: [(device: String, type: String)] = []
+    /// Every filesystem.
+    public var filesystems: [GuestFilesystem] = []
     /// Usage of the mounted ones.
     public var usage: [FilesystemUsage] = []
+    /// When the inspection ended (seconds since the epoch).
+    public var inspected: UInt64 = 0
 
-    public static func == (a: Self, b: Self) -> Bool {
-        a.osType == b.osType && a.distro == b.distro && a.version == b.version && a.usage == b.usage
-            && a.filesystems.map(\.device) == b.filesystems.map(\.device)
+    public init() {}
+
+    /// The report as `Disk.GetInspection` returns it.
+    public var values: [String: JobValue] {
+        ["os_type": .string(osType), "distro": .string(distro), "version": .string(version), "product_name": .string(productName),
+         "hostname": .string(hostname), "filesystems": .pairs(filesystems.map { [$0.device, $0.type] }), "usage": .usage(usage),
+         "inspected": .uint64(inspected)]
     }
 }
 
@@ -190,7 +208,7 @@ public actor GuestImages {
         try await withGuest(disk, readonly: readonly) { s in
             var report = InspectionReport()
             report.usage = try Self.usage(s)
-            report.filesystems = try s.listFilesystems()
+            report.filesystems = try s.listFilesystems().map { GuestFilesystem(device: $0.device, type: $0.type) }
             // Inspection unmounts everything; mount again for the file operations that follow.
             defer { try? GuestMount.mountAll(s, readonly: s.driveReadonly) }
             if let root = try s.inspectOS().first {
