@@ -44,7 +44,7 @@ public enum PolkitDetails {
         "Disk.CreateSnapshot": Entry(disk + ["snapshot"]), "Disk.RevertSnapshot": Entry(disk + ["snapshot"]),
         "Disk.DeleteSnapshot": Entry(disk + ["snapshot"]),
         "Disk.Format": Entry(disk + ["fstype"]),
-        "Disk.Inspect": Entry(disk),
+        "Disk.Inspect": Entry(disk), "Disk.GetInspection": Entry(disk), "Disk.GetFilesystemUsage": Entry(disk),
         "Disk.ListFiles": Entry(disk + ["path"]), "Disk.ListDirectory": Entry(disk + ["path"]), "Disk.ReadFile": Entry(disk + ["path"]),
         "Disk.WriteFile": Entry(disk + ["path"]),
         "Disk.SetAutoGrow": Entry(disk), "Disk.SetVersioning": Entry(disk), "Disk.Delete": Entry(disk),

@@ -37,6 +37,8 @@ final class PolkitDetailsTests: XCTestCase {
         expect("Disk.ReadFile", try await core.disks.checkRead("d1", "/x", listing: false).details)
         expect("Disk.ListDirectory", try await core.disks.checkRead("d1", "/", listing: true).details)
         expect("Disk.Inspect", try await core.disks.checkInspect("d1").details)
+        expect("Disk.GetInspection", try await core.disks.checkGuestValues("d1", inspection: true).details)
+        expect("Disk.GetFilesystemUsage", try await core.disks.checkGuestValues("d1", inspection: false).details)
 
         var define = VMService.DefineRequest(name: "web", profile: "app")
         define.baseDisk = "base"
