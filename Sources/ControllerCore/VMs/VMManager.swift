@@ -49,6 +49,9 @@ public actor VMManager {
     /// The boots (UUID and domain ID) whose channel is being retried.
     var channelRetries: Set<ReadinessChannels.Key> = []
     private var channelTask: Task<Void, Never>?
+    /// Pending waits on the cache (VMManager+Waits.swift), by id.
+    var waiters: [UInt64: Waiter] = [:]
+    var nextWaiterID: UInt64 = 0
 
     /// - Parameter stateDirectory: where the guests' readiness is kept across restarts (nil: not kept).
     public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger, stateDirectory: String? = nil) {
@@ -110,6 +113,7 @@ public actor VMManager {
         vms[uuid] = info
         if let left { uuidByName[left] = vms.first { $0.value.name == left }?.key }
         if let info { uuidByName[info.name] = uuid }
+        wakeWaiters(uuid, info)
     }
     public func profile(named name: String) -> VMProfile? { profiles.first { $0.name == name } }
 
@@ -191,14 +195,16 @@ public actor VMManager {
         await refresh(event.uuid)
     }
 
-    /// Re-reads one domain; removes it when libvirt no longer knows it.
+    /// Re-reads one domain and returns it as now cached; removes it when libvirt no longer
+    /// knows it.
     @discardableResult
     func refresh(_ uuid: String) async -> VMInfo? {
         guard let connection = await monitor.current else { return vms[uuid] }
         do {
             let info = try await pool.run { try Self.describe(try connection.domain(uuid: uuid)) }
             await upsert(info)
-            return info
+            // As cached: with its guest's readiness (`info` is libvirt's view alone).
+            return vms[uuid] ?? info
         } catch let error as LibvirtError where error.code == LibvirtError.noDomain {
             forgetGuests(except: Set(vms.keys).subtracting([uuid]))
             if vms[uuid] != nil {
@@ -287,12 +293,8 @@ public actor VMManager {
     public func shutdown(_ uuid: String, timeout: Duration?, force: Bool) async throws -> Bool {
         try await perform(uuid, "shut down") { try $0.shutdown() }
         guard let timeout else { return false }
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let info = await refresh(uuid), info.state == .shutoff { return false }
-            if vms[uuid] == nil { return false }   // a transient VM is gone once it stopped
-            try await Task.sleep(for: .milliseconds(200))
-        }
+        // A transient VM is gone once it stopped.
+        if try await wait(for: uuid, timeout: timeout, until: { $0 == nil || $0?.state == .shutoff }).met { return false }
         guard force else {
             throw ControllerError.busy("\(vms[uuid]?.name ?? uuid) did not shut down within \(timeout.components.seconds) s (pass force to destroy it then)")
         }
@@ -367,14 +369,16 @@ public actor VMManager {
         }
         logger.notice("\(what) \(name) requested")
         guard live else { await refresh(uuid); return }
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let info = await refresh(uuid)
-            let present = info.map { i in target.map { t in i.disks.contains { $0.target == t } } ?? i.shares.contains { $0.tag == tag } } ?? false
-            if !present { return }
-            try await Task.sleep(for: .milliseconds(250))
+        // The guest's release arrives as libvirt's device-removed event (the cache re-reads the VM).
+        let gone = try await wait(for: uuid, timeout: timeout) { info in
+            guard let info else { return true }
+            return target.map { t in !info.disks.contains { $0.target == t } } ?? !info.shares.contains { $0.tag == tag }
         }
-        throw ControllerError.busy("the guest in \(name) did not release \(target ?? tag ?? "the device") within \(timeout.components.seconds) s; it stays attached until the guest lets go\(config ? " (it is gone from the persistent definition)" : "")")
+        if gone.met { return }
+        throw ControllerError.busy("""
+            the guest in \(name) did not release \(target ?? tag ?? "the device") within \(timeout.components.seconds) s; \
+            it stays attached until the guest lets go\(config ? " (it is gone from the persistent definition)" : "")
+            """)
     }
 
     static func unsupported(_ error: LibvirtError) -> Bool {

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 
 /// The ordered start and stop of the whole host: StartAll and StopAll.
 extension VMService {
@@ -96,18 +95,17 @@ extension VMService {
         } catch {
             throw ControllerError.libvirt("StartAll: \(vm.name) failed to start: \((error as? ControllerError)?.message ?? "\(error)")")
         }
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            let state = await vms.refresh(vm.uuid)?.state
-            if state == .running { return }
-            if state == nil || state == .shutoff || state == .crashed {
-                throw ControllerError.libvirt("StartAll: \(vm.name) stopped right after it was started (it is \(state?.rawValue ?? "gone"))")
-            }
-            guard ContinuousClock.now < deadline else {
-                throw ControllerError.libvirt("StartAll: \(vm.name) did not reach running within \(timeout.components.seconds) s (it is \(state?.rawValue ?? "gone"))")
-            }
-            try await Task.sleep(for: .milliseconds(200))
+        // libvirt's started (or stopped) event ends the wait; the start call itself re-read the VM.
+        let settled = try await vms.wait(for: vm.uuid, timeout: timeout) { info in
+            guard let state = info?.state else { return true }
+            return state == .running || state == .shutoff || state == .crashed
         }
+        let state = settled.info?.state
+        if state == .running { return }
+        guard settled.met else {
+            throw ControllerError.libvirt("StartAll: \(vm.name) did not reach running within \(timeout.components.seconds) s (it is \(state?.rawValue ?? "gone"))")
+        }
+        throw ControllerError.libvirt("StartAll: \(vm.name) stopped right after it was started (it is \(state?.rawValue ?? "gone"))")
     }
 
     /// The StartAll group of a VM, as a person names it.
@@ -128,28 +126,33 @@ extension VMService {
     private func waitReady(_ vm: VMInfo, job: Job) async throws -> ReadyOutcome {
         let seconds = vm.metadata.readyTimeoutSeconds > 0 ? Int(vm.metadata.readyTimeoutSeconds) : vms.config.readyTimeoutSeconds
         let deadline = ContinuousClock.now + .seconds(seconds)
-        var logged = false
+        var shownStatus: String?
         while true {
+            // Woken by the guest's lines (readiness or a new STATUS=) and by libvirt's events.
+            let seen = shownStatus
+            let now = try await vms.wait(for: vm.uuid, timeout: deadline - ContinuousClock.now) { info in
+                guard let info, info.state.isActive else { return true }
+                return info.guest.readiness == .ready || info.guest.readiness == .none || info.guest.status != seen
+            }
             try job.checkCancelled()
-            guard let now = await vms.vm(uuid: vm.uuid), now.state.isActive else {
+            guard let info = now.info, info.state.isActive else {
                 return .timedOut("\(vm.name) stopped before its guest was ready")
             }
-            switch now.guest.readiness {
+            switch info.guest.readiness {
             case .ready: return .ready
             case .none: return .noChannel
-            case .waiting, .stopping:
-                if !logged {
-                    logger.notice("StartAll: waiting up to \(seconds) s for \(vm.name)'s guest to send READY=1 before starting the next VM")
-                    logged = true
-                }
-                let status = now.guest.status.isEmpty ? "" : "; its status: \(now.guest.status)"
-                job.status("waiting up to \(seconds) s for \(vm.name)'s guest to send READY=1 before the next VM\(status)")
+            case .waiting, .stopping: break
             }
-            guard ContinuousClock.now < deadline else {
-                let status = now.guest.status.isEmpty ? "" : " (its last status: \(now.guest.status))"
+            guard now.met, ContinuousClock.now < deadline else {
+                let status = info.guest.status.isEmpty ? "" : " (its last status: \(info.guest.status))"
                 return .timedOut("\(vm.name) did not become ready within \(seconds) s\(status)")
             }
-            try await Task.sleep(for: .milliseconds(50))
+            if shownStatus == nil {
+                logger.notice("StartAll: waiting up to \(seconds) s for \(vm.name)'s guest to send READY=1 before starting the next VM")
+            }
+            shownStatus = info.guest.status
+            let status = info.guest.status.isEmpty ? "" : "; its status: \(info.guest.status)"
+            job.status("waiting up to \(seconds) s for \(vm.name)'s guest to send READY=1 before the next VM\(status)")
         }
     }
 
