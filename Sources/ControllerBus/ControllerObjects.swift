@@ -7,7 +7,7 @@ import Synchronization
 /// The D-Bus face of the controller: the root Manager object, one object per VM, disk and
 /// job, and the settings object, each mirroring what Core reports. The rules are Core's;
 /// this layer reads arguments, authorizes and replies.
-public final class ControllerObjects: DiskObserver {
+public final class ControllerObjects: CoreObserver {
     let context: BusContext
     let manager: ManagerObject
     let managerProperties: [String: DBusValue]
@@ -16,20 +16,18 @@ public final class ControllerObjects: DiskObserver {
     /// Each VM's name and the networks its NICs are on, for the networks' ConnectedVMs.
     private let nics = Mutex<[String: (name: String, networks: Set<String>)]>([:])
 
-    /// The constant Manager properties come from the configuration the daemon runs with.
-    public init(bus: BusConnection, authorizer: Authorizer, disks: DiskService, vms: VMService, networks: NetworkService,
-                jobs: JobManager, settings: SettingsAgent, libvirtURI: String, imageDirectory: String, backupDirectory: String,
-                logger: Logger) {
-        context = BusContext(bus: bus, authorizer: authorizer, disks: disks, vms: vms, networks: networks, jobs: jobs,
-                             settings: settings, logger: logger)
+    /// The constant Manager properties come from the configuration Core was made with.
+    public init(bus: BusConnection, authorizer: Authorizer, core: CoreServices, logger: Logger) {
+        context = BusContext(bus: bus, authorizer: authorizer, disks: core.disks, vms: core.vms, networks: core.networks,
+                             jobs: core.jobs, settings: core.settings, logger: logger)
         manager = ManagerObject(context: context)
         tables = HandlerTables(context: context)
         managerProperties = [
             "Version": .string(ControllerVersion.version),
             "APIVersion": .uint32(ControllerVersion.apiVersion),
-            "LibvirtURI": .string(libvirtURI),
-            "ImageDirectory": .string(imageDirectory),
-            "BackupDirectory": .string(backupDirectory),
+            "LibvirtURI": .string(core.config.libvirtURI),
+            "ImageDirectory": .string(core.config.imageDirectory),
+            "BackupDirectory": .string(core.config.backupDirectory),
         ]
     }
 
@@ -51,9 +49,9 @@ public final class ControllerObjects: DiskObserver {
         for view in await context.disks.views() {
             try await DiskObject.export(view, context: context, handlers: tables.disk, announce: false)
         }
-        for vm in await context.vms.list() {
-            try await VMObject.export(vm, context: context, handlers: tables.vm, announce: false)
-            _ = noteNICs(of: vm)
+        for view in await context.vms.views() {
+            try await VMObject.export(view, context: context, handlers: tables.vm, announce: false)
+            _ = noteNICs(of: view.info)
         }
         for network in await context.networks.list() {
             try await NetworkObject.export(network, connected: connectedPaths(network.name), context: context,
@@ -62,23 +60,29 @@ public final class ControllerObjects: DiskObserver {
         try await SettingsObject.export(context: context)
     }
 
-    /// Updates `LibvirtConnected`.
-    public func setLibvirtConnected(_ connected: Bool) async {
-        await context.bus.setProperties(path: ObjectPaths.root, interface: ManagerInterface.name, ["LibvirtConnected": .boolean(connected)])
+    /// Mirrors one of Core's events (``CoreObserver``).
+    public func coreEvent(_ event: CoreEvent) async {
+        switch event {
+        case .disk(let change): await DiskObject.mirror(change, context: context, handlers: tables.disk)
+        case .job(let change): await JobObject.mirror(change, context: context, handlers: tables.job)
+        case .vm(let change): await vmChanged(change)
+        case .network(let change): await networkChanged(change)
+        case .settings(let change): await SettingsObject.mirror(change, bus: context.bus)
+        case .libvirtConnected(let connected):
+            await context.bus.setProperties(path: ObjectPaths.root, interface: ManagerInterface.name, ["LibvirtConnected": .boolean(connected)])
+        case .appliance: break
+        }
     }
 
-    /// Mirrors a change of the disks (``DiskObserver``).
-    public func diskChanged(_ event: DiskEvent) async { await DiskObject.mirror(event, context: context, handlers: tables.disk) }
-
     /// Mirrors a change of the VMs.
-    public func vmChanged(_ change: VMChange) async {
+    private func vmChanged(_ change: VMEvent) async {
         manager.vmsChanged()
         await VMObject.mirror(change, context: context, handlers: tables.vm)
         let affected: Set<String>
         switch change {
-        case .added(let vm), .updated(let vm, _): affected = noteNICs(of: vm)
+        case .added(let view), .updated(let view, _): affected = noteNICs(of: view.info)
         case .removed(let uuid): affected = nics.withLock { $0.removeValue(forKey: uuid)?.networks ?? [] }
-        case .ephemeralStopped, .ready: affected = []
+        case .ready: affected = []
         }
         guard !affected.isEmpty else { return }
         await context.bus.setProperties(interface: NetworkInterface.name, affected.sorted().map { network in
@@ -87,7 +91,7 @@ public final class ControllerObjects: DiskObserver {
     }
 
     /// Mirrors a change of the networks.
-    public func networkChanged(_ change: NetworkChange) async {
+    private func networkChanged(_ change: NetworkChange) async {
         let name: String
         switch change {
         case .added(let info), .updated(let info): name = info.name
@@ -114,12 +118,6 @@ public final class ControllerObjects: DiskObserver {
                 .map { ObjectPaths.vm($0.key) }
         }
     }
-
-    /// Mirrors a change of the jobs.
-    public func jobChanged(_ change: JobChange) async { await JobObject.mirror(change, context: context, handlers: tables.job) }
-
-    /// Mirrors the settings agent's reports.
-    public func settingsEvent(_ event: SettingsAgent.Event) async { await SettingsObject.mirror(event, bus: context.bus) }
 }
 
 /// The method tables of the interfaces with one object per VM, disk or job: built once,

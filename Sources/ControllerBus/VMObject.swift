@@ -142,39 +142,38 @@ struct VMObject: Sendable {
     }
 }
 
-/// The VM objects on the bus, mirroring ``VMChange``s.
+/// The VM objects on the bus, mirroring ``VMEvent``s (each carries what its object shows).
 extension VMObject {
-    static func export(_ info: VMInfo, context: BusContext, handlers: [String: MethodHandler], announce: Bool) async throws {
-        try await context.bus.export(path: ObjectPaths.vm(info.uuid), interfaces: [
-            VMInterface.declaration.exported(properties: await properties(info, context: context), handlers: handlers),
+    static func export(_ view: VMView, context: BusContext, handlers: [String: MethodHandler], announce: Bool) async throws {
+        try await context.bus.export(path: ObjectPaths.vm(view.info.uuid), interfaces: [
+            VMInterface.declaration.exported(properties: properties(view), handlers: handlers),
         ], announce: announce)
     }
 
-    static func mirror(_ change: VMChange, context: BusContext, handlers: [String: MethodHandler]) async {
-        switch change {
-        case .added(let info):
-            do { try await export(info, context: context, handlers: handlers, announce: true) } catch {
-                context.logger.error("cannot export VM \(info.name): \(error)")
+    static func mirror(_ event: VMEvent, context: BusContext, handlers: [String: MethodHandler]) async {
+        switch event {
+        case .added(let view):
+            do { try await export(view, context: context, handlers: handlers, announce: true) } catch {
+                context.logger.error("cannot export VM \(view.info.name): \(error)")
             }
-        case .updated(let info, let stateChanged):
+        case .updated(let view, let stateChanged):
+            let info = view.info
             let path = ObjectPaths.vm(info.uuid)
-            await context.bus.setProperties(path: path, interface: VMInterface.name, await properties(info, context: context))
+            await context.bus.setProperties(path: path, interface: VMInterface.name, properties(view))
             if stateChanged {
                 try? await context.bus.emitSignal(path: path, interface: VMInterface.name, member: VMInterface.stateChanged.name,
                                                   [.string(info.state.rawValue), .string(info.stateReason)])
             }
         case .removed(let uuid):
             await context.bus.unexport(path: ObjectPaths.vm(uuid))
-        case .ephemeralStopped:
-            break   // Core undefines it; its removal arrives as .removed
         case .ready(let info):
             try? await context.bus.emitSignal(path: ObjectPaths.vm(info.uuid), interface: VMInterface.name, member: VMInterface.ready.name, [])
         }
     }
 
-    static func properties(_ info: VMInfo, context: BusContext) async -> [String: DBusValue] {
-        let managed = await context.vms.managedDiskNames(of: info)
-        let disks: [DBusValue] = zip(info.disks, managed).map { d, name in
+    static func properties(_ view: VMView) -> [String: DBusValue] {
+        let info = view.info
+        let disks: [DBusValue] = zip(info.disks, view.managedDisks).map { d, name in
             .structure([.string(d.target), .string(d.source), .string(d.format), .objectPath(name.map { ObjectPaths.disk($0) } ?? "/")])
         }
         return [

@@ -34,17 +34,6 @@ public enum DiskEvent: Sendable {
     case usageHigh(String, Double)
 }
 
-/// Who mirrors the disks' changes (the bus layer). A protocol rather than a stored async
-/// closure: a closure kept in a `Mutex` is called through a reabstraction thunk, and that
-/// thunk made every task that emitted an event grow its task allocator by about 1 MB
-/// (measured with heaptrack: `DiskContext.added` 131 MB over 120 calls; the daemon's
-/// anonymous memory grew 20 MB per LoadTests round).
-public protocol DiskObserver: AnyObject, Sendable {
-    /// Called in order for every change; awaited, so an object exists before the call that
-    /// made it returns.
-    func diskChanged(_ event: DiskEvent) async
-}
-
 /// The parts the disk services share: the stores, the VMs (to know who uses a disk), the
 /// jobs, the observer of ``DiskEvent``s, and the checks every writing operation makes.
 public final class DiskContext: Sendable {
@@ -58,7 +47,12 @@ public final class DiskContext: Sendable {
     let maxSize: UInt64
     let usageIntervalSeconds: Int
     let logger: Logger
-    private let observer = Mutex<(any DiskObserver)?>(nil)
+    /// Who mirrors the disks' changes: a protocol rather than a stored async closure, since a
+    /// closure kept in a `Mutex` is called through a reabstraction thunk, and that thunk made
+    /// every task that emitted an event grow its task allocator by about 1 MB (measured with
+    /// heaptrack: `DiskContext.added` 131 MB over 120 calls; the daemon's anonymous memory
+    /// grew 20 MB per LoadTests round).
+    private let observer = Mutex<(any CoreObserver)?>(nil)
     /// The VM UUIDs last published as each disk's `AttachedTo`, by disk name.
     private let attachedTo = Mutex<[String: [String]]>([:])
     /// The disk sources of each VM (by UUID) when attachments were last published.
@@ -78,14 +72,14 @@ public final class DiskContext: Sendable {
         self.logger = logger
     }
 
-    /// Sets who mirrors the disks' changes (the bus layer).
-    public func setObserver(_ observer: any DiskObserver) {
+    /// Sets who mirrors the disks' changes (CoreServices: its observer).
+    func setObserver(_ observer: any CoreObserver) {
         self.observer.withLock { $0 = observer }
     }
 
     func emit(_ event: DiskEvent) async {
         let observer = self.observer.withLock { $0 }
-        await observer?.diskChanged(event)
+        await observer?.coreEvent(.disk(event))
     }
 
     // MARK: views

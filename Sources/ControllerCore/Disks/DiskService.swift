@@ -18,8 +18,8 @@ public final class DiskService: Sendable {
 
     var store: DiskStore { context.store }
 
-    /// Sets who mirrors the disks' changes (see ``DiskEvent``).
-    public func setObserver(_ observer: any DiskObserver) { context.setObserver(observer) }
+    /// Sets who mirrors the disks' changes (see ``DiskEvent``; CoreServices wires it).
+    func setObserver(_ observer: any CoreObserver) { context.setObserver(observer) }
 
     // MARK: reading
 

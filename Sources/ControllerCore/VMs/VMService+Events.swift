@@ -5,26 +5,41 @@ import Glibc
 extension VMService {
     /// A VM changed (seen by libvirt's events): the disks learn who uses them, a stopped
     /// VM's disks get their on-stop snapshots and pending AutoGrows, and a stopped
-    /// ephemeral VM is undefined with its overlay.
-    public func vmChanged(_ change: VMChange) async {
+    /// ephemeral VM is undefined with its overlay. Returns what the VM's object shows (nil:
+    /// nothing to mirror).
+    func vmChanged(_ change: VMChange) async -> VMEvent? {
         switch change {
         case .added(let info):
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
+            return .added(await view(info))
         case .updated(let info, let stateChanged):
             if stateChanged && info.state == .shutoff {
                 let policies = disks.policies
                 Task { await policies.vmStopped(info) }
             }
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
+            return .updated(await view(info), stateChanged: stateChanged)
         case .removed(let uuid):
             await disks.vmDisksChanged(uuid: uuid, sources: nil)
             try? await overlays.forget(uuid)
+            return .removed(uuid: uuid)
         case .ephemeralStopped(let info):
             await discardEphemeral(info)
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
-        case .ready:
-            break
+            return nil
+        case .ready(let info):
+            return .ready(info)
         }
+    }
+
+    /// A VM as its object shows it.
+    public func view(_ info: VMInfo) async -> VMView { VMView(info: info, managedDisks: await managedDiskNames(of: info)) }
+
+    /// Every VM as its object shows it, by name.
+    public func views() async -> [VMView] {
+        var views: [VMView] = []
+        for info in await vms.list() { views.append(await view(info)) }
+        return views
     }
 
     /// Undefines a stopped ephemeral VM and deletes its overlay, leaving nothing behind.

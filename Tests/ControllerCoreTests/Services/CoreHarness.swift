@@ -5,19 +5,21 @@ import Logging
 import Synchronization
 import XCTest
 
-/// The Core services as the daemon wires them, without a bus, polkitd or root: a temporary
-/// image directory with real qemu-img, libvirt's in-process test driver, real jobs. The
-/// disks' events are recorded as the bus layer would receive them.
+/// The Core services as the daemon wires them (CoreServices, the one composition root),
+/// without a bus, polkitd or root: a temporary image directory with real qemu-img, libvirt's
+/// in-process test driver, real jobs. Core's events are recorded as the bus layer would
+/// receive them.
 final class CoreHarness: Sendable {
     let dir: URL
-    let store: DiskStore
-    let libvirt: LibvirtMonitor
-    let vmManager: VMManager
-    let networkManager: NetworkManager
-    let jobs: JobManager
-    let disks: DiskService
-    let vms: VMService
-    let qemuImg = QemuImg(path: "/usr/bin/qemu-img")
+    let core: CoreServices
+    var store: DiskStore { core.store }
+    var libvirt: LibvirtMonitor { core.libvirt }
+    var vmManager: VMManager { core.vmManager }
+    var networkManager: NetworkManager { core.networkManager }
+    var jobs: JobManager { core.jobs }
+    var disks: DiskService { core.disks }
+    var vms: VMService { core.vms }
+    var qemuImg: QemuImg { core.qemuImg }
     private let recorded = EventLog()
 
     /// libvirt's test driver on the test host file the demo uses too (32 GiB, 16 CPUs).
@@ -29,53 +31,39 @@ final class CoreHarness: Sendable {
     init(shareRoot: String? = nil, uri: String = CoreHarness.testHostURI, profiles: [String: String] = [:],
          configure: (inout VMConfig) -> Void = { _ in }) async throws {
         dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("mvcore-\(UUID().uuidString.prefix(8))")
-        let images = dir.appendingPathComponent("images").path
-        let backups = dir.appendingPathComponent("backups").path
-        for d in [images, backups] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
-        let logger = Logger(label: "core-test")
-        store = DiskStore(directory: images, qemuImg: qemuImg, logger: logger)
-        try await store.scan()
-        let backupStore = BackupStore(directory: backups, qemuImg: qemuImg, logger: logger)
-        try await backupStore.scan()
-        libvirt = LibvirtMonitor(uri: uri, logger: logger)
-        var config = VMConfig()
-        config.profilesDirectory = dir.appendingPathComponent("profiles").path
-        if let shareRoot { config.shareRoots = [shareRoot] }
-        configure(&config)
-        try FileManager.default.createDirectory(atPath: config.profilesDirectory, withIntermediateDirectories: true)
-        for (name, text) in profiles { try text.write(toFile: config.profilesDirectory + "/\(name).toml", atomically: true, encoding: .utf8) }
-        let (profiles, _) = ProfileStore.load(directory: config.profilesDirectory, logger: logger)
-        vmManager = VMManager(monitor: libvirt, config: config, profiles: profiles, logger: logger)
-        jobs = JobManager(maxConcurrent: 4, retention: .seconds(60), logger: logger)
-        Self.ensureApplianceUser()
-        let appliances = ApplianceCache(settings: GuestfsSettings(backend: "direct", backendSettings: [], memoryMiB: 256),
-                                        maxAppliances: 1, idle: .seconds(5))
-        let policies = DiskPolicyStore(stateDirectory: dir.appendingPathComponent("state").path)
-        try await policies.load()
-        disks = DiskService(context: DiskContext(
-            store: store, backups: backupStore, guests: GuestImages(cache: appliances), policies: policies, vms: vmManager,
-            jobs: jobs, qemuImg: qemuImg, maxSize: 1 << 40, usageIntervalSeconds: 0, logger: logger))
-        networkManager = NetworkManager(monitor: libvirt, logger: logger)
-        vms = VMService(vms: vmManager, disks: disks, networks: NetworkService(networks: networkManager, vms: vmManager, logger: logger),
-                        jobs: jobs, qemuImg: qemuImg, imageDirectory: images, logger: logger)
-        disks.setObserver(self.recorded)
-        let (vmManager, vms, networkManager) = (self.vmManager, self.vms, self.networkManager)
-        await vmManager.setObserver { change in await vms.vmChanged(change) }
-        let connected = AsyncStream<Bool>.makeStream()
-        await libvirt.start { up in
-            if up {
-                await vmManager.resync()
-                await networkManager.resync()
-            }
-            connected.continuation.yield(up)
+        var config = ControllerConfig()
+        config.libvirtURI = uri
+        config.imageDirectory = dir.appendingPathComponent("images").path
+        config.backupDirectory = dir.appendingPathComponent("backups").path
+        config.stateDirectory = dir.appendingPathComponent("state").path
+        config.hostRoot = dir.appendingPathComponent("host").path
+        config.maxDiskSize = 1 << 40
+        config.jobRetentionSeconds = 60
+        config.guestfs.memoryMiB = 256
+        config.guestfs.maxAppliances = 1
+        config.guestfs.idleSeconds = 5
+        config.guestfs.usageIntervalSeconds = 0
+        // The sandbox host root is empty: the settings are checked, never written.
+        config.settings.enforcing = false
+        config.vms.profilesDirectory = dir.appendingPathComponent("profiles").path
+        config.vms.startAllOnBoot = false
+        if let shareRoot { config.vms.shareRoots = [shareRoot] }
+        configure(&config.vms)
+        for d in [config.imageDirectory, config.backupDirectory, config.stateDirectory, config.hostRoot, config.vms.profilesDirectory] {
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         }
+        for (name, text) in profiles { try text.write(toFile: config.vms.profilesDirectory + "/\(name).toml", atomically: true, encoding: .utf8) }
+        Self.ensureApplianceUser()
+        core = try await CoreServices.make(config: config, logger: Logger(label: "core-test"))
+        let connected = AsyncStream<Bool>.makeStream()
+        recorded.connected = connected.continuation
+        try await core.start(observer: recorded)
         for await up in connected.stream where up { break }
     }
 
     func close() async {
-        await vmManager.stop()
-        await networkManager.stop()
-        await libvirt.stop()
+        await core.stop(timeout: .seconds(10))
+        await core.disconnect()
         try? FileManager.default.removeItem(at: dir)
     }
 
@@ -130,10 +118,22 @@ final class CoreHarness: Sendable {
     }
 }
 
-/// The disk events the service reported, in order.
-final class EventLog: DiskObserver {
+/// The disk events the service reported, in order; says when libvirt is connected.
+final class EventLog: CoreObserver {
     let events = Mutex<[DiskEvent]>([])
-    func diskChanged(_ event: DiskEvent) async { events.withLock { $0.append(event) } }
+    let stream = Mutex<AsyncStream<Bool>.Continuation?>(nil)
+    var connected: AsyncStream<Bool>.Continuation? {
+        get { stream.withLock { $0 } }
+        set { stream.withLock { $0 = newValue } }
+    }
+
+    func coreEvent(_ event: CoreEvent) async {
+        switch event {
+        case .disk(let change): events.withLock { $0.append(change) }
+        case .libvirtConnected(let up): connected?.yield(up)
+        default: break
+        }
+    }
 }
 
 /// Asserts that `body` throws a ``ControllerError`` of `kind` whose message contains `naming`.
