@@ -20,10 +20,11 @@ struct SettingsObject: Sendable {
     }
 
     func apply(_ call: BusCall) async throws -> [DBusValue] {
+        let ids = call.strings("ids")
         try call.options().finish()
-        let ids = try settings.checkApply(call.strings("ids"))
-        let caller = try await context.authorize(call, ["setting": ids.isEmpty ? "all" : ids.joined(separator: ",")])
-        let results = try await settings.apply(ids, requester: Self.requester(caller))
+        let plan = try settings.checkApply(ids)
+        let caller = try await context.authorize(call, plan.details)
+        let results = try await settings.runApply(plan, requester: Self.requester(caller), uid: caller.uid)
         return [.array(elementSignature: "(sbs)", results.map { .structure([.string($0.id), .boolean($0.changed), .string($0.detail)]) })]
     }
 
@@ -38,9 +39,9 @@ struct SettingsObject: Sendable {
     func addUserToGroups(_ call: BusCall) async throws -> [DBusValue] {
         let (user, groups) = (call.string("user"), call.strings("groups"))
         try call.options().finish()
-        let resolved = try await settings.validateAddUser(user, groups: groups)
-        let caller = try await context.authorize(call, ["user": user, "groups": groups.joined(separator: ",")])
-        _ = try await settings.addUser(user, to: resolved, requester: Self.requester(caller))
+        let plan = try settings.checkAddUser(user, groups: groups)
+        let caller = try await context.authorize(call, plan.details)
+        try await settings.runAddUser(plan, requester: Self.requester(caller))
         return []
     }
 

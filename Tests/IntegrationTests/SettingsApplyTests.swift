@@ -72,6 +72,14 @@ final class SettingsApplyTests: XCTestCase {
             XCTAssertFalse(denied.ok, "\(method): \(denied.all)")
             XCTAssertTrue(denied.stderr.contains("not authorized") || denied.stderr.contains("Access denied"), "\(method): \(denied.all)")
         }
+        // The host's users are looked at only after authorization: a refused caller learns
+        // nothing of them, whether the user exists or not.
+        for user in ["nobody-here", "root"] {
+            let probe = settingsCall(s, "AddUserToGroups", ["sasa{sv}", user, "1", "kvm", "0"], as: TestStack.otherUser)
+            XCTAssertFalse(probe.ok, probe.all)
+            XCTAssertFalse(probe.stderr.contains("no user named"), probe.all)
+            XCTAssertTrue(probe.stderr.contains("not authorized") || probe.stderr.contains("Access denied"), probe.all)
+        }
         XCTAssertEqual(s.mvctl(["settings", "apply", "--no-ask-password"], as: TestStack.otherUser).status, 4)
         XCTAssertEqual(s.mvctl(["settings", "enforce", "on", "--no-ask-password"], as: TestStack.otherUser).status, 4)
         // Not one byte, mode, owner or link changed anywhere under the sandbox root.
@@ -119,6 +127,19 @@ final class SettingsApplyTests: XCTestCase {
         XCTAssertTrue(rng.hasPrefix("# Configuration for the rng-tools-debian initscript\n#HRNGDEVICE=/dev/hwrng\n"), rng)
         XCTAssertTrue(rng.hasSuffix("\nHRNGDEVICE=/dev/hwrng\n"), rng)
         XCTAssertTrue(s.log(tail: 40).contains("Apply user-groups by :"), s.log(tail: 40))
+        // The work ran as a job (its Status named each setting while it ran): it is kept,
+        // ended, with what changed.
+        let jobs = s.manager("ListJobs", ["a{sv}", "0"])
+        XCTAssertTrue(jobs.ok, jobs.all)
+        let applyJobs = jobs.stdout.split(separator: "\"").map(String.init).filter { $0.hasPrefix("/org/multiverse/Controller/job/") }
+            .filter { s.jobProperty($0, "Operation") == "s \"ApplySettings\"" }
+        XCTAssertEqual(applyJobs.count, 1, jobs.stdout)
+        if let job = applyJobs.first {
+            XCTAssertEqual(s.jobProperty(job, "State"), "s \"succeeded\"")
+            XCTAssertEqual(s.jobProperty(job, "Target"), "o \"/org/multiverse/Controller\"")
+            let result = s.jobProperty(job, "Result")
+            XCTAssertTrue(result.contains("\"changed\" as 4 \"user-groups\" \"initramfs-modules\" \"entropy-rngd\" \"libvirtd-enabled\""), result)
+        }
 
         // Apply twice = one change: nothing reported changed, no byte touched, no rebuild.
         let snap = snapshot(s.hostRoot)

@@ -33,6 +33,8 @@ public actor JobManager {
     }
 
     private let pumpStream: AsyncStream<JobChange>
+    /// Who waits for each running job's end (``ended(_:)``), by job id.
+    private var endWaiters: [UInt64: [CheckedContinuation<JobSnapshot, Never>]] = [:]
 
     /// Changes are delivered in order, one at a time.
     public func setObserver(_ observer: @escaping @Sendable (JobChange) async -> Void) {
@@ -73,10 +75,20 @@ public actor JobManager {
         return job.snapshot
     }
 
+    /// The job's last snapshot once it has ended (at once when it already has; nil when no
+    /// such job is kept). Woken by the job's end, nothing polls.
+    public func ended(_ id: UInt64) async -> JobSnapshot? {
+        guard let job = jobs[id] else { return nil }
+        let snapshot = job.snapshot
+        guard snapshot.state == "running" else { return snapshot }
+        return await withCheckedContinuation { endWaiters[id, default: []].append($0) }
+    }
+
     private func finished(_ job: Job, _ outcome: Result<[String: JobValue], Error>, after elapsed: Duration) {
         let snapshot = job.finish(outcome)
         tasks[job.id] = nil
         updates.yield(.finished(snapshot))
+        for waiter in endWaiters.removeValue(forKey: job.id) ?? [] { waiter.resume(returning: snapshot) }
         let seconds = TextFormat.seconds(elapsed)
         logger.notice("job \(job.id) \(snapshot.operation) \(snapshot.state) after \(seconds) s\(snapshot.error.isEmpty ? "" : ": \(snapshot.error)")")
         let retention = self.retention

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import Logging
+import Synchronization
 
 /// Keeps the host in the desired state: checks every setting, watches the files behind
 /// them with inotify, reports drift and, when enforcing, reverts it.
@@ -52,6 +53,8 @@ public actor SettingsAgent {
     private var dirty: Set<String> = []
     private var debounceTask: Task<Void, Never>?
     private var watchMap: [String: [(name: String, id: String)]] = [:]
+    /// Where Apply runs as a job (nil: Apply runs within the call, as in unit tests).
+    private let jobs: JobManager?
 
     /// The settings of API version 1, in the order the bus lists them.
     public static func standardSettings() -> [any HostSetting] {
@@ -59,8 +62,10 @@ public actor SettingsAgent {
     }
 
     public init(config: SettingsConfig, root: HostRoot, stateDirectory: String, logger: Logger,
-                settings: [any HostSetting] = SettingsAgent.standardSettings(), debounce: Duration = .milliseconds(100)) {
+                settings: [any HostSetting] = SettingsAgent.standardSettings(), debounce: Duration = .milliseconds(100),
+                jobs: JobManager? = nil) {
         self.settings = settings
+        self.jobs = jobs
         self.logger = logger
         self.debounce = debounce
         self.context = SettingsContext(root: root, config: config,
@@ -122,13 +127,17 @@ public actor SettingsAgent {
         return statuses
     }
 
-    /// Applies `ids` (all when empty) for `requester`; re-arms flapping ones. Returns what
-    /// changed; throws when a setting could not be applied (the others are still applied).
-    /// Every id of an Apply names a known setting (`InvalidArgs` naming the first that does not).
-    /// The ids Apply is to fix, each once and in the order given: every id must be known
-    /// (`InvalidArgs` naming the first that is not), so what reaches the authorization's
-    /// details is at most the list of settings, whatever the caller sent.
-    public nonisolated func checkApply(_ ids: [String]) throws -> [String] {
+    /// A checked Apply: the settings to apply, each once and in the order given (empty: all).
+    public struct ApplyPlan: Sendable {
+        public let ids: [String]
+        /// What polkit is asked with (settings.modify): at most the list of settings,
+        /// whatever the caller sent.
+        public var details: [String: String] { ["setting": ids.isEmpty ? "all" : ids.joined(separator: ",")] }
+    }
+
+    /// Checks an Apply: every id must name a known setting (`InvalidArgs` naming the first
+    /// that does not); repeats are dropped.
+    public nonisolated func checkApply(_ ids: [String]) throws -> ApplyPlan {
         let known = settings.map(\.id)
         var seen = Set<String>()
         var unique: [String] = []
@@ -138,18 +147,43 @@ public actor SettingsAgent {
             }
             unique.append(id)
         }
-        return unique
+        return ApplyPlan(ids: unique)
     }
 
-    public func apply(_ ids: [String], requester: String) async throws -> [ApplyResult] {
-        var seen = Set<String>()
-        let targets = ids.isEmpty ? settings.map(\.id) : ids.filter { seen.insert($0).inserted }
-        for id in targets where !settings.contains(where: { $0.id == id }) {
-            throw ControllerError.invalidArgs("unknown setting '\(id)' (known: \(settings.map(\.id).joined(separator: ", ")))")
+    /// Applies the plan's settings for `requester` (uid `uid`) as the job `ApplySettings` on
+    /// the service — its status names the setting being applied (an initramfs rebuild takes
+    /// a while), its progress counts them, its Result lists `changed` and `unchanged` — and
+    /// returns the results once it has ended (Settings.Apply replies then, so its signature
+    /// stays). Each setting is written atomically, so the job is past its commit point from
+    /// the start: a Cancel is refused rather than leaving a setting half-applied. Re-arms
+    /// flapping settings. Throws when a setting could not be applied (the others still are).
+    public func runApply(_ plan: ApplyPlan, requester: String, uid: UInt32) async throws -> [ApplyResult] {
+        guard let jobs else { return try await apply(plan.ids, requester: requester, job: nil) }
+        let outcome = Mutex<Result<[ApplyResult], any Error>?>(nil)
+        let started = try await jobs.start(operation: "ApplySettings", target: .service, uid: uid) { [self] job in
+            job.commit()
+            do {
+                let results = try await apply(plan.ids, requester: requester, job: job)
+                outcome.withLock { $0 = .success(results) }
+                return ["changed": .strings(results.filter(\.changed).map(\.id)),
+                        "unchanged": .strings(results.filter { !$0.changed }.map(\.id))]
+            } catch {
+                outcome.withLock { $0 = .failure(error) }
+                throw error
+            }
         }
+        _ = await jobs.ended(started.id)
+        guard let result = outcome.withLock({ $0 }) else { throw ControllerError.io("Apply (job \(started.id)) ended without a result") }
+        return try result.get()
+    }
+
+    private func apply(_ ids: [String], requester: String, job: Job?) async throws -> [ApplyResult] {
+        let targets = ids.isEmpty ? settings.map(\.id) : ids
         var results: [ApplyResult] = []
         var failures: [(String, Error)] = []
-        for id in targets {
+        job?.progress(0)
+        for (index, id) in targets.enumerated() {
+            job?.status("applying \(id)")
             if suspended.removeValue(forKey: id) != nil {
                 revertTimes[id] = []
                 logger.notice("enforcement of \(id) re-armed by Apply from \(requester)")
@@ -162,7 +196,9 @@ public actor SettingsAgent {
                 logger.error("Apply \(id) by \(requester) failed: \(error)")
                 failures.append((id, error))
             }
+            job?.progress(Double(index + 1) / Double(targets.count))
         }
+        job?.status("done")
         await publish()
         if let (id, error) = failures.first {
             if failures.count == 1, let e = error as? ControllerError {
@@ -191,9 +227,17 @@ public actor SettingsAgent {
         }
     }
 
-    /// Checks an AddUserToGroups request: groups from the allow-list, user and groups exist.
-    /// Returns the group names as they exist on the host.
-    public func validateAddUser(_ user: String, groups: [String]) throws -> [String] {
+    /// A checked AddUserToGroups: a valid user name and groups from `allowed_groups`.
+    public struct AddUserPlan: Sendable {
+        public let user: String
+        public let groups: [String]
+        public var details: [String: String] { ["user": user, "groups": groups.joined(separator: ",")] }
+    }
+
+    /// Checks an AddUserToGroups request without looking at the host: the user name's
+    /// syntax and every group in the allow-list (what the host has is looked at only after
+    /// authorization, so a refused caller learns nothing about its users).
+    public nonisolated func checkAddUser(_ user: String, groups: [String]) throws -> AddUserPlan {
         guard SettingsConfig.isValidName(user) else {
             throw ControllerError.invalidArgs("'\(user)' is not a valid user name")
         }
@@ -203,20 +247,23 @@ public actor SettingsAgent {
         for group in groups where !allowed.contains(group) {
             throw ControllerError.invalidArgs("group '\(group)' is not in allowed_groups (\(allowed.joined(separator: ", ")))")
         }
+        return AddUserPlan(user: user, groups: groups)
+    }
+
+    /// Adds the plan's user to its groups for `requester`: both must exist on the host
+    /// (`InvalidArgs` naming the missing one). Returns whether anything changed.
+    @discardableResult
+    public func runAddUser(_ plan: AddUserPlan, requester: String) async throws -> Bool {
+        let (user, groups) = (plan.user, plan.groups)
         let database = try GroupDatabase.load(context.root)
         guard database.users[user] != nil else { throw ControllerError.invalidArgs("no user named '\(user)'") }
-        return try groups.map { name in
+        let resolved = try groups.map { name in
             guard let group = database.resolve(name) else { throw ControllerError.invalidArgs("group '\(name)' does not exist on this host") }
             return group.name
         }
-    }
-
-    /// Adds `user` to `groups` (already validated) for `requester`.
-    public func addUser(_ user: String, to groups: [String], requester: String) async throws -> Bool {
-        let database = try GroupDatabase.load(context.root)
-        let toAdd = groups.filter { name in database.resolve(name).map { !database.isMember(user, of: $0) } ?? true }
+        let toAdd = resolved.filter { name in database.resolve(name).map { !database.isMember(user, of: $0) } ?? true }
         guard !toAdd.isEmpty else {
-            logger.notice("AddUserToGroups \(user) \(groups.joined(separator: ",")) by \(requester): already a member")
+            logger.notice("AddUserToGroups \(user) \(resolved.joined(separator: ",")) by \(requester): already a member")
             return false
         }
         await lock("user-groups")
