@@ -52,7 +52,13 @@ public enum APIReference {
             ".SH NAME",
             "org.multiverse.Controller \\- the Multiverse controller service's D\\-Bus API (version \(ControllerVersion.apiVersion))",
             ".SH INTRODUCTION",
-            "The service owns \\fBorg.multiverse.Controller\\fR on the system bus. The root object \\fB/org/multiverse/Controller\\fR implements \\fBorg.freedesktop.DBus.ObjectManager\\fR; VMs, disks, jobs and the settings object are its children. Every method ends with an \\fBa{sv}\\fR options argument; unknown keys or wrongly typed values are \\fBInvalidArgs\\fR. Privileged methods are authorized by polkit with the caller's unique bus name as subject; reading needs no authorization.",
+            """
+                The service owns \\fBorg.multiverse.Controller\\fR on the system bus. The root object \
+                \\fB/org/multiverse/Controller\\fR implements \\fBorg.freedesktop.DBus.ObjectManager\\fR; VMs, disks, jobs and \
+                the settings object are its children. Every method ends with an \\fBa{sv}\\fR options argument; unknown keys \
+                or wrongly typed values are \\fBInvalidArgs\\fR. Privileged methods are authorized by polkit with the caller's \
+                unique bus name as subject; reading needs no authorization.
+                """,
         ]
         for section in APIConcepts.sections {
             out.append(".SH \"\(section.title.uppercased())\"")
@@ -117,7 +123,12 @@ public enum APIReference {
         }
         out += [
             ".SH ERRORS",
-            "Standard: \\fBorg.freedesktop.DBus.Error.InvalidArgs\\fR (the message names the bad value), \\fBAccessDenied\\fR, \\fBInteractiveAuthorizationRequired\\fR, \\fBLimitsExceeded\\fR. Own, under \\fB\(roff(ControllerNames.errorPrefix))\\fR: \(ErrorName.allCases.filter(\.isOwn).map(\.shortName).joined(separator: ", ")).",
+            """
+                Standard: \\fBorg.freedesktop.DBus.Error.InvalidArgs\\fR (the message names the bad value), \
+                \\fBAccessDenied\\fR, \\fBInteractiveAuthorizationRequired\\fR, \\fBLimitsExceeded\\fR. Own, under \
+                \\fB\(roff(ControllerNames.errorPrefix))\\fR: \
+                \(ErrorName.allCases.filter(\.isOwn).map(\.shortName).joined(separator: ", ")).
+                """,
             ".SH POLKIT ACTIONS",
         ]
         for action in PolkitAction.allCases {

@@ -6,50 +6,149 @@ public enum DiskInterface {
     typealias A = Arg
 
     public static let resize = APIMethod("Resize", in: [A.a("size", "t"), A.options], out: [A.job], action: .diskManage,
-        doc: "A job resizing the image to size bytes with its last partition and filesystem (ext2/3/4, xfs, btrfs).\n\nsize is a multiple of 512, at most [disks] max_size and not the current virtual size (InvalidArgs otherwise). Options: shrink b (required to shrink), filesystem b (default true; false: the image only).\n\nGrowing grows the image, then the last partition (moving a GPT's backup header) and its ext2/3/4, xfs or btrfs filesystem. Shrinking (ext* and btrfs only) runs e2fsck -f and is refused below the filesystem's minimum size plus a margin (the larger of 64 MiB and 10 %), with the numbers in the job's Error; XFS cannot shrink (NotSupported).\n\nThe work is done on a private copy that is renamed over the disk at the end (the commit point): Cancel before it kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is InvalidState.\n\nWhen the filesystem was grown or shrunk, the disk's usage sample is dropped (UsageSampled 0; the next Inspect or sample measures it again).\n\nA disk a running VM uses is grown live through libvirt's block resize, image only (filesystem_grown false: the guest grows its partition and filesystem); shrinking it is Busy.\n\nResult: old_size, new_size, filesystem_grown, filesystem_shrunk, filesystem, live, note.")
+        doc: """
+            A job resizing the image to size bytes with its last partition and filesystem (ext2/3/4, xfs, btrfs).\n\nsize \
+            is a multiple of 512, at most [disks] max_size and not the current virtual size (InvalidArgs otherwise). \
+            Options: shrink b (required to shrink), filesystem b (default true; false: the image only).\n\nGrowing grows \
+            the image, then the last partition (moving a GPT's backup header) and its ext2/3/4, xfs or btrfs filesystem. \
+            Shrinking (ext* and btrfs only) runs e2fsck -f and is refused below the filesystem's minimum size plus a \
+            margin (the larger of 64 MiB and 10 %), with the numbers in the job's Error; XFS cannot shrink \
+            (NotSupported).\n\nThe work is done on a private copy that is renamed over the disk at the end (the commit \
+            point): Cancel before it kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is \
+            InvalidState.\n\nWhen the filesystem was grown or shrunk, the disk's usage sample is dropped (UsageSampled 0; \
+            the next Inspect or sample measures it again).\n\nA disk a running VM uses is grown live through libvirt's \
+            block resize, image only (filesystem_grown false: the guest grows its partition and filesystem); shrinking it \
+            is Busy.\n\nResult: old_size, new_size, filesystem_grown, filesystem_shrunk, filesystem, live, note.
+            """)
     public static let clone = APIMethod("Clone", in: [A.a("new_name", "s"), A.options], out: [A.job], action: .diskManage,
-        doc: "A job copying the disk to new_name (sparse), or with linked b a qcow2 overlay on it.\n\nA full copy of a standalone image is a byte copy by the daemon, internal snapshots included: sparse like cp --sparse=always, a reflink clone on xfs and btrfs, written back to disk while it is made. An overlay is flattened by qemu-img convert -U.\n\nThe new disk appears only when it is complete and synced to disk; Cancel stops the copy and leaves nothing. Progress follows the bytes copied. [disks] copy_rate_mib_s in controller.toml(5) limits how fast a copy reads, here and in Backup, Restore and the copies of Resize and Format. Result: disk, linked, size.")
+        doc: """
+            A job copying the disk to new_name (sparse), or with linked b a qcow2 overlay on it.\n\nA full copy of a \
+            standalone image is a byte copy by the daemon, internal snapshots included: sparse like cp --sparse=always, a \
+            reflink clone on xfs and btrfs, written back to disk while it is made. An overlay is flattened by qemu-img \
+            convert -U.\n\nThe new disk appears only when it is complete and synced to disk; Cancel stops the copy and \
+            leaves nothing. Progress follows the bytes copied. [disks] copy_rate_mib_s in controller.toml(5) limits how \
+            fast a copy reads, here and in Backup, Restore and the copies of Resize and Format. Result: disk, linked, \
+            size.
+            """)
     public static let backup = APIMethod("Backup", in: [A.options], out: [A.job], action: .diskManage,
-        doc: "A job writing a checksummed backup (sha256 of the backup file). Options: compress b. Result: backup_id, size, sha256.\n\nThe backup is BackupDirectory/ID.img; it is synced to disk, and then its manifest ID.json (disk, format, time, size, sha256, compressed, internalSnapshots) is written.\n\nWithout compress a standalone image is copied byte for byte by the daemon (sparse like cp --sparse=always, a reflink clone on xfs and btrfs, internal snapshots included), which hashes each block between reading and writing it (libcrypto; reading, hashing and writing on three threads, every byte read once). compress (qcow2 compression) and overlays (flattened) go through qemu-img convert, and the written file is hashed afterwards.\n\nA disk a running VM uses is refused with Busy rather than copied torn. During the copy the disk is held: snapshots, resizes, writes, deletes and automatic versions get Busy. If the image changes anyway (a VM started on it with virsh), the backup is discarded with Busy.")
+        doc: """
+            A job writing a checksummed backup (sha256 of the backup file). Options: compress b. Result: backup_id, size, \
+            sha256.\n\nThe backup is BackupDirectory/ID.img; it is synced to disk, and then its manifest ID.json (disk, \
+            format, time, size, sha256, compressed, internalSnapshots) is written.\n\nWithout compress a standalone image \
+            is copied byte for byte by the daemon (sparse like cp --sparse=always, a reflink clone on xfs and btrfs, \
+            internal snapshots included), which hashes each block between reading and writing it (libcrypto; reading, \
+            hashing and writing on three threads, every byte read once). compress (qcow2 compression) and overlays \
+            (flattened) go through qemu-img convert, and the written file is hashed afterwards.\n\nA disk a running VM \
+            uses is refused with Busy rather than copied torn. During the copy the disk is held: snapshots, resizes, \
+            writes, deletes and automatic versions get Busy. If the image changes anyway (a VM started on it with virsh), \
+            the backup is discarded with Busy.
+            """)
     public static let listBackups = APIMethod("ListBackups", in: [A.options], out: [A.a("backups", "a(stts)")],
         doc: "The disk's backups, oldest first: id, creation time, size, sha256.")
     public static let restore = APIMethod("Restore", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
-        doc: "A job verifying backup_id's checksum and replacing the disk with it.\n\nThe sha256 is verified first: a corrupted backup fails the job naming it and leaves the disk untouched. An uncompressed backup of the disk's format is copied byte for byte (its snapshots come back); any other is converted into a temporary file. The result is synced to disk and renamed over the disk (the commit point). Result: backup_id.")
+        doc: """
+            A job verifying backup_id's checksum and replacing the disk with it.\n\nThe sha256 is verified first: a \
+            corrupted backup fails the job naming it and leaves the disk untouched. An uncompressed backup of the disk's \
+            format is copied byte for byte (its snapshots come back); any other is converted into a temporary file. The \
+            result is synced to disk and renamed over the disk (the commit point). Result: backup_id.
+            """)
     public static let createSnapshot = APIMethod("CreateSnapshot", in: [A.a("name", "s"), A.options], action: .diskManage,
-        doc: "Takes an internal snapshot (qcow2; names vm-* and auto-* are reserved).\n\nvm-* snapshots belong to VM snapshots and auto-* ones to versioning (InvalidArgs here). A raw disk is NotSupported.")
+        doc: """
+            Takes an internal snapshot (qcow2; names vm-* and auto-* are reserved).\n\nvm-* snapshots belong to VM \
+            snapshots and auto-* ones to versioning (InvalidArgs here). A raw disk is NotSupported.
+            """)
     public static let revertSnapshot = APIMethod("RevertSnapshot", in: [A.a("name", "s"), A.options], action: .diskManage,
         doc: "Returns the disk to a snapshot.")
     public static let deleteSnapshot = APIMethod("DeleteSnapshot", in: [A.a("name", "s"), A.options], action: .diskManage,
         doc: "Deletes a snapshot.")
     public static let format = APIMethod("Format", in: [A.a("fstype", "s"), A.options], out: [A.job], action: .diskManage,
-        doc: "A job writing a partition table and a filesystem (ext2, ext3, ext4, xfs, btrfs, vfat). Options: partition_table s (gpt, mbr, none; default gpt), label s.\n\nFormat works on a private image (a fresh empty one when the disk has no snapshots, else a copy) that is renamed over the disk at the end: Cancel before that point kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is InvalidState. The disk's usage sample and last inspection are dropped. Result: fstype, partition_table, device, label.")
+        doc: """
+            A job writing a partition table and a filesystem (ext2, ext3, ext4, xfs, btrfs, vfat). Options: \
+            partition_table s (gpt, mbr, none; default gpt), label s.\n\nFormat works on a private image (a fresh empty \
+            one when the disk has no snapshots, else a copy) that is renamed over the disk at the end: Cancel before that \
+            point kills the appliance and leaves the disk byte-for-byte as it was; after it Cancel is InvalidState. The \
+            disk's usage sample and last inspection are dropped. Result: fstype, partition_table, device, label.
+            """)
     public static let inspect = APIMethod("Inspect", in: [A.options], out: [A.job], action: .diskInspect,
-        doc: "A job recognising the operating system and measuring the filesystems. Result: inspected t (when it ended); what it found is GetInspection's and its usage GetFilesystemUsage's.\n\nWhat Inspect reads comes from inside the image, which the guest wrote: it never reaches a property or a signal, which every bus client receives, only callers allowed disk.inspect.")
+        doc: """
+            A job recognising the operating system and measuring the filesystems. Result: inspected t (when it ended); \
+            what it found is GetInspection's and its usage GetFilesystemUsage's.\n\nWhat Inspect reads comes from inside \
+            the image, which the guest wrote: it never reaches a property or a signal, which every bus client receives, \
+            only callers allowed disk.inspect.
+            """)
     public static let getInspection = APIMethod("GetInspection", in: [A.options], out: [A.a("inspection", "a{sv}")], action: .diskInspect,
-        doc: "What the last Inspect found: os_type, distro, version, product_name, hostname (empty when no operating system was recognised), filesystems a(ss) (device, type), usage a(sttt) (device, size, used, available of the mounted ones) and inspected t (when). Empty when the disk was never inspected or has been formatted since.\n\nThese values were read from inside the image, so they are served to callers allowed disk.inspect only (the Inspect job's Result carries none of them); the strings are the guest's and may hold any character.")
+        doc: """
+            What the last Inspect found: os_type, distro, version, product_name, hostname (empty when no operating system \
+            was recognised), filesystems a(ss) (device, type), usage a(sttt) (device, size, used, available of the mounted \
+            ones) and inspected t (when). Empty when the disk was never inspected or has been formatted since.\n\nThese \
+            values were read from inside the image, so they are served to callers allowed disk.inspect only (the Inspect \
+            job's Result carries none of them); the strings are the guest's and may hold any character.
+            """)
     public static let getFilesystemUsage = APIMethod("GetFilesystemUsage", in: [A.options], out: [A.a("sampled", "t"), A.a("usage", "a(sttt)")],
         action: .diskInspect,
-        doc: "The last usage sample: when it was taken (seconds since the epoch; 0 = none yet) and the mounted filesystems' device, size, used and available bytes.\n\nA sampler measures the filesystems of every disk read-only, one disk at a time, every [guestfs] usage_interval_s (600 s; 0 turns it off); Inspect takes a sample too. The property UsageSampled changes with each sample (watch it, then call this); the figures are for callers allowed disk.inspect only, since they come from inside the image.")
+        doc: """
+            The last usage sample: when it was taken (seconds since the epoch; 0 = none yet) and the mounted filesystems' \
+            device, size, used and available bytes.\n\nA sampler measures the filesystems of every disk read-only, one \
+            disk at a time, every [guestfs] usage_interval_s (600 s; 0 turns it off); Inspect takes a sample too. The \
+            property UsageSampled changes with each sample (watch it, then call this); the figures are for callers allowed \
+            disk.inspect only, since they come from inside the image.
+            """)
     public static let listFiles = APIMethod("ListFiles", in: [A.a("guest_path", "s"), A.options], out: [A.a("entries", "a(ssttt)")],
         action: .diskInspect,
-        doc: "Entries of a directory inside the image: name, type, size, mode, mtime. guest_path absolute, no '..'. ListDirectory gives the same entries with each symlink's target. Options as for ListDirectory (after s, limit u).")
+        doc: """
+            Entries of a directory inside the image: name, type, size, mode, mtime. guest_path absolute, no '..'. \
+            ListDirectory gives the same entries with each symlink's target. Options as for ListDirectory (after s, limit \
+            u).
+            """)
     public static let listDirectory = APIMethod("ListDirectory", in: [A.a("guest_path", "s"), A.options], out: [A.a("entries", "a(ssttts)")],
         action: .diskInspect,
-        doc: "Entries of a directory inside the image, sorted by name: name, type (file, directory, symlink, fifo, ...), size, mode (full st_mode), mtime (seconds since the epoch) and, for a symlink, its target as stored in the link (empty for anything else; not followed). guest_path absolute, no '..'; the directory itself may be reached through symlinks inside the guest. At most 100000 entries in the directory, else LimitsExceeded.\n\nOne reply holds at most limit entries (option limit u, 1-10000, default 10000) and 16 MiB of names and targets (else LimitsExceeded: ask for fewer): a reply of limit entries may have more after it, which the option after s (a name: the entries after it, in this order) fetches.")
+        doc: """
+            Entries of a directory inside the image, sorted by name: name, type (file, directory, symlink, fifo, ...), \
+            size, mode (full st_mode), mtime (seconds since the epoch) and, for a symlink, its target as stored in the \
+            link (empty for anything else; not followed). guest_path absolute, no '..'; the directory itself may be \
+            reached through symlinks inside the guest. At most 100000 entries in the directory, else \
+            LimitsExceeded.\n\nOne reply holds at most limit entries (option limit u, 1-10000, default 10000) and 16 MiB \
+            of names and targets (else LimitsExceeded: ask for fewer): a reply of limit entries may have more after it, \
+            which the option after s (a name: the entries after it, in this order) fetches.
+            """)
     public static let readFile = APIMethod("ReadFile", in: [A.a("guest_path", "s"), A.options], out: [A.a("content", "ay")],
         action: .diskInspect,
-        doc: "The bytes of a regular file inside the image (at most 16 MiB, else LimitsExceeded). A symlink is followed as the guest would follow it, within the guest's filesystem only (an absolute link is the guest's path, never the host's). Read-only; crash-consistent on a disk a running VM uses.")
+        doc: """
+            The bytes of a regular file inside the image (at most 16 MiB, else LimitsExceeded). A symlink is followed as \
+            the guest would follow it, within the guest's filesystem only (an absolute link is the guest's path, never the \
+            host's). Read-only; crash-consistent on a disk a running VM uses.
+            """)
     public static let writeFile = APIMethod("WriteFile", in: [A.a("guest_path", "s"), A.a("content", "ay"), A.options], action: .diskWrite,
-        doc: "Replaces or creates a file inside the image atomically (temporary file, rename), keeping owner and mode. Options: mode u. At most 16 MiB. Busy while a running VM uses the disk.\n\nThe content goes to a temporary file beside the target, which gets the old file's owner and mode (a new file 0644, or mode) and is renamed over the target. A symlink is followed as ReadFile follows it, inside the guest only, and the file it leads to is replaced (the link stays); a link that leads nowhere, a directory or a device is InvalidArgs. More than 16 MiB is LimitsExceeded.\n\nA read-write appliance serves the writes queued for it and is then synced and closed at once, since it holds qemu's write lock: a VM started by anyone (also virsh start) finds the image free.")
+        doc: """
+            Replaces or creates a file inside the image atomically (temporary file, rename), keeping owner and mode. \
+            Options: mode u. At most 16 MiB. Busy while a running VM uses the disk.\n\nThe content goes to a temporary \
+            file beside the target, which gets the old file's owner and mode (a new file 0644, or mode) and is renamed \
+            over the target. A symlink is followed as ReadFile follows it, inside the guest only, and the file it leads to \
+            is replaced (the link stays); a link that leads nowhere, a directory or a device is InvalidArgs. More than 16 \
+            MiB is LimitsExceeded.\n\nA read-write appliance serves the writes queued for it and is then synced and closed \
+            at once, since it holds qemu's write lock: a VM started by anyone (also virsh start) finds the image free.
+            """)
     public static let setAutoGrow = APIMethod("SetAutoGrow", in: [A.a("policy", "a{sv}")], action: .diskManage,
-        doc: "Sets the AutoGrow policy (keys: enabled b, threshold d, step t, max t; missing keys keep their value).\n\nWhen a usage sample crosses threshold, the disk sends UsageHigh and, with AutoGrow enabled, disk and filesystem grow by step bytes (never past max): at once if no VM runs on the disk, else when that VM stops.")
+        doc: """
+            Sets the AutoGrow policy (keys: enabled b, threshold d, step t, max t; missing keys keep their value).\n\nWhen \
+            a usage sample crosses threshold, the disk sends UsageHigh and, with AutoGrow enabled, disk and filesystem \
+            grow by step bytes (never past max): at once if no VM runs on the disk, else when that VM stops.
+            """)
     public static let setVersioning = APIMethod("SetVersioning", in: [A.a("policy", "a{sv}")], action: .diskManage,
-        doc: "Sets the versioning policy (keys: enabled b, interval_s u, keep u, on_stop b; qcow2 only): auto-<UTC time> snapshots, oldest pruned to keep.\n\nVersioning takes an auto-<UTC time> snapshot every interval_s seconds while no running VM uses the disk and the image changed since the last one, and at each stop of the VM using it (on_stop). The oldest auto-* snapshots beyond keep are deleted, never the user's own snapshots.")
+        doc: """
+            Sets the versioning policy (keys: enabled b, interval_s u, keep u, on_stop b; qcow2 only): auto-<UTC time> \
+            snapshots, oldest pruned to keep.\n\nVersioning takes an auto-<UTC time> snapshot every interval_s seconds \
+            while no running VM uses the disk and the image changed since the last one, and at each stop of the VM using \
+            it (on_stop). The oldest auto-* snapshots beyond keep are deleted, never the user's own snapshots.
+            """)
     public static let delete = APIMethod("Delete", in: [A.options], action: .diskManage,
         doc: "Deletes the image (Busy while other disks or a VM use it).")
 
     public static let usageHigh = APISignal("UsageHigh", [A.a("fraction", "d")],
-        doc: "A usage sample reached the AutoGrow threshold: fraction is that threshold (the policy's, not the fraction measured, which GetFilesystemUsage serves to callers allowed disk.inspect).")
+        doc: """
+            A usage sample reached the AutoGrow threshold: fraction is that threshold (the policy's, not the fraction \
+            measured, which GetFilesystemUsage serves to callers allowed disk.inspect).
+            """)
 
     public static let declaration = APIInterface(name,
         methods: [resize, clone, backup, listBackups, restore, createSnapshot, revertSnapshot, deleteSnapshot, format, inspect,
@@ -57,16 +156,31 @@ public enum DiskInterface {
         properties: [
             APIProperty("Name", "s", change: .const, doc: "The disk's name (its file name in the image directory)."),
             APIProperty("Path", "s", change: .const, doc: "The image's absolute path."),
-            APIProperty("ImageFormat", "s", doc: "qcow2 or raw: the format the service recorded when it made or adopted the image (never probed). Empty for an image of the image directory without a record; adopt it with Manager.AdoptDisk."),
-            APIProperty("Problems", "as", doc: "Why the disk cannot be used, one sentence each; empty when it can. An image without a format record, a backing file that is not a managed disk of the image directory (a json: or protocol name, a path elsewhere, a disk without a record), a header without its backing disk's format or with another one than recorded, a backing chain deeper than 8, and a qcow2 external data file are problems. Every call on such a disk but Delete (and AdoptDisk) answers InvalidState naming them."),
+            APIProperty("ImageFormat", "s", doc: """
+                qcow2 or raw: the format the service recorded when it made or adopted the image (never probed). Empty for an \
+                image of the image directory without a record; adopt it with Manager.AdoptDisk.
+                """),
+            APIProperty("Problems", "as", doc: """
+                Why the disk cannot be used, one sentence each; empty when it can. An image without a format record, a backing \
+                file that is not a managed disk of the image directory (a json: or protocol name, a path elsewhere, a disk \
+                without a record), a header without its backing disk's format or with another one than recorded, a backing \
+                chain deeper than 8, and a qcow2 external data file are problems. Every call on such a disk but Delete (and \
+                AdoptDisk) answers InvalidState naming them.
+                """),
             APIProperty("VirtualSize", "t", doc: "Virtual size in bytes."),
             APIProperty("AllocatedSize", "t", doc: "Bytes allocated on the host."),
             APIProperty("BackingDisk", "s", doc: "Name of the backing disk, or empty."),
             APIProperty("Overlays", "ao", doc: "Disks built on this one."),
             APIProperty("AttachedTo", "ao", doc: "VMs whose definition or running configuration uses this disk."),
             APIProperty("Snapshots", "a(st)", doc: "Internal snapshots: name and creation time."),
-            APIProperty("FilesystemUsage", "a(sttt)", doc: "Always empty; kept for its signature. The usage figures come from inside the image, and a property reaches every bus client: GetFilesystemUsage serves them to callers allowed disk.inspect."),
-            APIProperty("UsageSampled", "t", doc: "When the last usage sample was taken (seconds since the epoch; 0 = none, or dropped after Format or a filesystem resize). Its change tells clients to call GetFilesystemUsage again."),
+            APIProperty("FilesystemUsage", "a(sttt)", doc: """
+                Always empty; kept for its signature. The usage figures come from inside the image, and a property reaches \
+                every bus client: GetFilesystemUsage serves them to callers allowed disk.inspect.
+                """),
+            APIProperty("UsageSampled", "t", doc: """
+                When the last usage sample was taken (seconds since the epoch; 0 = none, or dropped after Format or a \
+                filesystem resize). Its change tells clients to call GetFilesystemUsage again.
+                """),
             APIProperty("AutoGrow", "a{sv}", doc: "The AutoGrow policy: enabled, threshold, step, max."),
             APIProperty("Versioning", "a{sv}", doc: "The versioning policy: enabled, interval_s, keep, on_stop."),
         ],

@@ -6,7 +6,10 @@ public enum JobInterface {
     typealias A = Arg
 
     public static let cancel = APIMethod("Cancel", in: [A.options], action: .jobCancelOther,
-        doc: "Cancels the job (another uid's job needs job.cancel-other; InvalidState past the commit point).\n\nCancelling one's own job needs no authorization. A job that has already ended is InvalidState too.")
+        doc: """
+            Cancels the job (another uid's job needs job.cancel-other; InvalidState past the commit point).\n\nCancelling \
+            one's own job needs no authorization. A job that has already ended is InvalidState too.
+            """)
     public static let completed = APISignal("Completed", [A.a("success", "b"), A.a("message", "s")],
         doc: "Sent once when the job ends: success, and the message OPERATION succeeded or the error.")
 
@@ -21,7 +24,10 @@ public enum JobInterface {
             APIProperty("Progress", "d", doc: "0 to 1 when ProgressValid."),
             APIProperty("ProgressValid", "b", doc: "Whether Progress means something."),
             APIProperty("Error", "s", doc: "Why it failed."),
-            APIProperty("Status", "s", doc: "What it is doing now, one line for a person (StartAll: which VM it starts or waits for, and why); empty when the job says nothing."),
+            APIProperty("Status", "s", doc: """
+                What it is doing now, one line for a person (StartAll: which VM it starts or waits for, and why); empty when \
+                the job says nothing.
+                """),
             APIProperty("Result", "a{sv}", doc: "What it produced; each method that starts a job lists its keys."),
         ],
         signals: [completed])

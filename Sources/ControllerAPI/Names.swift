@@ -83,21 +83,39 @@ public enum PolkitAction: String, Sendable, CaseIterable {
     public var hostReach: String {
         switch self {
         case .vmControl:
-            return "Starts and stops the service's VMs and their libvirt networks; uses host memory and CPUs up to the service's budget ([vms] host_reserve_mib, allow_cpu_overcommit); no host path."
+            return """
+                Starts and stops the service's VMs and their libvirt networks; uses host memory and CPUs up to the service's \
+                budget ([vms] host_reserve_mib, allow_cpu_overcommit); no host path.
+                """
         case .vmConfigure:
-            return "Defines VMs whose host paths are only managed disks, directories under [vms] share_roots (what the VM's qemu user may read or write there), kernels under [vms] kernel_roots (world-readable files) and libvirt's emulator, confined by libvirt's dynamic labels; NICs only on libvirt networks or a router's [vms] uplink; qemu passthrough only with [vms] allow_passthrough."
+            return """
+                Defines VMs whose host paths are only managed disks, directories under [vms] share_roots (what the VM's qemu \
+                user may read or write there), kernels under [vms] kernel_roots (world-readable files) and libvirt's emulator, \
+                confined by libvirt's dynamic labels; NICs only on libvirt networks or a router's [vms] uplink; qemu \
+                passthrough only with [vms] allow_passthrough.
+                """
         case .diskManage:
-            return "Creates, copies, resizes, formats and deletes images inside the image directory and backups inside the backup directory (space up to [disks] max_size each); nothing outside them."
+            return """
+                Creates, copies, resizes, formats and deletes images inside the image directory and backups inside the backup \
+                directory (space up to [disks] max_size each); nothing outside them.
+                """
         case .diskInspect:
             return "Reads files inside guest images (what a guest wrote); nothing of the host's."
         case .diskWrite:
             return "Writes files inside guest images (a guest then runs them); nothing of the host's."
         case .settingsModify:
-            return "Changes the host settings of [settings]: adds the configured user to the configured groups (kvm, libvirt: libvirt membership is host root by itself), rebuilds the initramfs with the 9p modules, enables rngd and libvirtd. Grant it to administrators only."
+            return """
+                Changes the host settings of [settings]: adds the configured user to the configured groups (kvm, libvirt: \
+                libvirt membership is host root by itself), rebuilds the initramfs with the 9p modules, enables rngd and \
+                libvirtd. Grant it to administrators only.
+                """
         case .jobCancelOther:
             return "Cancels other users' jobs (their copies and backups are left as before); nothing on the host."
         case .networkManage:
-            return "Defines, starts and stops libvirt networks of kind isolated or nat (a nat network gives guests the host's uplink through libvirt's NAT; bridges named by the caller or libvirt)."
+            return """
+                Defines, starts and stops libvirt networks of kind isolated or nat (a nat network gives guests the host's \
+                uplink through libvirt's NAT; bridges named by the caller or libvirt).
+                """
         }
     }
 }

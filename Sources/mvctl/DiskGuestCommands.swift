@@ -92,7 +92,10 @@ extension Disk {
                 guard let when = found["inspected"]?.uint64 else { print("\(name) was never inspected (or was formatted since)"); return }
                 let os = found["os_type"]?.string ?? ""
                 if os.isEmpty { print("operating system: none recognised") } else {
-                    let text = "\(found["product_name"]?.string ?? "") (\(os), \(found["distro"]?.string ?? ""), version \(found["version"]?.string ?? ""), hostname \(found["hostname"]?.string ?? ""))"
+                    let text = """
+                        \(found["product_name"]?.string ?? "") (\(os), \(found["distro"]?.string ?? ""), version \
+                        \(found["version"]?.string ?? ""), hostname \(found["hostname"]?.string ?? ""))
+                        """
                     print("operating system: " + TerminalText.escape(text))
                 }
                 if last { print("inspected: \(Output.date(when))") }

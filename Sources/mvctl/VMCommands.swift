@@ -91,7 +91,10 @@ struct VM: AsyncParsableCommand {
         @Option(help: "Number of vCPUs.") var vcpus: UInt32?
         @Option(help: "Managed disk to attach (repeatable), in order vda, vdb, ...") var disk: [String] = []
         @Option(help: ArgumentHelp("A NIC (repeatable, in order; replaces the profile's wiring): network:NAME or NAME, bridge:BR, direct:DEV.",
-                                   discussion: "Without it a network-controller gets the uplink and the internal network, the others the internal network ([vms] uplink, internal_network).")) var network: [String] = []
+                                   discussion: """
+                                       Without it a network-controller gets the uplink and the internal network, the others the internal network \
+                                       ([vms] uplink, internal_network).
+                                       """)) var network: [String] = []
         @Option(help: "MAC of the next NIC (repeatable, in order; libvirt picks the others).") var mac: [String] = []
         @Option(help: "9p share HOST_PATH:TAG (repeatable; replaces the profile's).") var share: [String] = []
         @Option(help: "Boot from a new copy-on-write overlay NAME-root.qcow2 of this managed disk.") var baseDisk: String?

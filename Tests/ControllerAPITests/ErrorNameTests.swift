@@ -1,21 +1,23 @@
 import ControllerAPI
+import ControllerBus
 import ControllerCore
 import XCTest
 
-/// Core names an error's kind (it knows no bus); the bus sends it under the ErrorName whose
-/// last component is that kind and falls back to Io otherwise. Every kind must have its name.
+/// Core names an error's kind (it knows no bus); the bus layer maps each kind to its
+/// ErrorName with an exhaustive switch (no fallback). The name sent must end in Core's kind,
+/// and every name the API lists must be sent for some kind.
 final class ErrorNameTests: XCTestCase {
-    func testEveryCoreErrorKindHasItsDBusName() {
+    func testEveryCoreErrorKindIsSentUnderItsOwnDBusName() {
         let all: [ControllerError] = [
-            .invalidArgs(""), .accessDenied(""), .interactiveAuthorizationRequired(""), .limitsExceeded(""),
-            .noSuchVM(""), .noSuchDisk(""), .noSuchSnapshot(""), .noSuchBackup(""), .noSuchNetwork(""), .alreadyExists(""), .busy(""),
-            .invalidState(""), .libvirt(""), .guestfs(""), .io(""), .cancelled(""), .notSupported(""),
+            .invalidArgs("m"), .accessDenied("m"), .interactiveAuthorizationRequired("m"), .limitsExceeded("m"),
+            .noSuchVM("m"), .noSuchDisk("m"), .noSuchSnapshot("m"), .noSuchBackup("m"), .noSuchNetwork("m"), .alreadyExists("m"),
+            .busy("m"), .invalidState("m"), .libvirt("m"), .guestfs("m"), .io("m"), .cancelled("m"), .notSupported("m"),
         ]
-        XCTAssertEqual(all.count, ErrorName.allCases.count, "a ControllerError case or an ErrorName was added on one side only")
-        let names = Set(ErrorName.allCases.map(\.shortName))
         for error in all {
-            XCTAssertTrue(names.contains(error.kind), "ControllerError kind \(error.kind) has no ErrorName")
+            XCTAssertEqual(error.dbusError.name, error.errorName.rawValue)
+            XCTAssertEqual(error.errorName.shortName, error.kind, "\(error) is sent as \(error.errorName.rawValue)")
+            XCTAssertEqual(error.dbusError.message, "m")
         }
-        XCTAssertEqual(Set(all.map(\.kind)), names)
+        XCTAssertEqual(Set(all.map(\.errorName)), Set(ErrorName.allCases), "an ErrorName no ControllerError is sent as")
     }
 }

@@ -31,7 +31,13 @@ final class NetworkTests: XCTestCase {
         try stack.property(Self.path(name), Self.networkInterface, property)
     }
 
-    func listed() throws -> String { try stack.manager("ListNetworks", ["a{sv}", "0"]).stdout }
+    /// ListNetworks as busctl prints it; a failed call fails the test (an empty listing would
+    /// pass every "not listed" assertion).
+    func listed(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let r = try stack.manager("ListNetworks", ["a{sv}", "0"])
+        XCTAssertTrue(r.ok, "ListNetworks failed: \(r.all)", file: file, line: line)
+        return r.ok ? r.stdout : "<ListNetworks failed>"
+    }
 
     func testDefineListStartStopAutostartUndefine() throws {
         let initial = try listed()

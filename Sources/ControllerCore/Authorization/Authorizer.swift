@@ -53,7 +53,10 @@ public struct Authorizer: Sendable {
         } catch let busy as PolkitBusy {
             decision = "refused-busy"
             if busy.perUser {
-                throw ControllerError.limitsExceeded("uid \(caller.uid) has \(busy.limit) authorization checks waiting for authentication ([polkit] max_interactive_per_user = \(busy.limit)); answer or cancel them first")
+                throw ControllerError.limitsExceeded("""
+                    uid \(caller.uid) has \(busy.limit) authorization checks waiting for authentication ([polkit] \
+                    max_interactive_per_user = \(busy.limit)); answer or cancel them first
+                    """)
             }
             throw ControllerError.limitsExceeded("too many authorization checks pending ([polkit] max_pending = \(busy.limit)); try again")
         } catch is PolkitCancelled {

@@ -13,7 +13,12 @@ enum TOMLNumber {
 
     static func integer(_ word: String) -> Int? {
         let decimal: (Unicode.Scalar) -> Bool = { ("0"..."9").contains($0) }
-        for (prefix, radix, allowed) in [("0x", 16, { (c: Unicode.Scalar) in c.properties.isASCIIHexDigit }), ("0o", 8, { ("0"..."7").contains($0) }), ("0b", 2, { $0 == "0" || $0 == "1" })] as [(String, Int, (Unicode.Scalar) -> Bool)] where word.hasPrefix(prefix) {
+        let prefixed: [(String, Int, (Unicode.Scalar) -> Bool)] = [
+            ("0x", 16, { $0.properties.isASCIIHexDigit }),
+            ("0o", 8, { ("0"..."7").contains($0) }),
+            ("0b", 2, { $0 == "0" || $0 == "1" }),
+        ]
+        for (prefix, radix, allowed) in prefixed where word.hasPrefix(prefix) {
             return digits(word.dropFirst(2), allowed: allowed).flatMap { Int($0, radix: radix) }
         }
         var body = Substring(word)

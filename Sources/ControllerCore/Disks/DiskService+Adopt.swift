@@ -40,7 +40,10 @@ extension DiskService {
         switch plan.format {
         case "raw":
             if let header, !plan.force {
-                throw ControllerError.invalidArgs("disk \(plan.disk.name) starts with a \(header) header; adopting it as raw needs the option force (only if you know its contents are a raw disk, e.g. one a guest wrote that header into)")
+                throw ControllerError.invalidArgs("""
+                    disk \(plan.disk.name) starts with a \(header) header; adopting it as raw needs the option force (only if you \
+                    know its contents are a raw disk, e.g. one a guest wrote that header into)
+                    """)
             }
         default:
             guard header == "qcow2" else {

@@ -207,7 +207,10 @@ extension DiskContext {
         await guests.cache.release(disk.path)
         if outcome.filesystemGrown || outcome.filesystemShrunk { await forgetUsage(name) }
         await publish(name)
-        logger.notice("resized disk \(name) from \(outcome.oldSize) to \(info.virtualSize) bytes\(outcome.filesystem.isEmpty ? "" : " (\(outcome.filesystem))")\(outcome.note.isEmpty ? "" : ": \(outcome.note)")")
+        logger.notice("""
+            resized disk \(name) from \(outcome.oldSize) to \(info.virtualSize) \
+            bytes\(outcome.filesystem.isEmpty ? "" : " (\(outcome.filesystem))")\(outcome.note.isEmpty ? "" : ": \(outcome.note)")
+            """)
         return ["old_size": .uint64(outcome.oldSize), "new_size": .uint64(info.virtualSize),
                 "filesystem_grown": .bool(outcome.filesystemGrown), "filesystem_shrunk": .bool(outcome.filesystemShrunk),
                 "filesystem": .string(outcome.filesystem), "note": .string(outcome.note), "live": .bool(false)]

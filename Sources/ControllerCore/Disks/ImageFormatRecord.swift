@@ -12,9 +12,15 @@ import Glibc
 /// writes the image's *contents*, and `trusted.` attributes need `CAP_SYS_ADMIN` in the
 /// host's user namespace. A copy by hand (`cp` without `--preserve=xattr`) drops the record,
 /// so the copy must be adopted (Manager.AdoptDisk) before the service uses it.
+///
+/// A process that is not root (the Core tests of `scripts/test --fast`, a developer's
+/// unprivileged run) cannot write `trusted.` attributes and keeps the record as
+/// `user.multiverse.format` instead; the daemon runs as root and only ever reads and writes
+/// the `trusted.` one.
 public enum ImageFormatRecord {
-    /// The attribute's name.
-    public static let attribute = "trusted.multiverse.format"
+    /// The attribute's name: `trusted.multiverse.format` as root (the daemon), else
+    /// `user.multiverse.format`.
+    public static let attribute = geteuid() == 0 ? "trusted.multiverse.format" : "user.multiverse.format"
     /// The formats the service manages.
     public static let managed = ["raw", "qcow2"]
 

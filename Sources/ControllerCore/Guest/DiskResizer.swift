@@ -122,7 +122,12 @@ public struct DiskResizer: Sendable {
             let needed = start + minimum + margin + layout.tailReserve
             guard newSize >= needed else {
                 throw ControllerError.invalidArgs(
-                    "cannot shrink disk \(disk) to \(newSize) bytes: the \(layout.filesystemType) filesystem on \(fsdev) needs at least \(minimum) bytes plus a margin of \(margin), and starts at offset \(start)\(layout.tailReserve > 0 ? " with \(layout.tailReserve) bytes kept for the GPT backup" : ""): the smallest size is \(needed) bytes")
+                    """
+                        cannot shrink disk \(disk) to \(newSize) bytes: the \(layout.filesystemType) filesystem on \(fsdev) needs at \
+                        least \(minimum) bytes plus a margin of \(margin), and starts at offset \
+                        \(start)\(layout.tailReserve > 0 ? " with \(layout.tailReserve) bytes kept for the GPT backup" : ""): the \
+                        smallest size is \(needed) bytes
+                        """)
             }
             // New filesystem size: what fits between the partition start and the reserve,
             // on a 1 MiB boundary.

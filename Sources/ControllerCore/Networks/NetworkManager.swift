@@ -125,7 +125,10 @@ public actor NetworkManager {
             if changedBehind {
                 logger.warning("nftables table \(HostBridgeFirewall.table) was changed behind the service's back; written again for \(bridges.joined(separator: ", "))")
             } else {
-                logger.info("nftables table \(HostBridgeFirewall.table): \(bridges.isEmpty ? "removed (no isolated network runs)" : "drops what the host would receive from \(bridges.joined(separator: ", "))")")
+                logger.info("""
+                    nftables table \(HostBridgeFirewall.table): \
+                    \(bridges.isEmpty ? "removed (no isolated network runs)" : "drops what the host would receive from \(bridges.joined(separator: ", "))")
+                    """)
             }
             firewallWarned = false
             return true
@@ -162,7 +165,11 @@ public actor NetworkManager {
             sealWarned.remove(key)
         } else if sealWarned.insert(key).inserted {
             let wanted = HostBridgeSeal.settings.map { "\(HostBridgeSeal.sysctlName($0.path, info.bridge))=\($0.value)" }
-            logger.warning("network \(info.name): cannot keep the host out of bridge \(info.bridge): \(outcome.failures.joined(separator: "; ")); the host may answer guests on it; set \(wanted.joined(separator: " ")) (sysctl -w)")
+            logger.warning("""
+                network \(info.name): cannot keep the host out of bridge \(info.bridge): \
+                \(outcome.failures.joined(separator: "; ")); the host may answer guests on it; set \
+                \(wanted.joined(separator: " ")) (sysctl -w)
+                """)
         }
         return outcome.held
     }

@@ -61,7 +61,11 @@ extension DomainAllowlist {
             let childShown = "\(shown)/\(child.name)" + (rules[childPath]?.repeats ?? false || count > 1 ? "[\(count)]" : "")
             if isPassthrough(child) {
                 guard allowPassthrough else {
-                    throw refusal("\(childShown) (\(child.name.hasPrefix("qemu:") || child.namespaceURI == DomainXML.qemuNamespace ? "qemu command-line" : "host device") passthrough) is not allowed (vms.allow_passthrough)")
+                    throw refusal("""
+                        \(childShown) \
+                        (\(child.name.hasPrefix("qemu:") || child.namespaceURI == DomainXML.qemuNamespace ? "qemu command-line" : "host device") \
+                        passthrough) is not allowed (vms.allow_passthrough)
+                        """)
                 }
                 continue
             }
@@ -91,7 +95,11 @@ extension DomainAllowlist {
         case "domain/seclabel":
             let (type, model) = (e.attribute("type") ?? "dynamic", e.attribute("model"))
             guard (type == "none") == (model == "none") else {
-                throw refusal("\(shown): type=\(quote(type)) with model=\(quote(model ?? "")): only the stub model 'none' may have type 'none' (confinement stays on; DefineVM's seclabel option and [vms] allow_unconfined are the way to turn it off)")
+                throw refusal("""
+                    \(shown): type=\(quote(type)) with model=\(quote(model ?? "")): only the stub model 'none' may have type \
+                    'none' (confinement stays on; DefineVM's seclabel option and [vms] allow_unconfined are the way to turn it \
+                    off)
+                    """)
             }
         case "domain/devices/filesystem":
             guard let dir = e.first("source")?.attribute("dir") else { throw refusal("\(shown) has no <source dir=…>") }

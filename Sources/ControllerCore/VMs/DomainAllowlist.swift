@@ -262,7 +262,13 @@ public enum DomainAllowlist {
     /// The table as the API reference prints it: a title and one paragraph per element.
     public static var documentation: (title: String, paragraphs: [String]) {
         var paragraphs = [
-            "What DefineVMFromXML accepts, element by element (paths from the root; [n] positions are not written here). After each element: its attributes, with the values allowed where they are limited; text: what its text may be; repeats: it may appear more than once in its parent (else once). Every device below /domain/devices may also carry address and alias (and disk and interface boot). Elements of /domain/metadata are not looked into, but the service's own namespace is refused.",
+            """
+                What DefineVMFromXML accepts, element by element (paths from the root; [n] positions are not written here). \
+                After each element: its attributes, with the values allowed where they are limited; text: what its text may \
+                be; repeats: it may appear more than once in its parent (else once). Every device below /domain/devices may \
+                also carry address and alias (and disk and interface boot). Elements of /domain/metadata are not looked into, \
+                but the service's own namespace is refused.
+                """,
         ]
         for path in rules.keys.sorted() {
             let rule = rules[path]!

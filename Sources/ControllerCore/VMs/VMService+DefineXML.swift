@@ -58,7 +58,10 @@ extension VMService {
         for shown in references.kernelFiles { _ = try RootedPath.lexical(shown, what: "kernel file", roots: config.kernelRoots, rootsName: "kernel root") }
         let emulators = await vms.emulators
         for emulator in references.emulators where !emulators.contains(emulator) {
-            throw ControllerError.invalidArgs("/domain/devices/emulator \(DiskName.quoted(emulator)) is not the emulator libvirt names (\(emulators.joined(separator: ", "))); leave it out and libvirt picks it")
+            throw ControllerError.invalidArgs("""
+                /domain/devices/emulator \(DiskName.quoted(emulator)) is not the emulator libvirt names \
+                (\(emulators.joined(separator: ", "))); leave it out and libvirt picks it
+                """)
         }
         var info = VMInfo(uuid: "", name: name)
         try DomainXML.read(request.xml, into: &info)

@@ -118,7 +118,10 @@ public struct VMTopology: Sendable {
             switch nic {
             case .bridge, .direct:
                 guard role == .router, nic == uplink else {
-                    throw ControllerError.invalidArgs("NIC \(index + 1) (\(nic)) of \(role.rawValue) VM \(vm): cannot have a bridge or direct interface (it names a host device) but a network-controller's uplink ([vms] uplink = \(uplink)) may")
+                    throw ControllerError.invalidArgs("""
+                        NIC \(index + 1) (\(nic)) of \(role.rawValue) VM \(vm): cannot have a bridge or direct interface (it names a \
+                        host device) but a network-controller's uplink ([vms] uplink = \(uplink)) may
+                        """)
                 }
             case .network: continue
             }

@@ -1,6 +1,7 @@
 import ControllerAPI
 import Foundation
 import SDBus
+import XCTest
 
 /// Reading busctl's output and our objects' properties, for every suite.
 extension TestStack {
@@ -28,10 +29,19 @@ extension TestStack {
         return r.ok ? r.firstQuoted : nil
     }
 
-    /// A property of the VM named `name`; "" when there is no such VM.
-    func vmProperty(_ name: String, _ property: String) -> String {
-        guard let path = vmPath(name) else { return "" }
-        return self.property(path, Self.vmInterface, property)
+    /// A property of the VM named `name`. A missing VM or a failed read is a test failure
+    /// (at the caller's line), never an empty value an assertion could take for an answer.
+    func vmProperty(_ name: String, _ property: String, file: StaticString = #filePath, line: UInt = #line) -> String {
+        guard let path = vmPath(name) else {
+            XCTFail("no VM named \(name) (reading its \(property))", file: file, line: line)
+            return "<no VM named \(name)>"
+        }
+        let r = busctl(["get-property", Self.busName, path, Self.vmInterface, property])
+        guard r.ok else {
+            XCTFail("cannot read \(property) of VM \(name): \(r.all)", file: file, line: line)
+            return "<\(property) of \(name) unreadable>"
+        }
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 

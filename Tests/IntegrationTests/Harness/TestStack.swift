@@ -56,6 +56,9 @@ final class TestStack {
     /// More TOML sections for the daemon's configuration (`@DIR@` stands for the stack's directory).
     let extraConfig: String
     let libvirtURI: String
+    /// The networks a real libvirtd (`qemu:///system`) had before this stack started: `stop`
+    /// removes the ones the daemon made meanwhile (its internal network), so a run leaves none.
+    let networksBefore: Set<String>
     let address: String
     private(set) var daemon: Child?
     var logPath: String { dir.appendingPathComponent("daemon.log").path }
@@ -68,6 +71,7 @@ final class TestStack {
          libvirtURI: String = TestStack.testHostURI, adopt: [String: String] = [:],
          prepareImages: (URL) throws -> Void = { _ in }) throws {
         self.libvirtURI = libvirtURI
+        networksBefore = Self.libvirtNetworks(libvirtURI)
         settingsConfig = settings
         extraConfig = config
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
@@ -164,10 +168,22 @@ final class TestStack {
 
     func stop() {
         stopDaemon()
+        for network in Self.libvirtNetworks(libvirtURI).subtracting(networksBefore).sorted() {
+            _ = Command.run("/usr/bin/virsh", ["-c", libvirtURI, "net-destroy", network])
+            _ = Command.run("/usr/bin/virsh", ["-c", libvirtURI, "net-undefine", network])
+        }
         _ = Command.run(Self.repo.appendingPathComponent("scripts/stack").path, ["stop", dir.appendingPathComponent("bus").path])
         if ProcessInfo.processInfo.environment["MV_KEEP_TEST_DIRS"] == nil {
             try? FileManager.default.removeItem(at: dir)
         }
+    }
+
+    /// The names of the networks of a real libvirtd (none for the test driver, whose
+    /// networks live and die in the daemon's process).
+    static func libvirtNetworks(_ uri: String) -> Set<String> {
+        guard uri == "qemu:///system" else { return [] }
+        let r = Command.run("/usr/bin/virsh", ["-c", uri, "net-list", "--all", "--name"])
+        return Set(r.stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
     }
 
     func log(tail lines: Int) -> String {
