@@ -110,7 +110,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SDBusTests", dependencies: ["SDBus"], swiftSettings: strict),
-        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "ControllerAPI", "Guestfs", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "ControllerAPI", "Guestfs", "Libvirt", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "ControllerAPITests", dependencies: ["ControllerAPI", "ControllerBus", "ControllerCore"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["SDBus", "ControllerAPI"], swiftSettings: strict),
     ]

@@ -205,22 +205,11 @@ public actor NetworkManager {
         do {
             result = try await pool.run { try body(connection) }
         } catch let error as LibvirtError {
-            throw Self.mapped(error, what)
+            throw ControllerError.libvirt(error, what)
         } catch is ThreadPoolFull {
             throw ControllerError.limitsExceeded("too many libvirt calls queued; try again")
         }
         await refresh(name)
         return result
-    }
-
-    static func mapped(_ error: LibvirtError, _ what: String) -> ControllerError {
-        switch error.code {
-        case LibvirtError.noNetwork: return .noSuchNetwork("\(what): \(error.message)")
-        case LibvirtError.networkExists: return .alreadyExists("\(what): \(error.message)")
-        case LibvirtError.invalidArgument, LibvirtError.xmlError, LibvirtError.xmlDetail:
-            return .invalidArgs("\(what): \(error.message)")
-        case LibvirtError.operationInvalid: return .invalidState("\(what): \(error.message)")
-        default: return .libvirt("\(what): \(error.message)")
-        }
     }
 }

@@ -234,20 +234,9 @@ public actor VMManager {
         do {
             return try await pool.run { try body(connection) }
         } catch let error as LibvirtError {
-            throw Self.mapped(error, what)
+            throw ControllerError.libvirt(error, what)
         } catch is ThreadPoolFull {
             throw ControllerError.limitsExceeded("too many libvirt calls queued; try again")
-        }
-    }
-
-    static func mapped(_ error: LibvirtError, _ what: String) -> ControllerError {
-        switch error.code {
-        case LibvirtError.noDomain: return .noSuchVM("\(what): \(error.message)")
-        case LibvirtError.operationInvalid: return .invalidState("\(what): \(error.message)")
-        case LibvirtError.domainExists: return .alreadyExists("\(what): \(error.message)")
-        case LibvirtError.xmlError, LibvirtError.xmlDetail: return .invalidArgs("\(what): \(error.message)")
-        case LibvirtError.noSupport, LibvirtError.operationUnsupported: return .notSupported("\(what): \(error.message)")
-        default: return .libvirt("\(what): libvirt error \(error.code): \(error.message)")
         }
     }
 
