@@ -1,5 +1,6 @@
 import Foundation
 import SDBus
+import Synchronization
 import XCTest
 
 /// The router/interface-controller pair of Multiverse OS, both real Debian guests from the
@@ -64,12 +65,6 @@ extension RealGuestTests {
             """.utf8)
     }
 
-    func writeGuestFile(_ disk: String, _ path: String, _ content: [UInt8], mode: UInt32? = nil) throws {
-        let options = mode.map { ["1", "mode", "u", "\($0)"] } ?? ["0"]
-        let r = try diskCall(disk, "WriteFile", ["saya{sv}", path, "\(content.count)"] + content.map(String.init) + options)
-        guard r.ok else { throw StackError("WriteFile \(path) in \(disk): \(r.all)") }
-    }
-
     /// A router and an interface controller, both defined from their profiles on overlays of
     /// the Debian image (kept, not ephemeral, so the overlay can be written before the first
     /// boot and read after the last), with the MACs the test gives them. StartAll: router
@@ -103,15 +98,37 @@ extension RealGuestTests {
         XCTAssertTrue(routerNICs.contains(uplinkMAC) && routerNICs.contains(innerMAC), routerNICs)
         XCTAssertTrue(QemuSystemTests.virsh(["domiflist", desk]).stdout.contains(deskMAC))
 
-        // Each role's addresses, written into its overlay before it first boots.
+        // Each role's addresses, written into its overlay before it first boots: the two
+        // overlays at once (one appliance each, [guestfs] max_appliances is 2; under TCG a
+        // launch costs ~35 s of one core, and these machines have two).
         let hosts = Self.hostAddresses()
         XCTAssertFalse(hosts.isEmpty)
-        try writeGuestFile("\(router)-root.qcow2", "/etc/systemd/network/10-uplink.network", Self.networkFile(mac: uplinkMAC, "DHCP=ipv4"))
-        try writeGuestFile("\(router)-root.qcow2", "/etc/systemd/network/20-internal.network",
-                           Self.networkFile(mac: innerMAC, "Address=\(Self.routerAddress)/24"))
-        try writeGuestFile("\(desk)-root.qcow2", "/etc/systemd/network/20-internal.network",
-                           Self.networkFile(mac: deskMAC, "Address=\(Self.controllerAddress)/24\nGateway=\(Self.routerAddress)"))
-        try writeGuestFile("\(desk)-root.qcow2", "/etc/multiverse/ready.d/50-reach", Self.reachCheck(hosts: hosts), mode: 0o755)
+        let writes: [[(disk: String, path: String, content: [UInt8], mode: UInt32?)]] = [
+            [("\(router)-root.qcow2", "/etc/systemd/network/10-uplink.network", Self.networkFile(mac: uplinkMAC, "DHCP=ipv4"), nil),
+             ("\(router)-root.qcow2", "/etc/systemd/network/20-internal.network",
+              Self.networkFile(mac: innerMAC, "Address=\(Self.routerAddress)/24"), nil)],
+            [("\(desk)-root.qcow2", "/etc/systemd/network/20-internal.network",
+              Self.networkFile(mac: deskMAC, "Address=\(Self.controllerAddress)/24\nGateway=\(Self.routerAddress)"), nil),
+             ("\(desk)-root.qcow2", "/etc/multiverse/ready.d/50-reach", Self.reachCheck(hosts: hosts), 0o755)],
+        ]
+        let failures = Mutex<[String]>([])
+        // Safe to share: each call only reads the stack's constant bus address and runs its
+        // own busctl child process.
+        nonisolated(unsafe) let shared = s
+        DispatchQueue.concurrentPerform(iterations: writes.count) { i in
+            for w in writes[i] {
+                let options = w.mode.map { ["1", "mode", "u", "\($0)"] } ?? ["0"]
+                let r = shared.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath(w.disk), TestStack.diskInterface,
+                                       "WriteFile", "saya{sv}", w.path, "\(w.content.count)"] + w.content.map(String.init) + options,
+                                      as: TestStack.grantedUser)
+                guard r.ok else {
+                    failures.withLock { $0.append("WriteFile \(w.path) in \(w.disk): \(r.all)") }
+                    return
+                }
+            }
+        }
+        XCTAssertEqual(failures.withLock { $0 }, [])
+        guard failures.withLock({ $0.isEmpty }) else { return }
         XCTAssertEqual(QemuSystemTests.virsh(["domstate", router]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "shut off")
 
         let started = Date()
