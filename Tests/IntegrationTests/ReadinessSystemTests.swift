@@ -67,7 +67,9 @@ final class ReadinessSystemTests: XCTestCase {
 
     func property(_ name: String, _ p: String) throws -> String { try stack.vmProperty(name, p) }
     /// The property for a failure message: what busctl said, or "(unreadable)".
-    func shown(_ name: String, _ p: String) -> String { (try? property(name, p)) ?? "(unreadable)" }
+    /// For polls: nil while the VM's object is not there (yet), as after a daemon restart.
+    func polled(_ name: String, _ p: String) -> String? { (try? stack)?.vmPropertyIfPresent(name, p) }
+    func shown(_ name: String, _ p: String) -> String { polled(name, p) ?? "(unreadable)" }
 
     /// Waits for a job to end; returns its State.
     func finish(_ job: String, timeout: TimeInterval) throws -> String {
@@ -148,7 +150,7 @@ final class ReadinessSystemTests: XCTestCase {
         // again in this boot, the desk stays off.
         s.stopDaemon()
         try s.startDaemon()
-        XCTAssertTrue(waitFor(10) { (try? self.property("rdy-router", "Ready")) == "b true" }, shown("rdy-router", "Readiness"))
+        XCTAssertTrue(waitFor(10) { self.polled("rdy-router", "Ready") == "b true" }, shown("rdy-router", "Readiness"))
         XCTAssertEqual(Self.microseconds(try property("rdy-router", "ReadySince")), readySince)
         XCTAssertTrue(s.log(tail: 80).contains("StartAll already ran in this boot"), s.log(tail: 40))
         XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"))
@@ -165,7 +167,7 @@ final class ReadinessSystemTests: XCTestCase {
                               stdout: watchOut, stderr: watchOut)
         usleep(700_000)
         XCTAssertTrue(QemuSystemTests.virsh(["reset", "rdy-router"]).ok)
-        XCTAssertTrue(waitFor(90, interval: 0.5) { Self.microseconds((try? self.property("rdy-router", "ReadySince")) ?? "") > readySince },
+        XCTAssertTrue(waitFor(90, interval: 0.5) { Self.microseconds(self.polled("rdy-router", "ReadySince") ?? "") > readySince },
                       "no new READY=1 after the reset: \(shown("rdy-router", "Readiness"))")
         XCTAssertTrue(s.log(tail: 200).contains("VM rdy-router rebooted: waiting for its guest's READY=1 again"), s.log(tail: 40))
         XCTAssertEqual(watch.wait(timeout: 10), 0)
@@ -230,7 +232,7 @@ final class ReadinessSystemTests: XCTestCase {
         let memoryBefore = daemonAnonKiB(s)
         let start = s.busctl(["call", TestStack.busName, path, TestStack.vmInterface, "Start", "a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(start.ok, start.all)
-        XCTAssertTrue(waitFor(60) { (try? self.property("rdy-noisy", "Readiness")) == "s \"waiting\"" })
+        XCTAssertTrue(waitFor(60) { self.polled("rdy-noisy", "Readiness") == "s \"waiting\"" })
         // Another guest boots while the first floods: its READY=1 gets through.
         let calmStart = s.busctl(["call", TestStack.busName, calm, TestStack.vmInterface, "Start", "a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(calmStart.ok, calmStart.all)
@@ -242,7 +244,7 @@ final class ReadinessSystemTests: XCTestCase {
             let t0 = Date()
             if s.manager("ListVMs", ["a{sv}", "0"]).ok { answered += 1 }
             slowest = max(slowest, Date().timeIntervalSince(t0))
-            return (try? self.property("rdy-noisy", "GuestStatus")) == "s \"flooded\""
+            return self.polled("rdy-noisy", "GuestStatus") == "s \"flooded\""
         }
         XCTAssertTrue(done, "the guest's last STATUS= never arrived: \(shown("rdy-noisy", "GuestStatus").prefix(80))")
         print("ReadinessSystemTests: \(answered) ListVMs answered during the flood, slowest \(String(format: "%.3f", slowest)) s")
@@ -250,7 +252,7 @@ final class ReadinessSystemTests: XCTestCase {
         XCTAssertLessThan(slowest, 5, "a ListVMs call took \(slowest) s during the flood")
         XCTAssertEqual(try property("rdy-noisy", "Ready"), "b false")
         XCTAssertEqual(try property("rdy-noisy", "Readiness"), "s \"waiting\"")
-        XCTAssertTrue(waitFor(90) { (try? self.property("rdy-calm", "Ready")) == "b true" }, "rdy-calm: \(shown("rdy-calm", "Readiness"))")
+        XCTAssertTrue(waitFor(90) { self.polled("rdy-calm", "Ready") == "b true" }, "rdy-calm: \(shown("rdy-calm", "Readiness"))")
         let memoryAfter = daemonAnonKiB(s)
         print("ReadinessSystemTests: daemon RssAnon \(memoryBefore) KiB before the flood, \(memoryAfter) KiB after it")
         XCTAssertLessThan(memoryAfter - memoryBefore, 8 << 10, "the daemon's memory grew by \(memoryAfter - memoryBefore) KiB during the flood")
@@ -261,6 +263,6 @@ final class ReadinessSystemTests: XCTestCase {
         let errnos = log.components(separatedBy: "rdy-noisy: its guest reports ERRNO=").count - 1
         XCTAssertTrue((1...8).contains(errnos), "ERRNO= logged \(errnos) times for 150 changes in about 30 s")
         XCTAssertTrue(QemuSystemTests.virsh(["destroy", "rdy-noisy"]).ok)
-        XCTAssertTrue(waitFor(10) { (try? self.property("rdy-noisy", "Readiness")) == "s \"none\"" })
+        XCTAssertTrue(waitFor(10) { self.polled("rdy-noisy", "Readiness") == "s \"none\"" })
     }
 }

@@ -32,16 +32,23 @@ extension TestStack {
     /// A property of the VM named `name`. A missing VM or a failed read is a test failure
     /// (at the caller's line), never an empty value an assertion could take for an answer.
     func vmProperty(_ name: String, _ property: String, file: StaticString = #filePath, line: UInt = #line) -> String {
-        guard let path = vmPath(name) else {
+        guard vmPath(name) != nil else {
             XCTFail("no VM named \(name) (reading its \(property))", file: file, line: line)
             return "<no VM named \(name)>"
         }
-        let r = busctl(["get-property", Self.busName, path, Self.vmInterface, property])
-        guard r.ok else {
-            XCTFail("cannot read \(property) of VM \(name): \(r.all)", file: file, line: line)
+        guard let value = vmPropertyIfPresent(name, property) else {
+            XCTFail("cannot read \(property) of VM \(name)", file: file, line: line)
             return "<\(property) of \(name) unreadable>"
         }
-        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        return value
+    }
+
+    /// A property of the VM named `name`, or nil while there is no such VM (yet) or it cannot
+    /// be read: for polls that wait for a VM's object to appear, as after a daemon restart.
+    func vmPropertyIfPresent(_ name: String, _ property: String) -> String? {
+        guard let path = vmPath(name) else { return nil }
+        let r = busctl(["get-property", Self.busName, path, Self.vmInterface, property])
+        return r.ok ? r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) : nil
     }
 }
 
