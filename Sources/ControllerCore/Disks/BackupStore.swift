@@ -99,7 +99,7 @@ public actor BackupStore {
                 try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress,
                                           rate: copyRate, to: temporary)
                 poller.cancel()
-                try FileSync.file(temporary)
+                try await FileSync.file(temporary)
                 sum = try await FileDigest.sha256(temporary) { progress(0.9 + $0 * 0.1) }
             }
             try Task.checkCancellation()

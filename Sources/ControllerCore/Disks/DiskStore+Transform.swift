@@ -51,12 +51,12 @@ extension DiskStore {
             try Task.checkCancellation()
             chmod(temporary, 0o600)
             try ImageFormatRecord.write(temporary, format: disk.format)
-            try FileSync.file(temporary)
+            try await FileSync.file(temporary)
             commit()
             guard rename(temporary, disk.path) == 0 else {
                 throw ControllerError.io("cannot replace \(disk.path): \(String(cString: strerror(errno)))")
             }
-            try? FileSync.directory(of: disk.path)
+            try? await FileSync.directory(of: disk.path)
         } catch {
             unlink(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("the change to disk \(name) was cancelled; the disk is unchanged") }

@@ -195,7 +195,7 @@ public actor DiskStore {
                                      backing: backing, options: options)
             try Task.checkCancellation()
             try ImageFormatRecord.write(temporary, format: request.format)
-            try linkIntoPlace(temporary, final, name: request.name)
+            try await linkIntoPlace(temporary, final, name: request.name)
         } catch {
             unlink(temporary)
             if error is CancellationError { throw ControllerError.cancelled("creation of disk \(request.name) was cancelled") }
@@ -328,7 +328,7 @@ public actor DiskStore {
             }
             try Task.checkCancellation()
             try ImageFormatRecord.write(temporary, format: linked ? "qcow2" : src.format)
-            try linkIntoPlace(temporary, final, name: name)
+            try await linkIntoPlace(temporary, final, name: name)
         } catch {
             unlink(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("clone of \(source) to \(name) was cancelled") }
@@ -361,16 +361,16 @@ public actor DiskStore {
 
     /// Gives a complete temporary image its final name, synced to disk first. link(2)
     /// refuses to replace an existing file, so nothing put there meanwhile is clobbered.
-    private func linkIntoPlace(_ temporary: String, _ final: String, name: String) throws {
+    private func linkIntoPlace(_ temporary: String, _ final: String, name: String) async throws {
         chmod(temporary, 0o600)
-        try FileSync.file(temporary)
+        try await FileSync.file(temporary)
         guard link(temporary, final) == 0 else {
             let e = errno
             if e == EEXIST { throw ControllerError.alreadyExists("disk \(name) already exists") }
             throw ControllerError.io("cannot create \(final): \(String(cString: strerror(e)))")
         }
         unlink(temporary)
-        try? FileSync.directory(of: final)
+        try? await FileSync.directory(of: final)
     }
 
     /// An `Io` error with the operation and directory in front (e.g. a full disk).
