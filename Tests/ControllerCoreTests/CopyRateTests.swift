@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 @testable import ControllerCore
 
@@ -61,6 +62,52 @@ final class CopyRateTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(took, .milliseconds(1000), "qemu-img convert -r of 24 MiB at 16 MiB/s took \(took)")
         XCTAssertTrue(try same(source, copy))
+    }
+
+    /// With a progress handler, convert hands on qemu-img's own `-p` reports as they
+    /// arrive (a paced copy of 24 MiB takes over a second, so several arrive), rising to
+    /// 100 %; the copy is the same. Cancelling a reporting convert kills qemu-img at once.
+    func testQemuImgConvertReportsItsOwnProgressAndStopsWhenCancelled() async throws {
+        let source = try randomFile("source.raw", mib: 24)
+        let copy = directory.appendingPathComponent("reported.raw").path
+        let reports = Mutex<[Double]>([])
+        try await QemuImg(path: "/usr/bin/qemu-img").convert(source: source, format: "raw",
+                                                             rate: CopyRate(bytesPerSecond: 16 << 20), to: copy) { fraction in
+            reports.withLock { $0.append(fraction) }
+        }
+        let seen = reports.withLock { $0 }
+        XCTAssertGreaterThan(seen.count, 3, "qemu-img's reports: \(seen)")
+        XCTAssertEqual(seen, seen.sorted(), "progress went back: \(seen)")
+        XCTAssertEqual(seen.last, 1.0)
+        XCTAssertTrue(try same(source, copy))
+
+        let slow = directory.appendingPathComponent("cancelled.raw").path
+        let clock = ContinuousClock()
+        let started = clock.now
+        let task = Task {
+            try await QemuImg(path: "/usr/bin/qemu-img").convert(source: source, format: "raw",
+                                                                 rate: CopyRate(bytesPerSecond: 2 << 20), to: slow) { _ in }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        do {
+            try await task.value
+            XCTFail("the paced convert finished despite the cancellation")
+        } catch {}
+        XCTAssertLessThan(clock.now - started, .seconds(5), "the cancellation waited for qemu-img (12 s at 2 MiB/s)")
+    }
+
+    /// qemu-img's reports split anywhere between two reads still read as whole reports;
+    /// anything else on the line is ignored.
+    func testProgressReportsSplitAcrossReads() {
+        var reader = QemuImg.ProgressReader()
+        XCTAssertEqual(reader.read("    (0.00/100%)\r    (12."), 0)
+        XCTAssertNil(reader.read("5"))
+        XCTAssertEqual(reader.read("0/100%)\r"), 0.125)
+        XCTAssertEqual(reader.read("    (40.00/100%)\r    (50.00/100%)\r"), 0.5)
+        XCTAssertNil(reader.read("qemu-img: warning\r"))
+        XCTAssertNil(reader.read("    (250.00/100%)\r"))
+        XCTAssertEqual(reader.read("    (100.00/100%)\r\n"), 1.0)
     }
 
     /// A clone paced to 4 MiB/s (six seconds for 24 MiB) is cancelled after 300 ms: the

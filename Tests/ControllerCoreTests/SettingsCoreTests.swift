@@ -18,6 +18,32 @@ final class SettingsCoreTests: XCTestCase {
 
     var root: HostRoot { HostRoot(dir.path) }
 
+    /// usermod waits while another tool holds shadow's lock: the wait ends when the lock
+    /// file goes (inotify), and with the lock kept it gives up at its deadline naming it.
+    func testAddingAUserWaitsForShadowsLockToGo() async throws {
+        try put("/etc/group.lock", "")
+        let lock = dir.path + "/etc/group.lock"
+        let clock = ContinuousClock()
+        let started = clock.now
+        Task {
+            try await Task.sleep(for: .milliseconds(300))
+            try FileManager.default.removeItem(atPath: lock)
+        }
+        try await UserGroupsSetting.waitForShadowLocks(root, timeout: .seconds(20))
+        let waited = clock.now - started
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(300), "the wait ended while the lock was held")
+        XCTAssertLessThan(waited, .seconds(10), "the lock's removal did not end the wait")
+
+        try put("/etc/gshadow.lock", "")
+        do {
+            try await UserGroupsSetting.waitForShadowLocks(root, timeout: .milliseconds(200))
+            XCTFail("the wait ended with gshadow.lock held")
+        } catch let error as ControllerError {
+            XCTAssertEqual(error.kind, "Busy")
+            XCTAssertTrue(error.message.contains("/etc/gshadow.lock"), error.message)
+        }
+    }
+
     func put(_ hostPath: String, _ text: String) throws {
         let url = URL(fileURLWithPath: dir.path + hostPath)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

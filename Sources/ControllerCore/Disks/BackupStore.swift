@@ -94,11 +94,8 @@ public actor BackupStore {
             if byteCopy {
                 sum = try await Self.copyAndChecksum(disk.path, to: temporary, rate: copyRate, progress: progress)
             } else {
-                let poller = DiskStore.pollAllocation(of: temporary, against: disk.allocatedSize) { progress($0 * 0.9) }
-                defer { poller.cancel() }
                 try await qemuImg.convert(source: disk.path, format: disk.format, outputFormat: format, compress: compress,
-                                          rate: copyRate, to: temporary)
-                poller.cancel()
+                                          rate: copyRate, to: temporary) { progress($0 * 0.9) }
                 try await FileSync.file(temporary)
                 sum = try await FileDigest.sha256(temporary) { progress(0.9 + $0 * 0.1) }
             }

@@ -80,17 +80,4 @@ extension DiskStore {
         try await FileDigest.copy(source, to: destination, rate: rate, progress: capped)
         try Task.checkCancellation()
     }
-
-    /// Reports the blocks written to `path` against `total` bytes every 200 ms until
-    /// cancelled (progress of a copy by another process).
-    static func pollAllocation(of path: String, against total: UInt64, progress: @escaping @Sendable (Double) -> Void) -> Task<Void, Never> {
-        let total = max(1, total)
-        return Task {
-            while !Task.isCancelled {
-                var st = stat()
-                if stat(path, &st) == 0 { progress(min(0.99, Double(st.st_blocks * 512) / Double(total))) }
-                try? await Task.sleep(for: .milliseconds(200))
-            }
-        }
-    }
 }

@@ -322,9 +322,7 @@ public actor DiskStore {
                 try await Self.sparseCopy(src.path, to: temporary, rate: copyRate, progress: { progress($0) })
             } else {
                 // An overlay: qemu-img flattens the chain into a standalone image.
-                let poller = Self.pollAllocation(of: temporary, against: src.allocatedSize) { progress($0) }
-                defer { poller.cancel() }
-                try await qemuImg.convert(source: src.path, format: src.format, rate: copyRate, to: temporary)
+                try await qemuImg.convert(source: src.path, format: src.format, rate: copyRate, to: temporary) { progress(min(0.99, $0)) }
             }
             try Task.checkCancellation()
             try ImageFormatRecord.write(temporary, format: linked ? "qcow2" : src.format)

@@ -59,16 +59,48 @@ public struct QemuImg: Sendable {
     }
 
     /// Full copy keeping sparseness (`-U`: the source may be in use by a running VM, the
-    /// copy is then crash-consistent), at most at `rate` (`-r`). Task cancellation kills
-    /// qemu-img.
+    /// copy is then crash-consistent), at most at `rate` (`-r`). With `progress`, qemu-img
+    /// reports its own (`-p`) and each report is handed on as it arrives (0...1). Task
+    /// cancellation kills qemu-img.
     public func convert(source: String, format: String, outputFormat: String? = nil, compress: Bool = false,
-                        rate: CopyRate = .unlimited, to destination: String) async throws {
+                        rate: CopyRate = .unlimited, to destination: String,
+                        progress: (@Sendable (Double) -> Void)? = nil) async throws {
         var args = ["convert", "-U", "-f", format, "-O", outputFormat ?? format] + rate.qemuImgArguments
         if compress { args.append("-c") }
-        let r = try await ChildProcess.run(path, args + [source, destination])
+        let r: ChildResult
+        if let progress {
+            var reader = ProgressReader()
+            r = try await ChildProcess.run(path, args + ["-p", source, destination]) { chunk in
+                if let fraction = reader.read(chunk) { progress(fraction) }
+            }
+        } else {
+            r = try await ChildProcess.run(path, args + [source, destination])
+        }
         try Task.checkCancellation()
         guard r.status == 0 else {
             throw ControllerError.io("qemu-img convert of \(source) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
+    /// Reads qemu-img's `-p` reports, `    (12.34/100%)` each ended by a carriage return,
+    /// from output that arrives in arbitrary chunks.
+    struct ProgressReader {
+        private var pending = ""
+
+        /// The latest whole report in what arrived so far, as a fraction (nil: none yet).
+        mutating func read(_ chunk: String) -> Double? {
+            pending += chunk
+            // "\r\n" is one Character in Swift: every line end counts.
+            var reports = pending.split(omittingEmptySubsequences: false) { $0 == "\r" || $0 == "\r\n" || $0 == "\n" }
+            pending = String(reports.removeLast())
+            if pending.utf8.count > 256 { pending = "" }
+            for report in reports.reversed() {
+                let text = report.drop { $0 == " " }
+                guard text.hasPrefix("("), text.hasSuffix("/100%)"),
+                      let percent = Double(text.dropFirst().dropLast(6)), (0...100).contains(percent) else { continue }
+                return percent / 100
+            }
+            return nil
         }
     }
 

@@ -35,6 +35,10 @@ public actor JobManager {
     private let pumpStream: AsyncStream<JobChange>
     /// Who waits for each running job's end (``ended(_:)``), by job id.
     private var endWaiters: [UInt64: [CheckedContinuation<JobSnapshot, Never>]] = [:]
+    /// `cancelAll`'s waits for the last running job to end, each woken by that end or by
+    /// its own deadline, whichever comes first.
+    private var idleWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    private var nextIdleWaiter: UInt64 = 0
 
     /// Changes are delivered in order, one at a time.
     public func setObserver(_ observer: @escaping @Sendable (JobChange) async -> Void) {
@@ -89,6 +93,10 @@ public actor JobManager {
         tasks[job.id] = nil
         updates.yield(.finished(snapshot))
         for waiter in endWaiters.removeValue(forKey: job.id) ?? [] { waiter.resume(returning: snapshot) }
+        if tasks.isEmpty {
+            for waiter in idleWaiters.values { waiter.resume() }
+            idleWaiters.removeAll()
+        }
         let seconds = TextFormat.seconds(elapsed)
         logger.notice("job \(job.id) \(snapshot.operation) \(snapshot.state) after \(seconds) s\(snapshot.error.isEmpty ? "" : ": \(snapshot.error)")")
         let retention = self.retention
@@ -119,13 +127,24 @@ public actor JobManager {
     }
 
     /// Cancels every running job and waits (up to `timeout`) for them to end (shutdown).
+    /// The last job's end wakes the wait; nothing polls.
     public func cancelAll(timeout: Duration) async {
         for id in tasks.keys.sorted() {
             if (try? jobs[id]?.cancel()) == nil { logger.notice("job \(id) is past its commit point; letting it finish") }
         }
-        let deadline = ContinuousClock.now + timeout
-        while !tasks.isEmpty, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(50))
+        guard !tasks.isEmpty else { return }
+        let key = nextIdleWaiter
+        nextIdleWaiter += 1
+        let deadline = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.endIdleWait(key)
         }
+        await withCheckedContinuation { idleWaiters[key] = $0 }
+        deadline.cancel()
+        if !tasks.isEmpty { logger.warning("\(tasks.count) job(s) still running after \(timeout)") }
+    }
+
+    private func endIdleWait(_ key: UInt64) {
+        idleWaiters.removeValue(forKey: key)?.resume()
     }
 }

@@ -69,16 +69,32 @@ public struct UserGroupsSetting: HostSetting {
         try await context.run(usermod, arguments)
     }
 
-    /// Waits (up to 5 s) while another tool holds shadow's lock files, so usermod does not
-    /// fail on a lock held by a concurrent gpasswd or vipw.
-    static func waitForShadowLocks(_ root: HostRoot) async throws {
+    /// Waits (up to `timeout`) while another tool holds shadow's lock files, so usermod
+    /// does not fail on a lock held by a concurrent gpasswd or vipw. Woken by inotify when
+    /// an entry of /etc goes; nothing polls.
+    static func waitForShadowLocks(_ root: HostRoot, timeout: Duration = .seconds(5)) async throws {
         let locks = ["/etc/group.lock", "/etc/gshadow.lock", "/etc/passwd.lock", "/etc/shadow.lock"]
-        let deadline = ContinuousClock.now + .seconds(5)
-        while locks.contains(where: { root.kind($0) != .missing }) {
-            guard ContinuousClock.now < deadline else {
-                throw ControllerError.busy("the user database is locked (\(locks.filter { root.kind($0) != .missing }.joined(separator: ", "))) for more than 5 s")
+        @Sendable func held() -> [String] { locks.filter { root.kind($0) != .missing } }
+        guard !held().isEmpty else { return }
+        let watcher = try InotifyWatcher()
+        defer { watcher.stop() }
+        watcher.watch(directories: [root.real("/etc")])
+        let released = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                if held().isEmpty { return true }   // released before the watch began
+                for await _ in watcher.events where held().isEmpty { return true }
+                return false
             }
-            try await Task.sleep(for: .milliseconds(20))
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        guard released else {
+            throw ControllerError.busy("the user database is locked (\(held().joined(separator: ", "))) for more than \(timeout)")
         }
     }
 }

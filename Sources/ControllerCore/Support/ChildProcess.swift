@@ -44,4 +44,25 @@ public enum ChildProcess {
             output: .string(limit: limit), error: .string(limit: limit))
         return ChildResult(status: exitStatus(result.terminationStatus), stdout: result.standardOutput, stderr: result.standardError)
     }
+
+    /// Runs `path` with `arguments`, handing its standard output to `onOutput` as the child
+    /// writes it (chunks, not lines), and collects its standard error (up to `limit`
+    /// bytes). Task cancellation terminates the child.
+    public static func run(_ path: String, _ arguments: [String], limit: Int = 1 << 20,
+                           onOutput: (String) -> Void) async throws -> ChildResult {
+        precondition(path.hasPrefix("/"), "child processes are started by absolute path")
+        let result = try await Subprocess.run(
+            .path(FilePath(path)), arguments: Arguments(arguments), input: .none,
+            output: .sequence, error: .string(limit: limit)) { execution in
+            var kept = ""
+            for try await buffer in execution.standardOutput {
+                let text = buffer.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+                onOutput(text)
+                if kept.utf8.count < limit { kept += text }
+            }
+            return kept
+        }
+        return ChildResult(status: exitStatus(result.terminationStatus), stdout: result.closureResult,
+                           stderr: result.standardError ?? "")
+    }
 }

@@ -211,4 +211,35 @@ final class JobManagerCoreTests: XCTestCase {
             XCTAssertTrue(error.message.contains("commit point"), error.message)
         }
     }
+
+    /// Shutdown's cancelAll: woken by the last job's end (a cancelled job that ends at once
+    /// makes it return long before its deadline), and bounded by the deadline when a job
+    /// past its commit point does not end.
+    func testCancelAllWakesOnTheLastEndOrItsDeadline() async throws {
+        let jobs = JobManager(maxConcurrent: 2, retention: .seconds(60), logger: .init(label: "jobs-test"))
+        let cancellable = try await jobs.start(operation: "Wait", target: .disk("d"), uid: 0) { job in
+            while true { try job.checkCancelled(); try await Task.sleep(for: .milliseconds(10)) }
+        }
+        var began = ContinuousClock.now
+        await jobs.cancelAll(timeout: .seconds(30))
+        XCTAssertLessThan(ContinuousClock.now - began, .seconds(10), "cancelAll waited for its deadline though the job ended")
+        let state = await jobs.job(cancellable.id)?.snapshot.state
+        XCTAssertEqual(state, "cancelled")
+
+        let committed = AsyncStream<Void>.makeStream()
+        let past = try await jobs.start(operation: "Commit", target: .service, uid: 0) { job in
+            job.commit()
+            committed.continuation.yield()
+            try? await Task.sleep(for: .seconds(5))
+            return [:]
+        }
+        for await _ in committed.stream { break }
+        began = ContinuousClock.now
+        await jobs.cancelAll(timeout: .milliseconds(300))
+        let waited = ContinuousClock.now - began
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(300))
+        XCTAssertLessThan(waited, .seconds(4), "cancelAll outlived its deadline")
+        let running = await jobs.job(past.id)?.snapshot.state
+        XCTAssertEqual(running, "running")
+    }
 }
