@@ -127,6 +127,8 @@ private struct Observed: Sendable {
             let p = Process(pid: pid, name: field("Name").first ?? "?", uids: field("Uid"),
                             capEff: field("CapEff").first ?? "", capPrm: field("CapPrm").first ?? "")
             let parts = cmdline.split(separator: "\0")
+            // Only this test process's own: other suites may run appliances beside it.
+            guard isDescendant(pid) else { continue }
             if parts.first?.hasSuffix("qemu-system-x86_64") == true, cmdline.contains(own) || cmdline.contains("appliance.d/kernel") {
                 seen.appliance.append(p)
             } else if parts.first?.hasSuffix("/" + GuestfsSettings.helperName) == true {
@@ -134,5 +136,20 @@ private struct Observed: Sendable {
             }
         }
         return seen
+    }
+
+    /// Whether `pid` is a child, grandchild, … of this test process (its PPid chain in
+    /// /proc reaches us).
+    static func isDescendant(_ pid: Int32) -> Bool {
+        let me = getpid()
+        var current = pid
+        for _ in 0..<64 {
+            guard current > 1, current != me,
+                  let status = try? String(contentsOfFile: "/proc/\(current)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
+                  let parent = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) else { return current == me && pid != me }
+            current = parent
+        }
+        return false
     }
 }
