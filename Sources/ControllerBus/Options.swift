@@ -49,7 +49,7 @@ struct Options {
 
     func finish() throws {
         if let unknown = values.keys.sorted().first(where: { !used.contains($0) }) {
-            throw ControllerError.invalidArgs("\(method): unknown option \(DiskName.quoted(unknown))")
+            throw ControllerError.invalidArgs("\(method): unknown option \(CallerText.quoted(unknown))")
         }
     }
 }

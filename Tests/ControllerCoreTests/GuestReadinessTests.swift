@@ -1,5 +1,6 @@
 @testable import ControllerCore
 import Foundation
+import Logging
 import XCTest
 
 /// A guest's readiness through one boot, the once-per-boot marker, and the guest side this
@@ -23,6 +24,39 @@ final class GuestReadinessTests: XCTestCase {
         // Kept across a daemon restart as JSON.
         let copy = try? JSONDecoder().decode(GuestReadiness.self, from: JSONEncoder().encode(g))
         XCTAssertEqual(copy, g)
+    }
+
+    /// The tracker's records, per boot: a new domain ID starts over at waiting, lines of
+    /// another boot change nothing, READY=1 is kept across a restart (the file), a VM that
+    /// stopped or that libvirt no longer has loses its record, a reboot waits again.
+    func testTheTrackerKeepsOneRecordPerBootAcrossARestart() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tracker-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("readiness.json").path
+        let logger = Logger(label: "tracker-test")
+        var tracker = ReadinessTracker(file: ReadinessFile(path: path, logger: logger), logger: logger)
+        XCTAssertEqual(tracker.record(uuid: "u1", domainID: 3, reachable: true, name: "net").readiness, .waiting)
+        XCTAssertNil(tracker.apply(.ready, to: .init(uuid: "u1", domainID: 2)), "a line of an earlier boot counted")
+        let change = try XCTUnwrap(tracker.apply(.ready, to: .init(uuid: "u1", domainID: 3)))
+        XCTAssertTrue(change.becameReady)
+        XCTAssertEqual(change.before.readiness, .waiting)
+        XCTAssertNil(tracker.apply(.ready, to: .init(uuid: "u1", domainID: 3)), "a second READY=1 changed something")
+        tracker.save()
+        XCTAssertEqual(tracker.record(uuid: "u2", domainID: 4, reachable: true, name: "ui").readiness, .waiting)
+        await tracker.flush()
+
+        var restarted = ReadinessTracker(file: ReadinessFile(path: path, logger: logger), logger: logger)
+        XCTAssertEqual(restarted.record(uuid: "u1", domainID: 3, reachable: true, name: "net").readiness, .ready)
+        XCTAssertEqual(restarted.record(uuid: "u1", domainID: 5, reachable: true, name: "net").readiness, .waiting,
+                       "a new boot kept the last boot's readiness")
+        XCTAssertTrue(restarted.rebooted("u1"))
+        XCTAssertFalse(restarted.rebooted("nosuch"))
+        XCTAssertEqual(restarted.record(uuid: "u2", domainID: 4, reachable: false, name: "ui").readiness, .none)
+        restarted.forget(except: [])
+        XCTAssertTrue(restarted.guests.isEmpty)
+        await restarted.flush()
+        let saved = try JSONDecoder().decode([String: GuestReadiness].self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertTrue(saved.isEmpty, "\(saved)")
     }
 
     func testBootOnceClaimsEachBootOnce() throws {

@@ -4,7 +4,7 @@ import XCTest
 /// The network XML the service writes, and the IPv4 rules of DefineNetwork.
 final class NetworkXMLTests: XCTestCase {
     func testIsolatedHasNeitherForwardNorIP() throws {
-        let xml = NetworkXML.build(.init(name: "internal", kind: "isolated", ipv4: nil, dhcp: false, bridge: "mvbr0"))
+        let xml = NetworkXML.build(.init(name: "internal", kind: .isolated, ipv4: nil, dhcp: false, bridge: "mvbr0"))
         XCTAssertFalse(xml.contains("<forward"), xml)
         XCTAssertFalse(xml.contains("<ip"), xml)
         XCTAssertTrue(xml.contains("<bridge name=\"mvbr0\""), xml)
@@ -13,7 +13,7 @@ final class NetworkXMLTests: XCTestCase {
 
     func testNatHasItsAddressAndTheRestOfTheSubnetForDHCP() throws {
         let cidr = try XCTUnwrap(NetworkXML.IPv4CIDR("10.10.0.1/24"))
-        let xml = NetworkXML.build(.init(name: "outside", kind: "nat", ipv4: cidr, dhcp: true, bridge: nil))
+        let xml = NetworkXML.build(.init(name: "outside", kind: .nat, ipv4: cidr, dhcp: true, bridge: nil))
         XCTAssertTrue(xml.contains("<forward mode=\"nat\"/>"), xml)
         XCTAssertTrue(xml.contains("<ip address=\"10.10.0.1\" prefix=\"24\">"), xml)
         XCTAssertTrue(xml.contains("<range start=\"10.10.0.2\" end=\"10.10.0.254\"/>"), xml)

@@ -14,9 +14,28 @@ final class ValidationTests: XCTestCase {
         }
     }
 
+    /// Each kind of name has its own rule: its word in the message and its length (a share
+    /// tag 31, the rest 64), and a bad value is named quoted.
+    func testEachKindOfNameHasItsOwnRule() {
+        let rules: [(NameRule, String, Int)] = [(.disk, "disk", 64), (.vm, "VM", 64), (.network, "network", 64),
+                                                (.snapshot, "snapshot", 64), (.shareTag, "share tag", 31)]
+        for (rule, word, length) in rules {
+            XCTAssertTrue(rule.isValid(String(repeating: "n", count: length)), word)
+            XCTAssertFalse(rule.isValid(String(repeating: "n", count: length + 1)), word)
+            XCTAssertFalse(rule.isValid("-n"), word)
+            XCTAssertThrowsError(try rule.validate("a b\u{1b}")) { error in
+                XCTAssertEqual((error as? ControllerError)?.message,
+                               "invalid \(word) name 'a b\\u{1b}': use 1-\(length) characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'")
+            }
+        }
+        XCTAssertThrowsError(try NetworkService.validateName("net/../x")) { error in
+            XCTAssertTrue((error as? ControllerError)?.message.hasPrefix("invalid network name ") == true, "\(error)")
+        }
+    }
+
     func testErrorMessagesQuoteTheValueSafely() {
-        XCTAssertEqual(DiskName.quoted("a\nb"), "'a\\u{a}b'")
-        XCTAssertTrue(DiskName.quoted(String(repeating: "z", count: 100)).hasSuffix("…(100 bytes)'"))
+        XCTAssertEqual(CallerText.quoted("a\nb"), "'a\\u{a}b'")
+        XCTAssertTrue(CallerText.quoted(String(repeating: "z", count: 100)).hasSuffix("…(100 bytes)'"))
     }
 
     func testCreateDiskRequestValidation() {

@@ -17,19 +17,19 @@ public enum DiskChain {
 
     /// What the header's backing file name refers to: the managed disk's name, or why not one.
     public static func backingName(_ backing: String, directory: String) -> Result<String, ChainError> {
-        if backing.hasPrefix("json:") { return .failure(ChainError("backing file \(DiskName.quoted(backing)) is a json: name")) }
+        if backing.hasPrefix("json:") { return .failure(ChainError("backing file \(CallerText.quoted(backing)) is a json: name")) }
         if let colon = backing.firstIndex(of: ":"), !backing[..<colon].contains("/") {
-            return .failure(ChainError("backing file \(DiskName.quoted(backing)) is a protocol name"))
+            return .failure(ChainError("backing file \(CallerText.quoted(backing)) is a protocol name"))
         }
         var name = backing
         if backing.hasPrefix("/") {
             guard backing.hasPrefix(directory + "/") else {
-                return .failure(ChainError("backing file \(DiskName.quoted(backing)) is outside the image directory \(directory)"))
+                return .failure(ChainError("backing file \(CallerText.quoted(backing)) is outside the image directory \(directory)"))
             }
             name = String(backing.dropFirst(directory.count + 1))
         }
         guard DiskName.isValid(name) else {
-            return .failure(ChainError("backing file \(DiskName.quoted(backing)) is not a managed disk of \(directory)"))
+            return .failure(ChainError("backing file \(CallerText.quoted(backing)) is not a managed disk of \(directory)"))
         }
         return .success(name)
     }
@@ -60,10 +60,10 @@ public enum DiskChain {
         var problems: [String] = []
         if disk.format.isEmpty { return [notAdopted(name)] }
         guard ImageFormatRecord.managed.contains(disk.format) else {
-            return ["disk \(name) is recorded as \(DiskName.quoted(disk.format)); only raw and qcow2 are managed"]
+            return ["disk \(name) is recorded as \(CallerText.quoted(disk.format)); only raw and qcow2 are managed"]
         }
         if let dataFile = disk.dataFile {
-            problems.append("disk \(name) has an external data file \(DiskName.quoted(dataFile)); such qcow2 images are refused")
+            problems.append("disk \(name) has an external data file \(CallerText.quoted(dataFile)); such qcow2 images are refused")
         }
         var current = disk
         var seen: Set<String> = [name]
@@ -99,7 +99,7 @@ public enum DiskChain {
                 break
             }
             guard headerFormat == base.format else {
-                problems.append("the header of \(current.name) says its backing disk \(below) is \(DiskName.quoted(headerFormat)), but \(below) is recorded as \(base.format)")
+                problems.append("the header of \(current.name) says its backing disk \(below) is \(CallerText.quoted(headerFormat)), but \(below) is recorded as \(base.format)")
                 break
             }
             if base.dataFile != nil { problems.append("backing disk \(below) of \(name) has an external data file") }

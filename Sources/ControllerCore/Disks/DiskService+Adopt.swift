@@ -18,7 +18,7 @@ extension DiskService {
     public func checkAdopt(_ name: String, format: String, force: Bool) async throws -> AdoptPlan? {
         try DiskName.validate(name)
         guard ImageFormatRecord.managed.contains(format) else {
-            throw ControllerError.invalidArgs("invalid format \(DiskName.quoted(format)): use raw or qcow2")
+            throw ControllerError.invalidArgs("invalid format \(CallerText.quoted(format)): use raw or qcow2")
         }
         let disk = try await context.anyDisk(name)
         if disk.format == format { return nil }   // nothing changes
@@ -28,7 +28,7 @@ extension DiskService {
         try await context.requireIdle(name)
         for vm in await context.vms.list() {
             if let used = vm.disks.first(where: { $0.source == disk.path }), used.format != format {
-                throw ControllerError.invalidArgs("VM \(vm.name) opens disk \(name) as \(DiskName.quoted(used.format)), not \(format)")
+                throw ControllerError.invalidArgs("VM \(vm.name) opens disk \(name) as \(CallerText.quoted(used.format)), not \(format)")
             }
         }
         return AdoptPlan(disk: disk, format: format, force: force)
@@ -79,7 +79,7 @@ extension DiskService {
         }
         let formats = Set(candidates.map(\.format))
         guard formats.count == 1, ImageFormatRecord.managed.contains(first.format) else {
-            let said = candidates.map { "\($0.from): \(DiskName.quoted($0.format))" }.joined(separator: ", ")
+            let said = candidates.map { "\($0.from): \(CallerText.quoted($0.format))" }.joined(separator: ", ")
             context.logger.warning("disk \(name) has no recorded format and what the service knew disagrees or is not raw or qcow2 (\(said)): it stays unadopted")
             return
         }

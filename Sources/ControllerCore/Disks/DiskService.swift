@@ -118,9 +118,7 @@ public final class DiskService: Sendable {
 
     public func checkSnapshot(_ action: SnapshotAction, _ snapshot: String, on name: String) async throws -> SnapshotPlan {
         let disk = try await context.disk(name)
-        guard DiskName.isValid(snapshot) else {
-            throw ControllerError.invalidArgs("invalid snapshot name \(DiskName.quoted(snapshot)): use 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'")
-        }
+        try NameRule.snapshot.validate(snapshot)
         guard disk.format == "qcow2" else {
             throw ControllerError.notSupported("disk \(name) is \(disk.format); internal snapshots need qcow2")
         }
@@ -216,7 +214,7 @@ public final class DiskService: Sendable {
 
     public func checkRestore(_ name: String, backup id: String) async throws -> RestorePlan {
         let disk = try await context.disk(name)
-        guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(DiskName.quoted(id))") }
+        guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
         guard let backup = await context.backups.backup(id), backup.disk == name else {
             throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)")
         }

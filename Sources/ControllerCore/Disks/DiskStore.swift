@@ -62,7 +62,7 @@ public struct CreateDiskRequest: Sendable, Equatable {
     public func validate(maxSize: UInt64) throws {
         try DiskName.validate(name)
         guard Self.formats.contains(format) else {
-            throw ControllerError.invalidArgs("invalid format \(DiskName.quoted(format)): use qcow2 or raw")
+            throw ControllerError.invalidArgs("invalid format \(CallerText.quoted(format)): use qcow2 or raw")
         }
         guard size > 0, size <= maxSize else {
             throw ControllerError.invalidArgs("invalid size \(size): must be between 1 and \(maxSize) bytes")
@@ -72,7 +72,7 @@ public struct CreateDiskRequest: Sendable, Equatable {
         }
         if let preallocation, !(Self.preallocations[format] ?? []).contains(preallocation) {
             throw ControllerError.invalidArgs(
-                "invalid preallocation \(DiskName.quoted(preallocation)) for \(format): use \(Self.preallocations[format]!.joined(separator: ", "))")
+                "invalid preallocation \(CallerText.quoted(preallocation)) for \(format): use \(Self.preallocations[format]!.joined(separator: ", "))")
         }
         if let backing {
             try DiskName.validate(backing)
@@ -135,7 +135,7 @@ public actor DiskStore {
                 continue
             }
             guard DiskName.isValid(name) else {
-                logger.warning("skipping \(DiskName.quoted(name)) in \(directory): not a valid disk name")
+                logger.warning("skipping \(CallerText.quoted(name)) in \(directory): not a valid disk name")
                 continue
             }
             var st = stat()

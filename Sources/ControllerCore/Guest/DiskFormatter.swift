@@ -14,17 +14,17 @@ public struct FormatRequest: Sendable, Equatable {
     /// Checks every field; errors are `InvalidArgs` naming the value.
     public init(fstype: String, partitionTable: String?, label: String?) throws {
         guard Self.fstypes.contains(fstype) else {
-            throw ControllerError.invalidArgs("invalid filesystem type \(DiskName.quoted(fstype)): use \(Self.fstypes.joined(separator: ", "))")
+            throw ControllerError.invalidArgs("invalid filesystem type \(CallerText.quoted(fstype)): use \(Self.fstypes.joined(separator: ", "))")
         }
         let table = partitionTable ?? "gpt"
         guard Self.tables.contains(table) else {
-            throw ControllerError.invalidArgs("invalid partition_table \(DiskName.quoted(table)): use gpt, mbr or none")
+            throw ControllerError.invalidArgs("invalid partition_table \(CallerText.quoted(table)): use gpt, mbr or none")
         }
         if let label {
             let limit = Self.labelLimits[fstype]!
             guard !label.isEmpty, label.utf8.count <= limit,
                   label.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f && $0 != "/" }) else {
-                throw ControllerError.invalidArgs("invalid label \(DiskName.quoted(label)) for \(fstype): 1-\(limit) bytes, printable, no '/'")
+                throw ControllerError.invalidArgs("invalid label \(CallerText.quoted(label)) for \(fstype): 1-\(limit) bytes, printable, no '/'")
             }
         }
         self.fstype = fstype

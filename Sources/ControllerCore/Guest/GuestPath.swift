@@ -8,7 +8,7 @@ public enum GuestPath {
     /// contains NUL or a `..` component, or is too long. `..` is refused rather than
     /// resolved: the caller means a fixed place inside the guest.
     public static func normalize(_ path: String) throws -> String {
-        let shown = DiskName.quoted(String(path.prefix(200)))
+        let shown = CallerText.quoted(String(path.prefix(200)))
         guard path.utf8.count <= maxLength else {
             throw ControllerError.invalidArgs("guest path \(shown)… is longer than \(maxLength) bytes")
         }

@@ -59,7 +59,7 @@ public struct HostBridgeFirewall: Sendable {
     /// Replaces the tables with the rules for `bridges` in one transaction.
     public func apply(_ bridges: [String]) async throws {
         for b in bridges where !NetworkService.isBridgeName(b) {
-            throw ControllerError.invalidArgs("invalid bridge name \(DiskName.quoted(b))")
+            throw ControllerError.invalidArgs("invalid bridge name \(CallerText.quoted(b))")
         }
         let r = try await ChildProcess.run(nft, ["-f", "-"], input: Self.script(bridges))
         guard r.status == 0 else {

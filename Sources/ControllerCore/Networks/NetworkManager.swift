@@ -6,12 +6,10 @@ import Logging
 /// current by libvirt's network lifecycle events (a `virsh net-destroy` behind the service's
 /// back shows up). Blocking libvirt calls run on a thread pool of their own.
 public actor NetworkManager {
-    private let monitor: LibvirtMonitor
+    private let libvirt: LibvirtCalls
     private let logger: Logger
-    private let pool = ThreadPool(name: "libvirt-net", threads: 1, maxQueued: 256)
     private var networks: [String: NetworkInfo] = [:]
     private var observer: (@Sendable (NetworkChange) async -> Void)?
-    private var registered: ObjectIdentifier?
     private var events: AsyncStream<NetworkLifecycleEvent>.Continuation?
     private var eventTask: Task<Void, Never>?
     private let seal: HostBridgeSeal
@@ -26,7 +24,7 @@ public actor NetworkManager {
 
     /// `sysctl` is where the host's sysctl tree is (tests may point elsewhere).
     public init(monitor: LibvirtMonitor, logger: Logger, sysctl: String = "/proc/sys", firewall: HostBridgeFirewall = HostBridgeFirewall()) {
-        self.monitor = monitor
+        libvirt = LibvirtCalls(monitor: monitor, pool: "libvirt-net", threads: 1, maxQueued: 256)
         self.logger = logger
         self.seal = HostBridgeSeal(root: sysctl)
         self.firewall = firewall
@@ -60,19 +58,16 @@ public actor NetworkManager {
 
     /// Rebuilds the cache from libvirt (after every connect).
     public func resync() async {
-        guard let connection = await monitor.current else { return }
-        if registered != ObjectIdentifier(connection) {
-            let continuation = events
-            do {
-                try await pool.run { try connection.onNetworkLifecycleEvents { event in continuation?.yield(event) } }
-                registered = ObjectIdentifier(connection)
-            } catch {
-                logger.error("cannot register for libvirt network events: \(error)")
-            }
+        guard let connection = try? await libvirt.connection() else { return }
+        let continuation = events
+        do {
+            _ = try await libvirt.registerEvents(on: connection) { try $0.onNetworkLifecycleEvents { event in continuation?.yield(event) } }
+        } catch {
+            logger.error("cannot register for libvirt network events: \(error)")
         }
         let fresh: [NetworkInfo]
         do {
-            fresh = try await pool.run { try connection.allNetworks().compactMap { try? Self.describe($0) } }
+            fresh = try await libvirt.read(connection) { try $0.allNetworks().compactMap { try? Self.describe($0) } }
         } catch {
             logger.error("cannot list libvirt networks: \(error)")
             return
@@ -110,7 +105,7 @@ public actor NetworkManager {
     /// A running isolated network whose bridge is a bridge of this host (libvirt's test
     /// driver names bridges that do not exist here).
     private func isIsolatedHostBridge(_ info: NetworkInfo) -> Bool {
-        info.kind == "isolated" && info.active && !monitor.uri.hasPrefix("test:") && HostBridgeSeal.isHostBridge(info.bridge)
+        info.kind == "isolated" && info.active && !libvirt.monitor.uri.hasPrefix("test:") && HostBridgeSeal.isHostBridge(info.bridge)
     }
 
     /// Makes the firewall tables hold the rules for `bridges` (written when the set changed
@@ -177,16 +172,16 @@ public actor NetworkManager {
     /// Re-reads one network; removes it when libvirt no longer knows it.
     @discardableResult
     func refresh(_ name: String) async -> NetworkInfo? {
-        guard let connection = await monitor.current else { return networks[name] }
+        guard let connection = try? await libvirt.connection() else { return networks[name] }
         do {
-            guard let network = try await pool.run({ try connection.network(named: name) }) else {
+            guard let network = try await libvirt.read(connection, { try $0.network(named: name) }) else {
                 if networks.removeValue(forKey: name) != nil {
                     await observer?(.removed(name: name))
                     _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
                 }
                 return nil
             }
-            let info = try await pool.run { try Self.describe(network) }
+            let info = try await libvirt.read(connection) { _ in try Self.describe(network) }
             await upsert(info)
             return info
         } catch {
@@ -198,17 +193,7 @@ public actor NetworkManager {
     /// Runs a blocking libvirt call, mapping libvirt's errors to the API's, then re-reads
     /// the network `name` (events follow too, but the caller sees the result at once).
     func perform<T: Sendable>(_ name: String, _ what: String, _ body: @escaping @Sendable (LibvirtConnection) throws -> T) async throws -> T {
-        guard let connection = await monitor.current else {
-            throw ControllerError.libvirt("not connected to libvirt at \(monitor.uri); the service keeps reconnecting")
-        }
-        let result: T
-        do {
-            result = try await pool.run { try body(connection) }
-        } catch let error as LibvirtError {
-            throw ControllerError.libvirt(error, what)
-        } catch is ThreadPoolFull {
-            throw ControllerError.limitsExceeded("too many libvirt calls queued; try again")
-        }
+        let result = try await libvirt.call(what, body)
         await refresh(name)
         return result
     }

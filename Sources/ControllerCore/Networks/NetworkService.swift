@@ -18,13 +18,8 @@ public final class NetworkService: Sendable {
 
     public func list() async -> [NetworkInfo] { await networks.list() }
 
-    /// `InvalidArgs` naming the value unless `name` follows the disk name rules.
-    public static func validateName(_ name: String) throws {
-        guard DiskName.isValid(name) else {
-            throw ControllerError.invalidArgs(
-                "invalid network name \(DiskName.quoted(name)): use 1-\(DiskName.maxLength) characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'")
-        }
-    }
+    /// `InvalidArgs` naming the value unless `name` follows the network name rule.
+    public static func validateName(_ name: String) throws { try NameRule.network.validate(name) }
 
     /// The network named `name`: `InvalidArgs` for a bad name, `NoSuchNetwork` when absent.
     public func find(_ name: String) async throws -> NetworkInfo {
@@ -71,31 +66,32 @@ public final class NetworkService: Sendable {
         public let spec: NetworkXML.Spec
         public let autostart: Bool
         public let start: Bool
-        public var details: [String: String] { ["network": spec.name, "operation": "define", "kind": spec.kind] }
+        public var details: [String: String] { ["network": spec.name, "operation": "define", "kind": spec.kind.rawValue] }
     }
 
     public func checkDefine(_ request: DefineRequest) async throws -> DefinePlan {
         try Self.validateName(request.name)
-        var spec = NetworkXML.Spec(name: request.name, kind: request.kind, ipv4: nil, dhcp: false, bridge: nil)
-        switch request.kind {
-        case "isolated":
+        guard let kind = NetworkXML.Kind(rawValue: request.kind) else {
+            throw ControllerError.invalidArgs("unknown network kind \(CallerText.quoted(request.kind)) (isolated or nat)")
+        }
+        var spec = NetworkXML.Spec(name: request.name, kind: kind, ipv4: nil, dhcp: false, bridge: nil)
+        switch kind {
+        case .isolated:
             // No <ip>: the host has no address on the link, so there is nothing to serve DHCP.
-            if let ipv4 = request.ipv4 { throw ControllerError.invalidArgs("ipv4 \(DiskName.quoted(ipv4)) is not allowed on an isolated network: the host has no address on it") }
+            if let ipv4 = request.ipv4 { throw ControllerError.invalidArgs("ipv4 \(CallerText.quoted(ipv4)) is not allowed on an isolated network: the host has no address on it") }
             if request.dhcp != nil { throw ControllerError.invalidArgs("dhcp is not allowed on an isolated network: it has no host address to serve it from") }
-        case "nat":
+        case .nat:
             guard let text = request.ipv4 else { throw ControllerError.invalidArgs("a nat network needs ipv4 (the host's address and prefix, e.g. 10.10.0.1/24)") }
             guard let cidr = NetworkXML.IPv4CIDR(text) else {
-                throw ControllerError.invalidArgs("ipv4 \(DiskName.quoted(text)) is not an IPv4 host address with a prefix of 8 to 30, e.g. 10.10.0.1/24")
+                throw ControllerError.invalidArgs("ipv4 \(CallerText.quoted(text)) is not an IPv4 host address with a prefix of 8 to 30, e.g. 10.10.0.1/24")
             }
             spec.ipv4 = cidr
             spec.dhcp = request.dhcp ?? true
             if spec.dhcp, cidr.dhcpRange == nil { throw ControllerError.invalidArgs("ipv4 \(text) leaves no addresses for DHCP") }
-        default:
-            throw ControllerError.invalidArgs("unknown network kind \(DiskName.quoted(request.kind)) (isolated or nat)")
         }
         if let bridge = request.bridge {
             guard Self.isBridgeName(bridge) else {
-                throw ControllerError.invalidArgs("invalid bridge name \(DiskName.quoted(bridge)): 1-15 characters of A-Z a-z 0-9 . _ -, not starting with '-' or '.'")
+                throw ControllerError.invalidArgs("invalid bridge name \(CallerText.quoted(bridge)): 1-15 characters of A-Z a-z 0-9 . _ -, not starting with '-' or '.'")
             }
             spec.bridge = bridge
         }
@@ -130,20 +126,35 @@ public final class NetworkService: Sendable {
             _ = try? await networks.perform(spec.name, "undefine network \(spec.name)") { try $0.network(named: spec.name)?.undefine() }
             throw error
         }
-        logger.notice("defined network \(spec.name) (\(spec.kind)\(spec.bridge.map { ", bridge \($0)" } ?? ""))")
+        logger.notice("defined network \(spec.name) (\(spec.kind.rawValue)\(spec.bridge.map { ", bridge \($0)" } ?? ""))")
         return try await existing(spec.name)
     }
 
     // MARK: lifecycle
 
+    /// What a network's lifecycle call does.
+    public enum Operation: Sendable, Equatable {
+        case start, stop, undefine
+        case setAutostart(Bool)
+
+        /// Its name in polkit's details and the log.
+        public var name: String {
+            switch self {
+            case .start: "start"
+            case .stop: "stop"
+            case .undefine: "undefine"
+            case .setAutostart: "autostart"
+            }
+        }
+    }
+
     /// A checked Start, Stop, Undefine or SetAutostart.
     public struct Plan: Sendable {
         public let network: String
-        public let operation: String
-        public let enabled: Bool
+        public let operation: Operation
         public var details: [String: String] {
-            var d = ["network": network, "operation": operation]
-            if operation == "autostart" { d["enabled"] = enabled ? "true" : "false" }
+            var d = ["network": network, "operation": operation.name]
+            if case .setAutostart(let enabled) = operation { d["enabled"] = enabled ? "true" : "false" }
             return d
         }
     }
@@ -151,25 +162,25 @@ public final class NetworkService: Sendable {
     public func checkStart(_ name: String) async throws -> Plan {
         let info = try await existing(name)
         guard !info.active else { throw ControllerError.invalidState("network \(name) is already active") }
-        return Plan(network: name, operation: "start", enabled: true)
+        return Plan(network: name, operation: .start)
     }
 
     public func checkStop(_ name: String) async throws -> Plan {
         let info = try await existing(name)
         guard info.active else { throw ControllerError.invalidState("network \(name) is not active") }
         try await refuseWhileUsed(name, "stopped")
-        return Plan(network: name, operation: "stop", enabled: false)
+        return Plan(network: name, operation: .stop)
     }
 
     public func checkUndefine(_ name: String) async throws -> Plan {
         _ = try await existing(name)
         try await refuseWhileUsed(name, "undefined")
-        return Plan(network: name, operation: "undefine", enabled: false)
+        return Plan(network: name, operation: .undefine)
     }
 
     public func checkSetAutostart(_ name: String, enabled: Bool) async throws -> Plan {
         _ = try await existing(name)
-        return Plan(network: name, operation: "autostart", enabled: enabled)
+        return Plan(network: name, operation: .setAutostart(enabled))
     }
 
     private func refuseWhileUsed(_ name: String, _ what: String) async throws {
@@ -182,20 +193,21 @@ public final class NetworkService: Sendable {
     public func run(_ plan: Plan) async throws {
         let name = plan.network
         switch plan.operation {
-        case "start":
+        case .start:
             try await networks.perform(name, "start network \(name)") { try $0.network(named: name)?.start() }
-        case "stop":
+        case .stop:
             try await networks.perform(name, "stop network \(name)") { try $0.network(named: name)?.stop() }
-        case "undefine":
+        case .undefine:
             try await networks.perform(name, "undefine network \(name)") { connection in
                 guard let network = try connection.network(named: name) else { return }
                 if network.isActive { try network.stop() }
                 try network.undefine()
             }
-        default:
-            let enabled = plan.enabled
+        case .setAutostart(let enabled):
             try await networks.perform(name, "set autostart of network \(name)") { try $0.network(named: name)?.setAutostart(enabled) }
         }
-        logger.notice("network \(name): \(plan.operation)\(plan.operation == "autostart" ? " \(plan.enabled)" : "")")
+        var said = plan.operation.name
+        if case .setAutostart(let enabled) = plan.operation { said += " \(enabled)" }
+        logger.notice("network \(name): \(said)")
     }
 }

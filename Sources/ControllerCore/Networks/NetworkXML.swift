@@ -45,10 +45,18 @@ public enum NetworkXML {
         }
     }
 
+    /// The kinds of network DefineNetwork makes.
+    public enum Kind: String, Sendable, Equatable, CaseIterable {
+        /// A link among guests only: no address of the host's, no forwarding.
+        case isolated
+        /// A host address, DHCP and NAT to the host's uplinks.
+        case nat
+    }
+
     /// What DefineNetwork writes.
     public struct Spec: Sendable, Equatable {
         public var name: String
-        public var kind: String
+        public var kind: Kind
         public var ipv4: IPv4CIDR?
         public var dhcp: Bool
         public var bridge: String?
@@ -64,7 +72,7 @@ public enum NetworkXML {
         if let bridge = spec.bridge {
             children.append(element("bridge", [("name", bridge), ("stp", "on"), ("delay", "0")]))
         }
-        if spec.kind == "nat", let ip = spec.ipv4 {
+        if spec.kind == .nat, let ip = spec.ipv4 {
             children.append(element("forward", [("mode", "nat")]))
             var ipChildren: [XElement] = []
             if spec.dhcp, let range = ip.dhcpRange {

@@ -22,7 +22,7 @@ extension SettingsAgent {
         var unique: [String] = []
         for id in ids where seen.insert(id).inserted {
             guard known.contains(id) else {
-                throw ControllerError.invalidArgs("unknown setting \(DiskName.quoted(id)) (known: \(known.joined(separator: ", ")))")
+                throw ControllerError.invalidArgs("unknown setting \(CallerText.quoted(id)) (known: \(known.joined(separator: ", ")))")
             }
             unique.append(id)
         }

@@ -70,7 +70,7 @@ public enum LogText {
         return v < 0x20 || (0x7F...0x9F).contains(v) || v == 0x2028 || v == 0x2029
     }
 
-    /// `\u{a}`: the form ``DiskName/quoted(_:)`` writes in error messages too.
+    /// `\u{a}`: the form ``CallerText/quoted(_:)`` writes in error messages too.
     static func codePoint(_ scalar: Unicode.Scalar) -> String { "\\u{\(TextFormat.hex(scalar.value))}" }
 
     static func hex2(_ byte: UInt8) -> String { (byte < 16 ? "0" : "") + TextFormat.hex(byte) }

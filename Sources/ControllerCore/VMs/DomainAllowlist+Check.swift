@@ -165,7 +165,7 @@ extension DomainAllowlist {
         }
     }
 
-    static func quote(_ value: String) -> String { DiskName.quoted(value) }
+    static func quote(_ value: String) -> String { CallerText.quoted(value) }
 
     static func refusal(_ message: String) -> ControllerError { .invalidArgs(message) }
 }

@@ -20,7 +20,7 @@ extension DomainXML {
     static func refuseReservedChannels(_ domain: XElement) throws {
         for channel in domain.first("devices")?.elements("channel") ?? [] {
             if let name = channel.first("target")?.attribute("name"), name.hasPrefix(reservedChannelPrefix) {
-                throw ControllerError.invalidArgs("channel \(DiskName.quoted(name)): port names under \(reservedChannelPrefix) are the service's own; caller XML may not carry them")
+                throw ControllerError.invalidArgs("channel \(CallerText.quoted(name)): port names under \(reservedChannelPrefix) are the service's own; caller XML may not carry them")
             }
         }
     }

@@ -9,14 +9,14 @@ enum RootedPath {
     /// whether the path exists or not; ``resolve`` follows links after authorization.
     static func lexical(_ path: String, what: String, roots: [String], rootsName: String) throws -> String {
         guard path.hasPrefix("/"), !path.split(separator: "/").contains(".."), !path.utf8.contains(0) else {
-            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) must be absolute, without '..'")
+            throw ControllerError.invalidArgs("\(what) \(CallerText.quoted(path)) must be absolute, without '..'")
         }
         let within = roots.contains { root in
             let r = root.hasSuffix("/") ? String(root.dropLast()) : root
             return path == r || path.hasPrefix(r + "/")
         }
         guard within else {
-            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) is not under an allowed \(rootsName) (\(roots.joined(separator: ", ")))")
+            throw ControllerError.invalidArgs("\(what) \(CallerText.quoted(path)) is not under an allowed \(rootsName) (\(roots.joined(separator: ", ")))")
         }
         return path
     }
@@ -27,20 +27,20 @@ enum RootedPath {
                         isKind: (mode_t) -> Bool, kindName: String) throws -> String {
         _ = try lexical(path, what: what, roots: roots, rootsName: rootsName)
         guard let resolved = realpath(path, nil) else {
-            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) does not exist")
+            throw ControllerError.invalidArgs("\(what) \(CallerText.quoted(path)) does not exist")
         }
         let real = String(cString: resolved)
         free(resolved)
         var st = stat()
         guard stat(real, &st) == 0, isKind(st.st_mode & S_IFMT) else {
-            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) is not \(kindName)")
+            throw ControllerError.invalidArgs("\(what) \(CallerText.quoted(path)) is not \(kindName)")
         }
         let allowed = roots.contains { root in
             let r = root.hasSuffix("/") ? String(root.dropLast()) : root
             return (equalRootAllowed && real == r) || real.hasPrefix(r + "/")
         }
         guard allowed else {
-            throw ControllerError.invalidArgs("\(what) \(DiskName.quoted(path)) (\(real)) is not under an allowed \(rootsName) (\(roots.joined(separator: ", ")))")
+            throw ControllerError.invalidArgs("\(what) \(CallerText.quoted(path)) (\(real)) is not under an allowed \(rootsName) (\(roots.joined(separator: ", ")))")
         }
         return real
     }
@@ -86,11 +86,11 @@ public enum KernelPath {
         // gives it back to root after): that owner counts as root's.
         let qemuUser = getpwnam("libvirt-qemu")?.pointee.pw_uid
         guard stat(real, &st) == 0, st.st_uid == 0 || st.st_uid == qemuUser, st.st_mode & S_IROTH != 0, st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
-            throw ControllerError.invalidArgs("kernel file \(DiskName.quoted(path)) must be owned by root, readable by everyone and writable by no one else")
+            throw ControllerError.invalidArgs("kernel file \(CallerText.quoted(path)) must be owned by root, readable by everyone and writable by no one else")
         }
         let images = imageDirectory.hasSuffix("/") ? imageDirectory : imageDirectory + "/"
         guard !real.hasPrefix(images) else {
-            throw ControllerError.invalidArgs("kernel file \(DiskName.quoted(path)) is in the image directory; a guest-written file is no kernel")
+            throw ControllerError.invalidArgs("kernel file \(CallerText.quoted(path)) is in the image directory; a guest-written file is no kernel")
         }
         return real
     }

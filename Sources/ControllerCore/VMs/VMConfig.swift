@@ -77,7 +77,7 @@ public struct VMConfig: Sendable, Equatable {
             guard v.contains(":") else { throw section.error("uplink", "'\(v)' must say its kind: network:NAME, bridge:BR or direct:DEV") }
         }
         if let v = try section.string("internal_network") {
-            guard DiskName.isValid(v) else { throw section.error("internal_network", "'\(v)' is not a network name") }
+            guard NameRule.network.isValid(v) else { throw section.error("internal_network", "'\(v)' is not a network name") }
             internalNetwork = v
         }
         if let v = try section.bool("enforce_topology") { enforceTopology = v }

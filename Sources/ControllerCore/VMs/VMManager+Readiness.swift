@@ -2,28 +2,22 @@ import FoundationEssentials
 import Glibc
 import Logging
 
-/// The guests' readiness: each running VM's channel is connected, what its guest reports is
-/// applied to that boot only (UUID and domain ID), kept in the state directory, and shown in
+/// The guests' readiness channels: each running VM's channel is connected, and what its
+/// guest reports goes to the ``ReadinessTracker`` (the records, per boot) and is shown in
 /// the VM's `VMInfo.guest`.
 extension VMManager {
     /// Sets `info.guest` for the VM as libvirt now describes it: a new boot (another domain
     /// ID) starts over at `waiting`, a VM that stopped drops its record, and a running VM's
     /// channel is (re)connected.
     func applyReadiness(_ info: inout VMInfo) {
-        guard info.readinessReachable, let channels else {
-            if guests.removeValue(forKey: info.uuid) != nil { saveGuests() }
+        let reachable = info.readinessReachable && channels != nil
+        info.guest = readiness.record(uuid: info.uuid, domainID: info.domainID, reachable: reachable, name: info.name)
+        guard reachable, let channels else {
             channels?.close(uuid: info.uuid)
-            info.guest = GuestReadiness()
             return
-        }
-        if guests[info.uuid]?.domainID != info.domainID {
-            guests[info.uuid] = .waiting(domainID: info.domainID)
-            saveGuests()
-            logger.info("VM \(info.name) (domain \(info.domainID)): waiting for its guest's READY=1")
         }
         let key = ReadinessChannels.Key(uuid: info.uuid, domainID: info.domainID)
         if !channels.isOpen(key) { connect(key, path: info.readinessSocket, name: info.name) }
-        info.guest = guests[info.uuid] ?? GuestReadiness()
     }
 
     /// Connects a channel, retrying in the background (1 s, then up to 10 s apart) while the
@@ -64,8 +58,7 @@ extension VMManager {
             logger.info("VM \(info.name): readiness channel closed while running; reconnecting")
             connect(key, path: info.readinessSocket, name: info.name)
         case .message(let key, let message):
-            guard var info = vms[key.uuid], info.domainID == key.domainID, var guest = guests[key.uuid],
-                  guest.domainID == key.domainID else { return }
+            guard var info = vms[key.uuid], info.domainID == key.domainID, readiness.isCurrent(key) else { return }
             switch message {
             // The channel passes each kind of noise on once per boot (ReadinessNoiseFilter).
             case .unknownKey(let name):
@@ -82,62 +75,21 @@ extension VMManager {
             default:
                 break
             }
-            let before = guest
-            let becameReady = guest.apply(message, now: Self.nowMicroseconds())
-            guard guest != before else { return }
-            guests[key.uuid] = guest
+            guard let change = readiness.apply(message, to: key) else { return }
+            let (before, guest, becameReady) = (change.before, change.after, change.becameReady)
             if becameReady { logger.notice("VM \(info.name) is ready\(guest.status.isEmpty ? "" : ": \(guest.status)")") }
             if guest.readiness == .stopping && before.readiness != .stopping { logger.info("VM \(info.name): its guest is stopping") }
             info.guest = guest
             store(info, uuid: key.uuid)
             await observer?(.updated(info, stateChanged: false))
             if becameReady { await observer?(.ready(info)) }
-            // Saved after the signals, on another thread: no fsync on the path to Ready.
-            if guest.readiness != before.readiness { saveGuests() }
+            // Saved after the signals, on another thread: no encoding or fsync on the path to Ready.
+            if guest.readiness != before.readiness { readiness.save() }
         }
     }
 
     /// libvirt's reboot event: the guest starts over in the same domain.
     func guestRebooted(_ uuid: String, name: String) {
-        guard let guest = guests[uuid] else { return }
-        guests[uuid] = .waiting(domainID: guest.domainID)
-        saveGuests()
-        logger.info("VM \(name) rebooted: waiting for its guest's READY=1 again")
-    }
-
-    /// Drops the records of VMs libvirt no longer has.
-    func forgetGuests(except uuids: Set<String>) {
-        let before = guests.count
-        guests = guests.filter { uuids.contains($0.key) }
-        if guests.count != before { saveGuests() }
-    }
-
-    static func nowMicroseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec / 1000)
-    }
-
-    /// Hands `guests` to the readiness file's own thread (atomic write there; a failure is
-    /// logged: readiness then does not survive a restart, nothing else changes).
-    func saveGuests() {
-        guard let readinessFile else { return }
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            readinessFile.save(try encoder.encode(guests))
-        } catch {
-            logger.error("cannot encode the guests' readiness for \(readinessFile.path): \(error)")
-        }
-    }
-
-    static func loadGuests(_ file: String?, logger: Logger) -> [String: GuestReadiness] {
-        guard let file, FileManager.default.fileExists(atPath: file) else { return [:] }
-        do {
-            return try JSONDecoder().decode([String: GuestReadiness].self, from: Data(contentsOf: URL(fileURLWithPath: file)))
-        } catch {
-            logger.warning("cannot read \(file) (\(error)); the guests' readiness starts over")
-            return [:]
-        }
+        if readiness.rebooted(uuid) { logger.info("VM \(name) rebooted: waiting for its guest's READY=1 again") }
     }
 }

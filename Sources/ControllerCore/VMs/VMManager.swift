@@ -19,16 +19,14 @@ public enum VMChange: Sendable {
 /// kept current by lifecycle events (also for changes made by others, e.g. `virsh`).
 /// Blocking libvirt calls run on a pool of threads, so one slow call never delays others.
 public actor VMManager {
-    private let monitor: LibvirtMonitor
+    private let libvirt: LibvirtCalls
     public nonisolated let config: VMConfig
     let logger: Logger
-    private let pool = ThreadPool(name: "libvirt-call", threads: 4, maxQueued: 512)
     private(set) var vms: [String: VMInfo] = [:]
     /// The UUID of each VM name in `vms` (kept by `store`), so a lookup by name does not
     /// scan every VM.
     private var uuidByName: [String: String] = [:]
     var observer: (@Sendable (VMChange) async -> Void)?
-    private var registered: ObjectIdentifier?
     private var events: AsyncStream<DomainLifecycleEvent>.Continuation?
     private var eventTask: Task<Void, Never>?
     /// Domain type for new VMs, from the configuration or the connection's capabilities.
@@ -42,10 +40,8 @@ public actor VMManager {
     public private(set) var profiles: [VMProfile]
     /// The guests' readiness channels (nil if the reader could not start: no readiness then).
     let channels: ReadinessChannels?
-    /// What each running VM's guest reported during its current boot, by UUID.
-    var guests: [String: GuestReadiness] = [:]
-    /// Where `guests` is saved, off this actor (nil: not saved).
-    let readinessFile: ReadinessFile?
+    /// What each running VM's guest reported during its current boot.
+    var readiness: ReadinessTracker
     /// The boots (UUID and domain ID) whose channel is being retried.
     var channelRetries: Set<ReadinessChannels.Key> = []
     private var channelTask: Task<Void, Never>?
@@ -55,7 +51,7 @@ public actor VMManager {
 
     /// - Parameter stateDirectory: where the guests' readiness is kept across restarts (nil: not kept).
     public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger, stateDirectory: String? = nil) {
-        self.monitor = monitor
+        libvirt = LibvirtCalls(monitor: monitor, pool: "libvirt-call", threads: 4, maxQueued: 512)
         self.config = config
         self.profiles = profiles
         self.logger = logger
@@ -63,8 +59,8 @@ public actor VMManager {
             logger.error("readiness channels disabled: \(error)")
             channels = nil
         }
-        readinessFile = stateDirectory.map { ReadinessFile(path: $0 + "/readiness.json", logger: logger) }
-        guests = Self.loadGuests(readinessFile?.path, logger: logger)
+        readiness = ReadinessTracker(file: stateDirectory.map { ReadinessFile(path: $0 + "/readiness.json", logger: logger) },
+                                     logger: logger)
     }
 
     public func setObserver(_ observer: @escaping @Sendable (VMChange) async -> Void) {
@@ -86,7 +82,7 @@ public actor VMManager {
         eventTask?.cancel()
         channelTask?.cancel()
         events?.finish()
-        await readinessFile?.flush()
+        await readiness.flush()
     }
 
     // MARK: reading
@@ -120,17 +116,19 @@ public actor VMManager {
     /// Rebuilds the cache from libvirt (after every connect): registers for events on a new
     /// connection, adds, updates and removes objects.
     public func resync() async {
-        guard let connection = await monitor.current else { return }
-        if registered != ObjectIdentifier(connection) {
-            let continuation = events
-            do {
-                try await pool.run { try connection.onLifecycleEvents { event in continuation?.yield(event) } }
-                registered = ObjectIdentifier(connection)
-            } catch {
-                logger.error("cannot register for libvirt domain events: \(error)")
-            }
+        guard let connection = try? await libvirt.connection() else { return }
+        let continuation = events
+        var newConnection: Bool
+        do {
+            newConnection = try await libvirt.registerEvents(on: connection) { try $0.onLifecycleEvents { event in continuation?.yield(event) } }
+        } catch {
+            logger.error("cannot register for libvirt domain events: \(error)")
+            newConnection = true
+        }
+        if newConnection {
             let configured = config.domainType
-            let (capabilities, node) = (try? await pool.run { (try connection.capabilities(), try connection.nodeResources()) }) ?? ("", (memoryKiB: 0, cpus: 0))
+            let (capabilities, node) = (try? await libvirt.read(connection) { (try $0.capabilities(), try $0.nodeResources()) })
+                ?? ("", (memoryKiB: 0, cpus: 0))
             let types = DomainXML.domainTypes(capabilities: capabilities)
             emulators = DomainXML.emulators(capabilities: capabilities)
             host = HostResources(memoryMiB: node.memoryKiB >> 10, cpus: node.cpus)
@@ -141,13 +139,13 @@ public actor VMManager {
         }
         let fresh: [VMInfo]
         do {
-            fresh = try await pool.run { try connection.allDomains().compactMap { try? Self.describe($0) } }
+            fresh = try await libvirt.read(connection) { try $0.allDomains().compactMap { try? Self.describe($0) } }
         } catch {
             logger.error("cannot list libvirt domains: \(error)")
             return
         }
         let seen = Set(fresh.map(\.uuid))
-        forgetGuests(except: seen)
+        readiness.forget(except: seen)
         for info in fresh { await upsert(info) }
         for uuid in vms.keys.sorted() where !seen.contains(uuid) {
             store(nil, uuid: uuid)
@@ -199,14 +197,14 @@ public actor VMManager {
     /// knows it.
     @discardableResult
     func refresh(_ uuid: String) async -> VMInfo? {
-        guard let connection = await monitor.current else { return vms[uuid] }
+        guard let connection = try? await libvirt.connection() else { return vms[uuid] }
         do {
-            let info = try await pool.run { try Self.describe(try connection.domain(uuid: uuid)) }
+            let info = try await libvirt.read(connection) { try Self.describe(try $0.domain(uuid: uuid)) }
             await upsert(info)
             // As cached: with its guest's readiness (`info` is libvirt's view alone).
             return vms[uuid] ?? info
         } catch let error as LibvirtError where error.code == LibvirtError.noDomain {
-            forgetGuests(except: Set(vms.keys).subtracting([uuid]))
+            readiness.forget(except: Set(vms.keys).subtracting([uuid]))
             if vms[uuid] != nil {
                 store(nil, uuid: uuid)
                 await observer?(.removed(uuid: uuid))
@@ -221,23 +219,11 @@ public actor VMManager {
     // MARK: changing
 
     /// The connection, or a clear error at once while libvirt is unreachable.
-    func connection() async throws -> LibvirtConnection {
-        guard let c = await monitor.current else {
-            throw ControllerError.libvirt("not connected to libvirt at \(monitor.uri); the service keeps reconnecting")
-        }
-        return c
-    }
+    func connection() async throws -> LibvirtConnection { try await libvirt.connection() }
 
     /// Runs a blocking libvirt call on the pool, mapping libvirt's errors to the API's.
     func call<T: Sendable>(_ what: String, _ body: @escaping @Sendable (LibvirtConnection) throws -> T) async throws -> T {
-        let connection = try await connection()
-        do {
-            return try await pool.run { try body(connection) }
-        } catch let error as LibvirtError {
-            throw ControllerError.libvirt(error, what)
-        } catch is ThreadPoolFull {
-            throw ControllerError.limitsExceeded("too many libvirt calls queued; try again")
-        }
+        try await libvirt.call(what, body)
     }
 
     /// Checks a VM name is free.

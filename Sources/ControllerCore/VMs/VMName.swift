@@ -1,20 +1,11 @@
-/// Rules for VM names: 1–64 of `[A-Za-z0-9._-]`, not starting with `.` or `-` (the same
-/// alphabet as disk names, so no XML or shell metacharacter can appear).
+/// Rules for VM names (``NameRule/vm``) and 9p tags (``NameRule/shareTag``): the same
+/// alphabet as disk names, so no XML or shell metacharacter can appear.
 public enum VMName {
-    public static func isValid(_ name: String) -> Bool { DiskName.isValid(name) }
+    public static func isValid(_ name: String) -> Bool { NameRule.vm.isValid(name) }
 
     /// Throws `InvalidArgs` naming the value when `name` is not valid.
-    public static func validate(_ name: String) throws {
-        guard isValid(name) else {
-            throw ControllerError.invalidArgs(
-                "invalid VM name \(DiskName.quoted(name)): use 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'")
-        }
-    }
+    public static func validate(_ name: String) throws { try NameRule.vm.validate(name) }
 
     /// A 9p mount tag: 1–31 of `[A-Za-z0-9._-]`.
-    public static func validateTag(_ tag: String) throws {
-        guard DiskName.isValid(tag), tag.utf8.count <= 31 else {
-            throw ControllerError.invalidArgs("invalid share tag \(DiskName.quoted(tag)): use 1-31 characters of A-Z a-z 0-9 . _ -")
-        }
-    }
+    public static func validateTag(_ tag: String) throws { try NameRule.shareTag.validate(tag) }
 }

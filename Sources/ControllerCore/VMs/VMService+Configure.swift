@@ -97,23 +97,23 @@ extension VMService {
         let (live, config) = try impact(info, live: request.live, persistent: request.persistent)
         let target = request.target
         guard Self.isDiskTarget(target) else {
-            throw ControllerError.invalidArgs("invalid target \(DiskName.quoted(target)): use vdX, sdX or hdX (X: 1-2 letters a-z)")
+            throw ControllerError.invalidArgs("invalid target \(CallerText.quoted(target)): use vdX, sdX or hdX (X: 1-2 letters a-z)")
         }
         let bus = request.bus ?? (target.hasPrefix("vd") ? "virtio" : target.hasPrefix("sd") ? "sata" : "ide")
         guard Self.diskBuses.contains(bus) else {
-            throw ControllerError.invalidArgs("invalid bus \(DiskName.quoted(bus)) (\(Self.diskBuses.joined(separator: ", ")))")
+            throw ControllerError.invalidArgs("invalid bus \(CallerText.quoted(bus)) (\(Self.diskBuses.joined(separator: ", ")))")
         }
         if let used = info.disks.first(where: { $0.target == target }) {
             throw ControllerError.alreadyExists("target \(target) of \(info.name) is already used by \(used.source)")
         }
         if let format = request.format, !ImageFormatRecord.managed.contains(format) {
-            throw ControllerError.invalidArgs("invalid format \(DiskName.quoted(format)): use raw or qcow2")
+            throw ControllerError.invalidArgs("invalid format \(CallerText.quoted(format)): use raw or qcow2")
         }
         guard !request.disk.hasPrefix("/") else {
             // A host path: its syntax now, the file itself after authorization.
             try ImagePath.checkSyntax(request.disk, roots: [imageDirectory] + vms.config.imageRoots)
             guard let format = request.format else {
-                throw ControllerError.invalidArgs("attaching the path \(DiskName.quoted(request.disk)) needs the option format (raw or qcow2): the service never guesses an image's format")
+                throw ControllerError.invalidArgs("attaching the path \(CallerText.quoted(request.disk)) needs the option format (raw or qcow2): the service never guesses an image's format")
             }
             return ConfigurePlan(vm: info, operation: "attach-disk", details: ["disk": request.disk, "target": target],
                                  change: .attachPath(path: request.disk, format: format, target: target, bus: bus,
@@ -135,7 +135,7 @@ extension VMService {
     func checkImage(_ path: String, format: String) async throws {
         if path.hasPrefix(imageDirectory + "/") {
             let name = String(path.dropFirst(imageDirectory.count + 1))
-            if DiskName.isValid(name), let managed = try? await disks.existingAny(name) {
+            if NameRule.disk.isValid(name), let managed = try? await disks.existingAny(name) {
                 try managed.requireUsable()
                 guard managed.format == format else {
                     throw ControllerError.invalidArgs("format \(format) does not match disk \(name), which is recorded as \(managed.format)")
@@ -146,10 +146,10 @@ extension VMService {
         guard format == "qcow2" else { return }
         let image = try await qemuImg.info(path: path, format: format)
         if let backing = image.backingFile {
-            throw ControllerError.invalidArgs("image \(path) has the backing file \(DiskName.quoted(backing)); only managed disks may have one")
+            throw ControllerError.invalidArgs("image \(path) has the backing file \(CallerText.quoted(backing)); only managed disks may have one")
         }
         if let dataFile = image.dataFile {
-            throw ControllerError.invalidArgs("image \(path) has an external data file \(DiskName.quoted(dataFile)); such qcow2 images are refused")
+            throw ControllerError.invalidArgs("image \(path) has an external data file \(CallerText.quoted(dataFile)); such qcow2 images are refused")
         }
     }
 
@@ -167,7 +167,7 @@ extension VMService {
         let info = try await existing(uuid)
         let (live, config) = try impact(info, live: live, persistent: persistent)
         let timeout = timeoutSeconds.map { Int($0) } ?? vms.config.detachTimeoutSeconds
-        guard Self.isDiskTarget(target) else { throw ControllerError.invalidArgs("invalid target \(DiskName.quoted(target))") }
+        guard Self.isDiskTarget(target) else { throw ControllerError.invalidArgs("invalid target \(CallerText.quoted(target))") }
         guard info.disks.contains(where: { $0.target == target }) || config else {
             throw ControllerError.invalidArgs("\(info.name) has no disk at target \(target)")
         }

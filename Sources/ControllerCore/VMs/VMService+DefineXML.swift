@@ -51,7 +51,7 @@ extension VMService {
         try VMName.validate(name)
         let profiles = await vms.profiles
         if !request.profile.isEmpty, !profiles.contains(where: { $0.name == request.profile }) {
-            throw ControllerError.invalidArgs("unknown profile \(DiskName.quoted(request.profile)) (known: \(profiles.map(\.name).joined(separator: ", ")))")
+            throw ControllerError.invalidArgs("unknown profile \(CallerText.quoted(request.profile)) (known: \(profiles.map(\.name).joined(separator: ", ")))")
         }
         for (path, format) in references.managedDisks { try await checkManagedDisk(path: path, format: format) }
         for shown in references.shareDirectories { try SharePath.checkSyntax(shown, roots: config.shareRoots) }
@@ -59,7 +59,7 @@ extension VMService {
         let emulators = await vms.emulators
         for emulator in references.emulators where !emulators.contains(emulator) {
             throw ControllerError.invalidArgs("""
-                /domain/devices/emulator \(DiskName.quoted(emulator)) is not the emulator libvirt names \
+                /domain/devices/emulator \(CallerText.quoted(emulator)) is not the emulator libvirt names \
                 (\(emulators.joined(separator: ", "))); leave it out and libvirt picks it
                 """)
         }
@@ -71,7 +71,7 @@ extension VMService {
         let role = VMRole.of(profile: request.profile, in: profiles)
         let sources = try info.interfaces.enumerated().map { index, nic in
             guard let source = NICSource(nic) else {
-                throw ControllerError.invalidArgs("NIC \(index + 1) of VM \(name) is of type \(DiskName.quoted(nic.type)); only network (and a router's uplink) are accepted")
+                throw ControllerError.invalidArgs("NIC \(index + 1) of VM \(name) is of type \(CallerText.quoted(nic.type)); only network (and a router's uplink) are accepted")
             }
             return source
         }
@@ -145,11 +145,11 @@ extension VMService {
     func checkManagedDisk(path: String, format: String) async throws {
         let prefix = imageDirectory.hasSuffix("/") ? imageDirectory : imageDirectory + "/"
         let name = path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : ""
-        guard DiskName.isValid(name), let disk = try? await disks.existing(name) else {
-            throw ControllerError.invalidArgs("disk source \(DiskName.quoted(path)) is not a managed disk (a file \(prefix)NAME the service lists)")
+        guard NameRule.disk.isValid(name), let disk = try? await disks.existing(name) else {
+            throw ControllerError.invalidArgs("disk source \(CallerText.quoted(path)) is not a managed disk (a file \(prefix)NAME the service lists)")
         }
         guard disk.format == format else {
-            throw ControllerError.invalidArgs("disk source \(DiskName.quoted(path)): <driver type=\(DiskName.quoted(format))> but managed disk \(name) is \(disk.format)")
+            throw ControllerError.invalidArgs("disk source \(CallerText.quoted(path)): <driver type=\(CallerText.quoted(format))> but managed disk \(name) is \(disk.format)")
         }
     }
 

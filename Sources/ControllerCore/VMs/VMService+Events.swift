@@ -55,13 +55,13 @@ extension VMService {
         // The service's own record, never the metadata (which libvirt lets others rewrite).
         guard let overlay = recorded else {
             if !info.metadata.overlay.isEmpty {
-                logger.warning("ephemeral VM \(info.name) names overlay \(DiskName.quoted(info.metadata.overlay)) in its metadata, but the service has no record of making it: kept")
+                logger.warning("ephemeral VM \(info.name) names overlay \(CallerText.quoted(info.metadata.overlay)) in its metadata, but the service has no record of making it: kept")
             }
             return
         }
         try? await overlays.forget(info.uuid)
         // And only a disk this VM used.
-        guard DiskName.isValid(overlay), let disk = try? await disks.existingAny(overlay), info.disks.contains(where: { $0.source == disk.path }) else {
+        guard NameRule.disk.isValid(overlay), let disk = try? await disks.existingAny(overlay), info.disks.contains(where: { $0.source == disk.path }) else {
             logger.warning("ephemeral VM \(info.name): its recorded overlay \(overlay) is not one of its disks: kept")
             return
         }

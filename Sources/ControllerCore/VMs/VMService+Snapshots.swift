@@ -27,9 +27,7 @@ extension VMService {
 
     public func checkSnapshot(_ uuid: String, _ action: SnapshotAction, _ name: String) async throws -> SnapshotPlan {
         let info = try await existing(uuid)
-        guard DiskName.isValid(name) else {
-            throw ControllerError.invalidArgs("invalid snapshot name \(DiskName.quoted(name)): use 1-64 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'")
-        }
+        try NameRule.snapshot.validate(name)
         let vmDisks = try VMSnapshots.disks(of: info, managed: await disks.list())
         switch action {
         case .create:

@@ -10,12 +10,12 @@ extension VMService {
     func checkDisks(of info: VMInfo) async throws {
         for used in info.disks where used.source.hasPrefix(imageDirectory + "/") {
             let name = String(used.source.dropFirst(imageDirectory.count + 1))
-            guard DiskName.isValid(name), let disk = try? await disks.existingAny(name) else { continue }
+            guard NameRule.disk.isValid(name), let disk = try? await disks.existingAny(name) else { continue }
             guard disk.problems.isEmpty else {
                 throw ControllerError.invalidState("cannot start \(info.name): \(disk.problems.joined(separator: "; "))")
             }
             guard used.format == disk.format else {
-                throw ControllerError.invalidState("cannot start \(info.name): it opens disk \(name) as \(DiskName.quoted(used.format)), but \(name) is recorded as \(disk.format)")
+                throw ControllerError.invalidState("cannot start \(info.name): it opens disk \(name) as \(CallerText.quoted(used.format)), but \(name) is recorded as \(disk.format)")
             }
         }
     }
@@ -30,7 +30,7 @@ extension VMService {
             let real = String(cString: resolved)
             free(resolved)
             guard real == share.hostPath else {
-                throw ControllerError.invalidState("cannot start \(info.name): share \(share.tag) \(DiskName.quoted(share.hostPath)) now leads to \(real) (a link was put in its way)")
+                throw ControllerError.invalidState("cannot start \(info.name): share \(share.tag) \(CallerText.quoted(share.hostPath)) now leads to \(real) (a link was put in its way)")
             }
         }
     }

@@ -56,7 +56,7 @@ public final class VMService: Sendable {
             var managed: String?
             if d.source.hasPrefix(prefix) {
                 let name = String(d.source.dropFirst(prefix.count))
-                if DiskName.isValid(name), (try? await disks.existing(name)) != nil { managed = name }
+                if NameRule.disk.isValid(name), (try? await disks.existing(name)) != nil { managed = name }
             }
             names.append(managed)
         }
@@ -114,12 +114,12 @@ public final class VMService: Sendable {
         let name = request.name
         try VMName.validate(name)
         guard let profile = await vms.profile(named: request.profile) else {
-            throw ControllerError.invalidArgs("unknown profile \(DiskName.quoted(request.profile)) (known: \(await vms.profiles.map(\.name).joined(separator: ", ")))")
+            throw ControllerError.invalidArgs("unknown profile \(CallerText.quoted(request.profile)) (known: \(await vms.profiles.map(\.name).joined(separator: ", ")))")
         }
         let overlay = try await request.baseDisk.asyncMap { try await checkOverlay(of: $0, for: name) }
         try await vms.precheckResources(memoryMiB: request.memoryMiB, vcpus: request.vcpus)
         guard ["dynamic", "none"].contains(request.seclabel) else {
-            throw ControllerError.invalidArgs("seclabel \(DiskName.quoted(request.seclabel)) is not 'dynamic' or 'none'")
+            throw ControllerError.invalidArgs("seclabel \(CallerText.quoted(request.seclabel)) is not 'dynamic' or 'none'")
         }
         guard request.seclabel == "dynamic" || vms.config.allowUnconfined else {
             throw ControllerError.invalidArgs("seclabel 'none' turns libvirt's confinement of the VM off; it needs [vms] allow_unconfined = true")
@@ -167,7 +167,7 @@ public final class VMService: Sendable {
     func checkOverlay(of baseDisk: String, for name: String) async throws -> DiskService.CreatePlan {
         let base = try await disks.find(baseDisk)
         let overlayName = "\(name)-root.qcow2"
-        guard DiskName.isValid(overlayName) else {
+        guard NameRule.disk.isValid(overlayName) else {
             throw ControllerError.invalidArgs("VM name \(name) is too long for its overlay disk name \(overlayName) (64 characters at most)")
         }
         let create = CreateDiskRequest(name: overlayName, size: base.virtualSize, format: "qcow2", backing: baseDisk, preallocation: nil)
@@ -182,7 +182,7 @@ public final class VMService: Sendable {
         try topology.check(sources, role: role, vm: vm, kinds: kinds)
         let missing = Set(names).subtracting(kinds.keys).subtracting([topology.internalNetwork]).sorted()
         if !missing.isEmpty {
-            throw ControllerError.invalidArgs("no network named \(missing.map(DiskName.quoted).joined(separator: ", ")) (define it with DefineNetwork, or give other networks)")
+            throw ControllerError.invalidArgs("no network named \(missing.map(CallerText.quoted).joined(separator: ", ")) (define it with DefineNetwork, or give other networks)")
         }
         guard names.contains(topology.internalNetwork), kinds[topology.internalNetwork] == nil else { return nil }
         return try await networks.checkDefine(NetworkService.DefineRequest(name: topology.internalNetwork, kind: "isolated"))

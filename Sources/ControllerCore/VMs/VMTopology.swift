@@ -31,15 +31,15 @@ public enum NICSource: Sendable, Equatable, CustomStringConvertible {
         let (kind, name) = parts.count == 2 ? (parts[0], parts[1]) : ("network", text)
         switch kind {
         case "network":
-            guard DiskName.isValid(name) else { throw ControllerError.invalidArgs("invalid network name \(DiskName.quoted(name)) in \(DiskName.quoted(text))") }
+            guard NameRule.network.isValid(name) else { throw ControllerError.invalidArgs("invalid network name \(CallerText.quoted(name)) in \(CallerText.quoted(text))") }
             self = .network(name)
         case "bridge", "direct":
             guard NetworkService.isBridgeName(name) else {
-                throw ControllerError.invalidArgs("invalid host interface \(DiskName.quoted(name)) in \(DiskName.quoted(text)): 1-15 characters of A-Z a-z 0-9 . _ -")
+                throw ControllerError.invalidArgs("invalid host interface \(CallerText.quoted(name)) in \(CallerText.quoted(text)): 1-15 characters of A-Z a-z 0-9 . _ -")
             }
             self = kind == "bridge" ? .bridge(name) : .direct(name)
         default:
-            throw ControllerError.invalidArgs("\(DiskName.quoted(text)) is not network:NAME, bridge:BR or direct:DEV")
+            throw ControllerError.invalidArgs("\(CallerText.quoted(text)) is not network:NAME, bridge:BR or direct:DEV")
         }
     }
 
@@ -160,10 +160,10 @@ public struct VMTopology: Sendable {
             let mac = text.lowercased()
             let octets = mac.split(separator: ":", omittingEmptySubsequences: false)
             guard octets.count == 6, octets.allSatisfy({ $0.utf8.count == 2 && UInt8($0, radix: 16) != nil }) else {
-                throw ControllerError.invalidArgs("MAC \(DiskName.quoted(text)) is not six hex octets such as 52:54:00:12:34:56")
+                throw ControllerError.invalidArgs("MAC \(CallerText.quoted(text)) is not six hex octets such as 52:54:00:12:34:56")
             }
             guard let first = UInt8(octets[0], radix: 16), first & 1 == 0, mac != "00:00:00:00:00:00" else {
-                throw ControllerError.invalidArgs("MAC \(DiskName.quoted(text)) is a multicast or zero address; a NIC needs a unicast MAC")
+                throw ControllerError.invalidArgs("MAC \(CallerText.quoted(text)) is a multicast or zero address; a NIC needs a unicast MAC")
             }
             guard seen.insert(mac).inserted else { throw ControllerError.invalidArgs("MAC \(mac) is given twice") }
             if let owner = others.first(where: { $0.interfaces.contains { $0.mac.lowercased() == mac } }) {

@@ -23,7 +23,7 @@ final class TopologyCoreTests: XCTestCase {
         core = try await CoreHarness()
         let first = try await core.vms.checkDefine(VMService.DefineRequest(name: "router", profile: "network-controller"))
         XCTAssertEqual(first.spec.nics.map(\.source), [.network("default"), .network("multiverse")])
-        XCTAssertEqual(first.internalNetwork?.spec.kind, "isolated", "the missing internal network is planned, isolated")
+        XCTAssertEqual(first.internalNetwork?.spec.kind, .isolated, "the missing internal network is planned, isolated")
         XCTAssertEqual(first.networkDetails["network"], "multiverse")
         let missing = await core.networkManager.network(named: "multiverse")
         XCTAssertNil(missing, "the check created the network")
