@@ -60,6 +60,9 @@ let package = Package(
         // The API's names and interface declarations: what the daemon, mvctl and the tests share.
         .target(name: "ControllerAPI", dependencies: ["SDBus"], swiftSettings: strict),
         .target(name: "BlockingThreads", dependencies: ["CLinux"], swiftSettings: strict),
+        // The TOML subset the configuration file uses, parsed into tables with the line of
+        // every key (for errors that name the line); no dependencies, no I/O.
+        .target(name: "TOML", swiftSettings: strict),
         .target(name: "Libvirt", dependencies: ["CLibvirt", "BlockingThreads"], swiftSettings: strict),
         // polkit's D-Bus API, asked on the service's own connection (no libpolkit, no thread per check).
         .target(name: "Polkit", dependencies: ["SDBus"], swiftSettings: strict),
@@ -73,7 +76,7 @@ let package = Package(
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "CLibxml2", "CCrypto", "CLinux",
+                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "TOML", "CLibxml2", "CCrypto", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
             ],
@@ -110,7 +113,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SDBusTests", dependencies: ["SDBus"], swiftSettings: strict),
-        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "ControllerAPI", "Guestfs", "Libvirt", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "ControllerAPI", "Guestfs", "Libvirt", "TOML", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "ControllerAPITests", dependencies: ["ControllerAPI", "ControllerBus", "ControllerCore"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["SDBus", "ControllerAPI"], swiftSettings: strict),
     ]

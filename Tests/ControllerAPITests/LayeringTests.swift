@@ -40,6 +40,16 @@ final class LayeringTests: XCTestCase {
         }
     }
 
+    /// The TOML reader is a module of its own that reaches nothing: no Foundation, no C, no
+    /// file (Core reads the file and hands it the text), and Core reads configuration
+    /// through it only.
+    func testTheTOMLReaderStandsAlone() throws {
+        let found = try imports(of: "TOML")
+        XCTAssertTrue(found.isEmpty, "TOML imports \(found.keys.sorted().joined(separator: ", "))")
+        let core = try imports(of: "ControllerCore")
+        XCTAssertEqual(core["TOML"], ["Config/ConfigReader.swift"], "Core's imports of TOML")
+    }
+
     /// Only the D-Bus layers link libsystemd: naming a thread or copying a file does not.
     func testOnlyTheBusLayersImportCSystemd() throws {
         for target in ["BlockingThreads", "Libvirt", "Polkit", "Guestfs", "ControllerCore", "ControllerBus", "ControllerAPI", "multiverse-controllerd"] {
@@ -62,7 +72,7 @@ final class LayeringTests: XCTestCase {
     /// needs. mvctl, a short-lived command, may use Foundation. (The release stage of
     /// scripts/test also checks the linked binary for Foundation and ICU symbols.)
     func testDaemonTargetsImportFoundationEssentialsOnly() throws {
-        let daemonTargets = ["SDBus", "ControllerAPI", "BlockingThreads", "Libvirt", "Polkit", "Guestfs", "multiverse-guestfs",
+        let daemonTargets = ["SDBus", "ControllerAPI", "BlockingThreads", "Libvirt", "Polkit", "Guestfs", "multiverse-guestfs", "TOML",
                              "ControllerCore", "ControllerBus", "multiverse-controllerd"]
         var essentials = 0
         for target in daemonTargets {

@@ -1,4 +1,5 @@
 @testable import ControllerCore
+@testable import TOML
 import Foundation
 import XCTest
 

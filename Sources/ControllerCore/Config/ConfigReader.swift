@@ -1,3 +1,4 @@
+import TOML
 
 /// Reads one `[section]` of a TOML file with typed getters; unknown keys and wrong types are
 /// errors that name the file, line and key. Later sections (settings, vms, disks) reuse it.
