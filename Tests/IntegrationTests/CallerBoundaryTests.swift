@@ -96,7 +96,7 @@ final class CallerBoundaryTests: XCTestCase {
         let fine = s.manager("DefineVMFromXML", ["sa{sv}", Self.domain("kernel-ok", "", os: "<os><type>hvm</type><kernel>\(dir)/kernels/vmlinuz</kernel></os>"), "0"],
                              as: TestStack.grantedUser)
         XCTAssertTrue(fine.ok, fine.all)
-        XCTAssertTrue(try vmCall("kernel-ok", "Undefine").ok)
+        XCTAssertTrue(try stack.vmCall("kernel-ok", "Undefine").ok)
         XCTAssertEqual(try vmNames(), before.0, "a refused define left a VM behind")
         XCTAssertEqual(s.imageFiles(), before.1, "a refused define left a file behind")
     }
@@ -118,7 +118,7 @@ final class CallerBoundaryTests: XCTestCase {
         XCTAssertTrue(defined.ok, defined.all)
         XCTAssertEqual(s.vmProperty("meta-ok", "Profile"), "s \"app\"")
         XCTAssertEqual(s.vmProperty("meta-ok", "Autostart"), "b true")
-        XCTAssertTrue(try vmCall("meta-ok", "Undefine").ok)
+        XCTAssertTrue(try stack.vmCall("meta-ok", "Undefine").ok)
     }
 
     /// `virsh dumpxml` of a VM the service made (GetXML inactive), with the service's metadata
@@ -131,8 +131,8 @@ final class CallerBoundaryTests: XCTestCase {
             let made = s.manager("DefineVM", ["ssa{sv}", first, profile, "1", "disks", "as", "1", "rt-root.qcow2"], as: TestStack.grantedUser)
             XCTAssertTrue(made.ok, made.all)
             // interface-controller shares /var/multiverse, outside this stack's share roots.
-            if profile == "interface-controller" { XCTAssertTrue(try vmCall(first, "RemoveShare", ["sa{sv}", "Multiverse", "0"]).ok) }
-            var xml = try XCTUnwrap(try vmCall(first, "GetXML", ["a{sv}", "1", "inactive", "b", "true"]).stdout.split(separator: "\"", maxSplits: 1).last.map(String.init))
+            if profile == "interface-controller" { XCTAssertTrue(try stack.vmCall(first, "RemoveShare", ["sa{sv}", "Multiverse", "0"]).ok) }
+            var xml = try XCTUnwrap(try stack.vmCall(first, "GetXML", ["a{sv}", "1", "inactive", "b", "true"]).stdout.split(separator: "\"", maxSplits: 1).last.map(String.init))
             xml = String(xml.dropLast(xml.hasSuffix("\"\n") ? 2 : 0))
                 .replacingOccurrences(of: "\\\"", with: "\"").replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\\'", with: "'")
             xml = xml.replacingOccurrences(of: #"<mv:controller[\s\S]*</mv:controller>"#, with: "", options: .regularExpression)
@@ -142,7 +142,7 @@ final class CallerBoundaryTests: XCTestCase {
             let again = s.manager("DefineVMFromXML", ["sa{sv}", xml, "1", "profile", "s", profile], as: TestStack.grantedUser)
             XCTAssertTrue(again.ok, "\(profile): \(again.stderr)\n\(xml)")
             XCTAssertEqual(s.vmProperty("\(first)-2", "Profile"), "s \"\(profile)\"")
-            for name in [first, "\(first)-2"] where s.vmPath(name) != nil { XCTAssertTrue(try vmCall(name, "Undefine").ok) }
+            for name in [first, "\(first)-2"] where s.vmPath(name) != nil { XCTAssertTrue(try stack.vmCall(name, "Undefine").ok) }
         }
     }
 
@@ -151,10 +151,10 @@ final class CallerBoundaryTests: XCTestCase {
     func testAnUnauthorizedCallerLearnsNothingAboutHostPaths() throws {
         let s = try stack
         XCTAssertTrue(s.manager("DefineVM", ["ssa{sv}", "oracle1", "app", "0"], as: TestStack.grantedUser).ok)
-        defer { _ = try? vmCall("oracle1", "Undefine") }
+        defer { _ = try? stack.vmCall("oracle1", "Undefine") }
         let dir = s.dir.path
         func addShare(_ path: String) throws -> CommandResult {
-            try vmCall("oracle1", "AddShare", ["ssa{sv}", path, "t", "0"], as: TestStack.otherUser)
+            try stack.vmCall("oracle1", "AddShare", ["ssa{sv}", path, "t", "0"], as: TestStack.otherUser)
         }
         func answer(_ r: CommandResult, _ path: String) -> String { r.stderr.replacingOccurrences(of: path, with: "PATH") }
         for (present, absent) in [("/root", "/nonexistent-x"), ("\(dir)/shares/exists", "\(dir)/shares/missing"),
@@ -169,13 +169,13 @@ final class CallerBoundaryTests: XCTestCase {
         for (present, absent) in [("\(s.imageDir.path)/x.img", "\(s.imageDir.path)/missing.img")] {
             FileManager.default.createFile(atPath: present, contents: Data(count: 4096))
             defer { try? FileManager.default.removeItem(atPath: present) }
-            let a = try vmCall("oracle1", "AttachDisk", ["ssa{sv}", present, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
-            let b = try vmCall("oracle1", "AttachDisk", ["ssa{sv}", absent, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
+            let a = try stack.vmCall("oracle1", "AttachDisk", ["ssa{sv}", present, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
+            let b = try stack.vmCall("oracle1", "AttachDisk", ["ssa{sv}", absent, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
             XCTAssertEqual(answer(a, present), answer(b, absent))
             XCTAssertTrue(a.stderr.contains("Access denied"), a.stderr)
         }
         // Authorized, the link out of the roots is found and refused, naming it.
-        let granted = try vmCall("oracle1", "AddShare", ["ssa{sv}", "\(dir)/shares/escape", "e", "0"], as: TestStack.grantedUser)
+        let granted = try stack.vmCall("oracle1", "AddShare", ["ssa{sv}", "\(dir)/shares/escape", "e", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(granted.stderr.contains("(/etc) is not under an allowed share root"), granted.all)
         XCTAssertEqual(s.vmProperty("oracle1", "Shares"), "a(ss) 0")
     }
@@ -213,19 +213,14 @@ final class CallerBoundaryTests: XCTestCase {
         let s = try stack
         XCTAssertTrue(s.createDisk("held.qcow2", size: 1 << 20, as: TestStack.grantedUser).ok)
         XCTAssertTrue(s.manager("DefineVM", ["ssa{sv}", "holder", "app", "1", "disks", "as", "1", "held.qcow2"], as: TestStack.grantedUser).ok)
-        let r = try vmCall("holder", "Undefine", ["a{sv}", "1", "delete_disks", "b", "true"], as: TestStack.vmOnlyUser)
+        let r = try stack.vmCall("holder", "Undefine", ["a{sv}", "1", "delete_disks", "b", "true"], as: TestStack.vmOnlyUser)
         XCTAssertTrue(r.stderr.contains("Access denied"), r.all)
         XCTAssertTrue(waitFor(5) { s.log(tail: 50).contains(#"action="org.multiverse.controller.disk.manage" disk="held.qcow2" operation="delete" vm="holder" decision=denied"#) },
                       s.log(tail: 20))
         XCTAssertNotNil(s.vmPath("holder"))
         XCTAssertTrue(s.imageFiles().contains("held.qcow2"))
-        XCTAssertTrue(try vmCall("holder", "Undefine", ["a{sv}", "1", "delete_disks", "b", "true"]).ok)
+        XCTAssertTrue(try stack.vmCall("holder", "Undefine", ["a{sv}", "1", "delete_disks", "b", "true"]).ok)
         XCTAssertFalse(s.imageFiles().contains("held.qcow2"))
     }
 
-    func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        let s = try stack
-        guard let path = s.vmPath(name) else { throw StackError("no VM \(name)") }
-        return s.busctl(["call", TestStack.busName, path, TestStack.vmInterface, method] + args, as: user)
-    }
 }

@@ -9,10 +9,6 @@ final class DiskOperationsTests: XCTestCase {
     override class func tearDown() { SharedStacks.stop(self) }
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        try stack.call(TestStack.diskPath(disk), TestStack.diskInterface, method, args, as: user)
-    }
-
     /// "DIRTY WRITEBACK" page counts of a file in the page cache: "0 0" once the service
     /// synced what it wrote (scripts/lib/unwritten-pages.py, cachestat(2)).
     func unwrittenPages(_ file: String) -> String {
@@ -26,31 +22,31 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(s.createDisk("snapdisk", size: 1 << 20, as: TestStack.grantedUser).ok)
         let image = s.imageDir.appendingPathComponent("snapdisk").path
         XCTAssertTrue(qemuIO("write -P 0x11 0 64k", image).ok)
-        let create = try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"])
+        let create = try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"])
         XCTAssertTrue(create.ok, create.all)
         let listed = s.diskProperty("snapdisk", "Snapshots")
         XCTAssertTrue(listed.hasPrefix("a(st) 1 \"v1\" "), listed)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
         XCTAssertTrue(qemuIO("write -P 0x22 0 64k", image).ok)
-        XCTAssertTrue(try diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "v1", "0"]).ok)
+        XCTAssertTrue(try stack.diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "v1", "0"]).ok)
         assertPattern(0x11, offset: 0, length: 64 << 10, in: image)
         // Names reserved for VM snapshots and versioning; duplicates; unknown; denied.
-        XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "vm-x", "0"]).stderr.contains("belong to VM snapshots"))
-        XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"]).stderr.contains("already has a snapshot v1"))
-        XCTAssertTrue(try diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "nope", "0"]).stderr.contains("has no snapshot nope"))
-        XCTAssertFalse(try diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "vm-x", "0"]).stderr.contains("belong to VM snapshots"))
+        XCTAssertTrue(try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"]).stderr.contains("already has a snapshot v1"))
+        XCTAssertTrue(try stack.diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "nope", "0"]).stderr.contains("has no snapshot nope"))
+        XCTAssertFalse(try stack.diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"], as: TestStack.otherUser).ok)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
-        XCTAssertTrue(try diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"]).ok)
+        XCTAssertTrue(try stack.diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"]).ok)
         XCTAssertEqual(s.diskProperty("snapdisk", "Snapshots"), "a(st) 0")
         // raw: NotSupported naming the format.
         XCTAssertTrue(s.createDisk("rawdisk", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
-        XCTAssertTrue(try diskCall("rawdisk", "CreateSnapshot", ["sa{sv}", "x", "0"]).stderr.contains("rawdisk is raw; internal snapshots need qcow2"))
+        XCTAssertTrue(try stack.diskCall("rawdisk", "CreateSnapshot", ["sa{sv}", "x", "0"]).stderr.contains("rawdisk is raw; internal snapshots need qcow2"))
         // A disk others are built on: Overlays lists them, writes to it are Busy.
         let overlay = s.manager("CreateDisk", ["stsa{sv}", "child", String(1 << 20), "qcow2", "1", "backing", "s", "snapdisk"], as: TestStack.grantedUser)
         XCTAssertTrue(overlay.ok, overlay.all)
         XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), "ao 1 \"\(TestStack.diskPath("child"))\"")
-        XCTAssertTrue(try diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v2", "0"]).stderr.contains("it is the backing file of child"))
-        XCTAssertTrue(try diskCall("child", "Delete", ["a{sv}", "0"]).ok)
+        XCTAssertTrue(try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v2", "0"]).stderr.contains("it is the backing file of child"))
+        XCTAssertTrue(try stack.diskCall("child", "Delete", ["a{sv}", "0"]).ok)
         XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), "ao 0")
     }
 
@@ -63,7 +59,7 @@ final class DiskOperationsTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
         defer { Task { await signals.close() } }
 
-        let r = try diskCall("source", "Clone", ["sa{sv}", "copy", "0"])
+        let r = try stack.diskCall("source", "Clone", ["sa{sv}", "copy", "0"])
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
         let done = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
@@ -80,7 +76,7 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertLessThan(Int(st.st_blocks) * 512, 32 << 20)
         XCTAssertEqual(s.diskProperty("copy", "VirtualSize"), "t 67108864")
 
-        let linked = try diskCall("source", "Clone", ["sa{sv}", "thin", "1", "linked", "b", "true"])
+        let linked = try stack.diskCall("source", "Clone", ["sa{sv}", "thin", "1", "linked", "b", "true"])
         XCTAssertTrue(linked.ok, linked.all)
         let linkedJob = linked.replyPath
         let linkedDone = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == linkedJob }
@@ -88,9 +84,9 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(s.diskProperty("thin", "BackingDisk"), "s \"source\"")
         XCTAssertEqual(s.diskProperty("source", "Overlays"), "ao 1 \"\(TestStack.diskPath("thin"))\"")
         // Existing name and bad name refused before any job; denied for the other user.
-        XCTAssertTrue(try diskCall("source", "Clone", ["sa{sv}", "copy", "0"]).stderr.contains("disk copy already exists"))
-        XCTAssertTrue(try diskCall("source", "Clone", ["sa{sv}", "../x", "0"]).stderr.contains("invalid disk name"))
-        XCTAssertFalse(try diskCall("source", "Clone", ["sa{sv}", "stolen", "0"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(try stack.diskCall("source", "Clone", ["sa{sv}", "copy", "0"]).stderr.contains("disk copy already exists"))
+        XCTAssertTrue(try stack.diskCall("source", "Clone", ["sa{sv}", "../x", "0"]).stderr.contains("invalid disk name"))
+        XCTAssertFalse(try stack.diskCall("source", "Clone", ["sa{sv}", "stolen", "0"], as: TestStack.otherUser).ok)
         XCTAssertFalse(s.imageFiles().contains("stolen"))
     }
 
@@ -103,7 +99,7 @@ final class DiskOperationsTests: XCTestCase {
         let before = sha256(big)
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
         defer { Task { await signals.close() } }
-        let r = try diskCall("big", "Clone", ["sa{sv}", "big-copy", "0"])
+        let r = try stack.diskCall("big", "Clone", ["sa{sv}", "big-copy", "0"])
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
         // Progress grows while it copies; another user may not cancel it. Sampled only until
@@ -132,7 +128,7 @@ final class DiskOperationsTests: XCTestCase {
     /// at ~1.6 GB/s) and starts a Backup of it; returns the job once it is seen running.
     func startLongBackup(_ s: TestStack, _ name: String, size: UInt64) throws -> String {
         XCTAssertTrue(s.createDisk(name, size: size, format: "raw", as: TestStack.grantedUser).ok)
-        let r = try diskCall(name, "Backup", ["a{sv}", "0"])
+        let r = try stack.diskCall(name, "Backup", ["a{sv}", "0"])
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
         usleep(500_000)
@@ -145,7 +141,7 @@ final class DiskOperationsTests: XCTestCase {
         let backupDir = s.dir.appendingPathComponent("backups").path
         let left = (try? FileManager.default.contentsOfDirectory(atPath: backupDir)) ?? []
         XCTAssertEqual(left.filter { $0.contains(disk) }, [], "left in \(backupDir): \(left)")
-        XCTAssertEqual(try diskCall(disk, "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
+        XCTAssertEqual(try stack.diskCall(disk, "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
     }
 
     /// A Backup holds its disk: a resize meanwhile is Busy; a cancelled Backup leaves no file.
@@ -155,7 +151,7 @@ final class DiskOperationsTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }
         let job = try startLongBackup(s, "holes", size: 64 << 30)
-        let resize = try diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
+        let resize = try stack.diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
         XCTAssertTrue(resize.stderr.contains("busy"), resize.all)
         XCTAssertEqual(Command.run("/usr/bin/stat", ["-c", "%s", s.imageDir.appendingPathComponent("holes").path]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines), String(64 << 30))
@@ -169,7 +165,7 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
         try assertNoBackup(s, of: "holes")
         // Released: the resize goes through now.
-        let again = try diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
+        let again = try stack.diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
         XCTAssertTrue(again.ok, again.all)
     }
 
@@ -224,17 +220,17 @@ final class DiskOperationsTests: XCTestCase {
             return await signals.wait(timeout: 30) { $0.path == job }
         }
         // An internal snapshot: an uncompressed backup is a byte copy that keeps it.
-        XCTAssertTrue(try diskCall("precious", "CreateSnapshot", ["sa{sv}", "pinned", "0"]).ok)
-        let backup = try diskCall("precious", "Backup", ["a{sv}", "0"])
+        XCTAssertTrue(try stack.diskCall("precious", "CreateSnapshot", ["sa{sv}", "pinned", "0"]).ok)
+        let backup = try stack.diskCall("precious", "Backup", ["a{sv}", "0"])
         XCTAssertTrue(backup.ok, backup.all)
         let done = await runJob(backup)
         XCTAssertEqual(done?.arguments.first, .boolean(true), signals.summary)
-        XCTAssertTrue(try diskCall("precious", "DeleteSnapshot", ["sa{sv}", "pinned", "0"]).ok)
+        XCTAssertTrue(try stack.diskCall("precious", "DeleteSnapshot", ["sa{sv}", "pinned", "0"]).ok)
         let snapshots = Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image])
         XCTAssertEqual(snapshots.status, 0, snapshots.all)
         XCTAssertEqual(snapshots.stdout, "", "pinned was the only snapshot: \(snapshots.all)")   // qemu-img lists none
         XCTAssertFalse(snapshots.stdout.contains("pinned"), snapshots.all)
-        let list = try diskCall("precious", "ListBackups", ["a{sv}", "0"], as: TestStack.otherUser)
+        let list = try stack.diskCall("precious", "ListBackups", ["a{sv}", "0"], as: TestStack.otherUser)
         let fields = list.stdout.split(separator: "\"").map(String.init)
         XCTAssertTrue(list.stdout.hasPrefix("a(stts) 1 "), list.all)
         let id = fields.count > 1 ? fields[1] : ""
@@ -247,9 +243,9 @@ final class DiskOperationsTests: XCTestCase {
 
         // Change the disk, restore: the data is back and the image is sound.
         XCTAssertTrue(qemuIO("write -P 0x99 0 1M", image).ok)
-        XCTAssertFalse(try diskCall("precious", "Restore", ["sa{sv}", id, "0"], as: TestStack.otherUser).ok)
+        XCTAssertFalse(try stack.diskCall("precious", "Restore", ["sa{sv}", id, "0"], as: TestStack.otherUser).ok)
         assertPattern(0x99, offset: 0, length: 1 << 20, in: image)
-        let restore = try diskCall("precious", "Restore", ["sa{sv}", id, "0"])
+        let restore = try stack.diskCall("precious", "Restore", ["sa{sv}", id, "0"])
         XCTAssertTrue(restore.ok, restore.all)
         let restored = await runJob(restore)
         XCTAssertEqual(restored?.arguments.first, .boolean(true), signals.summary)
@@ -266,14 +262,14 @@ final class DiskOperationsTests: XCTestCase {
         try handle.seek(toOffset: 4096)
         handle.write(Data([0xde, 0xad, 0xbe, 0xef]))
         try handle.close()
-        let bad = try diskCall("precious", "Restore", ["sa{sv}", id, "0"])
+        let bad = try stack.diskCall("precious", "Restore", ["sa{sv}", id, "0"])
         XCTAssertTrue(bad.ok, bad.all)
         let refused = await runJob(bad)
         XCTAssertEqual(refused?.arguments.first, .boolean(false), signals.summary)
         XCTAssertTrue((refused?.arguments.last?.string ?? "").contains("backup \(id) is corrupted"), signals.summary)
         XCTAssertEqual(sha256(image), current)
         XCTAssertEqual(s.imageFiles().filter { $0.hasPrefix(".") }, [])
-        XCTAssertTrue(try diskCall("precious", "Restore", ["sa{sv}", "no-such-backup", "0"]).stderr.contains("has no backup no-such-backup"))
+        XCTAssertTrue(try stack.diskCall("precious", "Restore", ["sa{sv}", "no-such-backup", "0"]).stderr.contains("has no backup no-such-backup"))
     }
 
     /// A job belongs to the service, not to the connection that started it: the client
@@ -288,7 +284,7 @@ final class DiskOperationsTests: XCTestCase {
         let before = fds()
         var jobs: [String] = []
         for i in 0..<20 {
-            let r = try diskCall("orphan-src", "Clone", ["sa{sv}", "orphan-\(i)", "0"])
+            let r = try stack.diskCall("orphan-src", "Clone", ["sa{sv}", "orphan-\(i)", "0"])
             XCTAssertTrue(r.ok, r.all)
             jobs.append(r.replyPath)
         }
@@ -303,7 +299,7 @@ final class DiskOperationsTests: XCTestCase {
             XCTAssertEqual(state, "s \"succeeded\"", job)
         }
         for i in 0..<20 { XCTAssertTrue(s.imageFiles().contains("orphan-\(i)")) }
-        for i in 0..<20 { XCTAssertTrue(try diskCall("orphan-\(i)", "Delete", ["a{sv}", "0"]).ok) }
+        for i in 0..<20 { XCTAssertTrue(try stack.diskCall("orphan-\(i)", "Delete", ["a{sv}", "0"]).ok) }
         XCTAssertLessThanOrEqual(fds(), before + 2, "file descriptors grew from \(before) to \(fds())")
     }
 }

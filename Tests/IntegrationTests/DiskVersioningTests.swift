@@ -10,10 +10,6 @@ final class DiskVersioningTests: XCTestCase {
     override class func tearDown() { SharedStacks.stop(self) }
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        try stack.call(TestStack.diskPath(disk), TestStack.diskInterface, method, args, as: user)
-    }
-
     /// Snapshot names in the image, per qemu-img.
     func snapshots(_ image: String) -> [String] {
         Command.run("/usr/bin/qemu-img", ["snapshot", "-U", "-l", image]).stdout.split(separator: "\n").dropFirst(2)
@@ -27,13 +23,13 @@ final class DiskVersioningTests: XCTestCase {
         XCTAssertTrue(s.createDisk("vdisk", size: 1 << 20, as: TestStack.grantedUser).ok)
         XCTAssertTrue(s.createDisk("vraw", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
         let image = s.imageDir.appendingPathComponent("vdisk").path
-        XCTAssertTrue(try diskCall("vraw", "SetVersioning", ["a{sv}", "1", "enabled", "b", "true"]).stderr.contains("vraw is raw"))
-        XCTAssertTrue(try diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "interval_s", "u", "2"]).stderr.contains("invalid interval_s 2"))
-        XCTAssertTrue(try diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "keep", "u", "0"]).stderr.contains("invalid keep 0"))
-        XCTAssertFalse(try diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "enabled", "b", "true"], as: TestStack.otherUser).ok)
-        XCTAssertTrue(try diskCall("vdisk", "CreateSnapshot", ["sa{sv}", "pinned", "0"]).ok)
+        XCTAssertTrue(try stack.diskCall("vraw", "SetVersioning", ["a{sv}", "1", "enabled", "b", "true"]).stderr.contains("vraw is raw"))
+        XCTAssertTrue(try stack.diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "interval_s", "u", "2"]).stderr.contains("invalid interval_s 2"))
+        XCTAssertTrue(try stack.diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "keep", "u", "0"]).stderr.contains("invalid keep 0"))
+        XCTAssertFalse(try stack.diskCall("vdisk", "SetVersioning", ["a{sv}", "1", "enabled", "b", "true"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(try stack.diskCall("vdisk", "CreateSnapshot", ["sa{sv}", "pinned", "0"]).ok)
 
-        let set = try diskCall("vdisk", "SetVersioning", ["a{sv}", "3", "enabled", "b", "true", "interval_s", "u", "5", "keep", "u", "2"])
+        let set = try stack.diskCall("vdisk", "SetVersioning", ["a{sv}", "3", "enabled", "b", "true", "interval_s", "u", "5", "keep", "u", "2"])
         XCTAssertTrue(set.ok, set.all)
         let versioning = s.diskProperty("vdisk", "Versioning")
         XCTAssertTrue(versioning.contains("\"interval_s\" u 5") && versioning.contains("\"keep\" u 2"), versioning)
@@ -60,7 +56,7 @@ final class DiskVersioningTests: XCTestCase {
         let s = try stack
         XCTAssertTrue(s.createDisk("stopdisk", size: 1 << 20, as: TestStack.grantedUser).ok)
         let image = s.imageDir.appendingPathComponent("stopdisk").path
-        XCTAssertTrue(try diskCall("stopdisk", "SetVersioning", ["a{sv}", "4", "enabled", "b", "true", "interval_s", "u", "0",
+        XCTAssertTrue(try stack.diskCall("stopdisk", "SetVersioning", ["a{sv}", "4", "enabled", "b", "true", "interval_s", "u", "0",
                                                                "keep", "u", "5", "on_stop", "b", "true"]).ok)
         let define = s.manager("DefineVM", ["ssa{sv}", "versioned", "app", "1", "disks", "as", "1", "stopdisk"], as: TestStack.grantedUser)
         XCTAssertTrue(define.ok, define.all)

@@ -13,10 +13,6 @@ final class GuestBoundaryTests: XCTestCase {
     override class func tearDown() { SharedStacks.stop(self) }
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        try stack.call(TestStack.diskPath(disk), TestStack.diskInterface, method, args, as: user)
-    }
-
     /// Waits for the job a call returned; its final State.
     func finish(_ call: CommandResult) throws -> String {
         let s = try stack
@@ -83,7 +79,7 @@ final class GuestBoundaryTests: XCTestCase {
         let imageBytes = try Data(contentsOf: URL(fileURLWithPath: image))
 
         // Clone: a byte copy of the raw disk, recorded raw, nothing of the host file.
-        XCTAssertEqual(try finish(try diskCall("victim", "Clone", ["sa{sv}", "victim-copy", "0"])), "s \"succeeded\"")
+        XCTAssertEqual(try finish(try stack.diskCall("victim", "Clone", ["sa{sv}", "victim-copy", "0"])), "s \"succeeded\"")
         let copy = s.imageDir.appendingPathComponent("victim-copy").path
         let copied = try Data(contentsOf: URL(fileURLWithPath: copy))
         XCTAssertEqual(copied, imageBytes)
@@ -92,7 +88,7 @@ final class GuestBoundaryTests: XCTestCase {
         XCTAssertEqual(s.diskProperty("victim-copy", "ImageFormat"), "s \"raw\"")
 
         // Backup: the same bytes, the manifest says raw.
-        let backup = try diskCall("victim", "Backup", ["a{sv}", "0"])
+        let backup = try stack.diskCall("victim", "Backup", ["a{sv}", "0"])
         XCTAssertEqual(try finish(backup), "s \"succeeded\"")
         let backups = try FileManager.default.contentsOfDirectory(atPath: s.dir.appendingPathComponent("backups").path)
         let img = try XCTUnwrap(backups.first { $0.hasSuffix(".img") })
@@ -103,7 +99,7 @@ final class GuestBoundaryTests: XCTestCase {
         XCTAssertTrue(manifest.contains("\"format\":\"raw\"") || manifest.contains("\"format\" : \"raw\""), manifest)
 
         // ReadFile through libguestfs opens it as raw: no filesystem, and no host bytes.
-        let read = try diskCall("victim", "ReadFile", ["sa{sv}", "/etc/hostname", "0"])
+        let read = try stack.diskCall("victim", "ReadFile", ["sa{sv}", "/etc/hostname", "0"])
         XCTAssertFalse(read.ok)
         XCTAssertFalse(read.all.contains("HOST-SECRET"), read.all)
 
@@ -164,7 +160,7 @@ final class GuestBoundaryTests: XCTestCase {
         // Every operation but Delete and AdoptDisk: InvalidState naming the problem.
         for (method, args) in [("Clone", ["sa{sv}", "hm-copy", "0"]), ("Backup", ["a{sv}", "0"]), ("ReadFile", ["sa{sv}", "/x", "0"]),
                                ("Resize", ["ta{sv}", String(8 << 20), "0"]), ("CreateSnapshot", ["sa{sv}", "s1", "0"])] {
-            let r = try diskCall("handmade", method, args)
+            let r = try stack.diskCall("handmade", method, args)
             XCTAssertTrue(r.stderr.contains("handmade has no recorded format"), "\(method): \(r.all)")
             XCTAssertFalse(r.all.contains("HOST-SECRET"))
         }
@@ -196,12 +192,12 @@ final class GuestBoundaryTests: XCTestCase {
         XCTAssertEqual(s.diskProperty("handmade", "Problems"), "as 0")
         XCTAssertTrue(s.manager("AdoptDisk", ["ssa{sv}", "handmade", "raw", "0"], as: TestStack.grantedUser).ok, "adopting again changes nothing")
         XCTAssertTrue(s.manager("AdoptDisk", ["ssa{sv}", "handmade", "qcow2", "0"], as: TestStack.grantedUser).stderr.contains("already recorded as raw"))
-        XCTAssertEqual(try finish(try diskCall("handmade", "Clone", ["sa{sv}", "hm-copy", "0"])), "s \"succeeded\"")
+        XCTAssertEqual(try finish(try stack.diskCall("handmade", "Clone", ["sa{sv}", "hm-copy", "0"])), "s \"succeeded\"")
         XCTAssertNil(try Data(contentsOf: images.appendingPathComponent("hm-copy")).range(of: marker))
         XCTAssertTrue(s.mvctl(["disk", "adopt", "plain.qcow2", "qcow2"], as: TestStack.grantedUser).ok)
         XCTAssertEqual(s.diskProperty("plain.qcow2", "ImageFormat"), "s \"qcow2\"")
         // The unadoptable one can still be deleted.
-        XCTAssertTrue(try diskCall("pointing.qcow2", "Delete", ["a{sv}", "0"]).ok)
+        XCTAssertTrue(try stack.diskCall("pointing.qcow2", "Delete", ["a{sv}", "0"]).ok)
         XCTAssertFalse(FileManager.default.fileExists(atPath: pointing))
     }
 
@@ -233,13 +229,13 @@ final class GuestBoundaryTests: XCTestCase {
                         "c-datafile": "has an external data file"]
         for (name, message) in expected {
             XCTAssertTrue(s.diskProperty(name, "Problems").contains(message), "\(name): \(s.diskProperty(name, "Problems"))")
-            let clone = try diskCall(name, "Clone", ["sa{sv}", "\(name)-x", "0"])
+            let clone = try stack.diskCall(name, "Clone", ["sa{sv}", "\(name)-x", "0"])
             XCTAssertTrue(clone.stderr.contains(message) && clone.stderr.contains("only Delete works on it"), "\(name): \(clone.all)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: images.appendingPathComponent("\(name)-x").path))
         }
         XCTAssertEqual(s.diskProperty("c-good", "Problems"), "as 0")
         XCTAssertEqual(s.diskProperty("c-good", "BackingDisk"), "s \"cbase\"")
-        for name in expected.keys { XCTAssertTrue(try diskCall(name, "Delete", ["a{sv}", "0"]).ok, name) }
+        for name in expected.keys { XCTAssertTrue(try stack.diskCall(name, "Delete", ["a{sv}", "0"]).ok, name) }
 
         // Depth: cbase <- c-good <- d1 <- ... <- d7 is 8 below d7; one more is refused.
         var below = "c-good"

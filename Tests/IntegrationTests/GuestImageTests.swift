@@ -15,11 +15,6 @@ final class GuestImageTests: XCTestCase {
 
     static let hello: [UInt8] = Array("hello from the host\n".utf8)
 
-    /// A disk call with a timeout long enough for an appliance launch.
-    func guest(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) throws -> CommandResult {
-        try stack.busctl(["--timeout=240", "call", TestStack.busName, TestStack.diskPath(disk), TestStack.diskInterface, method] + args, as: user)
-    }
-
     /// Waits for a job's Completed signal; returns (success, message).
     func finish(_ r: CommandResult, _ signals: SignalCollector, timeout: TimeInterval = 240) async -> (Bool, String) {
         XCTAssertTrue(r.ok, r.all)
@@ -39,7 +34,7 @@ final class GuestImageTests: XCTestCase {
     func bytes(_ content: [UInt8]) -> [String] { ["\(content.count)"] + content.map(String.init) }
 
     func readFile(_ disk: String, _ guestPath: String) throws -> [UInt8]? {
-        let r = try guest(disk, "ReadFile", ["sa{sv}", guestPath, "0"])
+        let r = try stack.diskCall(disk, "ReadFile", ["sa{sv}", guestPath, "0"])
         guard r.ok else { return nil }
         // "ay N b1 b2 ..."
         return r.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).dropFirst(2).compactMap { UInt8($0) }
@@ -92,16 +87,16 @@ final class GuestImageTests: XCTestCase {
         let image = s.imageDir.appendingPathComponent("gdisk").path
 
         // Bad input is refused before any job or authorization.
-        XCTAssertTrue(try guest("gdisk", "Format", ["sa{sv}", "ntfs", "0"]).stderr.contains("invalid filesystem type 'ntfs'"))
-        XCTAssertTrue(try guest("gdisk", "Format", ["sa{sv}", "ext4", "1", "partition_table", "s", "apm"]).stderr.contains("invalid partition_table 'apm'"))
-        XCTAssertTrue(try guest("gdisk", "Format", ["sa{sv}", "xfs", "1", "label", "s", "much-too-long-label"]).stderr.contains("invalid label"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "Format", ["sa{sv}", "ntfs", "0"]).stderr.contains("invalid filesystem type 'ntfs'"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "Format", ["sa{sv}", "ext4", "1", "partition_table", "s", "apm"]).stderr.contains("invalid partition_table 'apm'"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "Format", ["sa{sv}", "xfs", "1", "label", "s", "much-too-long-label"]).stderr.contains("invalid label"))
         // Denied: nothing changes.
         let untouched = sha256(image)
-        XCTAssertFalse(try guest("gdisk", "Format", ["sa{sv}", "ext4", "0"], as: TestStack.otherUser).ok)
+        XCTAssertFalse(try stack.diskCall("gdisk", "Format", ["sa{sv}", "ext4", "0"], as: TestStack.otherUser).ok)
         XCTAssertEqual(sha256(image), untouched)
 
         // Format (GPT + ext4 with a label), with progress that rises to 1.0.
-        let format = try guest("gdisk", "Format", ["sa{sv}", "ext4", "1", "label", "s", "data"])
+        let format = try stack.diskCall("gdisk", "Format", ["sa{sv}", "ext4", "1", "label", "s", "data"])
         let (formatted, formatMessage) = await finish(format, signals)
         XCTAssertTrue(formatted, formatMessage)
         let steps = progress(of: format.replyPath, signals)
@@ -111,11 +106,11 @@ final class GuestImageTests: XCTestCase {
 
         // WriteFile, then ReadFile and ListFiles (one read-only appliance for all of them).
         let formattedImage = sha256(image)
-        XCTAssertFalse(try guest("gdisk", "WriteFile", ["saya{sv}", "/hello.txt"] + bytes(Self.hello) + ["0"], as: TestStack.otherUser).ok)
-        XCTAssertFalse(try guest("gdisk", "Resize", ["ta{sv}", String(1 << 30), "0"], as: TestStack.otherUser).ok)
-        XCTAssertFalse(try guest("gdisk", "ListFiles", ["sa{sv}", "/", "0"], as: TestStack.otherUser).ok)
+        XCTAssertFalse(try stack.diskCall("gdisk", "WriteFile", ["saya{sv}", "/hello.txt"] + bytes(Self.hello) + ["0"], as: TestStack.otherUser).ok)
+        XCTAssertFalse(try stack.diskCall("gdisk", "Resize", ["ta{sv}", String(1 << 30), "0"], as: TestStack.otherUser).ok)
+        XCTAssertFalse(try stack.diskCall("gdisk", "ListFiles", ["sa{sv}", "/", "0"], as: TestStack.otherUser).ok)
         XCTAssertEqual(sha256(image), formattedImage, "a denied call changed the image")
-        let write = try guest("gdisk", "WriteFile", ["saya{sv}", "/hello.txt"] + bytes(Self.hello) + ["1", "mode", "u", "384"])
+        let write = try stack.diskCall("gdisk", "WriteFile", ["saya{sv}", "/hello.txt"] + bytes(Self.hello) + ["1", "mode", "u", "384"])
         XCTAssertTrue(write.ok, write.all)
         // The read-write appliance is closed after the write: nothing holds qemu's write
         // lock, so anyone (a VM started with virsh) can open the image for writing now.
@@ -127,16 +122,16 @@ final class GuestImageTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 10, "ten ReadFile calls should share one appliance")
         // A read-only appliance takes no write lock either.
         XCTAssertTrue(qemuIO("quit", image).ok)
-        let list = try guest("gdisk", "ListFiles", ["sa{sv}", "/", "0"])
+        let list = try stack.diskCall("gdisk", "ListFiles", ["sa{sv}", "/", "0"])
         XCTAssertTrue(list.stdout.contains("\"hello.txt\" \"file\" 20 33152 "), list.all) // 0100600
         XCTAssertTrue(list.stdout.contains("\"lost+found\" \"directory\""), list.all)
-        XCTAssertTrue(try guest("gdisk", "ReadFile", ["sa{sv}", "hello.txt", "0"]).stderr.contains("is not absolute"))
-        XCTAssertTrue(try guest("gdisk", "ReadFile", ["sa{sv}", "/x/../hello.txt", "0"]).stderr.contains("contains '..'"))
-        XCTAssertTrue(try guest("gdisk", "ReadFile", ["sa{sv}", "/nope", "0"]).stderr.contains("/nope does not exist in disk gdisk"))
-        XCTAssertTrue(try guest("gdisk", "WriteFile", ["saya{sv}", "/no/dir/x", "1", "65", "0"]).stderr.contains("directory /no/dir does not exist"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "ReadFile", ["sa{sv}", "hello.txt", "0"]).stderr.contains("is not absolute"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "ReadFile", ["sa{sv}", "/x/../hello.txt", "0"]).stderr.contains("contains '..'"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "ReadFile", ["sa{sv}", "/nope", "0"]).stderr.contains("/nope does not exist in disk gdisk"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "WriteFile", ["saya{sv}", "/no/dir/x", "1", "65", "0"]).stderr.contains("directory /no/dir does not exist"))
 
         // Grow: image, partition (GPT backup header moved) and ext4.
-        let grow = try guest("gdisk", "Resize", ["ta{sv}", String(1 << 30), "0"])
+        let grow = try stack.diskCall("gdisk", "Resize", ["ta{sv}", String(1 << 30), "0"])
         let (grown, growMessage) = await finish(grow, signals)
         XCTAssertTrue(grown, growMessage)
         XCTAssertTrue(s.jobProperty(grow.replyPath, "Result").contains("\"filesystem_grown\" b true"))
@@ -146,16 +141,16 @@ final class GuestImageTests: XCTestCase {
 
         // Shrink: refused without shrink=true; refused below the filesystem minimum (numbers
         // in the message, disk unchanged); then down to 300 MiB keeping the file.
-        XCTAssertTrue(try guest("gdisk", "Resize", ["ta{sv}", String(300 << 20), "0"]).stderr.contains("pass shrink=true"))
-        XCTAssertTrue(try guest("gdisk", "Resize", ["ta{sv}", "1000", "0"]).stderr.contains("multiple of 512"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "Resize", ["ta{sv}", String(300 << 20), "0"]).stderr.contains("pass shrink=true"))
+        XCTAssertTrue(try stack.diskCall("gdisk", "Resize", ["ta{sv}", "1000", "0"]).stderr.contains("multiple of 512"))
         let beforeShrink = sha256(image)
-        let tooSmall = try guest("gdisk", "Resize", ["ta{sv}", String(16 << 20), "1", "shrink", "b", "true"])
+        let tooSmall = try stack.diskCall("gdisk", "Resize", ["ta{sv}", String(16 << 20), "1", "shrink", "b", "true"])
         let (tooSmallOK, tooSmallMessage) = await finish(tooSmall, signals)
         XCTAssertFalse(tooSmallOK)
         XCTAssertTrue(tooSmallMessage.contains("cannot shrink disk gdisk to 16777216 bytes") && tooSmallMessage.contains("the smallest size is"), tooSmallMessage)
         XCTAssertEqual(sha256(image), beforeShrink, "a refused shrink changed the disk")
         XCTAssertEqual(try temporaries(), [])
-        let shrink = try guest("gdisk", "Resize", ["ta{sv}", String(300 << 20), "1", "shrink", "b", "true"])
+        let shrink = try stack.diskCall("gdisk", "Resize", ["ta{sv}", String(300 << 20), "1", "shrink", "b", "true"])
         let (shrunk, shrinkMessage) = await finish(shrink, signals)
         XCTAssertTrue(shrunk, shrinkMessage)
         XCTAssertEqual(virtualSize(image), String(300 << 20))
@@ -164,11 +159,11 @@ final class GuestImageTests: XCTestCase {
         XCTAssertEqual(try readFile("gdisk", "/hello.txt"), Self.hello)
 
         // Clone keeps it; a backup, a change, and Restore bring it back.
-        let clone = try guest("gdisk", "Clone", ["sa{sv}", "gclone", "0"])
+        let clone = try stack.diskCall("gdisk", "Clone", ["sa{sv}", "gclone", "0"])
         let (cloned, cloneMessage) = await finish(clone, signals)
         XCTAssertTrue(cloned, cloneMessage)
         XCTAssertEqual(try readFile("gclone", "/hello.txt"), Self.hello)
-        let backup = try guest("gdisk", "Backup", ["a{sv}", "0"])
+        let backup = try stack.diskCall("gdisk", "Backup", ["a{sv}", "0"])
         let (backedUp, backupMessage) = await finish(backup, signals)
         XCTAssertTrue(backedUp, backupMessage)
         let id = s.jobProperty(backup.replyPath, "Result").components(separatedBy: "\"backup_id\" s \"").dropFirst().first?
@@ -181,7 +176,7 @@ final class GuestImageTests: XCTestCase {
         let put = s.mvctl(["disk", "put", "gdisk", "/hello.txt", local.path], as: TestStack.grantedUser)
         XCTAssertTrue(put.ok && put.stdout.contains("wrote 8 bytes to /hello.txt in gdisk"), put.all)
         XCTAssertEqual(try readFile("gdisk", "/hello.txt"), changed)
-        let restore = try guest("gdisk", "Restore", ["sa{sv}", id, "0"])
+        let restore = try stack.diskCall("gdisk", "Restore", ["sa{sv}", id, "0"])
         let (restored, restoreMessage) = await finish(restore, signals)
         XCTAssertTrue(restored, restoreMessage)
         XCTAssertEqual(try readFile("gdisk", "/hello.txt"), Self.hello)
@@ -194,24 +189,24 @@ final class GuestImageTests: XCTestCase {
         defer { Task { await signals.close() } }
         let image = s.imageDir.appendingPathComponent("debian").path
         // Policy checks, then AutoGrow: 64 MiB steps up to 160 MiB.
-        XCTAssertTrue(try guest("debian", "SetAutoGrow", ["a{sv}", "1", "threshold", "d", "2"]).stderr.contains("invalid threshold 2"))
-        XCTAssertTrue(try guest("debian", "SetAutoGrow", ["a{sv}", "2", "enabled", "b", "true", "max", "t", "1024"]).stderr.contains("must be above"))
-        XCTAssertTrue(try guest("debian", "SetAutoGrow", ["a{sv}", "1", "colour", "s", "red"]).stderr.contains("unknown option 'colour'"))
-        XCTAssertFalse(try guest("debian", "SetAutoGrow", ["a{sv}", "1", "enabled", "b", "true"], as: TestStack.otherUser).ok)
-        let policy = try guest("debian", "SetAutoGrow", ["a{sv}", "4", "enabled", "b", "true", "threshold", "d", "0.5",
+        XCTAssertTrue(try stack.diskCall("debian", "SetAutoGrow", ["a{sv}", "1", "threshold", "d", "2"]).stderr.contains("invalid threshold 2"))
+        XCTAssertTrue(try stack.diskCall("debian", "SetAutoGrow", ["a{sv}", "2", "enabled", "b", "true", "max", "t", "1024"]).stderr.contains("must be above"))
+        XCTAssertTrue(try stack.diskCall("debian", "SetAutoGrow", ["a{sv}", "1", "colour", "s", "red"]).stderr.contains("unknown option 'colour'"))
+        XCTAssertFalse(try stack.diskCall("debian", "SetAutoGrow", ["a{sv}", "1", "enabled", "b", "true"], as: TestStack.otherUser).ok)
+        let policy = try stack.diskCall("debian", "SetAutoGrow", ["a{sv}", "4", "enabled", "b", "true", "threshold", "d", "0.5",
                                                          "step", "t", String(64 << 20), "max", "t", String(160 << 20)])
         XCTAssertTrue(policy.ok, policy.all)
         XCTAssertTrue(s.diskProperty("debian", "AutoGrow").contains("\"enabled\" b true"))
         XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
 
-        let inspect = try guest("debian", "Inspect", ["a{sv}", "0"])
+        let inspect = try stack.diskCall("debian", "Inspect", ["a{sv}", "0"])
         let (inspected, inspectMessage) = await finish(inspect, signals)
         XCTAssertTrue(inspected, inspectMessage)
         // What the guest's image holds stays out of what every bus client receives: the
         // job's Result says when, GetInspection (disk.inspect) says what.
         let result = s.jobProperty(inspect.replyPath, "Result")
         XCTAssertTrue(result.hasPrefix("a{sv} 1 \"inspected\" t "), result)
-        let found = try guest("debian", "GetInspection", ["a{sv}", "0"])
+        let found = try stack.diskCall("debian", "GetInspection", ["a{sv}", "0"])
         XCTAssertTrue(found.ok, found.all)
         XCTAssertTrue(found.stdout.contains("\"distro\" s \"debian\""), found.stdout)
         XCTAssertTrue(found.stdout.contains("\"os_type\" s \"linux\""), found.stdout)
@@ -220,13 +215,13 @@ final class GuestImageTests: XCTestCase {
         XCTAssertTrue(found.stdout.contains("\"version\" s \"\(major)"), found.stdout)
         // Usage sampled: /dev/sda about 2/3 full, the threshold 0.5 crossed → UsageHigh and
         // an AutoGrow job that grows image and filesystem by one step.
-        let usage = try guest("debian", "GetFilesystemUsage", ["a{sv}", "0"])
+        let usage = try stack.diskCall("debian", "GetFilesystemUsage", ["a{sv}", "0"])
         XCTAssertTrue(usage.stdout.hasPrefix("ta(sttt) \(s.diskProperty("debian", "UsageSampled").dropFirst(2)) 1 \"/dev/sda\""), usage.all)
         XCTAssertNotEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
         XCTAssertEqual(s.diskProperty("debian", "FilesystemUsage"), "a(sttt) 0")
         // A caller without disk.inspect gets neither, and nothing else shows the values.
         for method in ["GetInspection", "GetFilesystemUsage"] {
-            let denied = try guest("debian", method, ["a{sv}", "0"], as: TestStack.otherUser)
+            let denied = try stack.diskCall("debian", method, ["a{sv}", "0"], as: TestStack.otherUser)
             XCTAssertFalse(denied.ok, denied.all)
             XCTAssertTrue(["Access denied", "not authorized", "needs authentication"].contains { denied.stderr.contains($0) }, denied.all)
             XCTAssertFalse(denied.all.contains("debian-test") || denied.all.contains("/dev/sda"), denied.all)
@@ -248,7 +243,7 @@ final class GuestImageTests: XCTestCase {
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         XCTAssertEqual(virtualSize(image), String(160 << 20))
         // The grown filesystem is not the one measured: its sample is dropped, not kept stale.
-        XCTAssertEqual(try guest("debian", "GetFilesystemUsage", ["a{sv}", "0"]).stdout, "ta(sttt) 0 0\n")
+        XCTAssertEqual(try stack.diskCall("debian", "GetFilesystemUsage", ["a{sv}", "0"]).stdout, "ta(sttt) 0 0\n")
         XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
         let check = Command.run("/usr/bin/qemu-img", ["check", image])
         XCTAssertTrue(check.ok, check.all)
@@ -282,7 +277,7 @@ final class GuestImageTests: XCTestCase {
         XCTAssertTrue(s.createDisk("cdisk", size: 64 << 20, as: TestStack.grantedUser).ok)
         let image = s.imageDir.appendingPathComponent("cdisk").path
         let before = sha256(image)
-        let r = try guest("cdisk", "Resize", ["ta{sv}", String(128 << 20), "0"])
+        let r = try stack.diskCall("cdisk", "Resize", ["ta{sv}", String(128 << 20), "0"])
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
         // Wait until the copy is done and the appliance is starting, then cancel.

@@ -92,11 +92,6 @@ final class QemuSystemTests: XCTestCase {
             """
     }
 
-    func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"]) throws -> CommandResult {
-        guard let path = try stack.vmPath(name) else { throw StackError("no VM \(name)") }
-        return try stack.busctl(["--timeout=300", "call", TestStack.busName, path, TestStack.vmInterface, method] + args, as: TestStack.grantedUser)
-    }
-
     // MARK: tests
 
     func testRealGuestStartsTakesAndReleasesADiskLiveAndIsForcedOff() async throws {
@@ -112,14 +107,14 @@ final class QemuSystemTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',path='\(path)',interface='\(TestStack.vmInterface)',member='StateChanged'")
         defer { Task { await signals.close() } }
 
-        let start = try vmCall(name, "Start")
+        let start = try stack.vmCall(name, "Start")
         XCTAssertTrue(start.ok, start.all)
         let running = await signals.wait(timeout: 20) { $0.arguments.first?.string == "running" }
         XCTAssertEqual(running?.arguments.last?.string, "booted", signals.summary)
         XCTAssertEqual(Self.virsh(["domstate", name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "running")
 
         // Live attach needs nothing from the guest.
-        let attach = try vmCall(name, "AttachDisk", ["ssa{sv}", "hot.qcow2", "vdb", "0"])
+        let attach = try stack.vmCall(name, "AttachDisk", ["ssa{sv}", "hot.qcow2", "vdb", "0"])
         XCTAssertTrue(attach.ok, attach.all)
         XCTAssertTrue(Self.virsh(["domblklist", name]).stdout.contains("vdb"), Self.virsh(["domblklist", name]).all)
         XCTAssertTrue(s.vmProperty(name, "Disks").contains("\"vdb\""))
@@ -149,7 +144,7 @@ final class QemuSystemTests: XCTestCase {
         let bootLog = (try? String(contentsOfFile: consoleLog, encoding: .utf8)) ?? ""
         XCTAssertFalse(bootLog.contains("Kernel panic"), "the guest kernel panicked: \(bootLog.suffix(600))")
         sleep(3)
-        let detach = try vmCall(name, "DetachDisk", ["sa{sv}", "vdb", "1", "timeout_s", "u", "90"])
+        let detach = try stack.vmCall(name, "DetachDisk", ["sa{sv}", "vdb", "1", "timeout_s", "u", "90"])
         XCTAssertTrue(detach.ok, detach.all)
         let blocks = Self.virsh(["domblklist", name])
         XCTAssertEqual(blocks.status, 0, blocks.all)
@@ -158,12 +153,12 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertFalse(s.vmProperty(name, "Disks").contains("\"vdb\""))
 
         // The initramfs shell does not power off on ACPI: force after a short timeout.
-        let stop = try vmCall(name, "Shutdown", ["a{sv}", "2", "timeout_s", "u", "3", "force", "b", "true"])
+        let stop = try stack.vmCall(name, "Shutdown", ["a{sv}", "2", "timeout_s", "u", "3", "force", "b", "true"])
         XCTAssertTrue(stop.ok, stop.all)
         XCTAssertEqual(Self.virsh(["domstate", name]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "shut off")
         let off = await signals.wait(timeout: 10) { $0.arguments.first?.string == "shutoff" }
         XCTAssertEqual(off?.arguments.last?.string, "destroyed", signals.summary)
-        XCTAssertTrue(try vmCall(name, "Undefine").ok)
+        XCTAssertTrue(try stack.vmCall(name, "Undefine").ok)
         XCTAssertTrue(Self.domainIsGone(name), Self.virsh(["dominfo", name]).all)
         XCTAssertNil(s.vmPath(name))
     }
@@ -199,10 +194,10 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(define.ok, define.all)
         defer { Self.virsh(["destroy", eph]); Self.virsh(["undefine", eph]) }
         XCTAssertTrue(Self.virsh(["dumpxml", eph]).stdout.contains("https://multiverse-os.org/controller/1"))
-        let start = try vmCall(eph, "Start")
+        let start = try stack.vmCall(eph, "Start")
         XCTAssertTrue(start.ok, start.all)
         XCTAssertEqual(Self.virsh(["domstate", eph]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "running")
-        XCTAssertTrue(try vmCall(eph, "Destroy").ok)
+        XCTAssertTrue(try stack.vmCall(eph, "Destroy").ok)
         XCTAssertTrue(waitFor(15, interval: 0.2) {
             Self.domainIsGone(eph) && !s.imageFiles().contains("\(eph)-root.qcow2")
         }, "timed out after 15 s waiting for the ephemeral VM and its overlay to go")
@@ -213,7 +208,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(s.manager("DefineVM", ["ssa{sv}", late, "app", "4", "base_disk", "s", "qbase.qcow2", "ephemeral", "b", "true",
                                              "networks", "as", "0", "memory_mib", "t", "128"], as: TestStack.grantedUser).ok)
         defer { Self.virsh(["destroy", late]); Self.virsh(["undefine", late]) }
-        XCTAssertTrue(try vmCall(late, "Start").ok)
+        XCTAssertTrue(try stack.vmCall(late, "Start").ok)
         // An upgrade from a version without format records: the images lose theirs; the
         // VMs' definitions say what they are, and an ephemeral overlay whose VM is gone goes.
         XCTAssertTrue(s.createDisk("legacy.qcow2", size: 1 << 20, as: TestStack.grantedUser).ok)
@@ -262,7 +257,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertNotNil(s.vmPath(name))
         let list = s.manager("ListVMs", ["a{sv}", "0"])
         XCTAssertTrue(list.ok, list.all)
-        XCTAssertTrue(try vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
+        XCTAssertTrue(try stack.vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
         XCTAssertTrue(Self.virsh(["dumpxml", name]).stdout.contains("<mv:autostart>true</mv:autostart>"))
         XCTAssertTrue(s.log(tail: 200).contains("libvirt connection to qemu:///system lost"), s.log(tail: 50))
     }
@@ -277,7 +272,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(Self.virsh(["define", file]).ok)
         defer { Self.virsh(["undefine", name]) }
         XCTAssertTrue(waitFor(10, interval: 0.1) { s.vmPath(name) != nil }, "timed out after 10 s waiting for the service to see \(name)")
-        XCTAssertTrue(try vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
+        XCTAssertTrue(try stack.vmCall(name, "SetAutostart", ["ba{sv}", "true", "0"]).ok)
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }
         let r = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)

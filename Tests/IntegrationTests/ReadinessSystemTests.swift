@@ -65,7 +65,6 @@ final class ReadinessSystemTests: XCTestCase {
         XCTAssertTrue(r.ok, r.all)
     }
 
-    func property(_ name: String, _ p: String) throws -> String { try stack.vmProperty(name, p) }
     /// The property for a failure message: what busctl said, or "(unreadable)".
     /// For polls: nil while the VM's object is not there (yet), as after a daemon restart.
     func polled(_ name: String, _ p: String) -> String? { (try? stack)?.vmPropertyIfPresent(name, p) }
@@ -111,8 +110,8 @@ final class ReadinessSystemTests: XCTestCase {
                    fallback: "rdy-spare", readyTimeout: 25)
         // Defined through the service, each carries the channel; not running: none.
         XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-router"]).stdout.contains("name='org.multiverse.ready.0'"))
-        XCTAssertEqual(try property("rdy-router", "Readiness"), "s \"none\"")
-        XCTAssertEqual(try property("rdy-desk", "Fallback"), "s \"rdy-spare\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-router", "Readiness"), "s \"none\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-desk", "Fallback"), "s \"rdy-spare\"")
 
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Ready'")
         defer { Task { await signals.close() } }
@@ -131,16 +130,16 @@ final class ReadinessSystemTests: XCTestCase {
         XCTAssertEqual(s.jobProperty(job, "Status"), "s \"done\"")
 
         // The router was ready before the desk's qemu was started; the desk never was.
-        XCTAssertEqual(try property("rdy-router", "Ready"), "b true")
-        XCTAssertEqual(try property("rdy-router", "GuestStatus"), "s \"routing\"")
-        let readySince = Self.microseconds(try property("rdy-router", "ReadySince"))
+        XCTAssertEqual(try stack.vmProperty("rdy-router", "Ready"), "b true")
+        XCTAssertEqual(try stack.vmProperty("rdy-router", "GuestStatus"), "s \"routing\"")
+        let readySince = Self.microseconds(try stack.vmProperty("rdy-router", "ReadySince"))
         let deskStarted = try XCTUnwrap(Self.qemuStarted("rdy-desk"), "no start line in libvirt's log of rdy-desk")
         XCTAssertGreaterThan(readySince, 0)
         XCTAssertLessThan(Double(readySince) / 1e6, deskStarted.timeIntervalSince1970, "the desk started before the router was ready")
         XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"), "the not-ready desk was not destroyed")
-        XCTAssertEqual(try property("rdy-desk", "Readiness"), "s \"none\"")
-        XCTAssertEqual(try property("rdy-spare", "Ready"), "b true")
-        XCTAssertEqual(try property("rdy-spare", "GuestStatus"), "s \"spare desk\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-desk", "Readiness"), "s \"none\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-spare", "Ready"), "b true")
+        XCTAssertEqual(try stack.vmProperty("rdy-spare", "GuestStatus"), "s \"spare desk\"")
         // One Ready() each, from the right objects.
         let readyPaths = Set(signals.all.map(\.path))
         XCTAssertEqual(readyPaths, Set([s.vmPath("rdy-router"), s.vmPath("rdy-spare")].compactMap { $0 }), signals.summary)
@@ -151,7 +150,7 @@ final class ReadinessSystemTests: XCTestCase {
         s.stopDaemon()
         try s.startDaemon()
         XCTAssertTrue(waitFor(10) { self.polled("rdy-router", "Ready") == "b true" }, shown("rdy-router", "Readiness"))
-        XCTAssertEqual(Self.microseconds(try property("rdy-router", "ReadySince")), readySince)
+        XCTAssertEqual(Self.microseconds(try stack.vmProperty("rdy-router", "ReadySince")), readySince)
         XCTAssertTrue(s.log(tail: 80).contains("StartAll already ran in this boot"), s.log(tail: 40))
         XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"))
 
@@ -202,7 +201,7 @@ final class ReadinessSystemTests: XCTestCase {
         defer { Self.cleanup() }
         let set = s.mvctl(["vm", "autostart", "rdy-lone", "on", "--fallback", "rdy-lone-spare", "--ready-timeout", "15"], as: TestStack.grantedUser)
         XCTAssertTrue(set.ok, set.all)
-        XCTAssertEqual(try property("rdy-lone", "Fallback"), "s \"rdy-lone-spare\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-lone", "Fallback"), "s \"rdy-lone-spare\"")
         XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-lone"]).stdout.contains("ready-timeout-s>15<"))
 
         let r = s.mvctl(["vm", "start-all"], as: TestStack.grantedUser)
@@ -250,8 +249,8 @@ final class ReadinessSystemTests: XCTestCase {
         print("ReadinessSystemTests: \(answered) ListVMs answered during the flood, slowest \(String(format: "%.3f", slowest)) s")
         XCTAssertGreaterThan(answered, 10)
         XCTAssertLessThan(slowest, 5, "a ListVMs call took \(slowest) s during the flood")
-        XCTAssertEqual(try property("rdy-noisy", "Ready"), "b false")
-        XCTAssertEqual(try property("rdy-noisy", "Readiness"), "s \"waiting\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-noisy", "Ready"), "b false")
+        XCTAssertEqual(try stack.vmProperty("rdy-noisy", "Readiness"), "s \"waiting\"")
         XCTAssertTrue(waitFor(90) { self.polled("rdy-calm", "Ready") == "b true" }, "rdy-calm: \(shown("rdy-calm", "Readiness"))")
         let memoryAfter = daemonAnonKiB(s)
         print("ReadinessSystemTests: daemon RssAnon \(memoryBefore) KiB before the flood, \(memoryAfter) KiB after it")

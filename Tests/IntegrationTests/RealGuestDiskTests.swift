@@ -11,17 +11,12 @@ extension RealGuestTests {
     static let unitLink = "/etc/systemd/system/multi-user.target.wants/multiverse-ready.service"
     static let unitFile = "/etc/systemd/system/multiverse-ready.service"
 
-    func diskCall(_ disk: String, _ method: String, _ args: [String]) throws -> CommandResult {
-        try stack.busctl(["--timeout=300", "call", TestStack.busName, TestStack.diskPath(disk), TestStack.diskInterface, method] + args,
-                         as: TestStack.grantedUser)
-    }
-
     /// Runs a disk job to its end; the job's Result when it succeeded, else nil (recorded).
     @discardableResult
     func runJob(_ disk: String, _ method: String, _ args: [String], timeout: TimeInterval = 600,
                 file: StaticString = #filePath, line: UInt = #line) throws -> String? {
         let s = try stack
-        let r = try diskCall(disk, method, args)
+        let r = try stack.diskCall(disk, method, args)
         guard r.ok else { XCTFail("\(method) \(disk): \(r.all)", file: file, line: line); return nil }
         _ = waitFor(timeout, interval: 0.5) { s.jobProperty(r.replyPath, "State") != "s \"running\"" }
         let state = s.jobProperty(r.replyPath, "State")
@@ -52,7 +47,7 @@ extension RealGuestTests {
         let copy = "mvt-copy-\(UUID().uuidString.prefix(4).lowercased()).qcow2"
         let base = s.imageDir.appendingPathComponent(Self.base).path
         let image = s.imageDir.appendingPathComponent(copy).path
-        defer { _ = try? diskCall(copy, "Delete", ["a{sv}", "0"]) }
+        defer { _ = try? stack.diskCall(copy, "Delete", ["a{sv}", "0"]) }
         guard try runJob(Self.base, "Clone", ["sa{sv}", copy, "0"]) != nil else { return }
         let same = Self.compare(base, image)
         XCTAssertTrue(same.ok && same.stdout.contains("Images are identical"), same.all)
@@ -62,13 +57,13 @@ extension RealGuestTests {
         }
 
         // WriteFile through the absolute link: the file it leads to changes, the link stays.
-        let before = try diskCall(copy, "ReadFile", ["sa{sv}", Self.unitLink, "0"])
+        let before = try stack.diskCall(copy, "ReadFile", ["sa{sv}", Self.unitLink, "0"])
         XCTAssertTrue(before.ok, before.all)
         let old = Self.bytes(before.stdout)
         let new = old + Array("# changed by RealGuestTests through \(Self.unitLink)\n".utf8)
-        let write = try diskCall(copy, "WriteFile", ["saya{sv}", Self.unitLink, "\(new.count)"] + new.map(String.init) + ["0"])
+        let write = try stack.diskCall(copy, "WriteFile", ["saya{sv}", Self.unitLink, "\(new.count)"] + new.map(String.init) + ["0"])
         XCTAssertTrue(write.ok, write.all)
-        let listing = try diskCall(copy, "ListDirectory", ["sa{sv}", "/etc/systemd/system/multi-user.target.wants", "0"])
+        let listing = try stack.diskCall(copy, "ListDirectory", ["sa{sv}", "/etc/systemd/system/multi-user.target.wants", "0"])
         XCTAssertTrue(listing.ok, listing.all)
         XCTAssertTrue(listing.stdout.contains("\"multiverse-ready.service\" \"symlink\""), listing.stdout)
         XCTAssertTrue(listing.stdout.contains("\"\(Self.unitFile)\""), "ListDirectory does not show the link's target: \(listing.stdout)")

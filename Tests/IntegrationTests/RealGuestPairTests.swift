@@ -82,7 +82,7 @@ extension RealGuestTests {
             for vm in [desk, router] {
                 QemuSystemTests.virsh(["destroy", vm])
                 QemuSystemTests.virsh(["undefine", vm])
-                _ = try? diskCall("\(vm)-root.qcow2", "Delete", ["a{sv}", "0"])
+                _ = try? stack.diskCall("\(vm)-root.qcow2", "Delete", ["a{sv}", "0"])
             }
         }
         let common = ["base_disk", "s", Self.base, "autostart", "b", "true", "shares", "a(ss)", "0",
@@ -163,7 +163,7 @@ extension RealGuestTests {
         XCTAssertTrue(stopped.contains("\"stopped\" as 2 \"\(desk)\" \"\(router)\""), "not a clean shutdown of both, interface controller first: \(stopped)")
 
         // What the check saw, from the stopped controller's overlay.
-        let read = try diskCall("\(desk)-root.qcow2", "ReadFile", ["sa{sv}", "/var/lib/multiverse/reach.txt", "0"])
+        let read = try stack.diskCall("\(desk)-root.qcow2", "ReadFile", ["sa{sv}", "/var/lib/multiverse/reach.txt", "0"])
         XCTAssertTrue(read.ok, read.all)
         let log = String(decoding: Self.bytes(read.stdout), as: UTF8.self)
         print("RealGuestTests: the interface controller's reach log:\n\(log)")

@@ -32,11 +32,6 @@ final class RealGuestTests: XCTestCase {
 
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"]) throws -> CommandResult {
-        guard let path = try stack.vmPath(name) else { throw StackError("no VM \(name)") }
-        return try stack.busctl(["--timeout=300", "call", TestStack.busName, path, TestStack.vmInterface, method] + args, as: TestStack.grantedUser)
-    }
-
     /// An ephemeral interface controller on an overlay of the Debian image (no NICs and no
     /// share here: the network pair is another test; the profile's /var/multiverse does not
     /// exist on these machines): its own systemd
@@ -56,7 +51,7 @@ final class RealGuestTests: XCTestCase {
         XCTAssertTrue(xml.contains("\(name)-root.qcow2"), xml)
 
         let started = Date()
-        let start = try vmCall(name, "Start")
+        let start = try stack.vmCall(name, "Start")
         guard start.ok else { return XCTFail("Start: \(start.all) \(Self.consoleTail(name))") }
         let ready = waitFor(400, interval: 1) { s.vmProperty(name, "Ready") == "b true" }
         let bootSeconds = Int(Date().timeIntervalSince(started))
@@ -66,7 +61,7 @@ final class RealGuestTests: XCTestCase {
         XCTAssertEqual(status, "s \"Debian GNU/Linux 12 (bookworm): multi-user.target reached, 0 failed units\"")
 
         // Shutdown: ACPI power button -> logind -> poweroff; STOPPING=1 first.
-        let shutdown = try vmCall(name, "Shutdown", ["a{sv}", "1", "timeout_s", "u", "240"])
+        let shutdown = try stack.vmCall(name, "Shutdown", ["a{sv}", "1", "timeout_s", "u", "240"])
         XCTAssertTrue(shutdown.ok, "the guest did not power off on ACPI within 240 s: \(shutdown.all) \(Self.consoleTail(name))")
         let log = (try? String(contentsOfFile: "/var/log/libvirt/qemu/\(name).log", encoding: .utf8)) ?? ""
         XCTAssertTrue(log.contains("reason=shutdown"), "libvirt's log does not show a guest shutdown: \(log.suffix(600))")
@@ -97,7 +92,7 @@ final class RealGuestTests: XCTestCase {
         XCTAssertEqual(inspectLines.first, "debian", oracle.stdout)
         XCTAssertEqual(sections["link"], ["../usr/lib/os-release"], "the oracle's image is not what the test expects")
 
-        func disk(_ method: String, _ args: [String]) throws -> CommandResult { try diskCall(Self.base, method, args) }
+        func disk(_ method: String, _ args: [String]) throws -> CommandResult { try stack.diskCall(Self.base, method, args) }
         let inspect = try disk("Inspect", ["a{sv}", "0"])
         XCTAssertTrue(inspect.ok, inspect.all)
         XCTAssertTrue(waitFor(300, interval: 0.5) { s.jobProperty(inspect.replyPath, "State") != "s \"running\"" })

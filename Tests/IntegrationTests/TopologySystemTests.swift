@@ -74,7 +74,7 @@ extension QemuSystemTests {
 
         // Started, libvirtd binds the filter to each of the router's taps (with the inactive
         // default network started first).
-        let start = try vmCall(router, "Start")
+        let start = try s.vmCall(router, "Start")
         XCTAssertTrue(start.ok, start.all)
         let bindings = Self.virsh(["nwfilter-binding-list"])
         XCTAssertTrue(bindings.ok, bindings.all)
@@ -90,7 +90,7 @@ extension QemuSystemTests {
         var st = stat()
         XCTAssertEqual(lstat(socketPath, &st), 0, socketPath)
         XCTAssertEqual(st.st_mode & S_IFMT, S_IFSOCK, "\(socketPath) is not a socket")
-        XCTAssertTrue(try vmCall(router, "Destroy").ok)
+        XCTAssertTrue(try s.vmCall(router, "Destroy").ok)
     }
 }
 

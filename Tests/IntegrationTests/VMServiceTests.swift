@@ -32,18 +32,12 @@ final class VMServiceTests: XCTestCase {
 
     // MARK: helpers
 
-    func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"], as user: String? = TestStack.grantedUser,
-                interactive: Bool = true) throws -> CommandResult {
-        guard let path = try stack.vmPath(name) else { throw StackError("no VM \(name)") }
-        return try stack.call(path, TestStack.vmInterface, method, args, as: user, interactive: interactive)
-    }
-
     func define(_ name: String, _ profile: String, _ options: [String] = ["0"], as user: String = TestStack.grantedUser) throws -> CommandResult {
         try stack.manager("DefineVM", ["ssa{sv}", name, profile] + options, as: user)
     }
 
     func xml(_ name: String) throws -> XMLElement {
-        let r = try vmCall(name, "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil)
+        let r = try stack.vmCall(name, "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil)
         XCTAssertTrue(r.ok, r.all)
         // busctl prints `s "<escaped xml>"`: read it back through --json.
         let json = try stack.busctl(["--json=short", "call", TestStack.busName, try stack.vmPath(name) ?? "", TestStack.vmInterface, "GetXML", "a{sv}", "0"])
@@ -145,10 +139,10 @@ final class VMServiceTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',path='\(path)',interface='\(TestStack.vmInterface)',member='StateChanged'")
         defer { Task { await signals.close() } }
         for method in ["Start", "Suspend", "Resume"] {
-            let r = try vmCall("life1", method)
+            let r = try stack.vmCall("life1", method)
             XCTAssertTrue(r.ok, "\(method): \(r.all)")
         }
-        let stop = try vmCall("life1", "Shutdown", ["a{sv}", "2", "timeout_s", "u", "10", "force", "b", "true"])
+        let stop = try stack.vmCall("life1", "Shutdown", ["a{sv}", "2", "timeout_s", "u", "10", "force", "b", "true"])
         XCTAssertTrue(stop.ok, stop.all)
         XCTAssertEqual(s.vmProperty("life1", "State"), "s \"shutoff\"")
         var seen: [String] = []
@@ -159,7 +153,7 @@ final class VMServiceTests: XCTestCase {
         }
         XCTAssertEqual(seen, ["running booted", "paused user", "running unpaused", "shutoff shutdown"])
         // Wrong state: InvalidState naming the VM and its state, before any authorization.
-        let again = try vmCall("life1", "Resume", as: TestStack.otherUser)
+        let again = try stack.vmCall("life1", "Resume", as: TestStack.otherUser)
         XCTAssertTrue(again.stderr.contains("cannot resume life1: it is shutoff"), again.all)
         // The daemon's audit log holds one decision on resuming life1, the granted user's
         // above: the refused call never reached polkit.
@@ -167,29 +161,29 @@ final class VMServiceTests: XCTestCase {
             .filter { $0.contains("action=\"org.multiverse.controller.vm.control\" operation=\"resume\" vm=\"life1\" ") }
         XCTAssertEqual(resumeDecisions.count, 1, resumeDecisions.joined(separator: "\n"))
         XCTAssertTrue(resumeDecisions.first?.hasSuffix("decision=allowed") ?? false, resumeDecisions.joined(separator: "\n"))
-        let destroy = try vmCall("life1", "Destroy")
+        let destroy = try stack.vmCall("life1", "Destroy")
         XCTAssertTrue(destroy.stderr.contains("it is shutoff"), destroy.all)
     }
 
     func testUnauthorizedCallsChangeNothing() throws {
         let s = try stack
         XCTAssertTrue(try define("guarded", "app").ok)
-        let xmlBefore = try vmCall("guarded", "GetXML", as: nil).stdout
+        let xmlBefore = try stack.vmCall("guarded", "GetXML", as: nil).stdout
         for (method, args) in [("Start", ["a{sv}", "0"]), ("SetResources", ["a{sv}", "1", "vcpus", "u", "4"]),
                                ("SetAutostart", ["ba{sv}", "true", "0"]), ("Undefine", ["a{sv}", "0"])] {
-            let quiet = try vmCall("guarded", method, args, as: TestStack.otherUser, interactive: false)
+            let quiet = try stack.vmCall("guarded", method, args, as: TestStack.otherUser, interactive: false)
             XCTAssertFalse(quiet.ok, "\(method) \(quiet.all)")
             XCTAssertTrue(quiet.stderr.contains("needs authentication") || quiet.stderr.contains("Interactive authentication"), quiet.all)
-            let denied = try vmCall("guarded", method, args, as: TestStack.otherUser)
+            let denied = try stack.vmCall("guarded", method, args, as: TestStack.otherUser)
             XCTAssertFalse(denied.ok, "\(method) \(denied.all)")
         }
         let defineDenied = try define("intruder", "app", as: TestStack.otherUser)
         XCTAssertFalse(defineDenied.ok)
         XCTAssertNil(s.vmPath("intruder"))
         XCTAssertEqual(s.vmProperty("guarded", "State"), "s \"shutoff\"")
-        XCTAssertEqual(try vmCall("guarded", "GetXML", as: nil).stdout, xmlBefore)
+        XCTAssertEqual(try stack.vmCall("guarded", "GetXML", as: nil).stdout, xmlBefore)
         // Reading needs no authorization.
-        XCTAssertTrue(try vmCall("guarded", "GetXML", as: TestStack.otherUser).ok)
+        XCTAssertTrue(try stack.vmCall("guarded", "GetXML", as: TestStack.otherUser).ok)
         XCTAssertTrue(s.log(tail: 60).contains("action=\"org.multiverse.controller.vm.control\"") && s.log(tail: 60).contains("vm=\"guarded\""))
     }
 
@@ -239,11 +233,11 @@ final class VMServiceTests: XCTestCase {
         XCTAssertEqual(s.vmProperty("plain1", "Profile"), "s \"\"")
         XCTAssertEqual(s.vmProperty("plain1", "MemoryMiB"), "t 128")
 
-        XCTAssertTrue(try vmCall("plain1", "SetAutostart", ["ba{sv}", "true", "0"]).ok)
+        XCTAssertTrue(try stack.vmCall("plain1", "SetAutostart", ["ba{sv}", "true", "0"]).ok)
         XCTAssertEqual(s.vmProperty("plain1", "Autostart"), "b true")
-        let metadata = try vmCall("plain1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout
+        let metadata = try stack.vmCall("plain1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout
         XCTAssertTrue(metadata.contains("<mv:autostart>true</mv:autostart>"), metadata)
-        let resources = try vmCall("plain1", "SetResources", ["a{sv}", "2", "memory_mib", "t", "300", "vcpus", "u", "2"])
+        let resources = try stack.vmCall("plain1", "SetResources", ["a{sv}", "2", "memory_mib", "t", "300", "vcpus", "u", "2"])
         XCTAssertTrue(resources.ok, resources.all)
         XCTAssertEqual(s.vmProperty("plain1", "MemoryMiB"), "t 300")
         XCTAssertEqual(s.vmProperty("plain1", "VCPUs"), "u 2")
@@ -256,14 +250,14 @@ final class VMServiceTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',interface='org.freedesktop.DBus.ObjectManager'")
         defer { Task { await signals.close() } }
         let path = s.vmPath("withdisk") ?? ""
-        let undefine = try vmCall("withdisk", "Undefine", ["a{sv}", "1", "delete_disks", "b", "true"])
+        let undefine = try stack.vmCall("withdisk", "Undefine", ["a{sv}", "1", "delete_disks", "b", "true"])
         XCTAssertTrue(undefine.ok, undefine.all)
         XCTAssertNil(s.vmPath("withdisk"))
         XCTAssertFalse(s.imageFiles().contains("vmdisk.qcow2"))
         let removed = await signals.wait { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == path }
         XCTAssertNotNil(removed, signals.summary)
         // A running VM cannot be undefined.
-        let running = try vmCall("test", "Undefine")
+        let running = try stack.vmCall("test", "Undefine")
         XCTAssertTrue(running.stderr.contains("cannot undefine test: it is running"), running.all)
     }
 
@@ -273,33 +267,33 @@ final class VMServiceTests: XCTestCase {
         XCTAssertTrue(s.createDisk("data1.qcow2", as: TestStack.grantedUser).ok)
         // Shut off: the persistent definition changes (the test driver has no device calls,
         // so the service redefines the XML).
-        let attach = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdb", "0"])
+        let attach = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdb", "0"])
         XCTAssertTrue(attach.ok, attach.all)
         XCTAssertEqual(s.vmProperty("dev1", "Disks"),
                        "a(ssso) 1 \"vdb\" \"\(s.imageDir.path)/data1.qcow2\" \"qcow2\" \"/org/multiverse/Controller/disk/data1_2eqcow2\"")
         let attachedTo = { s.property("/org/multiverse/Controller/disk/data1_2eqcow2", TestStack.diskInterface, "AttachedTo") }
         XCTAssertEqual(attachedTo(), "ao 1 \"\(s.vmPath("dev1") ?? "")\"")
-        let collision = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "0"])
+        let collision = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "0"])
         XCTAssertTrue(collision.stderr.contains("is already attached to dev1"), collision.all)
-        let sameTarget = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "\(s.imageDir.path)/data1.qcow2", "vdb", "0"])
+        let sameTarget = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "\(s.imageDir.path)/data1.qcow2", "vdb", "0"])
         XCTAssertTrue(sameTarget.stderr.contains("target vdb of dev1 is already used"), sameTarget.all)
         for (disk, target, message) in [("data1.qcow2", "xvda", "invalid target 'xvda'"), ("nope", "vdc", "no disk named nope"),
                                         ("/etc/passwd", "vdc", "is not under an allowed image root"),
                                         ("\(s.imageDir.path)/../../etc/passwd", "vdc", "without '..'")] {
-            let r = try vmCall("dev1", "AttachDisk", ["ssa{sv}", disk, target, "0"])
+            let r = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", disk, target, "0"])
             XCTAssertTrue(r.stderr.contains(message), "\(disk) \(target): \(r.all)")
         }
         // A symlink in the image directory cannot lead out of it.
         XCTAssertEqual(symlink("/etc/shadow", s.imageDir.appendingPathComponent("sneaky").path), 0)
-        let sneaky = try vmCall("dev1", "AttachDisk", ["ssa{sv}", s.imageDir.appendingPathComponent("sneaky").path, "vdc", "1", "format", "s", "raw"])
+        let sneaky = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", s.imageDir.appendingPathComponent("sneaky").path, "vdc", "1", "format", "s", "raw"])
         XCTAssertTrue(sneaky.stderr.contains("(/etc/shadow) is not under an allowed image root"), sneaky.all)
         unlink(s.imageDir.appendingPathComponent("sneaky").path)
         // Live on a shut-off VM is InvalidState; denied for the other user, nothing changed.
-        let live = try vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "1", "live", "b", "true"])
+        let live = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "1", "live", "b", "true"])
         XCTAssertTrue(live.stderr.contains("cannot change dev1 live: it is shutoff"), live.all)
-        XCTAssertFalse(try vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"], as: TestStack.otherUser).ok)
+        XCTAssertFalse(try stack.vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"], as: TestStack.otherUser).ok)
         XCTAssertTrue(s.vmProperty("dev1", "Disks").contains("vdb"))
-        let detach = try vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"])
+        let detach = try stack.vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"])
         XCTAssertTrue(detach.ok, detach.all)
         XCTAssertEqual(s.vmProperty("dev1", "Disks"), "a(ssso) 0")
         XCTAssertEqual(attachedTo(), "ao 0")
@@ -307,22 +301,22 @@ final class VMServiceTests: XCTestCase {
 
         // 9p shares on a shut-off VM; a running one cannot hot-plug them.
         let music = s.dir.appendingPathComponent("shares/music").path
-        let add = try vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "1", "readonly", "b", "true"])
+        let add = try stack.vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "1", "readonly", "b", "true"])
         XCTAssertTrue(add.ok, add.all)
         XCTAssertEqual(s.vmProperty("dev1", "Shares"), "a(ss) 1 \"\(music)\" \"Music\"")
-        XCTAssertTrue(try vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("<readonly/>"))
-        let dupe = try vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "0"])
+        XCTAssertTrue(try stack.vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("<readonly/>"))
+        let dupe = try stack.vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "0"])
         XCTAssertTrue(dupe.stderr.contains("already has a share tagged Music"), dupe.all)
-        let outside = try vmCall("dev1", "AddShare", ["ssa{sv}", "/etc", "etc", "0"])
+        let outside = try stack.vmCall("dev1", "AddShare", ["ssa{sv}", "/etc", "etc", "0"])
         XCTAssertTrue(outside.stderr.contains("is not under an allowed share root"), outside.all)
-        XCTAssertTrue(try vmCall("dev1", "Start").ok)
-        let hot = try vmCall("dev1", "RemoveShare", ["sa{sv}", "Music", "0"])
+        XCTAssertTrue(try stack.vmCall("dev1", "Start").ok)
+        let hot = try stack.vmCall("dev1", "RemoveShare", ["sa{sv}", "Music", "0"])
         XCTAssertTrue(hot.stderr.contains("9p shares cannot be hot-unplugged; stop dev1 first"), hot.all)
-        XCTAssertTrue(try vmCall("dev1", "Destroy").ok)
+        XCTAssertTrue(try stack.vmCall("dev1", "Destroy").ok)
         XCTAssertTrue(s.mvctl(["vm", "share", "remove", "dev1", "Music"], as: TestStack.grantedUser).ok)
         XCTAssertEqual(s.vmProperty("dev1", "Shares"), "a(ss) 0")
         XCTAssertTrue(s.mvctl(["vm", "attach-disk", "dev1", "data1.qcow2", "sda"], as: TestStack.grantedUser).ok)
-        XCTAssertTrue(try vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("sata"))
+        XCTAssertTrue(try stack.vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("sata"))
     }
 
     func testEphemeralLaunchOnABaseDiskLeavesNothingBehind() async throws {
@@ -342,8 +336,8 @@ final class VMServiceTests: XCTestCase {
         XCTAssertEqual(s.property("/org/multiverse/Controller/disk/eph1_2droot_2eqcow2", TestStack.diskInterface, "BackingDisk"),
                        "s \"base.qcow2\"")
         let path = s.vmPath("eph1") ?? ""
-        XCTAssertTrue(try vmCall("eph1", "Start").ok)
-        XCTAssertTrue(try vmCall("eph1", "Destroy").ok)
+        XCTAssertTrue(try stack.vmCall("eph1", "Start").ok)
+        XCTAssertTrue(try stack.vmCall("eph1", "Destroy").ok)
         // Stopping discards it: the VM and its overlay go, the base stays.
         let gone = await signals.wait(timeout: 5) { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == path }
         XCTAssertNotNil(gone, signals.summary)
@@ -395,7 +389,7 @@ final class VMServiceTests: XCTestCase {
         let removed = await signals.wait(timeout: 10) { $0.member == "InterfacesRemoved" && $0.arguments.first?.string == job }
         XCTAssertNotNil(removed, signals.summary)
         XCTAssertFalse(s.manager("ListJobs", ["a{sv}", "0"]).stdout.contains(job))
-        for name in ["sa-net", "sa-ui", "sa-app"] { _ = try vmCall(name, "Destroy") }
+        for name in ["sa-net", "sa-ui", "sa-app"] { _ = try stack.vmCall(name, "Destroy") }
     }
 
     func testSnapshotsCoverEveryManagedDiskAndRevertTheirContents() async throws {
@@ -408,7 +402,7 @@ final class VMServiceTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }
 
-        let create = try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "before", "0"])
+        let create = try stack.vmCall("snap1", "CreateSnapshot", ["sa{sv}", "before", "0"])
         XCTAssertTrue(create.ok, create.all)
         let job = create.replyPath
         let done = await signals.wait(timeout: 10) { $0.path == job }
@@ -420,9 +414,9 @@ final class VMServiceTests: XCTestCase {
         for disk in ["snap-a.qcow2", "snap-b.qcow2"] {
             XCTAssertTrue(s.diskProperty(disk, "Snapshots").hasPrefix("a(st) 1 \"vm-before\" "), s.diskProperty(disk, "Snapshots"))
         }
-        let list = try vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: TestStack.otherUser)
+        let list = try stack.vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: TestStack.otherUser)
         XCTAssertTrue(list.stdout.hasPrefix("a(st) 1 \"before\" "), list.all)
-        let again = try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "before", "0"])
+        let again = try stack.vmCall("snap1", "CreateSnapshot", ["sa{sv}", "before", "0"])
         XCTAssertTrue(again.stderr.contains("disk snap-a.qcow2 already has a snapshot vm-before"), again.all)
 
         // Change both disks, then revert: the old contents are back.
@@ -430,27 +424,27 @@ final class VMServiceTests: XCTestCase {
         XCTAssertTrue(qemuIO("write -P 0xcd 0 64k", b).ok)
         assertPattern(0xab, offset: 0, length: 64 << 10, in: a)
         let mark = signals.all.count
-        let revert = try vmCall("snap1", "RevertSnapshot", ["sa{sv}", "before", "0"])
+        let revert = try stack.vmCall("snap1", "RevertSnapshot", ["sa{sv}", "before", "0"])
         XCTAssertTrue(revert.ok, revert.all)
         let reverted = await signals.wait(timeout: 10, after: mark) { $0.path == revert.replyPath }
         XCTAssertEqual(reverted?.arguments.first, .boolean(true), signals.summary)
         for image in [a, b] { assertPattern(0, offset: 0, length: 64 << 10, in: image) }
 
         // Wrong input and state.
-        XCTAssertTrue(try vmCall("snap1", "RevertSnapshot", ["sa{sv}", "nope", "0"]).stderr.contains("has no snapshot vm-nope"))
-        XCTAssertTrue(try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "bad/name", "0"]).stderr.contains("invalid snapshot name"))
-        XCTAssertFalse(try vmCall("snap1", "DeleteSnapshot", ["sa{sv}", "before", "0"], as: TestStack.otherUser).ok)
+        XCTAssertTrue(try stack.vmCall("snap1", "RevertSnapshot", ["sa{sv}", "nope", "0"]).stderr.contains("has no snapshot vm-nope"))
+        XCTAssertTrue(try stack.vmCall("snap1", "CreateSnapshot", ["sa{sv}", "bad/name", "0"]).stderr.contains("invalid snapshot name"))
+        XCTAssertFalse(try stack.vmCall("snap1", "DeleteSnapshot", ["sa{sv}", "before", "0"], as: TestStack.otherUser).ok)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", a]).stdout.contains("vm-before"))
-        XCTAssertTrue(try vmCall("snap1", "Start").ok)
-        let running = try vmCall("snap1", "CreateSnapshot", ["sa{sv}", "live", "0"])
+        XCTAssertTrue(try stack.vmCall("snap1", "Start").ok)
+        let running = try stack.vmCall("snap1", "CreateSnapshot", ["sa{sv}", "live", "0"])
         XCTAssertTrue(running.stderr.contains("taken while the VM is shut off; snap1 is running"), running.all)
-        XCTAssertTrue(try vmCall("snap1", "Destroy").ok)
+        XCTAssertTrue(try stack.vmCall("snap1", "Destroy").ok)
         XCTAssertTrue(s.createDisk("snap-raw", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
         XCTAssertTrue(try define("snap2", "app", ["1", "disks", "as", "1", "snap-raw"]).ok)
-        let raw = try vmCall("snap2", "CreateSnapshot", ["sa{sv}", "x", "0"])
+        let raw = try stack.vmCall("snap2", "CreateSnapshot", ["sa{sv}", "x", "0"])
         XCTAssertTrue(raw.stderr.contains("disk snap-raw of snap2 is raw; internal snapshots need qcow2"), raw.all)
 
-        let delete = try vmCall("snap1", "DeleteSnapshot", ["sa{sv}", "before", "0"])
+        let delete = try stack.vmCall("snap1", "DeleteSnapshot", ["sa{sv}", "before", "0"])
         XCTAssertTrue(delete.ok, delete.all)
         for image in [a, b] {
             let snapshots = Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image])
@@ -458,7 +452,7 @@ final class VMServiceTests: XCTestCase {
             XCTAssertEqual(snapshots.stdout, "", "vm-before was the only snapshot: \(snapshots.all)")   // qemu-img lists none
             XCTAssertFalse(snapshots.stdout.contains("vm-before"), snapshots.all)
         }
-        XCTAssertEqual(try vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: nil).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(st) 0")
+        XCTAssertEqual(try stack.vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: nil).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(st) 0")
         XCTAssertEqual(s.diskProperty("snap-a.qcow2", "Snapshots"), "a(st) 0")
     }
 

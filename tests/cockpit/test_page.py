@@ -228,10 +228,10 @@ def admin_checks(d):
         # libvirt's test driver lives in the daemon: a new daemon starts from the test
         # host's XML again, so auto1 (defined above) is gone and test is back.
         assert row(d, "auto1") is not None
-        subprocess.run([os.environ["MV_DAEMON_CTL"], "stop"], check=True, timeout=120)
+        subprocess.run([os.environ["MV_STACK"], "daemon", "stop", os.environ["MV_DAEMON_DIR"]], check=True, timeout=120)
         wait(d, "the not-running message", lambda: d.find_element(By.ID, "mv-service-gone").is_displayed())
         shot(d, "vms-daemon-stopped")
-        subprocess.run([os.environ["MV_DAEMON_CTL"], "start"], check=True, timeout=120)
+        subprocess.run([os.environ["MV_STACK"], "daemon", "launch", os.environ["MV_DAEMON_DIR"]], check=True, timeout=120)
         wait(d, "auto1 to go", lambda: row(d, "auto1") is None, 30)
         wait(d, "test listed again", lambda: shown_state(d, "test") == "running", 30)
         define("after1")

@@ -23,6 +23,21 @@ extension TestStack {
     /// A property of the job at `job`.
     func jobProperty(_ job: String, _ name: String) -> String { property(job, Self.jobInterface, name) }
 
+    /// `busctl call` of a method of the VM named `name` as `user` (the granted test user
+    /// unless said), waiting up to five minutes for the reply (a shutdown, a live detach);
+    /// `StackError` when there is no such VM.
+    func vmCall(_ name: String, _ method: String, _ args: [String] = ["a{sv}", "0"], as user: String? = TestStack.grantedUser,
+                interactive: Bool = true) throws -> CommandResult {
+        guard let path = vmPath(name) else { throw StackError("no VM \(name)") }
+        return call(path, Self.vmInterface, method, args, as: user, interactive: interactive)
+    }
+
+    /// `busctl call` of a method of the disk named `disk` as `user` (the granted test user
+    /// unless said), waiting up to five minutes for the reply (an appliance's work).
+    func diskCall(_ disk: String, _ method: String, _ args: [String], as user: String? = TestStack.grantedUser) -> CommandResult {
+        call(Self.diskPath(disk), Self.diskInterface, method, args, as: user)
+    }
+
     /// The object path of the VM named `name` (GetVMByName); nil when there is no such VM.
     func vmPath(_ name: String) -> String? {
         let r = manager("GetVMByName", ["sa{sv}", name, "0"])

@@ -50,12 +50,11 @@ final class TestStack {
     let hostRoot: URL
     /// Every run of the initramfs rebuild stand-in appends a line here.
     var rebuildLog: String { dir.appendingPathComponent("rebuilds.log").path }
-    /// Extra lines for the `[settings]` section of the daemon's configuration
-    /// (`@HOSTROOT@` stands for the sandbox host root's path).
-    let settingsConfig: String
-    /// More TOML sections for the daemon's configuration (`@DIR@` stands for the stack's directory).
-    let extraConfig: String
     let libvirtURI: String
+    /// The daemon's command line as `scripts/stack daemon prepare` made it (the launcher
+    /// of the demo, the browser tests and the benchmarks); the stack runs it itself, to
+    /// signal the daemon and read its exit status.
+    private var daemonCommand: [String] = []
     /// The networks a real libvirtd (`qemu:///system`) had before this stack started: `stop`
     /// removes the ones the daemon made meanwhile (its internal network), so a run leaves none.
     let networksBefore: Set<String>
@@ -72,8 +71,6 @@ final class TestStack {
          prepareImages: (URL) throws -> Void = { _ in }) throws {
         self.libvirtURI = libvirtURI
         networksBefore = Self.libvirtNetworks(libvirtURI)
-        settingsConfig = settings
-        extraConfig = config
         guard getuid() == 0 else { throw StackError("integration tests need root (users, bind mounts, polkitd)") }
         // The appliance user is the package's (sysusers); the daemon starts libguestfs' helper as it.
         for user in [Self.grantedUser, Self.otherUser, Self.vmOnlyUser, Self.applianceUser] where Command.run("id", ["-u", user]).status != 0 {
@@ -86,14 +83,9 @@ final class TestStack {
                                                 attributes: [.posixPermissions: 0o755])
         imageDir = dir.appendingPathComponent("images")
         try FileManager.default.createDirectory(at: imageDir, withIntermediateDirectories: true)
-        // Every daemon of the suite works on a sandbox host root, never on the real /etc.
+        // Every daemon of the suite works on a sandbox host root, never on the real /etc
+        // (made by scripts/stack daemon prepare, below).
         hostRoot = dir.appendingPathComponent("hostroot")
-        let made = Command.run(Self.repo.appendingPathComponent("scripts/make-host-root").path, [hostRoot.path] + hostRootOptions)
-        guard made.ok else { throw StackError("scripts/make-host-root failed: \(made.all)") }
-        // Stand-in for update-initramfs: records each run (a real rebuild needs a real /boot).
-        let rebuild = dir.appendingPathComponent("rebuild-initramfs")
-        try "#!/bin/sh\nsleep \(rebuildSeconds)\necho \"$(date +%s.%N) $*\" >> \(dir.path)/rebuilds.log\n".write(to: rebuild, atomically: true, encoding: .utf8)
-        chmod(rebuild.path, 0o755)
         let rule = dir.appendingPathComponent("50-mvtest.rules")
         try """
             // Test rule: the granted test user may do everything of the controller, the VM-only
@@ -112,6 +104,19 @@ final class TestStack {
         }
         address = String(line.dropFirst("DBUS_SYSTEM_BUS_ADDRESS=".count))
         do {
+            // [settings] lines (@HOSTROOT@: the sandbox host root) and further tables
+            // (@DIR@: this stack's directory); polkit's timeout for every suite.
+            let settingsFile = dir.appendingPathComponent("settings.toml")
+            try settings.write(to: settingsFile, atomically: true, encoding: .utf8)
+            let configFile = dir.appendingPathComponent("config.toml")
+            try "[polkit]\ntimeout_s = 20\n\n\(config)\n".write(to: configFile, atomically: true, encoding: .utf8)
+            var prepare = ["daemon", "prepare", dir.path, "--bus", dir.appendingPathComponent("bus").path,
+                           "--daemon", Self.daemonPath, "--libvirt-uri", libvirtURI, "--settings", settingsFile.path,
+                           "--config", configFile.path, "--rebuild-seconds", "\(rebuildSeconds)", "--log-level", "debug"]
+            for option in hostRootOptions { prepare += ["--host-root-option", option] }
+            let prepared = Command.run(Self.repo.appendingPathComponent("scripts/stack").path, prepare)
+            guard prepared.ok else { throw StackError("scripts/stack daemon prepare failed: \(prepared.all)") }
+            daemonCommand = prepared.stdout.split(separator: "\n").map(String.init)
             try prepareImages(imageDir)
             try startDaemon()
             for (name, format) in adopt.sorted(by: { $0.key < $1.key }) {
@@ -125,11 +130,8 @@ final class TestStack {
     }
 
     func startDaemon() throws {
-        let process = try Child(Self.daemonPath, [
-            "--bus-address", address, "--libvirt-uri", libvirtURI,
-            "--image-dir", imageDir.path, "--backup-dir", dir.appendingPathComponent("backups").path,
-            "--host-root", hostRoot.path, "--state-dir", dir.appendingPathComponent("state").path,
-            "--config", writeConfig(), "--log-level", "debug"], stdout: logPath, stderr: logPath)
+        guard let program = daemonCommand.first else { throw StackError("the daemon's command line was not prepared") }
+        let process = try Child(program, Array(daemonCommand.dropFirst()), stdout: logPath, stderr: logPath)
         daemon = process
         for _ in 0..<300 {
             if busctl(["status", Self.busName]).ok { return }
@@ -137,25 +139,6 @@ final class TestStack {
             usleep(50_000)
         }
         throw StackError("daemon did not take the name in 15 s: \(log(tail: 20))")
-    }
-
-    private func writeConfig() -> String {
-        let path = dir.appendingPathComponent("controller.toml").path
-        let text = """
-            [polkit]
-            timeout_s = 20
-
-            [settings]
-            \(settingsConfig.contains("initramfs_update_command") ? "" : "initramfs_update_command = [\"\(dir.appendingPathComponent("rebuild-initramfs").path)\", \"-u\"]")
-            \(settingsConfig.replacingOccurrences(of: "@HOSTROOT@", with: hostRoot.path))
-
-            \(extraConfig.contains("[guestfs]") ? "" : "[guestfs]\nbackend_settings = [\"force_tcg\"]")
-
-            \(extraConfig.replacingOccurrences(of: "@DIR@", with: dir.path))
-
-            """
-        try? text.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
     }
 
     /// Sends SIGTERM and waits; returns the exit status.
@@ -220,7 +203,7 @@ final class TestStack {
     /// `busctl call` on our service.
     func call(_ path: String = TestStack.root, _ interface: String = TestStack.managerInterface, _ method: String,
               _ signatureAndArgs: [String], as user: String? = nil, interactive: Bool = true) -> CommandResult {
-        busctl(["call", Self.busName, path, interface, method] + signatureAndArgs, as: user, interactive: interactive)
+        busctl(["--timeout=300", "call", Self.busName, path, interface, method] + signatureAndArgs, as: user, interactive: interactive)
     }
 
     /// `busctl call` of a Manager method.
