@@ -73,12 +73,30 @@ let package = Package(
             dependencies: ["CLinux", "BlockingThreads", .product(name: "Subprocess", package: "swift-subprocess")],
             swiftSettings: strict
         ),
+        // The service's use of C and the system calls, each wrapped once with errors that
+        // name the file: files and their atomic edits below a root, syncs, digests and
+        // copies (libcrypto), XML (libxml2), inotify, sockets, child processes, image format
+        // records. Core keeps the rules and imports no C.
+        .target(
+            name: "HostSystem",
+            dependencies: [
+                "BlockingThreads", "CLibxml2", "CCrypto", "CLinux",
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ],
+            swiftSettings: strict
+        ),
+        // The guests' readiness channels: the line protocol, its budgets against a hostile
+        // guest, the connections to each VM's socket and the records of each boot.
+        .target(
+            name: "Readiness",
+            dependencies: ["HostSystem", "BlockingThreads", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "TOML", "CLibxml2", "CCrypto", "CLinux",
+                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "TOML", "HostSystem", "Readiness",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Subprocess", package: "swift-subprocess"),
             ],
             swiftSettings: strict
         ),
@@ -113,7 +131,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SDBusTests", dependencies: ["SDBus"], swiftSettings: strict),
-        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "ControllerAPI", "Guestfs", "Libvirt", "TOML", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "HostSystem", "Readiness", "ControllerAPI", "Guestfs", "Libvirt", "TOML", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "ControllerAPITests", dependencies: ["ControllerAPI", "ControllerBus", "ControllerCore"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["SDBus", "ControllerAPI"], swiftSettings: strict),
     ]

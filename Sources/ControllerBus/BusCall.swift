@@ -53,7 +53,12 @@ extension APIInterface {
             guard self.method(named: method.name) != nil, handlers[method.name] == nil else {
                 throw DBusError.failed("\(name): \(method.name) is bound twice or not declared")
             }
-            handlers[method.name] = { call in try await binding.run(try object(call), BusCall(message: call, method: method)) }
+            handlers[method.name] = { call in
+                // Core's errors reach the caller under the API's names, the system module's too.
+                do { return try await binding.run(try object(call), BusCall(message: call, method: method)) } catch {
+                    throw ControllerError.mapped(error)
+                }
+            }
         }
         if let unbound = methods.first(where: { handlers[$0.name] == nil }) {
             throw DBusError.failed("\(name): no handler for \(unbound.name)")

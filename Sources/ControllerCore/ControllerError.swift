@@ -1,3 +1,5 @@
+import HostSystem
+
 /// Errors of the controller, each of a kind the API names.
 /// Messages name the object and value concerned.
 public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -55,4 +57,22 @@ public enum ControllerError: Error, Sendable, Equatable, CustomStringConvertible
     }
 
     public var description: String { "\(kind): \(message)" }
+}
+
+extension ControllerError {
+    /// The API's error for a failure in the system module: one error per kind, no default.
+    public init(_ error: SystemError) {
+        switch error.kind {
+        case .io: self = .io(error.message)
+        case .invalidInput: self = .invalidArgs(error.message)
+        case .tooLarge: self = .limitsExceeded(error.message)
+        }
+    }
+
+    /// `error` as the API names it: a ``SystemError`` becomes its ``ControllerError``; any
+    /// other error is returned as it is.
+    public static func mapped(_ error: any Error) -> any Error {
+        if let e = error as? SystemError { return ControllerError(e) }
+        return error
+    }
 }

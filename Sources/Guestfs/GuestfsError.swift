@@ -9,6 +9,11 @@ public struct GuestfsError: Error, Sendable, CustomStringConvertible {
     /// errno of the failure inside the appliance (`ENOENT`, …), 0 when unknown.
     public let errno: Int32
 
+    /// The path did not exist in the guest (`ENOENT`).
+    public var notFound: Bool { errno == ENOENT }
+    /// A symlink loop in the guest (`ELOOP`).
+    public var loops: Bool { errno == ELOOP }
+
     public init(function: String, message: String, errno: Int32 = 0) {
         self.function = function
         self.message = message

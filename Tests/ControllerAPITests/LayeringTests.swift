@@ -40,6 +40,36 @@ final class LayeringTests: XCTestCase {
         }
     }
 
+    /// Core keeps the rules: the C libraries and the system calls are wrapped once, in
+    /// HostSystem (files, syncs, digests, XML, inotify, sockets, child processes) or in the
+    /// library modules (Libvirt, Guestfs, Polkit), and Core imports none of them directly.
+    func testCoreImportsNoCAndNoSystemCalls() throws {
+        let core = try imports(of: "ControllerCore")
+        XCTAssertNotNil(core["HostSystem"], "the check reads no imports: \(core)")
+        for module in ["Glibc", "CLinux", "CCrypto", "CLibxml2", "CLibvirt", "CGuestfs", "Subprocess", "SystemPackage", "Dispatch"] {
+            if let files = core[module] {
+                XCTFail("ControllerCore imports \(module) in \(files.sorted().joined(separator: ", ")); the call belongs in HostSystem")
+            }
+        }
+        let allowed: Set<String> = ["Glibc", "CLinux", "CCrypto", "CLibxml2", "BlockingThreads", "Subprocess", "SystemPackage",
+                                    "FoundationEssentials", "Synchronization", "Dispatch"]
+        for (module, files) in try imports(of: "HostSystem") where !allowed.contains(module) {
+            XCTFail("HostSystem imports \(module) in \(files.sorted().joined(separator: ", ")); it wraps the system and knows no service")
+        }
+    }
+
+    /// The readiness module (protocol, budgets, channels, records) is rules on a guest's
+    /// lines; its sockets and files are HostSystem's, and Core uses it for the VM cache.
+    func testTheReadinessModuleReachesTheSystemThroughHostSystem() throws {
+        let allowed: Set<String> = ["HostSystem", "BlockingThreads", "Logging", "FoundationEssentials", "Synchronization"]
+        let found = try imports(of: "Readiness")
+        XCTAssertNotNil(found["HostSystem"], "the check reads no imports: \(found)")
+        for (module, files) in found where !allowed.contains(module) {
+            XCTFail("Readiness imports \(module) in \(files.sorted().joined(separator: ", ")); it may use \(allowed.sorted().joined(separator: ", "))")
+        }
+        XCTAssertNotNil(try imports(of: "ControllerCore")["Readiness"])
+    }
+
     /// The TOML reader is a module of its own that reaches nothing: no Foundation, no C, no
     /// file (Core reads the file and hands it the text), and Core reads configuration
     /// through it only.
@@ -72,7 +102,7 @@ final class LayeringTests: XCTestCase {
     /// needs. mvctl, a short-lived command, may use Foundation. (The release stage of
     /// scripts/test also checks the linked binary for Foundation and ICU symbols.)
     func testDaemonTargetsImportFoundationEssentialsOnly() throws {
-        let daemonTargets = ["SDBus", "ControllerAPI", "BlockingThreads", "Libvirt", "Polkit", "Guestfs", "multiverse-guestfs", "TOML",
+        let daemonTargets = ["SDBus", "ControllerAPI", "BlockingThreads", "Libvirt", "Polkit", "Guestfs", "multiverse-guestfs", "TOML", "HostSystem", "Readiness",
                              "ControllerCore", "ControllerBus", "multiverse-controllerd"]
         var essentials = 0
         for target in daemonTargets {

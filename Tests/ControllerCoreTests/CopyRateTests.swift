@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import XCTest
+@testable import HostSystem
 @testable import ControllerCore
 
 /// `[disks] copy_rate_mib_s`: the daemon's own copies and qemu-img convert keep to it, the

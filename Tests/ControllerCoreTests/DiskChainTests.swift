@@ -1,3 +1,4 @@
+@testable import HostSystem
 @testable import ControllerCore
 import Foundation
 import XCTest

@@ -1,4 +1,5 @@
 import XCTest
+@testable import HostSystem
 @testable import ControllerCore
 
 /// DefineVMFromXML's allowlist on its own (the bus, polkit and libvirt are in

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import XCTest
+@testable import HostSystem
 @testable import ControllerCore
 
 /// `FileDigest` against coreutils' `sha256sum` on real files.
@@ -92,7 +93,7 @@ final class FileDigestTests: XCTestCase {
             _ = try await FileDigest.sha256(path)
             XCTFail("no error")
         } catch {
-            XCTAssertEqual((error as? ControllerError)?.kind, "Io")
+            XCTAssertEqual((ControllerError.mapped(error) as? ControllerError)?.kind, "Io", "\(error)")
             XCTAssertTrue("\(error)".contains(path), "\(error)")
         }
     }
@@ -186,7 +187,7 @@ final class FileDigestTests: XCTestCase {
             _ = try await FileDigest.sha256(source, copyingTo: existing)
             XCTFail("an existing file was overwritten")
         } catch {
-            XCTAssertEqual((error as? ControllerError)?.kind, "Io")
+            XCTAssertEqual((ControllerError.mapped(error) as? ControllerError)?.kind, "Io", "\(error)")
             XCTAssertTrue("\(error)".contains(existing), "\(error)")
         }
         XCTAssertEqual(FileManager.default.contents(atPath: existing), Data("old".utf8))
@@ -215,7 +216,7 @@ final class FileDigestTests: XCTestCase {
             _ = try await FileDigest.sha256(source, copyingTo: copy)
             XCTFail("a copy past the file size limit succeeded")
         } catch {
-            XCTAssertEqual((error as? ControllerError)?.kind, "Io")
+            XCTAssertEqual((ControllerError.mapped(error) as? ControllerError)?.kind, "Io", "\(error)")
             XCTAssertTrue("\(error)".contains("cannot write \(copy)"), "\(error)")
             XCTAssertTrue("\(error)".contains(String(cString: strerror(EFBIG))), "\(error)")
         }

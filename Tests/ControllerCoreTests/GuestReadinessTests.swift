@@ -1,3 +1,4 @@
+@testable import Readiness
 @testable import ControllerCore
 import Foundation
 import Logging

@@ -1,3 +1,5 @@
+@testable import HostSystem
+@testable import Readiness
 @testable import ControllerCore
 import XCTest
 

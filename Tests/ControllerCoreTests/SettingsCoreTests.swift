@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import XCTest
+@testable import HostSystem
 @testable import ControllerCore
 
 /// The settings' file logic on temporary directories used as host roots (no bus).

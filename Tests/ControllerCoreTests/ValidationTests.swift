@@ -1,4 +1,5 @@
 import XCTest
+@testable import HostSystem
 @testable import ControllerCore
 
 final class ValidationTests: XCTestCase {

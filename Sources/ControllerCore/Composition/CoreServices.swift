@@ -1,4 +1,5 @@
 import Guestfs
+import HostSystem
 import Logging
 import Synchronization
 

@@ -123,4 +123,3 @@ public struct ConfigDocument {
 }
 
 import FoundationEssentials
-import Glibc

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// The daemon's configuration: compiled-in defaults, then `/etc/multiverse/controller.toml`,
 /// then command-line flags. Every key is documented in `controller.toml.example`.

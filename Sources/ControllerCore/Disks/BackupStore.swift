@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 import Logging
 
 /// One backup of a disk: the image `BACKUP_DIR/ID.img` and its manifest `ID.json`.
@@ -46,7 +46,7 @@ public actor BackupStore {
         var found: [String: BackupInfo] = [:]
         for name in (try FileManager.default.contentsOfDirectory(atPath: directory)).sorted() {
             if name.hasPrefix("."), name.contains(".partial") {
-                unlink("\(directory)/\(name)")
+                Files.discard("\(directory)/\(name)")
                 logger.notice("removed unfinished backup file \(directory)/\(name)")
                 continue
             }
@@ -61,7 +61,7 @@ public actor BackupStore {
         for name in (try FileManager.default.contentsOfDirectory(atPath: directory)) where name.hasSuffix(".img") {
             let id = String(name.dropLast(4))
             if found[id] == nil {
-                unlink("\(directory)/\(name)")
+                Files.discard("\(directory)/\(name)")
                 logger.notice("removed backup image without a manifest \(directory)/\(name)")
             }
         }
@@ -100,25 +100,25 @@ public actor BackupStore {
                 sum = try await FileDigest.sha256(temporary) { progress(0.9 + $0 * 0.1) }
             }
             try Task.checkCancellation()
-            guard rename(temporary, imagePath(id)) == 0 else { throw ControllerError.io("cannot store backup \(id): \(String(cString: strerror(errno)))") }
-            var st = stat()
-            stat(imagePath(id), &st)
+            do { try Files.rename(temporary, to: imagePath(id)) } catch {
+                throw ControllerError.io("cannot store backup \(id): \(systemMessage(error.code))")
+            }
             let info = BackupInfo(id: id, disk: disk.name, format: format, created: UInt64(Date().timeIntervalSince1970),
-                                  size: UInt64(st.st_size), sha256: sum, compressed: compress,
+                                  size: Files.status(imagePath(id))?.size ?? 0, sha256: sum, compressed: compress,
                                   internalSnapshots: byteCopy && !disk.snapshots.isEmpty)
             do {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 try HostRoot("/").write(manifestPath(id), String(decoding: try encoder.encode(info), as: UTF8.self) + "\n", newFileMode: 0o640)
             } catch {
-                unlink(imagePath(id))
+                Files.discard(imagePath(id))
                 throw error
             }
             backups[id] = info
             logger.notice("backup \(id) of disk \(disk.name): \(info.size) bytes, sha256 \(sum)")
             return info
         } catch {
-            unlink(temporary)
+            Files.discard(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("backup of \(disk.name) was cancelled") }
             throw DiskStore.naming(error, "backing up \(disk.name) into \(directory) failed")
         }
@@ -143,7 +143,7 @@ public actor BackupStore {
     /// (then neither the copy nor the hash could be trusted).
     static func copyAndChecksum(_ source: String, to destination: String, rate: CopyRate,
                                 progress: @escaping @Sendable (Double?) -> Void) async throws -> String {
-        guard let before = FileStamp(source) else { throw ControllerError.io("cannot stat \(source): \(String(cString: strerror(errno)))") }
+        let before = try FileStamp(existing: source)
         let hash = try await FileDigest.sha256(source, copyingTo: destination, rate: rate) { progress($0) }
         guard FileStamp(source) == before else {
             throw ControllerError.busy("\(source) changed while it was being backed up (did a VM start on it?); the backup was discarded")

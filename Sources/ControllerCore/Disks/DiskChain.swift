@@ -1,3 +1,5 @@
+import HostSystem
+
 /// The rules a managed image and its backing chain must meet before the service opens it.
 ///
 /// Every backing file of a managed image is a managed disk: a plain name in the image

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// The per-disk policies and what acts on them: SetAutoGrow and SetVersioning, the usage
 /// sampler (FilesystemUsage, UsageHigh, AutoGrow), automatic `auto-*` snapshots with

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// SetAutoGrow's policy: grow the disk and its filesystem by `step` when a usage sample
 /// reaches `threshold`, never past `max` bytes.

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import HostSystem
 import Logging
 
 extension DiskService {

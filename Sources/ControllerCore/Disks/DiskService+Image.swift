@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 
 /// The operations that change an image as a whole or look inside it: Resize, Format,
 /// Inspect and the files; the offline resize AutoGrow shares.

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Logging
 
 /// Every rule of the managed disks. Each operation comes in two halves: `check…` makes every

@@ -1,6 +1,6 @@
 import FoundationEssentials
-import Glibc
 import Guestfs
+import HostSystem
 
 extension DiskStore {
     /// Where a disk changed in place (Resize, Format, AutoGrow) starts from.
@@ -49,16 +49,14 @@ extension DiskStore {
             try Task.checkCancellation()
             result = try await body(temporary, disk)
             try Task.checkCancellation()
-            chmod(temporary, 0o600)
+            try Files.setPermissions(temporary, 0o600)
             try ImageFormatRecord.write(temporary, format: disk.format)
             try await FileSync.file(temporary)
             commit()
-            guard rename(temporary, disk.path) == 0 else {
-                throw ControllerError.io("cannot replace \(disk.path): \(String(cString: strerror(errno)))")
-            }
+            try Files.rename(temporary, to: disk.path)
             try? await FileSync.directory(of: disk.path)
         } catch {
-            unlink(temporary)
+            Files.discard(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("the change to disk \(name) was cancelled; the disk is unchanged") }
             if let g = error as? GuestfsError { throw ControllerError.guestfs("disk \(name): \(g); the disk is unchanged") }
             throw Self.naming(error, "changing disk \(name) in \(directory) failed")

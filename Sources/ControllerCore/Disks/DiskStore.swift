@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 import Logging
 
 /// A managed disk: the regular file `ImageDirectory/NAME`.
@@ -110,8 +110,9 @@ public actor DiskStore {
     /// Reads the image directory (creating it if missing) and returns the disks found.
     @discardableResult
     public func scan() async throws -> [DiskInfo] {
-        var st = stat()
-        if stat(directory, &st) != 0 {
+        if let st = Files.status(directory, followingLinks: true) {
+            guard st.kind == .directory else { throw ControllerError.io("image directory \(directory) is not a directory") }
+        } else {
             do {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o711])
@@ -119,8 +120,6 @@ public actor DiskStore {
             } catch {
                 throw ControllerError.io("cannot create image directory \(directory): \(errorText(error))")
             }
-        } else if st.st_mode & S_IFMT != S_IFDIR {
-            throw ControllerError.io("image directory \(directory) is not a directory")
         }
         let entries: [String]
         do { entries = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
@@ -130,7 +129,7 @@ public actor DiskStore {
         for name in entries.sorted() {
             if Self.isTemporary(name) {
                 // Left by a create that was interrupted (crash, kill -9): never a complete image.
-                unlink(path(of: name))
+                Files.discard(path(of: name))
                 logger.notice("removed unfinished image \(path(of: name))")
                 continue
             }
@@ -138,8 +137,7 @@ public actor DiskStore {
                 logger.warning("skipping \(CallerText.quoted(name)) in \(directory): not a valid disk name")
                 continue
             }
-            var st = stat()
-            guard lstat(path(of: name), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            guard Files.kind(path(of: name)) == .file else {
                 logger.warning("skipping \(path(of: name)): not a regular file (symlinks are never followed)")
                 continue
             }
@@ -197,13 +195,13 @@ public actor DiskStore {
             try ImageFormatRecord.write(temporary, format: request.format)
             try await linkIntoPlace(temporary, final, name: request.name)
         } catch {
-            unlink(temporary)
+            Files.discard(temporary)
             if error is CancellationError { throw ControllerError.cancelled("creation of disk \(request.name) was cancelled") }
             throw Self.naming(error, "creating disk \(request.name) in \(directory) failed")
         }
         let info: DiskInfo
         do { info = try await describe(request.name) } catch {
-            unlink(final)
+            Files.discard(final)
             throw error
         }
         disks[request.name] = info
@@ -225,13 +223,10 @@ public actor DiskStore {
     public func delete(_ name: String) throws {
         try precheckDelete(name)
         let p = path(of: name)
-        var st = stat()
-        if lstat(p, &st) == 0, (st.st_mode & S_IFMT) != S_IFREG {
+        if let st = Files.status(p), st.kind != .file {
             throw ControllerError.io("\(p) is no longer a regular file; not deleting it")
         }
-        if unlink(p) != 0 && errno != ENOENT {
-            throw ControllerError.io("cannot delete \(p): \(String(cString: strerror(errno)))")
-        }
+        do { try Files.remove(p) } catch { throw ControllerError.io("cannot delete \(p): \(systemMessage(error.code))") }
         disks[name] = nil
         logger.info("deleted disk \(name)")
     }
@@ -242,10 +237,9 @@ public actor DiskStore {
     func describe(_ name: String) async throws -> DiskInfo {
         let p = path(of: name)
         guard let format = ImageFormatRecord.read(p), ImageFormatRecord.managed.contains(format) else {
-            var st = stat()
-            guard lstat(p, &st) == 0 else { throw ControllerError.io("cannot stat \(p): \(String(cString: strerror(errno)))") }
-            return DiskInfo(name: name, path: p, format: ImageFormatRecord.read(p) ?? "", virtualSize: UInt64(st.st_size),
-                            allocatedSize: UInt64(st.st_blocks) * 512)
+            let st = try Files.existingStatus(p)
+            return DiskInfo(name: name, path: p, format: ImageFormatRecord.read(p) ?? "", virtualSize: st.size,
+                            allocatedSize: st.allocated)
         }
         let info = try await qemuImg.info(path: p, format: format)
         var backingFile = info.backingFile
@@ -328,7 +322,7 @@ public actor DiskStore {
             try ImageFormatRecord.write(temporary, format: linked ? "qcow2" : src.format)
             try await linkIntoPlace(temporary, final, name: name)
         } catch {
-            unlink(temporary)
+            Files.discard(temporary)
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("clone of \(source) to \(name) was cancelled") }
             throw Self.naming(error, "cloning \(source) to \(name) in \(directory) failed")
         }
@@ -360,19 +354,19 @@ public actor DiskStore {
     /// Gives a complete temporary image its final name, synced to disk first. link(2)
     /// refuses to replace an existing file, so nothing put there meanwhile is clobbered.
     private func linkIntoPlace(_ temporary: String, _ final: String, name: String) async throws {
-        chmod(temporary, 0o600)
+        try Files.setPermissions(temporary, 0o600)
         try await FileSync.file(temporary)
-        guard link(temporary, final) == 0 else {
-            let e = errno
-            if e == EEXIST { throw ControllerError.alreadyExists("disk \(name) already exists") }
-            throw ControllerError.io("cannot create \(final): \(String(cString: strerror(e)))")
+        do { try Files.link(temporary, as: final) } catch {
+            if error.alreadyExists { throw ControllerError.alreadyExists("disk \(name) already exists") }
+            throw error
         }
-        unlink(temporary)
+        Files.discard(temporary)
         try? await FileSync.directory(of: final)
     }
 
     /// An `Io` error with the operation and directory in front (e.g. a full disk).
     static func naming(_ error: Error, _ what: String) -> Error {
+        let error = ControllerError.mapped(error)
         guard let e = error as? ControllerError, case .io(let message) = e else { return error }
         return ControllerError.io("\(what): \(message)")
     }

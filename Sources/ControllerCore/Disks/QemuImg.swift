@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// What `qemu-img info` says about an image.
 public struct ImageInfo: Sendable, Equatable {

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Guestfs
 
 /// What a resize did, for the job's Result.

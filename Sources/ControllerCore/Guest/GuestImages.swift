@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Guestfs
 
 /// An entry of ListFiles.
@@ -186,12 +185,12 @@ public actor GuestImages {
     /// nothing is there. A link that leads nowhere (or loops) is `InvalidArgs`.
     static func lookUp(_ s: GuestfsSession, _ path: String, disk name: String) throws -> (path: String, stat: FileStat)? {
         let st: FileStat
-        do { st = try s.lstat(path) } catch let e as GuestfsError where e.errno == ENOENT { return nil }
+        do { st = try s.lstat(path) } catch let e as GuestfsError where e.notFound { return nil }
         guard st.type == "symlink" else { return (path, st) }
         do {
             let target = try s.realpath(path)
             return (target, try s.lstat(target))
-        } catch let e as GuestfsError where e.errno == ENOENT || e.errno == ELOOP {
+        } catch let e as GuestfsError where e.notFound || e.loops {
             throw ControllerError.invalidArgs("\(path) in disk \(name) is a symlink that leads to nothing inside the guest")
         }
     }

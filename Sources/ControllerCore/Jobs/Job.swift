@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Synchronization
 
 /// A value in a job's `Result` (an `a{sv}` on the bus).

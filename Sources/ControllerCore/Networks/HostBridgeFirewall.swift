@@ -1,4 +1,5 @@
 import FoundationEssentials
+import HostSystem
 
 /// The nftables rules that keep the host out of the running isolated networks' bridges,
 /// next to ``HostBridgeSeal``'s sysctls: the sysctls stop ARP answers and routing, the

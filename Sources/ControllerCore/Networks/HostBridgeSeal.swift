@@ -1,5 +1,5 @@
+import HostSystem
 import FoundationEssentials
-import Glibc
 
 /// Keeps the host's own network stack out of an isolated network's bridge.
 ///
@@ -59,8 +59,7 @@ public struct HostBridgeSeal: Sendable {
     /// Whether `bridge` is a bridge device of this host (sysfs has its bridge folder).
     public static func isHostBridge(_ bridge: String, sysfs: String = "/sys/class/net") -> Bool {
         guard NetworkService.isBridgeName(bridge) else { return false }
-        var st = stat()
-        return stat("\(sysfs)/\(bridge)/bridge", &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+        return Files.status("\(sysfs)/\(bridge)/bridge", followingLinks: true)?.kind == .directory
     }
 
     /// Sets every value that differs, then reads all back.
@@ -85,22 +84,13 @@ public struct HostBridgeSeal: Sendable {
     }
 
     static func read(_ file: String) -> String? {
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 64)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[0..<n].prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: " ") }, as: UTF8.self)
+        guard let bytes = Files.head(file, count: 64), !bytes.isEmpty else { return nil }
+        return String(decoding: bytes.prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: " ") }, as: UTF8.self)
     }
 
     /// nil on success, else the error.
     static func write(_ file: String, _ value: String) -> String? {
-        let fd = open(file, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return String(cString: strerror(errno)) }
-        defer { close(fd) }
-        let bytes = Array((value + "\n").utf8)
-        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        return n == bytes.count ? nil : String(cString: strerror(errno))
+        do { try Files.writeInPlace(file, value + "\n") } catch { return systemMessage(error.code) }
+        return nil
     }
 }

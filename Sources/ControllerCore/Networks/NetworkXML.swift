@@ -1,3 +1,5 @@
+import HostSystem
+
 /// The network XML the service writes and reads. Built as a tree (``XElement``), never by
 /// pasting strings, like the domain XML.
 public enum NetworkXML {

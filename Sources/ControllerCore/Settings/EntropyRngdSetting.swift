@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// `entropy-rngd`: rngd feeds `/dev/random` from the configured hardware source and its
 /// service starts at boot. Supports Debian's two packagings, detected at run time:

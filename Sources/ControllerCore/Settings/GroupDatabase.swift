@@ -1,3 +1,5 @@
+import HostSystem
+
 /// The users and groups of `/etc/passwd` and `/etc/group` below a host root.
 public struct GroupDatabase: Sendable {
     public struct Group: Sendable {

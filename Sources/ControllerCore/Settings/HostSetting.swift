@@ -1,3 +1,4 @@
+import HostSystem
 import Logging
 
 /// One piece of desired host state. Adding a setting means adding one type that conforms

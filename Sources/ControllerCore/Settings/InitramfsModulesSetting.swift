@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 import Synchronization
 
 /// `initramfs-modules`: the configured modules are listed in the initramfs-tools modules
@@ -144,16 +144,13 @@ public struct InitramfsModulesSetting: HostSetting {
 
     /// The running kernel's image when present, else the newest `initrd.img-*`.
     static func currentImage(_ root: HostRoot) -> Image? {
-        var uts = utsname()
-        uname(&uts)
-        let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let release = HostFacts.kernelRelease
         var candidates: [Image] = []
         for name in root.list("/boot") where name.hasPrefix("initrd.img-") {
-            var st = stat()
             let hostPath = "/boot/" + name
-            guard stat(root.real(hostPath), &st) == 0, access(root.real(hostPath), R_OK) == 0 else { continue }
+            guard let st = Files.status(root.real(hostPath), followingLinks: true), Files.isReadable(root.real(hostPath)) else { continue }
             candidates.append(Image(path: hostPath, version: String(name.dropFirst("initrd.img-".count)),
-                                    size: Int64(st.st_size), mtime: st.st_mtim.tv_sec))
+                                    size: Int64(st.size), mtime: st.modifiedSeconds))
         }
         return candidates.first { $0.version == release } ?? candidates.max { $0.mtime < $1.mtime }
     }

@@ -1,3 +1,4 @@
+import HostSystem
 import Logging
 
 /// Runs the initramfs rebuild command, coalescing requests: a request made while a rebuild

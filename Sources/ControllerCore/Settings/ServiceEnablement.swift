@@ -1,3 +1,5 @@
+import HostSystem
+
 /// Whether a service starts at boot, read from files under the host root (never from
 /// `/run`, so it works on a sandbox root), for systemd, OpenRC and sysv-rc.
 public enum InitSystem: String, Sendable, Equatable {

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// The enforcing flag kept in the state directory across restarts, and error helpers.
 extension SettingsAgent {

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 import Logging
 import Synchronization
 
@@ -141,7 +141,7 @@ public actor SettingsAgent {
         for directory in directories.sorted() {
             for name in context.root.list(directory) where name.hasPrefix(".") && name.contains(".mvtmp-") {
                 let hostPath = directory + "/" + name
-                if unlink(context.root.real(hostPath)) == 0 { logger.notice("removed stale temporary file \(hostPath)") }
+                if (try? Files.remove(context.root.real(hostPath))) != nil { logger.notice("removed stale temporary file \(hostPath)") }
             }
         }
     }

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// `user-groups`: the configured user is in every configured group.
 /// Apply runs `usermod -a -G GROUPS -- USER` (with `--prefix` under a sandbox root); it

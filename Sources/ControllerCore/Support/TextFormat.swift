@@ -1,5 +1,5 @@
+import HostSystem
 import FoundationEssentials
-import Glibc
 
 /// The few formatted strings the daemon writes (names, logs), made without Foundation's
 /// `String(format:)` and date formatters: those sit in the ICU-backed part of Foundation,
@@ -26,32 +26,13 @@ enum TextFormat {
     /// A UTC time as `20261202T013005Z` (ISO 8601 basic format), for names of backups and
     /// automatic snapshots: sortable, and free of the `:` and `-` a file or snapshot name
     /// would otherwise carry.
-    static func compactUTC(secondsSince1970 time: Int) -> String {
-        var t = time_t(time)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
-        return "\(parts.tm_year + 1900)\(two(parts.tm_mon + 1))\(two(parts.tm_mday))T\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))Z"
-    }
+    static func compactUTC(secondsSince1970 time: Int) -> String { HostFacts.compactUTC(secondsSince1970: time) }
 
     /// The current UTC time as `compactUTC(secondsSince1970:)`.
-    static func compactUTCNow() -> String {
-        compactUTC(secondsSince1970: Int(time(nil)))
-    }
+    static func compactUTCNow() -> String { compactUTC(secondsSince1970: HostFacts.wallClock().seconds) }
 
     /// `value` in lower-case hexadecimal.
     static func hex<T: BinaryInteger>(_ value: T) -> String { String(value, radix: 16) }
-}
-
-/// The directory part of a path as `dirname(1)` gives it: `/a/b` → `/a`, `b` → `.`, `/b` → `/`.
-func parentDirectory(of path: String) -> String {
-    var trimmed = Substring(path)
-    while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
-    guard let slash = trimmed.lastIndex(of: "/") else { return "." }
-    if slash == trimmed.startIndex { return "/" }
-    var parent = trimmed[..<slash]
-    while parent.count > 1, parent.hasSuffix("/") { parent.removeLast() }
-    return String(parent)
 }
 
 extension StringProtocol {
@@ -64,10 +45,10 @@ extension StringProtocol {
 /// An error as an operator reads it: for a file-system error, the system's message for its
 /// cause (`No such file or directory`) instead of Foundation's structure dump.
 func errorText(_ error: any Error) -> String {
-    if let posix = error as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
+    if let posix = error as? POSIXError { return systemMessage(posix.code.rawValue) }
     if let cocoa = error as? CocoaError {
         if let underlying = cocoa.userInfo["NSUnderlyingError"] as? POSIXError {
-            return String(cString: strerror(underlying.code.rawValue))
+            return systemMessage(underlying.code.rawValue)
         }
         return "file system error \(cocoa.code.rawValue)"
     }

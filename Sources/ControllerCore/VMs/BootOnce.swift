@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// "Once per host boot" for the daemon's own StartAll. Under systemd the marker lives in
 /// the unit's runtime directory (`$RUNTIME_DIRECTORY`, /run/multiverse-controller, kept

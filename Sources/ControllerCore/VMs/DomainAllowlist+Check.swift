@@ -1,3 +1,5 @@
+import HostSystem
+
 /// The walk of a caller's domain tree against ``DomainAllowlist/rules``.
 extension DomainAllowlist {
     /// The host objects a checked domain names, by kind, in document order (as written by

@@ -1,3 +1,5 @@
+import HostSystem
+
 /// The NICs the service writes and what it checks in a caller's domain XML.
 extension DomainXML {
     /// The libvirt filter every NIC the service writes carries: the guest cannot send with

@@ -1,3 +1,5 @@
+import HostSystem
+
 /// The readiness channel every VM the service defines carries.
 extension DomainXML {
     /// The virtio-serial port name the guest writes its readiness lines to.

@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// Builds and reads domain XML with a real XML library (libxml2, through ``XElement``):
 /// values are escaped by the library, never interpolated into markup.

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import HostSystem
 
 /// Which overlay disk the service made for which VM (by UUID): the only thing that lets it
 /// delete a disk when an ephemeral VM stops. Kept in `state_dir/overlays.json` (written

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Logging
 
 /// The built-in profiles, overridden or extended by `NAME.toml` files (one `[profile]`

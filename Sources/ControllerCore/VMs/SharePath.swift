@@ -1,5 +1,5 @@
+import HostSystem
 import FoundationEssentials
-import Glibc
 
 /// Host paths callers give (9p share sources, image paths): absolute, no `..`, resolved
 /// with realpath (so a symlink cannot lead out) and required to lie under an allowed root.
@@ -24,15 +24,12 @@ enum RootedPath {
     /// The real path of `path` when it is a `kind` under one of `roots` (`equalRootAllowed`:
     /// the root itself counts); `InvalidArgs` naming the value otherwise.
     static func resolve(_ path: String, what: String, roots: [String], rootsName: String, equalRootAllowed: Bool,
-                        isKind: (mode_t) -> Bool, kindName: String) throws -> String {
+                        kind: FileKind, kindName: String) throws -> String {
         _ = try lexical(path, what: what, roots: roots, rootsName: rootsName)
-        guard let resolved = realpath(path, nil) else {
+        guard let real = Files.resolved(path) else {
             throw ControllerError.invalidArgs("\(what) \(CallerText.quoted(path)) does not exist")
         }
-        let real = String(cString: resolved)
-        free(resolved)
-        var st = stat()
-        guard stat(real, &st) == 0, isKind(st.st_mode & S_IFMT) else {
+        guard Files.status(real, followingLinks: true)?.kind == kind else {
             throw ControllerError.invalidArgs("\(what) \(CallerText.quoted(path)) is not \(kindName)")
         }
         let allowed = roots.contains { root in
@@ -56,7 +53,7 @@ public enum SharePath {
     /// The real directory, after authorization.
     public static func validate(_ path: String, roots: [String]) throws -> String {
         try RootedPath.resolve(path, what: "share path", roots: roots, rootsName: "share root", equalRootAllowed: true,
-                               isKind: { $0 == S_IFDIR }, kindName: "a directory")
+                               kind: .directory, kindName: "a directory")
     }
 }
 
@@ -70,7 +67,7 @@ public enum ImagePath {
     /// The real file, after authorization.
     public static func validate(_ path: String, roots: [String]) throws -> String {
         try RootedPath.resolve(path, what: "disk path", roots: roots, rootsName: "image root", equalRootAllowed: false,
-                               isKind: { $0 == S_IFREG }, kindName: "a regular file")
+                               kind: .file, kindName: "a regular file")
     }
 }
 
@@ -80,12 +77,11 @@ public enum ImagePath {
 public enum KernelPath {
     public static func validate(_ path: String, roots: [String], imageDirectory: String) throws -> String {
         let real = try RootedPath.resolve(path, what: "kernel file", roots: roots, rootsName: "kernel root", equalRootAllowed: false,
-                                          isKind: { $0 == S_IFREG }, kindName: "a regular file")
-        var st = stat()
+                                          kind: .file, kindName: "a regular file")
         // libvirt's DAC driver lends the file to qemu's user while a VM boots from it (and
         // gives it back to root after): that owner counts as root's.
-        let qemuUser = getpwnam("libvirt-qemu")?.pointee.pw_uid
-        guard stat(real, &st) == 0, st.st_uid == 0 || st.st_uid == qemuUser, st.st_mode & S_IROTH != 0, st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
+        let qemuUser = HostFacts.account("libvirt-qemu")?.uid
+        guard let st = Files.status(real, followingLinks: true), st.owner == 0 || st.owner == qemuUser, st.readableByOthers, !st.writableByOthers else {
             throw ControllerError.invalidArgs("kernel file \(CallerText.quoted(path)) must be owned by root, readable by everyone and writable by no one else")
         }
         let images = imageDirectory.hasSuffix("/") ? imageDirectory : imageDirectory + "/"

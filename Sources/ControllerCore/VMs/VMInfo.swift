@@ -1,3 +1,5 @@
+import Readiness
+
 /// What the service shows about one VM (a libvirt domain).
 public struct VMInfo: Sendable, Equatable {
     public var uuid: String

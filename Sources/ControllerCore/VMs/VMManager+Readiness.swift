@@ -1,5 +1,5 @@
+import Readiness
 import FoundationEssentials
-import Glibc
 import Logging
 
 /// The guests' readiness channels: each running VM's channel is connected, and what its

@@ -1,6 +1,6 @@
+import Readiness
 import BlockingThreads
 import FoundationEssentials
-import Glibc
 import Libvirt
 import Logging
 

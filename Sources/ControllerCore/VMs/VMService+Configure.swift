@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// The VM calls that change its definition or devices: SetAutostart, SetResources, disks,
 /// shares and snapshots.

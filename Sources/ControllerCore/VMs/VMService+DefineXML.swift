@@ -1,5 +1,5 @@
 import FoundationEssentials
-import Glibc
+import HostSystem
 
 /// DefineVMFromXML: a caller's domain checked against ``DomainAllowlist``, the service's
 /// metadata from the call's options, host paths resolved only after authorization.

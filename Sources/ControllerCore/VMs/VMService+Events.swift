@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 
 /// What follows from libvirt's changes.
 extension VMService {

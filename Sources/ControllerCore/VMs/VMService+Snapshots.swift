@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 
 /// VM snapshots: `vm-NAME` on every managed qcow2 disk of a shut-off VM.
 extension VMService {

@@ -1,5 +1,5 @@
+import HostSystem
 import FoundationEssentials
-import Glibc
 
 /// What Start, StartAll and a fallback start check on the host right before libvirt starts
 /// a VM: its managed disks are usable as recorded, its shares still lead where they did.
@@ -26,9 +26,7 @@ extension VMService {
     /// own open of the directory (README, Security model).
     func checkShares(of info: VMInfo) throws {
         for share in info.shares {
-            guard let resolved = realpath(share.hostPath, nil) else { continue }
-            let real = String(cString: resolved)
-            free(resolved)
+            guard let real = Files.resolved(share.hostPath) else { continue }
             guard real == share.hostPath else {
                 throw ControllerError.invalidState("cannot start \(info.name): share \(share.tag) \(CallerText.quoted(share.hostPath)) now leads to \(real) (a link was put in its way)")
             }

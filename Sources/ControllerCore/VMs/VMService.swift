@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import Logging
 
 /// Every rule of the VMs, over the libvirt cache (``VMManager``) and the disks. As in

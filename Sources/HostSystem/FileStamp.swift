@@ -21,6 +21,12 @@ public struct FileStamp: Equatable, Sendable {
         nanoseconds = st.st_mtim.tv_nsec
     }
 
+    /// The file's stamp, or an error naming it.
+    public init(existing path: String) throws(SystemError) {
+        guard let stamp = FileStamp(path) else { throw .failed("cannot stat \(path)") }
+        self = stamp
+    }
+
     /// "size:seconds.nanoseconds" (the format disk-policies.json has always used).
     public var persisted: String { "\(size):\(seconds).\(nanoseconds)" }
 }

@@ -19,7 +19,7 @@ public struct CopyRate: Sendable, Equatable {
     }
 
     /// The same limit for `qemu-img convert` (bytes per second).
-    var qemuImgArguments: [String] {
+    public var qemuImgArguments: [String] {
         bytesPerSecond.map { ["-r", String($0)] } ?? []
     }
 }

@@ -26,17 +26,7 @@ public struct HostRoot: Sendable {
     public func real(_ hostPath: String) -> String { prefix + hostPath }
 
     /// The kind of file at `hostPath`, without following a final symlink.
-    public func kind(_ hostPath: String) -> FileKind {
-        var st = stat()
-        guard lstat(real(hostPath), &st) == 0 else { return .missing }
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: return .file
-        case S_IFDIR: return .directory
-        case S_IFLNK: return .symlink
-        case S_IFCHR: return .characterDevice
-        default: return .other
-        }
-    }
+    public func kind(_ hostPath: String) -> FileKind { Files.kind(real(hostPath)) }
 
     /// True when something exists at `hostPath` (following symlinks, as a program would).
     public func exists(_ hostPath: String) -> Bool { access(real(hostPath), F_OK) == 0 }
@@ -47,13 +37,13 @@ public struct HostRoot: Sendable {
         let fd = open(real(hostPath), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         if fd < 0 {
             if errno == ENOENT || errno == ENOTDIR { return nil }
-            if errno == ELOOP { throw ControllerError.io("\(hostPath) is a symlink; refusing to follow it") }
-            throw ControllerError.io("cannot read \(hostPath): \(String(cString: strerror(errno)))")
+            if errno == ELOOP { throw SystemError.io("\(hostPath) is a symlink; refusing to follow it") }
+            throw SystemError.io("cannot read \(hostPath): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
-            throw ControllerError.io("\(hostPath) is not a regular file")
+            throw SystemError.io("\(hostPath) is not a regular file")
         }
         var bytes = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -61,11 +51,11 @@ public struct HostRoot: Sendable {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ControllerError.io("cannot read \(hostPath): \(String(cString: strerror(errno)))")
+                throw SystemError.io("cannot read \(hostPath): \(String(cString: strerror(errno)))")
             }
             if n == 0 { break }
             bytes.append(contentsOf: buffer[0..<n])
-            if bytes.count > 16 << 20 { throw ControllerError.io("\(hostPath) is larger than 16 MiB") }
+            if bytes.count > 16 << 20 { throw SystemError.io("\(hostPath) is larger than 16 MiB") }
         }
         return String(decoding: bytes, as: UTF8.self)
     }
@@ -92,11 +82,11 @@ public struct HostRoot: Sendable {
         var st = stat()
         let exists = lstat(real(hostPath), &st) == 0
         if exists, st.st_mode & S_IFMT != S_IFREG {
-            throw ControllerError.io("\(hostPath) is not a regular file; refusing to replace it")
+            throw SystemError.io("\(hostPath) is not a regular file; refusing to replace it")
         }
         var template = Array("\(directory)/.\(name).mvtmp-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw ControllerError.io("cannot create a temporary file in \(directory): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SystemError.io("cannot create a temporary file in \(directory): \(String(cString: strerror(errno)))") }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         let temporary = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
         var committed = false
@@ -111,20 +101,20 @@ public struct HostRoot: Sendable {
                 let n = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw ControllerError.io("cannot write \(hostPath): \(String(cString: strerror(errno)))")
+                    throw SystemError.io("cannot write \(hostPath): \(String(cString: strerror(errno)))")
                 }
                 offset += n
             }
             if exists {
-                guard fchown(fd, st.st_uid, st.st_gid) == 0 else { throw ControllerError.io("cannot keep the owner of \(hostPath): \(String(cString: strerror(errno)))") }
-                guard fchmod(fd, st.st_mode & 0o7777) == 0 else { throw ControllerError.io("cannot keep the mode of \(hostPath)") }
+                guard fchown(fd, st.st_uid, st.st_gid) == 0 else { throw SystemError.io("cannot keep the owner of \(hostPath): \(String(cString: strerror(errno)))") }
+                guard fchmod(fd, st.st_mode & 0o7777) == 0 else { throw SystemError.io("cannot keep the mode of \(hostPath)") }
             } else {
-                guard fchmod(fd, newFileMode) == 0 else { throw ControllerError.io("cannot set the mode of \(hostPath)") }
+                guard fchmod(fd, newFileMode) == 0 else { throw SystemError.io("cannot set the mode of \(hostPath)") }
             }
-            guard fsync(fd) == 0 else { throw ControllerError.io("cannot sync \(hostPath): \(String(cString: strerror(errno)))") }
+            guard fsync(fd) == 0 else { throw SystemError.io("cannot sync \(hostPath): \(String(cString: strerror(errno)))") }
         }
         guard rename(temporary, real(hostPath)) == 0 else {
-            throw ControllerError.io("cannot replace \(hostPath): \(String(cString: strerror(errno)))")
+            throw SystemError.io("cannot replace \(hostPath): \(String(cString: strerror(errno)))")
         }
         committed = true
         syncDirectory(directory)
@@ -139,16 +129,16 @@ public struct HostRoot: Sendable {
         if linkTarget(hostPath) == target { return false }
         let kind = kind(hostPath)
         guard kind == .missing || kind == .symlink else {
-            throw ControllerError.io("\(hostPath) exists and is not a symlink; refusing to replace it")
+            throw SystemError.io("\(hostPath) exists and is not a symlink; refusing to replace it")
         }
         let (directory, name) = try checkedParent(hostPath, create: true)
         let temporary = "\(directory)/.\(name).mvtmp-\(UInt32.random(in: 0...UInt32.max))"
         guard Glibc.symlink(target, temporary) == 0 else {
-            throw ControllerError.io("cannot create a link in \(directory): \(String(cString: strerror(errno)))")
+            throw SystemError.io("cannot create a link in \(directory): \(String(cString: strerror(errno)))")
         }
         guard rename(temporary, real(hostPath)) == 0 else {
             unlink(temporary)
-            throw ControllerError.io("cannot create \(hostPath): \(String(cString: strerror(errno)))")
+            throw SystemError.io("cannot create \(hostPath): \(String(cString: strerror(errno)))")
         }
         syncDirectory(directory)
         return true
@@ -161,9 +151,9 @@ public struct HostRoot: Sendable {
         case .missing: return false
         case .symlink:
             _ = try checkedParent(hostPath)
-            guard unlink(real(hostPath)) == 0 else { throw ControllerError.io("cannot remove \(hostPath): \(String(cString: strerror(errno)))") }
+            guard unlink(real(hostPath)) == 0 else { throw SystemError.io("cannot remove \(hostPath): \(String(cString: strerror(errno)))") }
             return true
-        default: throw ControllerError.io("\(hostPath) is not a symlink; refusing to remove it")
+        default: throw SystemError.io("\(hostPath) is not a symlink; refusing to remove it")
         }
     }
 
@@ -171,7 +161,7 @@ public struct HostRoot: Sendable {
     /// directory between the root and the file is a symlink (so an edit cannot escape).
     private func checkedParent(_ hostPath: String, create: Bool = false) throws -> (String, String) {
         guard hostPath.hasPrefix("/"), !hostPath.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else {
-            throw ControllerError.invalidArgs("'\(hostPath)' is not an absolute host path")
+            throw SystemError.invalidInput("'\(hostPath)' is not an absolute host path")
         }
         var components = hostPath.split(separator: "/").map(String.init)
         let name = components.removeLast()
@@ -180,14 +170,14 @@ public struct HostRoot: Sendable {
             current += "/" + component
             var st = stat()
             if lstat(current, &st) != 0 {
-                guard create, errno == ENOENT else { throw ControllerError.io("\(current) does not exist") }
+                guard create, errno == ENOENT else { throw SystemError.io("\(current) does not exist") }
                 guard mkdir(current, 0o755) == 0 || errno == EEXIST else {
-                    throw ControllerError.io("cannot create \(current): \(String(cString: strerror(errno)))")
+                    throw SystemError.io("cannot create \(current): \(String(cString: strerror(errno)))")
                 }
                 continue
             }
             guard st.st_mode & S_IFMT == S_IFDIR else {
-                throw ControllerError.io("\(current) is not a directory (symlinks are not followed for edits)")
+                throw SystemError.io("\(current) is not a directory (symlinks are not followed for edits)")
             }
         }
         return (current, name)
@@ -201,7 +191,3 @@ public struct HostRoot: Sendable {
     }
 }
 
-/// What a host path is.
-public enum FileKind: Sendable, Equatable {
-    case missing, file, directory, symlink, characterDevice, other
-}

@@ -1,5 +1,5 @@
 /// Where a guest is in its boot, as its readiness channel told (the VM's `Readiness`).
-public enum Readiness: String, Sendable, Codable {
+public enum ReadinessState: String, Sendable, Codable {
     /// The VM is not running, or it has no readiness channel the daemon can read.
     case none
     /// Running with a channel; the guest has not sent `READY=1` during this boot.
@@ -15,7 +15,7 @@ public enum Readiness: String, Sendable, Codable {
 public struct GuestReadiness: Sendable, Equatable, Codable {
     /// The domain ID of the boot this describes (-1: none).
     public var domainID: Int32 = -1
-    public var readiness: Readiness = .none
+    public var readiness: ReadinessState = .none
     /// When `READY=1` arrived, in microseconds since the epoch (0: not ready).
     public var readySince: UInt64 = 0
     /// The guest's last `STATUS=` text, made safe to show.

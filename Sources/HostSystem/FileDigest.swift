@@ -116,29 +116,29 @@ public enum FileDigest {
                        progress: (@Sendable (Double) -> Void)?, stop: Flag) throws -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         let purpose = hashing ? "for its checksum" : "to copy it"
-        guard fd >= 0 else { throw ControllerError.io("cannot open \(path) \(purpose): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SystemError.io("cannot open \(path) \(purpose): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         var out: Int32 = -1
         if let destination {
             // A backup is 0640; a disk image (a plain copy) is 0600 from the first byte.
             out = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, hashing ? 0o640 : 0o600)
-            guard out >= 0 else { throw ControllerError.io("cannot create \(destination): \(String(cString: strerror(errno)))") }
+            guard out >= 0 else { throw SystemError.io("cannot create \(destination): \(String(cString: strerror(errno)))") }
         }
         defer { if out >= 0 { close(out) } }
         // Where the file system can share blocks between files (reflink: xfs, btrfs), the
         // copy is a clone, instant and taking no space; then only the hash remains to do.
         let cloned = out >= 0 && mv_clone_file(out, fd) == 0
         if cloned && !hashing {
-            guard fsync(out) == 0 else { throw ControllerError.io("cannot write \(destination ?? path): \(String(cString: strerror(errno)))") }
+            guard fsync(out) == 0 else { throw SystemError.io("cannot write \(destination ?? path): \(String(cString: strerror(errno)))") }
             progress?(1)
             return ""
         }
         var context: OpaquePointer?
         if hashing {
-            guard let made = EVP_MD_CTX_new() else { throw ControllerError.io("libcrypto could not allocate a digest context") }
+            guard let made = EVP_MD_CTX_new() else { throw SystemError.io("libcrypto could not allocate a digest context") }
             context = made
-            guard EVP_DigestInit_ex(made, EVP_sha256(), nil) == 1 else { throw ControllerError.io("libcrypto has no SHA-256") }
+            guard EVP_DigestInit_ex(made, EVP_sha256(), nil) == 1 else { throw SystemError.io("libcrypto has no SHA-256") }
         }
         defer { if let context { EVP_MD_CTX_free(context) } }
 
@@ -202,7 +202,7 @@ public enum FileDigest {
                 var count: Int
                 repeat { count = pread(fd, ring.block(slot), ring.blockSize, offset) } while count < 0 && errno == EINTR
                 if count < 0 {
-                    failure = ControllerError.io("cannot read \(path) at offset \(offset) \(purpose): \(String(cString: strerror(errno)))")
+                    failure = SystemError.io("cannot read \(path) at offset \(offset) \(purpose): \(String(cString: strerror(errno)))")
                     ring.lengths[slot] = -1
                 } else {
                     ring.lengths[slot] = count
@@ -220,15 +220,15 @@ public enum FileDigest {
         if cloned && fsync(out) != 0 { writeError.set(errno) }
         let written = writeError.value
         if written != 0, let destination {
-            throw ControllerError.io("cannot write \(destination): \(String(cString: strerror(written)))")
+            throw SystemError.io("cannot write \(destination): \(String(cString: strerror(written)))")
         }
-        guard !hashFailed.isSet else { throw ControllerError.io("libcrypto failed while hashing \(path)") }
+        guard !hashFailed.isSet else { throw SystemError.io("libcrypto failed while hashing \(path)") }
         guard let context else { return "" }
 
         var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var size: UInt32 = 0
         guard EVP_DigestFinal_ex(context, &digest, &size) == 1, size == 32 else {
-            throw ControllerError.io("libcrypto failed to finish the checksum of \(path)")
+            throw SystemError.io("libcrypto failed to finish the checksum of \(path)")
         }
         let hex: [UInt8] = Array("0123456789abcdef".utf8)
         var text = [UInt8]()
@@ -358,7 +358,7 @@ public enum FileDigest {
             let bytes = (depth + 1) * blockSize
             guard let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
                   mapped != MAP_FAILED else {
-                throw ControllerError.io("cannot map \(bytes) bytes for a checksum: \(String(cString: strerror(errno)))")
+                throw SystemError.io("cannot map \(bytes) bytes for a checksum: \(String(cString: strerror(errno)))")
             }
             self.depth = depth
             self.blockSize = blockSize

@@ -77,19 +77,19 @@ public final class XElement {
     public static func parse(_ xml: String) throws -> XElement {
         let options = Int32(XML_PARSE_NONET.rawValue | XML_PARSE_NOERROR.rawValue | XML_PARSE_NOWARNING.rawValue | XML_PARSE_NOCDATA.rawValue)
         let count = xml.utf8.count
-        guard count <= 16 << 20 else { throw ControllerError.limitsExceeded("XML larger than 16 MiB") }
+        guard count <= 16 << 20 else { throw SystemError.tooLarge("XML larger than 16 MiB") }
         let doc = xml.withCString { xmlReadMemory($0, Int32(count), "input.xml", "UTF-8", options) }
         guard let doc else {
-            let detail = xmlGetLastError().flatMap { $0.pointee.message }.map { String(cString: $0).trimmed }
-            throw ControllerError.invalidArgs("the XML does not parse\(detail.map { ": \($0)" } ?? "")")
+            let detail = xmlGetLastError().flatMap { $0.pointee.message }.map { String(String(cString: $0).drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed()) }
+            throw SystemError.invalidInput("the XML does not parse\(detail.map { ": \($0)" } ?? "")")
         }
         defer { xmlFreeDoc(doc) }
         // No document type: its entities could expand or name files; no XML the service
         // reads (libvirt's, a caller's) has one.
         guard doc.pointee.intSubset == nil, doc.pointee.extSubset == nil else {
-            throw ControllerError.invalidArgs("the XML has a DOCTYPE declaration; DOCTYPE and entities are not accepted")
+            throw SystemError.invalidInput("the XML has a DOCTYPE declaration; DOCTYPE and entities are not accepted")
         }
-        guard let root = xmlDocGetRootElement(doc) else { throw ControllerError.invalidArgs("the XML has no root element") }
+        guard let root = xmlDocGetRootElement(doc) else { throw SystemError.invalidInput("the XML has no root element") }
         return convert(root, doc)
     }
 

@@ -1,5 +1,5 @@
+import HostSystem
 import FoundationEssentials
-import Glibc
 import Logging
 
 /// The guests' readiness, one record per VM: the boot it describes (the VM's UUID and
@@ -7,13 +7,13 @@ import Logging
 /// the state directory so it survives a restart. The VM cache owns one and asks it at each
 /// re-read of a VM and at each line from a guest; apart from the save (on the readiness
 /// file's own thread) these are rules on values, tested without libvirt.
-struct ReadinessTracker {
-    private(set) var guests: [String: GuestReadiness]
+public struct ReadinessTracker: Sendable {
+    public private(set) var guests: [String: GuestReadiness]
     private let file: ReadinessFile?
     private let logger: Logger
 
     /// - Parameter file: where the records are kept (nil: not kept; they start empty).
-    init(file: ReadinessFile?, logger: Logger) {
+    public init(file: ReadinessFile?, logger: Logger) {
         self.file = file
         self.logger = logger
         guests = Self.load(file?.path, logger: logger)
@@ -21,7 +21,7 @@ struct ReadinessTracker {
 
     /// The record of VM `uuid` as libvirt now describes it: none while it has no channel
     /// the daemon can read (not running), `waiting` for a boot not seen before.
-    mutating func record(uuid: String, domainID: Int32, reachable: Bool, name: String) -> GuestReadiness {
+    public mutating func record(uuid: String, domainID: Int32, reachable: Bool, name: String) -> GuestReadiness {
         guard reachable else {
             if guests.removeValue(forKey: uuid) != nil { save() }
             return GuestReadiness()
@@ -35,16 +35,16 @@ struct ReadinessTracker {
     }
 
     /// What a guest's line changed.
-    struct Change {
-        let before: GuestReadiness
-        let after: GuestReadiness
-        let becameReady: Bool
+    public struct Change: Sendable {
+        public let before: GuestReadiness
+        public let after: GuestReadiness
+        public let becameReady: Bool
     }
 
     /// Applies a line of boot `key`: nil when the line is not for the boot on record or
     /// changes nothing. Not saved here: the caller saves (``save()``) once the change is
     /// shown, when the readiness itself changed, so no encoding sits on the path to Ready.
-    mutating func apply(_ message: ReadinessMessage, to key: ReadinessChannels.Key) -> Change? {
+    public mutating func apply(_ message: ReadinessMessage, to key: ReadinessChannels.Key) -> Change? {
         guard var guest = guests[key.uuid], guest.domainID == key.domainID else { return nil }
         let before = guest
         let becameReady = guest.apply(message, now: Self.nowMicroseconds())
@@ -54,11 +54,11 @@ struct ReadinessTracker {
     }
 
     /// Whether `key` is the boot on record (lines of other boots are stale).
-    func isCurrent(_ key: ReadinessChannels.Key) -> Bool { guests[key.uuid]?.domainID == key.domainID }
+    public func isCurrent(_ key: ReadinessChannels.Key) -> Bool { guests[key.uuid]?.domainID == key.domainID }
 
     /// libvirt's reboot event: the guest starts over in the same domain. False when the VM
     /// has no record.
-    mutating func rebooted(_ uuid: String) -> Bool {
+    public mutating func rebooted(_ uuid: String) -> Bool {
         guard let guest = guests[uuid] else { return false }
         guests[uuid] = .waiting(domainID: guest.domainID)
         save()
@@ -66,24 +66,23 @@ struct ReadinessTracker {
     }
 
     /// Drops the records of VMs libvirt no longer has.
-    mutating func forget(except uuids: Set<String>) {
+    public mutating func forget(except uuids: Set<String>) {
         let before = guests.count
         guests = guests.filter { uuids.contains($0.key) }
         if guests.count != before { save() }
     }
 
     /// Returns once every record handed to the file is on disk (shutdown).
-    func flush() async { await file?.flush() }
+    public func flush() async { await file?.flush() }
 
-    static func nowMicroseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec / 1000)
+    public static func nowMicroseconds() -> UInt64 {
+        let now = HostFacts.wallClock()
+        return UInt64(now.seconds) * 1_000_000 + UInt64(now.nanoseconds / 1000)
     }
 
     /// Hands the records to the readiness file's own thread (atomic write there; a failure
     /// is logged: readiness then does not survive a restart, nothing else changes).
-    func save() {
+    public func save() {
         guard let file else { return }
         do {
             let encoder = JSONEncoder()

@@ -24,9 +24,9 @@ public final class InotifyWatcher: Sendable {
 
     public init() throws {
         fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
-        guard fd >= 0 else { throw ControllerError.io("inotify_init1 failed: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SystemError.io("inotify_init1 failed: \(String(cString: strerror(errno)))") }
         var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { throw ControllerError.io("pipe failed: \(String(cString: strerror(errno)))") }
+        guard pipe(&pipeFDs) == 0 else { throw SystemError.io("pipe failed: \(String(cString: strerror(errno)))") }
         for pipeFD in pipeFDs { _ = fcntl(pipeFD, F_SETFD, FD_CLOEXEC) }
         stopPipe = (pipeFDs[0], pipeFDs[1])
         (events, continuation) = AsyncStream<Event>.makeStream(bufferingPolicy: .bufferingNewest(4096))

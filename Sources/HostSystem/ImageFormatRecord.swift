@@ -43,7 +43,7 @@ public enum ImageFormatRecord {
             let e = errno
             let hint = e == EPERM ? " (trusted.* attributes need CAP_SYS_ADMIN)"
                 : e == ENOTSUP || e == EOPNOTSUPP ? " (the file system of the image directory has no extended attributes)" : ""
-            throw ControllerError.io("cannot record the format of \(path): \(String(cString: strerror(e)))\(hint)")
+            throw SystemError.io("cannot record the format of \(path): \(String(cString: strerror(e)))\(hint)")
         }
     }
 }

@@ -1,5 +1,6 @@
 import BlockingThreads
 import FoundationEssentials
+import HostSystem
 import Logging
 import Synchronization
 
@@ -7,20 +8,20 @@ import Synchronization
 /// file's fsync never sits between a guest's line and the next one: the VM manager hands
 /// over each new encoding and goes on. The newest encoding wins; writes never overlap and
 /// each is atomic (HostRoot's write: temporary file, fsync, rename).
-final class ReadinessFile: Sendable {
-    let path: String
+public final class ReadinessFile: Sendable {
+    public let path: String
     private let logger: Logger
     private let thread = ThreadPool(name: "readiness-save", threads: 1)
     /// The encoding not yet written, and whether a write job is queued or running.
     private let state = Mutex<(pending: Data?, scheduled: Bool)>((nil, false))
 
-    init(path: String, logger: Logger) {
+    public init(path: String, logger: Logger) {
         self.path = path
         self.logger = logger
     }
 
     /// Queues `data` to be written; returns at once.
-    func save(_ data: Data) {
+    public func save(_ data: Data) {
         let start = state.withLock { s -> Bool in
             s.pending = data
             guard !s.scheduled else { return false }
@@ -32,7 +33,7 @@ final class ReadinessFile: Sendable {
     }
 
     /// Returns once every encoding handed over before the call is on disk (at shutdown).
-    func flush() async {
+    public func flush() async {
         try? await thread.run { self.drain() }
     }
 
