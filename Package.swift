@@ -85,6 +85,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The host settings: each piece of desired host state (a user's groups, the 9p
+        // modules in the initramfs, rngd, libvirtd enabled) read and made to hold through
+        // HostSystem below a host root; the agent that checks, watches and reverts them is
+        // Core's.
+        .target(
+            name: "HostSettings",
+            dependencies: ["HostSystem", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // The guests' readiness channels: the line protocol, its budgets against a hostile
         // guest, the connections to each VM's socket and the records of each boot.
         .target(
@@ -95,7 +104,7 @@ let package = Package(
         .target(
             name: "ControllerCore",
             dependencies: [
-                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "TOML", "HostSystem", "Readiness",
+                "Libvirt", "Polkit", "Guestfs", "BlockingThreads", "TOML", "HostSystem", "HostSettings", "Readiness",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -131,7 +140,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SDBusTests", dependencies: ["SDBus"], swiftSettings: strict),
-        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "HostSystem", "Readiness", "ControllerAPI", "Guestfs", "Libvirt", "TOML", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "HostSystem", "HostSettings", "Readiness", "ControllerAPI", "Guestfs", "Libvirt", "TOML", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         .testTarget(name: "ControllerAPITests", dependencies: ["ControllerAPI", "ControllerBus", "ControllerCore"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["SDBus", "ControllerAPI"], swiftSettings: strict),
     ]

@@ -1,3 +1,4 @@
+import HostSettings
 import HostSystem
 
 /// Errors of the controller, each of a kind the API names.
@@ -69,10 +70,20 @@ extension ControllerError {
         }
     }
 
-    /// `error` as the API names it: a ``SystemError`` becomes its ``ControllerError``; any
-    /// other error is returned as it is.
+    /// The API's error for a setting that cannot be made to hold: one per kind, no default.
+    public init(_ error: SettingError) {
+        switch error.kind {
+        case .missingOnHost: self = .invalidState(error.message)
+        case .unsupported: self = .notSupported(error.message)
+        case .busy: self = .busy(error.message)
+        }
+    }
+
+    /// `error` as the API names it: a ``SystemError`` or ``SettingError`` becomes its
+    /// ``ControllerError``; any other error is returned as it is.
     public static func mapped(_ error: any Error) -> any Error {
         if let e = error as? SystemError { return ControllerError(e) }
+        if let e = error as? SettingError { return ControllerError(e) }
         return error
     }
 }

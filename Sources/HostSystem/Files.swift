@@ -189,3 +189,10 @@ public func parentDirectory(of path: String) -> String {
     while parent.count > 1, parent.hasSuffix("/") { parent.removeLast() }
     return String(parent)
 }
+
+extension StringProtocol {
+    /// The text without leading and trailing whitespace and newlines.
+    public var trimmed: String {
+        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+    }
+}

@@ -80,7 +80,7 @@ public final class XElement {
         guard count <= 16 << 20 else { throw SystemError.tooLarge("XML larger than 16 MiB") }
         let doc = xml.withCString { xmlReadMemory($0, Int32(count), "input.xml", "UTF-8", options) }
         guard let doc else {
-            let detail = xmlGetLastError().flatMap { $0.pointee.message }.map { String(String(cString: $0).drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed()) }
+            let detail = xmlGetLastError().flatMap { $0.pointee.message }.map { String(cString: $0).trimmed }
             throw SystemError.invalidInput("the XML does not parse\(detail.map { ": \($0)" } ?? "")")
         }
         defer { xmlFreeDoc(doc) }

@@ -70,6 +70,18 @@ final class LayeringTests: XCTestCase {
         XCTAssertNotNil(try imports(of: "ControllerCore")["Readiness"])
     }
 
+    /// The host settings are a module on HostSystem: what each setting is and how it is
+    /// read and made to hold; the agent (jobs, watching, enforcement, requests) is Core's.
+    func testTheHostSettingsModuleKnowsNoServiceAndNoC() throws {
+        let allowed: Set<String> = ["HostSystem", "Logging", "FoundationEssentials", "Synchronization"]
+        let found = try imports(of: "HostSettings")
+        XCTAssertNotNil(found["HostSystem"], "the check reads no imports: \(found)")
+        for (module, files) in found where !allowed.contains(module) {
+            XCTFail("HostSettings imports \(module) in \(files.sorted().joined(separator: ", ")); it may use \(allowed.sorted().joined(separator: ", "))")
+        }
+        XCTAssertNotNil(try imports(of: "ControllerCore")["HostSettings"])
+    }
+
     /// The TOML reader is a module of its own that reaches nothing: no Foundation, no C, no
     /// file (Core reads the file and hands it the text), and Core reads configuration
     /// through it only.
@@ -102,7 +114,7 @@ final class LayeringTests: XCTestCase {
     /// needs. mvctl, a short-lived command, may use Foundation. (The release stage of
     /// scripts/test also checks the linked binary for Foundation and ICU symbols.)
     func testDaemonTargetsImportFoundationEssentialsOnly() throws {
-        let daemonTargets = ["SDBus", "ControllerAPI", "BlockingThreads", "Libvirt", "Polkit", "Guestfs", "multiverse-guestfs", "TOML", "HostSystem", "Readiness",
+        let daemonTargets = ["SDBus", "ControllerAPI", "BlockingThreads", "Libvirt", "Polkit", "Guestfs", "multiverse-guestfs", "TOML", "HostSystem", "HostSettings", "Readiness",
                              "ControllerCore", "ControllerBus", "multiverse-controllerd"]
         var essentials = 0
         for target in daemonTargets {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import XCTest
 @testable import HostSystem
+@testable import HostSettings
 @testable import ControllerCore
 
 /// The settings' file logic on temporary directories used as host roots (no bus).
@@ -39,9 +40,10 @@ final class SettingsCoreTests: XCTestCase {
         do {
             try await UserGroupsSetting.waitForShadowLocks(root, timeout: .milliseconds(200))
             XCTFail("the wait ended with gshadow.lock held")
-        } catch let error as ControllerError {
-            XCTAssertEqual(error.kind, "Busy")
-            XCTAssertTrue(error.message.contains("/etc/gshadow.lock"), error.message)
+        } catch {
+            let mapped = ControllerError.mapped(error) as? ControllerError
+            XCTAssertEqual(mapped?.kind, "Busy", "\(error)")
+            XCTAssertTrue(mapped?.message.contains("/etc/gshadow.lock") == true, "\(error)")
         }
     }
 

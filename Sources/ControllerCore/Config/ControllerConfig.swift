@@ -1,3 +1,4 @@
+import HostSettings
 import FoundationEssentials
 import HostSystem
 

@@ -1,3 +1,4 @@
+import HostSettings
 import FoundationEssentials
 import Logging
 import Synchronization
@@ -79,7 +80,7 @@ extension SettingsAgent {
         job?.status("done")
         await publish()
         if let (id, error) = failures.first {
-            if failures.count == 1, let e = error as? ControllerError {
+            if failures.count == 1, let e = ControllerError.mapped(error) as? ControllerError {
                 throw Self.prefixed(e, "\(id): ")
             }
             throw ControllerError.io(failures.map { "\($0.0): \(Self.message($0.1))" }.joined(separator: "; "))

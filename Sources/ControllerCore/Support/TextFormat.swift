@@ -35,12 +35,6 @@ enum TextFormat {
     static func hex<T: BinaryInteger>(_ value: T) -> String { String(value, radix: 16) }
 }
 
-extension StringProtocol {
-    /// The text without leading and trailing whitespace and newlines.
-    var trimmed: String {
-        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
-    }
-}
 
 /// An error as an operator reads it: for a file-system error, the system's message for its
 /// cause (`No such file or directory`) instead of Foundation's structure dump.

@@ -1,3 +1,5 @@
+import HostSettings
+
 /// The `[vms]` section of the configuration file.
 public struct VMConfig: Sendable, Equatable {
     /// Directory of administrators' profile files (`NAME.toml`, a `[profile]` table).

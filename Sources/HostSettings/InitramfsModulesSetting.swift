@@ -96,7 +96,7 @@ public struct InitramfsModulesSetting: HostSetting {
             let outcome = await context.rebuilder.rebuild()
             let what = added.isEmpty ? "initramfs lacked \(wanted.joined(separator: ", "))" : "added \(added.joined(separator: ", ")) to \(file)"
             guard outcome.success else {
-                throw ControllerError.io("\(what), but \(outcome.detail)")
+                throw SystemError.io("\(what), but \(outcome.detail)")
             }
             return SettingChange(changed: true, "\(what); \(outcome.detail)")
         case .modulesLoadD:

@@ -61,10 +61,10 @@ public struct SettingsContext: Sendable {
         do {
             result = try await ChildProcess.run(path, arguments)
         } catch {
-            throw ControllerError.io("cannot run \(path): \(error)")
+            throw SystemError.io("cannot run \(path): \(error)")
         }
         guard result.status == 0 else {
-            throw ControllerError.io("\(([path] + arguments).joined(separator: " ")) failed (exit \(result.status)): \(result.stderrExcerpt)")
+            throw SystemError.io("\(([path] + arguments).joined(separator: " ")) failed (exit \(result.status)): \(result.stderrExcerpt)")
         }
         return result
     }

@@ -74,7 +74,7 @@ public struct EntropyRngdSetting: HostSetting {
         var done: [String] = []
         switch Self.packaging(root) {
         case .none, .unknownRngd:
-            throw ControllerError.invalidState((await check(context)).detail + "; the agent does not install packages")
+            throw SettingError.missingOnHost((await check(context)).detail + "; the agent does not install packages")
         case .rngToolsDebian:
             let text = try root.read(Self.debianDefaults) ?? ""
             if Self.shellVariable("HRNGDEVICE", in: text) != device {
@@ -86,7 +86,7 @@ public struct EntropyRngdSetting: HostSetting {
             let (source, output) = Self.rngd5Devices(root)
             if source != device || output != "/dev/random" {
                 guard init_ == .systemd else {
-                    throw ControllerError.notSupported("changing rngd's source is supported through systemd drop-ins only")
+                    throw SettingError.unsupported("changing rngd's source is supported through systemd drop-ins only")
                 }
                 let dropIn = """
                     # Written by multiverse-controllerd (setting entropy-rngd): feed /dev/random from \(device).

@@ -44,7 +44,7 @@ public struct UserGroupsSetting: HostSetting {
         let user = context.config.user
         let database = try GroupDatabase.load(context.root)
         guard database.users[user] != nil else {
-            throw ControllerError.invalidState("user '\(user)' does not exist; the agent does not create users")
+            throw SettingError.missingOnHost("user '\(user)' does not exist; the agent does not create users")
         }
         var missing: [String] = []
         var toAdd: [String] = []
@@ -53,7 +53,7 @@ public struct UserGroupsSetting: HostSetting {
             if !database.isMember(user, of: group) { toAdd.append(group.name) }
         }
         if !missing.isEmpty {
-            throw ControllerError.invalidState("group(s) \(missing.joined(separator: ", ")) do not exist; the agent does not create groups")
+            throw SettingError.missingOnHost("group(s) \(missing.joined(separator: ", ")) do not exist; the agent does not create groups")
         }
         guard !toAdd.isEmpty else { return SettingChange(changed: false, "user '\(user)' already in every group") }
         try await Self.addUser(user, to: toAdd, context)
@@ -61,7 +61,7 @@ public struct UserGroupsSetting: HostSetting {
     }
 
     /// Adds `user` to `groups` with usermod, after shadow's lock files are gone.
-    static func addUser(_ user: String, to groups: [String], _ context: SettingsContext) async throws {
+    public static func addUser(_ user: String, to groups: [String], _ context: SettingsContext) async throws {
         try await waitForShadowLocks(context.root)
         var arguments = ["-a", "-G", groups.joined(separator: ",")]
         if !context.root.isRealRoot { arguments = ["--prefix", context.root.path] + arguments }
@@ -72,7 +72,7 @@ public struct UserGroupsSetting: HostSetting {
     /// Waits (up to `timeout`) while another tool holds shadow's lock files, so usermod
     /// does not fail on a lock held by a concurrent gpasswd or vipw. Woken by inotify when
     /// an entry of /etc goes; nothing polls.
-    static func waitForShadowLocks(_ root: HostRoot, timeout: Duration = .seconds(5)) async throws {
+    public static func waitForShadowLocks(_ root: HostRoot, timeout: Duration = .seconds(5)) async throws {
         let locks = ["/etc/group.lock", "/etc/gshadow.lock", "/etc/passwd.lock", "/etc/shadow.lock"]
         @Sendable func held() -> [String] { locks.filter { root.kind($0) != .missing } }
         guard !held().isEmpty else { return }
@@ -94,7 +94,7 @@ public struct UserGroupsSetting: HostSetting {
             return first
         }
         guard released else {
-            throw ControllerError.busy("the user database is locked (\(held().joined(separator: ", "))) for more than \(timeout)")
+            throw SettingError.busy("the user database is locked (\(held().joined(separator: ", "))) for more than \(timeout)")
         }
     }
 }

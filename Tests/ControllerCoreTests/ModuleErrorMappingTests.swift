@@ -1,10 +1,11 @@
+@testable import HostSettings
 @testable import HostSystem
 @testable import ControllerCore
 import XCTest
 
-/// HostSystem's errors know files, not the API: Core maps each of their kinds to one of the
-/// API's errors (no default), and the bus sends what Core maps.
-final class SystemErrorMappingTests: XCTestCase {
+/// The modules below Core know files and settings, not the API: Core maps each kind of
+/// their errors to one of the API's errors (no default), and the bus sends what Core maps.
+final class ModuleErrorMappingTests: XCTestCase {
     func testEachKindOfSystemErrorHasItsAPIError() {
         let expected: [(SystemError.Kind, String)] = [(.io, "Io"), (.invalidInput, "InvalidArgs"), (.tooLarge, "LimitsExceeded")]
         for (kind, name) in expected {
@@ -14,7 +15,16 @@ final class SystemErrorMappingTests: XCTestCase {
         }
     }
 
-    func testOnlySystemErrorsAreMapped() {
+    func testEachKindOfSettingErrorHasItsAPIError() {
+        let expected: [(SettingError.Kind, String)] = [(.missingOnHost, "InvalidState"), (.unsupported, "NotSupported"), (.busy, "Busy")]
+        for (kind, name) in expected {
+            let mapped = ControllerError.mapped(SettingError(kind, "user 'x' does not exist")) as? ControllerError
+            XCTAssertEqual(mapped?.kind, name, "\(kind)")
+            XCTAssertEqual(mapped?.message, "user 'x' does not exist")
+        }
+    }
+
+    func testOnlyTheModulesErrorsAreMapped() {
         XCTAssertEqual(ControllerError.mapped(SystemError.failed("cannot read /x", code: ENOENT)) as? ControllerError,
                        .io("cannot read /x: No such file or directory"))
         XCTAssertEqual(ControllerError.mapped(ControllerError.busy("b")) as? ControllerError, .busy("b"))

@@ -90,7 +90,7 @@ public enum InitSystem: String, Sendable, Equatable {
             if !native, root.kind("/etc/init.d/\(service)") != .missing {
                 return try await InitSystem.sysv.enable(service, context)
             }
-            guard native else { throw ControllerError.invalidState("\(unit) is not installed") }
+            guard native else { throw SettingError.missingOnHost("\(unit) is not installed") }
             let rootArgs = root.isRealRoot ? [] : ["--root=\(root.path)"]
             if root.linkTarget("/etc/systemd/system/\(unit)") == "/dev/null" {
                 try await context.run(Self.systemctl, rootArgs + ["unmask", unit])
@@ -98,18 +98,18 @@ public enum InitSystem: String, Sendable, Equatable {
             try await context.run(Self.systemctl, rootArgs + ["enable", unit])
             return true
         case .openrc:
-            guard root.kind("/etc/init.d/\(service)") != .missing else { throw ControllerError.invalidState("/etc/init.d/\(service) is not installed") }
+            guard root.kind("/etc/init.d/\(service)") != .missing else { throw SettingError.missingOnHost("/etc/init.d/\(service) is not installed") }
             try root.symlink("/etc/runlevels/default/\(service)", to: "/etc/init.d/\(service)")
             return true
         case .sysv:
-            guard root.kind("/etc/init.d/\(service)") != .missing else { throw ControllerError.invalidState("/etc/init.d/\(service) is not installed") }
+            guard root.kind("/etc/init.d/\(service)") != .missing else { throw SettingError.missingOnHost("/etc/init.d/\(service) is not installed") }
             for level in Self.sysvStart { try root.symlink("/etc/rc\(level).d/S01\(service)", to: "../init.d/\(service)") }
             for level in Self.sysvStop where !root.list("/etc/rc\(level).d").contains(where: { $0.hasPrefix("K") && $0.dropFirst(3) == service }) {
                 try root.symlink("/etc/rc\(level).d/K01\(service)", to: "../init.d/\(service)")
             }
             return true
         case .unknown:
-            throw ControllerError.notSupported("no supported init system found under the host root")
+            throw SettingError.unsupported("no supported init system found under the host root")
         }
     }
 

@@ -30,8 +30,8 @@ public struct GroupDatabase: Sendable {
 
     /// Reads both files below `root`.
     public static func load(_ root: HostRoot) throws -> GroupDatabase {
-        guard let passwd = try root.read("/etc/passwd") else { throw ControllerError.io("/etc/passwd is missing") }
-        guard let group = try root.read("/etc/group") else { throw ControllerError.io("/etc/group is missing") }
+        guard let passwd = try root.read("/etc/passwd") else { throw SystemError.io("/etc/passwd is missing") }
+        guard let group = try root.read("/etc/group") else { throw SystemError.io("/etc/group is missing") }
         return GroupDatabase(passwd: passwd, group: group)
     }
 
