@@ -6,12 +6,12 @@ import Logging
 /// current by libvirt's network lifecycle events (a `virsh net-destroy` behind the service's
 /// back shows up). Blocking libvirt calls run on a thread pool of their own.
 public actor NetworkManager {
-    private let libvirt: LibvirtCalls
     private let logger: Logger
-    private var networks: [String: NetworkInfo] = [:]
+    /// The networks by name, libvirt's events and the resync (shared with the VM cache).
+    private var mirror: LibvirtMirror<NetworkInfo, NetworkLifecycleEvent>
+    private var networks: [String: NetworkInfo] { mirror.objects }
+    private var libvirt: LibvirtCalls { mirror.calls }
     private var observer: (@Sendable (NetworkChange) async -> Void)?
-    private var events: AsyncStream<NetworkLifecycleEvent>.Continuation?
-    private var eventTask: Task<Void, Never>?
     private let seal: HostBridgeSeal
     private let firewall: HostBridgeFirewall
     /// "network bridge" pairs whose seal failure was logged (once each).
@@ -24,7 +24,7 @@ public actor NetworkManager {
 
     /// `sysctl` is where the host's sysctl tree is (tests may point elsewhere).
     public init(monitor: LibvirtMonitor, logger: Logger, sysctl: String = "/proc/sys", firewall: HostBridgeFirewall = HostBridgeFirewall()) {
-        libvirt = LibvirtCalls(monitor: monitor, pool: "libvirt-net", threads: 1, maxQueued: 256)
+        mirror = LibvirtMirror("network", calls: LibvirtCalls(monitor: monitor, pool: "libvirt-net", threads: 1, maxQueued: 256)) { $0.name }
         self.logger = logger
         self.seal = HostBridgeSeal(root: sysctl)
         self.firewall = firewall
@@ -32,11 +32,7 @@ public actor NetworkManager {
 
     public func setObserver(_ observer: @escaping @Sendable (NetworkChange) async -> Void) {
         self.observer = observer
-        let (stream, continuation) = AsyncStream<NetworkLifecycleEvent>.makeStream()
-        events = continuation
-        eventTask = Task { [weak self] in
-            for await event in stream { await self?.refresh(event.name) }
-        }
+        mirror.start { [weak self] event in await self?.refresh(event.name) }
         // Sysctls and firewall tables can be changed behind the service's back (sysctl -w,
         // `systemctl restart nftables`, whose nftables.conf flushes the ruleset): re-checked.
         checkTask = Task { [weak self] in
@@ -48,9 +44,8 @@ public actor NetworkManager {
     }
 
     public func stop() {
-        eventTask?.cancel()
+        mirror.stop()
         checkTask?.cancel()
-        events?.finish()
     }
 
     public func list() -> [NetworkInfo] { networks.values.sorted { $0.name < $1.name } }
@@ -58,28 +53,15 @@ public actor NetworkManager {
 
     /// Rebuilds the cache from libvirt (after every connect).
     public func resync() async {
-        guard let connection = try? await libvirt.connection() else { return }
-        let continuation = events
-        do {
-            _ = try await libvirt.registerEvents(on: connection) { try $0.onNetworkLifecycleEvents { event in continuation?.yield(event) } }
-        } catch {
-            logger.error("cannot register for libvirt network events: \(error)")
-        }
-        let fresh: [NetworkInfo]
-        do {
-            fresh = try await libvirt.read(connection) { try $0.allNetworks().compactMap { try? Self.describe($0) } }
-        } catch {
-            logger.error("cannot list libvirt networks: \(error)")
-            return
-        }
-        let seen = Set(fresh.map(\.name))
-        for info in fresh { await upsert(info) }
-        for name in networks.keys.sorted() where !seen.contains(name) {
-            networks[name] = nil
+        guard let reading = await mirror.resync(logger: logger,
+                                                register: { connection, feed in try connection.onNetworkLifecycleEvents(feed) },
+                                                list: { try $0.allNetworks().compactMap { try? Self.describe($0) } }) else { return }
+        for info in reading.fresh { await upsert(info) }
+        for name in reading.gone {
+            mirror.remove(name)
             await observer?(.removed(name: name))
         }
         _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
-        logger.info("libvirt: \(fresh.count) network(s)")
     }
 
     /// Reads one network (blocking).
@@ -96,10 +78,11 @@ public actor NetworkManager {
         if isIsolatedHostBridge(info) { bridges.insert(info.bridge) }
         let walled = await syncFirewall(bridges.sorted())
         info.hostIsolated = sealed && walled
-        let old = networks[info.name]
-        guard old != info else { return }
-        networks[info.name] = info
-        await observer?(old == nil ? .added(info) : .updated(info))
+        switch mirror.put(info) {
+        case nil: return
+        case .added: await observer?(.added(info))
+        case .updated: await observer?(.updated(info))
+        }
     }
 
     /// A running isolated network whose bridge is a bridge of this host (libvirt's test
@@ -175,7 +158,7 @@ public actor NetworkManager {
         guard let connection = try? await libvirt.connection() else { return networks[name] }
         do {
             guard let network = try await libvirt.read(connection, { try $0.network(named: name) }) else {
-                if networks.removeValue(forKey: name) != nil {
+                if mirror.remove(name) != nil {
                     await observer?(.removed(name: name))
                     _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
                 }

@@ -19,16 +19,16 @@ public enum VMChange: Sendable {
 /// kept current by lifecycle events (also for changes made by others, e.g. `virsh`).
 /// Blocking libvirt calls run on a pool of threads, so one slow call never delays others.
 public actor VMManager {
-    private let libvirt: LibvirtCalls
     public nonisolated let config: VMConfig
     let logger: Logger
-    private(set) var vms: [String: VMInfo] = [:]
+    /// The VMs by UUID, libvirt's events and the resync (shared with the network cache).
+    private var mirror: LibvirtMirror<VMInfo, DomainLifecycleEvent>
+    var vms: [String: VMInfo] { mirror.objects }
+    private var libvirt: LibvirtCalls { mirror.calls }
     /// The UUID of each VM name in `vms` (kept by `store`), so a lookup by name does not
     /// scan every VM.
     private var uuidByName: [String: String] = [:]
     var observer: (@Sendable (VMChange) async -> Void)?
-    private var events: AsyncStream<DomainLifecycleEvent>.Continuation?
-    private var eventTask: Task<Void, Never>?
     /// Domain type for new VMs, from the configuration or the connection's capabilities.
     public private(set) var domainType = "qemu"
     /// The emulators the connection's capabilities name: the only `<emulator>` caller XML may give.
@@ -51,7 +51,7 @@ public actor VMManager {
 
     /// - Parameter stateDirectory: where the guests' readiness is kept across restarts (nil: not kept).
     public init(monitor: LibvirtMonitor, config: VMConfig, profiles: [VMProfile], logger: Logger, stateDirectory: String? = nil) {
-        libvirt = LibvirtCalls(monitor: monitor, pool: "libvirt-call", threads: 4, maxQueued: 512)
+        mirror = LibvirtMirror("domain", calls: LibvirtCalls(monitor: monitor, pool: "libvirt-call", threads: 4, maxQueued: 512)) { $0.uuid }
         self.config = config
         self.profiles = profiles
         self.logger = logger
@@ -65,11 +65,7 @@ public actor VMManager {
 
     public func setObserver(_ observer: @escaping @Sendable (VMChange) async -> Void) {
         self.observer = observer
-        let (stream, continuation) = AsyncStream<DomainLifecycleEvent>.makeStream()
-        events = continuation
-        eventTask = Task { [weak self] in
-            for await event in stream { await self?.handle(event) }
-        }
+        mirror.start { [weak self] event in await self?.handle(event) }
         if let channels {
             channelTask = Task { [weak self] in
                 for await event in channels.events { await self?.guestEvent(event) }
@@ -79,9 +75,8 @@ public actor VMManager {
 
     /// Stops handling events; returns once the guests' readiness is saved.
     public func stop() async {
-        eventTask?.cancel()
+        mirror.stop()
         channelTask?.cancel()
-        events?.finish()
         await readiness.flush()
     }
 
@@ -101,31 +96,36 @@ public actor VMManager {
         return users.mapValues { $0.sorted { $0.name < $1.name }.map(\.uuid) }
     }
 
-    /// Puts `info` in the cache under `uuid` (nil removes it), keeping the name index.
-    /// When the VM leaves a name that another cached VM still has (two entries can share
-    /// one for a moment: a stale read racing a define), the name passes to that one.
-    func store(_ info: VMInfo?, uuid: String) {
+    /// Puts `info` in the cache (nil: removes the VM `uuid`), keeping the name index, and
+    /// wakes the waits on the VM; the change, nil when there is none. When the VM leaves a
+    /// name that another cached VM still has (two entries can share one for a moment: a
+    /// stale read racing a define), the name passes to that one.
+    @discardableResult
+    func store(_ info: VMInfo?, uuid: String) -> LibvirtMirror<VMInfo, DomainLifecycleEvent>.Change? {
         let left = vms[uuid].map(\.name).flatMap { $0 != info?.name && uuidByName[$0] == uuid ? $0 : nil }
-        vms[uuid] = info
+        let change: LibvirtMirror<VMInfo, DomainLifecycleEvent>.Change?
+        if let info {
+            change = mirror.put(info)
+            guard change != nil else { return nil }
+        } else {
+            guard mirror.remove(uuid) != nil else { return nil }
+            change = nil
+        }
         if let left { uuidByName[left] = vms.first { $0.value.name == left }?.key }
         if let info { uuidByName[info.name] = uuid }
         wakeWaiters(uuid, info)
+        return change
     }
     public func profile(named name: String) -> VMProfile? { profiles.first { $0.name == name } }
 
     /// Rebuilds the cache from libvirt (after every connect): registers for events on a new
     /// connection, adds, updates and removes objects.
     public func resync() async {
-        guard let connection = try? await libvirt.connection() else { return }
-        let continuation = events
-        var newConnection: Bool
-        do {
-            newConnection = try await libvirt.registerEvents(on: connection) { try $0.onLifecycleEvents { event in continuation?.yield(event) } }
-        } catch {
-            logger.error("cannot register for libvirt domain events: \(error)")
-            newConnection = true
-        }
-        if newConnection {
+        guard let reading = await mirror.resync(logger: logger,
+                                                register: { connection, feed in try connection.onLifecycleEvents(feed) },
+                                                list: { try $0.allDomains().compactMap { try? Self.describe($0) } }) else { return }
+        let connection = reading.connection
+        if reading.newConnection {
             let configured = config.domainType
             let (capabilities, node) = (try? await libvirt.read(connection) { (try $0.capabilities(), try $0.nodeResources()) })
                 ?? ("", (memoryKiB: 0, cpus: 0))
@@ -137,21 +137,12 @@ public actor VMManager {
                 : types.contains("qemu") ? "qemu" : types.first ?? "qemu"
             logger.info("new VMs use domain type \(domainType) (offered: \(types.joined(separator: ", ")); host: \(host.memoryMiB) MiB, \(host.cpus) CPUs)")
         }
-        let fresh: [VMInfo]
-        do {
-            fresh = try await libvirt.read(connection) { try $0.allDomains().compactMap { try? Self.describe($0) } }
-        } catch {
-            logger.error("cannot list libvirt domains: \(error)")
-            return
-        }
-        let seen = Set(fresh.map(\.uuid))
-        readiness.forget(except: seen)
-        for info in fresh { await upsert(info) }
-        for uuid in vms.keys.sorted() where !seen.contains(uuid) {
+        readiness.forget(except: Set(reading.fresh.map(\.uuid)))
+        for info in reading.fresh { await upsert(info) }
+        for uuid in reading.gone {
             store(nil, uuid: uuid)
             await observer?(.removed(uuid: uuid))
         }
-        logger.info("libvirt: \(fresh.count) domain(s)")
     }
 
     /// Reads one domain's state and XML into a VMInfo (blocking).
@@ -170,14 +161,16 @@ public actor VMManager {
     private func upsert(_ fresh: VMInfo) async {
         var info = fresh
         applyReadiness(&info)
-        let old = vms[info.uuid]
-        if let old {
-            guard old != info else { return }
-            store(info, uuid: info.uuid)
-            await observer?(.updated(info, stateChanged: old.state != info.state || old.stateReason != info.stateReason))
-        } else {
-            store(info, uuid: info.uuid)
+        let old: VMInfo?
+        switch store(info, uuid: info.uuid) {
+        case nil:
+            return
+        case .added:
+            old = nil
             await observer?(.added(info))
+        case .updated(let before, _):
+            old = before
+            await observer?(.updated(info, stateChanged: before.state != info.state || before.stateReason != info.stateReason))
         }
         // A stopped ephemeral VM is discarded. "shutoff" with reason "unknown" is a VM that
         // never ran (just defined), which stays.

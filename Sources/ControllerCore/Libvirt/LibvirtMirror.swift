@@ -1,0 +1,98 @@
+import Libvirt
+import Logging
+
+/// What each libvirt cache (domains in ``VMManager``, networks in ``NetworkManager``) is
+/// made of, written once: the objects by key, the one event path (libvirt's callbacks feed
+/// a stream that a task hands to the cache's actor one event at a time) and the one resync
+/// (register the callbacks on a new connection, read every object, say which cached ones
+/// are gone). The cache's actor owns its mirror and adds its own rules around `put` and
+/// `remove` (readiness, isolation): the mirror holds values only, so those rules are tested
+/// without libvirt.
+struct LibvirtMirror<Object: Sendable & Equatable, Event: Sendable>: Sendable {
+    /// The kind of object, for logs (`domain`, `network`).
+    let kind: String
+    let calls: LibvirtCalls
+    private let key: @Sendable (Object) -> String
+    private(set) var objects: [String: Object] = [:]
+    private var continuation: AsyncStream<Event>.Continuation?
+    private var task: Task<Void, Never>?
+
+    init(_ kind: String, calls: LibvirtCalls, key: @escaping @Sendable (Object) -> String) {
+        self.kind = kind
+        self.calls = calls
+        self.key = key
+    }
+
+    /// Starts the event path: each event libvirt reports is handed to `handle`, in order.
+    mutating func start(_ handle: @escaping @Sendable (Event) async -> Void) {
+        let (stream, continuation) = AsyncStream<Event>.makeStream()
+        self.continuation = continuation
+        task = Task {
+            for await event in stream { await handle(event) }
+        }
+    }
+
+    /// Ends the event path.
+    func stop() {
+        task?.cancel()
+        continuation?.finish()
+    }
+
+    /// The change a new reading of an object makes.
+    enum Change: Sendable {
+        case added(Object)
+        case updated(old: Object, new: Object)
+    }
+
+    /// What a resync read: every object libvirt has, the cached keys it no longer has, and
+    /// whether the connection is new (its callbacks were registered now).
+    struct Reading: Sendable {
+        let fresh: [Object]
+        let gone: [String]
+        let connection: LibvirtConnection
+        let newConnection: Bool
+    }
+
+    /// Reads every object (`list`, on the cache's pool) after registering the cache's
+    /// callbacks on a new connection (`register` is given the function that feeds the event
+    /// path). Nil, logged, when libvirt is unreachable or the listing failed.
+    func resync(logger: Logger,
+                register: @escaping @Sendable (LibvirtConnection, @escaping @Sendable (Event) -> Void) throws -> Void,
+                list: @escaping @Sendable (LibvirtConnection) throws -> [Object]) async -> Reading? {
+        guard let connection = try? await calls.connection() else { return nil }
+        let continuation = self.continuation
+        var newConnection: Bool
+        do {
+            newConnection = try await calls.registerEvents(on: connection) { try register($0) { continuation?.yield($0) } }
+        } catch {
+            logger.error("cannot register for libvirt \(kind) events: \(error)")
+            newConnection = true
+        }
+        let fresh: [Object]
+        do {
+            fresh = try await calls.read(connection, list)
+        } catch {
+            logger.error("cannot list libvirt \(kind)s: \(error)")
+            return nil
+        }
+        let seen = Set(fresh.map(key))
+        let gone = objects.keys.filter { !seen.contains($0) }.sorted()
+        logger.info("libvirt: \(fresh.count) \(kind)(s)")
+        return Reading(fresh: fresh, gone: gone, connection: connection, newConnection: newConnection)
+    }
+
+    subscript(key: String) -> Object? { objects[key] }
+
+    /// Caches `object`: nil when it equals what is cached.
+    mutating func put(_ object: Object) -> Change? {
+        let k = key(object)
+        let old = objects[k]
+        guard old != object else { return nil }
+        objects[k] = object
+        return old.map { .updated(old: $0, new: object) } ?? .added(object)
+    }
+
+    /// Drops the object under `key`; the object it was, if any.
+    @discardableResult
+    mutating func remove(_ key: String) -> Object? { objects.removeValue(forKey: key) }
+}
