@@ -1,5 +1,6 @@
 import ControllerAPI
 import Foundation
+import SDBus
 import XCTest
 
 /// Issue 33's attacks through the real stack (private bus with our policy, polkitd with the
@@ -38,7 +39,7 @@ final class CallerBoundaryTests: XCTestCase {
     func vmNames() throws -> [String] {
         let list = try stack.manager("ListVMs", ["a{sv}", "0"])
         return list.stdout.split(separator: "\"").filter { $0.hasPrefix("/org/") }.compactMap { path in
-            try? stack.property(String(path), TestStack.vmInterface, "Name").split(separator: "\"").dropFirst().first.map(String.init)
+            try? stack.property(String(path), TestStack.vmInterface, "Name")?.string
         }.sorted()
     }
 
@@ -116,8 +117,8 @@ final class CallerBoundaryTests: XCTestCase {
         let other = Self.domain("meta-ok", "", extra: "<metadata><app:x xmlns:app='urn:example:app'>1</app:x></metadata>")
         let defined = s.manager("DefineVMFromXML", ["sa{sv}", other, "2", "profile", "s", "app", "autostart", "b", "true"], as: TestStack.grantedUser)
         XCTAssertTrue(defined.ok, defined.all)
-        XCTAssertEqual(s.vmProperty("meta-ok", "Profile"), "s \"app\"")
-        XCTAssertEqual(s.vmProperty("meta-ok", "Autostart"), "b true")
+        XCTAssertEqual(s.vmProperty("meta-ok", "Profile"), .string("app"))
+        XCTAssertEqual(s.vmProperty("meta-ok", "Autostart"), .boolean(true))
         XCTAssertTrue(try stack.vmCall("meta-ok", "Undefine").ok)
     }
 
@@ -141,7 +142,7 @@ final class CallerBoundaryTests: XCTestCase {
                 .replacingOccurrences(of: "<name>\(first)</name>", with: "<name>\(first)-2</name>")
             let again = s.manager("DefineVMFromXML", ["sa{sv}", xml, "1", "profile", "s", profile], as: TestStack.grantedUser)
             XCTAssertTrue(again.ok, "\(profile): \(again.stderr)\n\(xml)")
-            XCTAssertEqual(s.vmProperty("\(first)-2", "Profile"), "s \"\(profile)\"")
+            XCTAssertEqual(s.vmProperty("\(first)-2", "Profile"), .string("\(profile)"))
             for name in [first, "\(first)-2"] where s.vmPath(name) != nil { XCTAssertTrue(try stack.vmCall(name, "Undefine").ok) }
         }
     }
@@ -167,7 +168,7 @@ final class CallerBoundaryTests: XCTestCase {
         let refused = try addShare("\(dir)/shares/exists")
         XCTAssertTrue(refused.stderr.contains("Access denied"), refused.stderr)
         for (present, absent) in [("\(s.imageDir.path)/x.img", "\(s.imageDir.path)/missing.img")] {
-            FileManager.default.createFile(atPath: present, contents: Data(count: 4096))
+            XCTAssertTrue(FileManager.default.createFile(atPath: present, contents: Data(count: 4096)))
             defer { try? FileManager.default.removeItem(atPath: present) }
             let a = try stack.vmCall("oracle1", "AttachDisk", ["ssa{sv}", present, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
             let b = try stack.vmCall("oracle1", "AttachDisk", ["ssa{sv}", absent, "vdb", "1", "format", "s", "raw"], as: TestStack.otherUser)
@@ -177,7 +178,7 @@ final class CallerBoundaryTests: XCTestCase {
         // Authorized, the link out of the roots is found and refused, naming it.
         let granted = try stack.vmCall("oracle1", "AddShare", ["ssa{sv}", "\(dir)/shares/escape", "e", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(granted.stderr.contains("(/etc) is not under an allowed share root"), granted.all)
-        XCTAssertEqual(s.vmProperty("oracle1", "Shares"), "a(ss) 0")
+        XCTAssertEqual(s.vmProperty("oracle1", "Shares"), .rows("(ss)", []))
     }
 
     /// Two forgeries through a refused ReadFile's guest path: extra fields, and a new

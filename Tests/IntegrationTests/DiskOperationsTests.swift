@@ -25,7 +25,7 @@ final class DiskOperationsTests: XCTestCase {
         let create = try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v1", "0"])
         XCTAssertTrue(create.ok, create.all)
         let listed = s.diskProperty("snapdisk", "Snapshots")
-        XCTAssertTrue(listed.hasPrefix("a(st) 1 \"v1\" "), listed)
+        XCTAssertEqual(listed.firstFields, ["v1"], listed.shown)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
         XCTAssertTrue(qemuIO("write -P 0x22 0 64k", image).ok)
         XCTAssertTrue(try stack.diskCall("snapdisk", "RevertSnapshot", ["sa{sv}", "v1", "0"]).ok)
@@ -37,17 +37,17 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertFalse(try stack.diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"], as: TestStack.otherUser).ok)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("v1"))
         XCTAssertTrue(try stack.diskCall("snapdisk", "DeleteSnapshot", ["sa{sv}", "v1", "0"]).ok)
-        XCTAssertEqual(s.diskProperty("snapdisk", "Snapshots"), "a(st) 0")
+        XCTAssertEqual(s.diskProperty("snapdisk", "Snapshots").rows.count, 0, s.diskProperty("snapdisk", "Snapshots").shown)
         // raw: NotSupported naming the format.
         XCTAssertTrue(s.createDisk("rawdisk", size: 1 << 20, format: "raw", as: TestStack.grantedUser).ok)
         XCTAssertTrue(try stack.diskCall("rawdisk", "CreateSnapshot", ["sa{sv}", "x", "0"]).stderr.contains("rawdisk is raw; internal snapshots need qcow2"))
         // A disk others are built on: Overlays lists them, writes to it are Busy.
         let overlay = s.manager("CreateDisk", ["stsa{sv}", "child", String(1 << 20), "qcow2", "1", "backing", "s", "snapdisk"], as: TestStack.grantedUser)
         XCTAssertTrue(overlay.ok, overlay.all)
-        XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), "ao 1 \"\(TestStack.diskPath("child"))\"")
+        XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), .objectPaths(["\(TestStack.diskPath("child"))"]))
         XCTAssertTrue(try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v2", "0"]).stderr.contains("it is the backing file of child"))
         XCTAssertTrue(try stack.diskCall("child", "Delete", ["a{sv}", "0"]).ok)
-        XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), "ao 0")
+        XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), .objectPaths([]))
     }
 
     func testCloneFullAndLinkedAsJobs() async throws {
@@ -74,15 +74,15 @@ final class DiskOperationsTests: XCTestCase {
         var st = stat()
         XCTAssertEqual(stat(copy, &st), 0)
         XCTAssertLessThan(Int(st.st_blocks) * 512, 32 << 20)
-        XCTAssertEqual(s.diskProperty("copy", "VirtualSize"), "t 67108864")
+        XCTAssertEqual(s.diskProperty("copy", "VirtualSize"), .uint64(67108864))
 
         let linked = try stack.diskCall("source", "Clone", ["sa{sv}", "thin", "1", "linked", "b", "true"])
         XCTAssertTrue(linked.ok, linked.all)
         let linkedJob = linked.replyPath
         let linkedDone = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == linkedJob }
         XCTAssertEqual(linkedDone?.arguments.first, .boolean(true), signals.summary)
-        XCTAssertEqual(s.diskProperty("thin", "BackingDisk"), "s \"source\"")
-        XCTAssertEqual(s.diskProperty("source", "Overlays"), "ao 1 \"\(TestStack.diskPath("thin"))\"")
+        XCTAssertEqual(s.diskProperty("thin", "BackingDisk"), .string("source"))
+        XCTAssertEqual(s.diskProperty("source", "Overlays"), .objectPaths(["\(TestStack.diskPath("thin"))"]))
         // Existing name and bad name refused before any job; denied for the other user.
         XCTAssertTrue(try stack.diskCall("source", "Clone", ["sa{sv}", "copy", "0"]).stderr.contains("disk copy already exists"))
         XCTAssertTrue(try stack.diskCall("source", "Clone", ["sa{sv}", "../x", "0"]).stderr.contains("invalid disk name"))
@@ -107,8 +107,7 @@ final class DiskOperationsTests: XCTestCase {
         // longer would let it finish before the cancel.
         var progress: [Double] = []
         for _ in 0..<40 where progress.filter({ $0 > 0 }).count < 2 {
-            let p = s.jobProperty(job, "Progress")
-            if let v = Double(p.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") { progress.append(v) }
+            if let v = s.jobProperty(job, "Progress")?.double { progress.append(v) }
             usleep(20_000)
         }
         let foreign = s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.otherUser)
@@ -117,7 +116,7 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(cancel.ok, cancel.all)
         let done = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
-        XCTAssertEqual(s.jobProperty(job, "State"), "s \"cancelled\"")
+        XCTAssertEqual(s.jobProperty(job, "State"), .string("cancelled"))
         XCTAssertEqual(progress, progress.sorted(), "progress went backwards: \(progress)")
         XCTAssertGreaterThan(progress.last ?? 0, 0, "no progress seen: \(progress)")
         XCTAssertEqual(s.imageFiles().filter { $0.contains("big-copy") }, [], "left: \(s.imageFiles())")
@@ -132,7 +131,7 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
         usleep(500_000)
-        XCTAssertEqual(s.jobProperty(job, "State"), "s \"running\"")
+        XCTAssertEqual(s.jobProperty(job, "State"), .string("running"))
         return job
     }
 
@@ -156,10 +155,10 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(Command.run("/usr/bin/stat", ["-c", "%s", s.imageDir.appendingPathComponent("holes").path]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines), String(64 << 30))
         // Progress follows the hash (the copy of holes is instant): valid, above 0, below 1.
-        XCTAssertEqual(s.jobProperty(job, "ProgressValid"), "b true")
-        let fraction = Double(s.jobProperty(job, "Progress").split(separator: " ").last ?? "") ?? -1
-        XCTAssertGreaterThan(fraction, 0, s.jobProperty(job, "Progress"))
-        XCTAssertLessThan(fraction, 0.9, s.jobProperty(job, "Progress"))
+        XCTAssertEqual(s.jobProperty(job, "ProgressValid"), .boolean(true))
+        let fraction = s.jobProperty(job, "Progress")?.double ?? -1
+        XCTAssertGreaterThan(fraction, 0, s.jobProperty(job, "Progress").shown)
+        XCTAssertLessThan(fraction, 0.9, s.jobProperty(job, "Progress").shown)
         XCTAssertTrue(s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         let done = await signals.wait(timeout: 30) { $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
@@ -253,7 +252,7 @@ final class DiskOperationsTests: XCTestCase {
         assertPattern(0x42, offset: 0, length: 1 << 20, in: image)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["check", image]).ok)
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["snapshot", "-l", image]).stdout.contains("pinned"), "the backup's snapshot did not come back")
-        XCTAssertTrue(s.diskProperty("precious", "Snapshots").contains("\"pinned\""), "Snapshots was not refreshed after the restore")
+        XCTAssertTrue(s.diskProperty("precious", "Snapshots").firstFields.contains("pinned"), "Snapshots was not refreshed after the restore")
 
         // A corrupted backup is refused by name and the disk is not touched.
         XCTAssertTrue(qemuIO("write -P 0x13 0 1M", image).ok)
@@ -290,13 +289,13 @@ final class DiskOperationsTests: XCTestCase {
         }
         // Every client process has exited; the jobs finish anyway.
         for job in jobs {
-            var state = ""
+            var state: DBusValue?
             for _ in 0..<200 {
                 state = s.jobProperty(job, "State")
-                if state != "s \"running\"" { break }
+                if state != .string("running") { break }
                 usleep(50_000)
             }
-            XCTAssertEqual(state, "s \"succeeded\"", job)
+            XCTAssertEqual(state, .string("succeeded"), job)
         }
         for i in 0..<20 { XCTAssertTrue(s.imageFiles().contains("orphan-\(i)")) }
         for i in 0..<20 { XCTAssertTrue(try stack.diskCall("orphan-\(i)", "Delete", ["a{sv}", "0"]).ok) }

@@ -45,18 +45,18 @@ final class DiskServiceTests: XCTestCase {
         let introspect = s.busctl(["introspect", "--xml-interface", TestStack.busName, TestStack.root])
         XCTAssertTrue(introspect.stdout.contains("<arg type=\"t\" name=\"size\" direction=\"in\"/>"), introspect.all)
         XCTAssertTrue(introspect.stdout.contains("org.freedesktop.DBus.ObjectManager"), introspect.all)
-        XCTAssertEqual(s.property(TestStack.root, TestStack.managerInterface, "APIVersion"), "u 1")
+        XCTAssertEqual(s.property(TestStack.root, TestStack.managerInterface, "APIVersion"), .uint32(1))
     }
 
     func testLibvirtConnectedToTestDriver() throws {
         let s = try stack
-        var value = ""
+        var value: DBusValue?
         for _ in 0..<100 {
             value = s.property(TestStack.root, TestStack.managerInterface, "LibvirtConnected")
-            if value.contains("true") { break }
+            if value == .boolean(true) { break }
             usleep(100_000)
         }
-        XCTAssertEqual(value.trimmingCharacters(in: .whitespacesAndNewlines), "b true")
+        XCTAssertEqual(value, .boolean(true))
     }
 
     // MARK: CreateDisk and Delete by root, granted and other users
@@ -69,7 +69,7 @@ final class DiskServiceTests: XCTestCase {
         XCTAssertEqual(info["format"] as? String, "qcow2")
         XCTAssertEqual((info["virtual-size"] as? NSNumber)?.uint64Value, 64 << 20)
         XCTAssertEqual(s.property("/org/multiverse/Controller/disk/root_2ddisk_2eqcow2", TestStack.diskInterface, "VirtualSize"),
-                       "t \(64 << 20)")
+                       .uint64(64 << 20))
     }
 
     func testGrantedUserCreatesRawDiskAndDeletesIt() throws {

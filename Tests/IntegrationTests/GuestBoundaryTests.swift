@@ -14,10 +14,10 @@ final class GuestBoundaryTests: XCTestCase {
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
     /// Waits for the job a call returned; its final State.
-    func finish(_ call: CommandResult) throws -> String {
+    func finish(_ call: CommandResult) throws -> DBusValue? {
         let s = try stack
         let job = call.replyPath
-        _ = waitFor(60, interval: 0.2) { s.jobProperty(job, "State") != "s \"running\"" }
+        _ = waitFor(60, interval: 0.2) { s.jobProperty(job, "State") != .string("running") }
         return s.jobProperty(job, "State")
     }
 
@@ -73,23 +73,23 @@ final class GuestBoundaryTests: XCTestCase {
         XCTAssertTrue(Command.run("/usr/bin/qemu-img", ["info", image]).stdout.contains("file format: qcow2"), "the header is not a qcow2 header")
         try restart(s)
 
-        XCTAssertEqual(s.diskProperty("victim", "ImageFormat"), "s \"raw\"")
-        XCTAssertEqual(s.diskProperty("victim", "Problems"), "as 0")
-        XCTAssertEqual(s.diskProperty("victim", "VirtualSize"), "t \(4 << 20)")
+        XCTAssertEqual(s.diskProperty("victim", "ImageFormat"), .string("raw"))
+        XCTAssertEqual(s.diskProperty("victim", "Problems"), .strings([]))
+        XCTAssertEqual(s.diskProperty("victim", "VirtualSize"), .uint64(4 << 20))
         let imageBytes = try Data(contentsOf: URL(fileURLWithPath: image))
 
         // Clone: a byte copy of the raw disk, recorded raw, nothing of the host file.
-        XCTAssertEqual(try finish(try stack.diskCall("victim", "Clone", ["sa{sv}", "victim-copy", "0"])), "s \"succeeded\"")
+        XCTAssertEqual(try finish(try stack.diskCall("victim", "Clone", ["sa{sv}", "victim-copy", "0"])), .string("succeeded"))
         let copy = s.imageDir.appendingPathComponent("victim-copy").path
         let copied = try Data(contentsOf: URL(fileURLWithPath: copy))
         XCTAssertEqual(copied, imageBytes)
         XCTAssertNil(copied.range(of: marker), "the clone holds the host file's bytes")
         XCTAssertEqual(record(copy), "raw")
-        XCTAssertEqual(s.diskProperty("victim-copy", "ImageFormat"), "s \"raw\"")
+        XCTAssertEqual(s.diskProperty("victim-copy", "ImageFormat"), .string("raw"))
 
         // Backup: the same bytes, the manifest says raw.
         let backup = try stack.diskCall("victim", "Backup", ["a{sv}", "0"])
-        XCTAssertEqual(try finish(backup), "s \"succeeded\"")
+        XCTAssertEqual(try finish(backup), .string("succeeded"))
         let backups = try FileManager.default.contentsOfDirectory(atPath: s.dir.appendingPathComponent("backups").path)
         let img = try XCTUnwrap(backups.first { $0.hasSuffix(".img") })
         let backedUp = try Data(contentsOf: s.dir.appendingPathComponent("backups/\(img)"))
@@ -150,8 +150,8 @@ final class GuestBoundaryTests: XCTestCase {
         try restart(s)
 
         for name in ["handmade", "pointing.qcow2", "plain.qcow2"] {
-            XCTAssertEqual(s.diskProperty(name, "ImageFormat"), "s \"\"", name)
-            XCTAssertTrue(s.diskProperty(name, "Problems").contains("has no recorded format: adopt it with Manager.AdoptDisk"), name)
+            XCTAssertEqual(s.diskProperty(name, "ImageFormat"), .string(""), name)
+            XCTAssertTrue(s.diskProperty(name, "Problems").mentions("has no recorded format: adopt it with Manager.AdoptDisk"), name)
         }
         let show = s.mvctl(["disk", "show", "handmade"], as: TestStack.otherUser)
         XCTAssertTrue(show.stdout.contains("has no recorded format"), show.all)
@@ -184,18 +184,18 @@ final class GuestBoundaryTests: XCTestCase {
         let out = s.manager("AdoptDisk", ["ssa{sv}", "pointing.qcow2", "qcow2", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(out.stderr.contains("is outside the image directory"), out.all)
         XCTAssertEqual(record(pointing), "")
-        XCTAssertEqual(s.diskProperty("pointing.qcow2", "ImageFormat"), "s \"\"")
+        XCTAssertEqual(s.diskProperty("pointing.qcow2", "ImageFormat"), .string(""))
         // Forced raw: usable, and still nothing of the host file.
         let forced = s.manager("AdoptDisk", ["ssa{sv}", "handmade", "raw", "1", "force", "b", "true"], as: TestStack.grantedUser)
         XCTAssertTrue(forced.ok, forced.all)
-        XCTAssertEqual(s.diskProperty("handmade", "ImageFormat"), "s \"raw\"")
-        XCTAssertEqual(s.diskProperty("handmade", "Problems"), "as 0")
+        XCTAssertEqual(s.diskProperty("handmade", "ImageFormat"), .string("raw"))
+        XCTAssertEqual(s.diskProperty("handmade", "Problems"), .strings([]))
         XCTAssertTrue(s.manager("AdoptDisk", ["ssa{sv}", "handmade", "raw", "0"], as: TestStack.grantedUser).ok, "adopting again changes nothing")
         XCTAssertTrue(s.manager("AdoptDisk", ["ssa{sv}", "handmade", "qcow2", "0"], as: TestStack.grantedUser).stderr.contains("already recorded as raw"))
-        XCTAssertEqual(try finish(try stack.diskCall("handmade", "Clone", ["sa{sv}", "hm-copy", "0"])), "s \"succeeded\"")
+        XCTAssertEqual(try finish(try stack.diskCall("handmade", "Clone", ["sa{sv}", "hm-copy", "0"])), .string("succeeded"))
         XCTAssertNil(try Data(contentsOf: images.appendingPathComponent("hm-copy")).range(of: marker))
         XCTAssertTrue(s.mvctl(["disk", "adopt", "plain.qcow2", "qcow2"], as: TestStack.grantedUser).ok)
-        XCTAssertEqual(s.diskProperty("plain.qcow2", "ImageFormat"), "s \"qcow2\"")
+        XCTAssertEqual(s.diskProperty("plain.qcow2", "ImageFormat"), .string("qcow2"))
         // The unadoptable one can still be deleted.
         XCTAssertTrue(try stack.diskCall("pointing.qcow2", "Delete", ["a{sv}", "0"]).ok)
         XCTAssertFalse(FileManager.default.fileExists(atPath: pointing))
@@ -228,13 +228,13 @@ final class GuestBoundaryTests: XCTestCase {
                         "c-dots": "is not a managed disk", "c-wrongfmt": "but cbase is recorded as raw",
                         "c-datafile": "has an external data file"]
         for (name, message) in expected {
-            XCTAssertTrue(s.diskProperty(name, "Problems").contains(message), "\(name): \(s.diskProperty(name, "Problems"))")
+            XCTAssertTrue(s.diskProperty(name, "Problems").mentions(message), "\(name): \(s.diskProperty(name, "Problems").shown)")
             let clone = try stack.diskCall(name, "Clone", ["sa{sv}", "\(name)-x", "0"])
             XCTAssertTrue(clone.stderr.contains(message) && clone.stderr.contains("only Delete works on it"), "\(name): \(clone.all)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: images.appendingPathComponent("\(name)-x").path))
         }
-        XCTAssertEqual(s.diskProperty("c-good", "Problems"), "as 0")
-        XCTAssertEqual(s.diskProperty("c-good", "BackingDisk"), "s \"cbase\"")
+        XCTAssertEqual(s.diskProperty("c-good", "Problems"), .strings([]))
+        XCTAssertEqual(s.diskProperty("c-good", "BackingDisk"), .string("cbase"))
         for name in expected.keys { XCTAssertTrue(try stack.diskCall(name, "Delete", ["a{sv}", "0"]).ok, name) }
 
         // Depth: cbase <- c-good <- d1 <- ... <- d7 is 8 below d7; one more is refused.
@@ -244,7 +244,7 @@ final class GuestBoundaryTests: XCTestCase {
             XCTAssertTrue(r.ok, "d\(n): \(r.all)")
             below = "d\(n)"
         }
-        XCTAssertEqual(s.diskProperty("d7", "Problems"), "as 0")
+        XCTAssertEqual(s.diskProperty("d7", "Problems"), .strings([]))
         let deep = s.manager("CreateDisk", ["stsa{sv}", "d8", String(1 << 20), "qcow2", "1", "backing", "s", "d7"], as: TestStack.grantedUser)
         XCTAssertTrue(deep.stderr.contains("already has 8 images below it"), deep.all)
         // The service writes the backing format into every overlay it makes.

@@ -102,7 +102,7 @@ final class GuestImageTests: XCTestCase {
         let steps = progress(of: format.replyPath, signals)
         XCTAssertEqual(steps, steps.sorted(), "progress went backwards: \(steps)")
         XCTAssertEqual(steps.last, 1.0, "\(steps)")
-        XCTAssertTrue(s.jobProperty(format.replyPath, "Result").contains("\"partition_table\" s \"gpt\""))
+        XCTAssertEqual(s.jobProperty(format.replyPath, "Result")["partition_table"], .string("gpt"))
 
         // WriteFile, then ReadFile and ListFiles (one read-only appliance for all of them).
         let formattedImage = sha256(image)
@@ -134,9 +134,9 @@ final class GuestImageTests: XCTestCase {
         let grow = try stack.diskCall("gdisk", "Resize", ["ta{sv}", String(1 << 30), "0"])
         let (grown, growMessage) = await finish(grow, signals)
         XCTAssertTrue(grown, growMessage)
-        XCTAssertTrue(s.jobProperty(grow.replyPath, "Result").contains("\"filesystem_grown\" b true"))
+        XCTAssertEqual(s.jobProperty(grow.replyPath, "Result")["filesystem_grown"], .boolean(true))
         XCTAssertEqual(virtualSize(image), String(1 << 30))
-        XCTAssertEqual(s.diskProperty("gdisk", "VirtualSize"), "t \(1 << 30)")
+        XCTAssertEqual(s.diskProperty("gdisk", "VirtualSize"), .uint64(1 << 30))
         XCTAssertEqual(try readFile("gdisk", "/hello.txt"), Self.hello)
 
         // Shrink: refused without shrink=true; refused below the filesystem minimum (numbers
@@ -166,8 +166,7 @@ final class GuestImageTests: XCTestCase {
         let backup = try stack.diskCall("gdisk", "Backup", ["a{sv}", "0"])
         let (backedUp, backupMessage) = await finish(backup, signals)
         XCTAssertTrue(backedUp, backupMessage)
-        let id = s.jobProperty(backup.replyPath, "Result").components(separatedBy: "\"backup_id\" s \"").dropFirst().first?
-            .split(separator: "\"").first.map(String.init) ?? ""
+        let id = s.jobProperty(backup.replyPath, "Result")["backup_id"]?.string ?? ""
         // mvctl disk put (as the granted user), from a local file.
         let changed = Array("changed\n".utf8)
         let local = s.dir.appendingPathComponent("changed.txt")
@@ -196,8 +195,8 @@ final class GuestImageTests: XCTestCase {
         let policy = try stack.diskCall("debian", "SetAutoGrow", ["a{sv}", "4", "enabled", "b", "true", "threshold", "d", "0.5",
                                                          "step", "t", String(64 << 20), "max", "t", String(160 << 20)])
         XCTAssertTrue(policy.ok, policy.all)
-        XCTAssertTrue(s.diskProperty("debian", "AutoGrow").contains("\"enabled\" b true"))
-        XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
+        XCTAssertEqual(s.diskProperty("debian", "AutoGrow")["enabled"], .boolean(true))
+        XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), .uint64(0))
 
         let inspect = try stack.diskCall("debian", "Inspect", ["a{sv}", "0"])
         let (inspected, inspectMessage) = await finish(inspect, signals)
@@ -205,7 +204,8 @@ final class GuestImageTests: XCTestCase {
         // What the guest's image holds stays out of what every bus client receives: the
         // job's Result says when, GetInspection (disk.inspect) says what.
         let result = s.jobProperty(inspect.replyPath, "Result")
-        XCTAssertTrue(result.hasPrefix("a{sv} 1 \"inspected\" t "), result)
+        XCTAssertEqual(result?.stringKeyedDictionary?.keys.sorted(), ["inspected"], result.shown)
+        XCTAssertGreaterThan(result["inspected"]?.uint64 ?? 0, 1_700_000_000, result.shown)
         let found = try stack.diskCall("debian", "GetInspection", ["a{sv}", "0"])
         XCTAssertTrue(found.ok, found.all)
         XCTAssertTrue(found.stdout.contains("\"distro\" s \"debian\""), found.stdout)
@@ -216,9 +216,9 @@ final class GuestImageTests: XCTestCase {
         // Usage sampled: /dev/sda about 2/3 full, the threshold 0.5 crossed → UsageHigh and
         // an AutoGrow job that grows image and filesystem by one step.
         let usage = try stack.diskCall("debian", "GetFilesystemUsage", ["a{sv}", "0"])
-        XCTAssertTrue(usage.stdout.hasPrefix("ta(sttt) \(s.diskProperty("debian", "UsageSampled").dropFirst(2)) 1 \"/dev/sda\""), usage.all)
-        XCTAssertNotEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
-        XCTAssertEqual(s.diskProperty("debian", "FilesystemUsage"), "a(sttt) 0")
+        XCTAssertTrue(usage.stdout.hasPrefix("ta(sttt) \(s.diskProperty("debian", "UsageSampled")?.uint64 ?? 0) 1 \"/dev/sda\""), usage.all)
+        XCTAssertNotEqual(s.diskProperty("debian", "UsageSampled"), .uint64(0))
+        XCTAssertEqual(s.diskProperty("debian", "FilesystemUsage").rows.count, 0, s.diskProperty("debian", "FilesystemUsage").shown)
         // A caller without disk.inspect gets neither, and nothing else shows the values.
         for method in ["GetInspection", "GetFilesystemUsage"] {
             let denied = try stack.diskCall("debian", method, ["a{sv}", "0"], as: TestStack.otherUser)
@@ -238,13 +238,13 @@ final class GuestImageTests: XCTestCase {
         let last = s.mvctl(["disk", "inspect", "debian", "--last"], as: TestStack.grantedUser)
         XCTAssertTrue(last.ok && last.stdout.contains("(linux, debian, version \(major)") && last.stdout.contains("/dev/sda"), last.all)
         let grown = await signals.wait(timeout: 240) { signal in
-            signal.member == "Completed" && s.jobProperty(signal.path, "Operation") == "s \"AutoGrow\""
+            signal.member == "Completed" && s.jobProperty(signal.path, "Operation") == .string("AutoGrow")
         }
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         XCTAssertEqual(virtualSize(image), String(160 << 20))
         // The grown filesystem is not the one measured: its sample is dropped, not kept stale.
         XCTAssertEqual(try stack.diskCall("debian", "GetFilesystemUsage", ["a{sv}", "0"]).stdout, "ta(sttt) 0 0\n")
-        XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), "t 0")
+        XCTAssertEqual(s.diskProperty("debian", "UsageSampled"), .uint64(0))
         let check = Command.run("/usr/bin/qemu-img", ["check", image])
         XCTAssertTrue(check.ok, check.all)
         XCTAssertEqual(try readFile("debian", "/etc/hostname"), Array("debian-test\n".utf8))
@@ -267,7 +267,7 @@ final class GuestImageTests: XCTestCase {
         // The policy survives a restart.
         s.stopDaemon()
         try s.startDaemon()
-        XCTAssertTrue(s.diskProperty("debian", "AutoGrow").contains("\"max\" t \(160 << 20)"))
+        XCTAssertEqual(s.diskProperty("debian", "AutoGrow")["max"], .uint64(160 << 20))
     }
 
     func testCancelledResizeLeavesTheDiskUnchanged() async throws {
@@ -281,7 +281,7 @@ final class GuestImageTests: XCTestCase {
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
         // Wait until the copy is done and the appliance is starting, then cancel.
-        for _ in 0..<100 where (Double(s.jobProperty(job, "Progress").split(separator: " ").last ?? "0") ?? 0) < 0.4 { usleep(50_000) }
+        for _ in 0..<100 where (s.jobProperty(job, "Progress")?.double ?? 0) < 0.4 { usleep(50_000) }
         usleep(1_000_000)
         let cancel = s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(cancel.ok, cancel.all)
@@ -289,7 +289,7 @@ final class GuestImageTests: XCTestCase {
         let done = await signals.wait(timeout: 60) { $0.member == "Completed" && $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
         XCTAssertLessThan(Date().timeIntervalSince(cancelledAt), 10, "cancel should kill the appliance, not wait for it")
-        XCTAssertEqual(s.jobProperty(job, "State"), "s \"cancelled\"")
+        XCTAssertEqual(s.jobProperty(job, "State"), .string("cancelled"))
         XCTAssertEqual(sha256(image), before)
         XCTAssertEqual(virtualSize(image), String(64 << 20))
         XCTAssertEqual(try temporaries(), [])

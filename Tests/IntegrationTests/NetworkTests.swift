@@ -27,7 +27,7 @@ final class NetworkTests: XCTestCase {
         try stack.call(Self.path(name), Self.networkInterface, method, args, as: user, interactive: interactive)
     }
 
-    func property(_ name: String, _ property: String) throws -> String {
+    func property(_ name: String, _ property: String) throws -> DBusValue? {
         try stack.property(Self.path(name), Self.networkInterface, property)
     }
 
@@ -45,27 +45,27 @@ final class NetworkTests: XCTestCase {
         let isolated = try define("internal-a", "isolated")
         XCTAssertTrue(isolated.ok, isolated.all)
         XCTAssertEqual(isolated.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "o \"\(Self.path("internal-a"))\"")
-        XCTAssertEqual(try property("internal-a", "Kind"), "s \"isolated\"")
-        XCTAssertEqual(try property("internal-a", "Active"), "b true")
-        XCTAssertEqual(try property("internal-a", "Autostart"), "b true")
+        XCTAssertEqual(try property("internal-a", "Kind"), .string("isolated"))
+        XCTAssertEqual(try property("internal-a", "Active"), .boolean(true))
+        XCTAssertEqual(try property("internal-a", "Autostart"), .boolean(true))
         let nat = try define("outside-a", "nat", ["3", "ipv4", "s", "10.91.0.1/24", "autostart", "b", "false", "bridge", "s", "mvbr-test0"])
         XCTAssertTrue(nat.ok, nat.all)
-        XCTAssertEqual(try property("outside-a", "Kind"), "s \"nat\"")
-        XCTAssertEqual(try property("outside-a", "Bridge"), "s \"mvbr-test0\"")
-        XCTAssertEqual(try property("outside-a", "Autostart"), "b false")
+        XCTAssertEqual(try property("outside-a", "Kind"), .string("nat"))
+        XCTAssertEqual(try property("outside-a", "Bridge"), .string("mvbr-test0"))
+        XCTAssertEqual(try property("outside-a", "Autostart"), .boolean(false))
         XCTAssertTrue(try listed().contains("\"\(Self.path("outside-a"))\""))
         XCTAssertEqual(try stack.manager("GetNetworkByName", ["sa{sv}", "outside-a", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines),
                        "o \"\(Self.path("outside-a"))\"")
 
         XCTAssertTrue(try networkCall("outside-a", "Stop").ok)
-        XCTAssertEqual(try property("outside-a", "Active"), "b false")
+        XCTAssertEqual(try property("outside-a", "Active"), .boolean(false))
         let again = try networkCall("outside-a", "Stop")
         XCTAssertFalse(again.ok)
         XCTAssertTrue(again.stderr.contains("not active"), again.all)
         XCTAssertTrue(try networkCall("outside-a", "Start").ok)
-        XCTAssertEqual(try property("outside-a", "Active"), "b true")
+        XCTAssertEqual(try property("outside-a", "Active"), .boolean(true))
         XCTAssertTrue(try networkCall("outside-a", "SetAutostart", ["ba{sv}", "true", "0"]).ok)
-        XCTAssertEqual(try property("outside-a", "Autostart"), "b true")
+        XCTAssertEqual(try property("outside-a", "Autostart"), .boolean(true))
 
         let taken = try define("outside-a", "isolated")
         XCTAssertFalse(taken.ok)
@@ -87,10 +87,12 @@ final class NetworkTests: XCTestCase {
         let vm = try stack.manager("DefineVM", ["ssa{sv}", "net-user", "app", "1", "networks", "as", "1", "link-b"], as: TestStack.grantedUser)
         XCTAssertTrue(vm.ok, vm.all)
         let vmPath = try XCTUnwrap(try stack.vmPath("net-user"))
-        XCTAssertEqual(try property("link-b", "ConnectedVMs"), "ao 1 \"\(vmPath)\"")
+        XCTAssertEqual(try property("link-b", "ConnectedVMs"), .objectPaths(["\(vmPath)"]))
         // The VM lists its NIC: MAC (libvirt's), the network, the model.
         let nics = s.property(vmPath, TestStack.vmInterface, "Interfaces")
-        XCTAssertTrue(nics.hasPrefix("a(sss) 1 \"52:54:00:") && nics.hasSuffix("\" \"link-b\" \"virtio\""), nics)
+        let nic = nics.rows.first?.compactMap(\.string) ?? []
+        XCTAssertEqual(nics.rows.count, 1, nics.shown)
+        XCTAssertTrue(nic.first?.hasPrefix("52:54:00:") == true && Array(nic.dropFirst()) == ["link-b", "virtio"], nics.shown)
         let unknown = try stack.manager("DefineVM", ["ssa{sv}", "net-lost", "app", "1", "networks", "as", "2", "link-b", "nowhere"],
                                         as: TestStack.grantedUser)
         XCTAssertFalse(unknown.ok, unknown.all)
@@ -103,12 +105,12 @@ final class NetworkTests: XCTestCase {
             XCTAssertTrue(busy.stderr.contains("Busy") || busy.stderr.contains("running VMs use it"), busy.all)
             XCTAssertTrue(busy.stderr.contains("net-user"), busy.all)
         }
-        XCTAssertEqual(try property("link-b", "Active"), "b true")
+        XCTAssertEqual(try property("link-b", "Active"), .boolean(true))
         XCTAssertTrue(try stack.call(vmPath, TestStack.vmInterface, "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
         XCTAssertTrue(try networkCall("link-b", "Stop").ok)
         XCTAssertTrue(try stack.call(vmPath, TestStack.vmInterface, "Undefine", ["a{sv}", "0"], as: TestStack.grantedUser).ok)
-        for _ in 0..<50 where try property("link-b", "ConnectedVMs") != "ao 0" { usleep(100_000) }
-        XCTAssertEqual(try property("link-b", "ConnectedVMs"), "ao 0")
+        for _ in 0..<50 where try property("link-b", "ConnectedVMs") != .objectPaths([]) { usleep(100_000) }
+        XCTAssertEqual(try property("link-b", "ConnectedVMs"), .objectPaths([]))
         XCTAssertTrue(try networkCall("link-b", "Undefine").ok)
     }
 
@@ -124,8 +126,8 @@ final class NetworkTests: XCTestCase {
             XCTAssertFalse(try networkCall("guarded-c", method, as: TestStack.otherUser).ok, method)
         }
         XCTAssertFalse(try networkCall("guarded-c", "SetAutostart", ["ba{sv}", "false", "0"], as: TestStack.otherUser).ok)
-        XCTAssertEqual(try property("guarded-c", "Active"), "b true")
-        XCTAssertEqual(try property("guarded-c", "Autostart"), "b true")
+        XCTAssertEqual(try property("guarded-c", "Active"), .boolean(true))
+        XCTAssertEqual(try property("guarded-c", "Autostart"), .boolean(true))
         XCTAssertTrue(s.log(tail: 80).contains("action=\"org.multiverse.controller.network.manage\""), s.log(tail: 80))
 
         let hostile: [([String], String)] = [
@@ -162,7 +164,7 @@ final class NetworkTests: XCTestCase {
         XCTAssertEqual(object?["Kind"] as? String, "nat", json.all)
         XCTAssertEqual(object?["Autostart"] as? Bool, false, json.all)
         XCTAssertTrue(s.mvctl(["network", "stop", "mv-d"]).ok)
-        XCTAssertEqual(try property("mv-d", "Active"), "b false")
+        XCTAssertEqual(try property("mv-d", "Active"), .boolean(false))
         let missing = s.mvctl(["network", "start", "nope"])
         XCTAssertEqual(missing.status, 3, missing.all)
         XCTAssertTrue(s.mvctl(["network", "undefine", "mv-d"]).ok)
@@ -174,16 +176,16 @@ final class NetworkTests: XCTestCase {
     func testStartingAVMStartsItsInactiveNetworkFirst() throws {
         let s = try stack
         XCTAssertTrue(try define("sleepy-e", "isolated", ["1", "start", "b", "false"]).ok)
-        XCTAssertEqual(try property("sleepy-e", "Active"), "b false")
+        XCTAssertEqual(try property("sleepy-e", "Active"), .boolean(false))
         XCTAssertTrue(try stack.manager("DefineVM", ["ssa{sv}", "wakes-e", "app", "1", "networks", "as", "1", "sleepy-e"], as: TestStack.grantedUser).ok)
         let vmPath = try XCTUnwrap(s.vmPath("wakes-e"))
         let refused = s.call(vmPath, TestStack.vmInterface, "Start", ["a{sv}", "0"], as: TestStack.otherUser, interactive: false)
         XCTAssertFalse(refused.ok, refused.all)
-        XCTAssertEqual(try property("sleepy-e", "Active"), "b false", "a refused Start started the network")
+        XCTAssertEqual(try property("sleepy-e", "Active"), .boolean(false), "a refused Start started the network")
         let start = s.call(vmPath, TestStack.vmInterface, "Start", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(start.ok, start.all)
-        XCTAssertEqual(try property("sleepy-e", "Active"), "b true")
-        XCTAssertEqual(s.vmProperty("wakes-e", "State"), "s \"running\"")
+        XCTAssertEqual(try property("sleepy-e", "Active"), .boolean(true))
+        XCTAssertEqual(s.vmProperty("wakes-e", "State"), .string("running"))
         let log = s.log(tail: 40)
         XCTAssertTrue(log.contains("action=\"org.multiverse.controller.network.manage\" network=\"sleepy-e\" operation=\"start\" vm=\"wakes-e\" decision=allowed"), log)
         XCTAssertTrue(log.contains("starting network sleepy-e for VM wakes-e"), log)
@@ -194,9 +196,9 @@ final class NetworkTests: XCTestCase {
         XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "SetAutostart", ["ba{sv}", "true", "0"], as: TestStack.grantedUser).ok)
         let startAll = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(startAll.ok, startAll.all)
-        for _ in 0..<100 where s.vmProperty("wakes-e", "State") != "s \"running\"" { usleep(100_000) }
-        XCTAssertEqual(s.vmProperty("wakes-e", "State"), "s \"running\"")
-        XCTAssertEqual(try property("sleepy-e", "Active"), "b true")
+        for _ in 0..<100 where s.vmProperty("wakes-e", "State") != .string("running") { usleep(100_000) }
+        XCTAssertEqual(s.vmProperty("wakes-e", "State"), .string("running"))
+        XCTAssertEqual(try property("sleepy-e", "Active"), .boolean(true))
         XCTAssertTrue(s.log(tail: 40).contains("action=\"org.multiverse.controller.network.manage\" network=\"sleepy-e\" operation=\"start\" decision=allowed"),
                       s.log(tail: 40))
         XCTAssertTrue(s.call(vmPath, TestStack.vmInterface, "Destroy", ["a{sv}", "0"], as: TestStack.grantedUser).ok)

@@ -117,7 +117,7 @@ final class QemuSystemTests: XCTestCase {
         let attach = try stack.vmCall(name, "AttachDisk", ["ssa{sv}", "hot.qcow2", "vdb", "0"])
         XCTAssertTrue(attach.ok, attach.all)
         XCTAssertTrue(Self.virsh(["domblklist", name]).stdout.contains("vdb"), Self.virsh(["domblklist", name]).all)
-        XCTAssertTrue(s.vmProperty(name, "Disks").contains("\"vdb\""))
+        XCTAssertTrue(s.vmProperty(name, "Disks").firstFields.contains("vdb"), s.vmProperty(name, "Disks").shown)
 
         // Resize of a disk the running guest uses: grow is live (libvirt block resize, image
         // only); shrink and writes are Busy.
@@ -125,10 +125,10 @@ final class QemuSystemTests: XCTestCase {
         let grow = s.call(hot, TestStack.diskInterface, "Resize", ["ta{sv}", String(32 << 20), "0"], as: TestStack.grantedUser)
         XCTAssertTrue(grow.ok, grow.all)
         let job = grow.replyPath
-        XCTAssertTrue(waitFor(30, interval: 0.2) { s.jobProperty(job, "State").contains("succeeded") },
+        XCTAssertTrue(waitFor(30, interval: 0.2) { s.jobProperty(job, "State") == .string("succeeded") },
                       "timed out after 30 s waiting for the live resize job")
         let result = s.jobProperty(job, "Result")
-        XCTAssertTrue(result.contains("\"live\" b true") && result.contains("\"filesystem_grown\" b false"), result)
+        XCTAssertTrue(result["live"] == .boolean(true) && result["filesystem_grown"] == .boolean(false), result.shown)
         let info = Command.run("/usr/bin/qemu-img", ["info", "-U", s.imageDir.appendingPathComponent("hot.qcow2").path]).stdout
         XCTAssertTrue(info.contains("virtual size: 32 MiB"), info)
         let shrink = s.call(hot, TestStack.diskInterface, "Resize", ["ta{sv}", String(16 << 20), "1", "shrink", "b", "true"], as: TestStack.grantedUser)
@@ -150,7 +150,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertEqual(blocks.status, 0, blocks.all)
         XCTAssertEqual(Self.blockTargets(blocks), [], "vdb was the guest's only disk: \(blocks.all)")
         XCTAssertFalse(blocks.stdout.contains("vdb"), blocks.all)
-        XCTAssertFalse(s.vmProperty(name, "Disks").contains("\"vdb\""))
+        XCTAssertFalse(s.vmProperty(name, "Disks").firstFields.contains("vdb"), s.vmProperty(name, "Disks").shown)
 
         // The initramfs shell does not power off on ACPI: force after a short timeout.
         let stop = try stack.vmCall(name, "Shutdown", ["a{sv}", "2", "timeout_s", "u", "3", "force", "b", "true"])
@@ -174,7 +174,7 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(Self.virsh(["define", file]).ok)
         let added = await signals.wait(timeout: 10) { $0.member == "InterfacesAdded" && ($0.arguments.first?.string ?? "").hasPrefix("/org/multiverse/Controller/vm/") }
         XCTAssertNotNil(added, signals.summary)
-        XCTAssertEqual(s.vmProperty(name, "Profile"), "s \"\"")
+        XCTAssertEqual(s.vmProperty(name, "Profile"), .string(""))
         XCTAssertTrue(Self.virsh(["start", name]).ok)
         let started = await signals.wait(timeout: 20) { $0.member == "StateChanged" && $0.arguments.first?.string == "running" }
         XCTAssertNotNil(started, signals.summary)
@@ -226,8 +226,8 @@ final class QemuSystemTests: XCTestCase {
             XCTAssertTrue(Command.run("/usr/bin/setfattr", ["-x", "trusted.multiverse.format", s.imageDir.appendingPathComponent(image).path]).ok)
         }
         try s.startDaemon()
-        XCTAssertTrue(waitFor(15, interval: 0.2) { s.diskProperty("legacy.qcow2", "ImageFormat") == "s \"qcow2\"" }, s.log(tail: 20))
-        XCTAssertEqual(s.diskProperty("legacy.qcow2", "Problems"), "as 0")
+        XCTAssertTrue(waitFor(15, interval: 0.2) { s.diskProperty("legacy.qcow2", "ImageFormat") == .string("qcow2") }, s.log(tail: 20))
+        XCTAssertEqual(s.diskProperty("legacy.qcow2", "Problems"), .strings([]))
         XCTAssertTrue(s.log(tail: 200).contains("recorded format qcow2 of disk legacy.qcow2 from the definition of VM \(legacyVM)"), s.log(tail: 30))
         XCTAssertTrue(waitFor(15, interval: 0.2) { !s.imageFiles().contains("\(gone)-root.qcow2") }, s.log(tail: 30))
         XCTAssertTrue(waitFor(15, interval: 0.2) {
@@ -243,16 +243,16 @@ final class QemuSystemTests: XCTestCase {
                                 as: TestStack.grantedUser).ok)
         defer { Self.virsh(["undefine", name]) }
         let connected = { s.property(TestStack.root, TestStack.managerInterface, "LibvirtConnected") }
-        XCTAssertTrue(connected().contains("true"))
+        XCTAssertEqual(connected(), .boolean(true))
         XCTAssertEqual(Command.run("/usr/bin/pkill", ["-KILL", "-x", "libvirtd"]).status, 0)
-        XCTAssertTrue(waitFor(30, interval: 0.2) { connected().contains("false") }, "timed out after 30 s waiting for LibvirtConnected to become false")
+        XCTAssertTrue(waitFor(30, interval: 0.2) { connected() == .boolean(false) }, "timed out after 30 s waiting for LibvirtConnected to become false")
         // While disconnected, calls fail at once with a clear error.
         let t0 = Date()
         let during = s.manager("DefineVMFromXML", ["sa{sv}", try guestXML("mvt-never"), "0"], as: TestStack.grantedUser)
         XCTAssertTrue(during.stderr.contains("not connected to libvirt at qemu:///system"), during.all)
         XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
         try Self.startLibvirtd()
-        XCTAssertTrue(waitFor(60, interval: 0.2) { connected().contains("true") }, "timed out after 60 s waiting for LibvirtConnected to become true again")
+        XCTAssertTrue(waitFor(60, interval: 0.2) { connected() == .boolean(true) }, "timed out after 60 s waiting for LibvirtConnected to become true again")
         // Objects resynchronised; calls work again.
         XCTAssertNotNil(s.vmPath(name))
         let list = s.manager("ListVMs", ["a{sv}", "0"])
@@ -305,10 +305,10 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertFalse(dump.stdout.contains("<ip"), dump.stdout)
         XCTAssertTrue(dump.stdout.contains("<bridge name='mvbr-iso0'"), dump.stdout)
         XCTAssertTrue(Self.virsh(["net-info", name]).stdout.contains("Active:         yes"), Self.virsh(["net-info", name]).all)
-        XCTAssertEqual(s.property(path, iface, "Active"), "b true")
+        XCTAssertEqual(s.property(path, iface, "Active"), .boolean(true))
         // The host is kept out of the bridge: its sysctls and the service's nftables tables
         // (input and ARP dropped from the bridge, forwarding only within it).
-        XCTAssertEqual(s.property(path, iface, "HostIsolated"), "b true")
+        XCTAssertEqual(s.property(path, iface, "HostIsolated"), .boolean(true))
         let nft = { (family: String) in Command.run("/usr/sbin/nft", ["list", "table", family, "multiverse_isolation"]) }
         XCTAssertTrue(nft("inet").stdout.contains("iifname \"mvbr-iso0\" drop"), nft("inet").all)
         XCTAssertTrue(nft("inet").stdout.contains("iifname \"mvbr-iso0\" oifname != \"mvbr-iso0\" drop"), nft("inet").all)
@@ -320,8 +320,8 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(s.log(tail: 100).contains("was changed behind the service's back; written again for mvbr-iso0"), s.log(tail: 20))
 
         XCTAssertTrue(Self.virsh(["net-destroy", name]).ok)
-        for _ in 0..<100 where s.property(path, iface, "Active") != "b false" { usleep(100_000) }
-        XCTAssertEqual(s.property(path, iface, "Active"), "b false")
+        for _ in 0..<100 where s.property(path, iface, "Active") != .boolean(false) { usleep(100_000) }
+        XCTAssertEqual(s.property(path, iface, "Active"), .boolean(false))
         // Its rules go with it (the tables stay while another isolated network runs).
         XCTAssertTrue(waitFor(10, interval: 0.2) { !nft("inet").stdout.contains("mvbr-iso0") && !nft("arp").stdout.contains("mvbr-iso0") },
                       "the rules stayed after the network stopped: \(nft("inet").all)")

@@ -65,15 +65,15 @@ final class ReadinessSystemTests: XCTestCase {
         XCTAssertTrue(r.ok, r.all)
     }
 
-    /// The property for a failure message: what busctl said, or "(unreadable)".
-    /// For polls: nil while the VM's object is not there (yet), as after a daemon restart.
-    func polled(_ name: String, _ p: String) -> String? { (try? stack)?.vmPropertyIfPresent(name, p) }
-    func shown(_ name: String, _ p: String) -> String { polled(name, p) ?? "(unreadable)" }
+    /// For polls: nil while the VM's object is not there (yet), as after a daemon restart;
+    /// `shown`: the property for a failure message.
+    func polled(_ name: String, _ p: String) -> DBusValue? { (try? stack)?.vmPropertyIfPresent(name, p) }
+    func shown(_ name: String, _ p: String) -> String { polled(name, p).shown }
 
     /// Waits for a job to end; returns its State.
-    func finish(_ job: String, timeout: TimeInterval) throws -> String {
+    func finish(_ job: String, timeout: TimeInterval) throws -> DBusValue? {
         let s = try stack
-        _ = waitFor(timeout, interval: 0.5) { s.jobProperty(job, "State") != "s \"running\"" }
+        _ = waitFor(timeout, interval: 0.5) { s.jobProperty(job, "State") != .string("running") }
         return s.jobProperty(job, "State")
     }
 
@@ -93,7 +93,7 @@ final class ReadinessSystemTests: XCTestCase {
         return f.date(from: stamp)
     }
 
-    static func microseconds(_ property: String) -> UInt64 { UInt64(property.split(separator: " ").last ?? "") ?? 0 }
+    static func microseconds(_ property: DBusValue?) -> UInt64 { property?.uint64 ?? 0 }
 
     // MARK: tests
 
@@ -110,8 +110,8 @@ final class ReadinessSystemTests: XCTestCase {
                    fallback: "rdy-spare", readyTimeout: 25)
         // Defined through the service, each carries the channel; not running: none.
         XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-router"]).stdout.contains("name='org.multiverse.ready.0'"))
-        XCTAssertEqual(try stack.vmProperty("rdy-router", "Readiness"), "s \"none\"")
-        XCTAssertEqual(try stack.vmProperty("rdy-desk", "Fallback"), "s \"rdy-spare\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-router", "Readiness"), .string("none"))
+        XCTAssertEqual(try stack.vmProperty("rdy-desk", "Fallback"), .string("rdy-spare"))
 
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Ready'")
         defer { Task { await signals.close() } }
@@ -119,27 +119,25 @@ final class ReadinessSystemTests: XCTestCase {
         XCTAssertTrue(r.ok, r.all)
         let job = r.replyPath
         // While it waits, the job's Status names the VM, the timeout and the guest's own status.
-        // (busctl escapes the apostrophe.)
         XCTAssertTrue(waitFor(150, interval: 0.2) {
-            let status = s.jobProperty(job, "Status")
-            return status.contains("waiting up to 25 s for rdy-desk") && status.hasSuffix("s guest to send READY=1 before the next VM; its status: stuck\"")
-        }, s.jobProperty(job, "Status"))
-        XCTAssertEqual(try finish(job, timeout: 240), "s \"succeeded\"", "\(s.jobProperty(job, "Error")) \(s.log(tail: 30))")
+            s.jobProperty(job, "Status")?.string?.hasPrefix("waiting up to 25 s for rdy-desk's guest to send READY=1 before the next VM; its status: stuck") == true
+        }, s.jobProperty(job, "Status").shown)
+        XCTAssertEqual(try finish(job, timeout: 240), .string("succeeded"), "\(s.jobProperty(job, "Error").shown) \(s.log(tail: 30))")
         let result = s.jobProperty(job, "Result")
-        XCTAssertTrue(result.contains("\"replaced\" a(ss) 1 \"rdy-desk\" \"rdy-spare\""), result)
-        XCTAssertEqual(s.jobProperty(job, "Status"), "s \"done\"")
+        XCTAssertEqual(result["replaced"], .rows("(ss)", [["rdy-desk", "rdy-spare"]]), result.shown)
+        XCTAssertEqual(s.jobProperty(job, "Status"), .string("done"))
 
         // The router was ready before the desk's qemu was started; the desk never was.
-        XCTAssertEqual(try stack.vmProperty("rdy-router", "Ready"), "b true")
-        XCTAssertEqual(try stack.vmProperty("rdy-router", "GuestStatus"), "s \"routing\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-router", "Ready"), .boolean(true))
+        XCTAssertEqual(try stack.vmProperty("rdy-router", "GuestStatus"), .string("routing"))
         let readySince = Self.microseconds(try stack.vmProperty("rdy-router", "ReadySince"))
         let deskStarted = try XCTUnwrap(Self.qemuStarted("rdy-desk"), "no start line in libvirt's log of rdy-desk")
         XCTAssertGreaterThan(readySince, 0)
         XCTAssertLessThan(Double(readySince) / 1e6, deskStarted.timeIntervalSince1970, "the desk started before the router was ready")
         XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"), "the not-ready desk was not destroyed")
-        XCTAssertEqual(try stack.vmProperty("rdy-desk", "Readiness"), "s \"none\"")
-        XCTAssertEqual(try stack.vmProperty("rdy-spare", "Ready"), "b true")
-        XCTAssertEqual(try stack.vmProperty("rdy-spare", "GuestStatus"), "s \"spare desk\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-desk", "Readiness"), .string("none"))
+        XCTAssertEqual(try stack.vmProperty("rdy-spare", "Ready"), .boolean(true))
+        XCTAssertEqual(try stack.vmProperty("rdy-spare", "GuestStatus"), .string("spare desk"))
         // One Ready() each, from the right objects.
         let readyPaths = Set(signals.all.map(\.path))
         XCTAssertEqual(readyPaths, Set([s.vmPath("rdy-router"), s.vmPath("rdy-spare")].compactMap { $0 }), signals.summary)
@@ -149,7 +147,7 @@ final class ReadinessSystemTests: XCTestCase {
         // again in this boot, the desk stays off.
         s.stopDaemon()
         try s.startDaemon()
-        XCTAssertTrue(waitFor(10) { self.polled("rdy-router", "Ready") == "b true" }, shown("rdy-router", "Readiness"))
+        XCTAssertTrue(waitFor(10) { self.polled("rdy-router", "Ready") == .boolean(true) }, shown("rdy-router", "Readiness"))
         XCTAssertEqual(Self.microseconds(try stack.vmProperty("rdy-router", "ReadySince")), readySince)
         XCTAssertTrue(s.log(tail: 80).contains("StartAll already ran in this boot"), s.log(tail: 40))
         XCTAssertTrue(QemuSystemTests.virsh(["domstate", "rdy-desk"]).stdout.contains("shut off"))
@@ -166,7 +164,7 @@ final class ReadinessSystemTests: XCTestCase {
                               stdout: watchOut, stderr: watchOut)
         usleep(700_000)
         XCTAssertTrue(QemuSystemTests.virsh(["reset", "rdy-router"]).ok)
-        XCTAssertTrue(waitFor(90, interval: 0.5) { Self.microseconds(self.polled("rdy-router", "ReadySince") ?? "") > readySince },
+        XCTAssertTrue(waitFor(90, interval: 0.5) { Self.microseconds(self.polled("rdy-router", "ReadySince")) > readySince },
                       "no new READY=1 after the reset: \(shown("rdy-router", "Readiness"))")
         XCTAssertTrue(s.log(tail: 200).contains("VM rdy-router rebooted: waiting for its guest's READY=1 again"), s.log(tail: 40))
         XCTAssertEqual(watch.wait(timeout: 10), 0)
@@ -201,7 +199,7 @@ final class ReadinessSystemTests: XCTestCase {
         defer { Self.cleanup() }
         let set = s.mvctl(["vm", "autostart", "rdy-lone", "on", "--fallback", "rdy-lone-spare", "--ready-timeout", "15"], as: TestStack.grantedUser)
         XCTAssertTrue(set.ok, set.all)
-        XCTAssertEqual(try stack.vmProperty("rdy-lone", "Fallback"), "s \"rdy-lone-spare\"")
+        XCTAssertEqual(try stack.vmProperty("rdy-lone", "Fallback"), .string("rdy-lone-spare"))
         XCTAssertTrue(QemuSystemTests.virsh(["dumpxml", "rdy-lone"]).stdout.contains("ready-timeout-s>15<"))
 
         let r = s.mvctl(["vm", "start-all"], as: TestStack.grantedUser)
@@ -231,7 +229,7 @@ final class ReadinessSystemTests: XCTestCase {
         let memoryBefore = daemonAnonKiB(s)
         let start = s.busctl(["call", TestStack.busName, path, TestStack.vmInterface, "Start", "a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(start.ok, start.all)
-        XCTAssertTrue(waitFor(60) { self.polled("rdy-noisy", "Readiness") == "s \"waiting\"" })
+        XCTAssertTrue(waitFor(60) { self.polled("rdy-noisy", "Readiness") == .string("waiting") })
         // Another guest boots while the first floods: its READY=1 gets through.
         let calmStart = s.busctl(["call", TestStack.busName, calm, TestStack.vmInterface, "Start", "a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(calmStart.ok, calmStart.all)
@@ -243,15 +241,15 @@ final class ReadinessSystemTests: XCTestCase {
             let t0 = Date()
             if s.manager("ListVMs", ["a{sv}", "0"]).ok { answered += 1 }
             slowest = max(slowest, Date().timeIntervalSince(t0))
-            return self.polled("rdy-noisy", "GuestStatus") == "s \"flooded\""
+            return self.polled("rdy-noisy", "GuestStatus") == .string("flooded")
         }
         XCTAssertTrue(done, "the guest's last STATUS= never arrived: \(shown("rdy-noisy", "GuestStatus").prefix(80))")
         print("ReadinessSystemTests: \(answered) ListVMs answered during the flood, slowest \(String(format: "%.3f", slowest)) s")
         XCTAssertGreaterThan(answered, 10)
         XCTAssertLessThan(slowest, 5, "a ListVMs call took \(slowest) s during the flood")
-        XCTAssertEqual(try stack.vmProperty("rdy-noisy", "Ready"), "b false")
-        XCTAssertEqual(try stack.vmProperty("rdy-noisy", "Readiness"), "s \"waiting\"")
-        XCTAssertTrue(waitFor(90) { self.polled("rdy-calm", "Ready") == "b true" }, "rdy-calm: \(shown("rdy-calm", "Readiness"))")
+        XCTAssertEqual(try stack.vmProperty("rdy-noisy", "Ready"), .boolean(false))
+        XCTAssertEqual(try stack.vmProperty("rdy-noisy", "Readiness"), .string("waiting"))
+        XCTAssertTrue(waitFor(90) { self.polled("rdy-calm", "Ready") == .boolean(true) }, "rdy-calm: \(shown("rdy-calm", "Readiness"))")
         let memoryAfter = daemonAnonKiB(s)
         print("ReadinessSystemTests: daemon RssAnon \(memoryBefore) KiB before the flood, \(memoryAfter) KiB after it")
         XCTAssertLessThan(memoryAfter - memoryBefore, 8 << 10, "the daemon's memory grew by \(memoryAfter - memoryBefore) KiB during the flood")
@@ -262,6 +260,6 @@ final class ReadinessSystemTests: XCTestCase {
         let errnos = log.components(separatedBy: "rdy-noisy: its guest reports ERRNO=").count - 1
         XCTAssertTrue((1...8).contains(errnos), "ERRNO= logged \(errnos) times for 150 changes in about 30 s")
         XCTAssertTrue(QemuSystemTests.virsh(["destroy", "rdy-noisy"]).ok)
-        XCTAssertTrue(waitFor(10) { self.polled("rdy-noisy", "Readiness") == "s \"none\"" })
+        XCTAssertTrue(waitFor(10) { self.polled("rdy-noisy", "Readiness") == .string("none") })
     }
 }

@@ -14,14 +14,14 @@ extension RealGuestTests {
     /// Runs a disk job to its end; the job's Result when it succeeded, else nil (recorded).
     @discardableResult
     func runJob(_ disk: String, _ method: String, _ args: [String], timeout: TimeInterval = 600,
-                file: StaticString = #filePath, line: UInt = #line) throws -> String? {
+                file: StaticString = #filePath, line: UInt = #line) throws -> DBusValue? {
         let s = try stack
         let r = try stack.diskCall(disk, method, args)
         guard r.ok else { XCTFail("\(method) \(disk): \(r.all)", file: file, line: line); return nil }
-        _ = waitFor(timeout, interval: 0.5) { s.jobProperty(r.replyPath, "State") != "s \"running\"" }
+        _ = waitFor(timeout, interval: 0.5) { s.jobProperty(r.replyPath, "State") != .string("running") }
         let state = s.jobProperty(r.replyPath, "State")
-        guard state == "s \"succeeded\"" else {
-            XCTFail("\(method) \(disk): \(state) \(s.jobProperty(r.replyPath, "Error"))", file: file, line: line)
+        guard state == .string("succeeded") else {
+            XCTFail("\(method) \(disk): \(state.shown) \(s.jobProperty(r.replyPath, "Error").shown)", file: file, line: line)
             return nil
         }
         return s.jobProperty(r.replyPath, "Result")
@@ -52,7 +52,7 @@ extension RealGuestTests {
         let same = Self.compare(base, image)
         XCTAssertTrue(same.ok && same.stdout.contains("Images are identical"), same.all)
         guard let backup = try runJob(copy, "Backup", ["a{sv}", "0"]),
-              let id = Self.quoted(backup).drop(while: { $0 != "backup_id" }).dropFirst().first else {
+              let id = Optional(backup)["backup_id"]?.string else {
             return XCTFail("no backup_id")
         }
 

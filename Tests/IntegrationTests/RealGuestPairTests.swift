@@ -134,21 +134,22 @@ extension RealGuestTests {
         let started = Date()
         let all = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(all.ok, all.all)
-        XCTAssertTrue(waitFor(900, interval: 1) { s.jobProperty(all.replyPath, "State") != "s \"running\"" })
+        XCTAssertTrue(waitFor(900, interval: 1) { s.jobProperty(all.replyPath, "State") != .string("running") })
         let state = s.jobProperty(all.replyPath, "State")
-        print("RealGuestTests: StartAll of the pair ended \(state) after \(Int(Date().timeIntervalSince(started))) s")
+        print("RealGuestTests: StartAll of the pair ended \(state.shown) after \(Int(Date().timeIntervalSince(started))) s")
         let status = s.vmProperty(desk, "GuestStatus")
-        XCTAssertEqual(state, "s \"succeeded\"", "\(s.jobProperty(all.replyPath, "Error")); \(desk) status \(status); console: \(Self.consoleTail(desk))")
+        XCTAssertEqual(state, .string("succeeded"), "\(s.jobProperty(all.replyPath, "Error").shown); \(desk) status \(status.shown); console: \(Self.consoleTail(desk))")
         let result = s.jobProperty(all.replyPath, "Result")
-        XCTAssertTrue(result.contains("\"order\" as 2 \"\(router)\" \"\(desk)\""), result)
-        XCTAssertTrue(result.contains("\"ready\" as 2 \"\(router)\" \"\(desk)\""), result)
-        XCTAssertEqual(s.vmProperty(router, "Ready"), "b true")
-        XCTAssertTrue(status.contains("reach: router \(Self.routerAddress) answers, host addresses \(hosts.joined(separator: " ")) do not"), status)
-        XCTAssertTrue(status.contains("(ARP answered on the link for: none)"), "the host answers ARP on the internal link: \(status)")
+        XCTAssertEqual(result["order"], .strings([router, desk]), result.shown)
+        XCTAssertEqual(result["ready"], .strings([router, desk]), result.shown)
+        XCTAssertEqual(s.vmProperty(router, "Ready"), .boolean(true))
+        let guestStatus = status?.string ?? ""
+        XCTAssertTrue(guestStatus.contains("reach: router \(Self.routerAddress) answers, host addresses \(hosts.joined(separator: " ")) do not"), status.shown)
+        XCTAssertTrue(guestStatus.contains("(ARP answered on the link for: none)"), "the host answers ARP on the internal link: \(status.shown)")
         // The host's side, as sysctl shows it: the internal network's bridge is sealed.
         let network = ObjectPath.encode(prefix: "/org/multiverse/Controller/network", QemuSystemTests.internalNetwork)
-        XCTAssertEqual(s.property(network, "org.multiverse.Controller.Network", "HostIsolated"), "b true")
-        let bridge = Self.quoted(s.property(network, "org.multiverse.Controller.Network", "Bridge")).first ?? ""
+        XCTAssertEqual(s.property(network, "org.multiverse.Controller.Network", "HostIsolated"), .boolean(true))
+        let bridge = s.property(network, "org.multiverse.Controller.Network", "Bridge")?.string ?? ""
         for (key, value) in [("net/ipv4/conf/\(bridge)/arp_ignore", "8"), ("net/ipv4/conf/\(bridge)/forwarding", "0"),
                              ("net/ipv6/conf/\(bridge)/disable_ipv6", "1")] {
             XCTAssertEqual((try? String(contentsOfFile: "/proc/sys/" + key, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines),
@@ -157,10 +158,10 @@ extension RealGuestTests {
 
         let stop = s.manager("StopAll", ["a{sv}", "1", "timeout_s", "u", "240"], as: TestStack.grantedUser)
         XCTAssertTrue(stop.ok, stop.all)
-        XCTAssertTrue(waitFor(600, interval: 1) { s.jobProperty(stop.replyPath, "State") != "s \"running\"" })
-        XCTAssertEqual(s.jobProperty(stop.replyPath, "State"), "s \"succeeded\"", s.jobProperty(stop.replyPath, "Error"))
+        XCTAssertTrue(waitFor(600, interval: 1) { s.jobProperty(stop.replyPath, "State") != .string("running") })
+        XCTAssertEqual(s.jobProperty(stop.replyPath, "State"), .string("succeeded"), s.jobProperty(stop.replyPath, "Error").shown)
         let stopped = s.jobProperty(stop.replyPath, "Result")
-        XCTAssertTrue(stopped.contains("\"stopped\" as 2 \"\(desk)\" \"\(router)\""), "not a clean shutdown of both, interface controller first: \(stopped)")
+        XCTAssertEqual(stopped["stopped"], .strings([desk, router]), "not a clean shutdown of both, interface controller first: \(stopped.shown)")
 
         // What the check saw, from the stopped controller's overlay.
         let read = try stack.diskCall("\(desk)-root.qcow2", "ReadFile", ["sa{sv}", "/var/lib/multiverse/reach.txt", "0"])

@@ -53,12 +53,12 @@ final class RealGuestTests: XCTestCase {
         let started = Date()
         let start = try stack.vmCall(name, "Start")
         guard start.ok else { return XCTFail("Start: \(start.all) \(Self.consoleTail(name))") }
-        let ready = waitFor(400, interval: 1) { s.vmProperty(name, "Ready") == "b true" }
+        let ready = waitFor(400, interval: 1) { s.vmProperty(name, "Ready") == .boolean(true) }
         let bootSeconds = Int(Date().timeIntervalSince(started))
         let status = s.vmProperty(name, "GuestStatus")
-        XCTAssertTrue(ready, "no READY=1 from the guest's readiness unit after \(bootSeconds) s; status \(status); console: \(Self.consoleTail(name))")
+        XCTAssertTrue(ready, "no READY=1 from the guest's readiness unit after \(bootSeconds) s; status \(status.shown); console: \(Self.consoleTail(name))")
         print("RealGuestTests: the Debian guest was ready \(bootSeconds) s after Start")
-        XCTAssertEqual(status, "s \"Debian GNU/Linux 12 (bookworm): multi-user.target reached, 0 failed units\"")
+        XCTAssertEqual(status, .string("Debian GNU/Linux 12 (bookworm): multi-user.target reached, 0 failed units"))
 
         // Shutdown: ACPI power button -> logind -> poweroff; STOPPING=1 first.
         let shutdown = try stack.vmCall(name, "Shutdown", ["a{sv}", "1", "timeout_s", "u", "240"])
@@ -95,8 +95,8 @@ final class RealGuestTests: XCTestCase {
         func disk(_ method: String, _ args: [String]) throws -> CommandResult { try stack.diskCall(Self.base, method, args) }
         let inspect = try disk("Inspect", ["a{sv}", "0"])
         XCTAssertTrue(inspect.ok, inspect.all)
-        XCTAssertTrue(waitFor(300, interval: 0.5) { s.jobProperty(inspect.replyPath, "State") != "s \"running\"" })
-        XCTAssertEqual(s.jobProperty(inspect.replyPath, "State"), "s \"succeeded\"", s.jobProperty(inspect.replyPath, "Error"))
+        XCTAssertTrue(waitFor(300, interval: 0.5) { s.jobProperty(inspect.replyPath, "State") != .string("running") })
+        XCTAssertEqual(s.jobProperty(inspect.replyPath, "State"), .string("succeeded"), s.jobProperty(inspect.replyPath, "Error").shown)
         let found = try disk("GetInspection", ["a{sv}", "0"])
         let result = found.stdout
         XCTAssertTrue(result.contains("\"distro\" s \"debian\""), found.all)

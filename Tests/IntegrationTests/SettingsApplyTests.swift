@@ -132,13 +132,13 @@ final class SettingsApplyTests: XCTestCase {
         let jobs = s.manager("ListJobs", ["a{sv}", "0"])
         XCTAssertTrue(jobs.ok, jobs.all)
         let applyJobs = jobs.stdout.split(separator: "\"").map(String.init).filter { $0.hasPrefix("/org/multiverse/Controller/job/") }
-            .filter { s.jobProperty($0, "Operation") == "s \"ApplySettings\"" }
+            .filter { s.jobProperty($0, "Operation") == .string("ApplySettings") }
         XCTAssertEqual(applyJobs.count, 1, jobs.stdout)
         if let job = applyJobs.first {
-            XCTAssertEqual(s.jobProperty(job, "State"), "s \"succeeded\"")
-            XCTAssertEqual(s.jobProperty(job, "Target"), "o \"/org/multiverse/Controller\"")
+            XCTAssertEqual(s.jobProperty(job, "State"), .string("succeeded"))
+            XCTAssertEqual(s.jobProperty(job, "Target"), .objectPath("/org/multiverse/Controller"))
             let result = s.jobProperty(job, "Result")
-            XCTAssertTrue(result.contains("\"changed\" as 4 \"user-groups\" \"initramfs-modules\" \"entropy-rngd\" \"libvirtd-enabled\""), result)
+            XCTAssertEqual(result["changed"], .strings(["user-groups", "initramfs-modules", "entropy-rngd", "libvirtd-enabled"]), result.shown)
         }
 
         // Apply twice = one change: nothing reported changed, no byte touched, no rebuild.

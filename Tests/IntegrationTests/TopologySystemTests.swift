@@ -1,4 +1,5 @@
 import Foundation
+import SDBus
 import FoundationXML
 import XCTest
 
@@ -57,7 +58,7 @@ extension QemuSystemTests {
         let deskNICs = try Self.nics(desk)
         XCTAssertEqual(deskNICs.map(\.source), [inside])
         XCTAssertEqual(deskNICs.map(\.filter), ["clean-traffic"])
-        XCTAssertTrue(s.vmProperty(desk, "Interfaces").contains("\"\(inside)\" \"virtio\""), s.vmProperty(desk, "Interfaces"))
+        XCTAssertTrue(s.vmProperty(desk, "Interfaces").rows.contains { Array($0.dropFirst().compactMap(\.string)) == [inside, "virtio"] }, s.vmProperty(desk, "Interfaces").shown)
 
         // enforce_topology: an app VM on the uplink, or on a host bridge through caller XML.
         let onUplink = s.manager("DefineVM", ["ssa{sv}", leak, "app", "1", "networks", "as", "1", "default"], as: TestStack.grantedUser)

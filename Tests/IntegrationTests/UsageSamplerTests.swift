@@ -22,10 +22,9 @@ final class UsageSamplerTests: XCTestCase {
         let high = await signals.wait(timeout: 150) { $0.member == "UsageHigh" && $0.path == disk }
         XCTAssertNotNil(high, "no UsageHigh: \(s.log(tail: 20))")
         let sampled = s.property(disk, TestStack.diskInterface, "UsageSampled")
-        // `t <seconds since the epoch>`: a sample was taken (an empty reply from a failed
-        // busctl, or `t 0`, fails here).
-        let when = sampled.hasPrefix("t ") ? UInt64(sampled.dropFirst(2).trimmingCharacters(in: .whitespacesAndNewlines)) : nil
-        XCTAssertGreaterThan(when ?? 0, 1_700_000_000, sampled)
+        // Seconds since the epoch: a sample was taken (an unreadable property, or 0, fails here).
+        let when = sampled?.uint64
+        XCTAssertGreaterThan(when ?? 0, 1_700_000_000, sampled.shown)
         let usage = s.call(disk, TestStack.diskInterface, "GetFilesystemUsage", ["a{sv}", "0"], as: TestStack.grantedUser)
         XCTAssertTrue(usage.stdout.hasPrefix("ta(sttt) \(when ?? 0) 1 \"/dev/sda\""), usage.all)
         XCTAssertEqual(high?.arguments.first, .double(0.5), "UsageHigh carries the threshold")
@@ -33,7 +32,7 @@ final class UsageSamplerTests: XCTestCase {
 
         let grown = await signals.wait(timeout: 240) { signal in
             guard signal.member == "Completed" else { return false }
-            return s.jobProperty(signal.path, "Operation").contains("AutoGrow")
+            return s.jobProperty(signal.path, "Operation") == .string("AutoGrow")
         }
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         let info = Command.run("/usr/bin/qemu-img", ["info", "-U", s.imageDir.appendingPathComponent("debian").path]).stdout

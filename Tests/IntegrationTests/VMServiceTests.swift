@@ -59,11 +59,11 @@ final class VMServiceTests: XCTestCase {
         let list = s.manager("ListVMs", ["a{sv}", "0"])
         XCTAssertTrue(list.ok, list.all)
         XCTAssertTrue(s.vmPath("test") != nil)
-        XCTAssertEqual(s.vmProperty("test", "State"), "s \"running\"")
-        XCTAssertEqual(s.vmProperty("test", "Profile"), "s \"\"")
-        XCTAssertEqual(s.vmProperty("test", "Persistent"), "b true")
+        XCTAssertEqual(s.vmProperty("test", "State"), .string("running"))
+        XCTAssertEqual(s.vmProperty("test", "Profile"), .string(""))
+        XCTAssertEqual(s.vmProperty("test", "Persistent"), .boolean(true))
         let uuid = s.vmProperty("test", "UUID")
-        XCTAssertEqual(uuid, "s \"6695eb01-f6a4-8304-79aa-97f2502e193f\"")
+        XCTAssertEqual(uuid, .string("6695eb01-f6a4-8304-79aa-97f2502e193f"))
         XCTAssertEqual(s.vmPath("test"), "/org/multiverse/Controller/vm/_36695eb01_2df6a4_2d8304_2d79aa_2d97f2502e193f")
 
         // Built-in profiles plus the administrator's file; the broken file is skipped and named.
@@ -85,11 +85,11 @@ final class VMServiceTests: XCTestCase {
         let r = try define("router1", "network-controller")
         XCTAssertTrue(r.ok, r.all)
         XCTAssertTrue(r.stdout.hasPrefix("o \"/org/multiverse/Controller/vm/"), r.stdout)
-        XCTAssertEqual(s.vmProperty("router1", "State"), "s \"shutoff\"")
-        XCTAssertEqual(s.vmProperty("router1", "Profile"), "s \"network-controller\"")
-        XCTAssertEqual(s.vmProperty("router1", "MemoryMiB"), "t 512")
-        XCTAssertEqual(s.vmProperty("router1", "VCPUs"), "u 1")
-        XCTAssertEqual(s.vmProperty("router1", "Autostart"), "b false")
+        XCTAssertEqual(s.vmProperty("router1", "State"), .string("shutoff"))
+        XCTAssertEqual(s.vmProperty("router1", "Profile"), .string("network-controller"))
+        XCTAssertEqual(s.vmProperty("router1", "MemoryMiB"), .uint64(512))
+        XCTAssertEqual(s.vmProperty("router1", "VCPUs"), .uint32(1))
+        XCTAssertEqual(s.vmProperty("router1", "Autostart"), .boolean(false))
         let d = try xml("router1")
         XCTAssertEqual(d.attribute(forName: "type")?.stringValue, "test")   // follows the connection's capabilities
         XCTAssertEqual(first(d, "clock")?.attribute(forName: "offset")?.stringValue, "utc")
@@ -124,12 +124,12 @@ final class VMServiceTests: XCTestCase {
         XCTAssertEqual(first(u, "devices/filesystem/target")?.attribute(forName: "dir")?.stringValue, "Music")
         XCTAssertEqual(first(u, "devices/filesystem")?.attribute(forName: "accessmode")?.stringValue, "mapped")
         XCTAssertEqual(first(u, "seclabel")?.attribute(forName: "type")?.stringValue, "none")
-        XCTAssertEqual(s.vmProperty("desk1", "VCPUs"), "u 3")
-        XCTAssertEqual(s.vmProperty("desk1", "Shares"), "a(ss) 1 \"\(share)\" \"Music\"")
+        XCTAssertEqual(s.vmProperty("desk1", "VCPUs"), .uint32(3))
+        XCTAssertEqual(s.vmProperty("desk1", "Shares"), .rows("(ss)", [[share, "Music"]]))
         // An administrator's profile.
         let tor = try define("tor1", "tor-gateway")
         XCTAssertTrue(tor.ok, tor.all)
-        XCTAssertEqual(s.vmProperty("tor1", "MemoryMiB"), "t 384")
+        XCTAssertEqual(s.vmProperty("tor1", "MemoryMiB"), .uint64(384))
     }
 
     func testLifecycleSendsStateChanged() async throws {
@@ -144,7 +144,7 @@ final class VMServiceTests: XCTestCase {
         }
         let stop = try stack.vmCall("life1", "Shutdown", ["a{sv}", "2", "timeout_s", "u", "10", "force", "b", "true"])
         XCTAssertTrue(stop.ok, stop.all)
-        XCTAssertEqual(s.vmProperty("life1", "State"), "s \"shutoff\"")
+        XCTAssertEqual(s.vmProperty("life1", "State"), .string("shutoff"))
         var seen: [String] = []
         for _ in 0..<40 {
             seen = signals.all.map { "\($0.arguments[0].string ?? "") \($0.arguments[1].string ?? "")" }
@@ -180,7 +180,7 @@ final class VMServiceTests: XCTestCase {
         let defineDenied = try define("intruder", "app", as: TestStack.otherUser)
         XCTAssertFalse(defineDenied.ok)
         XCTAssertNil(s.vmPath("intruder"))
-        XCTAssertEqual(s.vmProperty("guarded", "State"), "s \"shutoff\"")
+        XCTAssertEqual(s.vmProperty("guarded", "State"), .string("shutoff"))
         XCTAssertEqual(try stack.vmCall("guarded", "GetXML", as: nil).stdout, xmlBefore)
         // Reading needs no authorization.
         XCTAssertTrue(try stack.vmCall("guarded", "GetXML", as: TestStack.otherUser).ok)
@@ -230,23 +230,23 @@ final class VMServiceTests: XCTestCase {
         let xml = "<domain type='test'><name>plain1</name><memory unit='MiB'>128</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"
         let defined = s.manager("DefineVMFromXML", ["sa{sv}", xml, "0"], as: TestStack.grantedUser)
         XCTAssertTrue(defined.ok, defined.all)
-        XCTAssertEqual(s.vmProperty("plain1", "Profile"), "s \"\"")
-        XCTAssertEqual(s.vmProperty("plain1", "MemoryMiB"), "t 128")
+        XCTAssertEqual(s.vmProperty("plain1", "Profile"), .string(""))
+        XCTAssertEqual(s.vmProperty("plain1", "MemoryMiB"), .uint64(128))
 
         XCTAssertTrue(try stack.vmCall("plain1", "SetAutostart", ["ba{sv}", "true", "0"]).ok)
-        XCTAssertEqual(s.vmProperty("plain1", "Autostart"), "b true")
+        XCTAssertEqual(s.vmProperty("plain1", "Autostart"), .boolean(true))
         let metadata = try stack.vmCall("plain1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout
         XCTAssertTrue(metadata.contains("<mv:autostart>true</mv:autostart>"), metadata)
         let resources = try stack.vmCall("plain1", "SetResources", ["a{sv}", "2", "memory_mib", "t", "300", "vcpus", "u", "2"])
         XCTAssertTrue(resources.ok, resources.all)
-        XCTAssertEqual(s.vmProperty("plain1", "MemoryMiB"), "t 300")
-        XCTAssertEqual(s.vmProperty("plain1", "VCPUs"), "u 2")
+        XCTAssertEqual(s.vmProperty("plain1", "MemoryMiB"), .uint64(300))
+        XCTAssertEqual(s.vmProperty("plain1", "VCPUs"), .uint32(2))
 
         // A VM with a managed disk: Disks names the disk object; Undefine delete_disks removes it.
         XCTAssertTrue(s.createDisk("vmdisk.qcow2", as: TestStack.grantedUser).ok)
         XCTAssertTrue(try define("withdisk", "app", ["1", "disks", "as", "1", "vmdisk.qcow2"]).ok)
         let disks = s.vmProperty("withdisk", "Disks")
-        XCTAssertEqual(disks, "a(ssso) 1 \"vda\" \"\(s.imageDir.path)/vmdisk.qcow2\" \"qcow2\" \"/org/multiverse/Controller/disk/vmdisk_2eqcow2\"")
+        XCTAssertEqual(disks, .vmDisks([("vda", "\(s.imageDir.path)/vmdisk.qcow2", "qcow2", "/org/multiverse/Controller/disk/vmdisk_2eqcow2")]))
         let signals = try await SignalCollector(stack: s, match: "type='signal',interface='org.freedesktop.DBus.ObjectManager'")
         defer { Task { await signals.close() } }
         let path = s.vmPath("withdisk") ?? ""
@@ -270,9 +270,9 @@ final class VMServiceTests: XCTestCase {
         let attach = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdb", "0"])
         XCTAssertTrue(attach.ok, attach.all)
         XCTAssertEqual(s.vmProperty("dev1", "Disks"),
-                       "a(ssso) 1 \"vdb\" \"\(s.imageDir.path)/data1.qcow2\" \"qcow2\" \"/org/multiverse/Controller/disk/data1_2eqcow2\"")
+                       .vmDisks([("vdb", "\(s.imageDir.path)/data1.qcow2", "qcow2", "/org/multiverse/Controller/disk/data1_2eqcow2")]))
         let attachedTo = { s.property("/org/multiverse/Controller/disk/data1_2eqcow2", TestStack.diskInterface, "AttachedTo") }
-        XCTAssertEqual(attachedTo(), "ao 1 \"\(s.vmPath("dev1") ?? "")\"")
+        XCTAssertEqual(attachedTo(), .objectPaths([s.vmPath("dev1") ?? ""]))
         let collision = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "0"])
         XCTAssertTrue(collision.stderr.contains("is already attached to dev1"), collision.all)
         let sameTarget = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "\(s.imageDir.path)/data1.qcow2", "vdb", "0"])
@@ -292,18 +292,18 @@ final class VMServiceTests: XCTestCase {
         let live = try stack.vmCall("dev1", "AttachDisk", ["ssa{sv}", "data1.qcow2", "vdc", "1", "live", "b", "true"])
         XCTAssertTrue(live.stderr.contains("cannot change dev1 live: it is shutoff"), live.all)
         XCTAssertFalse(try stack.vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"], as: TestStack.otherUser).ok)
-        XCTAssertTrue(s.vmProperty("dev1", "Disks").contains("vdb"))
+        XCTAssertTrue(s.vmProperty("dev1", "Disks").firstFields.contains("vdb"), s.vmProperty("dev1", "Disks").shown)
         let detach = try stack.vmCall("dev1", "DetachDisk", ["sa{sv}", "vdb", "0"])
         XCTAssertTrue(detach.ok, detach.all)
-        XCTAssertEqual(s.vmProperty("dev1", "Disks"), "a(ssso) 0")
-        XCTAssertEqual(attachedTo(), "ao 0")
+        XCTAssertEqual(s.vmProperty("dev1", "Disks"), .vmDisks([]))
+        XCTAssertEqual(attachedTo(), .objectPaths([]))
         XCTAssertTrue(s.imageFiles().contains("data1.qcow2"), "detaching never deletes the image")
 
         // 9p shares on a shut-off VM; a running one cannot hot-plug them.
         let music = s.dir.appendingPathComponent("shares/music").path
         let add = try stack.vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "1", "readonly", "b", "true"])
         XCTAssertTrue(add.ok, add.all)
-        XCTAssertEqual(s.vmProperty("dev1", "Shares"), "a(ss) 1 \"\(music)\" \"Music\"")
+        XCTAssertEqual(s.vmProperty("dev1", "Shares"), .rows("(ss)", [[music, "Music"]]))
         XCTAssertTrue(try stack.vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("<readonly/>"))
         let dupe = try stack.vmCall("dev1", "AddShare", ["ssa{sv}", music, "Music", "0"])
         XCTAssertTrue(dupe.stderr.contains("already has a share tagged Music"), dupe.all)
@@ -314,7 +314,7 @@ final class VMServiceTests: XCTestCase {
         XCTAssertTrue(hot.stderr.contains("9p shares cannot be hot-unplugged; stop dev1 first"), hot.all)
         XCTAssertTrue(try stack.vmCall("dev1", "Destroy").ok)
         XCTAssertTrue(s.mvctl(["vm", "share", "remove", "dev1", "Music"], as: TestStack.grantedUser).ok)
-        XCTAssertEqual(s.vmProperty("dev1", "Shares"), "a(ss) 0")
+        XCTAssertEqual(s.vmProperty("dev1", "Shares"), .rows("(ss)", []))
         XCTAssertTrue(s.mvctl(["vm", "attach-disk", "dev1", "data1.qcow2", "sda"], as: TestStack.grantedUser).ok)
         XCTAssertTrue(try stack.vmCall("dev1", "GetXML", ["a{sv}", "1", "inactive", "b", "true"], as: nil).stdout.contains("sata"))
     }
@@ -326,15 +326,15 @@ final class VMServiceTests: XCTestCase {
         defer { Task { await signals.close() } }
         let r = try define("eph1", "app", ["2", "base_disk", "s", "base.qcow2", "ephemeral", "b", "true"])
         XCTAssertTrue(r.ok, r.all)
-        XCTAssertEqual(s.vmProperty("eph1", "Ephemeral"), "b true")
+        XCTAssertEqual(s.vmProperty("eph1", "Ephemeral"), .boolean(true))
         // A copy-on-write overlay of the base, attached as vda, a managed disk of its own.
         XCTAssertTrue(s.imageFiles().contains("eph1-root.qcow2"), "\(s.imageFiles())")
         let info = Command.run("/usr/bin/qemu-img", ["info", "-U", "--output=json", s.imageDir.appendingPathComponent("eph1-root.qcow2").path])
         XCTAssertTrue(info.stdout.contains("\"backing-filename\": \"\(s.imageDir.path)/base.qcow2\""), info.stdout)
         XCTAssertTrue(info.stdout.contains("\"virtual-size\": 4194304"), info.stdout)
-        XCTAssertTrue(s.vmProperty("eph1", "Disks").hasPrefix("a(ssso) 1 \"vda\" \"\(s.imageDir.path)/eph1-root.qcow2\""))
+        XCTAssertEqual(s.vmProperty("eph1", "Disks").rows.map { $0.prefix(2).compactMap(\.string) }, [["vda", "\(s.imageDir.path)/eph1-root.qcow2"]])
         XCTAssertEqual(s.property("/org/multiverse/Controller/disk/eph1_2droot_2eqcow2", TestStack.diskInterface, "BackingDisk"),
-                       "s \"base.qcow2\"")
+                       .string("base.qcow2"))
         let path = s.vmPath("eph1") ?? ""
         XCTAssertTrue(try stack.vmCall("eph1", "Start").ok)
         XCTAssertTrue(try stack.vmCall("eph1", "Destroy").ok)
@@ -360,7 +360,7 @@ final class VMServiceTests: XCTestCase {
         }
         let denied = s.manager("StartAll", ["a{sv}", "0"], as: TestStack.otherUser)
         XCTAssertFalse(denied.ok)
-        XCTAssertEqual(s.vmProperty("sa-net", "State"), "s \"shutoff\"")
+        XCTAssertEqual(s.vmProperty("sa-net", "State"), .string("shutoff"))
 
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
         defer { Task { await signals.close() } }
@@ -375,13 +375,14 @@ final class VMServiceTests: XCTestCase {
             ["sa-net", "sa-ui", "sa-app"].first { s.vmPath($0) == signal.path }
         }
         XCTAssertEqual(order, ["sa-net", "sa-ui", "sa-app"], signals.summary)
-        XCTAssertEqual(s.vmProperty("sa-app-b", "State"), "s \"shutoff\"")
-        XCTAssertEqual(s.jobProperty(job, "Operation"), "s \"StartAll\"")
-        XCTAssertEqual(s.jobProperty(job, "State"), "s \"succeeded\"")
-        XCTAssertEqual(s.jobProperty(job, "Progress"), "d 1")
-        XCTAssertEqual(s.jobProperty(job, "StartedByUID"), "u \(Command.run("/usr/bin/id", ["-u", TestStack.grantedUser]).stdout.trimmingCharacters(in: .whitespacesAndNewlines))")
+        XCTAssertEqual(s.vmProperty("sa-app-b", "State"), .string("shutoff"))
+        XCTAssertEqual(s.jobProperty(job, "Operation"), .string("StartAll"))
+        XCTAssertEqual(s.jobProperty(job, "State"), .string("succeeded"))
+        XCTAssertEqual(s.jobProperty(job, "Progress"), .double(1))
+        XCTAssertEqual(s.jobProperty(job, "StartedByUID"), .uint32(UInt32(Command.run("/usr/bin/id", ["-u", TestStack.grantedUser]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0))
         // (VMs of other tests with autostart and without metadata, such as plain1, come after these.)
-        XCTAssertTrue(s.jobProperty(job, "Result").contains("\"order\" as ") && s.jobProperty(job, "Result").contains("\"sa-net\" \"sa-ui\" \"sa-app\""), s.jobProperty(job, "Result"))
+        let resultOrder = s.jobProperty(job, "Result")["order"]?.stringArray ?? []
+        XCTAssertEqual(resultOrder.filter { $0.hasPrefix("sa-") }, ["sa-net", "sa-ui", "sa-app"], s.jobProperty(job, "Result").shown)
         XCTAssertTrue(s.manager("ListJobs", ["a{sv}", "0"]).stdout.contains(job))
         // Cancelling a finished job: InvalidState. Finished jobs vanish after retention_s.
         let cancel = s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
@@ -412,7 +413,7 @@ final class VMServiceTests: XCTestCase {
         }
         // The disks' own objects show it too (the Cockpit page lists VM snapshots from them).
         for disk in ["snap-a.qcow2", "snap-b.qcow2"] {
-            XCTAssertTrue(s.diskProperty(disk, "Snapshots").hasPrefix("a(st) 1 \"vm-before\" "), s.diskProperty(disk, "Snapshots"))
+            XCTAssertEqual(s.diskProperty(disk, "Snapshots").firstFields, ["vm-before"], s.diskProperty(disk, "Snapshots").shown)
         }
         let list = try stack.vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: TestStack.otherUser)
         XCTAssertTrue(list.stdout.hasPrefix("a(st) 1 \"before\" "), list.all)
@@ -453,7 +454,7 @@ final class VMServiceTests: XCTestCase {
             XCTAssertFalse(snapshots.stdout.contains("vm-before"), snapshots.all)
         }
         XCTAssertEqual(try stack.vmCall("snap1", "ListSnapshots", ["a{sv}", "0"], as: nil).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(st) 0")
-        XCTAssertEqual(s.diskProperty("snap-a.qcow2", "Snapshots"), "a(st) 0")
+        XCTAssertEqual(s.diskProperty("snap-a.qcow2", "Snapshots").rows.count, 0, s.diskProperty("snap-a.qcow2", "Snapshots").shown)
     }
 
     func testMvctlVMCommands() throws {

@@ -60,6 +60,8 @@ final class TestStack {
     let networksBefore: Set<String>
     let address: String
     private(set) var daemon: Child?
+    /// The connection the typed reads use (`TypedReads.swift`): opened on first use, closed by `stop()`.
+    var reader: BusConnection?
     var logPath: String { dir.appendingPathComponent("daemon.log").path }
 
     /// Starts bus, polkitd and the daemon. `prepareImages` runs before the daemon starts;
@@ -151,6 +153,8 @@ final class TestStack {
     }
 
     func stop() {
+        if let reader { try? Self.waitFor { await reader.drainAndClose(timeout: .seconds(1)) } }
+        reader = nil
         stopDaemon()
         for network in Self.libvirtNetworks(libvirtURI).subtracting(networksBefore).sorted() {
             _ = Command.run("/usr/bin/virsh", ["-c", libvirtURI, "net-destroy", network])
