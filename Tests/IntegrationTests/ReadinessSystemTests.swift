@@ -120,7 +120,7 @@ final class ReadinessSystemTests: XCTestCase {
         let job = r.replyPath
         // While it waits, the job's Status names the VM, the timeout and the guest's own status.
         XCTAssertTrue(waitFor(150, interval: 0.2) {
-            s.jobProperty(job, "Status")?.string?.hasPrefix("waiting up to 25 s for rdy-desk's guest to send READY=1 before the next VM; its status: stuck") == true
+            s.jobProperty(job, "Status") == .string("waiting up to 25 s for rdy-desk's guest to send READY=1 before the next VM; its status: stuck")
         }, s.jobProperty(job, "Status").shown)
         XCTAssertEqual(try finish(job, timeout: 240), .string("succeeded"), "\(s.jobProperty(job, "Error").shown) \(s.log(tail: 30))")
         let result = s.jobProperty(job, "Result")

@@ -30,9 +30,9 @@ final class UsageSamplerTests: XCTestCase {
         XCTAssertEqual(high?.arguments.first, .double(0.5), "UsageHigh carries the threshold")
         XCTAssertTrue(s.log(tail: 200).contains("launching read-only appliance for \(s.imageDir.path)/debian"), s.log(tail: 30))
 
-        let grown = await signals.wait(timeout: 240) { signal in
+        let grown = await signals.first(timeout: 240) { signal in
             guard signal.member == "Completed" else { return false }
-            return s.jobProperty(signal.path, "Operation") == .string("AutoGrow")
+            return await signals.property(signal.path, TestStack.jobInterface, "Operation") == .string("AutoGrow")
         }
         XCTAssertEqual(grown?.arguments.first, .boolean(true), signals.summary)
         let info = Command.run("/usr/bin/qemu-img", ["info", "-U", s.imageDir.appendingPathComponent("debian").path]).stdout

@@ -44,18 +44,18 @@ struct LibvirtMirror<Object: Sendable & Equatable, Event: Sendable>: Sendable {
         case updated(old: Object, new: Object)
     }
 
-    /// What a resync read: every object libvirt has, the cached keys it no longer has, and
-    /// whether the connection is new (its callbacks were registered now).
+    /// What a resync read: the connection, whether it is new (its callbacks were registered
+    /// now: the cache reads what it keeps per connection) and every object libvirt has (nil
+    /// when the listing failed, logged).
     struct Reading: Sendable {
-        let fresh: [Object]
-        let gone: [String]
         let connection: LibvirtConnection
         let newConnection: Bool
+        let fresh: [Object]?
     }
 
     /// Reads every object (`list`, on the cache's pool) after registering the cache's
     /// callbacks on a new connection (`register` is given the function that feeds the event
-    /// path). Nil, logged, when libvirt is unreachable or the listing failed.
+    /// path). Nil while libvirt is unreachable.
     func resync(logger: Logger,
                 register: @escaping @Sendable (LibvirtConnection, @escaping @Sendable (Event) -> Void) throws -> Void,
                 list: @escaping @Sendable (LibvirtConnection) throws -> [Object]) async -> Reading? {
@@ -68,17 +68,20 @@ struct LibvirtMirror<Object: Sendable & Equatable, Event: Sendable>: Sendable {
             logger.error("cannot register for libvirt \(kind) events: \(error)")
             newConnection = true
         }
-        let fresh: [Object]
+        var fresh: [Object]?
         do {
             fresh = try await calls.read(connection, list)
+            logger.info("libvirt: \(fresh?.count ?? 0) \(kind)(s)")
         } catch {
             logger.error("cannot list libvirt \(kind)s: \(error)")
-            return nil
         }
+        return Reading(connection: connection, newConnection: newConnection, fresh: fresh)
+    }
+
+    /// The keys of the cached objects that `fresh` (a complete listing) does not have, sorted.
+    func keys(notIn fresh: [Object]) -> [String] {
         let seen = Set(fresh.map(key))
-        let gone = objects.keys.filter { !seen.contains($0) }.sorted()
-        logger.info("libvirt: \(fresh.count) \(kind)(s)")
-        return Reading(fresh: fresh, gone: gone, connection: connection, newConnection: newConnection)
+        return objects.keys.filter { !seen.contains($0) }.sorted()
     }
 
     subscript(key: String) -> Object? { objects[key] }

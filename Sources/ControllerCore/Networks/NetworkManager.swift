@@ -55,12 +55,12 @@ public actor NetworkManager {
     public func resync() async {
         guard let reading = await mirror.resync(logger: logger,
                                                 register: { connection, feed in try connection.onNetworkLifecycleEvents(feed) },
-                                                list: { try $0.allNetworks().compactMap { try? Self.describe($0) } }) else { return }
-        for info in reading.fresh { await upsert(info) }
-        for name in reading.gone {
-            mirror.remove(name)
-            await observer?(.removed(name: name))
-        }
+                                                list: { try $0.allNetworks().compactMap { try? Self.describe($0) } }),
+              let fresh = reading.fresh else { return }
+        let gone = mirror.keys(notIn: fresh)
+        for info in fresh { await upsert(info) }
+        // An event may have removed one meanwhile: each removal is signalled once.
+        for name in gone where mirror.remove(name) != nil { await observer?(.removed(name: name)) }
         _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
     }
 

@@ -137,9 +137,12 @@ public actor VMManager {
                 : types.contains("qemu") ? "qemu" : types.first ?? "qemu"
             logger.info("new VMs use domain type \(domainType) (offered: \(types.joined(separator: ", ")); host: \(host.memoryMiB) MiB, \(host.cpus) CPUs)")
         }
-        readiness.forget(except: Set(reading.fresh.map(\.uuid)))
-        for info in reading.fresh { await upsert(info) }
-        for uuid in reading.gone {
+        guard let fresh = reading.fresh else { return }
+        let gone = mirror.keys(notIn: fresh)
+        readiness.forget(except: Set(fresh.map(\.uuid)))
+        for info in fresh { await upsert(info) }
+        // An event may have removed one meanwhile: each removal is signalled once.
+        for uuid in gone where vms[uuid] != nil {
             store(nil, uuid: uuid)
             await observer?(.removed(uuid: uuid))
         }

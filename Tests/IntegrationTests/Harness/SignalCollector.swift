@@ -37,5 +37,28 @@ final class SignalCollector: Sendable {
         return nil
     }
 
+    /// The first signal (from index `after`) for which `matches`, an asynchronous check
+    /// (a read on the bus), holds; each signal is checked once. Waits up to `timeout` seconds.
+    func first(timeout: TimeInterval, after: Int = 0, _ matches: (ReceivedSignal) async -> Bool) async -> ReceivedSignal? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var checked = after
+        while Date() < deadline {
+            let snapshot = all
+            while checked < snapshot.count {
+                let signal = snapshot[checked]
+                checked += 1
+                if await matches(signal) { return signal }
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
+    }
+
+    /// A property read on the collector's own connection (for the checks of ``first``: a
+    /// blocking read of the stack's would hold one of the few threads async code runs on).
+    func property(_ path: String, _ interface: String, _ name: String) async -> DBusValue? {
+        try? await client.getProperty(destination: TestStack.busName, path: path, interface: interface, name: name)
+    }
+
     func close() async { await client.drainAndClose(timeout: .seconds(1)) }
 }
