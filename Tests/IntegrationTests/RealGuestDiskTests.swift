@@ -74,7 +74,7 @@ extension RealGuestTests {
         try runJob(copy, "Resize", ["ta{sv}", "\(2 << 30)", "1", "shrink", "b", "true"])
         XCTAssertEqual(Self.virtualSize(image), 2 << 30)
         let oracle = Command.run("/usr/bin/guestfish", ["--ro", "-a", image, "--", "run", ":",
-            "echo", "==fsck", ":", "debug", "sh", "e2fsck -fn /dev/sda1 >/tmp/fsck.out 2>&1; rc=$?; [ $rc = 0 ] || tail -n 8 /tmp/fsck.out; echo rc=$rc", ":",
+            "echo", "==fsck", ":", "debug", "sh", "udevadm settle >/dev/null 2>&1; e2fsck -fn /dev/sda1 >/tmp/fsck.out 2>&1; rc=$?; [ $rc = 0 ] || tail -n 8 /tmp/fsck.out; echo rc=$rc", ":",
             "echo", "==size", ":", "blockdev-getsize64", "/dev/sda", ":", "blockdev-getsize64", "/dev/sda1", ":",
             "mount-ro", "/dev/sda1", "/", ":",
             "echo", "==link", ":", "readlink", Self.unitLink, ":",
