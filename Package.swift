@@ -140,7 +140,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "SDBusTests", dependencies: ["SDBus"], swiftSettings: strict),
-        .testTarget(name: "ControllerCoreTests", dependencies: ["ControllerCore", "HostSystem", "HostSettings", "Readiness", "ControllerAPI", "Guestfs", "Libvirt", "TOML", .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        .testTarget(
+            name: "ControllerCoreTests",
+            dependencies: [
+                "ControllerCore", "HostSystem", "HostSettings", "Readiness", "ControllerAPI", "Guestfs", "Libvirt", "TOML",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "ControllerAPITests", dependencies: ["ControllerAPI", "ControllerBus", "ControllerCore"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["SDBus", "ControllerAPI"], swiftSettings: strict),
     ]
