@@ -20,19 +20,55 @@ final class LibvirtMirrorTests: XCTestCase {
 
     func testPutSaysWhatChangedAndRemoveWhatWasThere() {
         var (m, _) = mirror()
-        guard case .added(let a)? = m.put(Item(key: "a", value: 1)) else { return XCTFail("a new object is not .added") }
+        guard case .added(let a)? = m.put(Item(key: "a", value: 1), reading: m.beginReading()) else { return XCTFail("a new object is not .added") }
         XCTAssertEqual(a, Item(key: "a", value: 1))
-        XCTAssertNil(m.put(Item(key: "a", value: 1)), "an equal reading is a change")
-        guard case .updated(let old, let new)? = m.put(Item(key: "a", value: 2)) else { return XCTFail("a changed object is not .updated") }
+        XCTAssertNil(m.put(Item(key: "a", value: 1), reading: m.beginReading()), "an equal reading is a change")
+        guard case .updated(let old, let new)? = m.put(Item(key: "a", value: 2), reading: m.beginReading()) else {
+            return XCTFail("a changed object is not .updated")
+        }
         XCTAssertEqual(old.value, 1)
         XCTAssertEqual(new.value, 2)
         XCTAssertEqual(m["a"]?.value, 2)
-        _ = m.put(Item(key: "b", value: 1))
-        _ = m.put(Item(key: "c", value: 1))
-        XCTAssertEqual(m.keys(notIn: [Item(key: "b", value: 9)]), ["a", "c"])
-        XCTAssertEqual(m.remove("a")?.value, 2)
-        XCTAssertNil(m.remove("a"), "a second removal removed something")
+        _ = m.put(Item(key: "b", value: 1), reading: m.beginReading())
+        _ = m.put(Item(key: "c", value: 1), reading: m.beginReading())
+        XCTAssertEqual(m.keys(notIn: [Item(key: "b", value: 9)], since: m.beginReading()), ["a", "c"])
+        XCTAssertEqual(m.remove("a", reading: m.beginReading())?.value, 2)
+        XCTAssertNil(m.remove("a", reading: m.beginReading()), "a second removal removed something")
         XCTAssertEqual(m.objects.keys.sorted(), ["b", "c"])
+    }
+
+    /// Readings run side by side and end in any order: one that began before a reading
+    /// already cached for the same object gives way, whether it would replace, remove or
+    /// bring back; a listing neither removes what a later reading found nor undoes it.
+    func testAReadingBegunEarlierGivesWayToOneCachedLater() {
+        var (m, _) = mirror()
+        _ = m.put(Item(key: "old", value: 1), reading: m.beginReading())
+        _ = m.put(Item(key: "undefined", value: 1), reading: m.beginReading())
+        let listing = m.beginReading()
+        let earlyReRead = m.beginReading()
+        // While libvirt lists: "new" is defined, "undefined" goes, "old" changes (each found
+        // by a re-read begun after the listing).
+        _ = m.put(Item(key: "new", value: 1), reading: m.beginReading())
+        m.remove("undefined", reading: m.beginReading())
+        _ = m.put(Item(key: "old", value: 2), reading: m.beginReading())
+        let stale = [Item(key: "old", value: 1), Item(key: "undefined", value: 1)]
+        XCTAssertEqual(m.keys(notIn: stale, since: listing), [], "the listing removes what was defined while it ran")
+        XCTAssertTrue(m.isNewer("old", than: listing), "the listing's stale reading would replace a newer one")
+        XCTAssertTrue(m.isNewer("undefined", than: listing), "the listing would bring back what was removed while it ran")
+        XCTAssertTrue(m.isNewer("old", than: earlyReRead), "a re-read begun earlier would replace one begun later")
+        XCTAssertFalse(m.isNewer("other", than: listing))
+        // A re-read begun after the last cached one is applied.
+        let late = m.beginReading()
+        XCTAssertFalse(m.isNewer("old", than: late))
+        m.settle(since: listing)
+        XCTAssertTrue(m.isNewer("undefined", than: listing), "a removal found after the listing began was forgotten by its own resync")
+        m.settle(since: m.beginReading())
+        XCTAssertFalse(m.isNewer("undefined", than: 0), "removals are kept after a later resync")
+        // A change of the cache's own (a guest's readiness) is no reading of libvirt.
+        let before = m.beginReading()
+        _ = m.put(Item(key: "new", value: 5), reading: nil)
+        XCTAssertFalse(m.isNewer("new", than: before), "a re-read of libvirt would give way to the cache's own change")
+        XCTAssertEqual(m["new"]?.value, 5)
     }
 
     /// A resync registers the callbacks once per connection and reads every object; while

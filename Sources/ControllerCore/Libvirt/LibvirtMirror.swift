@@ -14,6 +14,21 @@ struct LibvirtMirror<Object: Sendable & Equatable, Event: Sendable>: Sendable {
     let calls: LibvirtCalls
     private let key: @Sendable (Object) -> String
     private(set) var objects: [String: Object] = [:]
+    /// The last stamp handed out by ``beginReading()``.
+    private var stamps: UInt64 = 0
+    /// For each key, the stamp of the newest reading of libvirt cached for it (or of the
+    /// re-read that found it gone: kept until a resync begun later has settled).
+    private var readAt: [String: UInt64] = [:]
+
+    /// A stamp for a reading of libvirt about to begin (a resync's listing, a re-read of one
+    /// object). Readings run side by side on the pool and may end in any order: one that
+    /// began before a reading already cached for the same object may have asked libvirt
+    /// before it too, so it gives way (``isNewer(_:than:)``); a later change brings its own
+    /// event and re-read, so the newest state is never lost.
+    mutating func beginReading() -> UInt64 {
+        stamps += 1
+        return stamps
+    }
     private var continuation: AsyncStream<Event>.Continuation?
     private var task: Task<Void, Never>?
 
@@ -78,24 +93,42 @@ struct LibvirtMirror<Object: Sendable & Equatable, Event: Sendable>: Sendable {
         return Reading(connection: connection, newConnection: newConnection, fresh: fresh)
     }
 
-    /// The keys of the cached objects that `fresh` (a complete listing) does not have, sorted.
-    func keys(notIn fresh: [Object]) -> [String] {
+    /// The keys of the cached objects that `fresh`, a complete listing stamped `stamp`,
+    /// does not have and that no later reading found (an object defined while libvirt listed
+    /// is not in the listing but is no less there), sorted.
+    func keys(notIn fresh: [Object], since stamp: UInt64) -> [String] {
         let seen = Set(fresh.map(key))
-        return objects.keys.filter { !seen.contains($0) }.sorted()
+        return objects.keys.filter { !seen.contains($0) && !isNewer($0, than: stamp) }.sorted()
+    }
+
+    /// Whether what the cache holds for `key` comes from a reading begun after the one
+    /// stamped `stamp`, which must then not replace or remove it.
+    func isNewer(_ key: String, than stamp: UInt64) -> Bool { (readAt[key] ?? 0) > stamp }
+
+    /// Forgets the removals recorded by readings up to `stamp` (a resync stamped so is done).
+    mutating func settle(since stamp: UInt64) {
+        readAt = readAt.filter { objects[$0.key] != nil || $0.value > stamp }
     }
 
     subscript(key: String) -> Object? { objects[key] }
 
-    /// Caches `object`: nil when it equals what is cached.
-    mutating func put(_ object: Object) -> Change? {
+    /// Caches `object`: nil when it equals what is cached. `reading`: the stamp of the
+    /// reading of libvirt it comes from (nil for a change of the cache's own, such as a
+    /// guest's readiness, which says nothing about libvirt's state).
+    mutating func put(_ object: Object, reading stamp: UInt64?) -> Change? {
         let k = key(object)
+        if let stamp { readAt[k] = max(readAt[k] ?? 0, stamp) }
         let old = objects[k]
         guard old != object else { return nil }
         objects[k] = object
         return old.map { .updated(old: $0, new: object) } ?? .added(object)
     }
 
-    /// Drops the object under `key`; the object it was, if any.
+    /// Drops the object under `key`, found gone by the reading stamped `stamp`; the object
+    /// it was, if any.
     @discardableResult
-    mutating func remove(_ key: String) -> Object? { objects.removeValue(forKey: key) }
+    mutating func remove(_ key: String, reading stamp: UInt64) -> Object? {
+        readAt[key] = max(readAt[key] ?? 0, stamp)
+        return objects.removeValue(forKey: key)
+    }
 }

@@ -53,14 +53,17 @@ public actor NetworkManager {
 
     /// Rebuilds the cache from libvirt (after every connect).
     public func resync() async {
+        let since = mirror.beginReading()
         guard let reading = await mirror.resync(logger: logger,
                                                 register: { connection, feed in try connection.onNetworkLifecycleEvents(feed) },
                                                 list: { try $0.allNetworks().compactMap { try? Self.describe($0) } }),
               let fresh = reading.fresh else { return }
-        let gone = mirror.keys(notIn: fresh)
-        for info in fresh { await upsert(info) }
+        // What was read or removed while libvirt listed is newer than the listing.
+        let gone = mirror.keys(notIn: fresh, since: since)
+        for info in fresh where !mirror.isNewer(info.name, than: since) { await upsert(info, reading: since) }
         // An event may have removed one meanwhile: each removal is signalled once.
-        for name in gone where mirror.remove(name) != nil { await observer?(.removed(name: name)) }
+        for name in gone where mirror.remove(name, reading: since) != nil { await observer?(.removed(name: name)) }
+        mirror.settle(since: since)
         _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
     }
 
@@ -71,14 +74,18 @@ public actor NetworkManager {
                            active: network.isActive, autostart: (try? network.autostart()) ?? false)
     }
 
-    private func upsert(_ fresh: NetworkInfo) async {
+    /// `reading`: the stamp of the reading of libvirt `fresh` comes from (nil: the cached
+    /// network checked again).
+    private func upsert(_ fresh: NetworkInfo, reading stamp: UInt64?) async {
         var info = fresh
         let sealed = sealIfIsolated(info)
         var bridges = Set(networks.values.filter { $0.name != info.name && isIsolatedHostBridge($0) }.map(\.bridge))
         if isIsolatedHostBridge(info) { bridges.insert(info.bridge) }
         let walled = await syncFirewall(bridges.sorted())
         info.hostIsolated = sealed && walled
-        switch mirror.put(info) {
+        // The seal and firewall waited: a reading begun later may have been cached meanwhile.
+        if let stamp, mirror.isNewer(info.name, than: stamp) { return }
+        switch mirror.put(info, reading: stamp) {
         case nil: return
         case .added: await observer?(.added(info))
         case .updated: await observer?(.updated(info))
@@ -125,7 +132,7 @@ public actor NetworkManager {
     func recheckIsolation() async {
         let isolated = networks.values.filter(isIsolatedHostBridge)
         guard !isolated.isEmpty || !(firewalled ?? []).isEmpty else { return }
-        for info in isolated.sorted(by: { $0.name < $1.name }) { await upsert(info) }
+        for info in isolated.sorted(by: { $0.name < $1.name }) { await upsert(info, reading: nil) }
         if isolated.isEmpty { _ = await syncFirewall([]) }
     }
 
@@ -155,17 +162,21 @@ public actor NetworkManager {
     /// Re-reads one network; removes it when libvirt no longer knows it.
     @discardableResult
     func refresh(_ name: String) async -> NetworkInfo? {
+        // As for VMs: a re-read that began before another's reading was cached gives way.
+        let since = mirror.beginReading()
         guard let connection = try? await libvirt.connection() else { return networks[name] }
         do {
             guard let network = try await libvirt.read(connection, { try $0.network(named: name) }) else {
-                if mirror.remove(name) != nil {
+                guard !mirror.isNewer(name, than: since) else { return networks[name] }
+                if mirror.remove(name, reading: since) != nil {
                     await observer?(.removed(name: name))
                     _ = await syncFirewall(networks.values.filter(isIsolatedHostBridge).map(\.bridge).sorted())
                 }
                 return nil
             }
             let info = try await libvirt.read(connection) { _ in try Self.describe(network) }
-            await upsert(info)
+            guard !mirror.isNewer(name, than: since) else { return networks[name] }
+            await upsert(info, reading: since)
             return info
         } catch {
             logger.warning("cannot re-read network \(name): \(error)")

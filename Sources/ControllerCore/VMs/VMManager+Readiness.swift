@@ -80,7 +80,7 @@ extension VMManager {
             if becameReady { logger.notice("VM \(info.name) is ready\(guest.status.isEmpty ? "" : ": \(guest.status)")") }
             if guest.readiness == .stopping && before.readiness != .stopping { logger.info("VM \(info.name): its guest is stopping") }
             info.guest = guest
-            store(info, uuid: key.uuid)
+            store(info, uuid: key.uuid, reading: nil)
             await observer?(.updated(info, stateChanged: false))
             if becameReady { await observer?(.ready(info)) }
             // Saved after the signals, on another thread: no encoding or fsync on the path to Ready.

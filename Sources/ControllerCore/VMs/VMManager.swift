@@ -101,14 +101,14 @@ public actor VMManager {
     /// name that another cached VM still has (two entries can share one for a moment: a
     /// stale read racing a define), the name passes to that one.
     @discardableResult
-    func store(_ info: VMInfo?, uuid: String) -> LibvirtMirror<VMInfo, DomainLifecycleEvent>.Change? {
+    func store(_ info: VMInfo?, uuid: String, reading stamp: UInt64?) -> LibvirtMirror<VMInfo, DomainLifecycleEvent>.Change? {
         let left = vms[uuid].map(\.name).flatMap { $0 != info?.name && uuidByName[$0] == uuid ? $0 : nil }
         let change: LibvirtMirror<VMInfo, DomainLifecycleEvent>.Change?
         if let info {
-            change = mirror.put(info)
+            change = mirror.put(info, reading: stamp)
             guard change != nil else { return nil }
         } else {
-            guard mirror.remove(uuid) != nil else { return nil }
+            guard mirror.remove(uuid, reading: stamp ?? 0) != nil else { return nil }
             change = nil
         }
         if let left { uuidByName[left] = vms.first { $0.value.name == left }?.key }
@@ -121,6 +121,7 @@ public actor VMManager {
     /// Rebuilds the cache from libvirt (after every connect): registers for events on a new
     /// connection, adds, updates and removes objects.
     public func resync() async {
+        let since = mirror.beginReading()
         guard let reading = await mirror.resync(logger: logger,
                                                 register: { connection, feed in try connection.onLifecycleEvents(feed) },
                                                 list: { try $0.allDomains().compactMap { try? Self.describe($0) } }) else { return }
@@ -138,14 +139,17 @@ public actor VMManager {
             logger.info("new VMs use domain type \(domainType) (offered: \(types.joined(separator: ", ")); host: \(host.memoryMiB) MiB, \(host.cpus) CPUs)")
         }
         guard let fresh = reading.fresh else { return }
-        let gone = mirror.keys(notIn: fresh)
-        readiness.forget(except: Set(fresh.map(\.uuid)))
-        for info in fresh { await upsert(info) }
+        // What was read or removed while libvirt listed (a VM defined or undefined meanwhile)
+        // is newer than the listing: the listing neither removes nor replaces it.
+        let gone = mirror.keys(notIn: fresh, since: since)
+        readiness.forget(except: Set(vms.keys).subtracting(gone).union(fresh.map(\.uuid)))
+        for info in fresh where !mirror.isNewer(info.uuid, than: since) { await upsert(info, reading: since) }
         // An event may have removed one meanwhile: each removal is signalled once.
         for uuid in gone where vms[uuid] != nil {
-            store(nil, uuid: uuid)
+            store(nil, uuid: uuid, reading: since)
             await observer?(.removed(uuid: uuid))
         }
+        mirror.settle(since: since)
     }
 
     /// Reads one domain's state and XML into a VMInfo (blocking).
@@ -161,11 +165,12 @@ public actor VMManager {
         return info
     }
 
-    private func upsert(_ fresh: VMInfo) async {
+    /// Caches what the reading stamped `stamp` found.
+    private func upsert(_ fresh: VMInfo, reading stamp: UInt64) async {
         var info = fresh
         applyReadiness(&info)
         let old: VMInfo?
-        switch store(info, uuid: info.uuid) {
+        switch store(info, uuid: info.uuid, reading: stamp) {
         case nil:
             return
         case .added:
@@ -193,16 +198,22 @@ public actor VMManager {
     /// knows it.
     @discardableResult
     func refresh(_ uuid: String) async -> VMInfo? {
+        // Re-reads run side by side on the pool: one that began before another's reading
+        // was cached may have asked libvirt before it too, so it gives way (a later change
+        // brings its own event and re-read).
+        let since = mirror.beginReading()
         guard let connection = try? await libvirt.connection() else { return vms[uuid] }
         do {
             let info = try await libvirt.read(connection) { try Self.describe(try $0.domain(uuid: uuid)) }
-            await upsert(info)
+            guard !mirror.isNewer(uuid, than: since) else { return vms[uuid] }
+            await upsert(info, reading: since)
             // As cached: with its guest's readiness (`info` is libvirt's view alone).
             return vms[uuid] ?? info
         } catch let error as LibvirtError where error.code == LibvirtError.noDomain {
+            guard !mirror.isNewer(uuid, than: since) else { return vms[uuid] }
             readiness.forget(except: Set(vms.keys).subtracting([uuid]))
             if vms[uuid] != nil {
-                store(nil, uuid: uuid)
+                store(nil, uuid: uuid, reading: since)
                 await observer?(.removed(uuid: uuid))
             }
             return nil
