@@ -1,5 +1,5 @@
-// Plain words under a Busy or InvalidState answer, naming what the page knows is in the
-// way: the running VMs on a disk, the disks built on it, the job holding it, a VM's state.
+// Plain words under a Busy or InvalidState answer: for a disk, what to do about each lease
+// the service says is held on it (Disk.HeldBy); for a VM, its state and its jobs.
 // The service's own message stays above the help; these only add what to do about it.
 // Each explainX(ctx, path) returns a function of the D-Bus error giving the help text, or
 // null when there is nothing to add. (No imports: util.js imports this file.)
@@ -16,27 +16,34 @@ function runningJobs(ctx, path) {
             .map(j => "job " + String(j.path).split("/").pop() + " (" + j.Operation + ")");
 }
 
+// What to do about one lease on a disk (its HeldBy entry: kind and holder's path). Who
+// holds the disk is the service's answer; only the advice is the page's.
+function explainLease(ctx, disk, kind, holder) {
+    const job = valid(ctx.jobs, holder);
+    if (job)
+        return "Job " + String(holder).split("/").pop() + " (" + job.Operation + ") holds disk " + disk + " (" + kind +
+               "): wait for it to end, or cancel it (Jobs view).";
+    const vm = valid(ctx.vms, holder);
+    if (vm)
+        return "VM " + vm.Name + " (" + vm.State + ") has disk " + disk + " open: shut it down in the VMs view first " +
+               "(only growing works while it runs).";
+    const other = valid(ctx.disks, holder);
+    if (other)
+        return "Disk " + other.Name + " is built on " + disk + " (a qcow2 overlay) and needs it unchanged: delete the " +
+               "overlay first, or make a full clone of it (which flattens it) and delete the overlay.";
+    return "Another call holds disk " + disk + " (" + kind + ") for a moment: try again.";
+}
+
 export function explainDisk(ctx, path) {
     return error => {
         const d = valid(ctx.disks, path);
         if (!d || !error || error.name !== ERROR + "Busy")
             return null;
-        const parts = [];
-        const users = (d.AttachedTo || []).map(p => valid(ctx.vms, p)).filter(v => v && v.State !== "shutoff");
-        if (users.length)
-            parts.push("Disk " + d.Name + " is in use by " + users.map(v => "VM " + v.Name + " (" + v.State + ")")
-                    .join(", ") + ": shut it down in the VMs view first (only growing works while it runs).");
-        const overlays = (d.Overlays || []).map(p => valid(ctx.disks, p)).filter(Boolean).map(o => o.Name);
-        if (overlays.length)
-            parts.push("Disk" + (overlays.length > 1 ? "s " : " ") + overlays.join(", ") + (overlays.length > 1 ? " are" : " is") +
-                       " built on " + d.Name + " (a qcow2 overlay) and needs it unchanged: delete the overlay first, " +
-                       "or make a full clone of it (which flattens it) and delete the overlay.");
-        const jobs = runningJobs(ctx, path);
-        if (jobs.length)
-            parts.push(jobs.join(", ") + " holds disk " + d.Name + ": wait for it to end, or cancel it (Jobs view).");
+        const parts = (d.HeldBy || []).map(([kind, holder]) => explainLease(ctx, d.Name, kind, holder));
         if (!parts.length)
-            parts.push("Something else holds disk " + d.Name + " at the moment (a job that has just ended, or a " +
-                       "VM started outside the service): try again, or look at the Jobs and VMs views.");
+            parts.push("The service holds nothing on disk " + d.Name + " now: what was in the way has gone, or is " +
+                       "outside the service (the message above names it, e.g. a VM started with virsh): try again " +
+                       "once it is gone.");
         return parts.join(" ");
     };
 }

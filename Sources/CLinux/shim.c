@@ -52,3 +52,14 @@ int mv_set_xattr(const char *path, const char *name, const void *value, size_t s
 int mv_remove_xattr(const char *path, const char *name) {
     return lremovexattr(path, name);
 }
+
+int mv_ofd_lock_byte(int fd, long long offset, int exclusive) {
+    struct flock lock = { .l_type = exclusive ? F_WRLCK : F_RDLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1, .l_pid = 0 };
+    return fcntl(fd, F_OFD_SETLK, &lock);
+}
+
+int mv_ofd_byte_locked(int fd, long long offset) {
+    struct flock probe = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1, .l_pid = 0 };
+    if (fcntl(fd, F_OFD_GETLK, &probe) != 0) return -1;
+    return probe.l_type != F_UNLCK;
+}

@@ -135,10 +135,28 @@ public enum APIConcepts {
             """
                 Changing a disk that a running VM uses, or that other disks are built on, is Busy: snapshots, Restore, Format \
                 and WriteFile (Resize grows the disk of a running VM live instead). So is any change while another operation \
-                holds the disk, and Delete while other disks are built on the disk or any VM uses it.
+                holds the disk, and Delete while other disks are built on the disk or any VM's definition uses it.
                 """,
             "The AutoGrow and versioning policies and the last usage samples are kept in [daemon] state_dir/disk-policies.json, written atomically.",
         ]),
+        Section(title: "Disk leases", paragraphs: [
+            """
+                Every operation on a managed disk holds a lease on it while it works, from before its job exists until after \
+                its body ended (Disk.HeldBy shows them; a job's lease is gone before it reports its end). Leases of several \
+                disks are taken all at once or none, never waiting while holding one. A call checks the leases before \
+                the authorization (Busy names the holder in the way) and takes them after it, then checks again what it \
+                planned: a disk changed during the authorization (resized, reverted, replaced) is InvalidState. A VM start \
+                takes its VM's leases with it (Busy when a job rewrites one of its disks); a VM started outside the service \
+                (virsh) gets its leases when libvirt reports it. After a restart the VMs' leases are rebuilt from libvirt's \
+                running domains before any other lease is granted (a call that needs one before then waits up to 20 s, then \
+                is Busy). While the service copies a disk (Clone, Backup) or builds the image that will replace it (offline \
+                Resize, Format, Restore), it also holds the byte-range locks qemu checks before it opens an image for \
+                writing, so a VM started outside the service meanwhile fails to open the image; an image another process \
+                already has open for writing makes the job fail Busy, the disk unchanged.
+                """,
+        ] + DiskInterface.leaseKinds.map { kind in
+            "Lease \(kind.kind): held by \(kind.heldBy). Can share a disk with: \(kind.compatibleWith.isEmpty ? "nothing" : kind.compatibleWith.joined(separator: ", "))."
+        }),
         Section(title: "Inside images", paragraphs: [
             """
                 Format, Resize, Inspect, ListFiles, ReadFile, WriteFile and the usage sampler look inside images through \

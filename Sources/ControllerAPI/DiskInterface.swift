@@ -172,6 +172,12 @@ public enum DiskInterface {
             APIProperty("BackingDisk", "s", doc: "Name of the backing disk, or empty."),
             APIProperty("Overlays", "ao", doc: "Disks built on this one."),
             APIProperty("AttachedTo", "ao", doc: "VMs whose definition or running configuration uses this disk."),
+            APIProperty("HeldBy", "a(so)", doc: """
+                The leases held on the disk now: kind (see Disk leases) and holder, the object path of a job \
+                (/org/multiverse/Controller/job/N), a VM, a disk built on this one (kind base), or the service's root object \
+                for a call that is no job and for the service's own work (versioning, the usage sampler). A call that needs a \
+                lease another one does not allow is Busy naming that holder.
+                """),
             APIProperty("Snapshots", "a(st)", doc: "Internal snapshots: name and creation time."),
             APIProperty("FilesystemUsage", "a(sttt)", doc: """
                 Always empty; kept for its signature. The usage figures come from inside the image, and a property reaches \
@@ -185,4 +191,23 @@ public enum DiskInterface {
             APIProperty("Versioning", "a{sv}", doc: "The versioning policy: enabled, interval_s, keep, on_stop."),
         ],
         signals: [usageHigh])
+
+    /// The disks' lease kinds as the reference publishes them: the kind, what holds it, and
+    /// the kinds it can share a disk with. Core's `LeaseKind.compatible` is checked against
+    /// this table (ControllerCoreTests), so the reference and the rules cannot drift apart.
+    public static let leaseKinds: [(kind: String, heldBy: String, compatibleWith: [String])] = [
+        ("vm", "a running or paused VM, on each of its disks (from its start until libvirt says it stopped, or Destroy returned)",
+         ["reader", "live-writer", "online-backup"]),
+        ("reader", "Inspect, ListFiles, ReadFile and the usage sampler (a read-only appliance, crash-consistent beside a VM)",
+         ["vm", "reader", "consistent-reader", "live-writer", "online-backup", "base"]),
+        ("consistent-reader", "the source of Clone and an offline Backup",
+         ["reader", "consistent-reader", "online-backup", "base"]),
+        ("writer", "offline Resize, Format, Restore, WriteFile, disk and VM snapshots (create, revert, delete), Delete, AdoptDisk, versioning, AutoGrow",
+         []),
+        ("live-writer", "a live Resize of a running VM's disk (only beside that VM's lease)", ["vm", "reader"]),
+        ("online-backup", "a backup read through a running VM's qemu (only beside that VM's lease)",
+         ["vm", "reader", "consistent-reader", "base"]),
+        ("base", "each disk built on this one (an overlay, a linked clone) for as long as it exists",
+         ["reader", "consistent-reader", "online-backup", "base"]),
+    ]
 }

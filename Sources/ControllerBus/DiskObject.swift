@@ -208,7 +208,8 @@ extension DiskObject {
         case .changed(let views):
             await bus.setProperties(interface: interface, views.map { view in
                 var props = properties(view)
-                for key in ["Name", "Path", "AttachedTo"] { props[key] = nil }
+                // AttachedTo and HeldBy come with their own events, in their own order.
+                for key in ["Name", "Path", "AttachedTo", "HeldBy"] { props[key] = nil }
                 return (ObjectPaths.disk(view.info.name), props)
             })
         case .removed(let name):
@@ -217,6 +218,8 @@ extension DiskObject {
             await bus.setProperties(path: ObjectPaths.disk(name), interface: interface, policyProperties(record))
         case .attachedTo(let name, let uuids):
             await bus.setProperties(path: ObjectPaths.disk(name), interface: interface, ["AttachedTo": .objectPaths(uuids.map(ObjectPaths.vm))])
+        case .heldBy(let name, let leases):
+            await bus.setProperties(path: ObjectPaths.disk(name), interface: interface, ["HeldBy": .heldBy(leases)])
         case .usageHigh(let name, let fraction):
             try? await bus.emitSignal(path: ObjectPaths.disk(name), interface: interface, member: DiskInterface.usageHigh.name, [.double(fraction)])
         }
@@ -233,6 +236,7 @@ extension DiskObject {
             "AllocatedSize": .uint64(disk.allocatedSize),
             "BackingDisk": .string(view.backingDisk),
             "AttachedTo": .objectPaths(view.attachedTo.map(ObjectPaths.vm)),
+            "HeldBy": .heldBy(view.heldBy),
             "Overlays": .objectPaths(view.overlays.map { ObjectPaths.disk($0) }),
             "Snapshots": .array(elementSignature: "(st)", disk.snapshots.map { .structure([.string($0.name), .uint64($0.created)]) }),
         ].merging(policyProperties(view.record)) { a, _ in a }
@@ -253,6 +257,19 @@ extension DiskObject {
 }
 
 extension DBusValue {
+    /// A disk's leases as `a(so)`: kind and holder's object path.
+    static func heldBy(_ leases: [DiskLease]) -> DBusValue {
+        .array(elementSignature: "(so)", leases.map { lease in
+            let holder = switch lease.holder {
+            case .job(let id): ObjectPaths.job(id)
+            case .vm(let uuid): ObjectPaths.vm(uuid)
+            case .disk(let name): ObjectPaths.disk(name)
+            case .work: ObjectPaths.root
+            }
+            return .structure([.string(lease.kind.rawValue), .objectPath(holder)])
+        })
+    }
+
     /// Filesystem usage rows as `a(sttt)`: device, size, used, available.
     static func usage(_ rows: [FilesystemUsage]) -> DBusValue {
         .array(elementSignature: "(sttt)", rows.map { .structure([.string($0.device), .uint64($0.size), .uint64($0.used), .uint64($0.available)]) })

@@ -96,7 +96,7 @@ final class ManagerObject: Sendable {
 
     func startAll(_ call: BusCall) async throws -> [DBusValue] {
         try call.options().finish()
-        let plan = await vms.checkStartAll()
+        let plan = try await vms.checkStartAll()
         let caller = try await context.authorize(call, plan.details)
         if !plan.networksToStart.isEmpty { try await context.authorize(call, also: .networkManage, plan.networkDetails) }
         return BusContext.reply(try await vms.runStartAll(plan, uid: caller.uid))

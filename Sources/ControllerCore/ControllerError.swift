@@ -67,6 +67,7 @@ extension ControllerError {
         case .io: self = .io(error.message)
         case .invalidInput: self = .invalidArgs(error.message)
         case .tooLarge: self = .limitsExceeded(error.message)
+        case .inUse: self = .busy(error.message)
         }
     }
 

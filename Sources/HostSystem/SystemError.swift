@@ -14,6 +14,8 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidInput
         /// The input is larger than the module accepts.
         case tooLarge
+        /// Another process holds the file (an image lock qemu checks).
+        case inUse
     }
 
     public let kind: Kind
@@ -30,6 +32,7 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func io(_ message: String, code: Int32 = 0) -> SystemError { SystemError(.io, message, code: code) }
     public static func invalidInput(_ message: String) -> SystemError { SystemError(.invalidInput, message) }
     public static func tooLarge(_ message: String) -> SystemError { SystemError(.tooLarge, message) }
+    public static func inUse(_ message: String, code: Int32 = 0) -> SystemError { SystemError(.inUse, message, code: code) }
 
     /// An `io` error for a failed call: `what` (`cannot read /a/b`), then the system's text
     /// for `code` (the current `errno` unless told).

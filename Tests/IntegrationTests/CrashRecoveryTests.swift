@@ -4,8 +4,8 @@ import SDBus
 import XCTest
 
 /// kill -9 of the daemon in the middle of a clone, a backup and a resize, then a restart: the
-/// images are sound, no temporary or partial file is left, every object is back, and the
-/// interrupted work is not reported as done.
+/// images are sound, no temporary or partial file is left, no lease or image lock is left,
+/// every object is back, and the interrupted work is not reported as done.
 final class CrashRecoveryTests: XCTestCase {
     func testKill9DuringCloneBackupAndResizeLeavesNothingHalfDone() throws {
         let s = try TestStack()
@@ -34,6 +34,11 @@ final class CrashRecoveryTests: XCTestCase {
             let left = (try? FileManager.default.contentsOfDirectory(atPath: backups)) ?? []
             XCTAssertEqual(left, [], "\(method): left \(left)")
             XCTAssertTrue(s.log(tail: 40).contains("removed unfinished"), s.log(tail: 20))
+            // The killed daemon's leases and image locks died with it: nothing holds the
+            // disk, and an outside writer gets it (the same bytes written again).
+            XCTAssertEqual(s.diskProperty("src", "HeldBy"), .array(elementSignature: "(so)", []), method)
+            let write = qemuIO("write -P 0x61 0 4k", src, format: "raw")
+            XCTAssertTrue(write.ok, "\(method): \(write.all)")
         }
         // The source is intact, its object is back, the interrupted jobs are gone rather
         // than reported as succeeded, and no backup is listed.

@@ -45,7 +45,7 @@ final class DiskOperationsTests: XCTestCase {
         let overlay = s.manager("CreateDisk", ["stsa{sv}", "child", String(1 << 20), "qcow2", "1", "backing", "s", "snapdisk"], as: TestStack.grantedUser)
         XCTAssertTrue(overlay.ok, overlay.all)
         XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), .objectPaths(["\(TestStack.diskPath("child"))"]))
-        XCTAssertTrue(try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v2", "0"]).stderr.contains("it is the backing file of child"))
+        XCTAssertTrue(try stack.diskCall("snapdisk", "CreateSnapshot", ["sa{sv}", "v2", "0"]).stderr.contains("disk snapdisk is held by disk child, which is built on it (base)"))
         XCTAssertTrue(try stack.diskCall("child", "Delete", ["a{sv}", "0"]).ok)
         XCTAssertEqual(s.diskProperty("snapdisk", "Overlays"), .objectPaths([]))
     }
@@ -143,6 +143,40 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertEqual(try stack.diskCall(disk, "ListBackups", ["a{sv}", "0"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "a(stts) 0")
     }
 
+    /// HeldBy as a bus client sees it: the job's lease is announced before the job's object
+    /// appears, read back while it runs, and gone before the job's Completed.
+    func testHeldByFollowsAJobFromBeforeItsStartToBeforeItsEnd() async throws {
+        let s = try stack
+        let disk = TestStack.diskPath("held")
+        let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)'")
+        defer { Task { await signals.close() } }
+        XCTAssertTrue(s.createDisk("held", size: 64 << 30, format: "raw", as: TestStack.grantedUser).ok)
+        XCTAssertEqual(s.diskProperty("held", "HeldBy"), .array(elementSignature: "(so)", []))
+        let r = try stack.diskCall("held", "Backup", ["a{sv}", "0"])
+        XCTAssertTrue(r.ok, r.all)
+        let job = r.replyPath
+        let lease = DBusValue.array(elementSignature: "(so)", [.structure([.string("consistent-reader"), .objectPath(job)])])
+        XCTAssertEqual(s.diskProperty("held", "HeldBy"), lease)
+        let cancel = s.call(job, TestStack.jobInterface, "Cancel", ["a{sv}", "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(cancel.ok, cancel.all)
+        _ = await signals.wait(timeout: 30) { $0.member == "Completed" && $0.path == job }
+        let heldBy: (ReceivedSignal) -> DBusValue? = { signal in
+            guard signal.path == disk, signal.member == "PropertiesChanged", signal.arguments.count > 1 else { return nil }
+            return signal.arguments[1].stringKeyedDictionary?["HeldBy"]?.unwrapped
+        }
+        let all = signals.all
+        let taken = all.firstIndex { heldBy($0) == lease }
+        let added = all.firstIndex { $0.member == "InterfacesAdded" && $0.arguments.first == .objectPath(job) }
+        let given = all.lastIndex { heldBy($0) == .array(elementSignature: "(so)", []) }
+        let completed = all.firstIndex { $0.member == "Completed" && $0.path == job }
+        guard let taken, let added, let given, let completed else { return XCTFail(signals.summary) }
+        XCTAssertLessThan(taken, added, signals.summary)
+        XCTAssertLessThan(added, given, signals.summary)
+        XCTAssertLessThan(given, completed, signals.summary)
+        XCTAssertEqual(s.diskProperty("held", "HeldBy"), .array(elementSignature: "(so)", []))
+        try assertNoBackup(s, of: "held")
+    }
+
     /// A Backup holds its disk: a resize meanwhile is Busy; a cancelled Backup leaves no file.
     /// 64 GiB: the SHA-256 would take ~40 s.
     func testABackupHoldsItsDiskAndCancelsCleanly() async throws {
@@ -151,7 +185,7 @@ final class DiskOperationsTests: XCTestCase {
         defer { Task { await signals.close() } }
         let job = try startLongBackup(s, "holes", size: 64 << 30)
         let resize = try stack.diskCall("holes", "Resize", ["ta{sv}", String(65 << 30), "1", "filesystem", "b", "false"])
-        XCTAssertTrue(resize.stderr.contains("busy"), resize.all)
+        XCTAssertTrue(resize.stderr.contains("disk holes is held by job") && resize.stderr.contains("(Backup) (consistent-reader)"), resize.all)
         XCTAssertEqual(Command.run("/usr/bin/stat", ["-c", "%s", s.imageDir.appendingPathComponent("holes").path]).stdout
             .trimmingCharacters(in: .whitespacesAndNewlines), String(64 << 30))
         // Progress follows the hash (the copy of holes is instant): valid, above 0, below 1.
@@ -176,7 +210,14 @@ final class DiskOperationsTests: XCTestCase {
         let signals = try await SignalCollector(stack: s, match: "type='signal',sender='\(TestStack.busName)',member='Completed'")
         defer { Task { await signals.close() } }
         let job = try startLongBackup(s, "moving", size: 16 << 30)
-        XCTAssertTrue(qemuIO("write -P 0x5a 1G 64k", s.imageDir.appendingPathComponent("moving").path, format: "raw").ok)
+        let image = s.imageDir.appendingPathComponent("moving").path
+        // A qemu is stopped by the image lock the Backup holds ...
+        let refused = qemuIO("write -P 0x5a 1G 64k", image, format: "raw")
+        XCTAssertFalse(refused.ok, refused.all)
+        XCTAssertTrue(refused.all.contains("Failed to get \"write\" lock"), refused.all)
+        // ... a process that ignores qemu's locks is caught by the source's stamp.
+        let dd = Command.run("/usr/bin/dd", ["if=/dev/urandom", "of=\(image)", "bs=64k", "count=1", "seek=16384", "conv=notrunc", "status=none"])
+        XCTAssertTrue(dd.ok, dd.all)
         let done = await signals.wait(timeout: 120) { $0.path == job }
         XCTAssertEqual(done?.arguments.first, .boolean(false), signals.summary)
         XCTAssertTrue((done?.arguments.last?.string ?? "").contains("changed while it was being backed up"), signals.summary)

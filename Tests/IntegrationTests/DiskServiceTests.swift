@@ -160,7 +160,7 @@ final class DiskServiceTests: XCTestCase {
         let info = try qemuInfo("overlay-img")
         XCTAssertEqual(info["backing-filename"] as? String, s.imageDir.appendingPathComponent("base-img").path)
         let busy = s.call("/org/multiverse/Controller/disk/base_2dimg", TestStack.diskInterface, "Delete", ["a{sv}", "0"])
-        XCTAssertTrue(busy.stderr.contains("backing file of overlay-img"), busy.all)
+        XCTAssertTrue(busy.stderr.contains("held by disk overlay-img, which is built on it"), busy.all)
         XCTAssertTrue(s.imageFiles().contains("base-img"))
     }
 

@@ -15,7 +15,9 @@ final class QemuSystemTests: XCTestCase {
         SharedStacks.start(self) {
             try startLibvirtd()
             // The host's kernel boots the test guests (a test machine only: never a kernel root on a real host).
-            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"\(internalNetwork)\"\nkernel_roots = [\"/boot\"]\n", libvirtURI: uri)
+            // Copies paced at 4 MiB/s: an offline Resize of 16 MiB of data lasts ~4 s.
+            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"\(internalNetwork)\"\nkernel_roots = [\"/boot\"]\n"
+                                     + "[disks]\ncopy_rate_mib_s = 4\n", libvirtURI: uri)
         }
     }
 
@@ -134,7 +136,8 @@ final class QemuSystemTests: XCTestCase {
         let shrink = s.call(hot, TestStack.diskInterface, "Resize", ["ta{sv}", String(16 << 20), "1", "shrink", "b", "true"], as: TestStack.grantedUser)
         XCTAssertTrue(shrink.stderr.contains("cannot shrink disk hot.qcow2: VM \(name) is using it"), shrink.all)
         let write = s.call(hot, TestStack.diskInterface, "WriteFile", ["saya{sv}", "/x", "1", "65", "0"], as: TestStack.grantedUser)
-        XCTAssertTrue(write.stderr.contains("cannot write to disk hot.qcow2: VM \(name) is using it"), write.all)
+        XCTAssertTrue(write.stderr.contains("cannot write /x in disk hot.qcow2: disk hot.qcow2 is held by VM \(name) (vm)"), write.all)
+        XCTAssertEqual(s.diskProperty("hot.qcow2", "HeldBy"), .array(elementSignature: "(so)", [.structure([.string("vm"), .objectPath(path)])]))
 
         // A live detach needs the guest's ACPI hotplug: wait until its kernel is up.
         XCTAssertTrue(waitFor(120, interval: 0.2) {
@@ -151,6 +154,9 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertEqual(Self.blockTargets(blocks), [], "vdb was the guest's only disk: \(blocks.all)")
         XCTAssertFalse(blocks.stdout.contains("vdb"), blocks.all)
         XCTAssertFalse(s.vmProperty(name, "Disks").firstFields.contains("vdb"), s.vmProperty(name, "Disks").shown)
+        // The device-removed event gave the VM's lease on the disk back.
+        XCTAssertTrue(waitFor(10, interval: 0.1) { s.diskProperty("hot.qcow2", "HeldBy") == .array(elementSignature: "(so)", []) },
+                      s.diskProperty("hot.qcow2", "HeldBy").shown)
 
         // The initramfs shell does not power off on ACPI: force after a short timeout.
         let stop = try stack.vmCall(name, "Shutdown", ["a{sv}", "2", "timeout_s", "u", "3", "force", "b", "true"])
@@ -161,6 +167,45 @@ final class QemuSystemTests: XCTestCase {
         XCTAssertTrue(try stack.vmCall(name, "Undefine").ok)
         XCTAssertTrue(Self.domainIsGone(name), Self.virsh(["dominfo", name]).all)
         XCTAssertNil(s.vmPath(name))
+    }
+
+    /// A VM started with virsh while the service rewrites its disk (an offline Resize, its
+    /// copy paced by [disks] copy_rate_mib_s) fails on qemu's image lock instead of writing
+    /// into the file about to be replaced; after the job it starts on the new image, and its
+    /// lease (from libvirt's event) shows in HeldBy.
+    func testVirshStartDuringAnOfflineResizeFailsOnTheImageLock() async throws {
+        let s = try stack
+        let name = "mvt-locked-\(UUID().uuidString.prefix(6))"
+        XCTAssertTrue(s.createDisk("locked.qcow2", size: 64 << 20, as: TestStack.grantedUser).ok)
+        let image = s.imageDir.appendingPathComponent("locked.qcow2").path
+        XCTAssertTrue(qemuIO("write -P 0x61 0 16M", image).ok)
+        var xml = try guestXML(name)
+        xml = xml.replacingOccurrences(of: "<devices>", with: """
+            <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='\(image)'/>\
+            <target dev='vda' bus='virtio'/></disk>
+            """)
+        let file = s.dir.appendingPathComponent("\(name).xml")
+        try xml.write(to: file, atomically: true, encoding: .utf8)
+        XCTAssertTrue(Self.virsh(["define", file.path]).ok)
+        defer { Self.virsh(["destroy", name]); Self.virsh(["undefine", name]) }
+        // The image only (no appliance): the copy is what takes the time.
+        let resize = s.call(TestStack.diskPath("locked.qcow2"), TestStack.diskInterface, "Resize",
+                            ["ta{sv}", String(128 << 20), "1", "filesystem", "b", "false"], as: TestStack.grantedUser)
+        XCTAssertTrue(resize.ok, resize.all)
+        let job = resize.replyPath
+        let started = Self.virsh(["start", name])
+        XCTAssertFalse(started.ok, "virsh started \(name) on an image being replaced: \(started.all)")
+        XCTAssertTrue(started.all.contains("Failed to get \"write\" lock"), started.all)
+        XCTAssertEqual(s.jobProperty(job, "State"), .string("running"), "the start came too late to prove anything")
+        XCTAssertTrue(waitFor(60, interval: 0.2) { s.jobProperty(job, "State") == .string("succeeded") }, s.jobProperty(job, "Error").shown)
+        // Now it starts, on the resized image, and holds it.
+        let again = Self.virsh(["start", name])
+        XCTAssertTrue(again.ok, again.all)
+        XCTAssertTrue(Self.virsh(["domblkinfo", name, "vda"]).stdout.contains("Capacity:       \(128 << 20)"), Self.virsh(["domblkinfo", name, "vda"]).all)
+        guard let path = s.vmPath(name) else { return XCTFail("no object for \(name)") }
+        XCTAssertTrue(waitFor(10, interval: 0.1) {
+            s.diskProperty("locked.qcow2", "HeldBy") == .array(elementSignature: "(so)", [.structure([.string("vm"), .objectPath(path)])])
+        }, s.diskProperty("locked.qcow2", "HeldBy").shown)
     }
 
     func testChangesMadeWithVirshAppearAndEphemeralLaunchLeavesNothing() async throws {

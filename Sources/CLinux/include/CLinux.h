@@ -52,4 +52,13 @@ int mv_pidfd_open(pid_t pid);
  * bits, file capabilities). prctl is variadic, which Swift cannot call. 0 or -1. */
 int mv_set_no_new_privs(void);
 
+/* An open file description lock (F_OFD_SETLK, a GNU extension Swift's Glibc module does not
+ * show) on the one byte at `offset`: shared (`exclusive` 0) or exclusive, never waiting.
+ * 0, or -1 with errno (EAGAIN when another open file holds a conflicting lock). */
+int mv_ofd_lock_byte(int fd, long long offset, int exclusive);
+
+/* F_OFD_GETLK for an exclusive lock on the byte at `offset`: 1 when another open file holds
+ * a lock there, 0 when none does, -1 with errno. */
+int mv_ofd_byte_locked(int fd, long long offset);
+
 #endif

@@ -101,7 +101,9 @@ public final class CoreServices: Sendable {
         let (vmManager, networkManager) = (self.vmManager, self.networkManager)
         await libvirt.start { [weak self] connected in
             if connected {
-                await vmManager.resync()
+                // The VMs' leases before any other lease is granted (jobs wait for this): only
+                // from a listing that worked.
+                if await vmManager.resync() { await vms.rebuildVMLeases() }
                 await networkManager.resync()
                 // Images of an older version have no format record: take what libvirt knew.
                 await vms.recordKnownFormats()
@@ -116,7 +118,7 @@ public final class CoreServices: Sendable {
                     log.notice("start-up: StartAll already ran in this boot (\(once.bootID ?? "?"), \(once.file)); leaving the VMs as they are")
                     return
                 }
-                let job = try await vms.runStartAll(await vms.checkStartAll(), uid: 0)
+                let job = try await vms.runStartAll(try await vms.checkStartAll(), uid: 0)
                 log.notice("start-up: StartAll runs as job \(job.id)")
             } catch {
                 log.error("start-up: cannot run StartAll: \(error)")

@@ -77,9 +77,10 @@ public actor BackupStore {
     /// A standalone image backed up uncompressed is copied byte for byte (sparse, internal
     /// snapshots included) by the daemon itself, which hashes each block it has read before
     /// writing it (`FileDigest.sha256(_:copyingTo:)`): every byte is read once, and copying
-    /// and hashing run on separate cores. The source must not change meanwhile (a running VM
-    /// is refused before the job starts; one started during it is caught by the source's
-    /// inode, size and mtime): the backup is refused with `Busy` if it did. An overlay
+    /// and hashing run on separate cores. The source must not change meanwhile: a running VM
+    /// is refused before the job starts (its lease), and the source is locked the way qemu
+    /// checks (``ImageLock``) so a VM started with virsh meanwhile fails to open it; one that
+    /// wrote anyway is caught by the source's inode, size and mtime (`Busy`). An overlay
     /// (flattened) or a compressed backup goes through `qemu-img convert`, then the written
     /// file is checksummed; progress then covers copying (90 %) and checksumming.
     public func backup(_ disk: DiskInfo, compress: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupInfo {
@@ -89,6 +90,8 @@ public actor BackupStore {
         let format = compress ? "qcow2" : disk.format
         let temporary = "\(directory)/.\(id).img.partial"
         let byteCopy = !compress && disk.backingFile == nil
+        let lock = try DiskStore.lockAgainstWriters(disk, "back up")
+        defer { lock.release() }
         do {
             let sum: String
             if byteCopy {

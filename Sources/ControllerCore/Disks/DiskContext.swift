@@ -14,6 +14,8 @@ public struct DiskView: Sendable, Equatable {
     public var attachedTo: [String]
     /// AutoGrow, versioning and the last usage sample.
     public var record: DiskRecord
+    /// The leases held on it (see ``LeaseKind``).
+    public var heldBy: [DiskLease] = []
 }
 
 /// A change of the disks, in the order it happened; the bus layer mirrors each one.
@@ -28,6 +30,8 @@ public enum DiskEvent: Sendable {
     case policies(String, DiskRecord)
     /// The VMs that use a disk changed (UUIDs).
     case attachedTo(String, [String])
+    /// The leases held on a disk changed: all of them now.
+    case heldBy(String, [DiskLease])
     /// A usage sample reached the AutoGrow threshold (the threshold: what the guest's
     /// filesystems hold is for `disk.inspect` callers only).
     case usageHigh(String, Double)
@@ -56,6 +60,8 @@ public final class DiskContext: Sendable {
     private let attachedTo = Mutex<[String: [String]]>([:])
     /// The disk sources of each VM (by UUID) when attachments were last published.
     private let vmDiskSources = Mutex<[String: [String]]>([:])
+    /// Numbers the lease holders that are no job (``LeaseHolder/work(_:)``).
+    let workCounter = Atomic<UInt64>(0)
 
     public init(store: DiskStore, backups: BackupStore, guests: GuestImages, policies: DiskPolicyStore, vms: VMManager,
                 jobs: JobManager, qemuImg: QemuImg, maxSize: UInt64, usageIntervalSeconds: Int, logger: Logger) {
@@ -88,12 +94,15 @@ public final class DiskContext: Sendable {
         let records = await policies.all()
         let directory = store.directory + "/"
         let users = attachedTo.withLock { $0 }
-        return disks.map { disk in
+        var views: [DiskView] = []
+        for disk in disks {
             let backing = disk.backingFile.map { $0.hasPrefix(directory) ? String($0.dropFirst(directory.count)) : $0 } ?? ""
-            return DiskView(info: disk, backingDisk: backing,
-                            overlays: all.filter { $0.backingFile == disk.path }.map(\.name),
-                            attachedTo: users[disk.name] ?? [], record: records[disk.name] ?? DiskRecord())
+            views.append(DiskView(info: disk, backingDisk: backing,
+                                  overlays: all.filter { $0.backingFile == disk.path }.map(\.name),
+                                  attachedTo: users[disk.name] ?? [], record: records[disk.name] ?? DiskRecord(),
+                                  heldBy: await store.holdings(of: disk.name)))
         }
+        return views
     }
 
     /// Re-reads `changed` (if any) and publishes the changeable properties of it and of
@@ -121,20 +130,25 @@ public final class DiskContext: Sendable {
         }
     }
 
-    /// Announces a new disk, then the `Overlays` it changed.
+    /// Announces a new disk, then the `Overlays` and `HeldBy` of the disk it is built on.
     func added(_ disk: DiskInfo) async {
         let all = await store.list()
         for view in await views([disk], all: all) { await emit(.added(view)) }
         await publish(nil)
+        await announceHeld(all.filter { $0.path == disk.backingFile }.map(\.name))
     }
 
-    /// Deletes a disk's image and its policies, and announces it.
+    /// Deletes a disk's image and its policies, and announces it (and the `HeldBy` of the
+    /// disk it was built on).
     func delete(_ name: String) async throws {
-        if let disk = await store.disk(named: name) { await guests.cache.release(disk.path) }
+        let disk = await store.disk(named: name)
+        if let disk { await guests.cache.release(disk.path) }
+        let base = await store.list().first { $0.path == disk?.backingFile }?.name
         try await store.delete(name)
         try? await policies.remove(name)
         await emit(.removed(name))
         await publish(nil)
+        if let base { await announceHeld([base]) }
     }
 
     // MARK: who uses a disk
@@ -145,21 +159,6 @@ public final class DiskContext: Sendable {
             if let d = vm.disks.first(where: { $0.source == disk.path }) { return (vm, d.target) }
         }
         return nil
-    }
-
-    /// Writes to a disk an active VM uses, or that other disks are built on, are `Busy`.
-    func requireNotInUse(_ disk: DiskInfo, for what: String) async throws {
-        if let user = await activeUser(of: disk) {
-            throw ControllerError.busy("cannot \(what) disk \(disk.name): VM \(user.vm.name) is using it (\(user.vm.state.rawValue))")
-        }
-        let overlays = await store.list().filter { $0.backingFile == disk.path }.map(\.name)
-        if !overlays.isEmpty {
-            throw ControllerError.busy("cannot \(what) disk \(disk.name): it is the backing file of \(overlays.joined(separator: ", "))")
-        }
-    }
-
-    func requireIdle(_ name: String) async throws {
-        if await store.isBusy(name) { throw ControllerError.busy("disk \(name) is busy with another operation") }
     }
 
     /// The disk named `name` (already validated), or `NoSuchDisk`; `InvalidState` naming

@@ -116,8 +116,8 @@ public final class DiskPolicyEngine: Sendable {
     /// Records a usage sample (from the sampler or Inspect): publishes when it was taken
     /// (`UsageSampled`; the figures only through GetFilesystemUsage), signals `UsageHigh`
     /// with the threshold when the highest fraction crosses the AutoGrow threshold, and
-    /// grows the disk (now if no VM runs on it, else when that VM stops) when AutoGrow is
-    /// enabled.
+    /// marks the disk for growing when AutoGrow is enabled: the sampler or Inspect grows it
+    /// (``growIfPending(_:)``) once it has let go of the disk, or the VM using it once it stops.
     func usageSampled(_ name: String, _ usage: [FilesystemUsage], inspection: InspectionReport? = nil) async {
         let previous = await records.record(name)
         let now = inspection?.inspected ?? UInt64(Date().timeIntervalSince1970)
@@ -138,15 +138,23 @@ public final class DiskPolicyEngine: Sendable {
             await context.emit(.usageHigh(name, threshold))
         }
         guard record.autoGrow.enabled, let disk = await store.disk(named: name) else { return }
+        _ = try? await records.update(name) { $0.growPending = true }
         if let user = await context.activeUser(of: disk) {
-            _ = try? await records.update(name) { $0.growPending = true }
             context.logger.notice("disk \(name): AutoGrow waits until VM \(user.vm.name) stops")
-        } else {
-            await startAutoGrow(name)
         }
     }
 
-    /// Starts an AutoGrow job: `step` more, never past `max`, with the filesystem.
+    /// Starts the AutoGrow a usage sample asked for, unless a VM runs on the disk (then it
+    /// waits for the VM to stop).
+    func growIfPending(_ name: String) async {
+        let record = await records.record(name)
+        guard record.growPending, record.autoGrow.enabled, let disk = await store.disk(named: name),
+              await context.activeUser(of: disk) == nil else { return }
+        await startAutoGrow(name)
+    }
+
+    /// Starts an AutoGrow job: `step` more, never past `max`, with the filesystem, holding
+    /// the disk as a writer (held by another: it stays pending, for the next sample).
     func startAutoGrow(_ name: String) async {
         guard let disk = await store.disk(named: name), disk.problems.isEmpty else { return }
         let policy = await records.record(name).autoGrow
@@ -157,8 +165,11 @@ public final class DiskPolicyEngine: Sendable {
             return
         }
         let context = self.context
+        let what = "grow disk \(name) (AutoGrow)"
         do {
-            _ = try await context.jobs.start(operation: "AutoGrow", target: .disk(name), uid: 0) { job in
+            _ = try await context.leasedJob("AutoGrow", target: .disk(name), leases: [LeaseRequest(name, .writer)], uid: 0, for: what) {
+                try await context.requireUnchanged(disk, for: what)
+            } _: { job in
                 try await context.resizeOffline(name, to: size, filesystem: true, job: job)
             }
         } catch {
@@ -185,9 +196,7 @@ public final class DiskPolicyEngine: Sendable {
     /// whose VM is shut off (the daemon was down when it stopped).
     public func start() {
         Task { [self] in
-            for (name, record) in await records.all() where record.growPending && record.autoGrow.enabled {
-                if let disk = await store.disk(named: name), await context.activeUser(of: disk) == nil { await startAutoGrow(name) }
-            }
+            for name in await records.all().keys.sorted() { await growIfPending(name) }
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 await versioningTick()
@@ -203,13 +212,18 @@ public final class DiskPolicyEngine: Sendable {
         }
     }
 
-    /// One appliance at a time, read-only, disks busy with other work skipped.
+    /// One appliance at a time, read-only, each disk held as a ``LeaseKind/reader`` for its
+    /// sample (a disk another operation holds against readers is skipped).
     func sampleAll() async {
         for disk in await store.list() where disk.problems.isEmpty {
-            guard await !store.isBusy(disk.name) else { continue }
             do {
-                let usage = try await context.guests.sampleUsage(disk)
+                let context = self.context
+                let usage = try await context.leased([LeaseRequest(disk.name, .reader)], label: "the usage sampler",
+                                                     for: "sample the usage of disk \(disk.name)") {
+                    try await context.guests.sampleUsage(disk)
+                }
                 await usageSampled(disk.name, usage)
+                await growIfPending(disk.name)
             } catch {
                 context.logger.info("usage sample of disk \(disk.name) skipped: \(error)")
             }
@@ -221,7 +235,8 @@ public final class DiskPolicyEngine: Sendable {
         for (name, record) in await records.all() {
             let v = record.versioning
             guard v.enabled, v.intervalSeconds > 0, now >= record.lastAutoSnapshot + UInt64(v.intervalSeconds),
-                  let disk = await store.disk(named: name), await context.activeUser(of: disk) == nil, await !store.isBusy(name) else { continue }
+                  let disk = await store.disk(named: name), await context.activeUser(of: disk) == nil,
+                  (try? await context.checkLeases([LeaseRequest(name, .writer)], for: "version disk \(name)")) != nil else { continue }
             if Self.stamp(disk.path) == record.lastAutoStamp && !record.lastAutoStamp.isEmpty {
                 // Unchanged since the last version: no new snapshot (it would only push a
                 // real version out of `keep`).
@@ -242,12 +257,12 @@ public final class DiskPolicyEngine: Sendable {
             snapshot = "auto-" + TextFormat.compactUTCNow() + "-\(n)"
             n += 1
         }
-        let qemuImg = context.qemuImg
+        let (context, qemuImg) = (self.context, self.context.qemuImg)
         let path = disk.path
         let target = snapshot
-        await context.guests.cache.release(path)
         do {
-            try await store.exclusive(name) {
+            try await context.leased([LeaseRequest(name, .writer)], label: "versioning", for: "version disk \(name)") {
+                await context.guests.cache.release(path)
                 try await qemuImg.snapshot(.create, target, path: path)
                 let autos = try await qemuImg.info(path: path, format: "qcow2").snapshots.filter { $0.name.hasPrefix("auto-") }
                     .sorted { ($0.created, $0.name) < ($1.created, $1.name) }

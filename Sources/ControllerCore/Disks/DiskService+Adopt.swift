@@ -26,7 +26,7 @@ extension DiskService {
         guard disk.format.isEmpty || !ImageFormatRecord.managed.contains(disk.format) else {
             throw ControllerError.invalidState("disk \(name) is already recorded as \(disk.format); a disk's format is never changed")
         }
-        try await context.requireIdle(name)
+        try await context.checkLeases([LeaseRequest(name, .writer)], for: "adopt disk \(name)")
         for vm in await context.vms.list() {
             if let used = vm.disks.first(where: { $0.source == disk.path }), used.format != format {
                 throw ControllerError.invalidArgs("VM \(vm.name) opens disk \(name) as \(CallerText.quoted(used.format)), not \(format)")
@@ -35,8 +35,18 @@ extension DiskService {
         return AdoptPlan(disk: disk, format: format, force: force)
     }
 
-    /// Records the format, after authorization: the header checks read the file now.
+    /// Records the format, after authorization, holding the disk as a writer: the header
+    /// checks read the file now.
     public func runAdopt(_ plan: AdoptPlan) async throws -> DiskInfo {
+        let info = try await context.leased([LeaseRequest(plan.disk.name, .writer)], label: "an AdoptDisk call",
+                                            for: "adopt disk \(plan.disk.name)") {
+            try await adopt(plan)
+        }
+        await context.publish(nil)
+        return info
+    }
+
+    private func adopt(_ plan: AdoptPlan) async throws -> DiskInfo {
         let header = ImageHeader.foreignFormat(ofFile: plan.disk.path)
         switch plan.format {
         case "raw":
@@ -60,7 +70,6 @@ extension DiskService {
         }
         info = try await context.disk(plan.disk.name)
         context.logger.notice("adopted disk \(plan.disk.name) as \(plan.format)\(plan.force && header != nil ? " (forced over a \(header!) header)" : "")")
-        await context.publish(nil)
         return info
     }
 

@@ -14,6 +14,9 @@ extension DiskService {
         /// The VM using the disk and its target there, for a live grow.
         public let live: (vm: VMInfo, target: String)?
         public var details: [String: String] { ["disk": disk.name, "operation": "resize", "size": String(size)] }
+        /// Offline: the disk alone; live: beside the running VM's lease (which must still be there).
+        var lease: LeaseRequest { LeaseRequest(disk.name, live == nil ? .writer : .liveWriter) }
+        var what: String { "resize disk \(disk.name)" }
     }
 
     public func checkResize(_ name: String, to size: UInt64, shrink allowShrink: Bool, filesystem: Bool) async throws -> ResizePlan {
@@ -31,14 +34,16 @@ extension DiskService {
         if let user, shrink {
             throw ControllerError.busy("cannot shrink disk \(name): VM \(user.vm.name) is using it (\(user.vm.state.rawValue))")
         }
-        if user == nil { try await context.requireNotInUse(disk, for: "resize") }
-        try await context.requireIdle(name)
-        return ResizePlan(disk: disk, size: size, filesystem: filesystem, live: user)
+        let plan = ResizePlan(disk: disk, size: size, filesystem: filesystem, live: user)
+        try await context.checkLeases([plan.lease], for: plan.what)
+        return plan
     }
 
     public func runResize(_ plan: ResizePlan, uid: UInt32) async throws -> JobSnapshot {
         let context = self.context
-        return try await context.jobs.start(operation: "Resize", target: .disk(plan.disk.name), uid: uid) { job in
+        return try await context.leasedJob("Resize", target: .disk(plan.disk.name), leases: [plan.lease], uid: uid, for: plan.what) {
+            try await context.requireUnchanged(plan.disk, for: plan.what)
+        } _: { job in
             guard let live = plan.live else {
                 return try await context.resizeOffline(plan.disk.name, to: plan.size, filesystem: plan.filesystem, job: job)
             }
@@ -66,15 +71,17 @@ extension DiskService {
 
     public func checkFormat(_ name: String, _ request: FormatRequest) async throws -> FormatPlan {
         let disk = try await context.disk(name)
-        try await context.requireNotInUse(disk, for: "format")
-        try await context.requireIdle(name)
+        try await context.checkLeases([LeaseRequest(name, .writer)], for: "format disk \(name)")
         return FormatPlan(disk: disk, request: request)
     }
 
     public func runFormat(_ plan: FormatPlan, uid: UInt32) async throws -> JobSnapshot {
         let context = self.context
         let (disk, request, name) = (plan.disk, plan.request, plan.disk.name)
-        return try await context.jobs.start(operation: "Format", target: .disk(name), uid: uid) { job in
+        let what = "format disk \(name)"
+        return try await context.leasedJob("Format", target: .disk(name), leases: [LeaseRequest(name, .writer)], uid: uid, for: what) {
+            try await context.requireUnchanged(disk, for: what)
+        } _: { job in
             let appliances = context.guests.cache
             await appliances.release(disk.path)
             let start: DiskStore.TransformStart = disk.snapshots.isEmpty ? .fresh : .copy
@@ -103,16 +110,31 @@ extension DiskService {
             if !path.isEmpty { d["path"] = path }
             return d
         }
+        /// Reads through a read-only appliance are safe beside a running VM.
+        var lease: LeaseRequest { LeaseRequest(disk.name, .reader) }
+        var what: String {
+            switch operation {
+            case "list-files": "list \(path) in disk \(disk.name)"
+            case "read-file": "read \(path) in disk \(disk.name)"
+            default: "inspect disk \(disk.name)"
+            }
+        }
     }
 
     public func checkInspect(_ name: String) async throws -> ReadPlan {
-        ReadPlan(disk: try await context.disk(name), operation: "inspect", path: "")
+        let plan = ReadPlan(disk: try await context.disk(name), operation: "inspect", path: "")
+        try await context.checkLeases([plan.lease], for: plan.what)
+        return plan
     }
 
     public func runInspect(_ plan: ReadPlan, uid: UInt32) async throws -> JobSnapshot {
         let (context, policies) = (self.context, self.policies)
         let disk = plan.disk
-        return try await context.jobs.start(operation: "Inspect", target: .disk(disk.name), uid: uid) { job in
+        // What the sample asks of AutoGrow waits until the job lets go of the disk.
+        return try await context.leasedJob("Inspect", target: .disk(disk.name), leases: [plan.lease], uid: uid, for: plan.what,
+                                           afterward: { await policies.growIfPending(disk.name) }) {
+            try await context.requireUnchanged(disk, for: plan.what)
+        } _: { job in
             job.progress(nil)
             let report = try await withTaskCancellationHandler {
                 try await context.guests.inspect(disk, readonly: true)
@@ -148,15 +170,28 @@ extension DiskService {
     public func checkRead(_ name: String, _ guestPath: String, listing: Bool) async throws -> ReadPlan {
         let disk = try await context.disk(name)
         let path = try GuestPath.normalize(guestPath)
-        return ReadPlan(disk: disk, operation: listing ? "list-files" : "read-file", path: path)
+        let plan = ReadPlan(disk: disk, operation: listing ? "list-files" : "read-file", path: path)
+        try await context.checkLeases([plan.lease], for: plan.what)
+        return plan
     }
 
     public func runListFiles(_ plan: ReadPlan, page: ListingPage = ListingPage()) async throws -> [GuestFileEntry] {
-        try page.apply(to: try await context.guests.listFiles(plan.disk, plan.path, readonly: true))
+        let context = self.context
+        let entries = try await context.leased([plan.lease], label: "a ListFiles call", for: plan.what) {
+            try await context.requireUnchanged(plan.disk, for: plan.what)
+        } _: {
+            try await context.guests.listFiles(plan.disk, plan.path, readonly: true)
+        }
+        return try page.apply(to: entries)
     }
 
     public func runReadFile(_ plan: ReadPlan) async throws -> [UInt8] {
-        try await context.guests.readFile(plan.disk, plan.path, readonly: true)
+        let context = self.context
+        return try await context.leased([plan.lease], label: "a ReadFile call", for: plan.what) {
+            try await context.requireUnchanged(plan.disk, for: plan.what)
+        } _: {
+            try await context.guests.readFile(plan.disk, plan.path, readonly: true)
+        }
     }
 
     /// A checked WriteFile.
@@ -166,6 +201,7 @@ extension DiskService {
         public let content: [UInt8]
         public let mode: UInt32?
         public var details: [String: String] { ["disk": disk.name, "operation": "write-file", "path": path] }
+        static func what(_ path: String, _ disk: String) -> String { "write \(path) in disk \(disk)" }
     }
 
     public func checkWrite(_ name: String, _ guestPath: String, content: [UInt8], mode: UInt32?) async throws -> WritePlan {
@@ -176,13 +212,18 @@ extension DiskService {
         }
         if let mode, mode > 0o7777 { throw ControllerError.invalidArgs("invalid mode \(String(mode, radix: 8)): use permission bits up to 07777") }
         if path == "/" { throw ControllerError.invalidArgs("guest path / is a directory") }
-        try await context.requireNotInUse(disk, for: "write to")
-        try await context.requireIdle(name)
+        try await context.checkLeases([LeaseRequest(name, .writer)], for: WritePlan.what(path, name))
         return WritePlan(disk: disk, path: path, content: content, mode: mode)
     }
 
     public func runWrite(_ plan: WritePlan) async throws {
-        try await context.guests.writeFile(plan.disk, plan.path, content: plan.content, mode: plan.mode)
+        let context = self.context
+        let what = WritePlan.what(plan.path, plan.disk.name)
+        try await context.leased([LeaseRequest(plan.disk.name, .writer)], label: "a WriteFile call", for: what) {
+            try await context.requireUnchanged(plan.disk, for: what)
+        } _: {
+            try await context.guests.writeFile(plan.disk, plan.path, content: plan.content, mode: plan.mode)
+        }
         context.logger.notice("wrote \(plan.content.count) bytes to \(plan.path) in disk \(plan.disk.name)")
         await context.publish(plan.disk.name)
     }

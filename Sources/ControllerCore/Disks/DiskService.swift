@@ -72,11 +72,25 @@ public final class DiskService: Sendable {
     public func checkCreate(_ request: CreateDiskRequest, maxSize: UInt64? = nil) async throws -> CreatePlan {
         try request.validate(maxSize: maxSize ?? context.maxSize)
         try await store.precheckCreate(request)
+        if let backing = request.backing {
+            try await context.checkLeases([LeaseRequest(backing, .base)], for: "create disk \(request.name) on \(backing)")
+        }
         return CreatePlan(request: request)
     }
 
+    /// An overlay holds its backing disk as a ``LeaseKind/base`` while it is made (after,
+    /// that lease is derived from the overlay itself).
     public func runCreate(_ plan: CreatePlan) async throws -> DiskInfo {
-        let info = try await store.create(plan.request)
+        let (context, request) = (self.context, plan.request)
+        let info: DiskInfo
+        if let backing = request.backing {
+            info = try await context.leased([LeaseRequest(backing, .base)], label: "a CreateDisk call",
+                                            for: "create disk \(request.name) on \(backing)") {
+                try await context.store.create(request)
+            }
+        } else {
+            info = try await store.create(request)
+        }
         await context.added(info)
         return info
     }
@@ -89,18 +103,23 @@ public final class DiskService: Sendable {
 
     public func checkDelete(_ name: String) async throws -> DeletePlan {
         let disk = try await context.anyDisk(name)
-        try await store.precheckDelete(name)
+        try await checkDeletable(name)
         if let user = await context.vms.list().first(where: { vm in vm.disks.contains { $0.source == disk.path } }) {
             throw ControllerError.busy("disk \(name) is used by VM \(user.name); detach it first")
         }
         return DeletePlan(disk: disk)
     }
 
-    /// Throws what deleting `name` would hit (busy, the backing file of others).
-    public func checkDeletable(_ name: String) async throws { try await store.precheckDelete(name) }
+    /// Throws what deleting `name` would hit (held, the backing file of others).
+    public func checkDeletable(_ name: String) async throws {
+        try await context.checkLeases([LeaseRequest(name, .writer)], for: "delete disk \(name)")
+    }
 
     public func runDelete(_ plan: DeletePlan) async throws {
-        try await context.delete(plan.disk.name)
+        let (context, name) = (self.context, plan.disk.name)
+        try await context.leased([LeaseRequest(name, .writer)], label: "a Delete call", for: "delete disk \(name)") {
+            try await context.delete(name)
+        }
     }
 
     // MARK: snapshots
@@ -113,6 +132,15 @@ public final class DiskService: Sendable {
         public let action: SnapshotAction
         public let snapshot: String
         public var details: [String: String] { ["disk": disk.name, "operation": action.rawValue, "snapshot": snapshot] }
+
+        /// The call in words, for errors.
+        static func what(_ action: SnapshotAction, _ snapshot: String, _ disk: String) -> String {
+            switch action {
+            case .create: "take snapshot \(snapshot) of disk \(disk)"
+            case .revert: "revert disk \(disk) to snapshot \(snapshot)"
+            case .delete: "delete snapshot \(snapshot) of disk \(disk)"
+            }
+        }
     }
 
     public func checkSnapshot(_ action: SnapshotAction, _ snapshot: String, on name: String) async throws -> SnapshotPlan {
@@ -131,16 +159,20 @@ public final class DiskService: Sendable {
         case .revert, .delete:
             if !exists { throw ControllerError.noSuchSnapshot("disk \(name) has no snapshot \(snapshot)") }
         }
-        let what = switch action { case .create: "snapshot"; case .revert: "revert"; case .delete: "delete a snapshot of" }
-        try await context.requireNotInUse(disk, for: what)
+        try await context.checkLeases([LeaseRequest(name, .writer)], for: SnapshotPlan.what(action, snapshot, name))
         return SnapshotPlan(disk: disk, action: action, snapshot: snapshot)
     }
 
     public func runSnapshot(_ plan: SnapshotPlan) async throws {
-        let (qemuImg, path, snapshot) = (context.qemuImg, plan.disk.path, plan.snapshot)
+        let (context, qemuImg, path, snapshot) = (self.context, self.context.qemuImg, plan.disk.path, plan.snapshot)
         let action: QemuImg.SnapshotAction = switch plan.action { case .create: .create; case .revert: .apply; case .delete: .delete }
-        await context.guests.cache.release(path)
-        try await store.exclusive(plan.disk.name) { try await qemuImg.snapshot(action, snapshot, path: path) }
+        let what = SnapshotPlan.what(plan.action, snapshot, plan.disk.name)
+        try await context.leased([LeaseRequest(plan.disk.name, .writer)], label: "a \(plan.action.method) call", for: what) {
+            try await context.requireUnchanged(plan.disk, for: what)
+        } _: {
+            await context.guests.cache.release(path)
+            try await qemuImg.snapshot(action, snapshot, path: path)
+        }
         context.logger.notice("\(plan.action.rawValue) \(snapshot) on disk \(plan.disk.name)")
         await context.publish(plan.disk.name)
     }
@@ -153,18 +185,27 @@ public final class DiskService: Sendable {
         public let newName: String
         public let linked: Bool
         public var details: [String: String] { ["disk": disk.name, "operation": "clone", "new_name": newName] }
+        static func what(_ disk: String, _ newName: String) -> String { "clone disk \(disk) to \(newName)" }
     }
 
     public func checkClone(_ name: String, to newName: String, linked: Bool) async throws -> ClonePlan {
         let disk = try await context.disk(name)
         try DiskName.validate(newName)
         try await store.precheckCreate(CreateDiskRequest(name: newName, size: 512, format: "qcow2"))
+        try await context.checkLeases([LeaseRequest(name, linked ? .base : .consistentReader)], for: ClonePlan.what(name, newName))
         return ClonePlan(disk: disk, newName: newName, linked: linked)
     }
 
     public func runClone(_ plan: ClonePlan, uid: UInt32) async throws -> JobSnapshot {
         let context = self.context
-        return try await context.jobs.start(operation: "Clone", target: .disk(plan.disk.name), uid: uid) { job in
+        let what = ClonePlan.what(plan.disk.name, plan.newName)
+        // A linked clone is an overlay: its source then has a base lease for as long as it
+        // exists (taken here for the making, derived from the overlay after).
+        return try await context.leasedJob("Clone", target: .disk(plan.disk.name),
+                                           leases: [LeaseRequest(plan.disk.name, plan.linked ? .base : .consistentReader)],
+                                           uid: uid, for: what) {
+            try await context.requireUnchanged(plan.disk, for: what)
+        } _: { job in
             await context.guests.cache.release(plan.disk.path)
             let info = try await context.store.clone(plan.disk.name, to: plan.newName, linked: plan.linked) { job.progress($0) }
             await context.added(info)
@@ -182,25 +223,25 @@ public final class DiskService: Sendable {
     public func checkBackup(_ name: String, compress: Bool) async throws -> BackupPlan {
         let disk = try await context.disk(name)
         if compress && disk.format != "qcow2" && disk.format != "raw" { throw ControllerError.notSupported("cannot compress a \(disk.format) disk") }
-        // Consistency: a disk a running VM writes to is refused rather than copied torn.
-        if let user = await context.activeUser(of: disk) {
-            throw ControllerError.busy("disk \(name) is in use by running VM \(user.vm.name); stop it to back the disk up consistently")
-        }
-        try await context.requireIdle(name)
+        // Consistency: a disk a running VM writes to is refused rather than copied torn
+        // (its lease does not allow a consistent reader).
+        try await context.checkLeases([LeaseRequest(name, .consistentReader)], for: "back up disk \(name)")
         return BackupPlan(disk: disk, compress: compress)
     }
 
     public func runBackup(_ plan: BackupPlan, uid: UInt32) async throws -> JobSnapshot {
         let context = self.context
         let disk = plan.disk
-        return try await context.jobs.start(operation: "Backup", target: .disk(disk.name), uid: uid) { job in
-            // The disk is held for the copy: snapshots, resizes, writes and automatic
-            // versions wait (Busy) rather than change the image under the copy.
-            try await context.store.exclusive(disk.name) {
-                await context.guests.cache.release(disk.path)
-                let info = try await context.backups.backup(disk, compress: plan.compress) { job.progress($0) }
-                return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
-            }
+        let what = "back up disk \(disk.name)"
+        // The disk is held for the copy: VMs, snapshots, resizes, writes and automatic
+        // versions are refused (Busy) rather than change the image under the copy.
+        return try await context.leasedJob("Backup", target: .disk(disk.name), leases: [LeaseRequest(disk.name, .consistentReader)],
+                                           uid: uid, for: what) {
+            try await context.requireUnchanged(disk, for: what)
+        } _: { job in
+            await context.guests.cache.release(disk.path)
+            let info = try await context.backups.backup(disk, compress: plan.compress) { job.progress($0) }
+            return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
         }
     }
 
@@ -217,14 +258,19 @@ public final class DiskService: Sendable {
         guard let backup = await context.backups.backup(id), backup.disk == name else {
             throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)")
         }
-        try await context.requireNotInUse(disk, for: "restore")
+        try await context.checkLeases([LeaseRequest(name, .writer)], for: "restore disk \(name)")
         return RestorePlan(disk: disk, backupID: id)
     }
 
     public func runRestore(_ plan: RestorePlan, uid: UInt32) async throws -> JobSnapshot {
         let context = self.context
         let (disk, id) = (plan.disk, plan.backupID)
-        return try await context.jobs.start(operation: "Restore", target: .disk(disk.name), uid: uid) { job in
+        let what = "restore disk \(disk.name)"
+        return try await context.leasedJob("Restore", target: .disk(disk.name), leases: [LeaseRequest(disk.name, .writer)],
+                                           uid: uid, for: what) {
+            try await context.requireUnchanged(disk, for: what)
+            guard await context.backups.backup(id) != nil else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
+        } _: { job in
             job.progress(0)
             let verified = try await context.backups.verify(id) { job.progress($0 * 0.5) }
             job.progress(0.5)
@@ -242,8 +288,17 @@ public final class DiskService: Sendable {
     /// Creates an overlay disk for a VM's `base_disk` (already checked with ``checkCreate(_:)``).
     public func createOverlay(_ plan: CreatePlan) async throws -> DiskInfo { try await runCreate(plan) }
 
-    /// Deletes disks a VM no longer needs (its overlay, or its disks on Undefine).
-    public func deleteForVM(_ name: String) async throws { try await context.delete(name) }
+    /// Deletes disks a VM no longer needs (its overlay, or its disks on Undefine), holding
+    /// each as a writer like Delete (a job on it, or a disk built on it since, is `Busy`).
+    /// It does not wait for the VMs' leases to be known: it runs on the way there too (a
+    /// stopped ephemeral VM found while libvirt is listed), on a disk only that VM used.
+    public func deleteForVM(_ name: String) async throws {
+        let context = self.context
+        try await context.leased([LeaseRequest(name, .writer)], label: "the deletion of a VM's disk", for: "delete disk \(name)",
+                                 afterVMs: false) {
+            try await context.delete(name)
+        }
+    }
 
     /// Images changed behind the disk objects (a VM snapshot call ran qemu-img on them):
     /// re-reads each and announces what changed (`Snapshots`, sizes).

@@ -14,10 +14,10 @@ extension DiskStore {
         case nothing
     }
 
-    /// True while another operation holds the disk (its writes get `Busy`).
-    public func isBusy(_ name: String) -> Bool { inProgress.contains(name) }
-
-    /// Changes disk `name` safely: `body` works on a private temporary image (a copy, or a
+    /// Changes disk `name` safely (the caller holds a ``LeaseKind/writer`` lease on it, and
+    /// the image is locked against writers the way qemu checks, ``ImageLock``, so a VM
+    /// started with virsh meanwhile fails to open the image instead of writing into the file
+    /// about to be replaced): `body` works on a private temporary image (a copy, or a
     /// fresh one) in the image directory; only when it succeeds is the temporary synced to
     /// disk, `commit` called and the temporary renamed over the disk (atomic; the directory
     /// synced after). A failure or cancellation before that
@@ -29,9 +29,8 @@ extension DiskStore {
                                        _ body: @escaping @Sendable (_ temporary: String, _ disk: DiskInfo) async throws -> T) async throws -> (T, DiskInfo) {
         guard let disk = disk(named: name) else { throw ControllerError.noSuchDisk("no disk named \(name)") }
         try disk.requireUsable()
-        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
-        inProgress.insert(name)
-        defer { inProgress.remove(name) }
+        let lock = try Self.lockAgainstWriters(disk, "change")
+        defer { lock.release() }
         let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
         let result: T
         do {
@@ -64,6 +63,16 @@ extension DiskStore {
         let info = try await describe(name)
         disks[name] = info
         return (result, info)
+    }
+
+    /// Locks `disk`'s image against writers for the time of a copy or replacement
+    /// (``ImageLock``): a process that has it open for writing already is `Busy`.
+    static func lockAgainstWriters(_ disk: DiskInfo, _ what: String) throws -> ImageLock {
+        do { return try ImageLock.againstWriters(disk.path) } catch {
+            let mapped = ControllerError(error)
+            if case .busy(let message) = mapped { throw ControllerError.busy("cannot \(what) disk \(disk.name): \(message)") }
+            throw mapped
+        }
     }
 
     /// A byte-identical copy of `source` (snapshots, backing reference and all) in the new

@@ -95,7 +95,16 @@ public actor DiskStore {
     /// The limit on Clone's, Restore's and the in-place changes' copies.
     let copyRate: CopyRate
     var disks: [String: DiskInfo] = [:]
-    var inProgress: Set<String> = []
+    /// Names of disks being made (CreateDisk, Clone): taken, though no image has them yet.
+    var creating: Set<String> = []
+    /// Who holds each disk (see ``LeaseKind``).
+    var leases = DiskLeases()
+    /// VMs the service is starting or attaching a disk to: their leases only grow meanwhile.
+    var starting: [String: Int] = [:]
+    /// True once the VMs' leases were rebuilt from libvirt (``vmLeasesKnown()``).
+    var vmLeasesReady = false
+    var vmLeaseWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+    var nextLeaseWaiter: UInt64 = 0
 
     public init(directory: String, qemuImg: QemuImg, copyRate: CopyRate = .unlimited, logger: Logger) {
         self.directory = directory
@@ -164,7 +173,7 @@ public actor DiskStore {
 
     /// Throws the error CreateDisk would hit on existing state (before authorization).
     public func precheckCreate(_ request: CreateDiskRequest) throws {
-        if disks[request.name] != nil || inProgress.contains(request.name) {
+        if disks[request.name] != nil || creating.contains(request.name) {
             throw ControllerError.alreadyExists("disk \(request.name) already exists")
         }
         if let backing = request.backing {
@@ -179,8 +188,8 @@ public actor DiskStore {
     /// Creates a disk with qemu-img. The image appears under its name only once complete.
     public func create(_ request: CreateDiskRequest) async throws -> DiskInfo {
         try precheckCreate(request)
-        inProgress.insert(request.name)
-        defer { inProgress.remove(request.name) }
+        creating.insert(request.name)
+        defer { creating.remove(request.name) }
 
         let temporary = path(of: ".\(request.name).creating-\(UUID().uuidString.prefix(8))")
         let final = path(of: request.name)
@@ -209,19 +218,10 @@ public actor DiskStore {
         return info
     }
 
-    /// Throws the error Delete would hit on existing state (before authorization).
-    public func precheckDelete(_ name: String) throws {
-        guard let disk = disks[name] else { throw ControllerError.noSuchDisk("no disk named \(name)") }
-        if inProgress.contains(name) { throw ControllerError.busy("disk \(name) is busy with another operation") }
-        let overlays = disks.values.filter { $0.backingFile == disk.path }.map(\.name).sorted()
-        if !overlays.isEmpty {
-            throw ControllerError.busy("disk \(name) is the backing file of \(overlays.joined(separator: ", "))")
-        }
-    }
-
-    /// Deletes a disk's image file.
+    /// Deletes a disk's image file (the caller holds a ``LeaseKind/writer`` lease on it,
+    /// which no disk built on it allows).
     public func delete(_ name: String) throws {
-        try precheckDelete(name)
+        guard disks[name] != nil else { throw ControllerError.noSuchDisk("no disk named \(name)") }
         let p = path(of: name)
         if let st = Files.status(p), st.kind != .file {
             throw ControllerError.io("\(p) is no longer a regular file; not deleting it")
@@ -257,9 +257,6 @@ public actor DiskStore {
     @discardableResult
     public func record(_ name: String, format: String) async throws -> DiskInfo {
         guard disks[name] != nil else { throw ControllerError.noSuchDisk("no disk named \(name)") }
-        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
-        inProgress.insert(name)
-        defer { inProgress.remove(name) }
         try ImageFormatRecord.write(path(of: name), format: format)
         var info = try await describe(name)
         if format == "qcow2", let header = info.backingHeader, info.backingFormat == nil,
@@ -286,25 +283,20 @@ public actor DiskStore {
         return info
     }
 
-    /// Marks a disk busy for the duration of `body` (other writes get `Busy`).
-    public func exclusive<T: Sendable>(_ name: String, _ body: @Sendable () async throws -> T) async throws -> T {
-        guard !inProgress.contains(name) else { throw ControllerError.busy("disk \(name) is busy with another operation") }
-        inProgress.insert(name)
-        defer { inProgress.remove(name) }
-        return try await body()
-    }
-
     /// Copies `source` to a new disk `name`: a full copy keeping sparseness (a byte copy of
     /// a standalone image, `qemu-img convert` flattening an overlay) or, `linked`, a qcow2
     /// overlay on it. Progress is the bytes copied so far. The new image
     /// appears only when complete; cancellation kills the copy and leaves nothing behind.
     public func clone(_ source: String, to name: String, linked: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> DiskInfo {
         guard let src = disk(named: source) else { throw ControllerError.noSuchDisk("no disk named \(source)") }
-        if disks[name] != nil || inProgress.contains(name) { throw ControllerError.alreadyExists("disk \(name) already exists") }
-        inProgress.insert(name)
-        defer { inProgress.remove(name) }
+        if disks[name] != nil || creating.contains(name) { throw ControllerError.alreadyExists("disk \(name) already exists") }
+        creating.insert(name)
+        defer { creating.remove(name) }
         let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
         let final = path(of: name)
+        // A full copy holds its source still: no qemu may open it for writing meanwhile.
+        let lock = linked ? nil : try Self.lockAgainstWriters(src, "clone")
+        defer { lock?.release() }
         do {
             try src.requireUsable()
             if linked {

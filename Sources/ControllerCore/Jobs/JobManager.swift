@@ -49,17 +49,24 @@ public actor JobManager {
     public func list() -> [JobSnapshot] { jobs.values.map(\.snapshot).sorted { $0.id < $1.id } }
     public func job(_ id: UInt64) -> Job? { jobs[id] }
 
-    /// Starts `body` as a job. Throws `LimitsExceeded` when `max_concurrent` jobs run. The
-    /// job's object exists (the observer has seen `.added`) before this returns, so a caller
-    /// can read it as soon as it has the path.
-    public func start(operation: String, target: JobTarget, uid: UInt32,
+    /// A job id for a job about to start (what it holds can name it before it exists);
+    /// pass it to ``start(id:operation:target:uid:_:)``.
+    public func reserveID() -> UInt64 {
+        defer { nextID += 1 }
+        return nextID
+    }
+
+    /// Starts `body` as a job (with the id `id` reserved for it, or a new one). Throws
+    /// `LimitsExceeded` when `max_concurrent` jobs run. The job's object exists (the
+    /// observer has seen `.added`) before this returns, so a caller can read it as soon as
+    /// it has the path.
+    public func start(id reserved: UInt64? = nil, operation: String, target: JobTarget, uid: UInt32,
                       _ body: @escaping @Sendable (Job) async throws -> [String: JobValue]) async throws -> JobSnapshot {
         let running = jobs.values.filter { $0.snapshot.state == "running" }.count
         guard running < maxConcurrent else {
             throw ControllerError.limitsExceeded("\(running) jobs are running (max_concurrent \(maxConcurrent)); try again later")
         }
-        let id = nextID
-        nextID += 1
+        let id = reserved ?? reserveID()
         let updates = self.updates
         let job = Job(id: id, operation: operation, target: target, uid: uid) { snapshot in
             if snapshot.state == "running" { updates.yield(.updated(snapshot)) }

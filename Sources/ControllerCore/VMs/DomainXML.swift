@@ -187,7 +187,8 @@ public enum DomainXML {
             guard disk.attribute("device") ?? "disk" == "disk", let target = disk.first("target")?.attribute("dev") else { return nil }
             let source = disk.first("source")
             let path = source?.attribute("file") ?? source?.attribute("dev") ?? ""
-            return VMDisk(target: target, source: path, format: disk.first("driver")?.attribute("type") ?? "raw")
+            return VMDisk(target: target, source: path, format: disk.first("driver")?.attribute("type") ?? "raw",
+                          readonly: disk.first("readonly") != nil)
         }
         info.shares = (devices?.elements("filesystem") ?? []).compactMap { fs in
             guard let dir = fs.first("source")?.attribute("dir"), let tag = fs.first("target")?.attribute("dir") else { return nil }

@@ -83,6 +83,8 @@ public struct VMDisk: Sendable, Equatable {
     public var target: String
     public var source: String
     public var format: String
+    /// `<readonly/>`: the VM never writes the image.
+    public var readonly: Bool = false
 }
 
 /// libvirt's state reason codes as the API's strings.

@@ -119,12 +119,14 @@ public actor VMManager {
     public func profile(named name: String) -> VMProfile? { profiles.first { $0.name == name } }
 
     /// Rebuilds the cache from libvirt (after every connect): registers for events on a new
-    /// connection, adds, updates and removes objects.
-    public func resync() async {
+    /// connection, adds, updates and removes objects. False when libvirt could not be listed
+    /// (the cache is then as it was).
+    @discardableResult
+    public func resync() async -> Bool {
         let since = mirror.beginReading()
         guard let reading = await mirror.resync(logger: logger,
                                                 register: { connection, feed in try connection.onLifecycleEvents(feed) },
-                                                list: { try $0.allDomains().compactMap { try? Self.describe($0) } }) else { return }
+                                                list: { try $0.allDomains().compactMap { try? Self.describe($0) } }) else { return false }
         let connection = reading.connection
         if reading.newConnection {
             let configured = config.domainType
@@ -138,7 +140,7 @@ public actor VMManager {
                 : types.contains("qemu") ? "qemu" : types.first ?? "qemu"
             logger.info("new VMs use domain type \(domainType) (offered: \(types.joined(separator: ", ")); host: \(host.memoryMiB) MiB, \(host.cpus) CPUs)")
         }
-        guard let fresh = reading.fresh else { return }
+        guard let fresh = reading.fresh else { return false }
         // What was read or removed while libvirt listed (a VM defined or undefined meanwhile)
         // is newer than the listing: the listing neither removes nor replaces it.
         let gone = mirror.keys(notIn: fresh, since: since)
@@ -150,6 +152,7 @@ public actor VMManager {
             await observer?(.removed(uuid: uuid))
         }
         mirror.settle(since: since)
+        return true
     }
 
     /// Reads one domain's state and XML into a VMInfo (blocking).

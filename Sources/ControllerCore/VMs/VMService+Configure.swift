@@ -24,7 +24,8 @@ extension VMService {
     fileprivate enum Change: Sendable {
         case autostart(Bool, fallback: String?, readyTimeoutSeconds: UInt32?)
         case resources(memoryMiB: UInt64?, vcpus: UInt32?)
-        case attach(device: String, live: Bool, config: Bool, what: String)
+        /// `lease`: the running VM's lease on the managed disk a live attach adds.
+        case attach(device: String, live: Bool, config: Bool, what: String, lease: LeaseRequest?)
         /// An image named by its host path: looked at only in ``runConfigure(_:)``, after authorization.
         case attachPath(path: String, format: String, target: String, bus: String, readonly: Bool, live: Bool, config: Bool)
         case detachDisk(target: String, live: Bool, config: Bool, timeout: Int)
@@ -125,8 +126,18 @@ extension VMService {
         }
         try await checkAttachable(managed.path, to: info, readonly: request.readonly)
         let device = DomainXML.diskDevice(path: managed.path, format: managed.format, target: target, bus: bus, readonly: request.readonly)
+        let lease = live ? LeaseRequest(managed.name, request.readonly ? .reader : .vm) : nil
+        if let lease { try await disks.checkVMLeases([lease], for: "attach disk \(managed.name) to \(info.name)") }
         return ConfigurePlan(vm: info, operation: "attach-disk", details: ["disk": managed.name, "target": target],
-                             change: .attach(device: device, live: live, config: config, what: "attach \(managed.path) as \(target) to"))
+                             change: .attach(device: device, live: live, config: config, what: "attach \(managed.path) as \(target) to",
+                                             lease: lease))
+    }
+
+    /// Runs a live attach holding the running VM's lease on the managed disk it adds
+    /// (`lease`; nil: no managed disk, or not live).
+    func attachHolding(_ vm: VMInfo, _ lease: LeaseRequest?, what: String, _ attach: () async throws -> Void) async throws {
+        guard let lease else { return try await attach() }
+        try await disks.holdingForVM(vm, [lease], for: "\(what) \(vm.name)", attach)
     }
 
     /// An image attached by path: a managed disk's path needs that disk usable and `format`
@@ -209,16 +220,23 @@ extension VMService {
             }
         case .resources(let memory, let vcpus):
             try await vms.redefine(uuid, "change resources of") { try DomainXML.withResources($0, memoryMiB: memory, vcpus: vcpus) }
-        case .attach(let device, let live, let config, let what):
-            try await vms.attach(uuid, device: device, live: live, config: config, what: what)
+        case .attach(let device, let live, let config, let what, let lease):
+            try await attachHolding(plan.vm, lease, what: what) {
+                try await vms.attach(uuid, device: device, live: live, config: config, what: what)
+            }
         case .detachDisk(let target, let live, let config, let timeout):
             try await vms.detach(uuid, disk: target, live: live, config: config, timeout: .seconds(timeout), what: "detach \(target) from")
         case .attachPath(let given, let format, let target, let bus, let readonly, let live, let config):
             let path = try ImagePath.validate(given, roots: [imageDirectory] + vms.config.imageRoots)
             try await checkAttachable(path, to: plan.vm, readonly: readonly)
             try await checkImage(path, format: format)
-            try await vms.attach(uuid, device: DomainXML.diskDevice(path: path, format: format, target: target, bus: bus, readonly: readonly),
-                                 live: live, config: config, what: "attach \(path) as \(target) to")
+            var lease: LeaseRequest?
+            if live { lease = await disks.vmLease(of: path, readonly: readonly) }
+            let what = "attach \(path) as \(target) to"
+            try await attachHolding(plan.vm, lease, what: what) {
+                try await vms.attach(uuid, device: DomainXML.diskDevice(path: path, format: format, target: target, bus: bus, readonly: readonly),
+                                     live: live, config: config, what: what)
+            }
         case .addShare(var share):
             share.hostPath = try SharePath.validate(share.hostPath, roots: vms.config.shareRoots)
             try await vms.attach(uuid, device: DomainXML.shareDevice(share), live: false, config: true,

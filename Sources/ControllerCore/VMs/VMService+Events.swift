@@ -2,16 +2,19 @@ import FoundationEssentials
 
 /// What follows from libvirt's changes.
 extension VMService {
-    /// A VM changed (seen by libvirt's events): the disks learn who uses them, a stopped
+    /// A VM changed (seen by libvirt's events): its leases follow its state and disks (see
+    /// ``DiskService/syncVMLeases(_:)``), the disks learn who uses them, a stopped
     /// VM's disks get their on-stop snapshots and pending AutoGrows, and a stopped
     /// ephemeral VM is undefined with its overlay. Returns what the VM's object shows (nil:
     /// nothing to mirror).
     func vmChanged(_ change: VMChange) async -> VMEvent? {
         switch change {
         case .added(let info):
+            await disks.syncVMLeases(info.uuid)
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
             return .added(await view(info))
         case .updated(let info, let stateChanged):
+            await disks.syncVMLeases(info.uuid)
             if stateChanged && info.state == .shutoff {
                 let policies = disks.policies
                 Task { await policies.vmStopped(info) }
@@ -19,16 +22,24 @@ extension VMService {
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
             return .updated(await view(info), stateChanged: stateChanged)
         case .removed(let uuid):
+            await disks.releaseVMLeases(uuid)
             await disks.vmDisksChanged(uuid: uuid, sources: nil)
             try? await overlays.forget(uuid)
             return .removed(uuid: uuid)
         case .ephemeralStopped(let info):
+            await disks.syncVMLeases(info.uuid)
             await discardEphemeral(info)
             await disks.vmDisksChanged(uuid: info.uuid, sources: info.disks.map(\.source))
             return nil
         case .ready(let info):
             return .ready(info)
         }
+    }
+
+    /// Rebuilds the VMs' leases from the domains libvirt just listed (see
+    /// ``DiskService/rebuildVMLeases(_:)``).
+    public func rebuildVMLeases() async {
+        await disks.rebuildVMLeases(await vms.list())
     }
 
     /// A VM as its object shows it.

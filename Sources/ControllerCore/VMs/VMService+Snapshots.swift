@@ -11,6 +11,14 @@ extension VMService {
         public let name: String
         public let disks: [DiskInfo]
         public var details: [String: String] { ["vm": vm.name, "operation": action.rawValue] }
+
+        static func what(_ action: SnapshotAction, _ name: String, _ vm: String) -> String {
+            switch action {
+            case .create: "take snapshot \(name) of VM \(vm)"
+            case .revert: "revert VM \(vm) to snapshot \(name)"
+            case .delete: "delete snapshot \(name) of VM \(vm)"
+            }
+        }
     }
 
     var snapshots: VMSnapshots { VMSnapshots(qemuImg: qemuImg) }
@@ -43,6 +51,7 @@ extension VMService {
         case .delete:
             try await snapshots.require(name, on: vmDisks)
         }
+        try await disks.checkWriting(vmDisks, for: SnapshotPlan.what(action, name, info.name))
         return SnapshotPlan(vm: info, action: action, name: name, disks: vmDisks)
     }
 
@@ -54,21 +63,29 @@ extension VMService {
         // (a failed create removes what it took, a failed revert may have reverted some).
         let republish: @Sendable () async -> Void = { await disks.imagesChanged(names) }
         let result: [String: JobValue] = ["snapshot": .string(name), "disks": .strings(vmDisks.map(\.name))]
+        let what = SnapshotPlan.what(plan.action, name, plan.vm.name)
+        // Every disk of the VM is held as a writer for the whole change (a VM start, a
+        // Resize or an Inspect of one of them meanwhile is Busy).
         switch plan.action {
         case .create:
-            return try await jobs.start(operation: "CreateSnapshot", target: .vm(plan.vm.uuid), uid: uid) { job in
+            return try await disks.writingJob("CreateSnapshot", target: .vm(plan.vm.uuid), disks: vmDisks, uid: uid, for: what) { job in
                 do { try await snapshots.create(name, on: vmDisks, job: job) } catch { await republish(); throw error }
                 await republish()
                 return result
             }
         case .revert:
-            return try await jobs.start(operation: "RevertSnapshot", target: .vm(plan.vm.uuid), uid: uid) { job in
+            return try await disks.writingJob("RevertSnapshot", target: .vm(plan.vm.uuid), disks: vmDisks, uid: uid, for: what) { job in
                 do { try await snapshots.revert(name, on: vmDisks, job: job) } catch { await republish(); throw error }
                 await republish()
                 return result
             }
         case .delete:
-            do { try await snapshots.delete(name, on: vmDisks) } catch { await republish(); throw error }
+            do {
+                try await disks.writing(vmDisks, label: "a DeleteSnapshot call", for: what) { try await snapshots.delete(name, on: vmDisks) }
+            } catch {
+                await republish()
+                throw error
+            }
             await republish()
             logger.notice("deleted snapshot \(name) of VM \(plan.vm.name)")
             return nil

@@ -10,18 +10,21 @@ extension VMService {
         public var networkDetails: [String: String] { ["network": networksToStart.joined(separator: ","), "operation": "start"] }
     }
 
-    public func checkStartAll() async -> StartAllPlan {
+    /// The networks the run would start (each VM's and fallback's inactive ones): a failed
+    /// lookup is an error (`Libvirt`), never a smaller authorization.
+    public func checkStartAll() async throws -> StartAllPlan {
         let all = await vms.list()
         let fallbacks = Set(all.filter(\.autostart).map(\.metadata.fallback))
         let used = all.filter { ($0.autostart || fallbacks.contains($0.name)) && $0.state != .running }
             .flatMap { $0.interfaces.filter { $0.type == "network" }.map(\.source) }
-        return StartAllPlan(networksToStart: (try? await vms.inactiveNetworks(among: used)) ?? [])
+        return StartAllPlan(networksToStart: try await vms.inactiveNetworks(among: used))
     }
 
-    /// Starts the StartAll job (also run once per host boot at start-up, as uid 0).
+    /// Starts the StartAll job (also run once per host boot at start-up, as uid 0). The run
+    /// starts only the networks of the plan (the ones network.manage was asked for).
     public func runStartAll(_ plan: StartAllPlan, uid: UInt32) async throws -> JobSnapshot {
         try await jobs.start(operation: "StartAll", target: .service, uid: uid) { [self] job in
-            try await startAll(job: job)
+            try await startAll(job: job, networks: Set(plan.networksToStart))
         }
     }
 
@@ -31,7 +34,7 @@ extension VMService {
     /// guest sends `READY=1`, before the next. A VM that does not become ready in time is
     /// destroyed (only if this run started it) and its fallback started in its place; any
     /// other failure fails the job naming the VM. The others stay as they are.
-    func startAll(job: Job) async throws -> [String: JobValue] {
+    func startAll(job: Job, networks allowed: Set<String>) async throws -> [String: JobValue] {
         let order = await vms.list().filter(\.autostart).sorted { ($0.bootOrder, $0.name) < ($1.bootOrder, $1.name) }
         logger.notice("StartAll: \(order.map(\.name).joined(separator: ", "))")
         var started: [String] = [], already: [String] = [], ready: [String] = [], replaced: [[String]] = []
@@ -43,7 +46,7 @@ extension VMService {
                 already.append(vm.name)
             } else {
                 job.status("starting \(vm.name) (\(Self.group(vm)))")
-                try await startForStartAll(vm)
+                try await startForStartAll(vm, networks: allowed)
                 started.append(vm.name)
             }
             switch try await waitReady(vm, job: job) {
@@ -53,7 +56,7 @@ extension VMService {
                 guard !vm.metadata.fallback.isEmpty else { throw ControllerError.invalidState("StartAll: \(why)") }
                 if !wasRunning {
                     logger.warning("StartAll: \(why); destroying it")
-                    _ = try? await vms.perform(vm.uuid, "destroy") { try $0.destroy() }
+                    _ = try? await destroy(vm.uuid)
                     started.removeAll { $0 == vm.name }
                 }
                 let fallbackName = vm.metadata.fallback
@@ -63,7 +66,7 @@ extension VMService {
                     }
                     logger.notice("StartAll: starting \(fallback.name) in place of \(vm.name)")
                     job.status("\(why): starting its fallback \(fallback.name)")
-                    if fallback.state != .running { try await startForStartAll(fallback); started.append(fallback.name) }
+                    if fallback.state != .running { try await startForStartAll(fallback, networks: allowed); started.append(fallback.name) }
                     if case .timedOut(let fallbackWhy) = try await waitReady(fallback, job: job) {
                         throw ControllerError.invalidState(fallbackWhy)
                     }
@@ -80,18 +83,26 @@ extension VMService {
                 "ready": .strings(ready), "replaced": .pairs(replaced)]
     }
 
-    /// Starts one VM for StartAll (its inactive networks first, within the host's budget)
-    /// and waits until libvirt says it runs.
-    private func startForStartAll(_ vm: VMInfo) async throws {
+    /// Starts one VM for StartAll (its inactive networks first — only those of `allowed`,
+    /// the plan's — within the host's budget) and waits until libvirt says it runs.
+    private func startForStartAll(_ vm: VMInfo, networks allowed: Set<String>) async throws {
         let timeout = Duration.seconds(vms.config.startTimeoutSeconds)
         do {
             try checkShares(of: vm)
-            try await checkDisks(of: vm)
-            try await vms.startNetworks(try await vms.inactiveNetworks(of: vm), for: vm)
-            await disks.releaseAppliances(of: vm)
-            try await vms.startWithinBudget(vm.uuid)
+            try await startHolding(vm) {
+                try await checkDisks(of: vm)
+                let networks = try await vms.inactiveNetworks(of: vm)
+                if let stopped = networks.first(where: { !allowed.contains($0) }) {
+                    throw ControllerError.invalidState("network \(stopped) became inactive after StartAll was authorized; start it (network.manage) or call StartAll again")
+                }
+                try await vms.startNetworks(networks, for: vm)
+                await disks.releaseAppliances(of: vm)
+                try await vms.startWithinBudget(vm.uuid)
+            }
         } catch ControllerError.limitsExceeded(let message) {
             throw ControllerError.limitsExceeded("StartAll: \(message)")
+        } catch ControllerError.busy(let message) {
+            throw ControllerError.busy("StartAll: \(message)")
         } catch {
             throw ControllerError.libvirt("StartAll: \(vm.name) failed to start: \((error as? ControllerError)?.message ?? "\(error)")")
         }

@@ -318,6 +318,7 @@ public final class VMService: Sendable {
         var plan = LifecyclePlan(vm: info, operation: action.rawValue)
         if action == .start {
             try await checkDisks(of: info)
+            try await disks.checkVMLeases(await disks.vmLeases(of: info), for: "start \(info.name)")
             try await vms.checkBudget(uuid)
             plan.networksToStart = try await vms.inactiveNetworks(of: info)
         }
@@ -329,11 +330,13 @@ public final class VMService: Sendable {
         switch action {
         case .start:
             try checkShares(of: plan.vm)
-            try await checkDisks(of: plan.vm)
-            try await vms.startNetworks(plan.networksToStart, for: plan.vm)
-            await disks.releaseAppliances(of: plan.vm)
-            try await vms.startWithinBudget(uuid)
-        case .destroy: try await vms.perform(uuid, "destroy") { try $0.destroy() }
+            try await startHolding(plan.vm) {
+                try await checkDisks(of: plan.vm)
+                try await vms.startNetworks(plan.networksToStart, for: plan.vm)
+                await disks.releaseAppliances(of: plan.vm)
+                try await vms.startWithinBudget(uuid)
+            }
+        case .destroy: try await destroy(uuid)
         case .reboot: try await vms.perform(uuid, "reboot") { try $0.reboot() }
         case .suspend: try await vms.perform(uuid, "suspend") { try $0.suspend() }
         case .resume: try await vms.perform(uuid, "resume") { try $0.resume() }
@@ -358,6 +361,22 @@ public final class VMService: Sendable {
 
     public func runShutdown(_ plan: ShutdownPlan) async throws {
         try await vms.shutdown(plan.lifecycle.vm.uuid, timeout: plan.timeoutSeconds.map { .seconds(Int($0)) }, force: plan.force)
+    }
+
+    /// Runs `start` (libvirt's start of `vm`, and what must come right before it) holding
+    /// the VM's leases on its disks, taken first: a disk a job rewrites is `Busy` naming it.
+    /// The leases are those of the VM's definition as it is now (a disk attached during the
+    /// authorization is held too).
+    func startHolding(_ vm: VMInfo, _ start: () async throws -> Void) async throws {
+        let now = await vms.vm(uuid: vm.uuid) ?? vm
+        try await disks.holdingForVM(now, await disks.vmLeases(of: now), for: "start \(vm.name)", start)
+    }
+
+    /// Destroys VM `uuid`; its leases go as the call returns (a fallback on the same disk
+    /// may start at once).
+    func destroy(_ uuid: String) async throws {
+        try await vms.perform(uuid, "destroy") { try $0.destroy() }
+        await disks.releaseVMLeases(uuid)
     }
 
     func require(_ info: VMInfo, _ states: Set<VMState>, _ operation: String) throws {

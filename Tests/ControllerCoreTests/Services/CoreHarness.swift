@@ -1,6 +1,7 @@
 @testable import ControllerCore
 import Foundation
 import Guestfs
+import HostSystem
 import Logging
 import Synchronization
 import XCTest
@@ -27,9 +28,9 @@ final class CoreHarness: Sendable {
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/lib/test-host.xml").path
 
     /// `profiles`: profile files (name → TOML text) written before the profiles load;
-    /// `configure` changes the `[vms]` configuration.
+    /// `copyRate`: `[disks] copy_rate_mib_s`; `configure` changes the `[vms]` configuration.
     init(shareRoot: String? = nil, uri: String = CoreHarness.testHostURI, profiles: [String: String] = [:],
-         configure: (inout VMConfig) -> Void = { _ in }) async throws {
+         copyRate: CopyRate = .unlimited, configure: (inout VMConfig) -> Void = { _ in }) async throws {
         dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("mvcore-\(UUID().uuidString.prefix(8))")
         var config = ControllerConfig()
         config.libvirtURI = uri
@@ -38,6 +39,7 @@ final class CoreHarness: Sendable {
         config.stateDirectory = dir.appendingPathComponent("state").path
         config.hostRoot = dir.appendingPathComponent("host").path
         config.maxDiskSize = 1 << 40
+        config.copyRate = copyRate
         config.jobRetentionSeconds = 60
         config.guestfs.memoryMiB = 256
         config.guestfs.maxAppliances = 1

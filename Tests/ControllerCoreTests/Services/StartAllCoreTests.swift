@@ -54,7 +54,7 @@ final class StartAllCoreTests: XCTestCase {
     func testStartAllWaitsForEachGuestBeforeStartingTheNextAndShowsItsStatus() async throws {
         try await define("ui", profile: "interface-controller", autostart: true)
         try await define("net", profile: "network-controller", autostart: true)
-        let job = try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0)
+        let job = try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0)
         try await eventually("net runs and StartAll waits for its guest") {
             let running = await self.state("net") == .running
             let status = await self.status(job)
@@ -81,7 +81,7 @@ final class StartAllCoreTests: XCTestCase {
     func testAVMNotReadyInTimeIsDestroyedAndItsFallbackStartedInItsPlace() async throws {
         try await define("net-b", profile: "network-controller", autostart: false)
         try await define("net", profile: "network-controller", autostart: true, fallback: "net-b", readyTimeout: 1)
-        let job = try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0)
+        let job = try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0)
         try await eventually("net-b is started in net's place") { await self.state("net-b") == .running }
         let net = await state("net")
         XCTAssertEqual(net, .shutoff, "the VM that was not ready in time still runs")
@@ -97,7 +97,7 @@ final class StartAllCoreTests: XCTestCase {
         try await define("net-b", profile: "network-controller", autostart: false, readyTimeout: 1)
         try await define("net", profile: "network-controller", autostart: true, fallback: "net-b", readyTimeout: 1)
         try await define("ui", profile: "interface-controller", autostart: true)
-        let job = try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0)
+        let job = try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0)
         try await eventually("net-b runs") { await self.state("net-b") == .running }
         try guests["net-b"]!.send("STATUS=no uplink")
         let done = try await core.finished(job, timeout: .seconds(20))
@@ -111,7 +111,7 @@ final class StartAllCoreTests: XCTestCase {
 
     func testWithoutAFallbackTheJobFailsNamingTheVMAndItKeepsRunning() async throws {
         try await define("net", profile: "network-controller", autostart: true, readyTimeout: 1)
-        let job = try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0)
+        let job = try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0)
         let done = try await core.finished(job, timeout: .seconds(20))
         XCTAssertEqual(done.state, "failed")
         XCTAssertTrue(done.error.contains("StartAll: net did not become ready within 1 s"), "\(done.error) \(done.result)")
@@ -121,7 +121,7 @@ final class StartAllCoreTests: XCTestCase {
 
     func testAVMThatStopsWhileStartAllWaitsEndsTheWaitAtOnce() async throws {
         try await define("net", profile: "network-controller", autostart: true, readyTimeout: 600)
-        let job = try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0)
+        let job = try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0)
         try await eventually("StartAll waits for net") { (await self.status(job)).contains("net's guest") }
         let uuid = await core.vmManager.vm(named: "net")!.uuid
         try await core.vmManager.perform(uuid, "destroy") { try $0.destroy() }
@@ -133,7 +133,7 @@ final class StartAllCoreTests: XCTestCase {
 
     func testCancellingStartAllEndsItsWaitAndLeavesNoWaitBehind() async throws {
         try await define("net", profile: "network-controller", autostart: true, readyTimeout: 600)
-        let job = try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0)
+        let job = try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0)
         try await eventually("StartAll waits for net") { (await self.status(job)).contains("net's guest") }
         try await core.jobs.cancel(job.id)
         let done = try await core.finished(job, timeout: .seconds(20))
@@ -152,6 +152,40 @@ final class StartAllCoreTests: XCTestCase {
         XCTAssertEqual(net, .shutoff)
         let waits = await core.vmManager.pendingWaits
         XCTAssertEqual(waits, 0)
+    }
+
+    /// StartAll's check asks for network.manage for every network its run would start, and
+    /// the run starts no other: a network stopped after the check is an error naming it,
+    /// not a start nobody authorized.
+    func testStartAllStartsOnlyTheNetworksItsCheckNamed() async throws {
+        var request = VMService.DefineRequest(name: "app1", profile: "app")
+        request.autostart = true
+        request.memoryMiB = 256
+        _ = try await core.vms.runDefine(try await core.vms.checkDefine(request))
+        let defined = await core.vmManager.vm(named: "app1")
+        let network = try XCTUnwrap(defined?.interfaces.first?.source)
+        func setActive(_ active: Bool) async throws {
+            try await core.vmManager.call("set network \(network)") { connection in
+                let net = try XCTUnwrap(try connection.network(named: network))
+                if active { try net.start() } else { try net.stop() }
+            }
+        }
+        try await setActive(false)
+        let asking = try await core.vms.checkStartAll()
+        XCTAssertEqual(asking.networksToStart, [network])
+        XCTAssertEqual(asking.networkDetails["network"], network)
+
+        try await setActive(true)
+        let planned = try await core.vms.checkStartAll()
+        XCTAssertEqual(planned.networksToStart, [], "a running network needs no network.manage")
+        try await setActive(false)
+        let job = try await core.finished(try await core.vms.runStartAll(planned, uid: 1000))
+        XCTAssertEqual(job.state, "failed")
+        XCTAssertTrue(job.error.contains("network \(network) became inactive after StartAll was authorized"), job.error)
+        let active = try await core.vmManager.call("read network \(network)") { try $0.network(named: network)?.isActive }
+        XCTAssertEqual(active, false, "the run started a network its check did not name")
+        let state = await self.state("app1")
+        XCTAssertEqual(state, .shutoff)
     }
 }
 

@@ -194,7 +194,7 @@ final class TopologyCoreTests: XCTestCase {
         var request = VMService.DefineRequest(name: "small2", profile: "app")
         request.autostart = true
         _ = try await core.vms.runDefine(try await core.vms.checkDefine(request))
-        let job = try await core.finished(try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0))
+        let job = try await core.finished(try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0))
         XCTAssertEqual(job.state, "failed")
         XCTAssertTrue(job.error.contains("StartAll: cannot start small2"), job.error)
         let state = try await core.vms.find("small2").state

@@ -155,7 +155,7 @@ final class VMServiceCoreTests: XCTestCase {
             request.memoryMiB = 256
             _ = try await core.vms.runDefine(try await core.vms.checkDefine(request))
         }
-        let job = try await core.finished(try await core.vms.runStartAll(await core.vms.checkStartAll(), uid: 0))
+        let job = try await core.finished(try await core.vms.runStartAll(try await core.vms.checkStartAll(), uid: 0))
         XCTAssertEqual(job.state, "succeeded", job.error)
         XCTAssertEqual(job.target, .service)
         XCTAssertEqual(job.result["order"], .strings(["net", "ui"]))
