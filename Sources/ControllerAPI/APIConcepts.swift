@@ -147,9 +147,9 @@ public enum APIConcepts {
                 the authorization (Busy names the holder in the way) and takes them after it, then checks again what it \
                 planned: a disk changed during the authorization (resized, reverted, replaced) is InvalidState. A VM start \
                 takes its VM's leases with it (Busy when a job rewrites one of its disks); a VM started outside the service \
-                (virsh) gets its leases when libvirt reports it. After a restart the VMs' leases are rebuilt from libvirt's \
-                running domains before any other lease is granted (a call that needs one before then waits up to 20 s, then \
-                is Busy). While the service copies a disk (Clone, Backup) or builds the image that will replace it (offline \
+                (virsh) gets its leases when libvirt reports it. When the service starts, the VMs' leases are rebuilt from \
+                libvirt's running domains before any call's lease is granted (a call that needs one before then waits up to \
+                20 s, then is Busy); after libvirt comes back they follow its listing again. While the service copies a disk (Clone, Backup) or builds the image that will replace it (offline \
                 Resize, Format, Restore), it also holds the byte-range locks qemu checks before it opens an image for \
                 writing, so a VM started outside the service meanwhile fails to open the image; an image another process \
                 already has open for writing makes the job fail Busy, the disk unchanged.

@@ -196,16 +196,16 @@ public enum DiskInterface {
     /// the kinds it can share a disk with. Core's `LeaseKind.compatible` is checked against
     /// this table (ControllerCoreTests), so the reference and the rules cannot drift apart.
     public static let leaseKinds: [(kind: String, heldBy: String, compatibleWith: [String])] = [
-        ("vm", "a running or paused VM, on each of its disks (from its start until libvirt says it stopped, or Destroy returned)",
+        ("vm", "a running or paused VM, on each disk it may write (from its start until libvirt says it stopped, or Destroy returned); on a disk it has read-only it holds consistent-reader",
          ["reader", "live-writer", "online-backup"]),
-        ("reader", "Inspect, ListFiles, ReadFile and the usage sampler (a read-only appliance, crash-consistent beside a VM)",
-         ["vm", "reader", "consistent-reader", "live-writer", "online-backup", "base"]),
-        ("consistent-reader", "the source of Clone and an offline Backup",
+        ("reader", "Inspect, ListFiles, ReadFile, the usage sampler (a read-only appliance, crash-consistent beside a VM), and AdoptDisk (it writes a record, not the image)",
+         ["vm", "reader", "consistent-reader", "writer", "live-writer", "online-backup", "base"]),
+        ("consistent-reader", "the source of a full Clone, an offline Backup, and a running VM on a disk it has read-only",
          ["reader", "consistent-reader", "online-backup", "base"]),
-        ("writer", "offline Resize, Format, Restore, WriteFile, disk and VM snapshots (create, revert, delete), Delete, AdoptDisk, versioning, AutoGrow",
-         []),
+        ("writer", "offline Resize, Format, Restore, WriteFile, disk and VM snapshots (create, revert, delete), Delete, versioning, AutoGrow, and AdoptDisk of a qcow2 overlay (its header is written)",
+         ["reader"]),
         ("live-writer", "a live Resize of a running VM's disk (only beside that VM's lease)", ["vm", "reader"]),
-        ("online-backup", "a backup read through a running VM's qemu (only beside that VM's lease)",
+        ("online-backup", "reserved for backups read through a running VM's qemu (only beside that VM's lease); nothing takes it yet",
          ["vm", "reader", "consistent-reader", "base"]),
         ("base", "each disk built on this one (an overlay, a linked clone) for as long as it exists",
          ["reader", "consistent-reader", "online-backup", "base"]),

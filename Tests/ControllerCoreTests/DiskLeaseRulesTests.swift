@@ -17,8 +17,9 @@ final class DiskLeaseRulesTests: XCTestCase {
         for kind in LeaseKind.allCases {
             XCTAssertEqual(published[kind.rawValue], Set((LeaseKind.compatible[kind] ?? []).map(\.rawValue)), "\(kind)")
         }
-        // What the issue fixes: writers exclusive, readers beside a VM, consistent readers not.
-        XCTAssertTrue(LeaseKind.compatible[.writer]!.isEmpty)
+        // Writers alone but for live-safe readers, readers beside a VM, consistent readers not.
+        XCTAssertEqual(LeaseKind.compatible[.writer], [.reader])
+        XCTAssertEqual(LeaseKind.compatible[.reader], Set(LeaseKind.allCases))
         XCTAssertTrue(LeaseKind.vm.allows(.reader))
         XCTAssertFalse(LeaseKind.vm.allows(.consistentReader))
         XCTAssertTrue(LeaseKind.vm.allows(.liveWriter))

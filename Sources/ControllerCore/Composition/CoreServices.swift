@@ -100,17 +100,20 @@ public final class CoreServices: Sendable {
         disks.policies.start()
         let (vmManager, networkManager) = (self.vmManager, self.networkManager)
         await libvirt.start { [weak self] connected in
+            // What follows needs a listing of the VMs that worked: without one, nothing says
+            // which VMs run, use a disk or are gone.
+            var listed = false
             if connected {
-                // The VMs' leases before any other lease is granted (jobs wait for this): only
-                // from a listing that worked.
-                if await vmManager.resync() { await vms.rebuildVMLeases() }
+                listed = await vmManager.resync()
+                // The VMs' leases before any other lease is granted (jobs wait for this).
+                if listed { await vms.rebuildVMLeases() }
                 await networkManager.resync()
                 // Images of an older version have no format record: take what libvirt knew.
-                await vms.recordKnownFormats()
+                if listed { await vms.recordKnownFormats() }
             }
             await observer.coreEvent(.libvirtConnected(connected))
-            // The service's ordered start, once per host boot, when libvirt is first reachable.
-            guard connected, let self, bootStart.exchange(false, ordering: .acquiringAndReleasing) else { return }
+            // The service's ordered start, once per host boot, when libvirt is first listed.
+            guard listed, let self, bootStart.exchange(false, ordering: .acquiringAndReleasing) else { return }
             let log = logger
             let once = BootOnce(stateDirectory: config.stateDirectory, runtimeDirectory: runtimeDirectory)
             do {

@@ -9,18 +9,25 @@ public enum LeaseKind: String, Sendable, CaseIterable, Comparable {
     /// A running (or paused) VM's qemu has the image open read-write.
     case vm
     /// Reads that are safe while a VM writes: a read-only appliance (Inspect, ListFiles,
-    /// ReadFile, the usage sampler) sees the image as a crash would leave it.
+    /// ReadFile, the usage sampler) sees the image as a crash would leave it. Safe beside a
+    /// VM is safe beside any writer (one that replaces the image leaves the reader the old
+    /// file; writers close the cached read-only appliances first), and a reader never stops a
+    /// writer: opening a disk's details (its file listing) or a usage sample must not make
+    /// the next Format or Resize `Busy`.
     case reader
     /// Reads that need the image to stay still: the source of a Clone, an offline Backup.
     case consistentReader = "consistent-reader"
     /// Rewrites the image or replaces it: offline Resize, Format, Restore, WriteFile, disk
-    /// snapshots (create, revert, delete), VM snapshots, Delete, AdoptDisk, versioning.
+    /// snapshots (create, revert, delete), VM snapshots, Delete, AdoptDisk of an overlay,
+    /// versioning, AutoGrow. Alone but for readers.
     case writer
-    /// Changes a running VM's image through its qemu (a live Resize, AutoGrow): held beside
-    /// the VM's own lease, and only while there is one.
+    /// Changes a running VM's image through its qemu (a live Resize): held beside the VM's
+    /// own lease, and only while there is one. (AutoGrow waits for the VM to stop and then
+    /// holds a writer's lease.)
     case liveWriter = "live-writer"
     /// A backup read through a running VM's qemu (a point-in-time copy that qemu keeps
-    /// consistent while the guest writes).
+    /// consistent while the guest writes). Reserved for the backup engine: nothing takes it
+    /// yet, and a Backup of a running VM's disk is Busy.
     case onlineBackup = "online-backup"
     /// Held by each disk built on this one (an overlay): the base must not change under it.
     case base
@@ -28,9 +35,9 @@ public enum LeaseKind: String, Sendable, CaseIterable, Comparable {
     /// The kinds each kind can share a disk with (symmetric: the Core tests check it).
     public static let compatible: [LeaseKind: Set<LeaseKind>] = [
         .vm: [.reader, .liveWriter, .onlineBackup],
-        .reader: [.vm, .reader, .consistentReader, .liveWriter, .onlineBackup, .base],
+        .reader: [.vm, .reader, .consistentReader, .writer, .liveWriter, .onlineBackup, .base],
         .consistentReader: [.reader, .consistentReader, .onlineBackup, .base],
-        .writer: [],
+        .writer: [.reader],
         .liveWriter: [.vm, .reader],
         .onlineBackup: [.vm, .reader, .consistentReader, .base],
         .base: [.reader, .consistentReader, .onlineBackup, .base],

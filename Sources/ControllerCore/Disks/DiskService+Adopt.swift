@@ -9,6 +9,13 @@ extension DiskService {
         public let format: String
         public let force: Bool
         public var details: [String: String] { ["disk": disk.name, "operation": "adopt", "format": format] }
+
+        /// Recording a format writes an attribute, not the image: a reader's lease (beside a
+        /// VM, and on a disk others are built on); a writer's when the qcow2 header needs
+        /// its backing disk's format written in (``DiskStore/record(_:format:)``).
+        static func lease(_ disk: DiskInfo, _ format: String) -> LeaseRequest {
+            LeaseRequest(disk.name, format == "qcow2" && disk.backingHeader != nil ? .writer : .reader)
+        }
     }
 
     /// Checks AdoptDisk: an image of the image directory without a format record takes
@@ -26,7 +33,7 @@ extension DiskService {
         guard disk.format.isEmpty || !ImageFormatRecord.managed.contains(disk.format) else {
             throw ControllerError.invalidState("disk \(name) is already recorded as \(disk.format); a disk's format is never changed")
         }
-        try await context.checkLeases([LeaseRequest(name, .writer)], for: "adopt disk \(name)")
+        try await context.checkLeases([AdoptPlan.lease(disk, format)], for: "adopt disk \(name)")
         for vm in await context.vms.list() {
             if let used = vm.disks.first(where: { $0.source == disk.path }), used.format != format {
                 throw ControllerError.invalidArgs("VM \(vm.name) opens disk \(name) as \(CallerText.quoted(used.format)), not \(format)")
@@ -38,8 +45,15 @@ extension DiskService {
     /// Records the format, after authorization, holding the disk as a writer: the header
     /// checks read the file now.
     public func runAdopt(_ plan: AdoptPlan) async throws -> DiskInfo {
-        let info = try await context.leased([LeaseRequest(plan.disk.name, .writer)], label: "an AdoptDisk call",
-                                            for: "adopt disk \(plan.disk.name)") {
+        let (context, name) = (self.context, plan.disk.name)
+        let info = try await context.leased([AdoptPlan.lease(plan.disk, plan.format)], label: "an AdoptDisk call",
+                                            for: "adopt disk \(name)") {
+            // Another AdoptDisk (or the upgrade's records) may have recorded one meanwhile.
+            let now = try await context.anyDisk(name)
+            guard now.format.isEmpty || !ImageFormatRecord.managed.contains(now.format) else {
+                throw ControllerError.invalidState("disk \(name) was recorded as \(now.format) meanwhile; a disk's format is never changed")
+            }
+        } _: {
             try await adopt(plan)
         }
         await context.publish(nil)
@@ -103,7 +117,15 @@ extension DiskService {
             context.logger.warning("disk \(name) is recorded raw from \(first.from), but its first bytes are a \(header) header (written by a guest?); it stays raw")
         }
         do {
-            let info = try await store.record(name, format: first.format)
+            // Held like an AdoptDisk; one may have recorded it meanwhile.
+            let info = try await context.leased([AdoptPlan.lease(disk, first.format)], label: "the upgrade's format records",
+                                                for: "record the format of disk \(name)", afterVMs: false) {
+                guard let now = await store.disk(named: name), now.format.isEmpty else {
+                    throw ControllerError.invalidState("disk \(name) was recorded meanwhile")
+                }
+            } _: {
+                try await store.record(name, format: first.format)
+            }
             context.logger.notice("recorded format \(first.format) of disk \(name) from \(first.from)\(info.problems.isEmpty ? "" : "; its problems: " + info.problems.joined(separator: "; "))")
             await context.publish(nil)
         } catch {

@@ -3,8 +3,9 @@ import FoundationEssentials
 /// The VMs' leases on their disks (see ``LeaseKind/vm``): taken with a start or a live attach
 /// of the service's own, and otherwise following what libvirt reports.
 extension DiskService {
-    /// The leases VM `info` holds while it runs: one per managed disk, ``LeaseKind/reader``
-    /// for a disk it has read-only.
+    /// The leases VM `info` holds while it runs: one per managed disk,
+    /// ``LeaseKind/consistentReader`` for a disk it has read-only (a guest reads it for as
+    /// long as it runs: the image must stay still, and other VMs may read it too).
     public func vmLeases(of info: VMInfo) async -> [LeaseRequest] {
         var requests: [LeaseRequest] = []
         for used in info.disks {
@@ -19,7 +20,7 @@ extension DiskService {
         guard path.hasPrefix(prefix) else { return nil }
         let name = String(path.dropFirst(prefix.count))
         guard DiskName.isValid(name), await store.disk(named: name) != nil else { return nil }
-        return LeaseRequest(name, readonly ? .reader : .vm)
+        return LeaseRequest(name, readonly ? .consistentReader : .vm)
     }
 
     /// Throws what taking `requests` for a VM would hit (the `check…` half of Start and

@@ -126,7 +126,7 @@ extension VMService {
         }
         try await checkAttachable(managed.path, to: info, readonly: request.readonly)
         let device = DomainXML.diskDevice(path: managed.path, format: managed.format, target: target, bus: bus, readonly: request.readonly)
-        let lease = live ? LeaseRequest(managed.name, request.readonly ? .reader : .vm) : nil
+        let lease = live ? await disks.vmLease(of: managed.path, readonly: request.readonly) : nil
         if let lease { try await disks.checkVMLeases([lease], for: "attach disk \(managed.name) to \(info.name)") }
         return ConfigurePlan(vm: info, operation: "attach-disk", details: ["disk": managed.name, "target": target],
                              change: .attach(device: device, live: live, config: config, what: "attach \(managed.path) as \(target) to",

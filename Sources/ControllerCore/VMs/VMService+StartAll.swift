@@ -87,14 +87,14 @@ extension VMService {
     /// the plan's — within the host's budget) and waits until libvirt says it runs.
     private func startForStartAll(_ vm: VMInfo, networks allowed: Set<String>) async throws {
         let timeout = Duration.seconds(vms.config.startTimeoutSeconds)
+        let networks = try await vms.inactiveNetworks(of: vm)
+        if let stopped = networks.first(where: { !allowed.contains($0) }) {
+            throw ControllerError.invalidState("StartAll: network \(stopped) that \(vm.name) uses became inactive after StartAll was authorized; start it (network.manage) or call StartAll again")
+        }
         do {
             try checkShares(of: vm)
             try await startHolding(vm) {
                 try await checkDisks(of: vm)
-                let networks = try await vms.inactiveNetworks(of: vm)
-                if let stopped = networks.first(where: { !allowed.contains($0) }) {
-                    throw ControllerError.invalidState("network \(stopped) became inactive after StartAll was authorized; start it (network.manage) or call StartAll again")
-                }
                 try await vms.startNetworks(networks, for: vm)
                 await disks.releaseAppliances(of: vm)
                 try await vms.startWithinBudget(vm.uuid)

@@ -181,7 +181,7 @@ final class StartAllCoreTests: XCTestCase {
         try await setActive(false)
         let job = try await core.finished(try await core.vms.runStartAll(planned, uid: 1000))
         XCTAssertEqual(job.state, "failed")
-        XCTAssertTrue(job.error.contains("network \(network) became inactive after StartAll was authorized"), job.error)
+        XCTAssertTrue(job.error.contains("network \(network) that app1 uses became inactive after StartAll was authorized"), job.error)
         let active = try await core.vmManager.call("read network \(network)") { try $0.network(named: network)?.isActive }
         XCTAssertEqual(active, false, "the run started a network its check did not name")
         let state = await self.state("app1")
