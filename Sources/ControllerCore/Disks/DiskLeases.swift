@@ -5,7 +5,7 @@
 /// (versioning, the usage sampler) for its duration. Two leases on one disk may coexist
 /// only where ``compatible`` says so; the table is published in the API reference
 /// (`Disk.HeldBy`) and a Core test iterates it.
-public enum LeaseKind: String, Sendable, CaseIterable, Comparable {
+public enum LeaseKind: String, Sendable, CaseIterable {
     /// A running (or paused) VM's qemu has the image open read-write.
     case vm
     /// Reads that are safe while a VM writes: a read-only appliance (Inspect, ListFiles,
@@ -53,10 +53,6 @@ public enum LeaseKind: String, Sendable, CaseIterable, Comparable {
         case .liveWriter, .onlineBackup: return .vm
         default: return nil
         }
-    }
-
-    public static func < (a: LeaseKind, b: LeaseKind) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
 }
 
