@@ -28,9 +28,9 @@ extension DiskContext {
         await announceHeld(try await store.hold(requests, by: holder, label: label, for: what))
     }
 
-    /// Gives back `holder`'s leases (on `disks` only, when given).
-    func release(_ holder: LeaseHolder, on disks: Set<String>? = nil) async {
-        await announceHeld(await store.release(holder, on: disks))
+    /// Gives back `holder`'s leases.
+    func release(_ holder: LeaseHolder) async {
+        await announceHeld(await store.release(holder))
     }
 
     /// Announces the leases of each of `names` that still exists. Two announcements of one

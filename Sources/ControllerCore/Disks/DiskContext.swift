@@ -94,15 +94,14 @@ public final class DiskContext: Sendable {
         let records = await policies.all()
         let directory = store.directory + "/"
         let users = attachedTo.withLock { $0 }
-        var views: [DiskView] = []
-        for disk in disks {
+        let held = await store.holdings(of: disks.map(\.name))
+        return disks.map { disk in
             let backing = disk.backingFile.map { $0.hasPrefix(directory) ? String($0.dropFirst(directory.count)) : $0 } ?? ""
-            views.append(DiskView(info: disk, backingDisk: backing,
-                                  overlays: all.filter { $0.backingFile == disk.path }.map(\.name),
-                                  attachedTo: users[disk.name] ?? [], record: records[disk.name] ?? DiskRecord(),
-                                  heldBy: await store.holdings(of: disk.name)))
+            return DiskView(info: disk, backingDisk: backing,
+                            overlays: all.filter { $0.backingFile == disk.path }.map(\.name),
+                            attachedTo: users[disk.name] ?? [], record: records[disk.name] ?? DiskRecord(),
+                            heldBy: held[disk.name] ?? [])
         }
-        return views
     }
 
     /// Re-reads `changed` (if any) and publishes the changeable properties of it and of

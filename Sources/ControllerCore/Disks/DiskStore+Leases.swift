@@ -14,6 +14,11 @@ extension DiskStore {
     /// Every lease on disk `name`: those taken, then those of its overlays.
     public func holdings(of name: String) -> [DiskLease] { leases.leases(on: name) + bases(of: name) }
 
+    /// The leases of each of `names` at once (the views of every disk: one step of the actor).
+    func holdings(of names: [String]) -> [String: [DiskLease]] {
+        Dictionary(names.map { ($0, holdings(of: $0)) }, uniquingKeysWith: { a, _ in a })
+    }
+
     /// Throws what taking `requests` for `holder` would hit, without taking anything (the
     /// `check…` halves: their errors come before the authorization).
     func checkLeases(_ requests: [LeaseRequest], by holder: LeaseHolder?, for what: String) throws {
@@ -39,10 +44,8 @@ extension DiskStore {
         return changed
     }
 
-    /// Drops `holder`'s leases (on `disks` only, when given); returns the disks changed.
-    func release(_ holder: LeaseHolder, on disks: Set<String>? = nil) -> [String] {
-        leases.remove(holder, on: disks)
-    }
+    /// Drops `holder`'s leases; returns the disks changed.
+    func release(_ holder: LeaseHolder) -> [String] { leases.remove(holder) }
 
     /// VM `uuid` runs with `disks` (name → ``LeaseKind/vm`` or, read-only,
     /// ``LeaseKind/reader``), or is not running (empty): its leases become exactly those.
