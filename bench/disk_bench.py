@@ -114,7 +114,9 @@ def main():
         call(conn, ROOT + "/disk/" + "bench_2dclone_2d%d" % r, DISK, "Delete", "a{sv}", ({},))
 
     def backup(r):
-        job = call(conn, src, DISK, "Backup", "a{sv}", ({},))
+        # A full point each round (the source does not change between rounds: auto would
+        # make empty incremental points).
+        job = call(conn, src, DISK, "Backup", "a{sv}", ({"mode": "full"},))
         assert wait_job(conn, job) == "succeeded"
 
     # (JSON key, label, function). Each round runs all four, each after the page cache is
@@ -122,7 +124,7 @@ def main():
     # first copy after a pause is the one that pays for the disk's cold start); the figure
     # of each is the median of its rounds.
     methods = [("cp", "cp --sparse=always", run_cp), ("qemu_img_convert", "qemu-img convert", run_convert),
-               ("clone", "Clone (ours, synced)", run_clone), ("backup", "Backup (ours, incl. sha256, synced)", backup),
+               ("clone", "Clone (ours, synced)", run_clone), ("backup", "Backup, full point (ours, indexed, synced)", backup),
                ("cp_sync", "cp --sparse=always + sync --data", run_cp_sync)]
     times = {k: [] for k, _, _ in methods}
     for r in range(a.rounds):
@@ -138,6 +140,34 @@ def main():
     for key, label, _ in methods:
         d = sorted(times[key])[len(times[key]) // 2]
         rows.append((label, d, data / d / (1 << 20)))
+
+    # A chain: four incremental points, each after 1 % of the disk changed in 64 KiB-aligned
+    # extents (328 of them at offsets spread over the disk), then a restore of the fifth
+    # point (the last incremental one) against the durable copy of the same data.
+    extent = 64 << 10
+    changed = (2 << 30) // 100 // extent * extent
+    incrementals = []
+    drop(None)
+    full = call(conn, src, DISK, "Backup", "a{sv}", ({"mode": "full"},))
+    assert wait_job(conn, full) == "succeeded"
+    for n in range(4):
+        step = (2 << 30) // (changed // extent)
+        cmds = []
+        for i in range(changed // extent):
+            cmds += ["-c", "write -P %d %d 64k" % (0x40 + n, (i * step + n * extent * 3) // extent * extent)]
+        subprocess.run(["/usr/bin/qemu-io", "-f", "qcow2"] + cmds + [src_file], check=True, stdout=subprocess.DEVNULL)
+        drop(None)
+        t = time.monotonic()
+        job = call(conn, src, DISK, "Backup", "a{sv}", ({"mode": "incremental"},))
+        assert wait_job(conn, job) == "succeeded"
+        took = time.monotonic() - t
+        result = call(conn, job, PROPS, "Get", "ss", (JOB, "Result"))
+        incrementals.append((took, int(result["size"]), str(result["backup_id"])))
+    drop(None)
+    t = time.monotonic()
+    job = call(conn, src, DISK, "Restore", "sa{sv}", (incrementals[-1][2], {}))
+    assert wait_job(conn, job) == "succeeded"
+    restore_fifth = time.monotonic() - t
 
     # A property Get every 2 ms while a clone runs (a separate clone: on two cores that
     # client competes with the copy for CPU, so it is not part of the throughput rounds).
@@ -214,6 +244,14 @@ def main():
     print("  Clone throughput %.2fx, Backup %.2fx the faster of cp/qemu-img convert (target >= 0.9x); "
           "against cp + sync (all durable): Clone %.2fx, Backup %.2fx"
           % (rows[2][2] / base, rows[3][2] / base, rows[2][2] / rows[4][2], rows[3][2] / rows[4][2]))
+    inc_time = sorted(t for t, _, _ in incrementals)[len(incrementals) // 2]
+    inc_bytes = sorted(b for _, b, _ in incrementals)[len(incrementals) // 2]
+    print("  incremental point after 1 %% changed (%d KiB in 64 KiB extents), median of %d: %.2f s (%.1f %% of the full "
+          "point's %.2f s; target <= 10 %%), %d KiB written (%.2fx the changed bytes; target <= 2x)"
+          % (changed >> 10, len(incrementals), inc_time, 100 * inc_time / rows[3][1], rows[3][1], inc_bytes >> 10,
+             inc_bytes / changed))
+    print("  restore of the fifth point (a full and four incremental ones): %.2f s, %.2fx the speed of cp + sync of the "
+          "same data (%.2f s; target >= 0.9x)" % (restore_fifth, rows[4][1] / restore_fifth, rows[4][1]))
     print("  snapshot creation: %s" % ", ".join("%s %.3f s" % s for s in snap))
     print("  ten ReadFile calls on one disk: %.2f s in all; the first (appliance launch) %.2f s, the other nine %.1f ms together"
           % (sum(reads), reads[0], sum(reads[1:]) * 1000))
@@ -235,6 +273,10 @@ def main():
             "baseline": "cp" if rows[0][2] >= rows[1][2] else "qemu_img_convert",
             "clone_ratio": rows[2][2] / base,
             "backup_ratio": rows[3][2] / base,
+            "chain": {"changed_bytes": changed, "incremental_seconds": [t for t, _, _ in incrementals],
+                      "incremental_bytes": [b for _, b, _ in incrementals], "incremental_median_seconds": inc_time,
+                      "incremental_time_ratio": inc_time / rows[3][1], "incremental_bytes_ratio": inc_bytes / changed,
+                      "restore_fifth_seconds": restore_fifth, "restore_fifth_ratio": rows[4][1] / restore_fifth},
             "snapshot_seconds": {name[len("bench-"):]: d for name, d in snap},
             "read_file": {"calls": len(reads), "total_seconds": sum(reads), "first_seconds": reads[0],
                           "rest_seconds": sum(reads[1:]), "root_guestfish_first_seconds": root_read},

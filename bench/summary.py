@@ -208,7 +208,7 @@ def disks_rows(doc, t):
     # compares them with the same durable copy, cp followed by sync --data (>= 0.95x). The
     # page-cache copies (cp, qemu-img convert, not synced) are shown for reference only.
     for key, label in (("clone", "Clone against cp + sync (both durable)"),
-                       ("backup", "Backup incl. sha256 against cp + sync (both durable)")):
+                       ("backup", "Backup (full point, indexed) against cp + sync (both durable)")):
         if key in copy and "cp_sync" in copy:
             t.add(label, copy[key]["mib_s"], copy["cp_sync"]["mib_s"], fmt=MIBS, other_label="cp + sync --data",
                   target=at_least(0.95))
@@ -222,6 +222,11 @@ def disks_rows(doc, t):
             other = copy[key]
             t.note("slower baseline: %s %s, %s" % (other.get("label", key), MIBS(other.get("mib_s")),
                                                     SEC(other.get("seconds"))))
+    chain = doc.get("chain")
+    if chain:
+        t.note("incremental point after 1 %% changed: %.1f %% of a full point's time (target <= 10 %%), %.2fx the changed "
+               "bytes written (target <= 2x); restore of the fifth point %.2fx cp + sync (target >= 0.9x)"
+               % (100 * chain["incremental_time_ratio"], chain["incremental_bytes_ratio"], chain["restore_fifth_ratio"]))
     snap = doc.get("snapshot_seconds") or {}
     t.add("CreateSnapshot, 1 GiB image", snap.get("1g"), fmt=SEC3)
     t.add("CreateSnapshot, 8 GiB image", snap.get("8g"), snap.get("1g"), fmt=SEC3, other_label="1 GiB image",

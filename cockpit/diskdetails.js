@@ -12,6 +12,7 @@ export function diskDetails(ctx) {
     const { client, disks, usage } = ctx;
     let path = null;
     let backups = [];
+    let points = {}; // backup id → [kind, parent] for the points of the disk's chain
     let shownPolicies = null; // the policies the forms show, so another disk change keeps edits
 
     const title = h("h2", { id: "mv-disk-details-title" });
@@ -58,10 +59,13 @@ export function diskDetails(ctx) {
           h("button", { type: "submit", class: "mv-btn mv-primary", id: "mv-clone" }, "Clone")),
         h("h3", {}, "Backups"),
         h("div", { class: "mv-form", role: "group", "aria-label": "Back up the disk" },
-          h("label", { class: "mv-check", for: "mv-backup-compress" }, compress, " compressed"),
+          h("label", { class: "mv-check", for: "mv-backup-compress" }, compress,
+            " a compressed whole copy (not a point of the chain)"),
           button("Back up now", backup, { id: "mv-backup", class: "mv-btn mv-primary" })),
+        h("p", { class: "mv-note" }, "A backup is the next point of the disk's chain: the first is full, the next " +
+          "ones hold only what changed since the point before (qcow2 disks). Any point can be restored."),
         h("table", { "aria-label": "Backups of the disk" },
-          h("thead", {}, h("tr", {}, ["Backup", "Taken", "Size", "SHA-256", ""].map(t => h("th", { scope: "col" }, t)))),
+          h("thead", {}, h("tr", {}, ["Backup", "Kind", "Taken", "Size", "Digest", ""].map(t => h("th", { scope: "col" }, t)))),
           backupBody),
         h("h3", {}, "Snapshots"),
         h("p", { class: "mv-note" }, "vm-NAME snapshots belong to a VM's snapshot NAME (the VM's details); " +
@@ -143,24 +147,30 @@ export function diskDetails(ctx) {
     function renderBackups() {
         replace(backupBody, backups.map(([id, created, size, sha256]) =>
             h("tr", { "data-backup": id },
-              h("td", {}, id), h("td", {}, formatTime(created)), h("td", {}, formatBytes(size)),
+              h("td", {}, id),
+              h("td", {}, points[id] ? points[id][0] + (points[id][1] ? " on " + points[id][1] : "") : "whole copy"),
+              h("td", {}, formatTime(created)), h("td", {}, formatBytes(size)),
               h("td", { class: "mv-hash" }, sha256),
               h("td", { class: "mv-actions" },
                 button("Restore", () => confirm("Replace " + label() + " with backup " + id + " of " +
-                                                formatTime(created) + "? Its checksum is verified first; what the " +
+                                                formatTime(created) + "? The backup is verified first; what the " +
                                                 "disk holds now is lost.", "Restore " + id, () => restore(id)),
                        { "data-action": "Restore", "aria-label": "Restore backup " + id })))));
         if (!backups.length)
-            backupBody.appendChild(h("tr", {}, h("td", { colspan: 5, class: "mv-muted" }, "No backups.")));
+            backupBody.appendChild(h("tr", {}, h("td", { colspan: 6, class: "mv-muted" }, "No backups.")));
     }
 
     function loadBackups() {
         const shown = path;
         if (!disk())
             return;
-        diskCall("ListBackups", [{}], "a{sv}", "ListBackups").then(reply => {
+        Promise.all([diskCall("ListBackups", [{}], "a{sv}", "ListBackups"),
+                     diskCall("ListBackupPoints", [{}], "a{sv}", "ListBackupPoints")]).then(([reply, chain]) => {
             if (reply && path === shown) {
                 backups = reply[0];
+                points = {};
+                for (const [id, kind, parent] of (chain ? chain[0] : []))
+                    points[id] = [kind, parent];
                 renderBackups();
             }
         });
@@ -223,7 +233,7 @@ export function diskDetails(ctx) {
     }
 
     function backup() {
-        const opts = compress.checked ? { compress: ["b", true] } : {};
+        const opts = compress.checked ? { compress: ["b", true], mode: ["s", "image"] } : {};
         runJob("Backup", diskCall("Backup", [variants(opts)], "a{sv}", "Backup")).then(loadBackups);
     }
 

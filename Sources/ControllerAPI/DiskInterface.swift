@@ -32,25 +32,50 @@ public enum DiskInterface {
             """)
     public static let backup = APIMethod("Backup", in: [A.options], out: [A.job], action: .diskManage,
         doc: """
-            A job writing a checksummed backup (sha256 of the backup file). Options: compress b. Result: backup_id, size, \
-            sha256.\n\nThe backup is BackupDirectory/ID.img; it is synced to disk, and then its manifest ID.json (disk, \
-            format, time, size, sha256, compressed, internalSnapshots) is written.\n\nWithout compress a standalone image \
-            is copied byte for byte by the daemon (sparse like cp --sparse=always, a reflink clone on xfs and btrfs, \
-            internal snapshots included), which hashes each block between reading and writing it (libcrypto; reading, \
-            hashing and writing on three threads, every byte read once). compress (qcow2 compression) and overlays \
-            (flattened) go through qemu-img convert, and the written file is hashed afterwards.\n\nA disk a running VM \
-            uses is refused with Busy rather than copied torn. During the copy the disk is held: snapshots, resizes, \
-            writes, deletes and automatic versions get Busy. If the image changes anyway (a VM started on it with virsh), \
-            the backup is discarded with Busy.
+            A job making a backup point of the disk. Options: mode s (auto, full, incremental or image; default auto, \
+            or image with compress), compress b (image backups only). Result: backup_id, kind (full, incremental or \
+            image), parent (incremental points), reason (why a point is full when an incremental one was possible in \
+            principle), size, digest and sha256 (the same value).\n\nPoints form a chain per disk. A full point holds \
+            the whole disk; an incremental one only the 64 KiB blocks written since the point before it, which qemu \
+            tracks in a persistent dirty bitmap on the disk (qcow2 version 3 only). auto makes an incremental point when \
+            the chain is intact and a full one otherwise, saying why in reason: the first point, a raw disk (raw disks \
+            cannot track changes: every point is full), a qcow2 version 2 disk (qemu-img amend -o compat=1.1 converts \
+            it), a disk restored, formatted, reverted to a snapshot or resized since the last point, or tracking left \
+            inconsistent by a qemu that did not close the disk. incremental fails instead (InvalidState; NotSupported \
+            for disks that cannot track changes); full always makes a full point.\n\nA point is \
+            BackupDirectory/ID.qcow2 (a qcow2 overlay of the previous point, by relative name, for incremental points), \
+            ID.index (the SHA-256 of every 64 KiB block of the disk at that point, zero blocks marked; only the blocks the \
+            point holds are read to make it) and the manifest ID.point, written last: a point exists once its manifest \
+            does. Its digest is the SHA-256 of its index. A private qemu-storage-daemon opens the disk read-write (a VM \
+            started meanwhile fails on qemu's image lock), adds the bitmap that tracks writes after the point and starts \
+            the copy in one transaction, so no write escapes both.\n\nmode image writes the backups from before \
+            chains: BackupDirectory/ID.img, a whole copy (compressed with compress), with its manifest ID.json (disk, \
+            format, time, size, sha256, compressed, internalSnapshots). Image backups keep internal snapshots; points \
+            do not.\n\nA disk a running VM uses is refused with Busy rather than copied torn. During the copy the disk \
+            is held: snapshots, resizes, writes, deletes and automatic versions get Busy.
             """)
     public static let listBackups = APIMethod("ListBackups", in: [A.options], out: [A.a("backups", "a(stts)")],
-        doc: "The disk's backups, oldest first: id, creation time, size, sha256.")
+        doc: "The disk's backups, image backups and points alike, oldest first: id, creation time, size, sha256 (a point's digest).")
+    public static let listBackupPoints = APIMethod("ListBackupPoints", in: [A.options], out: [A.a("points", "a(ssstts)")],
+        doc: """
+            The points of the disk's backup chain, oldest first: id, kind (full or incremental), parent (empty for a full \
+            point), creation time, size of the point's file and digest (SHA-256 of its block index).
+            """)
+    public static let verifyBackup = APIMethod("VerifyBackup", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
+        doc: """
+            A job re-checking a backup without touching the disk. For a point, every point of its chain from the full \
+            one: its index against its manifest's digest, and the blocks its file holds against its index (each point \
+            file read once). For an image backup, its sha256. A mismatch fails the job naming the first bad point. \
+            Result: backup_id, digest, points_checked (0 for an image backup).
+            """)
     public static let restore = APIMethod("Restore", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
         doc: """
-            A job verifying backup_id's checksum and replacing the disk with it.\n\nThe sha256 is verified first: a \
-            corrupted backup fails the job naming it and leaves the disk untouched. An uncompressed backup of the disk's \
-            format is copied byte for byte (its snapshots come back); any other is converted into a temporary file. The \
-            result is synced to disk and renamed over the disk (the commit point). Result: backup_id.
+            A job replacing the disk with backup_id, any point of its chain or an image backup.\n\nA point's chain is \
+            flattened by qemu-img convert into a temporary image of the disk's format, which is then checked block by \
+            block against the point's index: a corrupted point fails the job naming it and leaves the disk untouched. An \
+            image backup's sha256 is verified first; an uncompressed one of the disk's format is copied byte for byte \
+            (its snapshots come back), any other converted. The result is synced to disk and renamed over the disk (the \
+            commit point). The restored disk tracks no changes: the next point is full. Result: backup_id.
             """)
     public static let createSnapshot = APIMethod("CreateSnapshot", in: [A.a("name", "s"), A.options], action: .diskManage,
         doc: """
@@ -151,7 +176,7 @@ public enum DiskInterface {
             """)
 
     public static let declaration = APIInterface(name,
-        methods: [resize, clone, backup, listBackups, restore, createSnapshot, revertSnapshot, deleteSnapshot, format, inspect,
+        methods: [resize, clone, backup, listBackups, listBackupPoints, verifyBackup, restore, createSnapshot, revertSnapshot, deleteSnapshot, format, inspect,
                   listFiles, listDirectory, readFile, getInspection, getFilesystemUsage, writeFile, setAutoGrow, setVersioning, delete],
         properties: [
             APIProperty("Name", "s", change: .const, doc: "The disk's name (its file name in the image directory)."),

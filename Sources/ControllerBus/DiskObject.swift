@@ -15,6 +15,8 @@ struct DiskObject: Sendable {
         .init(DiskInterface.clone) { try await $0.clone($1) },
         .init(DiskInterface.backup) { try await $0.backup($1) },
         .init(DiskInterface.listBackups) { try await $0.listBackups($1) },
+        .init(DiskInterface.listBackupPoints) { try await $0.listBackupPoints($1) },
+        .init(DiskInterface.verifyBackup) { try await $0.verifyBackup($1) },
         .init(DiskInterface.restore) { try await $0.restore($1) },
         .init(DiskInterface.createSnapshot) { try await $0.snapshot($1, .create) },
         .init(DiskInterface.revertSnapshot) { try await $0.snapshot($1, .revert) },
@@ -56,8 +58,9 @@ struct DiskObject: Sendable {
     func backup(_ call: BusCall) async throws -> [DBusValue] {
         var options = try call.options()
         let compress = try options.bool("compress") ?? false
+        let mode = try BackupMode(option: try options.string("mode"))
         try options.finish()
-        let plan = try await disks.checkBackup(name, compress: compress)
+        let plan = try await disks.checkBackup(name, compress: compress, mode: mode)
         let caller = try await context.authorize(call, plan.details)
         return BusContext.reply(try await disks.runBackup(plan, uid: caller.uid))
     }
@@ -67,6 +70,21 @@ struct DiskObject: Sendable {
         return [.array(elementSignature: "(stts)", try await disks.backups(of: name).map {
             .structure([.string($0.id), .uint64($0.created), .uint64($0.size), .string($0.sha256)])
         })]
+    }
+
+    func listBackupPoints(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        return [.array(elementSignature: "(ssstts)", try await disks.points(of: name).map {
+            .structure([.string($0.id), .string($0.kind.rawValue), .string($0.parent ?? ""), .uint64($0.created), .uint64($0.size), .string($0.digest)])
+        })]
+    }
+
+    func verifyBackup(_ call: BusCall) async throws -> [DBusValue] {
+        let id = call.string("backup_id")
+        try call.options().finish()
+        let plan = try await disks.checkVerify(name, backup: id)
+        let caller = try await context.authorize(call, plan.details)
+        return BusContext.reply(try await disks.runVerify(plan, uid: caller.uid))
     }
 
     func restore(_ call: BusCall) async throws -> [DBusValue] {

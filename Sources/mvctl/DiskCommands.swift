@@ -9,7 +9,7 @@ let diskNameCompletion = CompletionKind.shellCommand("mvctl disk list --names 2>
 struct Disk: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage disk images in the service's image directory.",
-        subcommands: [List.self, Show.self, Create.self, Adopt.self, Delete.self, Resize.self, Clone.self, Backup.self, Backups.self, Restore.self,
+        subcommands: [List.self, Show.self, Create.self, Adopt.self, Delete.self, Resize.self, Clone.self, Backup.self, Backups.self, Verify.self, Restore.self,
                       Snapshot.self, Format.self, Inspect.self, Ls.self, Cat.self, Put.self, Autogrow.self, Versioning.self,
                       Jobs.self, JobCancel.self])
 
@@ -142,42 +142,88 @@ struct Disk: AsyncParsableCommand {
     }
 
     struct Backup: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Back a disk up into the backup directory (a job; checksummed).")
+        static let configuration = CommandConfiguration(
+            abstract: "Back a disk up: the next point of its backup chain (a job).",
+            discussion: """
+                The first point of a disk is full; the next ones hold only the blocks written since the point before \
+                (qcow2 disks; raw disks get full points only). The result says which kind was made and, when a full \
+                point was made where an incremental one was possible, why (the disk was restored, reverted, resized...).
+                --mode image makes the whole-copy backups from before chains (--compress: compressed, qcow2).
+                """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
-        @Flag(help: "Compress (the backup is then qcow2).") var compress = false
+        @Option(help: "auto (default: incremental when the chain is intact, else full), full, incremental or image.") var mode: String?
+        @Flag(help: "Compress (image backups only; the backup is then qcow2).") var compress = false
         func run() async throws {
             try await Client.run(global) { client in
+                var options: [String: DBusValue] = [:]
+                if compress { options["compress"] = .boolean(true) }
+                if let mode { options["mode"] = .string(mode) }
                 let job = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.backup.name,
-                                                [.vardict(compress ? ["compress": .boolean(true)] : [:])], privileged: true).first?.string ?? ""
+                                                [.vardict(options)], privileged: true).first?.string ?? ""
                 let result = try await client.follow(job: job, quiet: global.json)
-                if global.json { Output.json(result.mapValues(Output.plain)) } else { print("backup \(result["backup_id"]?.string ?? "") of \(name) done") }
+                if global.json { Output.json(result.mapValues(Output.plain)); return }
+                let kind = result["kind"]?.string ?? ""
+                let parent = result["parent"]?.string.map { " on \($0)" } ?? ""
+                print("backup \(result["backup_id"]?.string ?? "") of \(name) done (\(kind)\(parent), \(Output.size(result["size"]?.uint64 ?? 0)))")
+                if let reason = result["reason"]?.string { print("full because \(reason)") }
             }
         }
     }
 
     struct Backups: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a disk's backups.")
+        static let configuration = CommandConfiguration(abstract: "List a disk's backups: the points of its chain and image backups.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         func run() async throws {
             try await Client.run(global) { client in
-                let reply = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.listBackups.name, [.emptyOptions])
+                let path = try await client.diskPath(name)
+                let reply = try await client.call(path, Client.disk, DiskInterface.listBackups.name, [.emptyOptions])
                 let rows: [(String, UInt64, UInt64, String)] = (reply.first?.arrayElements ?? []).compactMap {
                     guard case .structure(let f) = $0, f.count == 4 else { return nil }
                     return (f[0].string ?? "", f[1].uint64 ?? 0, f[2].uint64 ?? 0, f[3].string ?? "")
                 }
-                if global.json { Output.json(rows.map { ["id": $0.0, "created": $0.1, "size": $0.2, "sha256": $0.3] as [String: Any] }); return }
+                let pointReply = try await client.call(path, Client.disk, DiskInterface.listBackupPoints.name, [.emptyOptions])
+                var points: [String: (kind: String, parent: String)] = [:]
+                for case .structure(let f) in pointReply.first?.arrayElements ?? [] where f.count == 6 {
+                    points[f[0].string ?? ""] = (f[1].string ?? "", f[2].string ?? "")
+                }
+                if global.json {
+                    Output.json(rows.map {
+                        ["id": $0.0, "created": $0.1, "size": $0.2, "sha256": $0.3, "kind": points[$0.0]?.kind ?? "image",
+                         "parent": points[$0.0]?.parent ?? ""] as [String: Any]
+                    })
+                    return
+                }
                 let formatter = ISO8601DateFormatter()
-                Output.table(["BACKUP", "CREATED", "SIZE", "SHA256"], rows.map {
-                    [$0.0, formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0.1))), Output.size($0.2), String($0.3.prefix(16)) + "…"]
+                Output.table(["BACKUP", "KIND", "PARENT", "CREATED", "SIZE", "DIGEST"], rows.map {
+                    [$0.0, points[$0.0]?.kind ?? "image", points[$0.0]?.parent ?? "", formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0.1))),
+                     Output.size($0.2), String($0.3.prefix(16)) + "…"]
                 })
             }
         }
     }
 
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-check a backup without touching the disk (a job).",
+            discussion: "A point is checked with every point of its chain, block by block against their indexes; an image backup against its sha256.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
+        @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String
+        func run() async throws {
+            try await Client.run(global) { client in
+                let job = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.verifyBackup.name, [.string(backup), .emptyOptions],
+                                                privileged: true).first?.string ?? ""
+                let result = try await client.follow(job: job, quiet: global.json)
+                if global.json { Output.json(result.mapValues(Output.plain)); return }
+                print("backup \(backup) of \(name) is intact (\(result["points_checked"]?.uint64 ?? 0) points checked, digest \(result["digest"]?.string ?? ""))")
+            }
+        }
+    }
+
     struct Restore: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Restore a disk from one of its backups (checksum verified first; a job).")
+        static let configuration = CommandConfiguration(abstract: "Restore a disk from any point of its chain or an image backup (checked bit-exact; a job).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String

@@ -240,18 +240,7 @@ final class FileDigestTests: XCTestCase {
         XCTAssertEqual(st.st_size, 0, "a cancelled copy went on")
     }
 
-    func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        do { try p.run() } catch { return (-1, "\(tool): \(error)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) { runTool(tool, arguments) }
 
     func freeBytes(_ path: String) -> Int64 {
         var fs = statvfs()

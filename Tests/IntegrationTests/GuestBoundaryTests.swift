@@ -87,10 +87,23 @@ final class GuestBoundaryTests: XCTestCase {
         XCTAssertEqual(record(copy), "raw")
         XCTAssertEqual(s.diskProperty("victim-copy", "ImageFormat"), .string("raw"))
 
-        // Backup: the same bytes, the manifest says raw.
+        // Backup: a point (the storage daemon opens the disk as raw), the same bytes per
+        // qemu-img, the manifest says raw; an image backup holds the same bytes too.
         let backup = try stack.diskCall("victim", "Backup", ["a{sv}", "0"])
         XCTAssertEqual(try finish(backup), .string("succeeded"))
-        let backups = try FileManager.default.contentsOfDirectory(atPath: s.dir.appendingPathComponent("backups").path)
+        let backupDir = s.dir.appendingPathComponent("backups")
+        let point = try XCTUnwrap(try FileManager.default.contentsOfDirectory(atPath: backupDir.path).first { $0.hasSuffix(".qcow2") })
+        let flat = s.dir.appendingPathComponent("victim-point.raw").path
+        let convert = Command.run("/usr/bin/qemu-img", ["convert", "-f", "qcow2", "-O", "raw", backupDir.appendingPathComponent(point).path, flat])
+        XCTAssertTrue(convert.ok, convert.all)
+        let pointBytes = try Data(contentsOf: URL(fileURLWithPath: flat))
+        XCTAssertEqual(pointBytes, imageBytes)
+        XCTAssertNil(pointBytes.range(of: marker), "the point holds the host file's bytes")
+        let pointManifest = try String(contentsOf: backupDir.appendingPathComponent("\(point.dropLast(6)).point"), encoding: .utf8)
+        XCTAssertTrue(pointManifest.contains("\"format\":\"raw\"") || pointManifest.contains("\"format\" : \"raw\""), pointManifest)
+        let imageBackup = try stack.diskCall("victim", "Backup", ["a{sv}", "1", "mode", "s", "image"])
+        XCTAssertEqual(try finish(imageBackup), .string("succeeded"))
+        let backups = try FileManager.default.contentsOfDirectory(atPath: backupDir.path)
         let img = try XCTUnwrap(backups.first { $0.hasSuffix(".img") })
         let backedUp = try Data(contentsOf: s.dir.appendingPathComponent("backups/\(img)"))
         XCTAssertEqual(backedUp, imageBytes)

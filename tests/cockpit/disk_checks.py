@@ -203,9 +203,11 @@ def disk_checks(d):
         wait(d, "the backup listed", lambda: d.find_elements(By.CSS_SELECTOR, "#mv-disk-backups tr[data-backup]"))
         tr = d.find_element(By.CSS_SELECTOR, "#mv-disk-backups tr[data-backup]")
         backup_id = tr.get_attribute("data-backup")
-        with open(os.path.join(BACKUPS, backup_id + ".img"), "rb") as f:
+        # A point of the chain: its digest is the SHA-256 of its block index.
+        with open(os.path.join(BACKUPS, backup_id + ".index"), "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
-        assert digest in tr.text, "the page's checksum is not sha256sum's %s: %s" % (digest, tr.text)
+        assert digest in tr.text, "the page's digest is not sha256sum's of the index %s: %s" % (digest, tr.text)
+        assert "full" in tr.text, tr.text
         changed = os.path.join(downloads, "changed.txt")
         with open(changed, "w") as f:
             f.write("changed after the backup\n")
@@ -218,7 +220,8 @@ def disk_checks(d):
         wait_job(d, "Restore", before)
         assert read_file("/hello.txt") == "hello from the page\n", read_file("/hello.txt")
         shot(d, "disks-restored")
-    check(d, "Backup from the page (checksum as sha256sum's), then Restore brings back what was there (ReadFile)",
+    check(d, "Backup from the page (a full point, its digest as sha256sum's of its index), then Restore brings back "
+          "what was there (ReadFile)",
           backup_restore)
 
     def resize():

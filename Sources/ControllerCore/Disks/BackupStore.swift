@@ -24,11 +24,17 @@ public struct BackupInfo: Sendable, Equatable, Codable {
 /// and one with a manifest survives a power cut.
 public actor BackupStore {
     public nonisolated let directory: String
-    private let qemuImg: QemuImg
-    private let logger: Logger
+    let qemuImg: QemuImg
+    let logger: Logger
     /// The limit on a backup's copy.
-    private let copyRate: CopyRate
+    let copyRate: CopyRate
     private var backups: [String: BackupInfo] = [:]
+    /// The points of backup chains (``BackupPoint``), by id.
+    var points: [String: BackupPoint] = [:]
+    /// Disks a point is being made of (one at a time per disk).
+    var pointsInProgress: Set<String> = []
+    /// The storage daemon a backup runs (tests point it elsewhere).
+    var storageDaemon = StorageDaemon.program
 
     public init(directory: String, qemuImg: QemuImg, copyRate: CopyRate = .unlimited, logger: Logger) {
         self.directory = directory
@@ -40,8 +46,10 @@ public actor BackupStore {
     func imagePath(_ id: String) -> String { "\(directory)/\(id).img" }
     func manifestPath(_ id: String) -> String { "\(directory)/\(id).json" }
 
-    /// Reads the manifests; removes unfinished backups.
+    /// Reads the manifests; removes unfinished backups (after stopping the storage daemons
+    /// a daemon that died left running, which still hold their files and disks).
     public func scan() throws {
+        StorageDaemon.sweepOrphans()
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
         var found: [String: BackupInfo] = [:]
         for name in (try FileManager.default.contentsOfDirectory(atPath: directory)).sorted() {
@@ -66,9 +74,18 @@ public actor BackupStore {
             }
         }
         backups = found
+        points = try scanPoints()
     }
 
-    public func list(disk: String) -> [BackupInfo] { backups.values.filter { $0.disk == disk }.sorted { $0.created < $1.created } }
+    /// The disk's image backups and the points of its chain (a point's `sha256` is its
+    /// digest), oldest first.
+    public func list(disk: String) -> [BackupInfo] {
+        let chain = points.values.filter { $0.disk == disk }.map {
+            BackupInfo(id: $0.id, disk: $0.disk, format: $0.format, created: $0.created, size: $0.size, sha256: $0.digest,
+                       compressed: false, internalSnapshots: false)
+        }
+        return (backups.values.filter { $0.disk == disk } + chain).sorted { ($0.created, $0.id) < ($1.created, $1.id) }
+    }
     public func backup(_ id: String) -> BackupInfo? { backups[id] }
 
     /// Copies `disk` into a new backup (sparse; `compress` for qcow2 compression) and
@@ -84,9 +101,7 @@ public actor BackupStore {
     /// (flattened) or a compressed backup goes through `qemu-img convert`, then the written
     /// file is checksummed; progress then covers copying (90 %) and checksumming.
     public func backup(_ disk: DiskInfo, compress: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupInfo {
-        let stamp = TextFormat.compactUTCNow()
-        var id = "\(disk.name.prefix(40))-\(stamp)"
-        if backups[id] != nil { id += "-\(UInt16.random(in: 0...9999))" }
+        let id = newID(disk.name)
         let format = compress ? "qcow2" : disk.format
         let temporary = "\(directory)/.\(id).img.partial"
         let byteCopy = !compress && disk.backingFile == nil
@@ -125,6 +140,16 @@ public actor BackupStore {
             if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("backup of \(disk.name) was cancelled") }
             throw DiskStore.naming(error, "backing up \(disk.name) into \(directory) failed")
         }
+    }
+
+    /// A fresh backup id for a disk: its name and the time.
+    func newID(_ disk: String) -> String {
+        let stamp = TextFormat.compactUTCNow()
+        var id = "\(disk.prefix(40))-\(stamp)"
+        while backups[id] != nil || points[id] != nil || Files.exists(imagePath(id)) || Files.exists(pointImage(id)) {
+            id = "\(disk.prefix(40))-\(stamp)-\(UInt16.random(in: 0...9999))"
+        }
+        return id
     }
 
     /// Verifies a backup's checksum (`Io` naming it when it does not match); `progress`

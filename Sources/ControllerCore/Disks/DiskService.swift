@@ -171,7 +171,11 @@ public final class DiskService: Sendable {
             try await context.requireUnchanged(plan.disk, for: what)
         } _: {
             await context.guests.cache.release(path)
-            try await qemuImg.snapshot(action, snapshot, path: path)
+            if action == .apply {
+                try await qemuImg.revert(toSnapshot: snapshot, path: path)
+            } else {
+                try await qemuImg.snapshot(action, snapshot, path: path)
+            }
         }
         context.logger.notice("\(plan.action.rawValue) \(snapshot) on disk \(plan.disk.name)")
         await context.publish(plan.disk.name)
@@ -217,16 +221,30 @@ public final class DiskService: Sendable {
     public struct BackupPlan: Sendable {
         public let disk: DiskInfo
         public let compress: Bool
-        public var details: [String: String] { ["disk": disk.name, "operation": "backup"] }
+        public let mode: BackupMode
+        public var details: [String: String] { ["disk": disk.name, "operation": "backup", "mode": mode.rawValue] }
     }
 
-    public func checkBackup(_ name: String, compress: Bool) async throws -> BackupPlan {
+    /// Checks a Backup: `mode` nil is `auto` (a point of the disk's chain), or `image` when
+    /// `compress` is asked for (only image backups are compressed).
+    public func checkBackup(_ name: String, compress: Bool, mode: BackupMode? = nil) async throws -> BackupPlan {
         let disk = try await context.disk(name)
+        let mode = mode ?? (compress ? .image : .auto)
+        if compress && mode != .image {
+            throw ControllerError.invalidArgs("compress applies to image backups (mode \"image\"), not to mode \"\(mode.rawValue)\"")
+        }
         if compress && disk.format != "qcow2" && disk.format != "raw" { throw ControllerError.notSupported("cannot compress a \(disk.format) disk") }
+        if mode == .incremental {
+            // What the records already tell (the image itself is read once authorized).
+            if disk.format != "qcow2" { throw ControllerError.notSupported("disk \(name) is \(disk.format): raw disks cannot track changes, so every point is full") }
+            if await context.backups.points(of: name).isEmpty {
+                throw ControllerError.invalidState("no incremental point of disk \(name) is possible: disk \(name) has no earlier point")
+            }
+        }
         // Consistency: a disk a running VM writes to is refused rather than copied torn
         // (its lease does not allow a consistent reader).
         try await context.checkLeases([LeaseRequest(name, .consistentReader)], for: "back up disk \(name)")
-        return BackupPlan(disk: disk, compress: compress)
+        return BackupPlan(disk: disk, compress: compress, mode: mode)
     }
 
     public func runBackup(_ plan: BackupPlan, uid: UInt32) async throws -> JobSnapshot {
@@ -240,8 +258,16 @@ public final class DiskService: Sendable {
             try await context.requireUnchanged(disk, for: what)
         } _: { job in
             await context.guests.cache.release(disk.path)
-            let info = try await context.backups.backup(disk, compress: plan.compress) { job.progress($0) }
-            return ["backup_id": .string(info.id), "size": .uint64(info.size), "sha256": .string(info.sha256)]
+            guard plan.mode != .image else {
+                let info = try await context.backups.backup(disk, compress: plan.compress) { job.progress($0) }
+                return ["backup_id": .string(info.id), "kind": .string("image"), "size": .uint64(info.size), "sha256": .string(info.sha256)]
+            }
+            let point = try await context.backups.makePoint(disk, mode: plan.mode) { job.progress($0) }
+            var result: [String: JobValue] = ["backup_id": .string(point.id), "kind": .string(point.kind.rawValue), "size": .uint64(point.size),
+                                              "sha256": .string(point.digest), "digest": .string(point.digest)]
+            if let parent = point.parent { result["parent"] = .string(parent) }
+            if let reason = point.reason { result["reason"] = .string(reason) }
+            return result
         }
     }
 
@@ -255,7 +281,7 @@ public final class DiskService: Sendable {
     public func checkRestore(_ name: String, backup id: String) async throws -> RestorePlan {
         let disk = try await context.disk(name)
         guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
-        guard let backup = await context.backups.backup(id), backup.disk == name else {
+        guard await context.backups.belongs(id, to: name) else {
             throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)")
         }
         try await context.checkLeases([LeaseRequest(name, .writer)], for: "restore disk \(name)")
@@ -269,17 +295,59 @@ public final class DiskService: Sendable {
         return try await context.leasedJob("Restore", target: .disk(disk.name), leases: [LeaseRequest(disk.name, .writer)],
                                            uid: uid, for: what) {
             try await context.requireUnchanged(disk, for: what)
-            guard await context.backups.backup(id) != nil else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
+            guard await context.backups.belongs(id, to: disk.name) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
         } _: { job in
             job.progress(0)
-            let verified = try await context.backups.verify(id) { job.progress($0 * 0.5) }
-            job.progress(0.5)
             await context.guests.cache.release(disk.path)
-            _ = try await context.store.restore(disk.name, from: context.backups.image(of: id), format: verified.format,
-                                                compressed: verified.compressed) { job.commit() }
+            if let point = await context.backups.point(id) {
+                // The chain is flattened into the disk's format, and what was written is
+                // checked block by block against the point's index before it replaces the disk.
+                let backups = context.backups
+                _ = try await context.store.restore(disk.name, from: backups.pointImage(id), format: "qcow2", compressed: false, flatten: true,
+                                                    check: { try await backups.checkRestored($0, format: disk.format, against: point) }) { job.commit() }
+            } else {
+                let verified = try await context.backups.verify(id) { job.progress($0 * 0.5) }
+                job.progress(0.5)
+                _ = try await context.store.restore(disk.name, from: context.backups.image(of: id), format: verified.format,
+                                                    compressed: verified.compressed) { job.commit() }
+            }
             await context.guests.cache.release(disk.path)
             await context.publish(disk.name)
             return ["backup_id": .string(id)]
+        }
+    }
+
+    /// A disk's chain points, oldest first.
+    public func points(of name: String) async throws -> [BackupPoint] {
+        _ = try await context.disk(name)
+        return await context.backups.points(of: name)
+    }
+
+    /// A checked VerifyBackup.
+    public struct VerifyPlan: Sendable {
+        public let disk: String
+        public let backupID: String
+        public var details: [String: String] { ["disk": disk, "operation": "verify-backup", "backup": backupID] }
+    }
+
+    public func checkVerify(_ name: String, backup id: String) async throws -> VerifyPlan {
+        _ = try await context.disk(name)
+        guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
+        guard await context.backups.belongs(id, to: name) else { throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)") }
+        return VerifyPlan(disk: name, backupID: id)
+    }
+
+    /// Re-checks a backup: a point's chain against its indexes, an image backup against its
+    /// SHA-256. Needs no lease: backups are not the disk.
+    public func runVerify(_ plan: VerifyPlan, uid: UInt32) async throws -> JobSnapshot {
+        let backups = context.backups
+        return try await context.jobs.start(operation: "VerifyBackup", target: .disk(plan.disk), uid: uid) { job in
+            if await backups.point(plan.backupID) != nil {
+                let (point, checked) = try await backups.verifyPoint(plan.backupID) { job.progress($0) }
+                return ["backup_id": .string(point.id), "digest": .string(point.digest), "points_checked": .uint64(UInt64(checked))]
+            }
+            let info = try await backups.verify(plan.backupID) { job.progress($0) }
+            return ["backup_id": .string(info.id), "digest": .string(info.sha256), "points_checked": .uint64(0)]
         }
     }
 

@@ -329,15 +329,19 @@ public actor DiskStore {
     /// disk's format (internal snapshots come back with it), otherwise converted to the
     /// disk's format; `commit` runs right before the atomic rename over the disk
     /// (cancelling after it is refused).
-    public func restore(_ name: String, from source: String, format: String, compressed: Bool,
+    /// With `flatten` the source is an overlay whose chain is converted (a backup point);
+    /// `check` then looks at the written temporary image before anything is committed.
+    public func restore(_ name: String, from source: String, format: String, compressed: Bool, flatten: Bool = false,
+                        check: (@Sendable (String) async throws -> Void)? = nil,
                         commit: @escaping @Sendable () -> Void) async throws -> DiskInfo {
         let (qemuImg, rate) = (self.qemuImg, copyRate)
         let (_, info) = try await transform(name, start: .nothing, progress: { _ in }, commit: commit) { temporary, disk in
-            if format == disk.format && !compressed {
+            if format == disk.format && !compressed && !flatten {
                 try await Self.sparseCopy(source, to: temporary, rate: rate)
             } else {
                 try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, rate: rate, to: temporary)
             }
+            try await check?(temporary)
         }
         logger.notice("restored disk \(name) from \(source)")
         return info

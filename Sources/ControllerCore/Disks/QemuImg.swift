@@ -14,6 +14,11 @@ public struct ImageInfo: Sendable, Equatable {
     public var dataFile: String?
     /// Internal snapshots (qcow2): name and creation time (seconds since the epoch).
     public var snapshots: [(name: String, created: UInt64)] = []
+    /// A qcow2 image's version (`0.10` for v2, `1.1` for v3; nil for raw).
+    public var compat: String?
+    /// A qcow2 image's persistent dirty bitmaps: name and flags (`auto`, `in-use`: a qemu
+    /// that had it open did not close the image cleanly, so it is unusable).
+    public var bitmaps: [(name: String, flags: [String])] = []
 
     public static func == (a: ImageInfo, b: ImageInfo) -> Bool {
         a.format == b.format && a.virtualSize == b.virtualSize && a.allocatedSize == b.allocatedSize
@@ -55,7 +60,9 @@ public struct QemuImg: Sendable {
         return ImageInfo(format: json.format, virtualSize: json.virtualSize, allocatedSize: json.actualSize ?? 0,
                          backingFile: json.backingFilename, backingFormat: json.backingFilenameFormat,
                          dataFile: json.formatSpecific?.data?.dataFile,
-                         snapshots: (json.snapshots ?? []).map { (name: $0.name, created: $0.dateSec ?? 0) })
+                         snapshots: (json.snapshots ?? []).map { (name: $0.name, created: $0.dateSec ?? 0) },
+                         compat: json.formatSpecific?.data?.compat,
+                         bitmaps: (json.formatSpecific?.data?.bitmaps ?? []).map { (name: $0.name, flags: $0.flags ?? []) })
     }
 
     /// Full copy keeping sparseness (`-U`: the source may be in use by a running VM, the
@@ -124,7 +131,57 @@ public struct QemuImg: Sendable {
     }
 }
 
+/// One run of `qemu-img map --output=json`: where `length` bytes from `start` of the
+/// guest-visible content are.
+public struct ImageMapRange: Sendable, Equatable, Decodable {
+    public var start: UInt64
+    public var length: UInt64
+    /// 0: the image itself; 1: its backing file; and so on down the chain.
+    public var depth: Int
+    /// Reads as zeros.
+    public var zero: Bool
+    /// Has data (false: reads as zeros).
+    public var data: Bool
+    /// Where the data is in the file at `depth` (absent for compressed clusters).
+    public var offset: UInt64?
+}
+
 extension QemuImg {
+    /// `qemu-img map --output=json` of an image of the known `format`: its backing chain is
+    /// opened as the headers record it (each with its explicit backing format).
+    public func map(path imagePath: String, format: String) async throws -> [ImageMapRange] {
+        let r = try await ChildProcess.run(path, ["map", "-f", format, "--output=json", imagePath], limit: 256 << 20)
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img map of \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+        guard let ranges = try? JSONDecoder().decode([ImageMapRange].self, from: Data(r.stdout.utf8)) else {
+            throw ControllerError.io("qemu-img map of \(imagePath) printed unexpected output")
+        }
+        return ranges
+    }
+
+    /// Reverts a qcow2 image to internal snapshot `name`. qemu refuses to apply a snapshot
+    /// while the image has persistent dirty bitmaps (they could not say what the revert
+    /// changed), so the service's change tracking (`mv-` bitmaps) is removed first, on
+    /// purpose: the next backup point of the disk is full, and says why. Returns the bitmaps
+    /// removed.
+    @discardableResult
+    public func revert(toSnapshot name: String, path imagePath: String) async throws -> [String] {
+        let tracking = try await info(path: imagePath, format: "qcow2").bitmaps.map(\.name).filter { $0.hasPrefix(BackupChain.bitmapPrefix) }
+        for bitmap in tracking { try await removeBitmap(bitmap, path: imagePath) }
+        try await snapshot(.apply, name, path: imagePath)
+        return tracking
+    }
+
+    /// `qemu-img bitmap --remove`: deletes a persistent dirty bitmap of a qcow2 image
+    /// (an `in-use` one too).
+    public func removeBitmap(_ name: String, path imagePath: String) async throws {
+        let r = try await ChildProcess.run(path, ["bitmap", "--remove", "-f", "qcow2", imagePath, name])
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img bitmap --remove \(name) on \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
     /// `qemu-img rebase -u -f qcow2 -b BACKING -F FORMAT IMAGE`: rewrites the header's
     /// backing reference only (the backing file keeps its contents).
     public func rebaseUnsafe(_ imagePath: String, backing: String, backingFormat: String) async throws {
@@ -162,8 +219,14 @@ private struct InfoOutput: Decodable {
     let snapshots: [Snapshot]?
     struct FormatSpecific: Decodable {
         struct Data: Decodable {
+            struct Bitmap: Decodable {
+                let name: String
+                let flags: [String]?
+            }
             let dataFile: String?
-            enum CodingKeys: String, CodingKey { case dataFile = "data-file" }
+            let compat: String?
+            let bitmaps: [Bitmap]?
+            enum CodingKeys: String, CodingKey { case dataFile = "data-file", compat, bitmaps }
         }
         let data: Data?
     }

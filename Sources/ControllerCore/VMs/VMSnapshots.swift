@@ -85,7 +85,7 @@ public struct VMSnapshots: Sendable {
         job.commit()
         let tag = Self.internalName(name)
         for (index, disk) in disks.enumerated() {
-            try await qemuImg.snapshot(.apply, tag, path: disk.path)
+            try await qemuImg.revert(toSnapshot: tag, path: disk.path)
             job.progress(Double(index + 1) / Double(disks.count))
         }
     }

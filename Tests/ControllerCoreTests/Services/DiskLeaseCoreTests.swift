@@ -203,16 +203,7 @@ final class DiskLeaseCoreTests: XCTestCase {
     /// Runs qemu-io on `path` with `command` as an outside qemu would open the image
     /// (locking as qemu does); returns its exit status and output.
     func qemuIO(_ path: String, _ command: String, shared: Bool = false) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-io")
-        p.arguments = ["-f", "qcow2"] + (shared ? ["-U", "-r"] : []) + ["-c", command, path]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        runTool("/usr/bin/qemu-io", ["-f", "qcow2"] + (shared ? ["-U", "-r"] : []) + ["-c", command, path])
     }
 
     func testAQemuStartedDuringAnOfflineResizeFailsOnTheLockAndNoWriteIsLost() async throws {

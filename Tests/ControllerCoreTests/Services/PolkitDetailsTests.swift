@@ -31,6 +31,11 @@ final class PolkitDetailsTests: XCTestCase {
         expect("Disk.Resize", try await core.disks.checkResize("d1", to: 128 << 20, shrink: false, filesystem: false).details)
         expect("Disk.Clone", try await core.disks.checkClone("d1", to: "d3", linked: false).details)
         expect("Disk.Backup", try await core.disks.checkBackup("d1", compress: false).details)
+        expect("Disk.Backup", try await core.disks.checkBackup("d1", compress: true).details)
+        let point = try await core.finished(try await core.disks.runBackup(try await core.disks.checkBackup("d1", compress: false), uid: 0))
+        guard case .string(let pointID)? = point.result["backup_id"] else { return XCTFail("no point: \(point.error)") }
+        expect("Disk.VerifyBackup", try await core.disks.checkVerify("d1", backup: pointID).details)
+        expect("Disk.Restore", try await core.disks.checkRestore("d1", backup: pointID).details)
         expect("Disk.CreateSnapshot", try await core.disks.checkSnapshot(.create, "s1", on: "d1").details)
         expect("Disk.Delete", try await core.disks.checkDelete("d1").details)
         expect("Disk.WriteFile", try await core.disks.checkWrite("d1", "/x", content: [1], mode: nil).details)

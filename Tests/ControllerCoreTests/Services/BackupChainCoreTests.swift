@@ -1,0 +1,242 @@
+@testable import ControllerCore
+import Foundation
+import HostSystem
+import XCTest
+
+/// Backup chains of stopped disks through DiskService's check/run halves, on real
+/// qemu-img, qemu-io and qemu-storage-daemon: each point restored and compared with the
+/// disk as it was (`qemu-img compare`), the chain's bitmaps as `qemu-img info` lists them,
+/// corruption and a killed storage daemon caught.
+final class BackupChainCoreTests: XCTestCase {
+    var core: CoreHarness!
+
+    override func setUp() async throws { core = try await CoreHarness() }
+    override func tearDown() async throws { await core?.close() }
+
+    @discardableResult
+    func tool(_ path: String, _ arguments: [String]) throws -> String {
+        let (status, text) = runTool(path, arguments)
+        guard status == 0 else { throw NSError(domain: path, code: Int(status), userInfo: [NSLocalizedDescriptionKey: "\(arguments): \(text)"]) }
+        return text
+    }
+
+    /// Writes into the image through qemu-io (as a guest's writes arrive: clusters, zero
+    /// writes, discards).
+    func io(_ path: String, _ commands: [String]) throws {
+        try tool("/usr/bin/qemu-io", ["-f", "qcow2"] + commands.flatMap { ["-c", $0] } + [path])
+    }
+
+    /// Whether `a` and `b` (the disk's format, the other qcow2) hold the same guest bytes.
+    func same(_ a: String, _ b: String, format: String = "qcow2") -> Bool {
+        (try? tool("/usr/bin/qemu-img", ["compare", "-f", format, "-F", "qcow2", a, b])) != nil
+    }
+
+    func backup(_ disk: String, mode: BackupMode? = nil) async throws -> JobSnapshot {
+        let job = try await core.finished(try await core.disks.runBackup(try await core.disks.checkBackup(disk, compress: false, mode: mode), uid: 0))
+        XCTAssertEqual(job.state, "succeeded", job.error)
+        return job
+    }
+
+    func restore(_ disk: String, _ id: String) async throws -> JobSnapshot {
+        try await core.finished(try await core.disks.runRestore(try await core.disks.checkRestore(disk, backup: id), uid: 0))
+    }
+
+    func string(_ job: JobSnapshot, _ key: String) -> String? {
+        if case .string(let s) = job.result[key] { s } else { nil }
+    }
+
+    func bitmaps(_ path: String) throws -> [String] {
+        let data = try core.qemuInfo(path)["format-specific"] as? [String: Any]
+        return ((data?["data"] as? [String: Any])?["bitmaps"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+    }
+
+    func backupFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: core.core.backups.directory)) ?? []).sorted()
+    }
+
+    func testEveryPointOfAChainRestoresExactlyWhatTheDiskHeldThen() async throws {
+        let disk = try await core.create("data", size: 64 << 20)
+        let saved = core.dir.appendingPathComponent("as-of").path
+        try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
+        try io(disk.path, ["write -P 0xaa 0 4M", "write -P 0xbb 8M 1M"])
+        let first = try await backup("data")
+        XCTAssertEqual(string(first, "kind"), "full")
+        XCTAssertEqual(string(first, "reason"), "disk data has no earlier point")
+        let p1 = try XCTUnwrap(string(first, "backup_id"))
+        try FileManager.default.copyItem(atPath: disk.path, toPath: "\(saved)/1")
+        XCTAssertEqual(try bitmaps(disk.path), [BackupChain.bitmapName(p1)])
+
+        // 1 % of the disk in 64 KiB extents, a guest zero write over data, a discard.
+        try io(disk.path, ["write -P 0xcc 20M 320k", "write -P 0xcd 40M 320k", "write -z 0 64k", "discard 8M 128k"])
+        let second = try await backup("data")
+        XCTAssertEqual(string(second, "kind"), "incremental")
+        XCTAssertEqual(string(second, "parent"), p1)
+        XCTAssertNil(second.result["reason"])
+        let p2 = try XCTUnwrap(string(second, "backup_id"))
+        try FileManager.default.copyItem(atPath: disk.path, toPath: "\(saved)/2")
+        // Only the tracking since the newest point is left on the disk.
+        XCTAssertEqual(try bitmaps(disk.path), [BackupChain.bitmapName(p2)])
+        // The point holds the changed clusters, not the disk: 640 KiB + 192 KiB written.
+        guard case .uint64(let size) = second.result["size"] else { return XCTFail("\(second.result)") }
+        XCTAssertLessThan(size, 2 * (832 << 10) + (512 << 10), "an incremental point of 832 KiB of changes")
+        let image = try core.qemuInfo(core.core.backups.pointImage(p2))
+        XCTAssertEqual(image["backing-filename"] as? String, "\(p1).qcow2", "relative name of the parent")
+        XCTAssertEqual(image["backing-filename-format"] as? String, "qcow2")
+
+        try io(disk.path, ["write -P 0xdd 60M 64k"])
+        let p3Job = try await backup("data")
+        let p3 = try XCTUnwrap(string(p3Job, "backup_id"))
+        try FileManager.default.copyItem(atPath: disk.path, toPath: "\(saved)/3")
+        let listed = try await core.disks.points(of: "data")
+        XCTAssertEqual(listed.map(\.id), [p1, p2, p3])
+        XCTAssertEqual(listed.map(\.parent), [nil, p1, p2])
+        let backupIDs = try await core.disks.backups(of: "data").map(\.id)
+        XCTAssertEqual(backupIDs, [p1, p2, p3])
+
+        let verify = try await core.finished(try await core.disks.runVerify(try await core.disks.checkVerify("data", backup: p3), uid: 0))
+        XCTAssertEqual(verify.state, "succeeded", verify.error)
+        XCTAssertEqual(verify.result["points_checked"], .uint64(3))
+
+        for (n, id) in [p2, p1, p3].enumerated() {
+            try io(disk.path, ["write -P 0xee 0 64M"])
+            let job = try await restore("data", id)
+            XCTAssertEqual(job.state, "succeeded", "restore \(n): \(job.error)")
+            let number = [p1, p2, p3].firstIndex(of: id)! + 1
+            XCTAssertTrue(same(disk.path, "\(saved)/\(number)"), "point \(number) restored differs from the disk as it was")
+        }
+        // The restored disk has no tracking: the next point is full and says why.
+        let after = try await backup("data")
+        XCTAssertEqual(string(after, "kind"), "full")
+        XCTAssertTrue(string(after, "reason")?.contains("change tracking since point \(p3) is gone") == true, "\(after.result)")
+        XCTAssertFalse(backupFiles().contains { $0.hasPrefix(".") }, "\(backupFiles())")
+    }
+
+    func testModesAndImagesThatCannotTrackChangesAreClearErrors() async throws {
+        try await core.create("q", size: 8 << 20)
+        await assertError("InvalidState", naming: "no earlier point") { try await self.core.disks.checkBackup("q", compress: false, mode: .incremental) }
+        await assertError("InvalidArgs", naming: "image") { try await self.core.disks.checkBackup("q", compress: true, mode: .auto) }
+
+        try await core.create("r", size: 8 << 20, format: "raw")
+        let raw = try await backup("r")
+        XCTAssertEqual(string(raw, "kind"), "full")
+        XCTAssertTrue(string(raw, "reason")?.contains("raw disks cannot track changes") == true, "\(raw.result)")
+        await assertError("NotSupported", naming: "raw disks cannot track changes") { try await self.core.disks.checkBackup("r", compress: false, mode: .incremental) }
+
+        // A qcow2 version 2 image: full points, and incremental refused naming the fix.
+        try tool("/usr/bin/qemu-img", ["create", "-q", "-f", "qcow2", "-o", "compat=0.10", core.store.path(of: "old"), "8M"])
+        try ImageFormatRecord.write(core.store.path(of: "old"), format: "qcow2")
+        _ = try await core.store.scan()
+        let v2 = try await backup("old")
+        XCTAssertTrue(string(v2, "reason")?.contains("qemu-img amend -o compat=1.1") == true, "\(v2.result)")
+        let refused = try await core.finished(try await core.disks.runBackup(try await core.disks.checkBackup("old", compress: false, mode: .incremental), uid: 0))
+        XCTAssertEqual(refused.state, "failed")
+        XCTAssertTrue(refused.error.contains("qemu-img amend -o compat=1.1"), refused.error)
+
+        // Mode full on an intact chain: full, no reason; the chain goes on from it.
+        try io(core.store.path(of: "q"), ["write -P 0x11 0 1M"])
+        _ = try await backup("q")
+        let full = try await backup("q", mode: .full)
+        XCTAssertEqual(string(full, "kind"), "full")
+        XCTAssertNil(full.result["reason"])
+        let next = try await backup("q")
+        XCTAssertEqual(string(next, "parent"), string(full, "backup_id"))
+    }
+
+    func testARevertResetsTheChainOnPurposeAndSnapshotsKeepWorking() async throws {
+        let disk = try await core.create("v", size: 8 << 20)
+        try io(disk.path, ["write -P 0x21 0 1M"])
+        try await core.disks.runSnapshot(try await core.disks.checkSnapshot(.create, "s1", on: "v"))
+        _ = try await backup("v")
+        try io(disk.path, ["write -P 0x22 0 1M"])
+        // qemu-img alone refuses this revert while the disk has bitmaps; the service resets
+        // the tracking first.
+        try await core.disks.runSnapshot(try await core.disks.checkSnapshot(.revert, "s1", on: "v"))
+        XCTAssertEqual(try bitmaps(disk.path), [])
+        let point = try await backup("v")
+        XCTAssertEqual(string(point, "kind"), "full")
+        XCTAssertTrue(string(point, "reason")?.contains("is gone") == true, "\(point.result)")
+        let next = try await backup("v")
+        XCTAssertEqual(string(next, "kind"), "incremental")
+    }
+
+    func testACorruptedPointIsFoundByVerifyAndNeverRestored() async throws {
+        let disk = try await core.create("c", size: 8 << 20)
+        try io(disk.path, ["write -P 0x31 0 2M"])
+        let p1Job = try await backup("c")
+        let p1 = try XCTUnwrap(string(p1Job, "backup_id"))
+        try io(disk.path, ["write -P 0x32 1M 64k"])
+        let p2Job = try await backup("c")
+        let p2 = try XCTUnwrap(string(p2Job, "backup_id"))
+        try io(disk.path, ["write -P 0x33 0 8M"])
+        let before = try Data(contentsOf: URL(fileURLWithPath: disk.path))
+
+        // One byte of p1's data flipped on the backup disk (found through qemu-img map).
+        let map = try JSONSerialization.jsonObject(with: Data(try tool("/usr/bin/qemu-img", ["map", "--output=json", "-f", "qcow2", core.core.backups.pointImage(p1)]).utf8)) as? [[String: Any]]
+        let offset = try XCTUnwrap(map?.first { ($0["data"] as? Bool) == true }?["offset"] as? Int)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: core.core.backups.pointImage(p1)))
+        try handle.seek(toOffset: UInt64(offset + 4096))
+        try handle.write(contentsOf: Data([0x00]))
+        try handle.close()
+
+        let verify = try await core.finished(try await core.disks.runVerify(try await core.disks.checkVerify("c", backup: p2), uid: 0))
+        XCTAssertEqual(verify.state, "failed")
+        XCTAssertTrue(verify.error.contains("backup point \(p1) is corrupted") == true, verify.error)
+        let restore = try await restore("c", p2)
+        XCTAssertEqual(restore.state, "failed")
+        XCTAssertTrue(restore.error.contains("does not match its index") == true, restore.error)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: disk.path)), before, "the disk was touched")
+        XCTAssertFalse((try FileManager.default.contentsOfDirectory(atPath: core.store.directory)).contains { $0.hasPrefix(".") })
+    }
+
+    func testWhatADaemonKilledMidPointLeavesIsCleanedAndTheChainHolds() async throws {
+        let disk = try await core.create("k", size: 8 << 20)
+        try io(disk.path, ["write -P 0x41 0 1M"])
+        let p1Job = try await backup("k")
+        let p1 = try XCTUnwrap(string(p1Job, "backup_id"))
+        // What a daemon killed between the storage daemon's job and the manifest leaves: a
+        // bitmap no record names and unfinished files.
+        try io(disk.path, ["write -P 0x42 0 64k"])
+        try tool("/usr/bin/qemu-img", ["bitmap", "--add", disk.path, "mv-k-ghost"])
+        for name in [".k-ghost.qcow2.partial", ".k-ghost.index.partial", "k-orphan.qcow2", "k-orphan.index"] {
+            FileManager.default.createFile(atPath: "\(core.core.backups.directory)/\(name)", contents: Data([1]))
+        }
+        try await core.core.backups.scan()
+        XCTAssertEqual(backupFiles().filter { $0.contains("ghost") || $0.contains("orphan") }, [])
+        let p2 = try await backup("k")
+        XCTAssertEqual(string(p2, "kind"), "incremental", "the parent's bitmap still tracked every write")
+        XCTAssertEqual(string(p2, "parent"), p1)
+        XCTAssertEqual(try bitmaps(disk.path), [BackupChain.bitmapName(try XCTUnwrap(string(p2, "backup_id")))])
+    }
+
+    func testAKilledStorageDaemonFailsTheJobAndTheNextPointIsFull() async throws {
+        await core.close()
+        // The rate counts every byte of the disk, holes too: a small disk.
+        core = try await CoreHarness(copyRate: CopyRate(bytesPerSecond: 8 << 20))
+        let disk = try await core.create("slow", size: 16 << 20)
+        try io(disk.path, ["write -P 0x51 0 1M"])
+        let p1Job = try await backup("slow")
+        let p1 = try XCTUnwrap(string(p1Job, "backup_id"))
+        try io(disk.path, ["write -P 0x52 0 12M"])
+        let job = try await core.disks.runBackup(try await core.disks.checkBackup("slow", compress: false), uid: 0)
+        var pid: Int32?
+        for _ in 0..<100 where pid == nil {
+            try await Task.sleep(for: .milliseconds(100))
+            pid = Int32((try? tool("/usr/bin/pgrep", ["-f", "qemu-storage-daemon.*\(disk.path)"]))?.split(separator: "\n").first ?? "")
+        }
+        let qsd = try XCTUnwrap(pid, "no storage daemon ran")
+        // The storage daemon holds qemu's write lock: a writer (as a VM started meanwhile)
+        // cannot open the disk.
+        XCTAssertThrowsError(try io(disk.path, ["write -P 0x53 0 64k"]), "a writer opened the disk during the backup")
+        kill(qsd, SIGKILL)
+        let failed = try await core.finished(job)
+        XCTAssertEqual(failed.state, "failed")
+        XCTAssertFalse(backupFiles().contains { $0.hasPrefix(".") }, "\(backupFiles())")
+        let left = try await core.disks.points(of: "slow").map(\.id)
+        XCTAssertEqual(left, [p1])
+        // qemu left every bitmap in-use: the next point cannot trust them, is full and says so.
+        let next = try await backup("slow")
+        XCTAssertEqual(string(next, "kind"), "full")
+        XCTAssertTrue(string(next, "reason")?.contains("inconsistent") == true, "\(next.result)")
+        XCTAssertEqual(try bitmaps(disk.path), [BackupChain.bitmapName(try XCTUnwrap(string(next, "backup_id")))])
+    }
+}

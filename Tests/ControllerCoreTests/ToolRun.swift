@@ -1,0 +1,17 @@
+import Foundation
+
+/// Runs a tool by absolute path with `arguments` (no shell) and returns its exit status and
+/// its standard output and error together: how the Core tests ask qemu-img, qemu-io and the
+/// other real tools what they see.
+func runTool(_ path: String, _ arguments: [String]) -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    do { try p.run() } catch { return (-1, "\(path): \(error)") }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
