@@ -39,6 +39,8 @@ pid_t mv_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 int mv_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
+int mv_pidfd_send_signal(int pidfd, int sig) { return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0); }
+
 int mv_set_no_new_privs(void) { return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); }
 
 ssize_t mv_get_xattr(const char *path, const char *name, void *value, size_t size) {

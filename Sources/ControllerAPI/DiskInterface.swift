@@ -68,6 +68,24 @@ public enum DiskInterface {
             file read once). For an image backup, its sha256. A mismatch fails the job naming the first bad point. \
             Result: backup_id, digest, points_checked (0 for an image backup).
             """)
+    public static let deleteBackup = APIMethod("DeleteBackup", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
+        doc: """
+            A job deleting a backup. A point's data that the next point needs is merged into it first: a middle point's \
+            by a safe qemu-img rebase of the next point onto the one before, a full point's by qemu-img commit of the next \
+            point into it, the merged image then becoming the next point (now full). The next point's content, and so \
+            its index and digest, do not change. The point is marked deleting in its manifest before anything moves: it is \
+            no longer listed or restorable, and a restart finishes the deletion. Busy while a backup, restore or \
+            verification of the disk's points runs. Result: backup_id.
+            """)
+    public static let setBackupPolicy = APIMethod("SetBackupPolicy", in: [A.a("policy", "a{sv}")], action: .diskManage,
+        doc: """
+            Sets the disk's backup policy (keys: keep_last u, full_every u, max_chain u, interval_s u; 0 turns each off; \
+            missing keys keep their value). keep_last: after each point, the oldest points are deleted (as DeleteBackup \
+            does) until that many are left. full_every: every Nth point of a chain is full. max_chain: a point is full \
+            when a restore of the newest point would read that many points. interval_s (60 to 31536000): a Backup job \
+            (mode auto, by uid 0) every interval_s seconds while no VM runs on the disk, put off while something holds \
+            it; no cron needed.
+            """)
     public static let restore = APIMethod("Restore", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
         doc: """
             A job replacing the disk with backup_id, any point of its chain or an image backup.\n\nA point's chain is \
@@ -176,8 +194,8 @@ public enum DiskInterface {
             """)
 
     public static let declaration = APIInterface(name,
-        methods: [resize, clone, backup, listBackups, listBackupPoints, verifyBackup, restore, createSnapshot, revertSnapshot, deleteSnapshot, format, inspect,
-                  listFiles, listDirectory, readFile, getInspection, getFilesystemUsage, writeFile, setAutoGrow, setVersioning, delete],
+        methods: [resize, clone, backup, listBackups, listBackupPoints, verifyBackup, deleteBackup, restore, createSnapshot, revertSnapshot, deleteSnapshot, format, inspect,
+                  listFiles, listDirectory, readFile, getInspection, getFilesystemUsage, writeFile, setAutoGrow, setVersioning, setBackupPolicy, delete],
         properties: [
             APIProperty("Name", "s", change: .const, doc: "The disk's name (its file name in the image directory)."),
             APIProperty("Path", "s", change: .const, doc: "The image's absolute path."),
@@ -214,6 +232,7 @@ public enum DiskInterface {
                 """),
             APIProperty("AutoGrow", "a{sv}", doc: "The AutoGrow policy: enabled, threshold, step, max."),
             APIProperty("Versioning", "a{sv}", doc: "The versioning policy: enabled, interval_s, keep, on_stop."),
+            APIProperty("BackupPolicy", "a{sv}", doc: "The backup policy (SetBackupPolicy): keep_last, full_every, max_chain, interval_s."),
         ],
         signals: [usageHigh])
 

@@ -41,6 +41,8 @@ public enum PolkitDetails {
         "Disk.Clone": Entry(disk + ["new_name"]),
         "Disk.Backup": Entry(disk + ["mode"]),
         "Disk.VerifyBackup": Entry(disk + ["backup"]),
+        "Disk.DeleteBackup": Entry(disk + ["backup"]),
+        "Disk.SetBackupPolicy": Entry(disk),
         "Disk.Restore": Entry(disk + ["backup"]),
         "Disk.CreateSnapshot": Entry(disk + ["snapshot"]), "Disk.RevertSnapshot": Entry(disk + ["snapshot"]),
         "Disk.DeleteSnapshot": Entry(disk + ["snapshot"]),

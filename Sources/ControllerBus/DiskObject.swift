@@ -17,6 +17,8 @@ struct DiskObject: Sendable {
         .init(DiskInterface.listBackups) { try await $0.listBackups($1) },
         .init(DiskInterface.listBackupPoints) { try await $0.listBackupPoints($1) },
         .init(DiskInterface.verifyBackup) { try await $0.verifyBackup($1) },
+        .init(DiskInterface.deleteBackup) { try await $0.deleteBackup($1) },
+        .init(DiskInterface.setBackupPolicy) { try await $0.setBackupPolicy($1) },
         .init(DiskInterface.restore) { try await $0.restore($1) },
         .init(DiskInterface.createSnapshot) { try await $0.snapshot($1, .create) },
         .init(DiskInterface.revertSnapshot) { try await $0.snapshot($1, .revert) },
@@ -85,6 +87,14 @@ struct DiskObject: Sendable {
         let plan = try await disks.checkVerify(name, backup: id)
         let caller = try await context.authorize(call, plan.details)
         return BusContext.reply(try await disks.runVerify(plan, uid: caller.uid))
+    }
+
+    func deleteBackup(_ call: BusCall) async throws -> [DBusValue] {
+        let id = call.string("backup_id")
+        try call.options().finish()
+        let plan = try await disks.checkDeleteBackup(name, backup: id)
+        let caller = try await context.authorize(call, plan.details)
+        return BusContext.reply(try await disks.runDeleteBackup(plan, uid: caller.uid))
     }
 
     func restore(_ call: BusCall) async throws -> [DBusValue] {
@@ -187,6 +197,17 @@ struct DiskObject: Sendable {
         return []
     }
 
+    func setBackupPolicy(_ call: BusCall) async throws -> [DBusValue] {
+        var o = try call.options("policy")
+        let change = DiskPolicyEngine.BackupPolicyChange(keepLast: try o.uint32("keep_last"), fullEvery: try o.uint32("full_every"),
+                                                         maxChain: try o.uint32("max_chain"), intervalSeconds: try o.uint32("interval_s"))
+        try o.finish()
+        let plan = try await disks.policies.checkBackupPolicy(name, change)
+        try await context.authorize(call, plan.details)
+        try await disks.policies.runBackupPolicy(plan)
+        return []
+    }
+
     func setVersioning(_ call: BusCall) async throws -> [DBusValue] {
         var o = try call.options("policy")
         let change = DiskPolicyEngine.VersioningChange(enabled: try o.bool("enabled"), intervalSeconds: try o.uint32("interval_s"),
@@ -270,6 +291,8 @@ extension DiskObject {
                                   "step": .uint64(r.autoGrow.step), "max": .uint64(r.autoGrow.max)]),
             "Versioning": .vardict(["enabled": .boolean(r.versioning.enabled), "interval_s": .uint32(r.versioning.intervalSeconds),
                                     "keep": .uint32(r.versioning.keep), "on_stop": .boolean(r.versioning.onStop)]),
+            "BackupPolicy": .vardict(["keep_last": .uint32(r.backup.keepLast), "full_every": .uint32(r.backup.fullEvery),
+                                      "max_chain": .uint32(r.backup.maxChain), "interval_s": .uint32(r.backup.intervalSeconds)]),
         ]
     }
 }

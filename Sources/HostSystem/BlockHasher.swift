@@ -8,52 +8,81 @@ import Synchronization
 /// SHA-256 of fixed-size blocks of a disk's guest-visible content, assembled from pieces of
 /// files (a qcow2 image's data clusters at their host offsets) and runs of zeros.
 ///
-/// The caller says where each block's bytes are (qemu-img's map of the image); this only
-/// reads and hashes, on several threads (every core, at most four), each with a buffer of
-/// its own, so hashing runs at memory speed for data in the page cache. A block whose bytes
-/// are all zero gets ``zeroDigest`` instead of its hash, so an index is a function of the
-/// content alone (a zero cluster, a hole and a written block of zeros all look the same).
+/// The caller says where the bytes are (qemu-img's map of the image), as runs of whole
+/// blocks; this only reads and hashes, on several threads (every core, at most four), each
+/// with a buffer of its own, so hashing runs at memory speed for data in the page cache.
+/// Digests live in one flat array (32 bytes per block), not one allocation per block: a
+/// 1 TiB disk has 16 million blocks. A block whose bytes are all zero gets ``zeroDigest``
+/// instead of its hash, so an index is a function of the content alone (a zero cluster, a
+/// hole and a written block of zeros all look the same).
 public enum BlockHasher {
-    /// Where a run of a block's bytes comes from.
+    /// Where a stretch of a run's bytes comes from.
     public enum Piece: Sendable, Equatable {
         /// `length` bytes of file number `file` (an index into the files passed to
-        /// ``hash(files:blocks:blockSize:stop:)``) at `offset`.
+        /// ``hash(files:runs:blockSize:virtualSize:base:)``) at `offset`.
         case data(file: Int, offset: UInt64, length: Int)
         /// `length` zero bytes.
         case zeros(length: Int)
 
-        var length: Int {
+        public var length: Int {
             switch self {
             case .data(_, _, let length), .zeros(let length): length
             }
         }
     }
 
-    /// One block to hash: its number and its bytes, in order.
-    public struct Block: Sendable, Equatable {
-        public var number: Int
+    /// Consecutive blocks to hash, from `firstBlock` on, and their bytes in order (whole
+    /// blocks; the disk's last block may be short).
+    public struct Run: Sendable, Equatable {
+        public var firstBlock: Int
         public var pieces: [Piece]
-        public init(number: Int, pieces: [Piece]) {
-            self.number = number
+        public init(firstBlock: Int, pieces: [Piece]) {
+            self.firstBlock = firstBlock
             self.pieces = pieces
         }
+        public var length: Int { pieces.reduce(0) { $0 + $1.length } }
     }
 
     /// What an all-zero block is recorded as: 32 zero bytes (no SHA-256 is known to be it).
     public static let zeroDigest = [UInt8](repeating: 0, count: 32)
 
-    /// The digests of `blocks` (32 bytes each, in the order given). Reads each piece once
-    /// with `pread`; a file that ends early is an `Io` error naming it. `stop` is polled
-    /// between blocks (cancellation: `CancellationError`).
-    public static func hash(files: [String], blocks: [Block], blockSize: Int, stop: @escaping @Sendable () -> Bool = { false }) async throws -> [[UInt8]] {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[[UInt8]], Error>) in
-            NamedThread.start("block-hash") {
-                continuation.resume(with: Result { try hashBlocking(files: files, blocks: blocks, blockSize: blockSize, stop: stop) })
+    /// The digests of every block of a disk of `virtualSize` bytes, 32 bytes each in block
+    /// order: those of `runs` hashed, the others taken from `base` (the parent point's
+    /// digests; nil: zero blocks). Reads each piece once with `pread`; a file that ends early
+    /// is an `Io` error naming it. Task cancellation stops the hashing between blocks
+    /// (`CancellationError`).
+    public static func hash(files: [String], runs: [Run], blockSize: Int, virtualSize: UInt64, base: [UInt8]?) async throws -> [UInt8] {
+        let count = Int((virtualSize + UInt64(blockSize) - 1) / UInt64(blockSize))
+        if let base, base.count != count * 32 { throw SystemError.invalidInput("the base index has \(base.count / 32) blocks, not \(count)") }
+        for run in runs {
+            let end = UInt64(run.firstBlock) * UInt64(blockSize) + UInt64(run.length)
+            guard run.firstBlock >= 0, end <= virtualSize, run.length > 0 else {
+                throw SystemError.invalidInput("a run of blocks from \(run.firstBlock) ends at \(end), past the disk's \(virtualSize) bytes")
             }
+        }
+        let stop = StopFlag()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], Error>) in
+                NamedThread.start("block-hash") {
+                    continuation.resume(with: Result {
+                        try hashBlocking(files: files, runs: runs, blockSize: blockSize,
+                                         digests: base ?? [UInt8](repeating: 0, count: count * 32), stop: stop)
+                    })
+                }
+            }
+        } onCancel: {
+            stop.set()
         }
     }
 
-    static func hashBlocking(files: [String], blocks: [Block], blockSize: Int, stop: @Sendable () -> Bool) throws -> [[UInt8]] {
+    /// Set by the cancellation handler, read by the hashing threads (which have no task).
+    final class StopFlag: Sendable {
+        private let flag = Atomic<Bool>(false)
+        var isSet: Bool { flag.load(ordering: .relaxed) }
+        func set() { flag.store(true, ordering: .relaxed) }
+    }
+
+    static func hashBlocking(files: [String], runs: [Run], blockSize: Int, digests: [UInt8], stop: StopFlag) throws -> [UInt8] {
         var descriptors: [Int32] = []
         defer { descriptors.forEach { close($0) } }
         for path in files {
@@ -62,29 +91,24 @@ public enum BlockHasher {
             descriptors.append(fd)
         }
         let fds = descriptors
-        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount, blocks.count))
-        let results = Mutex<[[UInt8]]>(Array(repeating: [], count: blocks.count))
+        let workers = max(1, min(4, ProcessInfo.processInfo.activeProcessorCount, runs.count))
+        let result = Mutex<[UInt8]>(digests)
         let failure = Mutex<Error?>(nil)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: blockSize, alignment: 4096)
             defer { buffer.deallocate() }
-            var digest = [UInt8](repeating: 0, count: 32)
             var index = worker
-            while index < blocks.count {
-                if stop() { failure.withLock { $0 = $0 ?? CancellationError() }; return }
-                if failure.withLock({ $0 != nil }) { return }
+            while index < runs.count {
                 do {
-                    let length = try assemble(blocks[index], into: buffer, capacity: blockSize, fds: fds, files: files)
-                    if isZero(buffer, length) {
-                        digest = zeroDigest
-                    } else {
-                        var size: UInt32 = 0
-                        guard EVP_Digest(buffer, length, &digest, &size, EVP_sha256(), nil) == 1, size == 32 else {
-                            throw SystemError.io("libcrypto could not hash a block")
+                    let hashed = try hashRun(runs[index], buffer: buffer, blockSize: blockSize, fds: fds, files: files) {
+                        stop.isSet || failure.withLock { $0 != nil }
+                    }
+                    let at = runs[index].firstBlock * 32
+                    result.withLock { all in
+                        all.withUnsafeMutableBytes { target in
+                            hashed.withUnsafeBytes { (target.baseAddress! + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                         }
                     }
-                    let value = digest
-                    results.withLock { $0[index] = value }
                 } catch {
                     failure.withLock { $0 = $0 ?? error }
                     return
@@ -93,33 +117,66 @@ public enum BlockHasher {
             }
         }
         if let error = failure.withLock({ $0 }) { throw error }
-        return results.withLock { $0 }
+        if stop.isSet { throw CancellationError() }
+        return result.withLock { $0 }
     }
 
-    /// Reads a block's pieces into `buffer`; returns its length.
-    static func assemble(_ block: Block, into buffer: UnsafeMutableRawPointer, capacity: Int, fds: [Int32], files: [String]) throws -> Int {
-        var at = 0
-        for piece in block.pieces {
-            guard at + piece.length <= capacity else { throw SystemError.invalidInput("block \(block.number) is longer than \(capacity) bytes") }
-            switch piece {
-            case .zeros(let length):
-                memset(buffer + at, 0, length)
-            case .data(let file, let offset, let length):
-                guard fds.indices.contains(file) else { throw SystemError.invalidInput("block \(block.number) names no file \(file)") }
-                var done = 0
-                while done < length {
-                    let n = pread(fds[file], buffer + at + done, length - done, off_t(offset) + off_t(done))
-                    if n < 0, errno == EINTR { continue }
-                    guard n > 0 else {
-                        let reason = n == 0 ? "it ends before offset \(offset + UInt64(length))" : String(cString: strerror(errno))
-                        throw SystemError.io("cannot read \(files[file]) at \(offset + UInt64(done)): \(reason)")
-                    }
-                    done += n
+    /// The digests of one run's blocks (32 bytes each).
+    static func hashRun(_ run: Run, buffer: UnsafeMutableRawPointer, blockSize: Int, fds: [Int32], files: [String],
+                        stopped: () -> Bool) throws -> [UInt8] {
+        var out = [UInt8]()
+        let total = run.length
+        out.reserveCapacity((total + blockSize - 1) / blockSize * 32)
+        var pieceIndex = 0
+        var pieceOffset = 0
+        var done = 0
+        var digest = [UInt8](repeating: 0, count: 32)
+        while done < total {
+            if stopped() { throw CancellationError() }
+            let length = min(blockSize, total - done)
+            var filled = 0
+            while filled < length {
+                let piece = run.pieces[pieceIndex]
+                let take = min(piece.length - pieceOffset, length - filled)
+                switch piece {
+                case .zeros:
+                    memset(buffer + filled, 0, take)
+                case .data(let file, let offset, _):
+                    guard fds.indices.contains(file) else { throw SystemError.invalidInput("a piece names no file \(file)") }
+                    try readFully(fds[file], buffer + filled, take, at: offset + UInt64(pieceOffset), path: files[file])
+                }
+                filled += take
+                pieceOffset += take
+                if pieceOffset == piece.length {
+                    pieceIndex += 1
+                    pieceOffset = 0
                 }
             }
-            at += piece.length
+            if isZero(buffer, length) {
+                out += zeroDigest
+            } else {
+                var size: UInt32 = 0
+                guard EVP_Digest(buffer, length, &digest, &size, EVP_sha256(), nil) == 1, size == 32 else {
+                    throw SystemError.io("libcrypto could not hash a block")
+                }
+                out += digest
+            }
+            done += length
         }
-        return at
+        return out
+    }
+
+    static func readFully(_ fd: Int32, _ into: UnsafeMutableRawPointer, _ length: Int, at offset: UInt64, path: String) throws {
+        var done = 0
+        while done < length {
+            let n = pread(fd, into + done, length - done, off_t(offset) + off_t(done))
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else {
+                let reason = n == 0 ? "it ends before offset \(offset + UInt64(length))" : String(cString: strerror(errno))
+                throw SystemError.io("cannot read \(path) at \(offset + UInt64(done)): \(reason)")
+            }
+            done += n
+        }
     }
 
     static func isZero(_ buffer: UnsafeMutableRawPointer, _ length: Int) -> Bool {

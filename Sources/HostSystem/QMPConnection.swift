@@ -28,8 +28,8 @@ public final class QMPConnection {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
+        // On a throw from here on, deinit closes the socket (every property is set).
         guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
             throw SystemError.invalidInput("the socket path \(path) is too long")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -40,19 +40,23 @@ public final class QMPConnection {
         }
         guard connected == 0 else {
             let e = errno
-            close(fd)
             throw SystemError.io("cannot connect to \(what) at \(path): \(String(cString: strerror(e)))", code: e)
         }
         _ = try readMessage(timeout: 10)
         try execute("qmp_capabilities")
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     private struct Command<A: Encodable>: Encodable {
         let execute: String
         let arguments: A?
+        let id: String
     }
+
+    /// The id of the next command: replies carry it back, so a late reply to a command that
+    /// timed out is never taken for another's.
+    private var nextID = 0
 
     private struct NoArguments: Encodable {}
 
@@ -63,6 +67,11 @@ public final class QMPConnection {
         }
         let `return`: R?
         let error: Failure?
+        let id: String?
+    }
+
+    private struct ReplyID: Decodable {
+        let id: String?
     }
 
     private struct Envelope: Decodable {
@@ -93,7 +102,9 @@ public final class QMPConnection {
     public func execute<A: Encodable, R: Decodable>(_ command: String, _ arguments: A?, returning: R.Type, timeout: Double = 30) throws -> R {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-        var line = Array(try encoder.encode(Command(execute: command, arguments: arguments)))
+        nextID += 1
+        let id = "mv-\(nextID)"
+        var line = Array(try encoder.encode(Command(execute: command, arguments: arguments, id: id)))
         line.append(UInt8(ascii: "\n"))
         try write(line)
         while true {
@@ -102,6 +113,8 @@ public final class QMPConnection {
                 pending.append(Event(name: event, data: message))
                 continue
             }
+            // A reply to an earlier command that was given up on.
+            if (try? JSONDecoder().decode(ReplyID.self, from: message))?.id != id { continue }
             let reply: Reply<R>
             do { reply = try JSONDecoder().decode(Reply<R>.self, from: message) } catch {
                 throw SystemError.io("\(what) answered \(command) with unexpected JSON: \(error)")

@@ -17,14 +17,22 @@ public struct StorageDaemon: Sendable {
 
     public let directory: String
     public let pid: Int32
+    /// A pidfd for the storage daemon, opened while it was known to be ours: signals go
+    /// through it, never to a pid that may have been reused.
+    let pidfd: Int32
     var socket: String { directory + "/qmp.sock" }
+
+    /// Where the storage daemons' directories are: the unit's RuntimeDirectory, else /tmp.
+    static var base: String {
+        ProcessInfo.processInfo.environment["RUNTIME_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) } ?? "/tmp"
+    }
 
     /// Starts a storage daemon with the `--blockdev` nodes `blockdevs` (qemu's JSON syntax).
     /// It is ready (images open) when this returns; an image that cannot be opened is an
-    /// `Io` error with qemu's message (a VM holding the image's write lock: `inUse`).
+    /// `Io` error with qemu's message (another process holding the image's write lock:
+    /// `inUse`). Cancelled while it starts, the storage daemon is stopped again.
     public static func start(blockdevs: [Blockdev], program: String = StorageDaemon.program) async throws -> StorageDaemon {
         sweepOrphans()
-        let base = ProcessInfo.processInfo.environment["RUNTIME_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) } ?? "/tmp"
         var template = Array("\(base)/\(prefix)\(getpid())-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SystemError.failed("mkdtemp in \(base) for a storage daemon") }
         let directory = String(cString: made)
@@ -33,17 +41,44 @@ public struct StorageDaemon: Sendable {
         for node in blockdevs { arguments += ["--blockdev", node.argument] }
         let result: ChildResult
         do { result = try await ChildProcess.run(program, arguments) } catch {
+            // Cancelled: the launcher is gone, but the daemon it detached may be running.
+            killRecorded(in: directory)
             removeFiles(directory)
             throw error
         }
-        guard result.status == 0, let text = try? String(contentsOfFile: directory + "/pid", encoding: .utf8),
-              let pid = Int32(text.filter { $0.isNumber }) else {
+        guard result.status == 0, let pid = recordedPid(in: directory) else {
+            killRecorded(in: directory)
             removeFiles(directory)
             let reason = result.stderrExcerpt.isEmpty ? "exit status \(result.status)" : result.stderrExcerpt
             if reason.contains("Failed to get") && reason.contains("lock") { throw SystemError.inUse(reason) }
             throw SystemError.io("qemu-storage-daemon did not start: \(reason)")
         }
-        return StorageDaemon(directory: directory, pid: pid)
+        let pidfd = mv_pidfd_open(pid)
+        guard pidfd >= 0, commandLine(of: pid)?.contains(directory + "/") == true else {
+            if pidfd >= 0 { close(pidfd) }
+            removeFiles(directory)
+            throw SystemError.io("qemu-storage-daemon \(pid) exited right after it started")
+        }
+        return StorageDaemon(directory: directory, pid: pid, pidfd: pidfd)
+    }
+
+    /// The pid in a storage daemon's pid file.
+    static func recordedPid(in directory: String) -> Int32? {
+        (try? String(contentsOfFile: directory + "/pid", encoding: .utf8)).flatMap { Int32($0.filter { $0.isNumber }) }
+    }
+
+    static func commandLine(of pid: Int32) -> String? {
+        try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)
+    }
+
+    /// Kills the storage daemon a directory's pid file names, if its command line names the
+    /// directory (so never an unrelated process that reused the pid).
+    static func killRecorded(in directory: String) {
+        guard let pid = recordedPid(in: directory) else { return }
+        let pidfd = mv_pidfd_open(pid)
+        guard pidfd >= 0 else { return }
+        defer { close(pidfd) }
+        if commandLine(of: pid)?.contains(directory + "/") == true { _ = mv_pidfd_send_signal(pidfd, SIGKILL) }
     }
 
     /// Runs `body` with a QMP connection on a thread of its own. Task cancellation makes
@@ -65,41 +100,38 @@ public struct StorageDaemon: Sendable {
         }
     }
 
-    /// Stops the storage daemon: asks it to quit (it closes the images, writing persistent
-    /// bitmaps back), and kills it if it has not exited within `grace` seconds.
+    /// Stops the storage daemon: SIGTERM (it closes the images, writing persistent bitmaps
+    /// back; one asked to `quit` is already on its way out), SIGKILL if it has not exited
+    /// within `grace` seconds. Signals go through its pidfd.
     public func stop(grace: Int32 = 10) async {
-        let pid = self.pid
-        let directory = self.directory
+        let (pidfd, directory) = (self.pidfd, self.directory)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             NamedThread.start("qsd-stop") {
-                let pidfd = mv_pidfd_open(pid)
-                kill(pid, SIGTERM)
-                if pidfd >= 0 {
-                    var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-                    if poll(&p, 1, grace * 1000) == 0 {
-                        kill(pid, SIGKILL)
-                        _ = poll(&p, 1, 5_000)
-                    }
-                    close(pidfd)
+                _ = mv_pidfd_send_signal(pidfd, SIGTERM)
+                var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, grace * 1000) == 0 {
+                    _ = mv_pidfd_send_signal(pidfd, SIGKILL)
+                    _ = poll(&p, 1, 5_000)
                 }
+                close(pidfd)
                 Self.removeFiles(directory)
                 continuation.resume()
             }
         }
     }
 
-    /// Kills the storage daemons of daemons that are gone (a directory named for a pid that
-    /// no longer exists, whose storage daemon's command line names that directory).
+    /// Kills the storage daemons of daemons that are gone: a directory of ours (a real
+    /// directory, root's, not a symlink) named for a pid that no longer exists, whose storage
+    /// daemon's command line names that directory.
     public static func sweepOrphans() {
-        let base = ProcessInfo.processInfo.environment["RUNTIME_DIRECTORY"].flatMap { $0.split(separator: ":").first.map(String.init) } ?? "/tmp"
+        let base = self.base
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: base) else { return }
         for name in names where name.hasPrefix(prefix) {
             guard let owner = Int32(name.dropFirst(prefix.count).prefix(while: { $0.isNumber })), kill(owner, 0) != 0, errno == ESRCH else { continue }
             let directory = base + "/" + name
-            if let text = try? String(contentsOfFile: directory + "/pid", encoding: .utf8), let pid = Int32(text.filter { $0.isNumber }),
-               let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8), cmdline.contains(directory + "/") {
-                kill(pid, SIGKILL)
-            }
+            var st = stat()
+            guard lstat(directory, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else { continue }
+            killRecorded(in: directory)
             removeFiles(directory)
         }
     }
@@ -120,23 +152,20 @@ public struct StorageDaemon: Sendable {
         let driver: String
         let nodeName: String
         let readOnly: Bool?
-        let forceShare: Bool?
         let file: File
 
         enum CodingKeys: String, CodingKey {
             case driver, file
             case nodeName = "node-name"
             case readOnly = "read-only"
-            case forceShare = "force-share"
         }
 
-        /// `path` opened as `format` under the name `node`; `readOnly` also shares the
-        /// image with writers (qemu's force-share), as a read-only export beside a VM needs.
+        /// `path` opened as `format` under the name `node`. Read-only or not, qemu's locks
+        /// keep writers out while it is open (no force-share).
         public init(_ path: String, format: String, node: String, readOnly: Bool = false) {
             driver = format
             nodeName = node
             self.readOnly = readOnly ? true : nil
-            forceShare = readOnly ? true : nil
             file = File(filename: path)
         }
 

@@ -9,7 +9,7 @@ let diskNameCompletion = CompletionKind.shellCommand("mvctl disk list --names 2>
 struct Disk: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Manage disk images in the service's image directory.",
-        subcommands: [List.self, Show.self, Create.self, Adopt.self, Delete.self, Resize.self, Clone.self, Backup.self, Backups.self, Verify.self, Restore.self,
+        subcommands: [List.self, Show.self, Create.self, Adopt.self, Delete.self, Resize.self, Clone.self, Backup.self, Backups.self, Verify.self, DeleteBackup.self, BackupPolicy.self, Restore.self,
                       Snapshot.self, Format.self, Inspect.self, Ls.self, Cat.self, Put.self, Autogrow.self, Versioning.self,
                       Jobs.self, JobCancel.self])
 
@@ -200,6 +200,23 @@ struct Disk: AsyncParsableCommand {
                     [$0.0, points[$0.0]?.kind ?? "image", points[$0.0]?.parent ?? "", formatter.string(from: Date(timeIntervalSince1970: TimeInterval($0.1))),
                      Output.size($0.2), String($0.3.prefix(16)) + "…"]
                 })
+            }
+        }
+    }
+
+    struct DeleteBackup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "delete-backup",
+            abstract: "Delete a backup (a job); a point's data the next point needs is merged into it first.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
+        @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String
+        func run() async throws {
+            try await Client.run(global) { client in
+                let job = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.deleteBackup.name, [.string(backup), .emptyOptions],
+                                                privileged: true).first?.string ?? ""
+                _ = try await client.follow(job: job, quiet: global.json)
+                if global.json { Output.json(["disk": name, "deleted": backup]) } else { print("deleted backup \(backup) of \(name)") }
             }
         }
     }

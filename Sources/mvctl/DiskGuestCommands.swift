@@ -239,6 +239,36 @@ extension Disk {
     }
 }
 
+extension Disk {
+    struct BackupPolicy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "backup-policy",
+            abstract: "Show or set a disk's backup policy: retention, full points, a schedule.",
+            discussion: """
+                --keep-last N deletes the oldest points after each backup until N are left (their data \
+                merged into the next point, which stays restorable); --full-every N makes every Nth point \
+                of a chain full; --max-chain N makes a point full when a restore would read N points; \
+                --interval S backs the disk up every S seconds (at least 60) while no VM runs on it. \
+                0 turns each off.
+                """)
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
+        @Option(help: "Points to keep (0: all).") var keepLast: UInt32?
+        @Option(help: "Every Nth point is full (0: off).") var fullEvery: UInt32?
+        @Option(help: "Longest chain a restore reads (0: no limit).") var maxChain: UInt32?
+        @Option(help: "Seconds between scheduled backups (0: none; else 60 or more).") var interval: UInt32?
+
+        func run() async throws {
+            var policy: [String: DBusValue] = [:]
+            if let keepLast { policy["keep_last"] = .uint32(keepLast) }
+            if let fullEvery { policy["full_every"] = .uint32(fullEvery) }
+            if let maxChain { policy["max_chain"] = .uint32(maxChain) }
+            if let interval { policy["interval_s"] = .uint32(interval) }
+            try await setPolicy(global, disk: name, DiskInterface.setBackupPolicy.name, policy, show: ["BackupPolicy"])
+        }
+    }
+}
+
 /// `on` → true, `off` → false, anything else a usage error naming `flag`.
 func onOff(_ value: String, _ flag: String) throws -> Bool {
     guard value == "on" || value == "off" else { throw ValidationError("\(flag) takes on or off, not '\(value)'") }

@@ -264,6 +264,19 @@ final class DiskOperationsTests: XCTestCase {
         XCTAssertTrue(compare.ok, compare.all)
         let third = s.mvctl(["disk", "backup", "chain"], as: TestStack.grantedUser)
         XCTAssertTrue(third.stdout.contains("(full,") && third.stdout.contains("full because change tracking since point \(p2) is gone"), third.all)
+
+        // Retention: keep_last 2 prunes the oldest at once (p2 takes over p1's data), and
+        // DeleteBackup removes one more; what is left still verifies.
+        let policy = s.mvctl(["disk", "backup-policy", "chain", "--keep-last", "2"], as: TestStack.grantedUser)
+        XCTAssertTrue(policy.ok && policy.stdout.contains("keep_last"), policy.all)
+        XCTAssertEqual(s.diskProperty("chain", "BackupPolicy")["keep_last"], .uint32(2))
+        let pruned = try stack.diskCall("chain", "ListBackupPoints", ["a{sv}", "0"])
+        XCTAssertTrue(pruned.stdout.hasPrefix("a(ssstts) 2 \"\(p2)\" \"full\" \"\""), pruned.all)
+        XCTAssertFalse(s.mvctl(["disk", "delete-backup", "chain", p2], as: TestStack.otherUser).ok)
+        let delete = s.mvctl(["disk", "delete-backup", "chain", p2], as: TestStack.grantedUser)
+        XCTAssertTrue(delete.ok && delete.stdout.contains("deleted backup \(p2) of chain"), delete.all)
+        let files = try FileManager.default.contentsOfDirectory(atPath: s.dir.appendingPathComponent("backups").path)
+        XCTAssertFalse(files.contains { $0.hasPrefix(p1 + ".") || $0.hasPrefix(p2 + ".") }, "\(files)")
     }
 
     func testMvctlDiskCloneSnapshotsAndJobs() throws {

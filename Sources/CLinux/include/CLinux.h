@@ -48,6 +48,10 @@ pid_t mv_gettid(void);
  * process has exited, for a process that is not our child. -1 and errno on failure. */
 int mv_pidfd_open(pid_t pid);
 
+/* pidfd_send_signal(2): signals the process the pidfd was opened for, never another that
+ * reused its pid. -1 and errno (ESRCH once it has exited) on failure. */
+int mv_pidfd_send_signal(int pidfd, int sig);
+
 /* prctl(PR_SET_NO_NEW_PRIVS, 1): nothing this process executes gains privileges (setuid
  * bits, file capabilities). prctl is variadic, which Swift cannot call. 0 or -1. */
 int mv_set_no_new_privs(void);

@@ -36,6 +36,7 @@ public final class CoreServices: Sendable {
         try await store.scan()
         let backups = BackupStore(directory: config.backupDirectory, qemuImg: qemuImg, copyRate: config.copyRate, logger: Logger(label: "backups"))
         do { try await backups.scan() } catch { throw ControllerError.io("backup directory \(config.backupDirectory): \(error)") }
+        await backups.resumeDeletions()
         let policies = DiskPolicyStore(stateDirectory: config.stateDirectory)
         try await policies.load()
         try await policies.retain(only: Set(await store.list().map(\.name)))

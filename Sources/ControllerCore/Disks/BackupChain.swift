@@ -31,6 +31,63 @@ public struct BackupPoint: Sendable, Equatable, Codable {
     public var bitmap: String?
     /// Why the point is full when an incremental one was possible in principle.
     public var reason: String?
+    /// Points made since the chain's full point (0 for a full point): what `full_every`
+    /// counts. Merges do not change it.
+    public var sequence: Int = 0
+    /// Set while the point is being deleted (its data merged into the next point): such a
+    /// point is no longer listed or restorable, and a restart finishes the deletion.
+    public var deleting: Bool?
+    /// The order in which the backup store made its points (`created` has one-second
+    /// resolution, and points are made faster than that).
+    public var serial: UInt64 = 0
+
+    public init(id: String, disk: String, kind: Kind, parent: String?, created: UInt64, size: UInt64, virtualSize: UInt64,
+                format: String, blockSize: Int, digest: String, bitmap: String?, reason: String?, sequence: Int = 0,
+                deleting: Bool? = nil, serial: UInt64 = 0) {
+        (self.id, self.disk, self.kind, self.parent, self.created, self.size) = (id, disk, kind, parent, created, size)
+        (self.virtualSize, self.format, self.blockSize, self.digest, self.bitmap, self.reason) = (virtualSize, format, blockSize, digest, bitmap, reason)
+        (self.sequence, self.deleting, self.serial) = (sequence, deleting, serial)
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, disk, kind, parent, created, size, virtualSize, format, blockSize, digest, bitmap, reason, sequence, deleting, serial
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(id: try c.decode(String.self, forKey: .id), disk: try c.decode(String.self, forKey: .disk),
+                  kind: try c.decode(Kind.self, forKey: .kind), parent: try c.decodeIfPresent(String.self, forKey: .parent),
+                  created: try c.decode(UInt64.self, forKey: .created), size: try c.decode(UInt64.self, forKey: .size),
+                  virtualSize: try c.decode(UInt64.self, forKey: .virtualSize), format: try c.decode(String.self, forKey: .format),
+                  blockSize: try c.decode(Int.self, forKey: .blockSize), digest: try c.decode(String.self, forKey: .digest),
+                  bitmap: try c.decodeIfPresent(String.self, forKey: .bitmap), reason: try c.decodeIfPresent(String.self, forKey: .reason),
+                  sequence: try c.decodeIfPresent(Int.self, forKey: .sequence) ?? 0, deleting: try c.decodeIfPresent(Bool.self, forKey: .deleting),
+                  serial: try c.decodeIfPresent(UInt64.self, forKey: .serial) ?? 0)
+    }
+}
+
+/// SetBackupPolicy's policy: retention (the newest `keepLast` points kept, older ones
+/// merged away; 0: all kept), when auto makes a full point (`fullEvery`: every Nth point;
+/// `maxChain`: when a restore of the newest point would read that many points; 0: never
+/// for that reason), and a schedule (`intervalSeconds`: a point that often while no VM runs
+/// on the disk; 0: none).
+public struct BackupPolicy: Codable, Sendable, Equatable {
+    public var keepLast: UInt32 = 0
+    public var fullEvery: UInt32 = 0
+    public var maxChain: UInt32 = 0
+    public var intervalSeconds: UInt32 = 0
+
+    public init() {}
+
+    private enum CodingKeys: String, CodingKey { case keepLast, fullEvery, maxChain, intervalSeconds }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        keepLast = try c.decodeIfPresent(UInt32.self, forKey: .keepLast) ?? 0
+        fullEvery = try c.decodeIfPresent(UInt32.self, forKey: .fullEvery) ?? 0
+        maxChain = try c.decodeIfPresent(UInt32.self, forKey: .maxChain) ?? 0
+        intervalSeconds = try c.decodeIfPresent(UInt32.self, forKey: .intervalSeconds) ?? 0
+    }
 }
 
 /// What a caller asks `Backup` for.
@@ -76,10 +133,15 @@ public enum BackupChain {
     /// newest point) checked against what the image says (`image`, from `qemu-img info`).
     /// `incremental` when the chain is broken is `InvalidState` naming why; an image that
     /// cannot track changes at all is `NotSupported`.
-    public static func plan(mode: BackupMode, disk: DiskInfo, image: ImageInfo, head: BackupPoint?, headUsable: Bool) throws -> Plan {
+    /// `chainLength`: how many points a restore of `head` reads (for `max_chain`).
+    public static func plan(mode: BackupMode, disk: DiskInfo, image: ImageInfo, head: BackupPoint?, headUsable: Bool,
+                            isBase: Bool = false, policy: BackupPolicy = BackupPolicy(), chainLength: Int = 1) throws -> Plan {
         let name = disk.name
         let reason: String
-        if disk.format != "qcow2" {
+        if isBase {
+            reason = "other disks are built on disk \(name): it cannot change while they exist and is not tracked, so every point is full"
+            if mode == .incremental { throw ControllerError.notSupported(reason) }
+        } else if disk.format != "qcow2" {
             reason = "disk \(name) is \(disk.format): raw disks cannot track changes, so every point is full"
             if mode == .incremental { throw ControllerError.notSupported(reason) }
         } else if image.compat == "0.10" {
@@ -97,6 +159,10 @@ public enum BackupChain {
                 reason = "change tracking since point \(head.id) is inconsistent (qemu did not close the disk cleanly)"
             } else if mode == .full {
                 return .full(reason: nil)
+            } else if mode == .auto, policy.fullEvery > 0, head.sequence + 1 >= Int(policy.fullEvery) {
+                return .full(reason: "every \(policy.fullEvery)th point is full (full_every)")
+            } else if mode == .auto, policy.maxChain > 0, chainLength >= Int(policy.maxChain) {
+                return .full(reason: "the chain of point \(head.id) is \(chainLength) points long (max_chain \(policy.maxChain))")
             } else {
                 return .incremental(parent: head)
             }
@@ -121,69 +187,88 @@ public enum BackupChain {
         Array("multiverse-block-index 1 block=\(blockSize) size=\(virtualSize)\n".utf8)
     }
 
-    /// The index of an image of `virtualSize` bytes from its block digests.
-    public static func index(virtualSize: UInt64, digests: [[UInt8]]) -> [UInt8] {
-        var bytes = indexHeader(virtualSize: virtualSize)
-        bytes.reserveCapacity(bytes.count + digests.count * 32)
-        for d in digests { bytes += d }
-        return bytes
+    /// The index of an image of `virtualSize` bytes from its block digests (32 bytes each).
+    public static func index(virtualSize: UInt64, digests: [UInt8]) -> [UInt8] {
+        indexHeader(virtualSize: virtualSize) + digests
     }
 
     /// The block digests in an index (nil: not an index of this virtual size).
-    public static func digests(in index: [UInt8], virtualSize: UInt64) -> [[UInt8]]? {
+    public static func digests(in index: [UInt8], virtualSize: UInt64) -> [UInt8]? {
         let header = indexHeader(virtualSize: virtualSize)
-        let count = blockCount(virtualSize)
-        guard index.count == header.count + count * 32, Array(index.prefix(header.count)) == header else { return nil }
-        return (0..<count).map { Array(index[(header.count + $0 * 32)..<(header.count + $0 * 32 + 32)]) }
+        guard index.count == header.count + blockCount(virtualSize) * 32, index.starts(with: header) else { return nil }
+        return Array(index[header.count...])
     }
 
     public static func blockCount(_ virtualSize: UInt64) -> Int { Int((virtualSize + UInt64(blockSize) - 1) / UInt64(blockSize)) }
 
-    /// Which blocks of an image to read, and where their bytes are, from its map (`files[d]`
-    /// is the file at depth d). With `inherited` (the parent's digests), a block the image
-    /// itself (depth 0) does not touch keeps its parent's digest and is not read: only what
-    /// the point wrote is read. Returns the blocks to hash.
-    public static func blocksToHash(map: [ImageMapRange], virtualSize: UInt64, inheriting: Bool) throws -> [BlockHasher.Block] {
+    /// The most blocks in one run: a unit of work for one hashing thread (16 MiB).
+    static let runBlocks = 256
+
+    /// Which blocks of an image to hash, and where their bytes are, from its map (`files[d]`
+    /// is the file at depth d). With `inheriting` (the parent's digests are the base), a
+    /// block the image itself (depth 0) does not touch keeps its parent's digest and is not
+    /// read: only what the point wrote is read. Adjacent pieces are merged, so a run holds
+    /// few pieces however many blocks it covers.
+    public static func runsToHash(map: [ImageMapRange], virtualSize: UInt64, inheriting: Bool) throws -> [BlockHasher.Run] {
         let size = UInt64(blockSize)
-        var blocks: [BlockHasher.Block] = []
-        var current: (number: Int, pieces: [BlockHasher.Piece], own: Bool)?
-        func finish() {
-            if let c = current, c.own || !inheriting { blocks.append(BlockHasher.Block(number: c.number, pieces: c.pieces)) }
-            current = nil
+        var runs: [BlockHasher.Run] = []
+        var run: BlockHasher.Run?
+        var runLength = 0
+        var block: (number: Int, pieces: [BlockHasher.Piece], own: Bool)?
+        func append(_ piece: BlockHasher.Piece, to pieces: inout [BlockHasher.Piece]) {
+            switch (pieces.last, piece) {
+            case (.zeros(let a)?, .zeros(let b)):
+                pieces[pieces.count - 1] = .zeros(length: a + b)
+            case (.data(let f, let o, let l)?, .data(let g, let p, let m)) where f == g && o + UInt64(l) == p:
+                pieces[pieces.count - 1] = .data(file: f, offset: o, length: l + m)
+            default:
+                pieces.append(piece)
+            }
+        }
+        func finishRun() {
+            if let r = run { runs.append(r) }
+            run = nil
+            runLength = 0
+        }
+        func finishBlock() {
+            guard let b = block else { return }
+            block = nil
+            guard b.own || !inheriting else { return finishRun() }
+            if run == nil || run!.firstBlock + runLength != b.number || runLength >= runBlocks { finishRun() }
+            if run == nil { run = BlockHasher.Run(firstBlock: b.number, pieces: []) }
+            for piece in b.pieces { append(piece, to: &run!.pieces) }
+            runLength += 1
         }
         var expected: UInt64 = 0
         for range in map {
-            guard range.start == expected else {
-                throw ControllerError.io("qemu-img map left a gap at offset \(expected)")
-            }
-            expected = range.start + range.length
-            var at = range.start
+            guard range.start == expected else { throw ControllerError.io("qemu-img map left a gap at offset \(expected)") }
             let end = range.start + range.length
+            guard end <= virtualSize else { throw ControllerError.io("qemu-img map goes past the disk's \(virtualSize) bytes (to \(end))") }
+            expected = end
+            var at = range.start
             while at < end {
                 let number = Int(at / size)
-                let blockEnd = min((UInt64(number) + 1) * size, virtualSize)
-                let stop = min(end, blockEnd)
+                let stop = min(end, min((UInt64(number) + 1) * size, virtualSize))
                 let length = Int(stop - at)
-                if current?.number != number {
-                    finish()
-                    current = (number, [], false)
+                if block?.number != number {
+                    finishBlock()
+                    block = (number, [], false)
                 }
                 let piece: BlockHasher.Piece
-                if range.data {
-                    guard let offset = range.offset else {
-                        throw ControllerError.io("a compressed cluster at offset \(at) cannot be indexed")
-                    }
+                if range.data && !range.zero {
+                    guard let offset = range.offset else { throw ControllerError.io("a compressed cluster at offset \(at) cannot be indexed") }
                     piece = .data(file: range.depth, offset: offset + (at - range.start), length: length)
                 } else {
                     piece = .zeros(length: length)
                 }
-                current!.pieces.append(piece)
-                if range.depth == 0 { current!.own = true }
+                append(piece, to: &block!.pieces)
+                if range.depth == 0 { block!.own = true }
                 at = stop
             }
         }
-        finish()
-        guard expected >= virtualSize else { throw ControllerError.io("qemu-img map ended at \(expected) of \(virtualSize) bytes") }
-        return blocks
+        finishBlock()
+        finishRun()
+        guard expected == virtualSize else { throw ControllerError.io("qemu-img map ended at \(expected) of \(virtualSize) bytes") }
+        return runs
     }
 }

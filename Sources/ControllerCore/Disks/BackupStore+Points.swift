@@ -29,7 +29,8 @@ extension BackupStore {
     nonisolated func pointIndex(_ id: String) -> String { "\(directory)/\(id).index" }
     nonisolated func pointManifest(_ id: String) -> String { "\(directory)/\(id).point" }
 
-    /// Reads the points' manifests; removes point files no manifest names.
+    /// Reads the points' manifests; removes point files whose manifest does not exist (an
+    /// unreadable manifest keeps its files: other points may be built on them).
     func scanPoints() throws -> [String: BackupPoint] {
         var found: [String: BackupPoint] = [:]
         let names = try FileManager.default.contentsOfDirectory(atPath: directory)
@@ -37,14 +38,14 @@ extension BackupStore {
             guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)"),
                   let point = try? JSONDecoder().decode(BackupPoint.self, from: data), DiskName.isValid(point.id),
                   name == "\(point.id).point" else {
-                logger.warning("skipping unreadable backup point manifest \(directory)/\(name)")
+                logger.warning("skipping unreadable backup point manifest \(directory)/\(name) (its files are kept)")
                 continue
             }
             found[point.id] = point
         }
         for name in names where !name.hasPrefix(".") && (name.hasSuffix(".qcow2") || name.hasSuffix(".index")) {
             let id = String(name[..<name.lastIndex(of: ".")!])
-            if found[id] == nil {
+            if !Files.exists(pointManifest(id)) {
                 Files.discard("\(directory)/\(name)")
                 logger.notice("removed backup point file without a manifest \(directory)/\(name)")
             }
@@ -54,14 +55,15 @@ extension BackupStore {
 
     /// The disk's chain points, oldest first.
     public func points(of disk: String) -> [BackupPoint] {
-        points.values.filter { $0.disk == disk }.sorted { ($0.created, $0.id) < ($1.created, $1.id) }
+        points.values.filter { $0.disk == disk && $0.deleting != true }.sorted { ($0.serial, $0.created, $0.id) < ($1.serial, $1.created, $1.id) }
     }
 
-    public func point(_ id: String) -> BackupPoint? { points[id] }
+    /// A point that exists and is not being deleted.
+    public func point(_ id: String) -> BackupPoint? { points[id].flatMap { $0.deleting == true ? nil : $0 } }
 
     /// Whether `id` is a backup (image or point) of disk `disk`.
     public func belongs(_ id: String, to disk: String) -> Bool {
-        (backup(id)?.disk ?? points[id]?.disk) == disk
+        (backup(id)?.disk ?? point(id)?.disk) == disk
     }
 
     /// The chain from the full point up to `point`, oldest first (nil: a point is missing).
@@ -82,22 +84,32 @@ extension BackupStore {
     /// Makes the next point of `disk` (stopped: the caller holds a consistent-reader lease).
     /// Returns the point (its `reason` says why it is full when `mode` allowed
     /// incremental).
-    public func makePoint(_ disk: DiskInfo, mode: BackupMode, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupPoint {
-        guard !pointsInProgress.contains(disk.name) else { throw ControllerError.busy("a backup of disk \(disk.name) is already running") }
+    ///
+    /// `isBase`: other disks are built on this one. It cannot change while they exist, and a
+    /// VM running on one of them holds it open, so it is opened read-only and gets full
+    /// points without tracking.
+    public func makePoint(_ disk: DiskInfo, mode: BackupMode, isBase: Bool = false, policy: BackupPolicy = BackupPolicy(),
+                          progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupPoint {
+        guard !pointsInProgress.contains(disk.name) else { throw ControllerError.busy("a backup or deletion of disk \(disk.name)'s points is already running") }
         pointsInProgress.insert(disk.name)
         defer { pointsInProgress.remove(disk.name) }
         let image = try await qemuImg.info(path: disk.path, format: disk.format)
         let head = head(of: disk.name)
         let headUsable = head.map { h in chain(to: h) != nil && Files.exists(pointImage(h.id)) && Files.exists(pointIndex(h.id)) } ?? false
-        let plan = try BackupChain.plan(mode: mode, disk: disk, image: image, head: head, headUsable: headUsable)
+        let plan = try BackupChain.plan(mode: mode, disk: disk, image: image, head: head, headUsable: headUsable, isBase: isBase,
+                                        policy: policy, chainLength: head.flatMap { chain(to: $0)?.count } ?? 0)
         let parent: BackupPoint? = if case .incremental(let p) = plan { p } else { nil }
         let fullReason: String? = if case .full(let r) = plan { r } else { nil }
-        let tracking = disk.format == "qcow2" && image.compat != "0.10"
-        for stale in BackupChain.staleBitmaps(image, keep: parent?.bitmap) {
-            try await qemuImg.removeBitmap(stale, path: disk.path)
-            logger.info("removed bitmap \(stale) from disk \(disk.name): no recorded point needs it")
+        let tracking = disk.format == "qcow2" && image.compat != "0.10" && !isBase
+        if tracking {
+            for stale in BackupChain.staleBitmaps(image, keep: parent?.bitmap) {
+                try await qemuImg.removeBitmap(stale, path: disk.path)
+                logger.info("removed bitmap \(stale) from disk \(disk.name): no recorded point needs it")
+            }
         }
         let id = newID(disk.name)
+        reservedIDs.insert(id)
+        defer { reservedIDs.remove(id) }
         let bitmap = tracking ? BackupChain.bitmapName(id) : nil
         let temporary = "\(directory)/.\(id).qcow2.partial"
         let temporaryIndex = "\(directory)/.\(id).index.partial"
@@ -105,23 +117,24 @@ extension BackupStore {
             try await qemuImg.create(path: temporary, format: "qcow2", size: disk.virtualSize,
                                      backing: parent.map { ("\($0.id).qcow2", "qcow2") },
                                      options: ["cluster_size": String(BackupChain.blockSize)])
-            try await runBackupJob(source: disk, target: temporary, newBitmap: bitmap, since: parent?.bitmap) { progress($0 * 0.8) }
+            try await runBackupJob(source: disk, target: temporary, newBitmap: bitmap, since: parent?.bitmap, readOnly: bitmap == nil) { progress($0 * 0.8) }
             try Task.checkCancellation()
             let files = [temporary] + (parent.flatMap { chain(to: $0) }?.reversed().map { pointImage($0.id) } ?? [])
             let parentDigests = try parent.map { try storedDigests($0) }
             let index = try await computeIndex(files: files, virtualSize: disk.virtualSize, parent: parentDigests)
+            let digest = try BlockHasher.sha256Hex(index)
             progress(0.95)
             try writeFile(temporaryIndex, index)
             try await FileSync.file(temporary)
             try await FileSync.file(temporaryIndex)
             try Task.checkCancellation()
+            let point = BackupPoint(id: id, disk: disk.name, kind: parent == nil ? .full : .incremental, parent: parent?.id,
+                                    created: UInt64(Date().timeIntervalSince1970), size: Files.status(temporary)?.size ?? 0,
+                                    virtualSize: disk.virtualSize, format: disk.format, blockSize: BackupChain.blockSize,
+                                    digest: digest, bitmap: bitmap, reason: fullReason, sequence: (parent?.sequence ?? -1) + 1,
+                                    serial: (points.values.map(\.serial).max() ?? 0) + 1)
             try Files.rename(temporary, to: pointImage(id))
             try Files.rename(temporaryIndex, to: pointIndex(id))
-            let point = BackupPoint(id: id, disk: disk.name, kind: parent == nil ? .full : .incremental, parent: parent?.id,
-                                    created: UInt64(Date().timeIntervalSince1970), size: Files.status(pointImage(id))?.size ?? 0,
-                                    virtualSize: disk.virtualSize, format: disk.format, blockSize: BackupChain.blockSize,
-                                    digest: try BlockHasher.sha256Hex(index), bitmap: bitmap,
-                                    reason: fullReason)
             do {
                 try writeManifest(point)
             } catch {
@@ -148,13 +161,15 @@ extension BackupStore {
     /// Runs the backup job in a storage daemon: adds `newBitmap` (persistent) on the source
     /// and starts the copy, in one QMP transaction; copies all (`since` nil) or what bitmap
     /// `since` marks. On failure the new bitmap is removed again.
-    func runBackupJob(source disk: DiskInfo, target: String, newBitmap: String?, since: String?,
+    /// `readOnly`: the source is opened read-only (no bitmap to add); a VM still cannot open
+    /// it for writing meanwhile (qemu's locks).
+    func runBackupJob(source disk: DiskInfo, target: String, newBitmap: String?, since: String?, readOnly: Bool,
                       progress: @escaping @Sendable (Double) -> Void) async throws {
-        let nodes = [StorageDaemon.Blockdev(disk.path, format: disk.format, node: "source"),
+        let nodes = [StorageDaemon.Blockdev(disk.path, format: disk.format, node: "source", readOnly: readOnly),
                      StorageDaemon.Blockdev(target, format: "qcow2", node: "target")]
         let daemon: StorageDaemon
         do { daemon = try await StorageDaemon.start(blockdevs: nodes, program: storageDaemon) } catch let e as SystemError where e.kind == .inUse {
-            throw ControllerError.busy("disk \(disk.name) is open for writing by another process (a VM started outside the service?): \(e.message)")
+            throw ControllerError.busy("disk \(disk.name) is open for writing by another process (a VM started outside the service?); qemu: \(e.message)")
         }
         let speed = copyRate.bytesPerSecond
         do {
@@ -203,7 +218,7 @@ extension BackupStore {
                     continue
                 }
             }
-            if let jobs = try? qmp.execute("query-block-jobs", Empty?.none, returning: [JobInfo].self),
+            if let jobs = try? qmp.execute("query-block-jobs", Empty?.none, returning: [JobInfo].self, timeout: 5),
                let job = jobs.first(where: { $0.device == "backup" }), job.len > 0 {
                 progress(Double(job.offset) / Double(job.len))
             }
@@ -212,27 +227,23 @@ extension BackupStore {
 
     /// The index of the image `files[0]` (an overlay of `files[1]`, and so on): with
     /// `parent`'s digests only the blocks `files[0]` holds are read.
-    func computeIndex(files: [String], virtualSize: UInt64, parent: [[UInt8]]?) async throws -> [UInt8] {
+    func computeIndex(files: [String], virtualSize: UInt64, parent: [UInt8]?) async throws -> [UInt8] {
         let map = try await qemuImg.map(path: files[0], format: "qcow2")
-        let blocks = try BackupChain.blocksToHash(map: map, virtualSize: virtualSize, inheriting: parent != nil)
-        let hashed = try await BlockHasher.hash(files: files, blocks: blocks, blockSize: BackupChain.blockSize) { Task.isCancelled }
-        var digests = parent ?? Array(repeating: BlockHasher.zeroDigest, count: BackupChain.blockCount(virtualSize))
-        for (block, digest) in zip(blocks, hashed) { digests[block.number] = digest }
+        let runs = try BackupChain.runsToHash(map: map, virtualSize: virtualSize, inheriting: parent != nil)
+        let digests = try await BlockHasher.hash(files: files, runs: runs, blockSize: BackupChain.blockSize, virtualSize: virtualSize, base: parent)
         return BackupChain.index(virtualSize: virtualSize, digests: digests)
     }
 
     /// The index of a whole standalone image of `format` (a restored disk).
     func computeIndex(image path: String, format: String, virtualSize: UInt64) async throws -> [UInt8] {
         let map = try await qemuImg.map(path: path, format: format)
-        let blocks = try BackupChain.blocksToHash(map: map, virtualSize: virtualSize, inheriting: false)
-        let hashed = try await BlockHasher.hash(files: [path], blocks: blocks, blockSize: BackupChain.blockSize) { Task.isCancelled }
-        var digests = Array(repeating: BlockHasher.zeroDigest, count: BackupChain.blockCount(virtualSize))
-        for (block, digest) in zip(blocks, hashed) { digests[block.number] = digest }
+        let runs = try BackupChain.runsToHash(map: map, virtualSize: virtualSize, inheriting: false)
+        let digests = try await BlockHasher.hash(files: [path], runs: runs, blockSize: BackupChain.blockSize, virtualSize: virtualSize, base: nil)
         return BackupChain.index(virtualSize: virtualSize, digests: digests)
     }
 
     /// A point's stored block digests, checked against its manifest's digest.
-    func storedDigests(_ point: BackupPoint) throws -> [[UInt8]] {
+    func storedDigests(_ point: BackupPoint) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: pointIndex(point.id)) else {
             throw ControllerError.io("backup point \(point.id) has no index \(pointIndex(point.id))")
         }
@@ -248,9 +259,11 @@ extension BackupStore {
     /// `Io` naming the first point that does not match. `progress` gets the fraction of
     /// points checked.
     public func verifyPoint(_ id: String, progress: @escaping @Sendable (Double) -> Void = { _ in }) async throws -> (point: BackupPoint, checked: Int) {
-        guard let point = points[id] else { throw ControllerError.noSuchBackup("no backup \(id)") }
+        guard let point = point(id) else { throw ControllerError.noSuchBackup("no backup \(id)") }
         guard let chain = chain(to: point) else { throw ControllerError.io("backup point \(id) misses a point of its chain") }
-        var parentDigests: [[UInt8]]?
+        try beginReading(point.disk)
+        defer { endReading(point.disk) }
+        var parentDigests: [UInt8]?
         for (n, p) in chain.enumerated() {
             let stored = try storedDigests(p)
             let files = chain[...n].reversed().map { pointImage($0.id) }
@@ -282,7 +295,7 @@ extension BackupStore {
         }
     }
 
-    private func writeManifest(_ point: BackupPoint) throws {
+    func writeManifest(_ point: BackupPoint) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try HostRoot("/").write(pointManifest(point.id), String(decoding: try encoder.encode(point), as: UTF8.self) + "\n", newFileMode: 0o640)

@@ -33,6 +33,12 @@ public actor BackupStore {
     var points: [String: BackupPoint] = [:]
     /// Disks a point is being made of (one at a time per disk).
     var pointsInProgress: Set<String> = []
+    /// Disks whose points are being deleted, and how many restores or verifications read
+    /// each disk's points (a deletion waits for none).
+    var deletingDisks: Set<String> = []
+    var pointReaders: [String: Int] = [:]
+    /// Ids of points being made (their files do not exist yet).
+    var reservedIDs: Set<String> = []
     /// The storage daemon a backup runs (tests point it elsewhere).
     var storageDaemon = StorageDaemon.program
 
@@ -80,11 +86,14 @@ public actor BackupStore {
     /// The disk's image backups and the points of its chain (a point's `sha256` is its
     /// digest), oldest first.
     public func list(disk: String) -> [BackupInfo] {
-        let chain = points.values.filter { $0.disk == disk }.map {
-            BackupInfo(id: $0.id, disk: $0.disk, format: $0.format, created: $0.created, size: $0.size, sha256: $0.digest,
-                       compressed: false, internalSnapshots: false)
+        // Points in the order they were made; image backups by time (points of the same
+        // second after them).
+        let chain = points(of: disk).map {
+            (BackupInfo(id: $0.id, disk: $0.disk, format: $0.format, created: $0.created, size: $0.size, sha256: $0.digest,
+                        compressed: false, internalSnapshots: false), $0.serial)
         }
-        return (backups.values.filter { $0.disk == disk } + chain).sorted { ($0.created, $0.id) < ($1.created, $1.id) }
+        let images = backups.values.filter { $0.disk == disk }.map { ($0, UInt64(0)) }
+        return (images + chain).sorted { ($0.0.created, $0.1, $0.0.id) < ($1.0.created, $1.1, $1.0.id) }.map(\.0)
     }
     public func backup(_ id: String) -> BackupInfo? { backups[id] }
 
@@ -102,6 +111,8 @@ public actor BackupStore {
     /// file is checksummed; progress then covers copying (90 %) and checksumming.
     public func backup(_ disk: DiskInfo, compress: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupInfo {
         let id = newID(disk.name)
+        reservedIDs.insert(id)
+        defer { reservedIDs.remove(id) }
         let format = compress ? "qcow2" : disk.format
         let temporary = "\(directory)/.\(id).img.partial"
         let byteCopy = !compress && disk.backingFile == nil
@@ -146,10 +157,22 @@ public actor BackupStore {
     func newID(_ disk: String) -> String {
         let stamp = TextFormat.compactUTCNow()
         var id = "\(disk.prefix(40))-\(stamp)"
-        while backups[id] != nil || points[id] != nil || Files.exists(imagePath(id)) || Files.exists(pointImage(id)) {
+        while backups[id] != nil || points[id] != nil || reservedIDs.contains(id) || Files.exists(imagePath(id)) || Files.exists(pointImage(id))
+                || Files.exists("\(directory)/.\(id).qcow2.partial") || Files.exists("\(directory)/.\(id).img.partial") {
             id = "\(disk.prefix(40))-\(stamp)-\(UInt16.random(in: 0...9999))"
         }
         return id
+    }
+
+    /// Deletes an image backup: its manifest first (from then on it does not exist), then
+    /// its image.
+    public func deleteImageBackup(_ id: String) async throws {
+        guard backups[id] != nil else { throw ControllerError.noSuchBackup("no backup \(id)") }
+        try Files.remove(manifestPath(id))
+        backups[id] = nil
+        Files.discard(imagePath(id))
+        try? await FileSync.directory(of: manifestPath(id))
+        logger.notice("deleted backup \(id)")
     }
 
     /// Verifies a backup's checksum (`Io` naming it when it does not match); `progress`

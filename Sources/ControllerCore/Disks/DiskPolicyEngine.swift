@@ -102,6 +102,73 @@ public final class DiskPolicyEngine: Sendable {
         await context.emit(.policies(plan.disk, record))
     }
 
+    /// The keys a SetBackupPolicy call gives (missing keys keep their value).
+    public struct BackupPolicyChange: Sendable {
+        public var keepLast: UInt32?, fullEvery: UInt32?, maxChain: UInt32?, intervalSeconds: UInt32?
+        public init(keepLast: UInt32? = nil, fullEvery: UInt32? = nil, maxChain: UInt32? = nil, intervalSeconds: UInt32? = nil) {
+            (self.keepLast, self.fullEvery, self.maxChain, self.intervalSeconds) = (keepLast, fullEvery, maxChain, intervalSeconds)
+        }
+    }
+
+    public func checkBackupPolicy(_ name: String, _ change: BackupPolicyChange) async throws -> PolicyPlan<BackupPolicy> {
+        _ = try await context.disk(name)
+        var policy = await records.record(name).backup
+        for (key, value) in [("keep_last", change.keepLast), ("full_every", change.fullEvery), ("max_chain", change.maxChain)] {
+            if let value, value > 10_000 { throw ControllerError.invalidArgs("invalid \(key) \(value): 0 (none) or 1 to 10000") }
+        }
+        if let v = change.intervalSeconds {
+            guard v == 0 || (60...31_536_000).contains(v) else {
+                throw ControllerError.invalidArgs("invalid interval_s \(v): 0 (no schedule) or 60 to 31536000 seconds")
+            }
+            policy.intervalSeconds = v
+        }
+        if let v = change.keepLast { policy.keepLast = v }
+        if let v = change.fullEvery { policy.fullEvery = v }
+        if let v = change.maxChain { policy.maxChain = v }
+        return PolicyPlan(disk: name, policy: policy, operation: "set-backup-policy")
+    }
+
+    public func runBackupPolicy(_ plan: PolicyPlan<BackupPolicy>) async throws {
+        let policy = plan.policy
+        let record = try await records.update(plan.disk) { r in
+            // A newly scheduled policy counts its interval from now.
+            if policy.intervalSeconds > 0 && r.backup.intervalSeconds == 0 { r.lastScheduledBackup = UInt64(Date().timeIntervalSince1970) }
+            r.backup = policy
+        }
+        context.logger.notice("backup policy of disk \(plan.disk): keep_last=\(policy.keepLast) full_every=\(policy.fullEvery) max_chain=\(policy.maxChain) interval_s=\(policy.intervalSeconds)")
+        await context.emit(.policies(plan.disk, record))
+        if policy.keepLast > 0 {
+            do { _ = try await context.backups.prune(plan.disk, keepLast: policy.keepLast) } catch {
+                context.logger.warning("pruning disk \(plan.disk)'s backup points to keep_last \(policy.keepLast) failed (tried again after the next point): \(error)")
+            }
+        }
+    }
+
+    /// Starts the scheduled backups that are due: a Backup job (mode auto, as uid 0) for each
+    /// disk whose policy has an interval, when no VM runs on it and nothing holds it against
+    /// a consistent reader; otherwise it is tried again on the next tick.
+    func backupTick() async {
+        let now = UInt64(Date().timeIntervalSince1970)
+        for (name, record) in await records.all() {
+            let policy = record.backup
+            guard policy.intervalSeconds > 0, now >= record.lastScheduledBackup + UInt64(policy.intervalSeconds),
+                  let disk = await store.disk(named: name), disk.problems.isEmpty, await context.activeUser(of: disk) == nil else { continue }
+            let context = self.context
+            let what = "back up disk \(name) on schedule"
+            do {
+                _ = try await context.leasedJob("Backup", target: .disk(name), leases: [LeaseRequest(name, .consistentReader)], uid: 0, for: what) {
+                    try await context.requireUnchanged(disk, for: what)
+                } _: { job in
+                    try await context.backUp(disk, mode: .auto, compress: false, job: job)
+                }
+                _ = try? await records.update(name) { $0.lastScheduledBackup = now }
+                context.logger.info("scheduled backup of disk \(name) started (interval_s \(policy.intervalSeconds))")
+            } catch {
+                context.logger.info("scheduled backup of disk \(name) put off: \(error)")
+            }
+        }
+    }
+
     // MARK: usage and AutoGrow
 
     /// Records what Inspect found (kept for GetInspection) and its usage as a sample;
@@ -200,6 +267,7 @@ public final class DiskPolicyEngine: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 await versioningTick()
+                await backupTick()
             }
         }
         let interval = context.usageIntervalSeconds

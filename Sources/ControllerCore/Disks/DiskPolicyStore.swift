@@ -40,8 +40,30 @@ public struct DiskRecord: Codable, Sendable, Equatable {
     public var lastAutoStamp = ""
     /// A sample crossed the AutoGrow threshold while a VM used the disk: grow at its stop.
     public var growPending = false
+    /// SetBackupPolicy's policy, and when the schedule last made a point.
+    public var backup = BackupPolicy()
+    public var lastScheduledBackup: UInt64 = 0
 
     public init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case autoGrow, versioning, usage, sampled, inspection, lastAutoSnapshot, lastAutoStamp, growPending, backup, lastScheduledBackup
+    }
+
+    /// Every key may be missing (files written before it existed): its default.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        autoGrow = try c.decodeIfPresent(AutoGrowPolicy.self, forKey: .autoGrow) ?? AutoGrowPolicy()
+        versioning = try c.decodeIfPresent(VersioningPolicy.self, forKey: .versioning) ?? VersioningPolicy()
+        usage = try c.decodeIfPresent([FilesystemUsage].self, forKey: .usage) ?? []
+        sampled = try c.decodeIfPresent(UInt64.self, forKey: .sampled) ?? 0
+        inspection = try c.decodeIfPresent(InspectionReport.self, forKey: .inspection)
+        lastAutoSnapshot = try c.decodeIfPresent(UInt64.self, forKey: .lastAutoSnapshot) ?? 0
+        lastAutoStamp = try c.decodeIfPresent(String.self, forKey: .lastAutoStamp) ?? ""
+        growPending = try c.decodeIfPresent(Bool.self, forKey: .growPending) ?? false
+        backup = try c.decodeIfPresent(BackupPolicy.self, forKey: .backup) ?? BackupPolicy()
+        lastScheduledBackup = try c.decodeIfPresent(UInt64.self, forKey: .lastScheduledBackup) ?? 0
+    }
 }
 
 /// Per-disk policies and samples, in `state_dir/disk-policies.json`, written atomically

@@ -173,6 +173,25 @@ extension QemuImg {
         return tracking
     }
 
+    /// `qemu-img commit -d -f qcow2 IMAGE`: writes the overlay's clusters into its backing
+    /// file (the overlay is left as it was).
+    public func commit(_ imagePath: String) async throws {
+        let r = try await ChildProcess.run(path, ["commit", "-q", "-d", "-f", "qcow2", imagePath])
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img commit of \(imagePath) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
+    /// `qemu-img rebase -f qcow2 -b BACKING -F FORMAT IMAGE` (safe mode): the overlay keeps
+    /// its guest-visible content, taking from its old backing chain whatever differs in the
+    /// new one. `backing` may be relative to the image's directory.
+    public func rebase(_ imagePath: String, backing: String, backingFormat: String) async throws {
+        let r = try await ChildProcess.run(path, ["rebase", "-q", "-f", "qcow2", "-b", backing, "-F", backingFormat, imagePath])
+        guard r.status == 0 else {
+            throw ControllerError.io("qemu-img rebase of \(imagePath) onto \(backing) failed (exit \(r.status)): \(r.stderrExcerpt)")
+        }
+    }
+
     /// `qemu-img bitmap --remove`: deletes a persistent dirty bitmap of a qcow2 image
     /// (an `in-use` one too).
     public func removeBitmap(_ name: String, path imagePath: String) async throws {

@@ -239,4 +239,134 @@ final class BackupChainCoreTests: XCTestCase {
         XCTAssertTrue(string(next, "reason")?.contains("inconsistent") == true, "\(next.result)")
         XCTAssertEqual(try bitmaps(disk.path), [BackupChain.bitmapName(try XCTUnwrap(string(next, "backup_id")))])
     }
+
+    /// A chain of four points, the disk copied as it was at each (`as-of/N`).
+    func chainOfFour(_ name: String) async throws -> (disk: DiskInfo, ids: [String], saved: String) {
+        let disk = try await core.create(name, size: 8 << 20)
+        let saved = core.dir.appendingPathComponent("as-of-\(name)").path
+        try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
+        var ids: [String] = []
+        for (n, command) in ["write -P 0x61 0 4M", "write -P 0x62 1M 128k", "write -z 2M 64k", "write -P 0x64 7M 64k"].enumerated() {
+            try io(disk.path, [command])
+            let job = try await backup(name)
+            ids.append(try XCTUnwrap(string(job, "backup_id")))
+            try FileManager.default.copyItem(atPath: disk.path, toPath: "\(saved)/\(n + 1)")
+        }
+        return (disk, ids, saved)
+    }
+
+    func deleteBackup(_ disk: String, _ id: String) async throws -> JobSnapshot {
+        try await core.finished(try await core.disks.runDeleteBackup(try await core.disks.checkDeleteBackup(disk, backup: id), uid: 0))
+    }
+
+    func verified(_ disk: String, _ id: String) async throws -> UInt64? {
+        let job = try await core.finished(try await core.disks.runVerify(try await core.disks.checkVerify(disk, backup: id), uid: 0))
+        XCTAssertEqual(job.state, "succeeded", job.error)
+        if case .uint64(let n)? = job.result["points_checked"] { return n }
+        return nil
+    }
+
+    func testDeletingAnyPointKeepsEveryOtherPointRestorableToItsDigest() async throws {
+        let (disk, ids, saved) = try await chainOfFour("d")
+        let digests = try await core.disks.points(of: "d").map(\.digest)
+
+        // A middle point: the next one is rebased onto the one before.
+        let deleted1 = try await deleteBackup("d", ids[1])
+        XCTAssertEqual(deleted1.state, "succeeded", deleted1.error)
+        var listed = try await core.disks.points(of: "d")
+        XCTAssertEqual(listed.map(\.id), [ids[0], ids[2], ids[3]])
+        XCTAssertEqual(listed.map(\.parent), [nil, ids[0], ids[2]])
+        XCTAssertEqual(try core.qemuInfo(core.core.backups.pointImage(ids[2]))["backing-filename"] as? String, "\(ids[0]).qcow2")
+        // The full point: the next one's blocks are committed into it and it becomes the next.
+        let deleted0 = try await deleteBackup("d", ids[0])
+        XCTAssertEqual(deleted0.state, "succeeded", deleted0.error)
+        listed = try await core.disks.points(of: "d")
+        XCTAssertEqual(listed.map(\.id), [ids[2], ids[3]])
+        XCTAssertEqual(listed.map(\.kind), [.full, .incremental])
+        XCTAssertNil(try core.qemuInfo(core.core.backups.pointImage(ids[2]))["backing-filename"])
+        XCTAssertEqual(listed.map(\.digest), [digests[2], digests[3]], "a merge changed what a point holds")
+        let checked = try await verified("d", ids[3])
+        XCTAssertEqual(checked, 2)
+        for (n, id) in [(3, ids[2]), (4, ids[3])] {
+            let job = try await restore("d", id)
+            XCTAssertEqual(job.state, "succeeded", job.error)
+            XCTAssertTrue(same(disk.path, "\(saved)/\(n)"), "point \(n) no longer restores what the disk held")
+        }
+        // The newest: nothing depends on it; the tracking went with it, so the next point is full.
+        let deleted3 = try await deleteBackup("d", ids[3])
+        XCTAssertEqual(deleted3.state, "succeeded", deleted3.error)
+        let left = try await core.disks.points(of: "d").map(\.id)
+        XCTAssertEqual(left, [ids[2]])
+        XCTAssertEqual(backupFiles(), ["\(ids[2]).index", "\(ids[2]).point", "\(ids[2]).qcow2"])
+        await assertError("NoSuchBackup", naming: ids[3]) { try await self.core.disks.checkDeleteBackup("d", backup: ids[3]) }
+    }
+
+    func testARestartFinishesADeletionAKillInterrupted() async throws {
+        let (disk, ids, saved) = try await chainOfFour("r")
+        let backups = core.core.backups
+        // What a daemon killed in the middle of deleting the full point leaves: the point
+        // marked, the next point's blocks committed into it and the merged image renamed, the
+        // next point's manifest not yet rewritten.
+        let found = await backups.point(ids[0])
+        var first = try XCTUnwrap(found)
+        first.deleting = true
+        try await backups.writeManifest(first)
+        _ = try tool("/usr/bin/qemu-img", ["commit", "-q", "-d", "-f", "qcow2", backups.pointImage(ids[1])])
+        try FileManager.default.removeItem(atPath: backups.pointImage(ids[1]))
+        try FileManager.default.moveItem(atPath: backups.pointImage(ids[0]), toPath: backups.pointImage(ids[1]))
+        try await backups.scan()
+        let pending = try await core.disks.points(of: "r").map(\.id)
+        XCTAssertEqual(pending, Array(ids[1...]), "a point being deleted is not listed")
+        await assertError("NoSuchBackup", naming: ids[0]) { try await self.core.disks.checkRestore("r", backup: ids[0]) }
+        await backups.resumeDeletions()
+        let listed = try await core.disks.points(of: "r")
+        XCTAssertEqual(listed.map(\.id), Array(ids[1...]))
+        XCTAssertEqual(listed.first?.kind, .full)
+        XCTAssertFalse(backupFiles().contains { $0.hasPrefix(ids[0] + ".") }, "\(backupFiles())")
+        let checked = try await verified("r", ids[3])
+        XCTAssertEqual(checked, 3)
+        let job = try await restore("r", ids[1])
+        XCTAssertEqual(job.state, "succeeded", job.error)
+        XCTAssertTrue(same(disk.path, "\(saved)/2"))
+    }
+
+    func testThePolicyKeepsTheNewestPointsMakesFullOnesAndBacksUpOnSchedule() async throws {
+        let disk = try await core.create("p", size: 8 << 20)
+        let policies = core.disks.policies
+        await assertError("InvalidArgs", naming: "20000") { try await policies.checkBackupPolicy("p", .init(keepLast: 20000)) }
+        await assertError("InvalidArgs", naming: "interval_s 10") { try await policies.checkBackupPolicy("p", .init(intervalSeconds: 10)) }
+        let plan = try await policies.checkBackupPolicy("p", .init(keepLast: 2, fullEvery: 3))
+        XCTAssertEqual(plan.details, ["disk": "p", "operation": "set-backup-policy"])
+        try await policies.runBackupPolicy(plan)
+        var kinds: [String] = []
+        var ids: [String] = []
+        for n in 0..<4 {
+            try io(disk.path, ["write -P \(0x70 + n) \(n)M 64k"])
+            let job = try await backup("p")
+            kinds.append(string(job, "kind") ?? "")
+            ids.append(try XCTUnwrap(string(job, "backup_id")))
+            if n == 3 { XCTAssertTrue(string(job, "reason")?.contains("full_every") == true, "\(job.result)") }
+            let count = try await core.disks.points(of: "p").count
+            XCTAssertLessThanOrEqual(count, 2)
+        }
+        XCTAssertEqual(kinds, ["full", "incremental", "incremental", "full"])
+        let listed = try await core.disks.points(of: "p").map(\.id)
+        XCTAssertEqual(listed, [ids[2], ids[3]])
+
+        // The schedule: due now, no VM on the disk: the tick starts a Backup job.
+        try await policies.runBackupPolicy(try await policies.checkBackupPolicy("p", .init(intervalSeconds: 60)))
+        _ = try await core.core.disks.policies.records.update("p") { $0.lastScheduledBackup = 0 }
+        try io(disk.path, ["write -P 0x7f 5M 64k"])
+        await policies.backupTick()
+        var scheduled: [String] = []
+        for _ in 0..<100 {
+            scheduled = try await core.disks.points(of: "p").map(\.id)
+            if !scheduled.contains(ids[2]) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertEqual(scheduled.count, 2, "\(scheduled)")
+        XCTAssertFalse(scheduled.contains(ids[2]), "no scheduled point was made and pruned to keep_last: \(scheduled)")
+        let record = await core.core.disks.policies.records.record("p")
+        XCTAssertGreaterThan(record.lastScheduledBackup, 0)
+    }
 }

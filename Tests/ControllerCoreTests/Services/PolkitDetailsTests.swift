@@ -36,6 +36,8 @@ final class PolkitDetailsTests: XCTestCase {
         guard case .string(let pointID)? = point.result["backup_id"] else { return XCTFail("no point: \(point.error)") }
         expect("Disk.VerifyBackup", try await core.disks.checkVerify("d1", backup: pointID).details)
         expect("Disk.Restore", try await core.disks.checkRestore("d1", backup: pointID).details)
+        expect("Disk.DeleteBackup", try await core.disks.checkDeleteBackup("d1", backup: pointID).details)
+        expect("Disk.SetBackupPolicy", try await core.disks.policies.checkBackupPolicy("d1", .init(keepLast: 3)).details)
         expect("Disk.CreateSnapshot", try await core.disks.checkSnapshot(.create, "s1", on: "d1").details)
         expect("Disk.Delete", try await core.disks.checkDelete("d1").details)
         expect("Disk.WriteFile", try await core.disks.checkWrite("d1", "/x", content: [1], mode: nil).details)

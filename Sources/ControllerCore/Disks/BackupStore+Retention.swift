@@ -1,0 +1,123 @@
+import FoundationEssentials
+import HostSystem
+import Logging
+
+/// Deleting points of a chain without losing what later points need.
+///
+/// A point is first marked `deleting` in its manifest (from then on it is neither listed
+/// nor restorable, and a restart finishes the deletion); then the point built on it (its
+/// child) takes over its data:
+/// - a middle point: the child is rebased onto the point's parent with a safe
+///   `qemu-img rebase`, which copies into the child what it read through the point; the
+///   child's content never changes, so a crash at any moment leaves it restorable, and the
+///   rebase is simply run again;
+/// - a full point: the child's blocks are committed into it (`qemu-img commit -d`; the
+///   child still reads the same bytes through it meanwhile), and the merged image is
+///   renamed over the child's file, which becomes the chain's full point; a restart commits
+///   again if the rename had not happened (committing the same blocks twice changes
+///   nothing);
+/// - the newest point: nothing depends on it.
+/// Last the point's files and manifest go. A child's index never changes: a merge keeps
+/// what it holds, and `VerifyBackup` proves it.
+extension BackupStore {
+    /// Deletes point `id` (one marked `deleting` already is finished). `Busy` while a backup,
+    /// a restore or a verification of the disk's points runs.
+    public func deletePoint(_ id: String) async throws {
+        guard var point = points[id] else { throw ControllerError.noSuchBackup("no backup \(id)") }
+        let disk = point.disk
+        guard !pointsInProgress.contains(disk) else { throw ControllerError.busy("a backup or deletion of disk \(disk)'s points is running") }
+        guard (pointReaders[disk] ?? 0) == 0 else { throw ControllerError.busy("a restore or verification of disk \(disk)'s points is running") }
+        pointsInProgress.insert(disk)
+        deletingDisks.insert(disk)
+        defer {
+            pointsInProgress.remove(disk)
+            deletingDisks.remove(disk)
+        }
+        if point.deleting != true {
+            point.deleting = true
+            try writeManifest(point)
+            points[id] = point
+        }
+        try await finishDeletion(point)
+    }
+
+    /// Finishes the deletions a restart interrupted (points still marked `deleting`), oldest
+    /// first. A failure is logged and the point stays marked (the next start, or a
+    /// DeleteBackup of it, tries again).
+    public func resumeDeletions() async {
+        for point in points.values.filter({ $0.deleting == true }).sorted(by: { ($0.serial, $0.id) < ($1.serial, $1.id) }) {
+            do {
+                try await deletePoint(point.id)
+                logger.notice("finished the deletion of backup point \(point.id) of disk \(point.disk)")
+            } catch {
+                logger.warning("could not finish the deletion of backup point \(point.id): \(error)")
+            }
+        }
+    }
+
+    /// Deletes the oldest points of `disk` until `keepLast` are left (0: keeps all).
+    /// Returns the ids deleted.
+    public func prune(_ disk: String, keepLast: UInt32) async throws -> [String] {
+        guard keepLast > 0 else { return [] }
+        var deleted: [String] = []
+        while true {
+            let listed = points(of: disk)
+            guard listed.count > Int(keepLast), let oldest = listed.first else { break }
+            try await deletePoint(oldest.id)
+            deleted.append(oldest.id)
+            logger.notice("backup point \(oldest.id) of disk \(disk) pruned (keep_last \(keepLast))")
+        }
+        return deleted
+    }
+
+    private func finishDeletion(_ point: BackupPoint) async throws {
+        let id = point.id
+        if var child = points.values.first(where: { $0.parent == id }) {
+            let childImage = pointImage(child.id)
+            if let parent = point.parent {
+                try await qemuImg.rebase(childImage, backing: "\(parent).qcow2", backingFormat: "qcow2")
+                child.parent = parent
+            } else {
+                if try await qemuImg.info(path: childImage, format: "qcow2").backingFile != nil {
+                    try await qemuImg.commit(childImage)
+                    try await FileSync.file(pointImage(id))
+                    try Files.rename(pointImage(id), to: childImage)
+                    try? await FileSync.directory(of: childImage)
+                }
+                child.parent = nil
+                child.kind = .full
+            }
+            try await FileSync.file(childImage)
+            child.size = Files.status(childImage)?.size ?? child.size
+            try writeManifest(child)
+            points[child.id] = child
+            logger.info("backup point \(child.id) took over the data of point \(id)")
+        }
+        Files.discard(pointImage(id))
+        Files.discard(pointIndex(id))
+        if Files.exists(pointManifest(id)) { try Files.remove(pointManifest(id)) }
+        try? await FileSync.directory(of: pointManifest(id))
+        points[id] = nil
+        logger.notice("deleted backup point \(id) of disk \(point.disk)")
+    }
+
+    /// Runs `body` (a restore of one of `disk`'s points) with the disk's points held
+    /// against deletions.
+    public func whileReading<T: Sendable>(_ disk: String, _ body: @Sendable () async throws -> T) async throws -> T {
+        try beginReading(disk)
+        defer { endReading(disk) }
+        return try await body()
+    }
+
+    /// Marks a restore or verification of `disk`'s points as running (deletions wait);
+    /// `Busy` while a deletion runs.
+    func beginReading(_ disk: String) throws {
+        guard !deletingDisks.contains(disk) else { throw ControllerError.busy("a deletion of disk \(disk)'s backup points is running") }
+        pointReaders[disk, default: 0] += 1
+    }
+
+    func endReading(_ disk: String) {
+        pointReaders[disk, default: 1] -= 1
+        if pointReaders[disk] == 0 { pointReaders[disk] = nil }
+    }
+}

@@ -1,0 +1,157 @@
+import FoundationEssentials
+
+/// Backups of a disk: Backup (points of its chain, or image backups), Restore of any of
+/// them, the listing of points, VerifyBackup and DeleteBackup.
+extension DiskService {
+    /// A checked Backup.
+    public struct BackupPlan: Sendable {
+        public let disk: DiskInfo
+        public let compress: Bool
+        public let mode: BackupMode
+        public var details: [String: String] { ["disk": disk.name, "operation": "backup", "mode": mode.rawValue] }
+    }
+
+    /// Checks a Backup: `mode` nil is `auto` (a point of the disk's chain), or `image` when
+    /// `compress` is asked for (only image backups are compressed).
+    public func checkBackup(_ name: String, compress: Bool, mode: BackupMode? = nil) async throws -> BackupPlan {
+        let disk = try await context.disk(name)
+        let mode = mode ?? (compress ? .image : .auto)
+        if compress && mode != .image {
+            throw ControllerError.invalidArgs("compress applies to image backups (mode \"image\"), not to mode \"\(mode.rawValue)\"")
+        }
+        if compress && disk.format != "qcow2" && disk.format != "raw" { throw ControllerError.notSupported("cannot compress a \(disk.format) disk") }
+        if mode == .incremental {
+            // What the records already tell (the image itself is read once authorized).
+            if disk.format != "qcow2" { throw ControllerError.notSupported("disk \(name) is \(disk.format): raw disks cannot track changes, so every point is full") }
+            if await context.backups.points(of: name).isEmpty {
+                throw ControllerError.invalidState("no incremental point of disk \(name) is possible: disk \(name) has no earlier point")
+            }
+        }
+        // Consistency: a disk a running VM writes to is refused rather than copied torn
+        // (its lease does not allow a consistent reader).
+        try await context.checkLeases([LeaseRequest(name, .consistentReader)], for: "back up disk \(name)")
+        return BackupPlan(disk: disk, compress: compress, mode: mode)
+    }
+
+    public func runBackup(_ plan: BackupPlan, uid: UInt32) async throws -> JobSnapshot {
+        let context = self.context
+        let disk = plan.disk
+        let what = "back up disk \(disk.name)"
+        // The disk is held for the copy: VMs, snapshots, resizes, writes and automatic
+        // versions are refused (Busy) rather than change the image under the copy.
+        return try await context.leasedJob("Backup", target: .disk(disk.name), leases: [LeaseRequest(disk.name, .consistentReader)],
+                                           uid: uid, for: what) {
+            try await context.requireUnchanged(disk, for: what)
+        } _: { job in
+            try await context.backUp(disk, mode: plan.mode, compress: plan.compress, job: job)
+        }
+    }
+
+    /// A checked Restore.
+    public struct RestorePlan: Sendable {
+        public let disk: DiskInfo
+        public let backupID: String
+        public var details: [String: String] { ["disk": disk.name, "operation": "restore", "backup": backupID] }
+    }
+
+    public func checkRestore(_ name: String, backup id: String) async throws -> RestorePlan {
+        let disk = try await context.disk(name)
+        guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
+        guard await context.backups.belongs(id, to: name) else {
+            throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)")
+        }
+        try await context.checkLeases([LeaseRequest(name, .writer)], for: "restore disk \(name)")
+        return RestorePlan(disk: disk, backupID: id)
+    }
+
+    public func runRestore(_ plan: RestorePlan, uid: UInt32) async throws -> JobSnapshot {
+        let context = self.context
+        let (disk, id) = (plan.disk, plan.backupID)
+        let what = "restore disk \(disk.name)"
+        return try await context.leasedJob("Restore", target: .disk(disk.name), leases: [LeaseRequest(disk.name, .writer)],
+                                           uid: uid, for: what) {
+            try await context.requireUnchanged(disk, for: what)
+            guard await context.backups.belongs(id, to: disk.name) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
+        } _: { job in
+            job.progress(0)
+            await context.guests.cache.release(disk.path)
+            if let point = await context.backups.point(id) {
+                // The chain is flattened into the disk's format, and what was written is
+                // checked block by block against the point's index before it replaces the disk.
+                let (backups, store) = (context.backups, context.store)
+                _ = try await backups.whileReading(disk.name) {
+                    try await store.restore(disk.name, from: backups.pointImage(id), format: "qcow2", compressed: false, flatten: true,
+                                            check: { try await backups.checkRestored($0, format: disk.format, against: point) }) { job.commit() }
+                }
+            } else {
+                let verified = try await context.backups.verify(id) { job.progress($0 * 0.5) }
+                job.progress(0.5)
+                _ = try await context.store.restore(disk.name, from: context.backups.image(of: id), format: verified.format,
+                                                    compressed: verified.compressed) { job.commit() }
+            }
+            await context.guests.cache.release(disk.path)
+            await context.publish(disk.name)
+            return ["backup_id": .string(id)]
+        }
+    }
+
+    /// A checked call on one backup of a disk (DeleteBackup, VerifyBackup).
+    public struct BackupIDPlan: Sendable {
+        public let disk: String
+        public let backupID: String
+        public let operation: String
+        public var details: [String: String] { ["disk": disk, "operation": operation, "backup": backupID] }
+    }
+
+    /// Checks that `id` names a backup of disk `name`.
+    func checkBackupID(_ name: String, _ id: String, operation: String) async throws -> BackupIDPlan {
+        _ = try await context.disk(name)
+        guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
+        guard await context.backups.belongs(id, to: name) else { throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)") }
+        return BackupIDPlan(disk: name, backupID: id, operation: operation)
+    }
+
+    public func checkDeleteBackup(_ name: String, backup id: String) async throws -> BackupIDPlan {
+        try await checkBackupID(name, id, operation: "delete-backup")
+    }
+
+    /// Deletes a backup: an image backup's files, or a point whose data the next point
+    /// takes over first (``BackupStore/deletePoint(_:)``). Needs no lease: the disk is not
+    /// touched.
+    public func runDeleteBackup(_ plan: BackupIDPlan, uid: UInt32) async throws -> JobSnapshot {
+        let backups = context.backups
+        return try await context.jobs.start(operation: "DeleteBackup", target: .disk(plan.disk), uid: uid) { job in
+            job.progress(nil)
+            if await backups.point(plan.backupID) != nil {
+                try await backups.deletePoint(plan.backupID)
+            } else {
+                try await backups.deleteImageBackup(plan.backupID)
+            }
+            return ["backup_id": .string(plan.backupID)]
+        }
+    }
+
+    /// A disk's chain points, oldest first.
+    public func points(of name: String) async throws -> [BackupPoint] {
+        _ = try await context.disk(name)
+        return await context.backups.points(of: name)
+    }
+
+    public func checkVerify(_ name: String, backup id: String) async throws -> BackupIDPlan {
+        try await checkBackupID(name, id, operation: "verify-backup")
+    }
+
+    /// Re-checks a backup: a point's chain against its indexes, an image backup against its
+    /// SHA-256. Needs no lease: backups are not the disk.
+    public func runVerify(_ plan: BackupIDPlan, uid: UInt32) async throws -> JobSnapshot {
+        let backups = context.backups
+        return try await context.jobs.start(operation: "VerifyBackup", target: .disk(plan.disk), uid: uid) { job in
+            if await backups.point(plan.backupID) != nil {
+                let (point, checked) = try await backups.verifyPoint(plan.backupID) { job.progress($0) }
+                return ["backup_id": .string(point.id), "digest": .string(point.digest), "points_checked": .uint64(UInt64(checked))]
+            }
+            let info = try await backups.verify(plan.backupID) { job.progress($0) }
+            return ["backup_id": .string(info.id), "digest": .string(info.sha256), "points_checked": .uint64(0)]
+        }
+    }
+}
