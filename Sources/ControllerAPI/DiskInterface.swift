@@ -74,8 +74,9 @@ public enum DiskInterface {
             by a safe qemu-img rebase of the next point onto the one before, a full point's by qemu-img commit of the next \
             point into it, the merged image then becoming the next point (now full). The next point's content, and so \
             its index and digest, do not change. The point is marked deleting in its manifest before anything moves: it is \
-            no longer listed or restorable, and a restart finishes the deletion. Busy while a backup, restore or \
-            verification of the disk's points runs. Result: backup_id.
+            no longer listed or restorable, and a restart (in the background), DeleteBackup of that id or the next \
+            DeleteBackup on the disk finishes it. Before the old files go, the next point is checked against its index. \
+            Busy while a backup, restore or verification of the disk's points runs. Result: backup_id.
             """)
     public static let setBackupPolicy = APIMethod("SetBackupPolicy", in: [A.a("policy", "a{sv}")], action: .diskManage,
         doc: """

@@ -167,6 +167,9 @@ struct Disk: AsyncParsableCommand {
                 let parent = result["parent"]?.string.map { " on \($0)" } ?? ""
                 print("backup \(result["backup_id"]?.string ?? "") of \(name) done (\(kind)\(parent), \(Output.size(result["size"]?.uint64 ?? 0)))")
                 if let reason = result["reason"]?.string { print("full because \(reason)") }
+                if case .array(_, let pruned)? = result["pruned"], !pruned.isEmpty {
+                    print("pruned (keep_last): \(pruned.compactMap(\.string).joined(separator: ", "))")
+                }
             }
         }
     }

@@ -265,18 +265,27 @@ final class DiskOperationsTests: XCTestCase {
         let third = s.mvctl(["disk", "backup", "chain"], as: TestStack.grantedUser)
         XCTAssertTrue(third.stdout.contains("(full,") && third.stdout.contains("full because change tracking since point \(p2) is gone"), third.all)
 
-        // Retention: keep_last 2 prunes the oldest at once (p2 takes over p1's data), and
-        // DeleteBackup removes one more; what is left still verifies.
+        // Retention: with keep_last 2 the next point prunes the oldest (their data merged
+        // into the points after them); DeleteBackup removes one more, and what is left
+        // still verifies.
+        let p3 = try XCTUnwrap(third.stdout.split(separator: " ").dropFirst().first.map(String.init), third.all)
         let policy = s.mvctl(["disk", "backup-policy", "chain", "--keep-last", "2"], as: TestStack.grantedUser)
         XCTAssertTrue(policy.ok && policy.stdout.contains("keep_last"), policy.all)
         XCTAssertEqual(s.diskProperty("chain", "BackupPolicy")["keep_last"], .uint32(2))
+        XCTAssertTrue(qemuIO("write -P 0x73 2M 64k", image).ok)
+        let fourth = s.mvctl(["disk", "backup", "chain", "--json"], as: TestStack.grantedUser)
+        let fourthResult = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(fourth.stdout.utf8)) as? [String: Any], fourth.all)
+        XCTAssertEqual(fourthResult["pruned"] as? [String], [p1, p2], fourth.all)
+        let p4 = try XCTUnwrap(fourthResult["backup_id"] as? String)
         let pruned = try stack.diskCall("chain", "ListBackupPoints", ["a{sv}", "0"])
-        XCTAssertTrue(pruned.stdout.hasPrefix("a(ssstts) 2 \"\(p2)\" \"full\" \"\""), pruned.all)
-        XCTAssertFalse(s.mvctl(["disk", "delete-backup", "chain", p2], as: TestStack.otherUser).ok)
-        let delete = s.mvctl(["disk", "delete-backup", "chain", p2], as: TestStack.grantedUser)
-        XCTAssertTrue(delete.ok && delete.stdout.contains("deleted backup \(p2) of chain"), delete.all)
+        XCTAssertTrue(pruned.stdout.hasPrefix("a(ssstts) 2 \"\(p3)\" \"full\" \"\""), pruned.all)
+        XCTAssertFalse(s.mvctl(["disk", "delete-backup", "chain", p3], as: TestStack.otherUser).ok)
+        let delete = s.mvctl(["disk", "delete-backup", "chain", p3], as: TestStack.grantedUser)
+        XCTAssertTrue(delete.ok && delete.stdout.contains("deleted backup \(p3) of chain"), delete.all)
+        let last = s.mvctl(["disk", "verify", "chain", p4], as: TestStack.grantedUser)
+        XCTAssertTrue(last.ok && last.stdout.contains("1 points checked"), last.all)
         let files = try FileManager.default.contentsOfDirectory(atPath: s.dir.appendingPathComponent("backups").path)
-        XCTAssertFalse(files.contains { $0.hasPrefix(p1 + ".") || $0.hasPrefix(p2 + ".") }, "\(files)")
+        XCTAssertEqual(files.filter { $0.hasPrefix("chain-") }.sorted(), ["\(p4).index", "\(p4).point", "\(p4).qcow2"])
     }
 
     func testMvctlDiskCloneSnapshotsAndJobs() throws {

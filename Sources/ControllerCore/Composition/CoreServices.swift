@@ -36,7 +36,6 @@ public final class CoreServices: Sendable {
         try await store.scan()
         let backups = BackupStore(directory: config.backupDirectory, qemuImg: qemuImg, copyRate: config.copyRate, logger: Logger(label: "backups"))
         do { try await backups.scan() } catch { throw ControllerError.io("backup directory \(config.backupDirectory): \(error)") }
-        await backups.resumeDeletions()
         let policies = DiskPolicyStore(stateDirectory: config.stateDirectory)
         try await policies.load()
         try await policies.retain(only: Set(await store.list().map(\.name)))
@@ -99,6 +98,10 @@ public final class CoreServices: Sendable {
         }
         await networkManager.setObserver { change in await observer.coreEvent(.network(change)) }
         disks.policies.start()
+        // Deletions of backup points a restart interrupted: in the background (a merge can
+        // outlast the start-up timeout); each holds its disk's points meanwhile.
+        let backups = self.backups
+        Task { await backups.resumeDeletions() }
         let (vmManager, networkManager) = (self.vmManager, self.networkManager)
         await libvirt.start { [weak self] connected in
             // What follows needs a listing of the VMs that worked: without one, nothing says

@@ -61,10 +61,14 @@ extension BackupStore {
     /// A point that exists and is not being deleted.
     public func point(_ id: String) -> BackupPoint? { points[id].flatMap { $0.deleting == true ? nil : $0 } }
 
-    /// Whether `id` is a backup (image or point) of disk `disk`.
-    public func belongs(_ id: String, to disk: String) -> Bool {
-        (backup(id)?.disk ?? point(id)?.disk) == disk
+    /// Whether `id` is a backup (image or point) of disk `disk`; with `deleting`, a point
+    /// whose deletion is unfinished counts too (DeleteBackup finishes it).
+    public func belongs(_ id: String, to disk: String, deleting: Bool = false) -> Bool {
+        (backup(id)?.disk ?? (deleting ? points[id] : point(id))?.disk) == disk
     }
+
+    /// Whether `id` is a point, one being deleted included.
+    public func isPoint(_ id: String) -> Bool { points[id] != nil }
 
     /// The chain from the full point up to `point`, oldest first (nil: a point is missing).
     func chain(to point: BackupPoint) -> [BackupPoint]? {

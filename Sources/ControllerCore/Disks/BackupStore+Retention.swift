@@ -21,9 +21,21 @@ import Logging
 /// what it holds, and `VerifyBackup` proves it.
 extension BackupStore {
     /// Deletes point `id` (one marked `deleting` already is finished). `Busy` while a backup,
-    /// a restore or a verification of the disk's points runs.
+    /// a restore or a verification of the disk's points runs. A deletion of the disk's points
+    /// that an error or a restart left unfinished is finished first, so at most one point of
+    /// a disk is ever marked `deleting` (a merge never meets another half-done one).
     public func deletePoint(_ id: String) async throws {
-        guard var point = points[id] else { throw ControllerError.noSuchBackup("no backup \(id)") }
+        guard let found = points[id] else { throw ControllerError.noSuchBackup("no backup \(id)") }
+        for pending in points.values.filter({ $0.disk == found.disk && $0.deleting == true && $0.id != id }) {
+            try await deleteOne(pending)
+        }
+        guard let point = points[id] else { return }
+        try await deleteOne(point)
+    }
+
+    private func deleteOne(_ found: BackupPoint) async throws {
+        var point = found
+        let id = point.id
         let disk = point.disk
         guard !pointsInProgress.contains(disk) else { throw ControllerError.busy("a backup or deletion of disk \(disk)'s points is running") }
         guard (pointReaders[disk] ?? 0) == 0 else { throw ControllerError.busy("a restore or verification of disk \(disk)'s points is running") }
@@ -41,9 +53,9 @@ extension BackupStore {
         try await finishDeletion(point)
     }
 
-    /// Finishes the deletions a restart interrupted (points still marked `deleting`), oldest
-    /// first. A failure is logged and the point stays marked (the next start, or a
-    /// DeleteBackup of it, tries again).
+    /// Finishes the deletions a restart interrupted (points still marked `deleting`; at most
+    /// one per disk). A failure is logged and the point stays marked (the next start, or the
+    /// next DeleteBackup on the disk, tries again).
     public func resumeDeletions() async {
         for point in points.values.filter({ $0.deleting == true }).sorted(by: { ($0.serial, $0.id) < ($1.serial, $1.id) }) {
             do {
@@ -74,15 +86,27 @@ extension BackupStore {
         let id = point.id
         if var child = points.values.first(where: { $0.parent == id }) {
             let childImage = pointImage(child.id)
+            let childDigests = try storedDigests(child)
             if let parent = point.parent {
+                guard let grandparent = points[parent], let chain = chain(to: grandparent) else {
+                    throw ControllerError.io("backup point \(id) cannot be deleted: its parent \(parent) is missing")
+                }
                 try await qemuImg.rebase(childImage, backing: "\(parent).qcow2", backingFormat: "qcow2")
+                // The child must read what its index says before anything of the point goes.
+                try await requireIndex(of: [childImage] + chain.reversed().map { pointImage($0.id) }, equals: childDigests, child)
                 child.parent = parent
             } else {
-                if try await qemuImg.info(path: childImage, format: "qcow2").backingFile != nil {
+                let backing = try await qemuImg.info(path: childImage, format: "qcow2").backingFile
+                if backing == "\(id).qcow2" {
                     try await qemuImg.commit(childImage)
+                    // The full point's file now holds what the child holds: checked before it
+                    // takes the child's place.
+                    try await requireIndex(of: [pointImage(id)], equals: childDigests, child)
                     try await FileSync.file(pointImage(id))
                     try Files.rename(pointImage(id), to: childImage)
                     try? await FileSync.directory(of: childImage)
+                } else if backing != nil {
+                    throw ControllerError.io("backup point \(child.id) is built on \(backing!), not on point \(id): its deletion was stopped")
                 }
                 child.parent = nil
                 child.kind = .full
@@ -99,6 +123,15 @@ extension BackupStore {
         try? await FileSync.directory(of: pointManifest(id))
         points[id] = nil
         logger.notice("deleted backup point \(id) of disk \(point.disk)")
+    }
+
+    /// Throws unless the image `files[0]` (on the chain `files`) reads exactly what `point`'s
+    /// index says.
+    private func requireIndex(of files: [String], equals digests: [UInt8], _ point: BackupPoint) async throws {
+        let index = try await computeIndex(files: files, virtualSize: point.virtualSize, parent: nil)
+        guard BackupChain.digests(in: index, virtualSize: point.virtualSize) == digests else {
+            throw ControllerError.io("after the merge, backup point \(point.id) no longer reads what its index says; the deletion was stopped")
+        }
     }
 
     /// Runs `body` (a restore of one of `disk`'s points) with the disk's points held

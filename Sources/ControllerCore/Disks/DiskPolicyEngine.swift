@@ -137,34 +137,47 @@ public final class DiskPolicyEngine: Sendable {
         }
         context.logger.notice("backup policy of disk \(plan.disk): keep_last=\(policy.keepLast) full_every=\(policy.fullEvery) max_chain=\(policy.maxChain) interval_s=\(policy.intervalSeconds)")
         await context.emit(.policies(plan.disk, record))
-        if policy.keepLast > 0 {
-            do { _ = try await context.backups.prune(plan.disk, keepLast: policy.keepLast) } catch {
-                context.logger.warning("pruning disk \(plan.disk)'s backup points to keep_last \(policy.keepLast) failed (tried again after the next point): \(error)")
-            }
-        }
     }
+
+    /// How long a scheduled backup that could not start, or failed, waits before it is
+    /// tried again (then every minute rather than every tick, nor a whole interval later).
+    static let scheduledRetrySeconds: UInt64 = 60
 
     /// Starts the scheduled backups that are due: a Backup job (mode auto, as uid 0) for each
     /// disk whose policy has an interval, when no VM runs on it and nothing holds it against
-    /// a consistent reader; otherwise it is tried again on the next tick.
+    /// a consistent reader. The interval counts from the end of the last successful one; one
+    /// that cannot start or fails is tried again a minute later.
     func backupTick() async {
         let now = UInt64(Date().timeIntervalSince1970)
         for (name, record) in await records.all() {
             let policy = record.backup
             guard policy.intervalSeconds > 0, now >= record.lastScheduledBackup + UInt64(policy.intervalSeconds),
                   let disk = await store.disk(named: name), disk.problems.isEmpty, await context.activeUser(of: disk) == nil else { continue }
-            let context = self.context
+            let (context, records) = (self.context, self.records)
             let what = "back up disk \(name) on schedule"
+            let interval = UInt64(policy.intervalSeconds)
+            // Not due again while the job runs; its end sets the next time.
+            _ = try? await records.update(name) { $0.lastScheduledBackup = now }
             do {
                 _ = try await context.leasedJob("Backup", target: .disk(name), leases: [LeaseRequest(name, .consistentReader)], uid: 0, for: what) {
                     try await context.requireUnchanged(disk, for: what)
                 } _: { job in
-                    try await context.backUp(disk, mode: .auto, compress: false, job: job)
+                    do {
+                        let result = try await context.backUp(disk, mode: .auto, compress: false, job: job)
+                        _ = try? await records.update(name) { $0.lastScheduledBackup = UInt64(Date().timeIntervalSince1970) }
+                        return result
+                    } catch {
+                        // Tried again a minute from its end.
+                        let end = UInt64(Date().timeIntervalSince1970) + Self.scheduledRetrySeconds
+                        _ = try? await records.update(name) { $0.lastScheduledBackup = end > interval ? end - interval : 0 }
+                        throw error
+                    }
                 }
-                _ = try? await records.update(name) { $0.lastScheduledBackup = now }
                 context.logger.info("scheduled backup of disk \(name) started (interval_s \(policy.intervalSeconds))")
             } catch {
-                context.logger.info("scheduled backup of disk \(name) put off: \(error)")
+                let retry = now + Self.scheduledRetrySeconds
+                _ = try? await records.update(name) { $0.lastScheduledBackup = retry > interval ? retry - interval : 0 }
+                context.logger.info("scheduled backup of disk \(name) put off for a minute: \(error)")
             }
         }
     }

@@ -75,12 +75,14 @@ extension DiskService {
         } _: { job in
             job.progress(0)
             await context.guests.cache.release(disk.path)
-            if let point = await context.backups.point(id) {
+            if await context.backups.isPoint(id) {
                 // The chain is flattened into the disk's format, and what was written is
-                // checked block by block against the point's index before it replaces the disk.
+                // checked block by block against the point's index before it replaces the disk
+                // (the points held against deletions meanwhile).
                 let (backups, store) = (context.backups, context.store)
                 _ = try await backups.whileReading(disk.name) {
-                    try await store.restore(disk.name, from: backups.pointImage(id), format: "qcow2", compressed: false, flatten: true,
+                    guard let point = await backups.point(id) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
+                    return try await store.restore(disk.name, from: backups.pointImage(id), format: "qcow2", compressed: false, flatten: true,
                                             check: { try await backups.checkRestored($0, format: disk.format, against: point) }) { job.commit() }
                 }
             } else {
@@ -104,15 +106,15 @@ extension DiskService {
     }
 
     /// Checks that `id` names a backup of disk `name`.
-    func checkBackupID(_ name: String, _ id: String, operation: String) async throws -> BackupIDPlan {
+    func checkBackupID(_ name: String, _ id: String, operation: String, deleting: Bool = false) async throws -> BackupIDPlan {
         _ = try await context.disk(name)
         guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
-        guard await context.backups.belongs(id, to: name) else { throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)") }
+        guard await context.backups.belongs(id, to: name, deleting: deleting) else { throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)") }
         return BackupIDPlan(disk: name, backupID: id, operation: operation)
     }
 
     public func checkDeleteBackup(_ name: String, backup id: String) async throws -> BackupIDPlan {
-        try await checkBackupID(name, id, operation: "delete-backup")
+        try await checkBackupID(name, id, operation: "delete-backup", deleting: true)
     }
 
     /// Deletes a backup: an image backup's files, or a point whose data the next point
@@ -122,7 +124,7 @@ extension DiskService {
         let backups = context.backups
         return try await context.jobs.start(operation: "DeleteBackup", target: .disk(plan.disk), uid: uid) { job in
             job.progress(nil)
-            if await backups.point(plan.backupID) != nil {
+            if await backups.isPoint(plan.backupID) {
                 try await backups.deletePoint(plan.backupID)
             } else {
                 try await backups.deleteImageBackup(plan.backupID)

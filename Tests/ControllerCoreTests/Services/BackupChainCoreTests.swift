@@ -369,4 +369,30 @@ final class BackupChainCoreTests: XCTestCase {
         let record = await core.core.disks.policies.records.record("p")
         XCTAssertGreaterThan(record.lastScheduledBackup, 0)
     }
+
+    func testAnUnfinishedDeletionIsFinishedBeforeTheNextOneAndCanBeAskedForAgain() async throws {
+        let (disk, ids, saved) = try await chainOfFour("u")
+        let backups = core.core.backups
+        // A deletion of the second point that stopped right after marking it.
+        let found = await backups.point(ids[1])
+        var second = try XCTUnwrap(found)
+        second.deleting = true
+        try await backups.writeManifest(second)
+        try await backups.scan()
+        // Asked for by its id again, it is finished (not NoSuchBackup).
+        let plan = try await core.disks.checkDeleteBackup("u", backup: ids[1])
+        XCTAssertEqual(plan.backupID, ids[1])
+        // Another deletion on the disk finishes it first, then does its own.
+        let job = try await deleteBackup("u", ids[2])
+        XCTAssertEqual(job.state, "succeeded", job.error)
+        let listed = try await core.disks.points(of: "u")
+        XCTAssertEqual(listed.map(\.id), [ids[0], ids[3]])
+        XCTAssertEqual(listed.map(\.parent), [nil, ids[0]])
+        let checked = try await verified("u", ids[3])
+        XCTAssertEqual(checked, 2)
+        let restored = try await restore("u", ids[3])
+        XCTAssertEqual(restored.state, "succeeded", restored.error)
+        XCTAssertTrue(same(disk.path, "\(saved)/4"))
+        await assertError("NoSuchBackup", naming: ids[1]) { try await self.core.disks.checkDeleteBackup("u", backup: ids[1]) }
+    }
 }
