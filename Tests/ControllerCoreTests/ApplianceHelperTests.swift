@@ -70,17 +70,8 @@ final class ApplianceHelperTests: XCTestCase {
     }
 
     static func run(_ path: String, _ arguments: [String], environment: [String: String] = [:]) -> (status: Int32, output: String) {
-        let p = Process()
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let (status, output) = runTool(path, arguments, environment: environment)
+        return (status, output.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }
 

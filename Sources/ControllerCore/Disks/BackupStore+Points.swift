@@ -147,7 +147,9 @@ extension BackupStore {
                 throw error
             }
             points[id] = point
-            logger.notice("backup point \(id) of disk \(disk.name): \(point.kind.rawValue)\(parent.map { " on \($0.id)" } ?? ""), \(point.size) bytes, digest \(point.digest)\(point.reason.map { " (full: \($0))" } ?? "")")
+            let on = parent.map { " on \($0.id)" } ?? ""
+            let why = point.reason.map { " (full: \($0))" } ?? ""
+            logger.notice("backup point \(id) of disk \(disk.name): \(point.kind.rawValue)\(on), \(point.size) bytes, digest \(point.digest)\(why)")
             if let old = parent?.bitmap {
                 do { try await qemuImg.removeBitmap(old, path: disk.path) } catch {
                     logger.warning("could not remove bitmap \(old) from disk \(disk.name) (removed before the next point): \(error)")
