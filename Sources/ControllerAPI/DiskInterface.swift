@@ -51,8 +51,19 @@ public enum DiskInterface {
             the copy in one transaction, so no write escapes both.\n\nmode image writes the backups from before \
             chains: BackupDirectory/ID.img, a whole copy (compressed with compress), with its manifest ID.json (disk, \
             format, time, size, sha256, compressed, internalSnapshots). Image backups keep internal snapshots; points \
-            do not.\n\nA disk a running VM uses is refused with Busy rather than copied torn. During the copy the disk \
-            is held: snapshots, resizes, writes, deletes and automatic versions get Busy.
+            do not.\n\nA disk a running VM uses gets its point through the VM's qemu: libvirt's push backup, with the \
+            checkpoint (the bitmap of the new point) made in the same qemu transaction, copies the disk as it was when \
+            the backup began while the guest goes on writing. Such a point is crash-consistent (the Multiverse design \
+            has no guest agent to quiesce filesystems). qemu writes it into a file the service created in \
+            BackupDirectory (mode 0711: searchable by qemu's user, every file root's and 0640). The service's records \
+            are the truth for change tracking: before and after each such backup libvirt's checkpoints are reconciled \
+            with them (one checkpoint per disk, the newest point's; after an offline point it is redefined in libvirt; \
+            the service's other checkpoints are deleted), and a bitmap qemu does not hold consistently gives a full point \
+            saying why. The space a point may take (the changed bytes libvirt reports, or the disk's allocation for a \
+            full point) is checked and reserved before the backup begins (LimitsExceeded naming the figures), and a \
+            backup is aborted when the backup filesystem has less than 64 MiB left: qemu would otherwise fail the \
+            guest's own writes. mode image of a running VM's disk is Busy (it would be copied torn).\n\nDuring the copy \
+            the disk is held: snapshots, resizes, writes, deletes and automatic versions get Busy.
             """)
     public static let listBackups = APIMethod("ListBackups", in: [A.options], out: [A.a("backups", "a(stts)")],
         doc: "The disk's backups, image backups and points alike, oldest first: id, creation time, size, sha256 (a point's digest).")
@@ -245,12 +256,12 @@ public enum DiskInterface {
          ["reader", "live-writer", "online-backup"]),
         ("reader", "Inspect, ListFiles, ReadFile, the usage sampler (a read-only appliance, crash-consistent beside a VM), and AdoptDisk (it writes a record, not the image)",
          ["vm", "reader", "consistent-reader", "writer", "live-writer", "online-backup", "base"]),
-        ("consistent-reader", "the source of a full Clone, an offline Backup, and a running VM on a disk it has read-only",
+        ("consistent-reader", "the source of a full Clone, a Backup of a stopped disk, and a running VM on a disk it has read-only",
          ["reader", "consistent-reader", "online-backup", "base"]),
         ("writer", "offline Resize, Format, Restore, WriteFile, disk and VM snapshots (create, revert, delete), Delete, versioning, AutoGrow, and AdoptDisk of a qcow2 overlay (its header is written)",
          ["reader"]),
         ("live-writer", "a live Resize of a running VM's disk (only beside that VM's lease)", ["vm", "reader"]),
-        ("online-backup", "reserved for backups read through a running VM's qemu (only beside that VM's lease); nothing takes it yet",
+        ("online-backup", "a Backup of a running VM's disk, read through the VM's qemu (only beside that VM's lease)",
          ["vm", "reader", "consistent-reader", "base"]),
         ("base", "each disk built on this one (an overlay, a linked clone) for as long as it exists",
          ["reader", "consistent-reader", "online-backup", "base"]),

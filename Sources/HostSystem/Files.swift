@@ -84,6 +84,17 @@ public enum Files {
         guard Glibc.rename(source, destination) == 0 else { throw .failed("cannot rename \(source) to \(destination)") }
     }
 
+    /// Bytes an unprivileged writer may still write on the filesystem holding `path`.
+    public static func availableBytes(_ path: String) throws(SystemError) -> UInt64 {
+        // (`statvfs` names both the call and its struct in Swift: through a descriptor.)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .failed("cannot open \(path)") }
+        defer { close(fd) }
+        var s = statvfs()
+        guard fstatvfs(fd, &s) == 0 else { throw .failed("cannot read the free space of \(path)") }
+        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    }
+
     /// Gives `path` the permission bits `permissions`.
     public static func setPermissions(_ path: String, _ permissions: UInt32) throws(SystemError) {
         guard chmod(path, mode_t(permissions)) == 0 else { throw .failed("cannot set the mode of \(path)") }

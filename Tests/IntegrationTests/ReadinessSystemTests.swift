@@ -16,10 +16,16 @@ final class ReadinessSystemTests: XCTestCase {
         SharedStacks.start(self) {
             try QemuSystemTests.startLibvirtd()
             cleanup()
-            let made = Command.run(TestStack.repo.appendingPathComponent("scripts/make-tiny-guest").path, [guestDir])
-            guard made.ok else { throw StackError("scripts/make-tiny-guest: \(made.all)") }
-            return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\nstop_timeout_s = 5\nkernel_roots = [\"\(guestDir)\"]\n", libvirtURI: uri)
+            return try tinyGuestStack()
         }
+    }
+
+    /// A stack on `qemu:///system` whose VMs may boot the tiny guest (made or refreshed
+    /// here by scripts/make-tiny-guest).
+    static func tinyGuestStack() throws -> TestStack {
+        let made = Command.run(TestStack.repo.appendingPathComponent("scripts/make-tiny-guest").path, [guestDir])
+        guard made.ok else { throw StackError("scripts/make-tiny-guest: \(made.all)") }
+        return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\nstop_timeout_s = 5\nkernel_roots = [\"\(guestDir)\"]\n", libvirtURI: uri)
     }
 
     override class func tearDown() {

@@ -37,6 +37,8 @@ public actor BackupStore {
     /// each disk's points (a deletion waits for none).
     var deletingDisks: Set<String> = []
     var pointReaders: [String: Int] = [:]
+    /// Bytes of the backup filesystem reserved by running backups (``reserveSpace(_:for:)``).
+    var reservedSpace: UInt64 = 0
     /// Ids of points being made (their files do not exist yet).
     var reservedIDs: Set<String> = []
     /// The storage daemon a backup runs (tests point it elsewhere).
@@ -56,7 +58,14 @@ public actor BackupStore {
     /// a daemon that died left running, which still hold their files and disks).
     public func scan() throws {
         StorageDaemon.sweepOrphans()
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        // Searchable, not readable, by others: qemu (libvirt's user) writes a running VM's
+        // point into a file libvirt hands it here (``BackupStore/draftPoint``); every file in
+        // it is root's, 0640 at most, and nobody else can list the names.
+        if let mode = Files.status(directory)?.permissions, mode & 0o777 != 0o711 {
+            try Files.setPermissions(directory, 0o711)
+            logger.notice("backup directory \(directory): mode set to 0711 (was \(String(mode & 0o777, radix: 8))) so qemu can write running VMs' points")
+        }
         var found: [String: BackupInfo] = [:]
         for name in (try FileManager.default.contentsOfDirectory(atPath: directory)).sorted() {
             if name.hasPrefix("."), name.contains(".partial") {
@@ -129,6 +138,9 @@ public actor BackupStore {
                 sum = try await FileDigest.sha256(temporary) { progress(0.9 + $0 * 0.1) }
             }
             try Task.checkCancellation()
+            // The directory is searchable by qemu's user (live points): no backup file is
+            // readable by anyone but root.
+            try Files.setPermissions(temporary, 0o640)
             do { try Files.rename(temporary, to: imagePath(id)) } catch {
                 throw ControllerError.io("cannot store backup \(id): \(systemMessage(error.code))")
             }

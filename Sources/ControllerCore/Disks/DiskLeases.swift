@@ -26,8 +26,7 @@ public enum LeaseKind: String, Sendable, CaseIterable {
     /// holds a writer's lease.)
     case liveWriter = "live-writer"
     /// A backup read through a running VM's qemu (a point-in-time copy that qemu keeps
-    /// consistent while the guest writes). Reserved for the backup engine: nothing takes it
-    /// yet, and a Backup of a running VM's disk is Busy.
+    /// consistent while the guest writes): a Backup of a running VM's disk.
     case onlineBackup = "online-backup"
     /// Held by each disk built on this one (an overlay): the base must not change under it.
     case base

@@ -8,7 +8,12 @@ extension DiskService {
         public let disk: DiskInfo
         public let compress: Bool
         public let mode: BackupMode
+        /// The running VM using the disk and its target there: the point is taken through
+        /// its qemu (libvirt's push backup).
+        public let live: (vm: VMInfo, target: String)?
         public var details: [String: String] { ["disk": disk.name, "operation": "backup", "mode": mode.rawValue] }
+        /// Stopped: the image must stay still; running: beside the VM's lease.
+        var lease: LeaseRequest { LeaseRequest(disk.name, live == nil ? .consistentReader : .onlineBackup) }
     }
 
     /// Checks a Backup: `mode` nil is `auto` (a point of the disk's chain), or `image` when
@@ -27,10 +32,15 @@ extension DiskService {
                 throw ControllerError.invalidState("no incremental point of disk \(name) is possible: disk \(name) has no earlier point")
             }
         }
-        // Consistency: a disk a running VM writes to is refused rather than copied torn
-        // (its lease does not allow a consistent reader).
-        try await context.checkLeases([LeaseRequest(name, .consistentReader)], for: "back up disk \(name)")
-        return BackupPlan(disk: disk, compress: compress, mode: mode)
+        // A disk a running VM writes to gets a point through the VM's qemu (point in time);
+        // an image backup of it would be copied torn, and is refused.
+        let live = await context.activeUser(of: disk)
+        if let live, mode == .image {
+            throw ControllerError.busy("disk \(name) is in use by running VM \(live.vm.name): image backups need it stopped; a point (mode auto, full or incremental) is taken while it runs")
+        }
+        let plan = BackupPlan(disk: disk, compress: compress, mode: mode, live: live)
+        try await context.checkLeases([plan.lease], for: "back up disk \(name)")
+        return plan
     }
 
     public func runBackup(_ plan: BackupPlan, uid: UInt32) async throws -> JobSnapshot {
@@ -39,11 +49,10 @@ extension DiskService {
         let what = "back up disk \(disk.name)"
         // The disk is held for the copy: VMs, snapshots, resizes, writes and automatic
         // versions are refused (Busy) rather than change the image under the copy.
-        return try await context.leasedJob("Backup", target: .disk(disk.name), leases: [LeaseRequest(disk.name, .consistentReader)],
-                                           uid: uid, for: what) {
+        return try await context.leasedJob("Backup", target: .disk(disk.name), leases: [plan.lease], uid: uid, for: what) {
             try await context.requireUnchanged(disk, for: what)
         } _: { job in
-            try await context.backUp(disk, mode: plan.mode, compress: plan.compress, job: job)
+            try await context.backUp(disk, mode: plan.mode, compress: plan.compress, live: plan.live, job: job)
         }
     }
 

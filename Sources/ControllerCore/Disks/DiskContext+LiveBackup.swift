@@ -1,0 +1,144 @@
+import FoundationEssentials
+import HostSystem
+
+/// Points of disks a running VM uses: libvirt's push backup, one qemu transaction for all
+/// of them with the checkpoint that tracks writes after the point, into point files the
+/// service created (overlays of the parent points) in the backup directory.
+///
+/// The records are the truth for the bitmaps: before and after each live backup libvirt's
+/// checkpoints are reconciled with them (``CheckpointXML/reconcile(_:wanted:)``): a
+/// checkpoint a failed backup left is deleted, the checkpoint of an offline point is
+/// redefined. A parent whose bitmap the running qemu does not hold consistently (libvirt
+/// gives no changed-bytes figure for it) gives a full point, said in its `reason`.
+extension DiskContext {
+    /// One disk of a running VM to back up.
+    struct LiveDisk: Sendable {
+        let disk: DiskInfo
+        let target: String
+        /// Other disks are built on it (full points, no tracking).
+        let isBase: Bool
+    }
+
+    /// Bytes left free on the backup filesystem below which a running backup is aborted
+    /// (qemu fails the guest's own writes when a push target cannot grow).
+    static let backupSpaceFloor: UInt64 = 64 << 20
+
+    /// Makes one point of each of `disks` of running VM `vm` in one push backup; `group`
+    /// names the VM point they form (VM.Backup).
+    func backUpLive(_ vm: VMInfo, disks: [LiveDisk], mode: BackupMode, group: String?, job: Job) async throws -> [BackupPoint] {
+        let backups = self.backups
+        let names = disks.map(\.disk.name)
+        try await backups.claim(names)
+        var drafts: [BackupStore.PointDraft] = []
+        var reservation: UInt64 = 0
+        do {
+            job.progress(0)
+            let targets = vm.disks.map(\.target)
+            let checkpoints = try await reconcileCheckpoints(vm)
+            var backupDisks: [CheckpointXML.BackupDisk] = []
+            var newBitmaps: [String: String] = [:]
+            for item in disks {
+                let disk = item.disk
+                let policy = await policies.record(disk.name).backup
+                var image = try await qemuImg.info(path: disk.path, format: disk.format)
+                // The running qemu's view of the bitmaps: a parent's bitmap counts when libvirt
+                // measures its changed bytes (the bitmap exists and is consistent).
+                let head = await backups.head(of: disk.name)
+                let described = head?.bitmap.flatMap { CheckpointXML.describing($0, on: item.target, in: checkpoints) }
+                image.bitmaps = described?.changedBytes[item.target] != nil ? [(name: head!.bitmap!, flags: [])] : []
+                let tracking = disk.format == "qcow2" && image.compat != "0.10" && !item.isBase
+                let draft = try await backups.draftPoint(disk, mode: mode, image: image, isBase: item.isBase, policy: policy, tracking: tracking)
+                drafts.append(draft)
+                let estimate = draft.parent == nil ? max(image.allocatedSize, disk.backingFile == nil ? 0 : disk.virtualSize)
+                                                   : (described?.changedBytes[item.target] ?? disk.virtualSize)
+                reservation += estimate + estimate / 64 + (1 << 20)
+                backupDisks.append(.init(target: item.target, file: draft.temporary, since: draft.parent == nil ? nil : described?.name))
+                if let bitmap = draft.bitmap { newBitmaps[item.target] = bitmap }
+            }
+            try await backups.reserveSpace(reservation, for: names.joined(separator: ", "))
+            let checkpoint = newBitmaps.isEmpty ? nil
+                : CheckpointXML.checkpoint(name: BackupChain.bitmapName(group ?? drafts[0].id), bitmaps: newBitmaps, targets: targets)
+            try await vms.backupBegin(vm.uuid, backup: CheckpointXML.pushBackup(backupDisks, targets: targets), checkpoint: checkpoint)
+            try await waitForLiveBackup(vm, job: job)
+            var points: [BackupPoint] = []
+            let count = Double(drafts.count)
+            for (n, draft) in drafts.enumerated() {
+                let share = 0.8 + 0.2 * Double(n) / count
+                points.append(try await backups.finishPoint(draft, group: group, live: true) { job.progress(share + $0 * 0.2 / count) })
+            }
+            await backups.endDrafts(drafts, names: names, reservation: reservation)
+            // The parents' checkpoints go (and with them their bitmaps in qemu).
+            do { _ = try await reconcileCheckpoints(vm) } catch {
+                logger.warning("backup of VM \(vm.name) made; its older checkpoints are removed before the next backup: \(error)")
+            }
+            return points
+        } catch {
+            for draft in drafts { await backups.discard(draft) }
+            await backups.endDrafts(drafts, names: names, reservation: reservation)
+            // A checkpoint the failed backup made is no record's: it goes now, or before the
+            // next backup.
+            _ = try? await reconcileCheckpoints(vm)
+            throw await backups.pointError(error, names.joined(separator: ", "))
+        }
+    }
+
+    /// Waits for the VM's push backup to end, reporting its progress; aborts it when the
+    /// job is cancelled or the backup filesystem runs low.
+    private func waitForLiveBackup(_ vm: VMInfo, job: Job) async throws {
+        while true {
+            try await Task.sleep(for: .milliseconds(250))
+            guard await vms.vm(uuid: vm.uuid)?.state.isActive == true else {
+                throw ControllerError.io("VM \(vm.name) stopped during the backup")
+            }
+            let free = (try? Files.availableBytes(backups.directory)) ?? .max
+            if Task.isCancelled || free < Self.backupSpaceFloor {
+                try? await vms.abortJob(vm.uuid)
+                if Task.isCancelled { throw CancellationError() }
+                throw ControllerError.io("the backup of VM \(vm.name) was stopped: only \(free) bytes are left on \(backups.directory)")
+            }
+            let current: VMJobStats
+            do { current = try await vms.jobStats(vm.uuid, completed: false) } catch {
+                if await vms.vm(uuid: vm.uuid)?.state.isActive != true { throw ControllerError.io("VM \(vm.name) stopped during the backup") }
+                throw error
+            }
+            if current.running {
+                if current.total > 0 { job.progress(0.8 * Double(current.processed) / Double(current.total)) }
+                continue
+            }
+            let ended = try await vms.jobStats(vm.uuid, completed: true)
+            if ended.succeeded { return }
+            throw ControllerError.io("qemu's backup of VM \(vm.name) failed: \(ended.error ?? "no reason given")")
+        }
+    }
+
+    /// Makes libvirt's checkpoints of `vm` the ones the records need (each disk's newest
+    /// point's bitmap) and returns them as libvirt then describes them.
+    @discardableResult
+    func reconcileCheckpoints(_ vm: VMInfo) async throws -> [CheckpointXML.Checkpoint] {
+        var wanted: [String: String] = [:]
+        let managed = await store.list()
+        for d in vm.disks {
+            guard let disk = managed.first(where: { $0.path == d.source }), let bitmap = await backups.head(of: disk.name)?.bitmap else { continue }
+            wanted[d.target] = bitmap
+        }
+        let existing = try await vms.checkpoints(vm.uuid).map(CheckpointXML.parse)
+        let plan = CheckpointXML.reconcile(existing, wanted: wanted)
+        guard !plan.delete.isEmpty || !plan.redefine.isEmpty else { return existing }
+        let active = await vms.vm(uuid: vm.uuid)?.state.isActive == true
+        for name in plan.delete {
+            do { try await vms.deleteCheckpoint(vm.uuid, name, metadataOnly: !active) } catch {
+                // Its bitmap is already gone from qemu: the metadata alone.
+                guard active else { throw error }
+                try await vms.deleteCheckpoint(vm.uuid, name, metadataOnly: true)
+            }
+            logger.info("deleted checkpoint \(name) of VM \(vm.name): no backup point needs it")
+        }
+        let targets = vm.disks.map(\.target)
+        for (target, bitmap) in plan.redefine.sorted(by: { $0.key < $1.key }) {
+            try await vms.redefineCheckpoint(vm.uuid, CheckpointXML.checkpoint(name: bitmap, bitmaps: [target: bitmap], targets: targets,
+                                                                              created: UInt64(Date().timeIntervalSince1970)))
+            logger.info("redefined checkpoint \(bitmap) of VM \(vm.name) for disk \(target): the newest backup point's bitmap")
+        }
+        return try await vms.checkpoints(vm.uuid).map(CheckpointXML.parse)
+    }
+}
