@@ -76,7 +76,10 @@ struct NBDExport: Sendable {
         guard let dir = opendir("/tmp") else { return }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            // The name read in place: a copy of the whole `d_name` array reads past the end of
+            // a short entry, and past the end of readdir's buffer when it is the last one
+            // (the daemon died of a segfault there once, with many entries in /tmp).
+            let name = String(cString: (UnsafeRawPointer(entry) + MemoryLayout<dirent>.offset(of: \dirent.d_name)!).assumingMemoryBound(to: CChar.self))
             guard name.hasPrefix(prefix), let owner = Int32(name.dropFirst(prefix.count).prefix(while: { $0.isNumber })),
                   kill(owner, 0) != 0, errno == ESRCH else { continue }
             let directory = "/tmp/" + name

@@ -95,6 +95,11 @@ public enum Files {
         return UInt64(s.f_bavail) * UInt64(s.f_frsize)
     }
 
+    /// Gives `path` (not a link it is) to `uid` and `gid`.
+    public static func setOwner(_ path: String, uid: UInt32, gid: UInt32) throws(SystemError) {
+        guard lchown(path, uid, gid) == 0 else { throw .failed("cannot set the owner of \(path)") }
+    }
+
     /// Gives `path` the permission bits `permissions`.
     public static func setPermissions(_ path: String, _ permissions: UInt32) throws(SystemError) {
         guard chmod(path, mode_t(permissions)) == 0 else { throw .failed("cannot set the mode of \(path)") }

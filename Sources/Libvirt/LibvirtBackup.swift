@@ -71,12 +71,14 @@ extension LibvirtDomain {
         var list: UnsafeMutablePointer<virDomainCheckpointPtr?>?
         let count = virDomainListAllCheckpoints(pointer, &list, 0)
         guard count >= 0 else { throw LibvirtError.last("cannot list the checkpoints of \(name)") }
-        defer { free(list) }
+        defer {
+            for i in 0..<Int(count) { if let checkpoint = list?[i] { virDomainCheckpointFree(checkpoint) } }
+            free(list)
+        }
         var xmls: [String] = []
         let sizeFlag = isActive ? UInt32(VIR_DOMAIN_CHECKPOINT_XML_SIZE.rawValue) : 0
         for i in 0..<Int(count) {
             guard let checkpoint = list?[i] else { continue }
-            defer { virDomainCheckpointFree(checkpoint) }
             var text = virDomainCheckpointGetXMLDesc(checkpoint, sizeFlag | UInt32(VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN.rawValue))
             if text == nil {
                 // The size needs qemu; a domain stopping meanwhile still has the rest.

@@ -98,7 +98,10 @@ extension BackupStore {
         defer { pointsInProgress.remove(disk.name) }
         let image = try await qemuImg.info(path: disk.path, format: disk.format)
         let tracking = disk.format == "qcow2" && image.compat != "0.10" && !isBase
-        let draft = try await draftPoint(disk, mode: mode, image: image, isBase: isBase, policy: policy, tracking: tracking)
+        let draft: PointDraft
+        do { draft = try await draftPoint(disk, mode: mode, image: image, isBase: isBase, policy: policy, tracking: tracking) } catch {
+            throw pointError(error, disk.name)
+        }
         defer { reservedIDs.remove(draft.id) }
         do {
             if tracking {
@@ -146,7 +149,11 @@ extension BackupStore {
     /// running VM libvirt's checkpoints, say of its bitmaps), reserves its id and creates its
     /// image as an overlay of the parent point (`.ID.qcow2.partial`). The caller removes the
     /// id from ``reservedIDs`` when it is done.
-    func draftPoint(_ disk: DiskInfo, mode: BackupMode, image: ImageInfo, isBase: Bool, policy: BackupPolicy, tracking: Bool) async throws -> PointDraft {
+    /// `bitmap`: the name of the bitmap that tracks writes after the point (default
+    /// `mv-ID`; a VM point names all its disks' bitmaps after itself, as libvirt's
+    /// checkpoints require).
+    func draftPoint(_ disk: DiskInfo, mode: BackupMode, image: ImageInfo, isBase: Bool, policy: BackupPolicy, tracking: Bool,
+                    bitmap: String? = nil) async throws -> PointDraft {
         let head = head(of: disk.name)
         let headUsable = head.map { h in chain(to: h) != nil && Files.exists(pointImage(h.id)) && Files.exists(pointIndex(h.id)) } ?? false
         let plan = try BackupChain.plan(mode: mode, disk: disk, image: image, head: head, headUsable: headUsable, isBase: isBase,
@@ -155,7 +162,7 @@ extension BackupStore {
         let reason: String? = if case .full(let r) = plan { r } else { nil }
         let id = newID(disk.name)
         reservedIDs.insert(id)
-        let draft = PointDraft(disk: disk, id: id, parent: parent, reason: reason, bitmap: tracking ? BackupChain.bitmapName(id) : nil,
+        let draft = PointDraft(disk: disk, id: id, parent: parent, reason: reason, bitmap: tracking ? bitmap ?? BackupChain.bitmapName(id) : nil,
                                temporary: "\(directory)/.\(id).qcow2.partial", temporaryIndex: "\(directory)/.\(id).index.partial")
         do {
             try await qemuImg.create(path: draft.temporary, format: "qcow2", size: disk.virtualSize,
@@ -180,6 +187,8 @@ extension BackupStore {
         let digest = try BlockHasher.sha256Hex(index)
         progress(0.95)
         try writeFile(draft.temporaryIndex, index)
+        // Root's, whatever libvirt's relabelling left (qemu wrote a live point).
+        try Files.setOwner(draft.temporary, uid: 0, gid: 0)
         try Files.setPermissions(draft.temporary, 0o640)
         try await FileSync.file(draft.temporary)
         try await FileSync.file(draft.temporaryIndex)

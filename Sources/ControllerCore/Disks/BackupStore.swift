@@ -66,6 +66,13 @@ public actor BackupStore {
             try Files.setPermissions(directory, 0o711)
             logger.notice("backup directory \(directory): mode set to 0711 (was \(String(mode & 0o777, radix: 8))) so qemu can write running VMs' points")
         }
+        // Files a run with a looser umask left: no one but root reads them.
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+            let path = "\(directory)/\(name)"
+            if let status = Files.status(path), status.kind == .file, status.permissions & 0o037 != 0 {
+                try Files.setPermissions(path, status.permissions & 0o740)
+            }
+        }
         var found: [String: BackupInfo] = [:]
         for name in (try FileManager.default.contentsOfDirectory(atPath: directory)).sorted() {
             if name.hasPrefix("."), name.contains(".partial") {

@@ -28,9 +28,13 @@ extension DiskContext {
     func backUpLive(_ vm: VMInfo, disks: [LiveDisk], mode: BackupMode, group: String?, job: Job) async throws -> [BackupPoint] {
         let backups = self.backups
         let names = disks.map(\.disk.name)
-        try await backups.claim(names)
+        // One live backup per VM: libvirt runs one job per domain, and the job figures this
+        // backup reads must be its own (the VM's key is claimed beside the disks').
+        let vmKey = "vm \(vm.uuid)"
+        try await backups.claim(names + [vmKey])
         var drafts: [BackupStore.PointDraft] = []
-        var reservation: UInt64 = 0
+        var reserved: UInt64 = 0
+        var begun = false
         do {
             job.progress(0)
             let targets = vm.disks.map(\.target)
@@ -47,34 +51,42 @@ extension DiskContext {
                 let described = head?.bitmap.flatMap { CheckpointXML.describing($0, on: item.target, in: checkpoints) }
                 image.bitmaps = described?.changedBytes[item.target] != nil ? [(name: head!.bitmap!, flags: [])] : []
                 let tracking = disk.format == "qcow2" && image.compat != "0.10" && !item.isBase
-                let draft = try await backups.draftPoint(disk, mode: mode, image: image, isBase: item.isBase, policy: policy, tracking: tracking)
+                let draft = try await backups.draftPoint(disk, mode: mode, image: image, isBase: item.isBase, policy: policy, tracking: tracking,
+                                                         bitmap: group.map(BackupChain.bitmapName))
                 drafts.append(draft)
                 let estimate = draft.parent == nil ? max(image.allocatedSize, disk.backingFile == nil ? 0 : disk.virtualSize)
                                                    : (described?.changedBytes[item.target] ?? disk.virtualSize)
-                reservation += estimate + estimate / 64 + (1 << 20)
+                reserved += estimate + estimate / 64 + (1 << 20)
                 backupDisks.append(.init(target: item.target, file: draft.temporary, since: draft.parent == nil ? nil : described?.name))
                 if let bitmap = draft.bitmap { newBitmaps[item.target] = bitmap }
             }
+            let reservation = reserved
+            reserved = 0
             try await backups.reserveSpace(reservation, for: names.joined(separator: ", "))
+            reserved = reservation
             let checkpoint = newBitmaps.isEmpty ? nil
                 : CheckpointXML.checkpoint(name: BackupChain.bitmapName(group ?? drafts[0].id), bitmaps: newBitmaps, targets: targets)
             try await vms.backupBegin(vm.uuid, backup: CheckpointXML.pushBackup(backupDisks, targets: targets), checkpoint: checkpoint)
+            begun = true
             try await waitForLiveBackup(vm, job: job)
+            begun = false
             var points: [BackupPoint] = []
             let count = Double(drafts.count)
             for (n, draft) in drafts.enumerated() {
                 let share = 0.8 + 0.2 * Double(n) / count
                 points.append(try await backups.finishPoint(draft, group: group, live: true) { job.progress(share + $0 * 0.2 / count) })
             }
-            await backups.endDrafts(drafts, names: names, reservation: reservation)
+            await backups.endDrafts(drafts, names: names + [vmKey], reservation: reserved)
             // The parents' checkpoints go (and with them their bitmaps in qemu).
             do { _ = try await reconcileCheckpoints(vm) } catch {
                 logger.warning("backup of VM \(vm.name) made; its older checkpoints are removed before the next backup: \(error)")
             }
             return points
         } catch {
+            // qemu must have stopped writing before its files go.
+            if begun { await abortLiveBackup(vm) }
             for draft in drafts { await backups.discard(draft) }
-            await backups.endDrafts(drafts, names: names, reservation: reservation)
+            await backups.endDrafts(drafts, names: names + [vmKey], reservation: reserved)
             // A checkpoint the failed backup made is no record's: it goes now, or before the
             // next backup.
             _ = try? await reconcileCheckpoints(vm)
@@ -86,29 +98,44 @@ extension DiskContext {
     /// job is cancelled or the backup filesystem runs low.
     private func waitForLiveBackup(_ vm: VMInfo, job: Job) async throws {
         while true {
-            try await Task.sleep(for: .milliseconds(250))
+            // (A cancelled sleep returns at once: the checks below abort qemu's job.)
+            try? await Task.sleep(for: .milliseconds(250))
             guard await vms.vm(uuid: vm.uuid)?.state.isActive == true else {
                 throw ControllerError.io("VM \(vm.name) stopped during the backup")
-            }
-            let free = (try? Files.availableBytes(backups.directory)) ?? .max
-            if Task.isCancelled || free < Self.backupSpaceFloor {
-                try? await vms.abortJob(vm.uuid)
-                if Task.isCancelled { throw CancellationError() }
-                throw ControllerError.io("the backup of VM \(vm.name) was stopped: only \(free) bytes are left on \(backups.directory)")
             }
             let current: VMJobStats
             do { current = try await vms.jobStats(vm.uuid, completed: false) } catch {
                 if await vms.vm(uuid: vm.uuid)?.state.isActive != true { throw ControllerError.io("VM \(vm.name) stopped during the backup") }
                 throw error
             }
-            if current.running {
-                if current.total > 0 { job.progress(0.8 * Double(current.processed) / Double(current.total)) }
-                continue
+            if !current.running {
+                let ended = try await vms.jobStats(vm.uuid, completed: true)
+                guard ended.operation == VMJobStats.backupOperation else {
+                    throw ControllerError.io("the backup of VM \(vm.name) ended unseen (libvirt reports another job last)")
+                }
+                if ended.succeeded { return }
+                throw ControllerError.io("qemu's backup of VM \(vm.name) failed: \(ended.error ?? "no reason given")")
             }
-            let ended = try await vms.jobStats(vm.uuid, completed: true)
-            if ended.succeeded { return }
-            throw ControllerError.io("qemu's backup of VM \(vm.name) failed: \(ended.error ?? "no reason given")")
+            if Task.isCancelled { throw CancellationError() }
+            let free = (try? Files.availableBytes(backups.directory)) ?? .max
+            if free < Self.backupSpaceFloor {
+                throw ControllerError.io("the backup of VM \(vm.name) was stopped: only \(free) bytes are left on \(backups.directory)")
+            }
+            if current.total > 0 { job.progress(0.8 * Double(current.processed) / Double(current.total)) }
         }
+    }
+
+    /// Aborts the VM's backup job and waits (up to 30 s) until qemu no longer runs it, so
+    /// its target files can go.
+    private func abortLiveBackup(_ vm: VMInfo) async {
+        try? await vms.abortJob(vm.uuid)
+        for _ in 0..<120 {
+            guard await vms.vm(uuid: vm.uuid)?.state.isActive == true, let stats = try? await vms.jobStats(vm.uuid, completed: false),
+                  stats.running else { return }
+            try? await vms.abortJob(vm.uuid)
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+        logger.warning("the backup job of VM \(vm.name) still runs 30 s after it was aborted")
     }
 
     /// Makes libvirt's checkpoints of `vm` the ones the records need (each disk's newest
@@ -134,10 +161,12 @@ extension DiskContext {
             logger.info("deleted checkpoint \(name) of VM \(vm.name): no backup point needs it")
         }
         let targets = vm.disks.map(\.target)
-        for (target, bitmap) in plan.redefine.sorted(by: { $0.key < $1.key }) {
-            try await vms.redefineCheckpoint(vm.uuid, CheckpointXML.checkpoint(name: bitmap, bitmaps: [target: bitmap], targets: targets,
+        // One checkpoint per bitmap name (a VM point's disks share theirs).
+        for (bitmap, pairs) in Dictionary(grouping: plan.redefine, by: \.value).sorted(by: { $0.key < $1.key }) {
+            let disks = Dictionary(uniqueKeysWithValues: pairs.map { ($0.key, $0.value) })
+            try await vms.redefineCheckpoint(vm.uuid, CheckpointXML.checkpoint(name: bitmap, bitmaps: disks, targets: targets,
                                                                               created: UInt64(Date().timeIntervalSince1970)))
-            logger.info("redefined checkpoint \(bitmap) of VM \(vm.name) for disk \(target): the newest backup point's bitmap")
+            logger.info("redefined checkpoint \(bitmap) of VM \(vm.name) for \(disks.keys.sorted().joined(separator: ", ")): the newest points' bitmap")
         }
         return try await vms.checkpoints(vm.uuid).map(CheckpointXML.parse)
     }

@@ -15,7 +15,8 @@ extension VMManager {
     public func jobStats(_ uuid: String, completed: Bool) async throws -> VMJobStats {
         let name = vms[uuid]?.name ?? uuid
         let s = try await call("read the job of VM \(name)") { try $0.domain(uuid: uuid).jobStats(completed: completed) }
-        return VMJobStats(running: s.state == .running, succeeded: s.state == .completed, total: s.dataTotal, processed: s.dataProcessed, error: s.error)
+        return VMJobStats(running: s.state == .running, succeeded: s.state == .completed, operation: s.operation, total: s.dataTotal,
+                          processed: s.dataProcessed, error: s.error)
     }
 
     /// Aborts the VM's current job.
@@ -51,6 +52,10 @@ public struct VMJobStats: Sendable, Equatable {
     public var running: Bool
     /// (A job that ended) it succeeded.
     public var succeeded: Bool
+    /// libvirt's `virDomainJobOperation`.
+    public var operation: Int32
+    /// `VIR_DOMAIN_JOB_OPERATION_BACKUP`.
+    public static let backupOperation: Int32 = 9
     /// Bytes to copy and copied.
     public var total: UInt64
     public var processed: UInt64
