@@ -37,6 +37,7 @@ public enum PolkitDetails {
         "VM.AddShare": Entry(vm + ["share", "tag"]),
         "VM.RemoveShare": Entry(vm), "VM.SetAutostart": Entry(vm), "VM.SetResources": Entry(vm),
         "VM.CreateSnapshot": Entry(vm), "VM.RevertSnapshot": Entry(vm), "VM.DeleteSnapshot": Entry(vm),
+        "VM.Backup": Entry(vm + ["mode", "disks"]), "VM.Restore": Entry(vm + ["backup", "disks"]),
         "Disk.Resize": Entry(disk + ["size"]),
         "Disk.Clone": Entry(disk + ["new_name"]),
         "Disk.Backup": Entry(disk + ["mode"]),

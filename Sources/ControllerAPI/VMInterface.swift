@@ -86,6 +86,27 @@ public enum VMInterface {
     public static let listSnapshots = APIMethod("ListSnapshots", in: [A.options], out: [A.a("snapshots", "a(st)")],
         doc: "The VM's snapshots: name and creation time (the names present on every managed disk, with the earliest time).")
 
+    public static let backup = APIMethod("Backup", in: [A.options], out: [A.job], action: .diskManage,
+        doc: """
+            A job making one backup point of every managed disk the VM writes to, together. Options: mode s (auto, \
+            full or incremental, as for Disk.Backup). Result: backup_id (the VM point's id), disks, points (each disk's \
+            point, in the same order), kinds, size, pruned.\n\nWhile the VM runs, all its disks' points come from one \
+            push backup of libvirt, in one qemu transaction with one checkpoint: they are consistent with each other as a \
+            power cut would leave them (crash-consistent: the Multiverse design has no guest agent to quiesce the guest's \
+            filesystems). While it is stopped, the service's storage daemon makes them one after the other (nothing \
+            writes meanwhile); if one fails, the points made before it are deleted again. Each disk point is a point of \
+            its disk's chain like Disk.Backup's (listed by Disk.ListBackupPoints, restorable alone by Disk.Restore) and \
+            records the VM point's id. The disks are held as for Disk.Backup.
+            """)
+    public static let restore = APIMethod("Restore", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
+        doc: """
+            A job restoring every disk of a VM point (VM.Backup's backup_id) that the VM still uses, each checked bit-exact \
+            against its point's index before it replaces the disk. The VM must be shut off (Busy otherwise). Result: \
+            backup_id, disks, points.
+            """)
+    public static let listBackups = APIMethod("ListBackups", in: [A.options], out: [A.a("backups", "a(stas)")],
+        doc: "The VM's points (VM.Backup), oldest first: id, creation time, and the disk points it holds.")
+
     public static let stateChanged = APISignal("StateChanged", [A.a("state", "s"), A.a("reason", "s")],
         doc: "Sent from libvirt's lifecycle events, whoever caused the change.")
     public static let ready = APISignal("Ready", [],
@@ -96,7 +117,8 @@ public enum VMInterface {
 
     public static let declaration = APIInterface(name,
         methods: [start, shutdown, destroy, reboot, suspend, resume, undefine, attachDisk, detachDisk, addShare, removeShare,
-                  setAutostart, setResources, getXML, createSnapshot, revertSnapshot, deleteSnapshot, listSnapshots],
+                  setAutostart, setResources, getXML, createSnapshot, revertSnapshot, deleteSnapshot, listSnapshots, backup, restore,
+                  listBackups],
         properties: [
             APIProperty("Name", "s", doc: "The VM's name."),
             APIProperty("UUID", "s", change: .const, doc: "The domain UUID."),

@@ -28,6 +28,9 @@ struct VMObject: Sendable {
         .init(VMInterface.revertSnapshot) { try await $0.snapshot($1, .revert) },
         .init(VMInterface.deleteSnapshot) { try await $0.snapshot($1, .delete) },
         .init(VMInterface.listSnapshots) { try await $0.listSnapshots($1) },
+        .init(VMInterface.backup) { try await $0.backup($1) },
+        .init(VMInterface.restore) { try await $0.restore($1) },
+        .init(VMInterface.listBackups) { try await $0.listBackups($1) },
     ]
 
     func lifecycle(_ call: BusCall, _ action: VMService.Lifecycle) async throws -> [DBusValue] {
@@ -134,6 +137,30 @@ struct VMObject: Sendable {
         let plan = try await vms.checkSnapshot(uuid, action, name)
         let caller = try await context.authorize(call, plan.details)
         return try await vms.runSnapshot(plan, uid: caller.uid).map(BusContext.reply) ?? []
+    }
+
+    func backup(_ call: BusCall) async throws -> [DBusValue] {
+        var options = try call.options()
+        let mode = try BackupMode(option: try options.string("mode"))
+        try options.finish()
+        let plan = try await vms.checkBackup(uuid, mode: mode)
+        let caller = try await context.authorize(call, plan.details)
+        return BusContext.reply(try await vms.runBackup(plan, uid: caller.uid))
+    }
+
+    func restore(_ call: BusCall) async throws -> [DBusValue] {
+        let id = call.string("backup_id")
+        try call.options().finish()
+        let plan = try await vms.checkRestore(uuid, backup: id)
+        let caller = try await context.authorize(call, plan.details)
+        return BusContext.reply(try await vms.runRestore(plan, uid: caller.uid))
+    }
+
+    func listBackups(_ call: BusCall) async throws -> [DBusValue] {
+        try call.options().finish()
+        return [.array(elementSignature: "(stas)", try await vms.backupPoints(uuid).map {
+            .structure([.string($0.id), .uint64($0.created), .array(elementSignature: "s", $0.points.map(DBusValue.string))])
+        })]
     }
 
     func listSnapshots(_ call: BusCall) async throws -> [DBusValue] {

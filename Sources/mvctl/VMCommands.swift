@@ -9,7 +9,8 @@ struct VM: AsyncParsableCommand {
         abstract: "Define, start, stop and inspect virtual machines.",
         subcommands: [List.self, Show.self, Profiles.self, Define.self, DefineXML.self, Simple<StartAction>.self, Stop.self,
                       Simple<DestroyAction>.self, Simple<RebootAction>.self, Simple<SuspendAction>.self, Simple<ResumeAction>.self, Undefine.self, AttachDisk.self, DetachDisk.self, Share.self,
-                      Snapshot.self, StartAll.self, StopAll.self, Autostart.self, Resources.self, XML.self, Watch.self])
+                      Snapshot.self, Backup.self, Restore.self, Backups.self, StartAll.self, StopAll.self, Autostart.self, Resources.self, XML.self,
+                      Watch.self])
 
     static let interface = VMInterface.name
 

@@ -26,17 +26,22 @@ final class LiveBackupTests: XCTestCase {
         cleanup()
     }
 
+    static let pair = "lb-pair"
+
     static func cleanup() {
-        QemuSystemTests.virsh(["destroy", vm])
-        QemuSystemTests.virsh(["undefine", vm, "--checkpoints-metadata"])
+        for name in [vm, pair] {
+            QemuSystemTests.virsh(["destroy", name])
+            QemuSystemTests.virsh(["undefine", name, "--checkpoints-metadata"])
+        }
     }
 
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 
-    static func xml(disk path: String) -> String {
-        """
+    static func xml(disk path: String, second: String? = nil, name: String = vm) -> String {
+        let vdb = second.map { "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='\($0)'/><target dev='vdb' bus='virtio'/></disk>" } ?? ""
+        return """
         <domain type='qemu'>
-          <name>\(vm)</name>
+          <name>\(name)</name>
           <memory unit='MiB'>160</memory>
           <vcpu>1</vcpu>
           <os><type arch='x86_64' machine='pc'>hvm</type><kernel>\(guestDir)/vmlinuz</kernel><initrd>\(guestDir)/initrd.img</initrd>
@@ -45,7 +50,7 @@ final class LiveBackupTests: XCTestCase {
           <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
           <on_poweroff>destroy</on_poweroff>
           <devices>
-            <disk type='file' device='disk'><driver name='qemu' type='qcow2' discard='unmap'/><source file='\(path)'/><target dev='vda' bus='virtio'/></disk>
+            <disk type='file' device='disk'><driver name='qemu' type='qcow2' discard='unmap'/><source file='\(path)'/><target dev='vda' bus='virtio'/></disk>\(vdb)
             <serial type='pty'/><console type='pty'/><memballoon model='none'/>
             <channel type='unix'><source mode='bind'/><target type='virtio' name='mv.disk.0'/></channel>
           </devices>
@@ -94,12 +99,21 @@ final class LiveBackupTests: XCTestCase {
 
     /// Runs a disk job to its end; its Result, or nil (recorded).
     func runJob(_ disk: String, _ method: String, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> [String: DBusValue]? {
+        try finish(try stack.diskCall(disk, method, args), "\(method) \(disk)", file: file, line: line)
+    }
+
+    /// Runs a VM job to its end; its Result, or nil (recorded).
+    func runVMJob(_ vm: String, _ method: String, _ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> [String: DBusValue]? {
+        try finish(try stack.vmCall(vm, method, args), "\(method) \(vm)", file: file, line: line)
+    }
+
+    /// Waits for the job a call started; its Result when it succeeded, else nil (recorded).
+    func finish(_ r: CommandResult, _ what: String, file: StaticString, line: UInt) throws -> [String: DBusValue]? {
         let s = try stack
-        let r = s.diskCall(disk, method, args)
-        guard r.ok else { XCTFail("\(method) \(disk): \(r.all)", file: file, line: line); return nil }
+        guard r.ok else { XCTFail("\(what): \(r.all)", file: file, line: line); return nil }
         _ = waitFor(300, interval: 0.2) { s.jobProperty(r.replyPath, "State") != .string("running") }
         guard s.jobProperty(r.replyPath, "State") == .string("succeeded") else {
-            XCTFail("\(method) \(disk): \(s.jobProperty(r.replyPath, "Error").shown)", file: file, line: line)
+            XCTFail("\(what): \(s.jobProperty(r.replyPath, "Error").shown)", file: file, line: line)
             return nil
         }
         return s.jobProperty(r.replyPath, "Result")?.stringKeyedDictionary?.mapValues { $0.unwrapped }
@@ -111,8 +125,8 @@ final class LiveBackupTests: XCTestCase {
         return r.ok && !r.all.contains("verification failed") && r.stdout.contains("read \(length)/\(length) bytes")
     }
 
-    static func checkpoints() -> [String] {
-        QemuSystemTests.virsh(["checkpoint-list", vm, "--name"]).stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    static func checkpoints(_ name: String = vm) -> [String] {
+        QemuSystemTests.virsh(["checkpoint-list", name, "--name"]).stdout.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// Three points while the guest writes between them (data, zeros over data, a discard):
@@ -181,5 +195,61 @@ final class LiveBackupTests: XCTestCase {
             }
         }
         XCTAssertFalse(Self.holds(image, byte: 0, at: 2048 * kib, length: 64 * kib), "the check itself must see C at 2048 KiB")
+    }
+
+    static func strings(_ value: DBusValue?) -> [String] { value?.arrayElements?.compactMap(\.string) ?? [] }
+
+    /// VM.Backup of a running two-disk VM: both disks' points from one push backup with one
+    /// checkpoint (virsh), each holding what the guest wrote to it before the point; a
+    /// Disk.Backup of one disk afterwards is incremental on its VM point; a VM point of the
+    /// stopped VM; VM.ListBackups; VM.Restore of each point brings both disks back together.
+    func testAVMPointTakesBothDisksTogetherAndRestoresThem() throws {
+        let s = try stack
+        let (a, b) = ("lb-pair-a.qcow2", "lb-pair-b.qcow2")
+        let (imageA, imageB) = (s.imageDir.appendingPathComponent(a).path, s.imageDir.appendingPathComponent(b).path)
+        XCTAssertTrue(s.createDisk(a, size: 32 << 20, as: TestStack.grantedUser).ok)
+        XCTAssertTrue(s.createDisk(b, size: 32 << 20, as: TestStack.grantedUser).ok)
+        let define = s.manager("DefineVMFromXML", ["sa{sv}", Self.xml(disk: imageA, second: imageB, name: Self.pair), "0"], as: TestStack.grantedUser)
+        XCTAssertTrue(define.ok, define.all)
+        XCTAssertTrue(try s.vmCall(Self.pair, "Start").ok)
+        var port: GuestPort?
+        _ = waitFor(60, interval: 0.5) { port = try? GuestPort(vm: Self.pair); return port != nil }
+        guard let port else { return XCTFail("the guest's port did not appear") }
+        XCTAssertEqual(port.send("P A 0 64 vda"), "ok 1")
+        XCTAssertEqual(port.send("P A 0 64 vdb"), "ok 2")
+
+        guard let first = try runVMJob(Self.pair, "Backup", ["a{sv}", "0"]), let g1 = first["backup_id"]?.string else { return }
+        XCTAssertEqual(Self.strings(first["disks"]), [a, b], "\(first)")
+        XCTAssertEqual(Self.strings(first["kinds"]), ["full", "full"])
+        XCTAssertEqual(Self.checkpoints(Self.pair), ["mv-\(g1)"], "one checkpoint for both disks")
+
+        XCTAssertEqual(port.send("P B 0 64 vda"), "ok 3")
+        XCTAssertEqual(port.send("P B 0 64 vdb"), "ok 4")
+        guard let second = try runVMJob(Self.pair, "Backup", ["a{sv}", "0"]), let g2 = second["backup_id"]?.string else { return }
+        XCTAssertEqual(Self.strings(second["kinds"]), ["incremental", "incremental"], "\(second)")
+        XCTAssertEqual(Self.checkpoints(Self.pair), ["mv-\(g2)"])
+
+        // One disk alone, still running: incremental on its point of the VM point.
+        XCTAssertEqual(port.send("P C 64 64 vda"), "ok 5")
+        guard let alone = try runJob(a, "Backup", ["a{sv}", "0"]) else { return }
+        XCTAssertEqual(alone["kind"]?.string, "incremental", "\(alone)")
+        XCTAssertEqual(alone["parent"]?.string, Self.strings(second["points"]).first)
+
+        XCTAssertTrue(try s.vmCall(Self.pair, "Destroy").ok)
+        XCTAssertTrue(waitFor(60, interval: 0.5) { s.vmProperty(Self.pair, "State") == .string("shutoff") })
+        guard let stopped = try runVMJob(Self.pair, "Backup", ["a{sv}", "0"]), let g3 = stopped["backup_id"]?.string else { return }
+        XCTAssertEqual(Self.strings(stopped["disks"]), [a, b])
+        let list = try s.vmCall(Self.pair, "ListBackups", ["a{sv}", "0"])
+        for id in [g1, g2, g3] { XCTAssertTrue(list.stdout.contains("\"\(id)\""), list.stdout) }
+        let refused = try s.vmCall(Self.pair, "Restore", ["sa{sv}", g1, "0"], as: TestStack.otherUser)
+        XCTAssertFalse(refused.ok, "another user restored the VM: \(refused.all)")
+
+        for (id, letter) in [(g1, UInt8(ascii: "A")), (g2, UInt8(ascii: "B"))] {
+            guard try runVMJob(Self.pair, "Restore", ["sa{sv}", id, "0"]) != nil else { return }
+            for image in [imageA, imageB] {
+                XCTAssertTrue(Self.holds(image, byte: letter, at: 0, length: 64 << 10), "\(id): \(image)")
+                XCTAssertTrue(Self.holds(image, byte: 0, at: 64 << 10, length: 64 << 10), "\(id): \(image) has nothing written after the point")
+            }
+        }
     }
 }

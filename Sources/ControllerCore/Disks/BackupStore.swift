@@ -183,6 +183,18 @@ public actor BackupStore {
         return id
     }
 
+    /// A new id for a VM point (VM.Backup): unused by any backup, point or VM point.
+    func newGroupID(_ vm: String) -> String {
+        var id = newID(vm)
+        while points.values.contains(where: { $0.group == id }) { id = newID(vm + "-\(UInt16.random(in: 0...9999))") }
+        return id
+    }
+
+    /// The disk points of VM point `id` (none: no such VM point).
+    public func vmPoint(_ id: String) -> [BackupPoint] {
+        points.values.filter { $0.group == id && $0.deleting != true }.sorted { $0.disk < $1.disk }
+    }
+
     /// Deletes an image backup: its manifest first (from then on it does not exist), then
     /// its image.
     public func deleteImageBackup(_ id: String) async throws {

@@ -44,4 +44,67 @@ extension DiskContext {
             }
         }
     }
+
+    /// The body of VM.Backup: one point of each of the VM's disks, through its qemu in one
+    /// transaction while it runs, one after the other (nothing writes) while it is stopped;
+    /// then each disk's retention. A stopped VM's point is all its disks or none: the points
+    /// made before a failure are deleted again.
+    func backUpVM(_ plan: DiskService.VMBackupPlan, job: Job) async throws -> [String: JobValue] {
+        let group = await backups.newGroupID(plan.vm.name)
+        let all = await store.list()
+        let isBase = { (d: DiskInfo) in all.contains { $0.backingFile == d.path } }
+        var points: [BackupPoint] = []
+        if plan.live {
+            points = try await backUpLive(plan.vm, disks: plan.disks.map { LiveDisk(disk: $0.disk, target: $0.target, isBase: isBase($0.disk)) },
+                                          mode: plan.mode, group: group, job: job)
+        } else {
+            let count = Double(plan.disks.count)
+            do {
+                for (n, item) in plan.disks.enumerated() {
+                    await guests.cache.release(item.disk.path)
+                    let policy = await policies.record(item.disk.name).backup
+                    points.append(try await backups.makePoint(item.disk, mode: plan.mode, isBase: isBase(item.disk), policy: policy, group: group) {
+                        job.progress((Double(n) + ($0 ?? 0)) / count)
+                    })
+                }
+            } catch {
+                for point in points.reversed() {
+                    do { try await backups.deletePoint(point.id) } catch {
+                        logger.warning("point \(point.id) of the failed backup of VM \(plan.vm.name) stays: \(error)")
+                    }
+                }
+                throw error
+            }
+            do { try await reconcileCheckpoints(plan.vm) } catch {
+                logger.info("checkpoints of VM \(plan.vm.name) not updated after its point \(group) (reconciled before its next live backup): \(error)")
+            }
+        }
+        var pruned: [String] = []
+        for point in points {
+            let keep = await policies.record(point.disk).backup.keepLast
+            do { pruned += try await backups.prune(point.disk, keepLast: keep) } catch {
+                logger.warning("VM point \(group) made, but pruning disk \(point.disk) to keep_last \(keep) failed: \(error)")
+            }
+        }
+        logger.notice("backup point \(group) of VM \(plan.vm.name): \(points.map { "\($0.disk) \($0.kind.rawValue)" }.joined(separator: ", "))\(plan.live ? " (live)" : "")")
+        var result: [String: JobValue] = ["backup_id": .string(group), "disks": .strings(points.map(\.disk)), "points": .strings(points.map(\.id)),
+                                          "kinds": .strings(points.map(\.kind.rawValue)), "size": .uint64(points.reduce(0) { $0 + $1.size })]
+        if !pruned.isEmpty { result["pruned"] = .strings(pruned) }
+        return result
+    }
+
+    /// Restores point `id` into `disk` (stopped; the caller holds a writer's lease): the
+    /// chain flattened into the disk's format and checked block by block against the point's
+    /// index before it replaces the disk (the points held against deletions meanwhile).
+    func restorePoint(_ id: String, into disk: DiskInfo, progress: @escaping @Sendable (Double?) -> Void, commit: @escaping @Sendable () -> Void) async throws {
+        await guests.cache.release(disk.path)
+        let (backups, store) = (self.backups, self.store)
+        _ = try await backups.whileReading(disk.name) {
+            guard let point = await backups.point(id) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
+            return try await store.restore(disk.name, from: backups.pointImage(id), format: "qcow2", compressed: false, flatten: true,
+                                           check: { try await backups.checkRestored($0, format: disk.format, against: point) }) { commit() }
+        }
+        await guests.cache.release(disk.path)
+        await publish(disk.name)
+    }
 }

@@ -83,23 +83,15 @@ extension DiskService {
             guard await context.backups.belongs(id, to: disk.name) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
         } _: { job in
             job.progress(0)
-            await context.guests.cache.release(disk.path)
             if await context.backups.isPoint(id) {
-                // The chain is flattened into the disk's format, and what was written is
-                // checked block by block against the point's index before it replaces the disk
-                // (the points held against deletions meanwhile).
-                let (backups, store) = (context.backups, context.store)
-                _ = try await backups.whileReading(disk.name) {
-                    guard let point = await backups.point(id) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
-                    return try await store.restore(disk.name, from: backups.pointImage(id), format: "qcow2", compressed: false, flatten: true,
-                                            check: { try await backups.checkRestored($0, format: disk.format, against: point) }) { job.commit() }
-                }
-            } else {
-                let verified = try await context.backups.verify(id) { job.progress($0 * 0.5) }
-                job.progress(0.5)
-                _ = try await context.store.restore(disk.name, from: context.backups.image(of: id), format: verified.format,
-                                                    compressed: verified.compressed) { job.commit() }
+                try await context.restorePoint(id, into: disk) { _ in } commit: { job.commit() }
+                return ["backup_id": .string(id)]
             }
+            await context.guests.cache.release(disk.path)
+            let verified = try await context.backups.verify(id) { job.progress($0 * 0.5) }
+            job.progress(0.5)
+            _ = try await context.store.restore(disk.name, from: context.backups.image(of: id), format: verified.format,
+                                                compressed: verified.compressed) { job.commit() }
             await context.guests.cache.release(disk.path)
             await context.publish(disk.name)
             return ["backup_id": .string(id)]
