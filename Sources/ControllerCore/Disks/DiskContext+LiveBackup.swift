@@ -95,7 +95,10 @@ extension DiskContext {
     }
 
     /// Waits for the VM's push backup to end, reporting its progress; aborts it when the
-    /// job is cancelled or the backup filesystem runs low.
+    /// job is cancelled or the backup filesystem runs low. It reads libvirt's job figures
+    /// every 250 ms: libvirt sends no progress events, and the free-space watch must look
+    /// while qemu writes. (Its end could come from libvirt's job-completed event once the
+    /// libvirt cache forwards it; the figures are read anyway.)
     private func waitForLiveBackup(_ vm: VMInfo, job: Job) async throws {
         while true {
             // (A cancelled sleep returns at once: the checks below abort qemu's job.)
