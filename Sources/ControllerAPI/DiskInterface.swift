@@ -100,12 +100,16 @@ public enum DiskInterface {
             """)
     public static let restore = APIMethod("Restore", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
         doc: """
-            A job replacing the disk with backup_id, any point of its chain or an image backup.\n\nA point's chain is \
+            A job replacing the disk with backup_id, any point of its chain or an image backup; with option new_name s, a \
+            job making a new disk of that name from it instead (the disk is not touched and may be in use by a running \
+            VM; AlreadyExists if the name is taken).\n\nA point's chain is \
             flattened by qemu-img convert into a temporary image of the disk's format, which is then checked block by \
             block against the point's index: a corrupted point fails the job naming it and leaves the disk untouched. An \
             image backup's sha256 is verified first; an uncompressed one of the disk's format is copied byte for byte \
             (its snapshots come back), any other converted. The result is synced to disk and renamed over the disk (the \
-            commit point). The restored disk tracks no changes: the next point is full. Result: backup_id.
+            commit point), or linked to new_name (never replacing a file put there meanwhile). The restored disk tracks no \
+            changes: the next point is full. A new disk has no points, policies or VMs of its own. Result: backup_id, and disk \
+            (new_name).
             """)
     public static let createSnapshot = APIMethod("CreateSnapshot", in: [A.a("name", "s"), A.options], action: .diskManage,
         doc: """

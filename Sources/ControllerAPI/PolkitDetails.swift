@@ -44,7 +44,7 @@ public enum PolkitDetails {
         "Disk.VerifyBackup": Entry(disk + ["backup"]),
         "Disk.DeleteBackup": Entry(disk + ["backup"]),
         "Disk.SetBackupPolicy": Entry(disk),
-        "Disk.Restore": Entry(disk + ["backup"]),
+        "Disk.Restore": Entry(disk + ["backup", "new_name"]),
         "Disk.CreateSnapshot": Entry(disk + ["snapshot"]), "Disk.RevertSnapshot": Entry(disk + ["snapshot"]),
         "Disk.DeleteSnapshot": Entry(disk + ["snapshot"]),
         "Disk.Format": Entry(disk + ["fstype"]),

@@ -99,8 +99,10 @@ struct DiskObject: Sendable {
 
     func restore(_ call: BusCall) async throws -> [DBusValue] {
         let id = call.string("backup_id")
-        try call.options().finish()
-        let plan = try await disks.checkRestore(name, backup: id)
+        var options = try call.options()
+        let newName = try options.string("new_name")
+        try options.finish()
+        let plan = try await disks.checkRestore(name, backup: id, newName: newName)
         let caller = try await context.authorize(call, plan.details)
         return BusContext.reply(try await disks.runRestore(plan, uid: caller.uid))
     }

@@ -243,16 +243,26 @@ struct Disk: AsyncParsableCommand {
     }
 
     struct Restore: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Restore a disk from any point of its chain or an image backup (checked bit-exact; a job).")
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a disk from any point of its chain or an image backup (checked bit-exact; a job).",
+            discussion: "Without --as the disk is replaced (it must not be in use). With --as NAME the backup becomes a new disk NAME of the same format and the disk itself is not touched (it may be in use by a running VM).")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String
+        @Option(name: .customLong("as"), help: "Make a new disk of this name instead of replacing the disk.") var newName: String?
         func run() async throws {
             try await Client.run(global) { client in
-                let job = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.restore.name, [.string(backup), .emptyOptions],
+                let options: DBusValue = newName.map { .vardict(["new_name": .string($0)]) } ?? .emptyOptions
+                let job = try await client.call(try await client.diskPath(name), Client.disk, DiskInterface.restore.name, [.string(backup), options],
                                                 privileged: true).first?.string ?? ""
                 _ = try await client.follow(job: job, quiet: global.json)
-                if global.json { Output.json(["disk": name, "restored": backup]) } else { print("restored \(name) from \(backup)") }
+                if global.json {
+                    Output.json(["disk": newName ?? name, "restored": backup])
+                } else if let newName {
+                    print("restored \(backup) of \(name) as new disk \(newName)")
+                } else {
+                    print("restored \(name) from \(backup)")
+                }
             }
         }
     }

@@ -39,7 +39,7 @@ final class DiskFullTests: XCTestCase {
         XCTAssertTrue(clone.ok, clone.all)
         let cloneDone = await signals.wait(timeout: 30) { _ in true }
         XCTAssertEqual(cloneDone?.arguments.first, .boolean(false), signals.summary)
-        XCTAssertTrue((cloneDone?.arguments.last?.string ?? "").contains("cloning data to copy in \(images) failed"), signals.summary)
+        XCTAssertTrue((cloneDone?.arguments.last?.string ?? "").contains("the clone of data to copy in \(images) failed"), signals.summary)
         XCTAssertEqual(s.imageFiles(), ["data"])
 
         // Fill the backup filesystem first so the 14 MiB backup cannot fit either.

@@ -160,6 +160,16 @@ final class LiveBackupTests: XCTestCase {
         XCTAssertEqual(second["parent"]?.string, p1)
         XCTAssertEqual(Self.checkpoints(), ["mv-\(p2)"], "libvirt keeps the newest point's checkpoint only")
 
+        // While it runs: a point restored as a new disk (the disk itself cannot be restored).
+        let busy = s.diskCall(Self.disk, "Restore", ["sa{sv}", p1, "0"])
+        XCTAssertTrue(!busy.ok && busy.all.contains("is held by VM \(Self.vm)"), busy.all)
+        guard let copy = try runJob(Self.disk, "Restore", ["sa{sv}", p1, "1", "new_name", "s", "lb-p1.qcow2"]) else { return }
+        XCTAssertEqual(copy["disk"]?.string, "lb-p1.qcow2")
+        let copied = s.imageDir.appendingPathComponent("lb-p1.qcow2").path
+        XCTAssertTrue(Self.holds(copied, byte: UInt8(ascii: "A"), at: 0, length: 1024 * kib), "point \(p1) as a new disk")
+        XCTAssertTrue(Self.holds(copied, byte: 0, at: 1024 * kib, length: 64 * kib), "nothing written after \(p1)")
+        XCTAssertEqual(s.vmProperty(Self.vm, "State"), .string("running"))
+
         XCTAssertEqual(port.send("P C 2048 64"), "ok 5")
         guard let third = try runJob(Self.disk, "Backup", ["a{sv}", "1", "mode", "s", "incremental"]), let p3 = third["backup_id"]?.string else { return }
         XCTAssertEqual(third["parent"]?.string, p2)

@@ -107,4 +107,26 @@ extension DiskContext {
         await guests.cache.release(disk.path)
         await publish(disk.name)
     }
+
+    /// Makes the new disk `name` from backup `id` of `disk` (a point, checked against its
+    /// index before it gets its name; or a verified image backup), in `disk`'s format, and
+    /// announces it. `disk` is not touched.
+    func restoreAsNew(_ name: String, from id: String, of disk: DiskInfo, progress: @escaping @Sendable (Double) -> Void) async throws -> DiskInfo {
+        let (backups, store) = (self.backups, self.store)
+        let info: DiskInfo
+        if await backups.isPoint(id) {
+            info = try await backups.whileReading(disk.name) {
+                guard let point = await backups.point(id) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
+                return try await store.restoreAsNew(name, from: backups.pointImage(id), format: "qcow2", compressed: false, flatten: true,
+                                                    outputFormat: disk.format) { try await backups.checkRestored($0, format: disk.format, against: point) }
+            }
+        } else {
+            let verified = try await backups.verify(id) { progress($0 * 0.5) }
+            progress(0.5)
+            info = try await store.restoreAsNew(name, from: backups.image(of: id), format: verified.format, compressed: verified.compressed,
+                                                flatten: false, outputFormat: disk.format)
+        }
+        await added(info)
+        return info
+    }
 }

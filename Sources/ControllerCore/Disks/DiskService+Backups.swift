@@ -56,33 +56,46 @@ extension DiskService {
         }
     }
 
-    /// A checked Restore.
+    /// A checked Restore: over the disk, or (`newName`) as a new disk.
     public struct RestorePlan: Sendable {
         public let disk: DiskInfo
         public let backupID: String
-        public var details: [String: String] { ["disk": disk.name, "operation": "restore", "backup": backupID] }
+        /// The new disk to make; nil restores over `disk`.
+        public let newName: String?
+        public var details: [String: String] { ["disk": disk.name, "operation": "restore", "backup": backupID, "new_name": newName ?? ""] }
+        var what: String { newName.map { "restore backup \(backupID) of disk \(disk.name) as disk \($0)" } ?? "restore disk \(disk.name)" }
+        /// Over the disk: it is written. As a new disk: the disk is not touched (it may be
+        /// in use by a running VM).
+        var leases: [LeaseRequest] { newName == nil ? [LeaseRequest(disk.name, .writer)] : [] }
     }
 
-    public func checkRestore(_ name: String, backup id: String) async throws -> RestorePlan {
+    public func checkRestore(_ name: String, backup id: String, newName: String? = nil) async throws -> RestorePlan {
         let disk = try await context.disk(name)
         guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
+        if let newName {
+            try DiskName.validate(newName)
+            try await store.precheckCreate(CreateDiskRequest(name: newName, size: 512, format: "qcow2"))
+        }
         guard await context.backups.belongs(id, to: name) else {
             throw ControllerError.noSuchBackup("disk \(name) has no backup \(id)")
         }
-        try await context.checkLeases([LeaseRequest(name, .writer)], for: "restore disk \(name)")
-        return RestorePlan(disk: disk, backupID: id)
+        let plan = RestorePlan(disk: disk, backupID: id, newName: newName)
+        try await context.checkLeases(plan.leases, for: plan.what)
+        return plan
     }
 
     public func runRestore(_ plan: RestorePlan, uid: UInt32) async throws -> JobSnapshot {
         let context = self.context
         let (disk, id) = (plan.disk, plan.backupID)
-        let what = "restore disk \(disk.name)"
-        return try await context.leasedJob("Restore", target: .disk(disk.name), leases: [LeaseRequest(disk.name, .writer)],
-                                           uid: uid, for: what) {
-            try await context.requireUnchanged(disk, for: what)
+        return try await context.leasedJob("Restore", target: .disk(disk.name), leases: plan.leases, uid: uid, for: plan.what) {
+            if plan.newName == nil { try await context.requireUnchanged(disk, for: plan.what) }
             guard await context.backups.belongs(id, to: disk.name) else { throw ControllerError.noSuchBackup("disk \(disk.name) has no backup \(id)") }
         } _: { job in
             job.progress(0)
+            if let newName = plan.newName {
+                let info = try await context.restoreAsNew(newName, from: id, of: disk) { job.progress($0) }
+                return ["backup_id": .string(id), "disk": .string(info.name)]
+            }
             if await context.backups.isPoint(id) {
                 try await context.restorePoint(id, into: disk) { _ in } commit: { job.commit() }
                 return ["backup_id": .string(id)]

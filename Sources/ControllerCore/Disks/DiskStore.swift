@@ -283,73 +283,9 @@ public actor DiskStore {
         return info
     }
 
-    /// Copies `source` to a new disk `name`: a full copy keeping sparseness (a byte copy of
-    /// a standalone image, `qemu-img convert` flattening an overlay) or, `linked`, a qcow2
-    /// overlay on it. Progress is the bytes copied so far. The new image
-    /// appears only when complete; cancellation kills the copy and leaves nothing behind.
-    public func clone(_ source: String, to name: String, linked: Bool, progress: @escaping @Sendable (Double?) -> Void) async throws -> DiskInfo {
-        guard let src = disk(named: source) else { throw ControllerError.noSuchDisk("no disk named \(source)") }
-        if disks[name] != nil || creating.contains(name) { throw ControllerError.alreadyExists("disk \(name) already exists") }
-        creating.insert(name)
-        defer { creating.remove(name) }
-        let temporary = path(of: ".\(name).creating-\(UUID().uuidString.prefix(8))")
-        let final = path(of: name)
-        // A full copy holds its source still: no qemu may open it for writing meanwhile.
-        let lock = linked ? nil : try Self.lockAgainstWriters(src, "clone")
-        defer { lock?.release() }
-        do {
-            try src.requireUsable()
-            if linked {
-                try await qemuImg.create(path: temporary, format: "qcow2", size: src.virtualSize, backing: (src.path, src.format))
-            } else if src.backingFile == nil {
-                // A standalone image: a sparse byte copy (reflinked where the filesystem
-                // can, written back as it goes) is the fastest full copy and keeps its
-                // internal snapshots.
-                try await Self.sparseCopy(src.path, to: temporary, rate: copyRate, progress: { progress($0) })
-            } else {
-                // An overlay: qemu-img flattens the chain into a standalone image.
-                try await qemuImg.convert(source: src.path, format: src.format, rate: copyRate, to: temporary) { progress(min(0.99, $0)) }
-            }
-            try Task.checkCancellation()
-            try ImageFormatRecord.write(temporary, format: linked ? "qcow2" : src.format)
-            try await linkIntoPlace(temporary, final, name: name)
-        } catch {
-            Files.discard(temporary)
-            if error is CancellationError || Task.isCancelled { throw ControllerError.cancelled("clone of \(source) to \(name) was cancelled") }
-            throw Self.naming(error, "cloning \(source) to \(name) in \(directory) failed")
-        }
-        let info = try await describe(name)
-        disks[name] = info
-        logger.info("cloned disk \(source) to \(name)\(linked ? " (linked)" : "")")
-        return info
-    }
-
-    /// Replaces disk `name` with the image at `source` (a verified backup) in a temporary
-    /// file first: a sparse byte copy when the backup is an uncompressed image of the
-    /// disk's format (internal snapshots come back with it), otherwise converted to the
-    /// disk's format; `commit` runs right before the atomic rename over the disk
-    /// (cancelling after it is refused).
-    /// With `flatten` the source is an overlay whose chain is converted (a backup point);
-    /// `check` then looks at the written temporary image before anything is committed.
-    public func restore(_ name: String, from source: String, format: String, compressed: Bool, flatten: Bool = false,
-                        check: (@Sendable (String) async throws -> Void)? = nil,
-                        commit: @escaping @Sendable () -> Void) async throws -> DiskInfo {
-        let (qemuImg, rate) = (self.qemuImg, copyRate)
-        let (_, info) = try await transform(name, start: .nothing, progress: { _ in }, commit: commit) { temporary, disk in
-            if format == disk.format && !compressed && !flatten {
-                try await Self.sparseCopy(source, to: temporary, rate: rate)
-            } else {
-                try await qemuImg.convert(source: source, format: format, outputFormat: disk.format, rate: rate, to: temporary)
-            }
-            try await check?(temporary)
-        }
-        logger.notice("restored disk \(name) from \(source)")
-        return info
-    }
-
     /// Gives a complete temporary image its final name, synced to disk first. link(2)
     /// refuses to replace an existing file, so nothing put there meanwhile is clobbered.
-    private func linkIntoPlace(_ temporary: String, _ final: String, name: String) async throws {
+    func linkIntoPlace(_ temporary: String, _ final: String, name: String) async throws {
         try Files.setPermissions(temporary, 0o600)
         try await FileSync.file(temporary)
         do { try Files.link(temporary, as: final) } catch {

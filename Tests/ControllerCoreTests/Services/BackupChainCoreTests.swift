@@ -104,6 +104,20 @@ final class BackupChainCoreTests: XCTestCase {
             let number = [p1, p2, p3].firstIndex(of: id)! + 1
             XCTAssertTrue(same(disk.path, "\(saved)/\(number)"), "point \(number) restored differs from the disk as it was")
         }
+        // Any point as a new disk: the disk itself untouched, the new one of its format.
+        let current = try Data(contentsOf: URL(fileURLWithPath: disk.path))
+        let asNew = try await core.finished(try await core.disks.runRestore(try await core.disks.checkRestore("data", backup: p2, newName: "data-2"), uid: 0))
+        XCTAssertEqual(asNew.state, "succeeded", asNew.error)
+        XCTAssertEqual(asNew.result["disk"], .string("data-2"))
+        let listed2 = await core.store.disk(named: "data-2")
+        let made = try XCTUnwrap(listed2)
+        XCTAssertEqual(made.format, "qcow2")
+        XCTAssertNil(made.backingFile, "a standalone image")
+        XCTAssertTrue(same(made.path, "\(saved)/2"), "point 2 restored as a new disk differs from the disk as it was")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: disk.path)), current, "the disk was touched")
+        XCTAssertEqual(try core.qemuInfo(made.path)["format"] as? String, "qcow2")
+        await assertError("AlreadyExists", naming: "data-2") { try await self.core.disks.checkRestore("data", backup: p1, newName: "data-2") }
+        await assertError("InvalidArgs", naming: "../x") { try await self.core.disks.checkRestore("data", backup: p1, newName: "../x") }
         // The restored disk has no tracking: the next point is full and says why.
         let after = try await backup("data")
         XCTAssertEqual(string(after, "kind"), "full")
@@ -185,6 +199,13 @@ final class BackupChainCoreTests: XCTestCase {
         XCTAssertEqual(restore.state, "failed")
         XCTAssertTrue(restore.error.contains("does not match its index") == true, restore.error)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: disk.path)), before, "the disk was touched")
+        // Nor is it restored as a new disk: no disk, no file of that name is left.
+        let asNew = try await core.finished(try await core.disks.runRestore(try await core.disks.checkRestore("c", backup: p2, newName: "c-copy"), uid: 0))
+        XCTAssertEqual(asNew.state, "failed")
+        XCTAssertTrue(asNew.error.contains("does not match its index") == true, asNew.error)
+        let copy = await core.store.disk(named: "c-copy")
+        XCTAssertNil(copy)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: core.store.path(of: "c-copy")))
         XCTAssertFalse((try FileManager.default.contentsOfDirectory(atPath: core.store.directory)).contains { $0.hasPrefix(".") })
     }
 
