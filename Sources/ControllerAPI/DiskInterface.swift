@@ -249,6 +249,15 @@ public enum DiskInterface {
             APIProperty("AutoGrow", "a{sv}", doc: "The AutoGrow policy: enabled, threshold, step, max."),
             APIProperty("Versioning", "a{sv}", doc: "The versioning policy: enabled, interval_s, keep, on_stop."),
             APIProperty("BackupPolicy", "a{sv}", doc: "The backup policy (SetBackupPolicy): keep_last, full_every, max_chain, interval_s."),
+            APIProperty("ChangeTracking", "a{sv}", doc: """
+                Whether the writes since the disk's newest backup point are tracked: state s (tracking: the next point, mode \
+                auto, is incremental; none: no point yet, or a disk that cannot track changes; broken: tracking since the \
+                newest point is gone or inconsistent, so the next point is full), since t (the newest point's creation time, \
+                0 without one), reason s (why the next point is full; empty when tracking), and when measured: changed t (bytes \
+                changed since the point) and measured t (when that figure was taken). changed is 0 at each point and is \
+                measured through libvirt while a VM runs on the disk: when it starts and stops and every [disks] \
+                tracking_interval_s (60 s); writes made while no VM runs count from the next start.
+                """),
         ],
         signals: [usageHigh])
 

@@ -280,6 +280,7 @@ extension DiskObject {
             "HeldBy": .heldBy(view.heldBy),
             "Overlays": .objectPaths(view.overlays.map { ObjectPaths.disk($0) }),
             "Snapshots": .array(elementSignature: "(st)", disk.snapshots.map { .structure([.string($0.name), .uint64($0.created)]) }),
+            "ChangeTracking": .changeTracking(view.tracking),
         ].merging(policyProperties(view.record)) { a, _ in a }
     }
 
@@ -311,6 +312,16 @@ extension DBusValue {
             }
             return .structure([.string(lease.kind.rawValue), .objectPath(holder)])
         })
+    }
+
+    /// A disk's change tracking as `a{sv}` (changed and measured only when measured).
+    static func changeTracking(_ t: ChangeTracking) -> DBusValue {
+        var fields: [String: DBusValue] = ["state": .string(t.state.rawValue), "since": .uint64(t.since), "reason": .string(t.reason)]
+        if let changed = t.changed {
+            fields["changed"] = .uint64(changed)
+            fields["measured"] = .uint64(t.measured)
+        }
+        return .vardict(fields)
     }
 
     /// Filesystem usage rows as `a(sttt)`: device, size, used, available.

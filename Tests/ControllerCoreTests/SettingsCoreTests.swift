@@ -253,12 +253,13 @@ final class ConfigExampleTests: XCTestCase {
         }.joined(separator: "\n")
         var config = ControllerConfig()
         try config.apply(ConfigDocument(file: "controller.toml.example", text: uncommented))
-        XCTAssertEqual(keys, 56, "documented keys (9 daemon, 5 polkit, 3 disks, 19 vms, 2 jobs, 7 guestfs, 11 settings)")
+        XCTAssertEqual(keys, 57, "documented keys (9 daemon, 5 polkit, 4 disks, 19 vms, 2 jobs, 7 guestfs, 11 settings)")
         // The documented values are the defaults.
         XCTAssertEqual(config.settings, SettingsConfig())
         XCTAssertEqual(config.vms, VMConfig())
         XCTAssertEqual(config.maxConcurrentJobs, ControllerConfig().maxConcurrentJobs)
         XCTAssertEqual(config.jobRetentionSeconds, ControllerConfig().jobRetentionSeconds)
+        XCTAssertEqual(config.trackingIntervalSeconds, ControllerConfig().trackingIntervalSeconds)
         XCTAssertEqual(config.stateDirectory, ControllerConfig().stateDirectory)
     }
 }

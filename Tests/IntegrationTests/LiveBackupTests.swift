@@ -17,7 +17,7 @@ final class LiveBackupTests: XCTestCase {
         SharedStacks.start(self) {
             try QemuSystemTests.startLibvirtd()
             cleanup()
-            return try ReadinessSystemTests.tinyGuestStack()
+            return try ReadinessSystemTests.tinyGuestStack(more: "[disks]\ntracking_interval_s = 1\n")
         }
     }
 
@@ -151,10 +151,21 @@ final class LiveBackupTests: XCTestCase {
         guard let first = try runJob(Self.disk, "Backup", ["a{sv}", "0"]), let p1 = first["backup_id"]?.string else { return }
         XCTAssertEqual(first["kind"]?.string, "full", "\(first)")
         XCTAssertEqual(Self.checkpoints(), ["mv-\(p1)"])
+        let tracking = s.diskProperty(Self.disk, "ChangeTracking")?.stringKeyedDictionary
+        XCTAssertEqual(tracking?["state"]?.string, "tracking", "\(String(describing: tracking))")
+        XCTAssertEqual(tracking?["changed"]?.uint64, 0)
 
         XCTAssertEqual(port.send("P B 1024 64"), "ok 2")
         XCTAssertEqual(port.send("Z x 0 64"), "ok 3")
         XCTAssertEqual(port.send("D x 128 64"), "ok 4")
+        // What the guest changed since p1, measured through libvirt on the service's clock
+        // (1 s here): 64 KiB of B, 64 KiB of zeros over A and a 64 KiB discard.
+        var changed: UInt64?
+        XCTAssertTrue(waitFor(30, interval: 0.5) {
+            changed = s.diskProperty(Self.disk, "ChangeTracking")?.stringKeyedDictionary?["changed"]?.uint64
+            return (changed ?? 0) > 0
+        }, "ChangeTracking.changed stayed 0 after the guest wrote")
+        XCTAssertTrue((128 << 10)...(256 << 10) ~= Int(changed ?? 0), "changed \(String(describing: changed)) for 192 KiB written")
         guard let second = try runJob(Self.disk, "Backup", ["a{sv}", "0"]), let p2 = second["backup_id"]?.string else { return }
         XCTAssertEqual(second["kind"]?.string, "incremental", "\(second)")
         XCTAssertEqual(second["parent"]?.string, p1)
@@ -183,6 +194,9 @@ final class LiveBackupTests: XCTestCase {
         guard let offline = try runJob(Self.disk, "Backup", ["a{sv}", "0"]), let p4 = offline["backup_id"]?.string else { return }
         XCTAssertEqual(offline["parent"]?.string, p3, "\(offline)")
         XCTAssertEqual(Self.checkpoints(), ["mv-\(p4)"], "the offline point's checkpoint is redefined in libvirt")
+        let offlineTracking = s.diskProperty(Self.disk, "ChangeTracking")?.stringKeyedDictionary
+        XCTAssertEqual(offlineTracking?["state"]?.string, "tracking", "\(String(describing: offlineTracking))")
+        XCTAssertEqual(offlineTracking?["changed"]?.uint64, 0)
 
         // Running again: the next live point builds on the offline one.
         XCTAssertTrue(try s.vmCall(Self.vm, "Start").ok)

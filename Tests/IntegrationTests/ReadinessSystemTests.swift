@@ -22,10 +22,13 @@ final class ReadinessSystemTests: XCTestCase {
 
     /// A stack on `qemu:///system` whose VMs may boot the tiny guest (made or refreshed
     /// here by scripts/make-tiny-guest).
-    static func tinyGuestStack() throws -> TestStack {
+    /// A stack on qemu:///system whose VMs may boot the tiny guest; `more` is added to its
+    /// configuration.
+    static func tinyGuestStack(more: String = "") throws -> TestStack {
         let made = Command.run(TestStack.repo.appendingPathComponent("scripts/make-tiny-guest").path, [guestDir])
         guard made.ok else { throw StackError("scripts/make-tiny-guest: \(made.all)") }
-        return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\nstop_timeout_s = 5\nkernel_roots = [\"\(guestDir)\"]\n", libvirtURI: uri)
+        return try TestStack(config: "[vms]\ndomain_type = \"qemu\"\ninternal_network = \"mvt-internal\"\nstop_timeout_s = 5\nkernel_roots = [\"\(guestDir)\"]\n" + more,
+                             libvirtURI: uri)
     }
 
     override class func tearDown() {

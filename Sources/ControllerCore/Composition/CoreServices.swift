@@ -72,7 +72,8 @@ public final class CoreServices: Sendable {
         }
         disks = DiskService(context: DiskContext(
             store: store, backups: backups, guests: GuestImages(cache: appliances), policies: policies, vms: vmManager, jobs: jobs,
-            qemuImg: qemuImg, maxSize: config.maxDiskSize, usageIntervalSeconds: g.usageIntervalSeconds, logger: Logger(label: "disks")))
+            qemuImg: qemuImg, maxSize: config.maxDiskSize, usageIntervalSeconds: g.usageIntervalSeconds,
+            trackingIntervalSeconds: config.trackingIntervalSeconds, logger: Logger(label: "disks")))
         networks = NetworkService(networks: networkManager, vms: vmManager, logger: Logger(label: "networks"))
         vms = VMService(vms: vmManager, disks: disks, networks: networks, jobs: jobs, qemuImg: qemuImg,
                         imageDirectory: config.imageDirectory, overlays: overlays, logger: Logger(label: "vms"))

@@ -37,6 +37,9 @@ public struct ControllerConfig: Sendable, Equatable {
     public var maxDiskSize: UInt64 = 64 << 40
     /// The limit on the daemon's bulk copies of images (`copy_rate_mib_s`).
     public var copyRate = CopyRate.unlimited
+    /// How often the bytes changed since the newest backup point of a running VM's disks
+    /// are measured (`ChangeTracking`); 0 turns it off.
+    public var trackingIntervalSeconds = 60
 
     // [settings]
     public var settings = SettingsConfig()
@@ -109,6 +112,7 @@ public struct ControllerConfig: Sendable, Equatable {
         if let v = try disks.absolutePath("qemu_img") { qemuImgPath = v }
         if let v = try disks.int("max_size", in: 1...Int.max) { maxDiskSize = UInt64(v) }
         if let v = try disks.int("copy_rate_mib_s", in: 0...1_048_576) { copyRate = CopyRate(bytesPerSecond: UInt64(v) << 20) }
+        if let v = try disks.int("tracking_interval_s", in: 0...86_400) { trackingIntervalSeconds = v }
         try disks.finish()
 
         var vmsSection = try doc.section("vms")

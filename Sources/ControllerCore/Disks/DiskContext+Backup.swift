@@ -14,12 +14,19 @@ extension DiskContext {
         let policy = await policies.record(disk.name).backup
         let isBase = await store.list().contains { $0.backingFile == disk.path }
         let point: BackupPoint
-        if let live {
-            point = try await backUpLive(live.vm, disks: [LiveDisk(disk: disk, target: live.target, isBase: isBase)], mode: mode, group: nil, job: job)[0]
-        } else {
-            point = try await backups.makePoint(disk, mode: mode, isBase: isBase, policy: policy) { job.progress($0) }
-            await redefineCheckpoints(of: disk)
+        do {
+            if let live {
+                point = try await backUpLive(live.vm, disks: [LiveDisk(disk: disk, target: live.target, isBase: isBase)], mode: mode, group: nil, job: job)[0]
+            } else {
+                point = try await backups.makePoint(disk, mode: mode, isBase: isBase, policy: policy) { job.progress($0) }
+                await redefineCheckpoints(of: disk)
+            }
+        } catch {
+            // A failed point may have left the tracking inconsistent (a killed qemu).
+            await pointsChanged(disk.name)
+            throw error
         }
+        await pointsChanged(disk.name, newest: point)
         var result: [String: JobValue] = ["backup_id": .string(point.id), "kind": .string(point.kind.rawValue), "size": .uint64(point.size),
                                           "sha256": .string(point.digest), "digest": .string(point.digest)]
         if let parent = point.parent { result["parent"] = .string(parent) }
@@ -79,6 +86,7 @@ extension DiskContext {
                 logger.info("checkpoints of VM \(plan.vm.name) not updated after its point \(group) (reconciled before its next live backup): \(error)")
             }
         }
+        for point in points { await pointsChanged(point.disk, newest: point) }
         var pruned: [String] = []
         for point in points {
             let keep = await policies.record(point.disk).backup.keepLast

@@ -16,6 +16,8 @@ public struct DiskView: Sendable, Equatable {
     public var record: DiskRecord
     /// The leases held on it (see ``LeaseKind``).
     public var heldBy: [DiskLease] = []
+    /// Whether the writes since its newest backup point are tracked.
+    public var tracking = ChangeTracking(state: .none, since: 0, reason: "")
 }
 
 /// A change of the disks, in the order it happened; the bus layer mirrors each one.
@@ -49,6 +51,7 @@ public final class DiskContext: Sendable {
     let qemuImg: QemuImg
     let maxSize: UInt64
     let usageIntervalSeconds: Int
+    let trackingIntervalSeconds: Int
     let logger: Logger
     /// Who mirrors the disks' changes: a protocol rather than a stored async closure, since a
     /// closure kept in a `Mutex` is called through a reabstraction thunk, and that thunk made
@@ -60,11 +63,14 @@ public final class DiskContext: Sendable {
     private let attachedTo = Mutex<[String: [String]]>([:])
     /// The disk sources of each VM (by UUID) when attachments were last published.
     private let vmDiskSources = Mutex<[String: [String]]>([:])
+    /// The bytes changed since each disk's newest point as last measured, by disk name.
+    let measures = Mutex<[String: ChangeTracking.Measure]>([:])
     /// Numbers the lease holders that are no job (``LeaseHolder/work(_:)``).
     let workCounter = Atomic<UInt64>(0)
 
     public init(store: DiskStore, backups: BackupStore, guests: GuestImages, policies: DiskPolicyStore, vms: VMManager,
-                jobs: JobManager, qemuImg: QemuImg, maxSize: UInt64, usageIntervalSeconds: Int, logger: Logger) {
+                jobs: JobManager, qemuImg: QemuImg, maxSize: UInt64, usageIntervalSeconds: Int,
+                trackingIntervalSeconds: Int = 60, logger: Logger) {
         self.store = store
         self.backups = backups
         self.guests = guests
@@ -74,6 +80,7 @@ public final class DiskContext: Sendable {
         self.qemuImg = qemuImg
         self.maxSize = maxSize
         self.usageIntervalSeconds = usageIntervalSeconds
+        self.trackingIntervalSeconds = trackingIntervalSeconds
         self.logger = logger
     }
 
@@ -95,12 +102,18 @@ public final class DiskContext: Sendable {
         let directory = store.directory + "/"
         let users = attachedTo.withLock { $0 }
         let held = await store.holdings(of: disks.map(\.name))
+        var heads: [String: BackupPoint] = [:]
+        for disk in disks { heads[disk.name] = await backups.head(of: disk.name) }
+        let measures = self.measures.withLock { $0 }
         return disks.map { disk in
             let backing = disk.backingFile.map { $0.hasPrefix(directory) ? String($0.dropFirst(directory.count)) : $0 } ?? ""
-            return DiskView(info: disk, backingDisk: backing,
-                            overlays: all.filter { $0.backingFile == disk.path }.map(\.name),
+            let overlays = all.filter { $0.backingFile == disk.path }.map(\.name)
+            let leases = held[disk.name] ?? []
+            let tracking = ChangeTracking.of(disk, head: heads[disk.name], isBase: !overlays.isEmpty,
+                                             running: leases.contains { $0.kind == .vm }, measure: measures[disk.name])
+            return DiskView(info: disk, backingDisk: backing, overlays: overlays,
                             attachedTo: users[disk.name] ?? [], record: records[disk.name] ?? DiskRecord(),
-                            heldBy: held[disk.name] ?? [])
+                            heldBy: leases, tracking: tracking)
         }
     }
 

@@ -272,7 +272,8 @@ public final class DiskPolicyEngine: Sendable {
 
     // MARK: background work
 
-    /// Starts the usage sampler and the versioning clock; runs pending AutoGrows of disks
+    /// Starts the usage sampler, the versioning clock and the measurement of what running VMs
+    /// changed since their disks' newest points; runs pending AutoGrows of disks
     /// whose VM is shut off (the daemon was down when it stopped).
     public func start() {
         Task { [self] in
@@ -281,6 +282,15 @@ public final class DiskPolicyEngine: Sendable {
                 try? await Task.sleep(for: .seconds(1))
                 await versioningTick()
                 await backupTick()
+            }
+        }
+        if context.trackingIntervalSeconds > 0 {
+            let tracking = context.trackingIntervalSeconds
+            Task { [context] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(tracking))
+                    await context.measureRunningDisks()
+                }
             }
         }
         let interval = context.usageIntervalSeconds

@@ -135,11 +135,12 @@ extension DiskService {
     /// takes over first (``BackupStore/deletePoint(_:)``). Needs no lease: the disk is not
     /// touched.
     public func runDeleteBackup(_ plan: BackupIDPlan, uid: UInt32) async throws -> JobSnapshot {
-        let backups = context.backups
+        let (context, backups) = (self.context, context.backups)
         return try await context.jobs.start(operation: "DeleteBackup", target: .disk(plan.disk), uid: uid) { job in
             job.progress(nil)
             if await backups.isPoint(plan.backupID) {
                 try await backups.deletePoint(plan.backupID)
+                await context.pointsChanged(plan.disk)
             } else {
                 try await backups.deleteImageBackup(plan.backupID)
             }

@@ -64,11 +64,14 @@ extension DiskService {
             context.logger.warning("\(label) runs on a disk the service holds for other work (started outside the service?): \(conflict)")
         }
         await context.announceHeld(changed)
+        await context.vmLeasesChanged(changed)
     }
 
     /// VM `uuid` stopped or is gone (Destroy returned, the VM was undefined).
     public func releaseVMLeases(_ uuid: String) async {
-        await context.release(.vm(uuid))
+        let released = await store.release(.vm(uuid))
+        await context.announceHeld(released)
+        await context.vmLeasesChanged(released)
     }
 
     /// Rebuilds the VMs' leases from libvirt's domains (`all`, just read) and from then on

@@ -22,6 +22,11 @@ public struct DiskInfo: Sendable, Equatable {
     public var dataFile: String?
     /// Why the disk cannot be used (``DiskChain``); empty when it can.
     public var problems: [String] = []
+    /// A qcow2 image's version (`0.10` for v2, `1.1` for v3), as last read.
+    public var compat: String?
+    /// A qcow2 image's persistent dirty bitmaps as last read: name, and whether qemu marked
+    /// it in use (a running VM's, or one a qemu did not close cleanly).
+    public var bitmaps: [DiskBitmap] = []
 
     /// `InvalidState` naming the problems, unless there are none.
     public func requireUsable() throws {
@@ -29,6 +34,12 @@ public struct DiskInfo: Sendable, Equatable {
             throw ControllerError.invalidState(problems.joined(separator: "; ") + " (only Delete works on it)")
         }
     }
+}
+
+/// A persistent dirty bitmap of a qcow2 image.
+public struct DiskBitmap: Sendable, Equatable {
+    public var name: String
+    public var inUse: Bool
 }
 
 /// An internal snapshot of a disk image.
@@ -247,7 +258,8 @@ public actor DiskStore {
         return DiskInfo(name: name, path: p, format: format, virtualSize: info.virtualSize,
                         allocatedSize: info.allocatedSize, backingFile: backingFile,
                         snapshots: info.snapshots.map { DiskSnapshot(name: $0.name, created: $0.created) },
-                        backingHeader: info.backingFile, backingFormat: info.backingFormat, dataFile: info.dataFile)
+                        backingHeader: info.backingFile, backingFormat: info.backingFormat, dataFile: info.dataFile,
+                        compat: info.compat, bitmaps: info.bitmaps.map { DiskBitmap(name: $0.name, inUse: $0.flags.contains("in-use")) })
     }
 
     /// Records `format` for disk `name` (AdoptDisk, or what the service already knew at an

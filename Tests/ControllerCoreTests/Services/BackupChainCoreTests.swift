@@ -54,13 +54,24 @@ final class BackupChainCoreTests: XCTestCase {
         ((try? FileManager.default.contentsOfDirectory(atPath: core.core.backups.directory)) ?? []).sorted()
     }
 
+    /// The disk's ChangeTracking as its view says now.
+    func tracking(_ name: String) async -> ChangeTracking? {
+        await core.disks.views().first { $0.info.name == name }?.tracking
+    }
+
     func testEveryPointOfAChainRestoresExactlyWhatTheDiskHeldThen() async throws {
         let disk = try await core.create("data", size: 64 << 20)
         let saved = core.dir.appendingPathComponent("as-of").path
         try FileManager.default.createDirectory(atPath: saved, withIntermediateDirectories: true)
         try io(disk.path, ["write -P 0xaa 0 4M", "write -P 0xbb 8M 1M"])
+        let untracked = await tracking("data")
+        XCTAssertEqual(untracked?.state, ChangeTracking.State.none)
+        XCTAssertEqual(untracked?.reason, "disk data has no earlier point")
         let first = try await backup("data")
         XCTAssertEqual(string(first, "kind"), "full")
+        let head = await core.core.backups.head(of: "data")
+        let tracked = await tracking("data")
+        XCTAssertEqual(tracked, ChangeTracking(state: .tracking, since: head?.created ?? 1, reason: "", changed: 0, measured: head?.created ?? 1))
         XCTAssertEqual(string(first, "reason"), "disk data has no earlier point")
         let p1 = try XCTUnwrap(string(first, "backup_id"))
         try FileManager.default.copyItem(atPath: disk.path, toPath: "\(saved)/1")
@@ -118,7 +129,11 @@ final class BackupChainCoreTests: XCTestCase {
         XCTAssertEqual(try core.qemuInfo(made.path)["format"] as? String, "qcow2")
         await assertError("AlreadyExists", naming: "data-2") { try await self.core.disks.checkRestore("data", backup: p1, newName: "data-2") }
         await assertError("InvalidArgs", naming: "../x") { try await self.core.disks.checkRestore("data", backup: p1, newName: "../x") }
-        // The restored disk has no tracking: the next point is full and says why.
+        // The restored disk has no tracking: the property and the next point say why.
+        let broken = await tracking("data")
+        XCTAssertEqual(broken?.state, .broken)
+        XCTAssertTrue(broken?.reason.contains("change tracking since point \(p3) is gone") == true, "\(String(describing: broken))")
+        XCTAssertNil(broken?.changed)
         let after = try await backup("data")
         XCTAssertEqual(string(after, "kind"), "full")
         XCTAssertTrue(string(after, "reason")?.contains("change tracking since point \(p3) is gone") == true, "\(after.result)")
@@ -135,6 +150,9 @@ final class BackupChainCoreTests: XCTestCase {
         XCTAssertEqual(string(raw, "kind"), "full")
         XCTAssertTrue(string(raw, "reason")?.contains("raw disks cannot track changes") == true, "\(raw.result)")
         await assertError("NotSupported", naming: "raw disks cannot track changes") { try await self.core.disks.checkBackup("r", compress: false, mode: .incremental) }
+        let rawTracking = await tracking("r")
+        XCTAssertEqual(rawTracking?.state, ChangeTracking.State.none, "a raw disk with points tracks nothing")
+        XCTAssertTrue(rawTracking?.reason.contains("raw disks cannot track changes") == true)
 
         // A qcow2 version 2 image: full points, and incremental refused naming the fix.
         try tool("/usr/bin/qemu-img", ["create", "-q", "-f", "qcow2", "-o", "compat=0.10", core.store.path(of: "old"), "8M"])
@@ -255,6 +273,9 @@ final class BackupChainCoreTests: XCTestCase {
         let left = try await core.disks.points(of: "slow").map(\.id)
         XCTAssertEqual(left, [p1])
         // qemu left every bitmap in-use: the next point cannot trust them, is full and says so.
+        let inconsistent = await tracking("slow")
+        XCTAssertEqual(inconsistent?.state, .broken)
+        XCTAssertTrue(inconsistent?.reason.contains("inconsistent") == true, "\(String(describing: inconsistent))")
         let next = try await backup("slow")
         XCTAssertEqual(string(next, "kind"), "full")
         XCTAssertTrue(string(next, "reason")?.contains("inconsistent") == true, "\(next.result)")
