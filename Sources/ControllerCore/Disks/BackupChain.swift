@@ -161,7 +161,7 @@ public enum BackupChain {
             } else if head.virtualSize != disk.virtualSize {
                 reason = "disk \(name) was resized since point \(head.id)"
             } else if head.bitmap == nil || bitmap == nil {
-                reason = "change tracking since point \(head.id) is gone (the disk was restored, formatted, reverted or replaced)"
+                reason = "change tracking since point \(head.id) is gone (the disk was restored, formatted, reverted or replaced, or a VM's qemu was killed before it stored it)"
             } else if bitmap!.flags.contains("in-use") {
                 reason = "change tracking since point \(head.id) is inconsistent (qemu did not close the disk cleanly)"
             } else if mode == .full {

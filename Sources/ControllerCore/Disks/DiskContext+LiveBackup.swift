@@ -37,6 +37,14 @@ extension DiskContext {
         var begun = false
         do {
             job.progress(0)
+            // A backup job the VM runs now is no one's (this claim is the VM's only live
+            // backup): a daemon killed during a backup left it, writing into a file the
+            // restart removed. It goes before anything else.
+            if let running = try? await vms.jobStats(vm.uuid, completed: false), running.running,
+               running.operation == VMJobStats.backupOperation {
+                logger.notice("aborting the backup job VM \(vm.name) still ran (left by a daemon that stopped during a backup)")
+                await abortLiveBackup(vm)
+            }
             let targets = vm.disks.map(\.target)
             let checkpoints = try await reconcileCheckpoints(vm)
             var backupDisks: [CheckpointXML.BackupDisk] = []
@@ -108,6 +116,9 @@ extension DiskContext {
             }
             let current: VMJobStats
             do { current = try await vms.jobStats(vm.uuid, completed: false) } catch {
+                // libvirt says "not running" (InvalidState) before its stop event reaches
+                // the VM cache.
+                if case ControllerError.invalidState = error { throw ControllerError.io("VM \(vm.name) stopped during the backup") }
                 if await vms.vm(uuid: vm.uuid)?.state.isActive != true { throw ControllerError.io("VM \(vm.name) stopped during the backup") }
                 throw error
             }
