@@ -76,7 +76,7 @@ extension DiskContext {
                 : CheckpointXML.checkpoint(name: BackupChain.bitmapName(group ?? drafts[0].id), bitmaps: newBitmaps, targets: targets)
             try await vms.backupBegin(vm.uuid, backup: CheckpointXML.pushBackup(backupDisks, targets: targets), checkpoint: checkpoint)
             begun = true
-            try await waitForLiveBackup(vm, job: job)
+            try await waitForLiveBackup(vm, job: job, files: drafts.map(\.temporary), needs: reservation)
             begun = false
             var points: [BackupPoint] = []
             let count = Double(drafts.count)
@@ -107,7 +107,11 @@ extension DiskContext {
     /// every 250 ms: libvirt sends no progress events, and the free-space watch must look
     /// while qemu writes. (Its end could come from libvirt's job-completed event once the
     /// libvirt cache forwards it; the figures are read anyway.)
-    private func waitForLiveBackup(_ vm: VMInfo, job: Job) async throws {
+    /// The watch: the backup filesystem must keep room for what the point files (`files`)
+    /// may still grow by (`reservation` less what they hold) and the floor; when something
+    /// else takes that room, qemu's job is stopped before a push target can fill the
+    /// filesystem (qemu 7.2 then fails the guest's own writes).
+    private func waitForLiveBackup(_ vm: VMInfo, job: Job, files: [String], needs reservation: UInt64) async throws {
         while true {
             // (A cancelled sleep returns at once: the checks below abort qemu's job.)
             try? await Task.sleep(for: .milliseconds(250))
@@ -132,8 +136,10 @@ extension DiskContext {
             }
             if Task.isCancelled { throw CancellationError() }
             let free = (try? Files.availableBytes(backups.directory)) ?? .max
-            if free < Self.backupSpaceFloor {
-                throw ControllerError.io("the backup of VM \(vm.name) was stopped: only \(free) bytes are left on \(backups.directory)")
+            let written = files.reduce(UInt64(0)) { $0 + (Files.status($1)?.allocated ?? 0) }
+            let needed = max(Self.backupSpaceFloor, reservation > written ? reservation - written : 0)
+            if free < needed {
+                throw ControllerError.io("the backup of VM \(vm.name) was stopped: \(backups.directory) has \(free) bytes free, and the point may still need \(needed)")
             }
             if current.total > 0 { job.progress(0.8 * Double(current.processed) / Double(current.total)) }
         }
