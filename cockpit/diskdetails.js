@@ -32,6 +32,8 @@ export function diskDetails(ctx) {
     const cloneName = h("input", { type: "text", id: "mv-clone-name", required: true, maxlength: 64 });
     const cloneLinked = h("input", { type: "checkbox", id: "mv-clone-linked" });
     const compress = h("input", { type: "checkbox", id: "mv-backup-compress" });
+    const tracking = h("p", { class: "mv-note", id: "mv-disk-tracking" });
+    const restoreName = h("input", { type: "text", id: "mv-restore-name", maxlength: 64 });
     const snapshotName = h("input", { type: "text", id: "mv-disk-snapshot-name", required: true, maxlength: 64 });
     const files = diskFiles(ctx);
     const policies = policyForms(diskCall);
@@ -63,7 +65,11 @@ export function diskDetails(ctx) {
             " a compressed whole copy (not a point of the chain)"),
           button("Back up now", backup, { id: "mv-backup", class: "mv-btn mv-primary" })),
         h("p", { class: "mv-note" }, "A backup is the next point of the disk's chain: the first is full, the next " +
-          "ones hold only what changed since the point before (qcow2 disks). Any point can be restored."),
+          "ones hold only what changed since the point before (qcow2 disks). Any point can be restored, over the " +
+          "disk (stopped) or as a new disk (even while a VM runs on this one)."),
+        tracking,
+        h("div", { class: "mv-form", role: "group", "aria-label": "Restore as a new disk" },
+          h("label", { for: "mv-restore-name" }, "Name of the new disk for \u201cAs new disk\u201d", restoreName)),
         h("table", { "aria-label": "Backups of the disk" },
           h("thead", {}, h("tr", {}, ["Backup", "Kind", "Taken", "Size", "Digest", ""].map(t => h("th", { scope: "col" }, t)))),
           backupBody),
@@ -96,7 +102,7 @@ export function diskDetails(ctx) {
     function show(newPath) {
         if (newPath !== path) {
             // What was typed or ticked for one disk is not carried over to the next.
-            for (const field of [cloneName, snapshotName, fsLabel])
+            for (const field of [cloneName, snapshotName, fsLabel, restoreName])
                 field.value = "";
             cloneLinked.checked = compress.checked = false;
         }
@@ -123,6 +129,7 @@ export function diskDetails(ctx) {
         replace(title, "Disk " + d.Name);
         replace(facts, d.ImageFormat + ", " + formatBytes(d.VirtualSize) + " (" + formatBytes(d.AllocatedSize) +
                 " allocated)" + (d.BackingDisk ? ", built on " + d.BackingDisk : ""), usageBars(usage.rows(d)));
+        replace(tracking, trackingText(d.ChangeTracking));
         replace(snapshotBody, (d.Snapshots || []).map(([name, created]) => {
             const kind = name.startsWith("vm-") ? "the VM's" : name.startsWith("auto-") ? "versioning's" : "this disk's";
             return h("tr", { "data-snapshot": name },
@@ -155,7 +162,9 @@ export function diskDetails(ctx) {
                 button("Restore", () => confirm("Replace " + label() + " with backup " + id + " of " +
                                                 formatTime(created) + "? The backup is verified first; what the " +
                                                 "disk holds now is lost.", "Restore " + id, () => restore(id)),
-                       { "data-action": "Restore", "aria-label": "Restore backup " + id })))));
+                       { "data-action": "Restore", "aria-label": "Restore backup " + id }),
+                button("As new disk", () => restoreAsNew(id),
+                       { "data-action": "RestoreAsNew", "aria-label": "Restore backup " + id + " as a new disk" })))));
         if (!backups.length)
             backupBody.appendChild(h("tr", {}, h("td", { colspan: 6, class: "mv-muted" }, "No backups.")));
     }
@@ -239,6 +248,30 @@ export function diskDetails(ctx) {
 
     function restore(id) {
         runJob("Restore " + id, diskCall("Restore", [id, {}], "sa{sv}", "Restore"));
+    }
+
+    function restoreAsNew(id) {
+        if (!restoreName.reportValidity() || !restoreName.value) {
+            restoreName.focus();
+            return;
+        }
+        runJob("Restore " + id + " as " + restoreName.value,
+               diskCall("Restore", [id, variants({ new_name: ["s", restoreName.value] })], "sa{sv}", "Restore as a new disk"));
+    }
+
+    // The service's ChangeTracking property in words: whether the next point is incremental,
+    // and why not.
+    function trackingText(t) {
+        const v = key => t && t[key] ? t[key].v : undefined;
+        const state = v("state");
+        if (state === "tracking") {
+            const changed = v("changed") !== undefined
+                ? ", " + formatBytes(v("changed")) + " changed as of " + formatTime(v("measured")) : "";
+            return "Change tracking: on since the point of " + formatTime(v("since")) + changed + "; the next point is incremental.";
+        }
+        if (state === "broken")
+            return "Change tracking: broken, the next point is full: " + v("reason") + ".";
+        return "Change tracking: none" + (v("reason") ? ": " + v("reason") : "") + ".";
     }
 
     function createSnapshot(event) {

@@ -19,6 +19,7 @@ BACKUPS = os.environ["MV_BACKUPS"]
 MVCTL = os.environ["MV_MVCTL"]
 DISK = "web.qcow2"
 IMAGE = os.path.join(IMAGES, DISK)
+RESTORED = "web-restored.qcow2"
 MARKUP = "<img id=mvfile src=x onerror=alert(2)>"  # no '/': it is one file name
 
 
@@ -208,6 +209,7 @@ def disk_checks(d):
             digest = hashlib.sha256(f.read()).hexdigest()
         assert digest in tr.text, "the page's digest is not sha256sum's of the index %s: %s" % (digest, tr.text)
         assert "full" in tr.text, tr.text
+        wait(d, "tracking on", lambda: "on since" in d.find_element(By.ID, "mv-disk-tracking").text, 30)
         changed = os.path.join(downloads, "changed.txt")
         with open(changed, "w") as f:
             f.write("changed after the backup\n")
@@ -219,9 +221,20 @@ def disk_checks(d):
         d.find_element(By.ID, "mv-disk-confirm-yes").click()
         wait_job(d, "Restore", before)
         assert read_file("/hello.txt") == "hello from the page\n", read_file("/hello.txt")
+        # Restored over, the disk tracks nothing since the point: the page says the next is full.
+        wait(d, "tracking broken", lambda: "broken, the next point is full" in d.find_element(By.ID, "mv-disk-tracking").text, 30)
         shot(d, "disks-restored")
-    check(d, "Backup from the page (a full point, its digest as sha256sum's of its index), then Restore brings back "
-          "what was there (ReadFile)",
+        # The same point as a new disk.
+        d.find_element(By.ID, "mv-restore-name").send_keys(RESTORED)
+        before = shown_job(d)
+        d.find_element(By.CSS_SELECTOR, '#mv-disk-backups tr[data-backup="%s"] button[data-action="RestoreAsNew"]' % backup_id).click()
+        wait_job(d, "Restore as a new disk", before)
+        wait(d, RESTORED + " listed", lambda: disk_row(d, RESTORED) is not None, 30)
+        assert image_info(os.path.join(IMAGES, RESTORED))["format"] == "qcow2"
+        assert mvctl("disk", "cat", RESTORED, "/hello.txt") == "hello from the page\n"
+        mvctl("disk", "delete", RESTORED)
+    check(d, "Backup from the page (a full point, its digest as sha256sum's of its index, tracking on), then Restore "
+          "brings back what was there (ReadFile; tracking broken), and As new disk makes a disk holding it",
           backup_restore)
 
     def resize():

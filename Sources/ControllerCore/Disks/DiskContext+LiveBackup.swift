@@ -173,12 +173,12 @@ extension DiskContext {
         guard !plan.delete.isEmpty || !plan.redefine.isEmpty else { return existing }
         let active = await vms.vm(uuid: vm.uuid)?.state.isActive == true
         for name in plan.delete {
-            do { try await vms.deleteCheckpoint(vm.uuid, name, metadataOnly: !active) } catch {
-                // Its bitmap is already gone from qemu: the metadata alone.
-                guard active else { throw error }
-                try await vms.deleteCheckpoint(vm.uuid, name, metadataOnly: true)
-            }
-            logger.info("deleted checkpoint \(name) of VM \(vm.name): no backup point needs it")
+            // While the VM runs a checkpoint goes with its bitmaps in qemu, unless libvirt
+            // could not measure every one of them (not in qemu, or inconsistent: a qemu
+            // killed before it stored them, a disk restored): then its metadata alone.
+            let measured = existing.first { $0.name == name }.map { Set($0.changedBytes.keys) == Set($0.bitmaps.keys) } ?? false
+            try await vms.deleteCheckpoint(vm.uuid, name, metadataOnly: !active || !measured)
+            logger.info("deleted checkpoint \(name) of VM \(vm.name)\(active && !measured ? " (its metadata: qemu holds none of its bitmaps consistently)" : ""): no backup point needs it")
         }
         let targets = vm.disks.map(\.target)
         // One checkpoint per bitmap name (a VM point's disks share theirs).
