@@ -245,11 +245,14 @@ struct Disk: AsyncParsableCommand {
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a disk from any point of its chain or an image backup (checked bit-exact; a job).",
-            discussion: "Without --as the disk is replaced (it must not be in use). With --as NAME the backup becomes a new disk NAME of the same format and the disk itself is not touched (it may be in use by a running VM).")
+            discussion: """
+                Without --as the disk is replaced (it must not be in use). With --as NAME the backup becomes a new disk NAME \
+                of the same format and the disk itself is not touched (it may be in use by a running VM).
+                """)
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Disk name.", completion: diskNameCompletion) var name: String
         @Argument(help: "Backup id (see 'mvctl disk backups').") var backup: String
-        @Option(name: .customLong("as"), help: "Make a new disk of this name instead of replacing the disk.") var newName: String?
+        @Option(name: .customLong("as"), help: ArgumentHelp("Make a new disk of this name instead of replacing the disk.", valueName: "name")) var newName: String?
         func run() async throws {
             try await Client.run(global) { client in
                 let options: DBusValue = newName.map { .vardict(["new_name": .string($0)]) } ?? .emptyOptions
