@@ -27,6 +27,7 @@ final class LiveBackupSpaceTests: XCTestCase {
     }
 
     override class func tearDown() {
+        cleanup()
         if let s = try? SharedStacks.stack(self) {
             s.stopDaemon()
             _ = Command.run("/usr/bin/umount", [s.dir.appendingPathComponent("backups").path])

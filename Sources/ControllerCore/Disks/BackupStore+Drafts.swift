@@ -8,9 +8,17 @@ extension BackupStore {
     /// Marks `disks` as having a point made (one at a time per disk); `Busy` when one has.
     func claim(_ disks: [String]) throws {
         if let busy = disks.first(where: { pointsInProgress.contains($0) }) {
+            if busy.hasPrefix("vm ") {
+                throw ControllerError.busy("a backup of this VM's disks is running, or the backup job it was left with is being aborted")
+            }
             throw ControllerError.busy("a backup or deletion of disk \(busy)'s points is already running")
         }
         pointsInProgress.formUnion(disks)
+    }
+
+    /// Gives back what ``claim(_:)`` took, when no draft was made.
+    func unclaim(_ disks: [String]) {
+        pointsInProgress.subtract(disks)
     }
 
     /// A point being made: its plan, its reserved id and its temporary files.

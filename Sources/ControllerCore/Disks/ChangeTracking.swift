@@ -62,7 +62,7 @@ public struct ChangeTracking: Sendable, Equatable {
             return ChangeTracking(state: .tracking, since: parent.created, reason: "", changed: changed, measured: changed == nil ? 0 : measure?.at ?? 0)
         case .full(let reason):
             let canTrack = !isBase && disk.format == "qcow2" && disk.compat != "0.10"
-            guard let head, canTrack else { return ChangeTracking(state: .none, since: 0, reason: reason ?? "") }
+            guard let head, canTrack else { return ChangeTracking(state: .none, since: head?.created ?? 0, reason: reason ?? "") }
             return ChangeTracking(state: .broken, since: head.created, reason: reason ?? "")
         }
     }

@@ -137,7 +137,7 @@ extension DiskContext {
             if Task.isCancelled { throw CancellationError() }
             let free = (try? Files.availableBytes(backups.directory)) ?? .max
             let written = files.reduce(UInt64(0)) { $0 + (Files.status($1)?.allocated ?? 0) }
-            let needed = max(Self.backupSpaceFloor, reservation > written ? reservation - written : 0)
+            let needed = Self.backupSpaceFloor + (reservation > written ? reservation - written : 0)
             if free < needed {
                 throw ControllerError.io("the backup of VM \(vm.name) was stopped: \(backups.directory) has \(free) bytes free, and the point may still need \(needed)")
             }
@@ -145,17 +145,34 @@ extension DiskContext {
         }
     }
 
-    /// Aborts the VM's backup job and waits (up to 30 s) until qemu no longer runs it, so
-    /// its target files can go.
+    /// Aborts the backup jobs of running VMs that no live backup of this daemon owns: a
+    /// daemon killed during a live backup left them writing into files its restart removed,
+    /// room no reservation counts. Run when libvirt is reached.
+    func abortOrphanedBackups(_ all: [VMInfo]) async {
+        for vm in all where vm.state.isActive {
+            // The VM's key, as a live backup takes it: one of ours running keeps its job.
+            let key = "vm \(vm.uuid)"
+            guard (try? await backups.claim([key])) != nil else { continue }
+            if let job = try? await vms.jobStats(vm.uuid, completed: false), job.running, job.operation == VMJobStats.backupOperation {
+                logger.notice("aborting the backup job VM \(vm.name) runs (left by a daemon that stopped during a backup)")
+                await abortLiveBackup(vm)
+            }
+            await backups.unclaim([key])
+        }
+    }
+
+    /// Aborts the VM's backup job and waits (up to 60 s: libvirt 9.0 ends an aborted backup
+    /// only after its event handler gave up waiting 30 s for the domain's job lock) until
+    /// qemu no longer runs it, so its target files can go.
     private func abortLiveBackup(_ vm: VMInfo) async {
         try? await vms.abortJob(vm.uuid)
-        for _ in 0..<120 {
+        for _ in 0..<240 {
             guard await vms.vm(uuid: vm.uuid)?.state.isActive == true, let stats = try? await vms.jobStats(vm.uuid, completed: false),
                   stats.running else { return }
             try? await vms.abortJob(vm.uuid)
             try? await Task.sleep(for: .milliseconds(250))
         }
-        logger.warning("the backup job of VM \(vm.name) still runs 30 s after it was aborted")
+        logger.warning("the backup job of VM \(vm.name) still runs 60 s after it was aborted")
     }
 
     /// Makes libvirt's checkpoints of `vm` the ones the records need (each disk's newest

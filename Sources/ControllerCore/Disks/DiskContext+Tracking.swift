@@ -17,6 +17,12 @@ extension DiskContext {
     /// cleanly left their bitmaps in use) and publishes their views; measures what a
     /// running VM changed since each newest point.
     func vmLeasesChanged(_ names: [String]) async {
+        // A start makes the running qemu the judge of the bitmaps: a figure from before
+        // (another run, a restore since) says nothing about this run until measured again.
+        for name in names {
+            guard await store.holdings(of: name).contains(where: { $0.kind == .vm }) else { continue }
+            measures.withLock { _ = $0.removeValue(forKey: name) }
+        }
         for name in names { await publish(name) }
         await measureRunningDisks(names)
     }
@@ -34,13 +40,15 @@ extension DiskContext {
                 wanted.append((name, used.target, head))
             }
             guard !wanted.isEmpty else { continue }
+            let now = UInt64(Date().timeIntervalSince1970)
             let checkpoints: [CheckpointXML.Checkpoint]
             do { checkpoints = try await vms.checkpoints(vm.uuid).map(CheckpointXML.parse) } catch {
                 logger.info("changes since the newest points of VM \(vm.name)'s disks not measured: \(error)")
                 continue
             }
-            let now = UInt64(Date().timeIntervalSince1970)
             for disk in wanted {
+                // A point made meanwhile is newer than this figure (its own 0 stands).
+                guard await backups.head(of: disk.name)?.id == disk.point.id else { continue }
                 // No checkpoint of the point: not measured (the next backup redefines it);
                 // one without a size: qemu has no consistent bitmap of it.
                 guard let checkpoint = checkpoints.first(where: { $0.bitmaps[disk.target] == disk.point.bitmap }) else { continue }
@@ -48,6 +56,8 @@ extension DiskContext {
                 // A figure seen before keeps the time it was first measured.
                 let changed = measures.withLock { m in
                     guard m[disk.name]?.point != disk.point.id || m[disk.name]?.bytes != bytes else { return false }
+                    // Two measurements crossing: the one taken later stands.
+                    if let known = m[disk.name], known.point == disk.point.id, known.at > now { return false }
                     m[disk.name] = ChangeTracking.Measure(point: disk.point.id, bytes: bytes, at: now)
                     return true
                 }
