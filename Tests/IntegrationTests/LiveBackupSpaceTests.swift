@@ -2,7 +2,7 @@ import Foundation
 import SDBus
 import XCTest
 
-/// A running VM's point on a small backup store (a 2.4 GiB tmpfs mounted over the stack's
+/// A running VM's point on a small backup store (a 3 GiB tmpfs mounted over the stack's
 /// backup directory) that something else fills: the preflight refuses a point that cannot
 /// fit, and the watch stops qemu's job when the room the point may still need is taken
 /// during the copy — before a push target fills the filesystem, which would make qemu fail
@@ -19,7 +19,7 @@ final class LiveBackupSpaceTests: XCTestCase {
             let s = try ReadinessSystemTests.tinyGuestStack()
             s.stopDaemon()
             let store = s.dir.appendingPathComponent("backups").path
-            let mount = Command.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=2400m,mode=0711", "tmpfs", store])
+            let mount = Command.run("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=3000m,mode=0711", "tmpfs", store])
             guard mount.ok else { throw StackError("cannot mount a tmpfs on \(store): \(mount.all)") }
             try s.startDaemon()
             return s
@@ -49,9 +49,15 @@ final class LiveBackupSpaceTests: XCTestCase {
     }
 
     /// Takes all but `left` bytes of the store with a file of someone else's.
-    func fill(leaving left: UInt64) throws {
-        let size = try free() - left
-        let r = Command.run("/usr/bin/fallocate", ["-l", String(size), try store + "/filler"])
+    func fill(leaving left: UInt64, file: String = "filler") throws {
+        let free = try free()
+        guard free > left else { throw StackError("the store has \(free) bytes free, fewer than the \(left) to leave") }
+        try take(free - left, file: file)
+    }
+
+    /// Takes `bytes` of the store with a file of someone else's.
+    func take(_ bytes: UInt64, file: String) throws {
+        let r = Command.run("/usr/bin/fallocate", ["-l", String(bytes), try store + "/" + file])
         XCTAssertTrue(r.ok, r.all)
     }
 
@@ -93,19 +99,23 @@ final class LiveBackupSpaceTests: XCTestCase {
         let refused = try job(s.diskCall(Self.disk, "Backup", ["a{sv}", "0"]))
         XCTAssertEqual(refused.state, "failed")
         XCTAssertTrue(refused.error.contains("needs up to"), refused.error)
+        let needs = UInt64(refused.error.components(separatedBy: "needs up to ").last?.split(separator: " ").first ?? "") ?? 0
         XCTAssertEqual(try leftovers(), [])
         XCTAssertEqual(port.send("P B 0 64"), "ok 1")
 
         // 2. The room taken while qemu copies: the watch stops the job; the guest's write in
         // the middle of it (copy-before-write to the push target) succeeds.
+        // The store holds just what the point needs, the floor and 300 MiB; then, once qemu
+        // copies, 600 MiB more are taken: less than the point still needs, while qemu keeps
+        // over 1 GiB of room until the watch looks again (250 ms; ~750 MB/s here).
         try FileManager.default.removeItem(atPath: try store + "/filler")
+        XCTAssertGreaterThan(needs, 1 << 30, refused.error)
+        try fill(leaving: needs + (64 << 20) + (300 << 20))
         let r = s.diskCall(Self.disk, "Backup", ["a{sv}", "0"])
         XCTAssertTrue(r.ok, r.all)
         let t0 = Date()
         XCTAssertTrue(waitFor(60, interval: 0.02) { (s.jobProperty(r.replyPath, "Progress")?.double ?? 0) > 0.01 })
-        // Less than the point still needs, more than qemu writes (~750 MB/s here) until the
-        // watch looks again (250 ms) while the filler is allocated.
-        try fill(leaving: 1000 << 20)
+        try take(600 << 20, file: "filler2")
         print("the store was filled \(String(format: "%.2f", Date().timeIntervalSince(t0))) s into the backup, \(try free() >> 20) MiB left")
         XCTAssertEqual(port.send("P C 512000 64"), "ok 2", "the guest's write during the backup failed")
         let stopped = try job(r)

@@ -352,15 +352,18 @@ public final class DiskPolicyEngine: Sendable {
         let path = disk.path
         let target = snapshot
         do {
-            try await context.leased([LeaseRequest(name, .writer)], label: "versioning", for: "version disk \(name)") {
+            // The stamp is read under the lease: a VM started right after it writes a change
+            // the next version takes.
+            let stamp = try await context.leased([LeaseRequest(name, .writer)], label: "versioning", for: "version disk \(name)") {
                 await context.guests.cache.release(path)
                 try await qemuImg.snapshot(.create, target, path: path)
                 let autos = try await qemuImg.info(path: path, format: "qcow2").snapshots.filter { $0.name.hasPrefix("auto-") }
                     .sorted { ($0.created, $0.name) < ($1.created, $1.name) }
                 for old in autos.dropLast(keep) { try await qemuImg.snapshot(.delete, old.name, path: path) }
+                return Self.stamp(path)
             }
             let now = UInt64(Date().timeIntervalSince1970)
-            try await records.update(name) { $0.lastAutoSnapshot = now; $0.lastAutoStamp = Self.stamp(path) }
+            try await records.update(name) { $0.lastAutoSnapshot = now; $0.lastAutoStamp = stamp }
             context.logger.notice("versioning: snapshot \(snapshot) of disk \(name) (\(reason))")
         } catch {
             context.logger.error("versioning: cannot snapshot disk \(name): \(error)")
