@@ -58,6 +58,10 @@ extension VMService {
         let recorded = await overlays.overlay(of: info.uuid)
         do {
             if info.persistent { try await vms.undefine(info.uuid) }
+        } catch ControllerError.noSuchVM(let message) {
+            // libvirt no longer knows it (undefined while its stop was still being
+            // processed): what is left to discard is its overlay.
+            logger.info("ephemeral VM \(info.name) is already undefined (\(message))")
         } catch {
             logger.error("cannot undefine ephemeral VM \(info.name): \(error)")
             return
