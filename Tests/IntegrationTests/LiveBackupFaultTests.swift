@@ -24,10 +24,7 @@ final class LiveBackupFaultTests: XCTestCase {
         cleanup()
     }
 
-    static func cleanup() {
-        QemuSystemTests.virsh(["destroy", vm])
-        QemuSystemTests.virsh(["undefine", vm, "--checkpoints-metadata"])
-    }
+    static func cleanup() { LiveBackupTests.removeVMs([vm]) }
 
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 

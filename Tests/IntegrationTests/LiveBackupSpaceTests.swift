@@ -36,10 +36,7 @@ final class LiveBackupSpaceTests: XCTestCase {
         cleanup()
     }
 
-    static func cleanup() {
-        QemuSystemTests.virsh(["destroy", vm])
-        QemuSystemTests.virsh(["undefine", vm, "--checkpoints-metadata"])
-    }
+    static func cleanup() { LiveBackupTests.removeVMs([vm]) }
 
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
     var store: String { get throws { try stack.dir.appendingPathComponent("backups").path } }

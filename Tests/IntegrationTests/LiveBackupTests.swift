@@ -28,8 +28,11 @@ final class LiveBackupTests: XCTestCase {
 
     static let pair = "lb-pair"
 
-    static func cleanup() {
-        for name in [vm, pair] {
+    static func cleanup() { removeVMs([vm, pair]) }
+
+    /// Destroys and undefines the live-backup suites' VMs (with their checkpoints' metadata).
+    static func removeVMs(_ names: [String]) {
+        for name in names {
             QemuSystemTests.virsh(["destroy", name])
             QemuSystemTests.virsh(["undefine", name, "--checkpoints-metadata"])
         }
