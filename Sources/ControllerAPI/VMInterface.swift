@@ -94,18 +94,22 @@ public enum VMInterface {
             push backup of libvirt, in one qemu transaction with one checkpoint: they are consistent with each other as a \
             power cut would leave them (crash-consistent: the Multiverse design has no guest agent to quiesce the guest's \
             filesystems). While it is stopped, the service's storage daemon makes them one after the other (nothing \
-            writes meanwhile); if one fails, the points made before it are deleted again. Each disk point is a point of \
-            its disk's chain like Disk.Backup's (listed by Disk.ListBackupPoints, restorable alone by Disk.Restore) and \
-            records the VM point's id. The disks are held as for Disk.Backup.
+            writes meanwhile); either way, if one fails, the points made before it are deleted again. Each disk point is \
+            a point of its disk's chain like Disk.Backup's (listed by Disk.ListBackupPoints, restorable alone by \
+            Disk.Restore) and records the VM point's id and disks: the VM point exists once every disk's point is \
+            recorded. One the daemon could not finish (it was killed between two disks' points) is no VM point: it is not \
+            listed or restored, and the daemon logs it at its start; its disks' points stay theirs. The disks are held as \
+            for Disk.Backup.
             """)
     public static let restore = APIMethod("Restore", in: [A.a("backup_id", "s"), A.options], out: [A.job], action: .diskManage,
         doc: """
             A job restoring every disk of a VM point (VM.Backup's backup_id) that the VM still uses, each checked bit-exact \
-            against its point's index before it replaces the disk. The VM must be shut off (Busy otherwise). Result: \
-            backup_id, disks, points.
+            against its point's index before it replaces the disk. The VM must be shut off (Busy otherwise). A VM point \
+            missing some disk's point (its making was interrupted, or a point was deleted since) is NoSuchBackup naming \
+            the disk. Result: backup_id, disks, points.
             """)
     public static let listBackups = APIMethod("ListBackups", in: [A.options], out: [A.a("backups", "a(stas)")],
-        doc: "The VM's points (VM.Backup), oldest first: id, creation time, and the disk points it holds.")
+        doc: "The VM's complete points (VM.Backup), oldest first: id, creation time, and the disk points it holds.")
 
     public static let stateChanged = APISignal("StateChanged", [A.a("state", "s"), A.a("reason", "s")],
         doc: "Sent from libvirt's lifecycle events, whoever caused the change.")

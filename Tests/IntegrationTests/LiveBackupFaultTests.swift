@@ -24,7 +24,7 @@ final class LiveBackupFaultTests: XCTestCase {
         cleanup()
     }
 
-    static func cleanup() { LiveBackupTests.removeVMs([vm]) }
+    static func cleanup() { LiveBackupTests.removeVMs([vm, pair]) }
 
     var stack: TestStack { get throws { try SharedStacks.stack(Self.self) } }
 

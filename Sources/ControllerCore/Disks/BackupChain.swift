@@ -43,20 +43,26 @@ public struct BackupPoint: Sendable, Equatable, Codable {
     /// The VM point this point belongs to (VM.Backup: one point of each of the VM's disks,
     /// taken in one qemu transaction), by the VM point's id; nil for a disk's own point.
     public var group: String?
+    /// The disks of VM point `group`, by name: the VM point exists when each of them has its
+    /// point (a daemon stopped between their manifests leaves an incomplete one, which is no
+    /// VM point; its disks' points stay theirs). Nil in manifests written before it was
+    /// recorded: such a VM point is whatever points name it.
+    public var groupDisks: [String]?
     /// Whether a running VM's qemu made the point (libvirt's push backup) rather than the
     /// service's storage daemon.
     public var live: Bool?
 
     public init(id: String, disk: String, kind: Kind, parent: String?, created: UInt64, size: UInt64, virtualSize: UInt64,
                 format: String, blockSize: Int, digest: String, bitmap: String?, reason: String?, sequence: Int = 0,
-                deleting: Bool? = nil, serial: UInt64 = 0, group: String? = nil, live: Bool? = nil) {
+                deleting: Bool? = nil, serial: UInt64 = 0, group: String? = nil, groupDisks: [String]? = nil, live: Bool? = nil) {
         (self.id, self.disk, self.kind, self.parent, self.created, self.size) = (id, disk, kind, parent, created, size)
         (self.virtualSize, self.format, self.blockSize, self.digest, self.bitmap, self.reason) = (virtualSize, format, blockSize, digest, bitmap, reason)
         (self.sequence, self.deleting, self.serial, self.group, self.live) = (sequence, deleting, serial, group, live)
+        self.groupDisks = groupDisks
     }
 
     private enum CodingKeys: String, CodingKey {
-        case id, disk, kind, parent, created, size, virtualSize, format, blockSize, digest, bitmap, reason, sequence, deleting, serial, group, live
+        case id, disk, kind, parent, created, size, virtualSize, format, blockSize, digest, bitmap, reason, sequence, deleting, serial, group, groupDisks, live
     }
 
     public init(from decoder: Decoder) throws {
@@ -69,7 +75,7 @@ public struct BackupPoint: Sendable, Equatable, Codable {
                   bitmap: try c.decodeIfPresent(String.self, forKey: .bitmap), reason: try c.decodeIfPresent(String.self, forKey: .reason),
                   sequence: try c.decodeIfPresent(Int.self, forKey: .sequence) ?? 0, deleting: try c.decodeIfPresent(Bool.self, forKey: .deleting),
                   serial: try c.decodeIfPresent(UInt64.self, forKey: .serial) ?? 0, group: try c.decodeIfPresent(String.self, forKey: .group),
-                  live: try c.decodeIfPresent(Bool.self, forKey: .live))
+                  groupDisks: try c.decodeIfPresent([String].self, forKey: .groupDisks), live: try c.decodeIfPresent(Bool.self, forKey: .live))
     }
 }
 

@@ -65,8 +65,10 @@ extension BackupStore {
     }
 
     /// Indexes the copied point (one read of what the copy wrote), syncs and renames its
-    /// files and writes its manifest: from then on the point exists.
-    func finishPoint(_ draft: PointDraft, group: String?, live: Bool, progress: @escaping @Sendable (Double) -> Void) async throws -> BackupPoint {
+    /// files and writes its manifest: from then on the point exists. A point of VM point
+    /// `group` names the VM point's disks (`groupDisks`): the VM point exists once each of
+    /// them has its manifest.
+    func finishPoint(_ draft: PointDraft, group: String?, groupDisks: [String]?, live: Bool, progress: @escaping @Sendable (Double) -> Void) async throws -> BackupPoint {
         let (disk, id, parent) = (draft.disk, draft.id, draft.parent)
         try Task.checkCancellation()
         let files = [draft.temporary] + (parent.flatMap { chain(to: $0) }?.reversed().map { pointImage($0.id) } ?? [])
@@ -85,7 +87,7 @@ extension BackupStore {
                                 created: UInt64(Date().timeIntervalSince1970), size: Files.status(draft.temporary)?.size ?? 0,
                                 virtualSize: disk.virtualSize, format: disk.format, blockSize: BackupChain.blockSize,
                                 digest: digest, bitmap: draft.bitmap, reason: draft.reason, sequence: (parent?.sequence ?? -1) + 1,
-                                serial: (points.values.map(\.serial).max() ?? 0) + 1, group: group, live: live ? true : nil)
+                                serial: (points.values.map(\.serial).max() ?? 0) + 1, group: group, groupDisks: groupDisks, live: live ? true : nil)
         try Files.rename(draft.temporary, to: pointImage(id))
         try Files.rename(draft.temporaryIndex, to: pointIndex(id))
         do {
@@ -103,25 +105,45 @@ extension BackupStore {
         return point
     }
 
-    /// Ends drafts made or abandoned: their ids, their disks' claim and their space
-    /// reservation are released.
-    func endDrafts(_ drafts: [PointDraft], names: [String], reservation: UInt64) {
+    /// Ends drafts made or abandoned: their ids, their disks' claim and the space
+    /// reservation under `key` are released.
+    func endDrafts(_ drafts: [PointDraft], names: [String], key: String) {
         for draft in drafts { reservedIDs.remove(draft.id) }
         pointsInProgress.subtract(names)
-        reservedSpace -= min(reservation, reservedSpace)
+        spaceReservations[key] = nil
     }
 
-    /// Reserves `bytes` of the backup filesystem for a running backup, beside the
-    /// reservations of the others running; `LimitsExceeded` naming the figures when the
-    /// filesystem does not have them (qemu fails the guest's writes when a push target
-    /// cannot grow, so the space is checked before the backup begins).
-    func reserveSpace(_ bytes: UInt64, for disks: String) throws {
-        let available = (try? Files.availableBytes(directory)) ?? 0
-        guard available >= reservedSpace + bytes + DiskContext.backupSpaceFloor else {
-            throw ControllerError.limitsExceeded("a backup of \(disks) needs up to \(bytes) bytes on \(directory), which has \(available) free "
-                + "(\(reservedSpace) reserved by other backups, \(DiskContext.backupSpaceFloor) kept free)")
+    /// Room a running live backup reserved: at most `bytes` in `files` (its push targets).
+    struct SpaceReservation: Sendable {
+        let bytes: UInt64
+        let files: [String]
+
+        /// What the files may still grow by: the reservation less what they hold.
+        var remaining: UInt64 {
+            let written = files.reduce(UInt64(0)) { $0 + (Files.status($1)?.allocated ?? 0) }
+            return bytes > written ? bytes - written : 0
         }
-        reservedSpace += bytes
+    }
+
+    /// What every running live backup may still write (their reservations less what
+    /// their files hold): the room the free-space watch keeps.
+    func spaceStillNeeded() -> UInt64 {
+        spaceReservations.values.reduce(0) { $0 + $1.remaining }
+    }
+
+    /// Reserves `bytes` of the backup filesystem for a running backup (`key`) whose push
+    /// targets are `files`, beside what the others running may still write;
+    /// `LimitsExceeded` naming the figures when the filesystem does not have them (qemu
+    /// fails the guest's writes when a push target cannot grow, so the space is checked
+    /// before the backup begins).
+    func reserveSpace(_ bytes: UInt64, files: [String], key: String, for disks: String) throws {
+        let available = (try? Files.availableBytes(directory)) ?? 0
+        let others = spaceStillNeeded()
+        guard available >= others + bytes + DiskContext.backupSpaceFloor else {
+            throw ControllerError.limitsExceeded("a backup of \(disks) needs up to \(bytes) bytes on \(directory), which has \(available) free "
+                + "(\(others) still needed by other backups, \(DiskContext.backupSpaceFloor) kept free)")
+        }
+        spaceReservations[key] = SpaceReservation(bytes: bytes, files: files)
     }
 
     /// Removes a draft's temporary files.

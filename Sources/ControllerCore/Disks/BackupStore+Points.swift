@@ -50,6 +50,13 @@ extension BackupStore {
                 logger.notice("removed backup point file without a manifest \(directory)/\(name)")
             }
         }
+        for (group, members) in Dictionary(grouping: found.values.filter { $0.group != nil }, by: { $0.group! }).sorted(by: { $0.key < $1.key }) {
+            let missing = Self.missingMembers(members)
+            if !missing.isEmpty {
+                let kept = members.map(\.disk).sorted().joined(separator: ", ")
+                logger.notice("VM point \(group) is incomplete (no point of \(missing.joined(separator: ", "))): it is no VM point; the points of \(kept) stay those disks' own")
+            }
+        }
         return found
     }
 
@@ -93,7 +100,7 @@ extension BackupStore {
     /// VM running on one of them holds it open, so it is opened read-only and gets full
     /// points without tracking.
     public func makePoint(_ disk: DiskInfo, mode: BackupMode, isBase: Bool = false, policy: BackupPolicy = BackupPolicy(), group: String? = nil,
-                          progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupPoint {
+                          groupDisks: [String]? = nil, progress: @escaping @Sendable (Double?) -> Void) async throws -> BackupPoint {
         try claim([disk.name])
         defer { pointsInProgress.remove(disk.name) }
         let image = try await qemuImg.info(path: disk.path, format: disk.format)
@@ -112,7 +119,7 @@ extension BackupStore {
             }
             try await runBackupJob(source: disk, target: draft.temporary, newBitmap: draft.bitmap, since: draft.parent?.bitmap,
                                    readOnly: draft.bitmap == nil) { progress($0 * 0.8) }
-            let point = try await finishPoint(draft, group: group, live: false) { progress($0) }
+            let point = try await finishPoint(draft, group: group, groupDisks: groupDisks, live: false) { progress($0) }
             if let old = draft.parent?.bitmap {
                 do { try await qemuImg.removeBitmap(old, path: disk.path) } catch {
                     logger.warning("could not remove bitmap \(old) from disk \(disk.name) (removed before the next point): \(error)")

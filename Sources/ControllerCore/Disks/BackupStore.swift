@@ -37,8 +37,9 @@ public actor BackupStore {
     /// each disk's points (a deletion waits for none).
     var deletingDisks: Set<String> = []
     var pointReaders: [String: Int] = [:]
-    /// Bytes of the backup filesystem reserved by running backups (``reserveSpace(_:for:)``).
-    var reservedSpace: UInt64 = 0
+    /// Room of the backup filesystem reserved by running live backups
+    /// (``reserveSpace(_:files:key:for:)``), by their VM key.
+    var spaceReservations: [String: SpaceReservation] = [:]
     /// Ids of points being made (their files do not exist yet).
     var reservedIDs: Set<String> = []
     /// The storage daemon a backup runs (tests point it elsewhere).
@@ -190,9 +191,17 @@ public actor BackupStore {
         return id
     }
 
-    /// The disk points of VM point `id` (none: no such VM point).
-    public func vmPoint(_ id: String) -> [BackupPoint] {
-        points.values.filter { $0.group == id && $0.deleting != true }.sorted { $0.disk < $1.disk }
+    /// The disk points of VM point `id` (none: no such VM point), and the disks the VM point
+    /// names that have no point in it (a daemon stopped while it was made, or a point
+    /// deleted since): a VM point missing some is no VM point (its disks' points stay theirs).
+    public func vmPoint(_ id: String) -> (points: [BackupPoint], missing: [String]) {
+        let members = points.values.filter { $0.group == id && $0.deleting != true }.sorted { $0.disk < $1.disk }
+        return (members, Self.missingMembers(members))
+    }
+
+    /// The disks VM point members `members` name that have none of them.
+    static func missingMembers(_ members: [BackupPoint]) -> [String] {
+        Set(members.compactMap(\.groupDisks).joined()).subtracting(members.map(\.disk)).sorted()
     }
 
     /// Deletes an image backup: its manifest first (from then on it does not exist), then

@@ -70,7 +70,8 @@ extension DiskContext {
                 for (n, item) in plan.disks.enumerated() {
                     await guests.cache.release(item.disk.path)
                     let policy = await policies.record(item.disk.name).backup
-                    points.append(try await backups.makePoint(item.disk, mode: plan.mode, isBase: isBase(item.disk), policy: policy, group: group) {
+                    points.append(try await backups.makePoint(item.disk, mode: plan.mode, isBase: isBase(item.disk), policy: policy, group: group,
+                                                              groupDisks: plan.disks.map(\.disk.name)) {
                         job.progress((Double(n) + ($0 ?? 0)) / count)
                     })
                 }

@@ -33,6 +33,7 @@ extension DiskContext {
         let vmKey = "vm \(vm.uuid)"
         try await backups.claim(names + [vmKey])
         var drafts: [BackupStore.PointDraft] = []
+        var finished: [BackupPoint] = []
         var reserved: UInt64 = 0
         var begun = false
         do {
@@ -68,33 +69,42 @@ extension DiskContext {
                 backupDisks.append(.init(target: item.target, file: draft.temporary, since: draft.parent == nil ? nil : described?.name))
                 if let bitmap = draft.bitmap { newBitmaps[item.target] = bitmap }
             }
-            let reservation = reserved
-            reserved = 0
-            try await backups.reserveSpace(reservation, for: names.joined(separator: ", "))
-            reserved = reservation
+            try await backups.reserveSpace(reserved, files: drafts.map(\.temporary), key: vmKey, for: names.joined(separator: ", "))
             let checkpoint = newBitmaps.isEmpty ? nil
                 : CheckpointXML.checkpoint(name: BackupChain.bitmapName(group ?? drafts[0].id), bitmaps: newBitmaps, targets: targets)
+            CrashPoints.reach("live-backup.drafted")
             try await vms.backupBegin(vm.uuid, backup: CheckpointXML.pushBackup(backupDisks, targets: targets), checkpoint: checkpoint)
             begun = true
-            try await waitForLiveBackup(vm, job: job, files: drafts.map(\.temporary), needs: reservation)
+            try await waitForLiveBackup(vm, job: job)
             begun = false
-            var points: [BackupPoint] = []
+            CrashPoints.reach("live-backup.copied")
             let count = Double(drafts.count)
+            let members = group == nil ? nil : names
             for (n, draft) in drafts.enumerated() {
                 let share = 0.8 + 0.2 * Double(n) / count
-                points.append(try await backups.finishPoint(draft, group: group, live: true) { job.progress(share + $0 * 0.2 / count) })
+                finished.append(try await backups.finishPoint(draft, group: group, groupDisks: members, live: true) {
+                    job.progress(share + $0 * 0.2 / count)
+                })
+                if n + 1 < drafts.count { CrashPoints.reach("live-backup.partly-recorded") }
             }
-            await backups.endDrafts(drafts, names: names + [vmKey], reservation: reserved)
+            await backups.endDrafts(drafts, names: names + [vmKey], key: vmKey)
+            CrashPoints.reach("live-backup.recorded")
             // The parents' checkpoints go (and with them their bitmaps in qemu).
             do { _ = try await reconcileCheckpoints(vm) } catch {
                 logger.warning("backup of VM \(vm.name) made; its older checkpoints are removed before the next backup: \(error)")
             }
-            return points
+            return finished
         } catch {
             // qemu must have stopped writing before its files go.
             if begun { await abortLiveBackup(vm) }
             for draft in drafts { await backups.discard(draft) }
-            await backups.endDrafts(drafts, names: names + [vmKey], reservation: reserved)
+            await backups.endDrafts(drafts, names: names + [vmKey], key: vmKey)
+            // A VM point is all its disks or none: the points recorded before a failure go.
+            for point in finished.reversed() {
+                do { try await backups.deletePoint(point.id) } catch {
+                    logger.warning("point \(point.id) of the failed backup of VM \(vm.name) stays (its VM point is incomplete): \(error)")
+                }
+            }
             // A checkpoint the failed backup made is no record's: it goes now, or before the
             // next backup.
             _ = try? await reconcileCheckpoints(vm)
@@ -107,11 +117,11 @@ extension DiskContext {
     /// every 250 ms: libvirt sends no progress events, and the free-space watch must look
     /// while qemu writes. (Its end could come from libvirt's job-completed event once the
     /// libvirt cache forwards it; the figures are read anyway.)
-    /// The watch: the backup filesystem must keep room for what the point files (`files`)
-    /// may still grow by (`reservation` less what they hold) and the floor; when something
-    /// else takes that room, qemu's job is stopped before a push target can fill the
-    /// filesystem (qemu 7.2 then fails the guest's own writes).
-    private func waitForLiveBackup(_ vm: VMInfo, job: Job, files: [String], needs reservation: UInt64) async throws {
+    /// The watch: the backup filesystem must keep room for what the point files of every
+    /// running live backup may still grow by (their reservations less what they hold) and
+    /// the floor; when something else takes that room, qemu's job is stopped before a push
+    /// target can fill the filesystem (qemu 7.2 then fails the guest's own writes).
+    private func waitForLiveBackup(_ vm: VMInfo, job: Job) async throws {
         while true {
             // (A cancelled sleep returns at once: the checks below abort qemu's job.)
             try? await Task.sleep(for: .milliseconds(250))
@@ -136,10 +146,10 @@ extension DiskContext {
             }
             if Task.isCancelled { throw CancellationError() }
             let free = (try? Files.availableBytes(backups.directory)) ?? .max
-            let written = files.reduce(UInt64(0)) { $0 + (Files.status($1)?.allocated ?? 0) }
-            let needed = Self.backupSpaceFloor + (reservation > written ? reservation - written : 0)
+            let needed = Self.backupSpaceFloor + (await backups.spaceStillNeeded())
             if free < needed {
-                throw ControllerError.io("the backup of VM \(vm.name) was stopped: \(backups.directory) has \(free) bytes free, and the point may still need \(needed)")
+                throw ControllerError.io("the backup of VM \(vm.name) was stopped: \(backups.directory) has \(free) bytes free, "
+                    + "and the running backups' points may still need \(needed)")
             }
             if current.total > 0 { job.progress(0.8 * Double(current.processed) / Double(current.total)) }
         }

@@ -76,7 +76,11 @@ extension DiskService {
     public func checkVMRestore(_ vm: VMInfo, backup id: String) async throws -> VMRestorePlan {
         guard DiskName.isValid(id) else { throw ControllerError.invalidArgs("invalid backup id \(CallerText.quoted(id))") }
         let sources = Set(vm.disks.map(\.source))
-        let points = await context.backups.vmPoint(id)
+        let (points, missing) = await context.backups.vmPoint(id)
+        guard missing.isEmpty else {
+            throw ControllerError.noSuchBackup("VM point \(id) is incomplete: \(missing.joined(separator: ", ")) has no point in it "
+                                               + "(its making was interrupted, or the point was deleted since); restore its disks' points one by one")
+        }
         var restores: [(point: BackupPoint, disk: DiskInfo)] = []
         for point in points {
             let disk = try await context.disk(point.disk)
@@ -104,7 +108,8 @@ extension DiskService {
         }
     }
 
-    /// The VM's points (VM.Backup), oldest first: id, time, and the disk points it holds.
+    /// The VM's points (VM.Backup), oldest first: id, time, and the disk points it holds
+    /// (complete VM points only: see ``BackupStore/vmPoint(_:)``).
     public func vmPoints(_ vm: VMInfo) async -> [(id: String, created: UInt64, points: [String])] {
         let sources = Set(vm.disks.map(\.source))
         let managed = await context.store.list().filter { sources.contains($0.path) }.map(\.name)
@@ -112,6 +117,7 @@ extension DiskService {
         for name in managed {
             for point in await context.backups.points(of: name) { if let group = point.group { groups[group, default: []].append(point) } }
         }
+        for group in groups.keys where !(await context.backups.vmPoint(group).missing.isEmpty) { groups[group] = nil }
         return groups.map { (id: $0.key, created: $0.value.map(\.created).min() ?? 0, points: $0.value.map(\.id).sorted()) }
             .sorted { ($0.created, $0.id) < ($1.created, $1.id) }
     }

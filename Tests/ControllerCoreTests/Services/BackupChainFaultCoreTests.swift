@@ -123,4 +123,40 @@ extension BackupChainCoreTests {
         if case .uint64(let n)? = job.result["points_checked"] { return n }
         return nil
     }
+
+    /// Live backups' reservations count what their push targets may still grow by: what a
+    /// target already holds is in the filesystem's free space and is not counted twice, and
+    /// the free-space watch keeps room for every running backup's rest. (Margins of
+    /// gigabytes: other tests may write to the same filesystem meanwhile.)
+    func testSpaceReservationsCountWhatRunningBackupsMayStillWrite() async throws {
+        let backups = core.core.backups
+        let gib: UInt64 = 1 << 30
+        let target = "\(backups.directory)/.space-test.qcow2.partial"
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        FileManager.default.createFile(atPath: target, contents: nil)
+        let free = try Files.availableBytes(backups.directory)
+        guard free > 8 * gib else { return XCTFail("the backup filesystem has \(free) bytes free; the test needs 8 GiB") }
+        // One backup reserves all but 3 GiB (and the floor), then its target holds 4 GiB.
+        let reservation = free - DiskContext.backupSpaceFloor - 3 * gib
+        try await backups.reserveSpace(reservation, files: [target], key: "vm one", for: "one")
+        let fill = runTool("/usr/bin/fallocate", ["-l", "\(4 * gib)", target])
+        XCTAssertEqual(fill.status, 0, fill.output)
+        let needed = await backups.spaceStillNeeded()
+        let held = try XCTUnwrap(Files.status(target)?.allocated)
+        XCTAssertGreaterThanOrEqual(held, 4 * gib)
+        XCTAssertEqual(needed, reservation - held, "the reservation less what its target holds")
+        // A second backup of 1 GiB fits (counting the first's whole reservation, it would not).
+        try await backups.reserveSpace(gib, files: [], key: "vm two", for: "two")
+        await backups.endDrafts([], names: [], key: "vm two")
+        // One of 5 GiB does not, and the refusal names the figures.
+        do {
+            try await backups.reserveSpace(5 * gib, files: [], key: "vm three", for: "three")
+            XCTFail("a reservation beyond the free space was granted")
+        } catch ControllerError.limitsExceeded(let message) {
+            XCTAssertTrue(message.contains("still needed by other backups"), message)
+        }
+        await backups.endDrafts([], names: [], key: "vm one")
+        let left = await backups.spaceStillNeeded()
+        XCTAssertEqual(left, 0)
+    }
 }

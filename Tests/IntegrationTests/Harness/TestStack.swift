@@ -131,9 +131,12 @@ final class TestStack {
         }
     }
 
-    func startDaemon() throws {
+    /// Starts the daemon; `environment` is added to the tests' own (a crash point, for
+    /// instance: `MULTIVERSE_CRASH_AT`).
+    func startDaemon(environment extra: [String: String] = [:]) throws {
         guard let program = daemonCommand.first else { throw StackError("the daemon's command line was not prepared") }
-        let process = try Child(program, Array(daemonCommand.dropFirst()), stdout: logPath, stderr: logPath)
+        let environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        let process = try Child(program, Array(daemonCommand.dropFirst()), environment: environment, stdout: logPath, stderr: logPath)
         daemon = process
         for _ in 0..<300 {
             if busctl(["status", Self.busName]).ok { return }
