@@ -113,6 +113,11 @@ extension BackupStore {
         spaceReservations[key] = nil
     }
 
+    /// Releases the space reservation under `key` (its push targets are written).
+    func releaseSpace(key: String) {
+        spaceReservations[key] = nil
+    }
+
     /// Room a running live backup reserved: at most `bytes` in `files` (its push targets).
     struct SpaceReservation: Sendable {
         let bytes: UInt64

@@ -50,11 +50,12 @@ extension BackupStore {
                 logger.notice("removed backup point file without a manifest \(directory)/\(name)")
             }
         }
-        for (group, members) in Dictionary(grouping: found.values.filter { $0.group != nil }, by: { $0.group! }).sorted(by: { $0.key < $1.key }) {
+        let grouped = found.values.filter { $0.group != nil && $0.deleting != true }
+        for (group, members) in Dictionary(grouping: grouped, by: { $0.group! }).sorted(by: { $0.key < $1.key }) {
             let missing = Self.missingMembers(members)
             if !missing.isEmpty {
                 let kept = members.map(\.disk).sorted().joined(separator: ", ")
-                logger.notice("VM point \(group) is incomplete (no point of \(missing.joined(separator: ", "))): it is no VM point; the points of \(kept) stay those disks' own")
+                logger.info("VM point \(group) is incomplete (no point of \(missing.joined(separator: ", "))): it is no VM point; the points of \(kept) stay those disks' own")
             }
         }
         return found
@@ -119,7 +120,9 @@ extension BackupStore {
             }
             try await runBackupJob(source: disk, target: draft.temporary, newBitmap: draft.bitmap, since: draft.parent?.bitmap,
                                    readOnly: draft.bitmap == nil) { progress($0 * 0.8) }
+            CrashPoints.reach("backup.copied")
             let point = try await finishPoint(draft, group: group, groupDisks: groupDisks, live: false) { progress($0) }
+            CrashPoints.reach("backup.recorded")
             if let old = draft.parent?.bitmap {
                 do { try await qemuImg.removeBitmap(old, path: disk.path) } catch {
                     logger.warning("could not remove bitmap \(old) from disk \(disk.name) (removed before the next point): \(error)")

@@ -49,6 +49,7 @@ extension BackupStore {
             point.deleting = true
             try writeManifest(point)
             points[id] = point
+            CrashPoints.reach("delete-backup.marked")
         }
         try await finishDeletion(point)
     }
@@ -94,6 +95,7 @@ extension BackupStore {
                 try await qemuImg.rebase(childImage, backing: "\(parent).qcow2", backingFormat: "qcow2")
                 // The child must read what its index says before anything of the point goes.
                 try await requireIndex(of: [childImage] + chain.reversed().map { pointImage($0.id) }, equals: childDigests, child)
+                CrashPoints.reach("delete-backup.merged")
                 child.parent = parent
             } else {
                 let backing = try await qemuImg.info(path: childImage, format: "qcow2").backingFile
@@ -102,9 +104,11 @@ extension BackupStore {
                     // The full point's file now holds what the child holds: checked before it
                     // takes the child's place.
                     try await requireIndex(of: [pointImage(id)], equals: childDigests, child)
+                    CrashPoints.reach("delete-backup.merged")
                     try await FileSync.file(pointImage(id))
                     try Files.rename(pointImage(id), to: childImage)
                     try? await FileSync.directory(of: childImage)
+                    CrashPoints.reach("delete-backup.renamed")
                 } else if backing != nil {
                     throw ControllerError.io("backup point \(child.id) is built on \(backing!), not on point \(id): its deletion was stopped")
                 }

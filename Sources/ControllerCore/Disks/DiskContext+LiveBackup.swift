@@ -77,6 +77,8 @@ extension DiskContext {
             begun = true
             try await waitForLiveBackup(vm, job: job)
             begun = false
+            // qemu writes no more: the point files hold all they will (and are renamed next).
+            await backups.releaseSpace(key: vmKey)
             CrashPoints.reach("live-backup.copied")
             let count = Double(drafts.count)
             let members = group == nil ? nil : names
@@ -87,18 +89,23 @@ extension DiskContext {
                 })
                 if n + 1 < drafts.count { CrashPoints.reach("live-backup.partly-recorded") }
             }
-            await backups.endDrafts(drafts, names: names + [vmKey], key: vmKey)
+            // The disks are free again; the VM's key stays claimed until its checkpoints are
+            // reconciled, so no other live backup of the VM begins meanwhile.
+            await backups.endDrafts(drafts, names: names, key: vmKey)
             CrashPoints.reach("live-backup.recorded")
             // The parents' checkpoints go (and with them their bitmaps in qemu).
             do { _ = try await reconcileCheckpoints(vm) } catch {
                 logger.warning("backup of VM \(vm.name) made; its older checkpoints are removed before the next backup: \(error)")
             }
+            await backups.unclaim([vmKey])
             return finished
         } catch {
             // qemu must have stopped writing before its files go.
             if begun { await abortLiveBackup(vm) }
             for draft in drafts { await backups.discard(draft) }
-            await backups.endDrafts(drafts, names: names + [vmKey], key: vmKey)
+            // The disks are released (a point's deletion needs them free); the VM's key stays
+            // claimed until its checkpoints are reconciled.
+            await backups.endDrafts(drafts, names: names, key: vmKey)
             // A VM point is all its disks or none: the points recorded before a failure go.
             for point in finished.reversed() {
                 do { try await backups.deletePoint(point.id) } catch {
@@ -108,6 +115,7 @@ extension DiskContext {
             // A checkpoint the failed backup made is no record's: it goes now, or before the
             // next backup.
             _ = try? await reconcileCheckpoints(vm)
+            await backups.unclaim([vmKey])
             throw await backups.pointError(error, names.joined(separator: ", "))
         }
     }

@@ -146,6 +146,17 @@ final class TestStack {
         throw StackError("daemon did not take the name in 15 s: \(log(tail: 20))")
     }
 
+    /// Waits up to `timeout` for the daemon to exit by itself (a crash point); its exit
+    /// status, or nil when it still ran (it is then killed, as a failed test leaves it).
+    func daemonExit(within timeout: TimeInterval) -> Int32? {
+        guard let daemon else { return nil }
+        guard IntegrationTests.waitFor(timeout, interval: 0.05, { !daemon.isRunning }) else {
+            daemon.wait(timeout: 0)
+            return nil
+        }
+        return daemon.exitStatus
+    }
+
     /// Sends SIGTERM and waits; returns the exit status.
     @discardableResult
     func stopDaemon(signal: Int32 = SIGTERM, timeout: TimeInterval = 30) -> Int32? {

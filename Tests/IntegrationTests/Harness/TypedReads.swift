@@ -74,6 +74,19 @@ extension TestStack {
         return value
     }
 
+    /// The disk's chain points (Disk.ListBackupPoints), oldest first: id, kind and parent
+    /// ("" for a full point); [] when the call fails.
+    func backupPoints(_ disk: String) -> [(id: String, kind: String, parent: String)] {
+        let reply = try? typed {
+            try await $0.call(destination: Self.busName, path: Self.diskPath(disk), interface: Self.diskInterface, member: "ListBackupPoints",
+                              [.emptyOptions])
+        }
+        return reply?.first.rows.compactMap { row in
+            guard row.count > 2, let id = row[0].string, let kind = row[1].string, let parent = row[2].string else { return nil }
+            return (id, kind, parent)
+        } ?? []
+    }
+
     /// A property of the VM named `name`, or nil while there is no such VM (yet) or it cannot
     /// be read: for polls that wait for a VM's object to appear, as after a daemon restart.
     func vmPropertyIfPresent(_ name: String, _ property: String) -> DBusValue? {
