@@ -16,6 +16,9 @@ public struct DomainLifecycleEvent: Sendable {
     /// Not a libvirt lifecycle code: the guest rebooted (`VIR_DOMAIN_EVENT_ID_REBOOT`); with
     /// `on_reboot=restart` the domain keeps running and no lifecycle event is sent.
     public static let rebooted: Int32 = -2
+    /// Not a libvirt lifecycle code: a job of the domain ended, a backup's included
+    /// (`VIR_DOMAIN_EVENT_ID_JOB_COMPLETED`; its figures are read with the job's stats).
+    public static let jobCompleted: Int32 = -3
     public static let defined: Int32 = 0
     public static let undefined: Int32 = 1
     public static let stopped: Int32 = 5
@@ -55,6 +58,15 @@ private let rebootTrampoline: @convention(c) (virConnectPtr?, virDomainPtr?, Uns
     sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: DomainLifecycleEvent.rebooted, detail: 0))
 }
 
+private let jobCompletedTrampoline: @convention(c) (virConnectPtr?, virDomainPtr?, virTypedParameterPtr?, Int32, UnsafeMutableRawPointer?) -> Void = {
+    _, domain, _, _, opaque in
+    guard let domain, let opaque else { return }
+    let sink = Unmanaged<EventSink>.fromOpaque(opaque).takeUnretainedValue()
+    let uuid = libvirtUUID { virDomainGetUUIDString(domain, $0) }
+    let name = virDomainGetName(domain).map { String(cString: $0) } ?? ""
+    sink.handler(DomainLifecycleEvent(uuid: uuid, name: name, event: DomainLifecycleEvent.jobCompleted, detail: 0))
+}
+
 extension LibvirtConnection {
     /// Calls `handler` (on libvirt's event thread) for every lifecycle event of every
     /// domain of this connection, until the connection is closed.
@@ -75,5 +87,10 @@ extension LibvirtConnection {
         let rebootID = virConnectDomainEventRegisterAny(try handle(), nil, Int32(VIR_DOMAIN_EVENT_ID_REBOOT.rawValue), reboot,
                                                         Unmanaged.passUnretained(sink).toOpaque(), nil)
         if rebootID >= 0 { keep(sink, callbackID: rebootID) } else { virResetLastError() }
+        // Ended jobs (a live backup's end); drivers without them are fine.
+        let job = unsafeBitCast(jobCompletedTrampoline, to: virConnectDomainEventGenericCallback.self)
+        let jobID = virConnectDomainEventRegisterAny(try handle(), nil, Int32(VIR_DOMAIN_EVENT_ID_JOB_COMPLETED.rawValue), job,
+                                                     Unmanaged.passUnretained(sink).toOpaque(), nil)
+        if jobID >= 0 { keep(sink, callbackID: jobID) } else { virResetLastError() }
     }
 }

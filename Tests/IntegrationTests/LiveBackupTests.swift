@@ -154,6 +154,9 @@ final class LiveBackupTests: XCTestCase {
         guard let first = try runJob(Self.disk, "Backup", ["a{sv}", "0"]), let p1 = first["backup_id"]?.string else { return }
         XCTAssertEqual(first["kind"]?.string, "full", "\(first)")
         XCTAssertEqual(Self.checkpoints(), ["mv-\(p1)"])
+        // The backup's end came as libvirt's job-completed event (-3 in the daemon's debug log;
+        // the wait wakes on it).
+        XCTAssertTrue(s.log(tail: 400).contains("libvirt event -3/0 for \(Self.vm)"), s.log(tail: 20))
         let tracking = s.diskProperty(Self.disk, "ChangeTracking")?.stringKeyedDictionary
         XCTAssertEqual(tracking?["state"]?.string, "tracking", "\(String(describing: tracking))")
         XCTAssertEqual(tracking?["changed"]?.uint64, 0)

@@ -73,9 +73,10 @@ extension DiskContext {
             let checkpoint = newBitmaps.isEmpty ? nil
                 : CheckpointXML.checkpoint(name: BackupChain.bitmapName(group ?? drafts[0].id), bitmaps: newBitmaps, targets: targets)
             CrashPoints.reach("live-backup.drafted")
+            let jobsEnded = await vms.vm(uuid: vm.uuid)?.jobsEnded ?? 0
             try await vms.backupBegin(vm.uuid, backup: CheckpointXML.pushBackup(backupDisks, targets: targets), checkpoint: checkpoint)
             begun = true
-            try await waitForLiveBackup(vm, job: job)
+            try await waitForLiveBackup(vm, job: job, jobsEnded: jobsEnded)
             begun = false
             // qemu writes no more: the point files hold all they will (and are renamed next).
             await backups.releaseSpace(key: vmKey)
@@ -121,18 +122,20 @@ extension DiskContext {
     }
 
     /// Waits for the VM's push backup to end, reporting its progress; aborts it when the
-    /// job is cancelled or the backup filesystem runs low. It reads libvirt's job figures
-    /// every 250 ms: libvirt sends no progress events, and the free-space watch must look
-    /// while qemu writes. (Its end could come from libvirt's job-completed event once the
-    /// libvirt cache forwards it; the figures are read anyway.)
+    /// job is cancelled or the backup filesystem runs low. It wakes at libvirt's
+    /// job-completed event (the VM's ``VMInfo/jobsEnded`` moves past `jobsEnded`, counted
+    /// before the backup began) or its stop, and otherwise every 250 ms: libvirt sends no
+    /// progress events, and the free-space watch must look while qemu writes.
     /// The watch: the backup filesystem must keep room for what the point files of every
     /// running live backup may still grow by (their reservations less what they hold) and
     /// the floor; when something else takes that room, qemu's job is stopped before a push
     /// target can fill the filesystem (qemu 7.2 then fails the guest's own writes).
-    private func waitForLiveBackup(_ vm: VMInfo, job: Job) async throws {
+    private func waitForLiveBackup(_ vm: VMInfo, job: Job, jobsEnded: UInt64) async throws {
         while true {
-            // (A cancelled sleep returns at once: the checks below abort qemu's job.)
-            try? await Task.sleep(for: .milliseconds(250))
+            // (A cancelled wait returns at once: the checks below abort qemu's job.)
+            _ = try? await vms.wait(for: vm.uuid, timeout: .milliseconds(250), rereadAtDeadline: false) {
+                ($0?.jobsEnded ?? 0) != jobsEnded || $0?.state.isActive != true
+            }
             guard await vms.vm(uuid: vm.uuid)?.state.isActive == true else {
                 throw ControllerError.io("VM \(vm.name) stopped during the backup")
             }
@@ -184,11 +187,16 @@ extension DiskContext {
     /// qemu no longer runs it, so its target files can go.
     private func abortLiveBackup(_ vm: VMInfo) async {
         try? await vms.abortJob(vm.uuid)
-        for _ in 0..<240 {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            let jobsEnded = await vms.vm(uuid: vm.uuid)?.jobsEnded ?? 0
             guard await vms.vm(uuid: vm.uuid)?.state.isActive == true, let stats = try? await vms.jobStats(vm.uuid, completed: false),
                   stats.running else { return }
             try? await vms.abortJob(vm.uuid)
-            try? await Task.sleep(for: .milliseconds(250))
+            // Until the job-completed event, the VM's stop, or a second (a lost event).
+            _ = try? await vms.wait(for: vm.uuid, timeout: .seconds(1), rereadAtDeadline: false) {
+                ($0?.jobsEnded ?? 0) != jobsEnded || $0?.state.isActive != true
+            }
         }
         logger.warning("the backup job of VM \(vm.name) still runs 60 s after it was aborted")
     }

@@ -24,6 +24,9 @@ public struct VMInfo: Sendable, Equatable {
     public var readinessSocket = ""
     /// What the guest reported on the channel during this boot.
     public var guest = GuestReadiness()
+    /// How many of the VM's jobs libvirt reported ended (job-completed events) since the
+    /// cache knew it: waits for a job's end watch it change.
+    public var jobsEnded: UInt64 = 0
 
     public init(uuid: String, name: String) {
         self.uuid = uuid

@@ -26,9 +26,10 @@ extension VMManager {
 
     /// Waits up to `timeout` until `condition` holds for the VM `uuid` as cached (it gets
     /// nil once libvirt no longer has the VM). At the deadline the VM is read from libvirt
-    /// once more, so a lost event costs the wait's length, never a wrong answer. A cancelled
-    /// task ends the wait at once with `CancellationError`.
-    public func wait(for uuid: String, timeout: Duration,
+    /// once more (unless `rereadAtDeadline` is false: a caller that checks libvirt itself
+    /// after each wait), so a lost event costs the wait's length, never a wrong answer. A
+    /// cancelled task ends the wait at once with `CancellationError`.
+    public func wait(for uuid: String, timeout: Duration, rereadAtDeadline: Bool = true,
                      until condition: @escaping @Sendable (VMInfo?) -> Bool) async throws -> WaitOutcome {
         if condition(vms[uuid]) { return WaitOutcome(met: true, info: vms[uuid]) }
         let id = nextWaiterID
@@ -50,6 +51,7 @@ extension VMManager {
         }
         try Task.checkCancellation()
         if case .met(let info) = end { return WaitOutcome(met: true, info: info) }
+        guard rereadAtDeadline else { return WaitOutcome(met: condition(vms[uuid]), info: vms[uuid]) }
         let info = await refresh(uuid)
         return WaitOutcome(met: condition(info), info: info)
     }

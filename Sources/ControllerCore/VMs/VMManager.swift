@@ -46,6 +46,8 @@ public actor VMManager {
     var channelRetries: Set<ReadinessChannels.Key> = []
     private var channelTask: Task<Void, Never>?
     /// Pending waits on the cache (VMManager+Waits.swift), by id.
+    /// Job-completed events per VM (``VMInfo/jobsEnded``), by uuid.
+    var jobsEnded: [String: UInt64] = [:]
     var waiters: [UInt64: Waiter] = [:]
     var nextWaiterID: UInt64 = 0
 
@@ -172,6 +174,7 @@ public actor VMManager {
     private func upsert(_ fresh: VMInfo, reading stamp: UInt64) async {
         var info = fresh
         applyReadiness(&info)
+        info.jobsEnded = jobsEnded[info.uuid] ?? 0
         let old: VMInfo?
         switch store(info, uuid: info.uuid, reading: stamp) {
         case nil:
@@ -194,6 +197,7 @@ public actor VMManager {
     private func handle(_ event: DomainLifecycleEvent) async {
         logger.debug("libvirt event \(event.event)/\(event.detail) for \(event.name) (\(event.uuid))")
         if event.event == DomainLifecycleEvent.rebooted { guestRebooted(event.uuid, name: event.name) }
+        if event.event == DomainLifecycleEvent.jobCompleted { jobsEnded[event.uuid, default: 0] &+= 1 }
         await refresh(event.uuid)
     }
 
