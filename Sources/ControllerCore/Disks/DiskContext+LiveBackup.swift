@@ -131,11 +131,17 @@ extension DiskContext {
     /// the floor; when something else takes that room, qemu's job is stopped before a push
     /// target can fill the filesystem (qemu 7.2 then fails the guest's own writes).
     private func waitForLiveBackup(_ vm: VMInfo, job: Job, jobsEnded: UInt64) async throws {
+        var seen = jobsEnded
         while true {
             // (A cancelled wait returns at once: the checks below abort qemu's job.)
+            let counted = seen
             _ = try? await vms.wait(for: vm.uuid, timeout: .milliseconds(250), rereadAtDeadline: false) {
-                ($0?.jobsEnded ?? 0) != jobsEnded || $0?.state.isActive != true
+                ($0?.jobsEnded ?? 0) != counted || $0?.state.isActive != true
             }
+            // Counted before libvirt is asked: an event for another job (an aborted one
+            // ending late) wakes one round, not every round, and one after the question
+            // wakes the next.
+            seen = await vms.vm(uuid: vm.uuid)?.jobsEnded ?? seen
             guard await vms.vm(uuid: vm.uuid)?.state.isActive == true else {
                 throw ControllerError.io("VM \(vm.name) stopped during the backup")
             }
