@@ -133,15 +133,10 @@ extension DiskContext {
     private func waitForLiveBackup(_ vm: VMInfo, job: Job, jobsEnded: UInt64) async throws {
         var seen = jobsEnded
         while true {
-            // (A cancelled wait returns at once: the checks below abort qemu's job.)
-            let counted = seen
-            _ = try? await vms.wait(for: vm.uuid, timeout: .milliseconds(250), rereadAtDeadline: false) {
-                ($0?.jobsEnded ?? 0) != counted || $0?.state.isActive != true
-            }
-            // Counted before libvirt is asked: an event for another job (an aborted one
-            // ending late) wakes one round, not every round, and one after the question
-            // wakes the next.
-            seen = await vms.vm(uuid: vm.uuid)?.jobsEnded ?? seen
+            // (A cancelled wait returns at once: the checks below abort qemu's job.) Counted
+            // before libvirt is asked: an event for another job (an aborted one ending late)
+            // wakes one round, not every round, and one after the question wakes the next.
+            seen = await waitForJobEnd(vm, after: seen, timeout: .milliseconds(250))
             guard await vms.vm(uuid: vm.uuid)?.state.isActive == true else {
                 throw ControllerError.io("VM \(vm.name) stopped during the backup")
             }
@@ -195,16 +190,22 @@ extension DiskContext {
         try? await vms.abortJob(vm.uuid)
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            let jobsEnded = await vms.vm(uuid: vm.uuid)?.jobsEnded ?? 0
-            guard await vms.vm(uuid: vm.uuid)?.state.isActive == true, let stats = try? await vms.jobStats(vm.uuid, completed: false),
+            guard let now = await vms.vm(uuid: vm.uuid), now.state.isActive, let stats = try? await vms.jobStats(vm.uuid, completed: false),
                   stats.running else { return }
             try? await vms.abortJob(vm.uuid)
             // Until the job-completed event, the VM's stop, or a second (a lost event).
-            _ = try? await vms.wait(for: vm.uuid, timeout: .seconds(1), rereadAtDeadline: false) {
-                ($0?.jobsEnded ?? 0) != jobsEnded || $0?.state.isActive != true
-            }
+            _ = await waitForJobEnd(vm, after: now.jobsEnded, timeout: .seconds(1))
         }
         logger.warning("the backup job of VM \(vm.name) still runs 60 s after it was aborted")
+    }
+
+    /// Waits up to `timeout` for libvirt's next job-completed event of `vm` after the
+    /// `seen`-th (``VMInfo/jobsEnded``) or for the VM's stop; returns the count then.
+    private func waitForJobEnd(_ vm: VMInfo, after seen: UInt64, timeout: Duration) async -> UInt64 {
+        _ = try? await vms.wait(for: vm.uuid, timeout: timeout, rereadAtDeadline: false) {
+            ($0?.jobsEnded ?? 0) != seen || $0?.state.isActive != true
+        }
+        return await vms.vm(uuid: vm.uuid)?.jobsEnded ?? seen
     }
 
     /// Makes libvirt's checkpoints of `vm` the ones the records need (each disk's newest
